@@ -1,0 +1,526 @@
+//! Typed settings: compiled defaults, then an optional TOML file, then
+//! `WHATSIFY__SECTION__KEY` environment variables.
+//!
+//! Loading is two steps: the `config` crate merges the sources into
+//! [`RawSettings`] (plain strings, as written), and [`RawSettings::validate`]
+//! turns them into [`Settings`], where every secret is present, long enough,
+//! and held in a type that never prints. A missing or weak secret is a
+//! start-up error that names the key and its environment variable.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::Deserialize;
+
+/// The compiled defaults, in the same TOML form an operator writes.
+pub const DEFAULTS_TOML: &str = r#"
+[server]
+bind = "127.0.0.1:8080"
+max_body_bytes = 4194304
+
+[meta]
+app_secret = ""
+app_secret_previous = ""
+verify_token = ""
+access_token = ""
+graph_api_base = "https://graph.facebook.com/v23.0"
+phone_number_id = ""
+
+[store]
+backend = "embedded"
+path = "data"
+redis_url = "redis://127.0.0.1:6379/0"
+key_prefix = "whatsify:"
+
+[flows]
+dir = "flows"
+session_ttl = "24h"
+
+[outbox]
+messages_per_second = 80
+max_attempts = 8
+max_age = "4h"
+
+[privacy]
+master_key = ""
+pseudonym_key = ""
+policy_version = "1"
+retention_days = 365
+erase_confirm_minutes = 10
+
+[admin]
+token = ""
+
+[log]
+format = "text"
+"#;
+
+/// Shortest accepted length of a textual secret (app secret, tokens).
+pub const MIN_SECRET_CHARS: usize = 16;
+/// Shortest accepted admin token: it guards every contact's data.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read settings: {0}")]
+    Source(#[from] config::ConfigError),
+    #[error("{key} is missing: set it in the config file or the {env} environment variable")]
+    Missing { key: &'static str, env: String },
+    #[error("{key} is too short ({problem}): set a stronger value in the config file or {env}")]
+    Weak {
+        key: &'static str,
+        env: String,
+        problem: String,
+    },
+    #[error("{key} is invalid: {problem} (config file or {env})")]
+    Invalid {
+        key: &'static str,
+        env: String,
+        problem: String,
+    },
+}
+
+/// The environment variable that sets `section.key`.
+pub fn env_var(key: &str) -> String {
+    format!("WHATSIFY__{}", key.replace('.', "__").to_uppercase())
+}
+
+/// The settings as merged from the sources, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub server: ServerSettings,
+    pub meta: RawMeta,
+    pub store: RawStore,
+    pub flows: FlowSettings,
+    pub outbox: OutboxSettings,
+    pub privacy: RawPrivacy,
+    pub admin: RawAdmin,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMeta {
+    app_secret: SecretString,
+    app_secret_previous: SecretString,
+    verify_token: SecretString,
+    access_token: SecretString,
+    graph_api_base: String,
+    phone_number_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    backend: String,
+    path: PathBuf,
+    redis_url: SecretString,
+    key_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSettings {
+    pub dir: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSettings {
+    pub messages_per_second: u32,
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrivacy {
+    master_key: SecretString,
+    pseudonym_key: SecretString,
+    policy_version: String,
+    retention_days: u32,
+    erase_confirm_minutes: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    token: SecretString,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// A 32-byte key (master or pseudonym key). Never printed.
+pub struct Key32(SecretBox<[u8; 32]>);
+
+impl Key32 {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Key32(SecretBox::new(Box::new(bytes)))
+    }
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl Clone for Key32 {
+    fn clone(&self) -> Self {
+        Key32::new(*self.expose())
+    }
+}
+
+impl std::fmt::Debug for Key32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key32([REDACTED])")
+    }
+}
+
+/// Which store backend holds the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Redis,
+}
+
+/// Validated settings: what the rest of the program reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub meta: MetaSettings,
+    pub store: StoreSettings,
+    pub flows: FlowSettings,
+    pub outbox: OutboxSettings,
+    pub privacy: PrivacySettings,
+    pub admin: AdminSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetaSettings {
+    pub app_secret: SecretString,
+    pub app_secret_previous: Option<SecretString>,
+    pub verify_token: SecretString,
+    pub access_token: SecretString,
+    pub graph_api_base: String,
+    pub phone_number_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub backend: Backend,
+    pub path: PathBuf,
+    pub redis_url: SecretString,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrivacySettings {
+    pub master_key: Key32,
+    /// Keyed hashes of contact ids; derived from the master key when unset.
+    pub pseudonym_key: Option<Key32>,
+    pub policy_version: String,
+    pub retention_days: u32,
+    pub erase_confirm_minutes: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// The admin API and console are off when this is `None`.
+    pub token: Option<SecretString>,
+}
+
+impl Settings {
+    /// Loads settings from the defaults, `file` (or `whatsify.toml` in the
+    /// working folder when present) and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// As [`Settings::load`], with the environment given (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULTS_TOML,
+            config::FileFormat::Toml,
+        ));
+        builder = match file {
+            Some(path) => builder.add_source(config::File::from(path).required(true)),
+            None => builder.add_source(config::File::with_name("whatsify.toml").required(false)),
+        };
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("WHATSIFY__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("WHATSIFY")
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(env)),
+        );
+        let raw: RawSettings = builder.build()?.try_deserialize()?;
+        raw.validate()
+    }
+}
+
+fn secret(key: &'static str, value: SecretString, min: usize) -> Result<SecretString, ConfigError> {
+    let text = value.expose_secret();
+    if text.is_empty() {
+        return Err(ConfigError::Missing {
+            key,
+            env: env_var(key),
+        });
+    }
+    let chars = text.chars().count();
+    if chars < min {
+        return Err(ConfigError::Weak {
+            key,
+            env: env_var(key),
+            problem: format!("{chars} characters, at least {min} needed"),
+        });
+    }
+    Ok(value)
+}
+
+fn optional_secret(
+    key: &'static str,
+    value: SecretString,
+    min: usize,
+) -> Result<Option<SecretString>, ConfigError> {
+    if value.expose_secret().is_empty() {
+        Ok(None)
+    } else {
+        secret(key, value, min).map(Some)
+    }
+}
+
+fn key32(key: &'static str, value: &SecretString) -> Result<Option<Key32>, ConfigError> {
+    let text = value.expose_secret().trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| ConfigError::Invalid {
+            key,
+            env: env_var(key),
+            problem: "not valid base64 (make one with `openssl rand -base64 32`)".into(),
+        })?;
+    let bytes: [u8; 32] = decoded.try_into().map_err(|v: Vec<u8>| ConfigError::Weak {
+        key,
+        env: env_var(key),
+        problem: format!("{} bytes, exactly 32 needed", v.len()),
+    })?;
+    Ok(Some(Key32::new(bytes)))
+}
+
+impl RawSettings {
+    /// Checks every key and builds the typed settings.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let meta = MetaSettings {
+            app_secret: secret("meta.app_secret", self.meta.app_secret, MIN_SECRET_CHARS)?,
+            app_secret_previous: optional_secret(
+                "meta.app_secret_previous",
+                self.meta.app_secret_previous,
+                MIN_SECRET_CHARS,
+            )?,
+            verify_token: secret(
+                "meta.verify_token",
+                self.meta.verify_token,
+                MIN_SECRET_CHARS,
+            )?,
+            access_token: secret(
+                "meta.access_token",
+                self.meta.access_token,
+                MIN_SECRET_CHARS,
+            )?,
+            graph_api_base: self.meta.graph_api_base.trim_end_matches('/').to_owned(),
+            phone_number_id: Some(self.meta.phone_number_id).filter(|s| !s.is_empty()),
+        };
+        let master_key =
+            key32("privacy.master_key", &self.privacy.master_key)?.ok_or_else(|| {
+                ConfigError::Missing {
+                    key: "privacy.master_key",
+                    env: env_var("privacy.master_key"),
+                }
+            })?;
+        let privacy = PrivacySettings {
+            master_key,
+            pseudonym_key: key32("privacy.pseudonym_key", &self.privacy.pseudonym_key)?,
+            policy_version: self.privacy.policy_version,
+            retention_days: self.privacy.retention_days,
+            erase_confirm_minutes: self.privacy.erase_confirm_minutes,
+        };
+        let backend = match self.store.backend.as_str() {
+            "embedded" => Backend::Embedded,
+            "redis" => Backend::Redis,
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "store.backend",
+                    env: env_var("store.backend"),
+                    problem: format!("{other:?} is not \"embedded\" or \"redis\""),
+                });
+            }
+        };
+        if self.store.key_prefix.contains(['{', '}']) {
+            return Err(ConfigError::Invalid {
+                key: "store.key_prefix",
+                env: env_var("store.key_prefix"),
+                problem: "must not contain { or } (they would break Redis Cluster hash tags)"
+                    .into(),
+            });
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "server.max_body_bytes",
+                env: env_var("server.max_body_bytes"),
+                problem: "must be at least 1024 (Meta sends up to about 3 MB)".into(),
+            });
+        }
+        Ok(Settings {
+            server: self.server,
+            meta,
+            store: StoreSettings {
+                backend,
+                path: self.store.path,
+                redis_url: self.store.redis_url,
+                key_prefix: self.store.key_prefix,
+            },
+            flows: self.flows,
+            outbox: self.outbox,
+            privacy,
+            admin: AdminSettings {
+                token: optional_secret("admin.token", self.admin.token, MIN_ADMIN_TOKEN_CHARS)?,
+            },
+            log: self.log,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut base = vec![
+            ("WHATSIFY__META__APP_SECRET", "app-secret-0123456789"),
+            ("WHATSIFY__META__VERIFY_TOKEN", "verify-token-0123456789"),
+            ("WHATSIFY__META__ACCESS_TOKEN", "access-token-0123456789"),
+            ("WHATSIFY__PRIVACY__MASTER_KEY", KEY),
+        ];
+        base.extend_from_slice(extra);
+        base.into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    fn load(vars: Vec<(String, String)>) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("empty.toml");
+        std::fs::write(&file, "").expect("write");
+        Settings::load_from(Some(&file), vars)
+    }
+
+    #[test]
+    fn defaults_with_secrets_from_the_environment_load() {
+        let s = load(env(&[])).expect("settings");
+        assert_eq!(s.server.bind, "127.0.0.1:8080");
+        assert_eq!(s.server.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(s.store.backend, Backend::Embedded);
+        assert_eq!(s.flows.session_ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(s.outbox.max_age, Duration::from_secs(4 * 3600));
+        assert!(s.admin.token.is_none());
+        assert!(s.meta.app_secret_previous.is_none());
+        assert_eq!(s.privacy.master_key.expose()[1], 1);
+    }
+
+    #[test]
+    fn a_missing_secret_names_the_key_and_its_variable() {
+        let vars: Vec<_> = env(&[])
+            .into_iter()
+            .filter(|(k, _)| k != "WHATSIFY__META__APP_SECRET")
+            .collect();
+        let err = load(vars).expect_err("must fail").to_string();
+        assert!(err.contains("meta.app_secret"), "{err}");
+        assert!(err.contains("WHATSIFY__META__APP_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_without_printing_it() {
+        let err = load(env(&[("WHATSIFY__META__VERIFY_TOKEN", "tiny-token")]))
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("WHATSIFY__META__VERIFY_TOKEN"), "{err}");
+        assert!(!err.contains("tiny-token"), "{err}");
+    }
+
+    #[test]
+    fn a_master_key_of_the_wrong_length_is_refused() {
+        let err = load(env(&[("WHATSIFY__PRIVACY__MASTER_KEY", "AAECAwQ=")]))
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            err.contains("privacy.master_key") && err.contains("32"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("w.toml");
+        std::fs::write(
+            &file,
+            "[server]\nbind = \"0.0.0.0:9000\"\n[outbox]\nmax_attempts = 3\n[store]\nbackend = \"redis\"\n",
+        )
+        .expect("write");
+        let s = Settings::load_from(Some(&file), env(&[("WHATSIFY__OUTBOX__MAX_ATTEMPTS", "5")]))
+            .expect("settings");
+        assert_eq!(s.server.bind, "0.0.0.0:9000");
+        assert_eq!(s.outbox.max_attempts, 5);
+        assert_eq!(s.store.backend, Backend::Redis);
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_not_silently_ignored() {
+        let err = load(env(&[("WHATSIFY__META__APP_SECRTE", "x")]))
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("app_secrte"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = load(env(&[])).expect("settings");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("app-secret-0123456789"));
+        assert!(!shown.contains(KEY));
+    }
+}

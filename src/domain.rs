@@ -1,0 +1,133 @@
+//! Identifiers that cross module boundaries, built only by parsing.
+//!
+//! A customer is known to us by their WhatsApp id (`wa_id`, a phone number
+//! in digits) or, when they use a username and Meta withholds the number,
+//! by the business-scoped user id (`user_id`, e.g. `US.1349…`). Neither
+//! ever appears in logs: their `Debug` is redacted, and stores and logs use
+//! the pseudonymous [`ContactKey`] instead.
+
+use std::fmt;
+
+/// A WhatsApp id: the customer's phone number in digits, no `+`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct WaId(String);
+
+impl WaId {
+    pub fn parse(s: &str) -> Option<WaId> {
+        let ok = (5..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+        ok.then(|| WaId(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A business-scoped user id (BSUID): an ISO country code, a dot, and up to
+/// 128 alphanumeric characters (`US.ENT.…` for managed businesses).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(s: &str) -> Option<UserId> {
+        let ok = (4..=160).contains(&s.len())
+            && s.contains('.')
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+        ok.then(|| UserId(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Who a customer is: by phone number when Meta gives one, else by BSUID.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum ContactId {
+    WaId(WaId),
+    UserId(UserId),
+}
+
+impl ContactId {
+    /// The wa_id when present and valid, otherwise the user_id.
+    pub fn from_parts(wa_id: Option<&str>, user_id: Option<&str>) -> Option<ContactId> {
+        wa_id
+            .and_then(WaId::parse)
+            .map(ContactId::WaId)
+            .or_else(|| user_id.and_then(UserId::parse).map(ContactId::UserId))
+    }
+
+    /// A string that is unique across both kinds of id (input to hashing).
+    pub fn canonical(&self) -> String {
+        match self {
+            ContactId::WaId(w) => format!("wa:{}", w.0),
+            ContactId::UserId(u) => format!("user:{}", u.0),
+        }
+    }
+}
+
+macro_rules! redacted_debug {
+    ($($t:ty),*) => {$(
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}([REDACTED])", stringify!($t))
+            }
+        }
+    )*};
+}
+redacted_debug!(WaId, UserId, ContactId);
+
+/// The pseudonymous id of a contact: a keyed hash of its [`ContactId`],
+/// 32 lowercase hex characters. Safe to log and to use in storage keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContactKey(String);
+
+impl ContactKey {
+    /// Parses the hex form (as found in store keys).
+    pub fn parse(s: &str) -> Option<ContactKey> {
+        let ok = s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        ok.then(|| ContactKey(s.to_owned()))
+    }
+    pub(crate) fn from_hash(bytes: &[u8; 16]) -> ContactKey {
+        ContactKey(hex::encode(bytes))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContactKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phone_number_is_preferred_over_the_business_scoped_id() {
+        let id = ContactId::from_parts(Some("16505550101"), Some("US.1349120865"));
+        assert_eq!(id.map(|c| c.canonical()), Some("wa:16505550101".into()));
+    }
+
+    #[test]
+    fn a_contact_without_a_phone_number_is_known_by_user_id() {
+        let id = ContactId::from_parts(None, Some("US.13491208655302741918"));
+        assert_eq!(
+            id.map(|c| c.canonical()),
+            Some("user:US.13491208655302741918".into())
+        );
+    }
+
+    #[test]
+    fn garbage_ids_are_not_contacts() {
+        assert!(ContactId::from_parts(Some("+1 650"), Some("no dot here")).is_none());
+        assert!(ContactId::from_parts(None, None).is_none());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_number() {
+        let id = ContactId::from_parts(Some("16505550101"), None).expect("id");
+        assert!(!format!("{id:?}").contains("16505550101"));
+    }
+}

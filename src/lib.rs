@@ -1,0 +1,26 @@
+//! whatsify: a WhatsApp Cloud API bot server.
+//!
+//! The modules, in the order a customer's message flows through them:
+//!
+//! - [`config`]: typed settings (defaults < TOML file < environment) and the
+//!   secret type that never prints.
+//! - [`startup`] and [`telemetry`]: build the HTTP application and the
+//!   tracing subscriber the binary and the tests share.
+//! - [`webhook`]: ingress. Body size limit, `X-Hub-Signature-256`
+//!   verification over the raw bytes, the typed model of Meta's payload
+//!   ([`webhook::payload`]), and the split of a delivery into inbox events.
+//! - [`privacy`]: encryption of stored content and pseudonymous contact ids.
+//! - [`store`]: the storage trait and its two backends, Redis and the
+//!   embedded redb file; the durable, de-duplicated inbox lives there.
+//! - [`health`]: liveness and readiness.
+//!
+//! Later stages (flow engine, outbox, admin API) plug in after the inbox.
+
+pub mod config;
+pub mod domain;
+pub mod health;
+pub mod privacy;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod webhook;

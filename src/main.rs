@@ -1,0 +1,57 @@
+//! The `whatsify` command line. Everything else lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use whatsify::config::Settings;
+use whatsify::startup::Application;
+
+#[derive(Parser)]
+#[command(name = "whatsify", version, about = "WhatsApp Cloud API bot server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the webhook server (and, as they arrive, the workers).
+    Serve {
+        /// Settings file (TOML); default: whatsify.toml when present.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+    }
+}
+
+fn serve(config: Option<PathBuf>) -> ExitCode {
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("whatsify: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    whatsify::telemetry::init(settings.log.format);
+    let result = actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(&settings).await?;
+        tracing::info!(port = app.port(), backend = ?settings.store.backend, "whatsify listening");
+        app.run_until_stopped().await?;
+        Ok::<_, anyhow::Error>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "whatsify stopped");
+            eprintln!("whatsify: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

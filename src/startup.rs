@@ -1,0 +1,164 @@
+//! Builds the application the binary runs and the tests start: settings in,
+//! a bound HTTP server out.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::dev::{Server, Service};
+use actix_web::{App, HttpServer, web};
+use secrecy::SecretString;
+use tracing::Instrument;
+
+use crate::config::Settings;
+use crate::privacy::crypto::Sealer;
+use crate::privacy::pseudonym::Pseudonymizer;
+use crate::store::{self, Store};
+use crate::webhook::signature::SignatureVerifier;
+use crate::{health, webhook};
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub verifier: SignatureVerifier,
+    pub verify_token: SecretString,
+    pub sealer: Sealer,
+    pub pseudonymizer: Pseudonymizer,
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    pub fn new(settings: &Settings, store: Arc<dyn Store>) -> Self {
+        AppState {
+            store,
+            verifier: SignatureVerifier::new(
+                settings.meta.app_secret.clone(),
+                settings.meta.app_secret_previous.clone(),
+            ),
+            verify_token: settings.meta.verify_token.clone(),
+            sealer: Sealer::new(&settings.privacy.master_key),
+            pseudonymizer: Pseudonymizer::new(
+                &settings.privacy.master_key,
+                settings.privacy.pseudonym_key.as_ref(),
+            ),
+            max_body_bytes: settings.server.max_body_bytes,
+        }
+    }
+}
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// A built, bound application.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Opens the store the settings choose and binds `server.bind`.
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        let store = store::open(&settings.store).await?;
+        Self::build_with_store(settings, store)
+    }
+
+    /// As [`Application::build`], with a store already opened.
+    pub fn build_with_store(
+        settings: &Settings,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, StartError> {
+        let addr = settings.server.bind.clone();
+        let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?
+            .port();
+        let state = web::Data::new(AppState::new(settings, store));
+        let server = run(listener, state.clone())?;
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// A handle to stop the server.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
+
+fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, StartError> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let server = HttpServer::new(move || {
+        App::new()
+            // A span per request: method, path (never the query string,
+            // which carries the verify token) and a request id.
+            .wrap_fn(|req, srv| {
+                let id = format!(
+                    "{:x}-{}",
+                    std::process::id(),
+                    REQUEST_SEQ.fetch_add(1, Ordering::Relaxed)
+                );
+                let span = tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.path(),
+                    request_id = %id,
+                );
+                let fut = srv.call(req);
+                async move {
+                    let mut res = fut.await?;
+                    tracing::debug!(status = res.status().as_u16(), "response");
+                    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&id) {
+                        res.headers_mut().insert(
+                            actix_web::http::header::HeaderName::from_static("x-request-id"),
+                            v,
+                        );
+                    }
+                    Ok(res)
+                }
+                .instrument(span)
+            })
+            .app_data(state.clone())
+            .route("/webhook", web::get().to(webhook::verify))
+            .route("/webhook", web::post().to(webhook::receive))
+            .route("/healthz", web::get().to(health::healthz))
+            .route("/readyz", web::get().to(health::readyz))
+    })
+    .listen(listener)
+    .map_err(|source| StartError::Bind { addr, source })?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,218 @@
+//! The embedded backend: one redb file (`<store.path>/whatsify.redb`), no
+//! server, one process.
+//!
+//! Tables (same content and lifetimes as the Redis keys):
+//!
+//! | table | key → value | lifetime |
+//! |---|---|---|
+//! | `seen` | `"<queue>/<dedup>"` → expiry (Unix s) | 8 days, checked on read |
+//! | `inbox` | `("<queue>", seq)` → sealed event | until processed (30 days at most) |
+//! | `seq` | `"<queue>"` → next sequence number | with its queue |
+//! | `ready` | contact key → first arrival (Unix ms) | until the inbox is drained |
+//!
+//! Writes go through one writer thread that gathers concurrent requests
+//! into a single transaction (group commit): each commit is durable
+//! (fsync) before any of its callers is answered, and the cost of the fsync
+//! is shared by everyone waiting.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::{Appended, DEDUP_TTL, InboxEntry, Queue, Store, StoreError, StoredEntry, now_secs};
+use crate::domain::ContactKey;
+
+const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
+const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
+const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
+const READY: TableDefinition<&str, u64> = TableDefinition::new("ready");
+
+/// Most requests folded into one transaction.
+const MAX_GROUP: usize = 512;
+
+type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
+
+/// The embedded store; cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    writer: mpsc::Sender<(Vec<InboxEntry>, Reply)>,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store in the folder `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(path).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot create store folder {}: {e}",
+                path.display()
+            ))
+        })?;
+        let db = Database::create(path.join("whatsify.redb")).map_err(|e| {
+            StoreError::Unavailable(format!("cannot open store in {}: {e}", path.display()))
+        })?;
+        {
+            let txn = db.begin_write().map_err(corrupt)?;
+            txn.open_table(SEEN).map_err(corrupt)?;
+            txn.open_table(INBOX).map_err(corrupt)?;
+            txn.open_table(SEQ).map_err(corrupt)?;
+            txn.open_table(READY).map_err(corrupt)?;
+            txn.commit().map_err(corrupt)?;
+        }
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel();
+        let wdb = db.clone();
+        std::thread::Builder::new()
+            .name("whatsify-redb-writer".into())
+            .spawn(move || writer_loop(&wdb, rx))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
+        Ok(EmbeddedStore { db, writer: tx })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+fn writer_loop(db: &Database, rx: mpsc::Receiver<(Vec<InboxEntry>, Reply)>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        match write_group(db, &group) {
+            Ok(results) => {
+                for ((_, reply), result) in group.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                for (_, reply) in group {
+                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+fn write_group(
+    db: &Database,
+    group: &[(Vec<InboxEntry>, Reply)],
+) -> Result<Vec<Vec<Appended>>, redb::Error> {
+    let now = now_secs();
+    let txn = db.begin_write()?;
+    let mut results = Vec::with_capacity(group.len());
+    {
+        let mut seen = txn.open_table(SEEN)?;
+        let mut inbox = txn.open_table(INBOX)?;
+        let mut seq = txn.open_table(SEQ)?;
+        let mut ready = txn.open_table(READY)?;
+        for (entries, _) in group {
+            let mut out = Vec::with_capacity(entries.len());
+            for e in entries {
+                let queue = e.queue.name();
+                let seen_key = format!("{queue}/{}", e.dedup);
+                let fresh = match seen.get(seen_key.as_str())? {
+                    Some(expiry) => expiry.value() <= now,
+                    None => true,
+                };
+                if !fresh {
+                    out.push(Appended::Duplicate);
+                    continue;
+                }
+                seen.insert(seen_key.as_str(), now + DEDUP_TTL.as_secs())?;
+                let n = seq.get(queue.as_str())?.map(|v| v.value()).unwrap_or(0);
+                seq.insert(queue.as_str(), n + 1)?;
+                inbox.insert((queue.as_str(), n), e.sealed.as_slice())?;
+                if let Queue::Contact(k) = &e.queue
+                    && ready.get(k.as_str())?.is_none()
+                {
+                    ready.insert(k.as_str(), now * 1000)?;
+                }
+                out.push(Appended::New);
+            }
+            results.push(out);
+        }
+    }
+    txn.commit()?;
+    Ok(results)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn append(&self, entries: Vec<InboxEntry>) -> Result<Vec<Appended>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send((entries, tx))
+            .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
+    }
+
+    async fn read(&self, queue: &Queue, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        let name = queue.name();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn.open_table(INBOX).map_err(corrupt)?;
+            let range = table
+                .range((name.as_str(), 0)..=(name.as_str(), u64::MAX))
+                .map_err(corrupt)?;
+            let mut out = Vec::new();
+            for item in range.take(limit) {
+                let (k, v) = item.map_err(corrupt)?;
+                out.push(StoredEntry {
+                    id: format!("{:020}", k.value().1),
+                    sealed: v.value().to_vec(),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ready_contacts(&self, limit: usize) -> Result<Vec<ContactKey>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn.open_table(READY).map_err(corrupt)?;
+            let mut all = Vec::new();
+            for item in table.iter().map_err(corrupt)? {
+                let (k, v) = item.map_err(corrupt)?;
+                if let Some(key) = ContactKey::parse(k.value()) {
+                    all.push((v.value(), key));
+                }
+            }
+            all.sort();
+            Ok(all.into_iter().take(limit).map(|(_, k)| k).collect())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            txn.open_table(SEQ).map_err(corrupt)?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,253 @@
+//! HTTP ingress for Meta's webhook.
+//!
+//! `GET /webhook` answers Meta's verification handshake. `POST /webhook`
+//! reads the raw body under a size limit, verifies `X-Hub-Signature-256`
+//! over those bytes, parses the payload ([`payload`]), splits it into
+//! events ([`events`]), seals them and appends them to the durable inbox.
+//! Only then does it answer 200. It never calls the Graph API.
+//!
+//! Answers: 200 stored (or already stored); 401 bad signature; 413 too
+//! large; 400 a body that could not be read off the connection; 503 the
+//! store could not be written, so Meta retries. A signed body that we
+//! cannot parse is quarantined (sealed, in the store) and answered 200:
+//! Meta would retry the same bytes for 7 days to no purpose, and a 4xx
+//! would count against the endpoint, while the quarantine keeps the body
+//! for an operator. Nothing acknowledged is lost.
+
+pub mod events;
+pub mod payload;
+pub mod signature;
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_LENGTH, ContentType};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use futures_util::StreamExt;
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use crate::startup::AppState;
+use crate::store::{Appended, InboxEntry, Queue, StoreError};
+use signature::SignatureError;
+
+/// Why a delivery was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("body larger than server.max_body_bytes")]
+    TooLarge,
+    #[error("invalid signature: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("could not read the request body")]
+    BadBody,
+    #[error("could not store the delivery: {0}")]
+    Store(#[from] StoreError),
+    #[error("could not seal the delivery")]
+    Seal,
+}
+
+impl ResponseError for WebhookError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            WebhookError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebhookError::Signature(_) => StatusCode::UNAUTHORIZED,
+            WebhookError::BadBody => StatusCode::BAD_REQUEST,
+            WebhookError::Store(_) | WebhookError::Seal => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = match self {
+            WebhookError::TooLarge => "payload too large",
+            WebhookError::Signature(_) => "invalid signature",
+            WebhookError::BadBody => "could not read body",
+            WebhookError::Store(_) | WebhookError::Seal => "temporarily unavailable, retry later",
+        };
+        let mut resp = HttpResponse::build(self.status_code());
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+            resp.insert_header(("Retry-After", "5"));
+        }
+        resp.content_type(ContentType::plaintext()).body(message)
+    }
+}
+
+/// `GET /webhook`: Meta's verification handshake.
+pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let forbidden = || {
+        HttpResponse::Forbidden()
+            .content_type(ContentType::plaintext())
+            .body("forbidden")
+    };
+    let Ok(q) = web::Query::<HashMap<String, String>>::from_query(req.query_string()) else {
+        return forbidden();
+    };
+    let mode_ok = q.get("hub.mode").map(String::as_str) == Some("subscribe");
+    let token_ok = q.get("hub.verify_token").is_some_and(|t| {
+        bool::from(
+            t.as_bytes()
+                .ct_eq(state.verify_token.expose_secret().as_bytes()),
+        )
+    });
+    match q.get("hub.challenge") {
+        Some(challenge) if mode_ok && token_ok => {
+            tracing::info!(outcome = "verified", "webhook handshake");
+            HttpResponse::Ok()
+                .content_type(ContentType::plaintext())
+                .body(challenge.clone())
+        }
+        _ => {
+            tracing::warn!(outcome = "refused", "webhook handshake");
+            forbidden()
+        }
+    }
+}
+
+/// Reads the body, refusing more than `max` bytes: first from
+/// Content-Length, before buffering, then while streaming.
+async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    max: usize,
+) -> Result<web::Bytes, WebhookError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(WebhookError::TooLarge);
+    }
+    let mut buf = web::BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| WebhookError::BadBody)?;
+        if buf.len() + chunk.len() > max {
+            return Err(WebhookError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// `POST /webhook`: a delivery from Meta.
+pub async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebhookError> {
+    let result = handle(&req, payload, &state).await;
+    match &result {
+        Ok(_) => {}
+        Err(e @ WebhookError::Store(_)) => {
+            tracing::error!(outcome = "store_unavailable", error = %e, "webhook refused")
+        }
+        Err(e) => tracing::warn!(outcome = %outcome(e), "webhook refused"),
+    }
+    result
+}
+
+fn outcome(e: &WebhookError) -> &'static str {
+    match e {
+        WebhookError::TooLarge => "too_large",
+        WebhookError::Signature(SignatureError::Missing) => "signature_missing",
+        WebhookError::Signature(SignatureError::Malformed) => "signature_malformed",
+        WebhookError::Signature(SignatureError::Mismatch) => "signature_mismatch",
+        WebhookError::BadBody => "bad_body",
+        WebhookError::Store(_) => "store_unavailable",
+        WebhookError::Seal => "seal_failed",
+    }
+}
+
+async fn handle(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, WebhookError> {
+    let body = read_limited(req, payload, state.max_body_bytes).await?;
+    let header = req
+        .headers()
+        .get("x-hub-signature-256")
+        .map(|v| v.as_bytes());
+    state.verifier.verify(header, &body)?;
+    let received_at = crate::store::now_secs();
+
+    let parsed = payload::parse(&body);
+    let notification = match parsed {
+        Ok(n) if n.object == "whatsapp_business_account" => n,
+        other => return quarantine(state, &body, other.err()).await,
+    };
+    let routed = events::split(notification, &state.pseudonymizer, received_at);
+    let mut entries = Vec::with_capacity(routed.len());
+    for r in &routed {
+        let plain = serde_json::to_vec(&r.event).map_err(|_| WebhookError::Seal)?;
+        let sealed = state
+            .sealer
+            .seal(&plain, r.queue.name().as_bytes())
+            .map_err(|_| WebhookError::Seal)?;
+        entries.push(InboxEntry {
+            queue: r.queue.clone(),
+            dedup: r.dedup.clone(),
+            sealed,
+        });
+    }
+    let results = state.store.append(entries).await?;
+    for (r, appended) in routed.iter().zip(&results) {
+        let contact = match &r.queue {
+            Queue::Contact(k) => k.as_str(),
+            _ => "-",
+        };
+        tracing::debug!(
+            event = r.event.label(),
+            contact,
+            dedup = &r.dedup[..12],
+            duplicate = *appended == Appended::Duplicate,
+            "inbox"
+        );
+    }
+    let new = results.iter().filter(|a| **a == Appended::New).count();
+    tracing::info!(
+        outcome = "ok",
+        events = results.len(),
+        new,
+        duplicates = results.len() - new,
+        "webhook accepted"
+    );
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body("EVENT_RECEIVED"))
+}
+
+async fn quarantine(
+    state: &AppState,
+    body: &[u8],
+    error: Option<serde_json::Error>,
+) -> Result<HttpResponse, WebhookError> {
+    let sealed = state
+        .sealer
+        .seal(body, Queue::Quarantine.name().as_bytes())
+        .map_err(|_| WebhookError::Seal)?;
+    let dedup = events::quarantine_dedup(&state.pseudonymizer, body);
+    state
+        .store
+        .append(vec![InboxEntry {
+            queue: Queue::Quarantine,
+            dedup,
+            sealed,
+        }])
+        .await?;
+    // serde's messages can quote the input; log only where it failed.
+    let (category, line, column) = match &error {
+        Some(e) => (format!("{:?}", e.classify()), e.line(), e.column()),
+        None => ("not_whatsapp_business_account".to_owned(), 0, 0),
+    };
+    tracing::warn!(
+        outcome = "quarantined",
+        category,
+        line,
+        column,
+        bytes = body.len(),
+        "webhook body quarantined"
+    );
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body("EVENT_RECEIVED"))
+}
