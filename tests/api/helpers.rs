@@ -1,0 +1,355 @@
+//! The test harness: a real server on a free port, a real Redis (the one
+//! `scripts/test` started, named by `WHATSIFY_TEST_REDIS_URL`, or a
+//! throwaway `redis-server` started here), a fresh key prefix per test, and
+//! a signer that signs bodies the way Meta does.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use whatsify::config::Settings;
+use whatsify::domain::ContactId;
+use whatsify::startup::{AppState, Application};
+use whatsify::store::{Queue, Store, StoredEntry};
+use whatsify::webhook::events::Event;
+use whatsify::webhook::signature::sign;
+
+pub const APP_SECRET: &str = "test-app-secret-5f2c9a1e7d";
+pub const PREVIOUS_APP_SECRET: &str = "test-old-app-secret-8b3d0c";
+pub const VERIFY_TOKEN: &str = "test-verify-token-c41f7a92";
+pub const ACCESS_TOKEN: &str = "test-access-token-EAAG9f8e7d6c5b4a";
+pub const MASTER_KEY: &str = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
+/// The customers' numbers used across fixtures/ (see fixtures/README.md).
+pub const PHONE_NUMBERS: [&str; 5] = [
+    "16505550101",
+    "16505550102",
+    "16505550103",
+    "447700900123",
+    "5511955550199",
+];
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn fixture_names() -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"))
+            .expect("fixtures dir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+    names.sort();
+    names
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A `redis-server` this test owns; killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            dir,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the server (again) on the same port.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test installs it)");
+        self.child = Some(child);
+        wait_for_redis(&self.url());
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn wait_for_redis(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let client = redis::Client::open(url).expect("url");
+    while Instant::now() < deadline {
+        if let Ok(mut c) = client.get_connection()
+            && redis::cmd("PING").query::<String>(&mut c).is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server did not come up at {url}");
+}
+
+/// A Redis for one test: the shared one under a fresh prefix, or a private
+/// server. Keys under the prefix are deleted on drop.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+    _own: Option<RedisServer>,
+}
+
+impl TestRedis {
+    pub fn new() -> TestRedis {
+        let prefix = format!("wtest-{}:", uuid::Uuid::new_v4().simple());
+        match std::env::var("WHATSIFY_TEST_REDIS_URL") {
+            Ok(url) if !url.is_empty() => TestRedis {
+                url,
+                prefix,
+                _own: None,
+            },
+            _ => {
+                let own = RedisServer::start();
+                TestRedis {
+                    url: own.url(),
+                    prefix,
+                    _own: Some(own),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut c) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(&mut c)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Embedded(PathBuf),
+    Redis { url: String, prefix: String },
+}
+
+/// The environment a test server runs with.
+pub fn test_env(backend: &Backend, extra: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("WHATSIFY__SERVER__BIND", "127.0.0.1:0".to_owned()),
+        ("WHATSIFY__META__APP_SECRET", APP_SECRET.to_owned()),
+        (
+            "WHATSIFY__META__APP_SECRET_PREVIOUS",
+            PREVIOUS_APP_SECRET.to_owned(),
+        ),
+        ("WHATSIFY__META__VERIFY_TOKEN", VERIFY_TOKEN.to_owned()),
+        ("WHATSIFY__META__ACCESS_TOKEN", ACCESS_TOKEN.to_owned()),
+        ("WHATSIFY__PRIVACY__MASTER_KEY", MASTER_KEY.to_owned()),
+    ];
+    match backend {
+        Backend::Embedded(path) => {
+            env.push(("WHATSIFY__STORE__BACKEND", "embedded".into()));
+            env.push(("WHATSIFY__STORE__PATH", path.display().to_string()));
+        }
+        Backend::Redis { url, prefix } => {
+            env.push(("WHATSIFY__STORE__BACKEND", "redis".into()));
+            env.push(("WHATSIFY__STORE__REDIS_URL", url.clone()));
+            env.push(("WHATSIFY__STORE__KEY_PREFIX", prefix.clone()));
+        }
+    }
+    for (k, v) in extra {
+        env.push((k, v.clone()));
+    }
+    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// A running server.
+pub struct TestApp {
+    pub address: String,
+    pub state: actix_web::web::Data<AppState>,
+    pub client: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TestApp {
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
+    }
+
+    pub async fn post_raw(&self, body: Vec<u8>, signature: Option<String>) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}/webhook", self.address))
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(sig) = signature {
+            req = req.header("X-Hub-Signature-256", sig);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Posts `body` signed with the app secret, as Meta does.
+    pub async fn post_signed(&self, body: &[u8]) -> reqwest::Response {
+        self.post_raw(body.to_vec(), Some(sign(APP_SECRET, body)))
+            .await
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{}", self.address, path_and_query))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub fn queue_of(&self, wa_id: &str) -> Queue {
+        let id = ContactId::from_parts(Some(wa_id), None).expect("valid wa_id");
+        Queue::Contact(self.state.pseudonymizer.contact_key(&id))
+    }
+
+    pub fn queue_of_user(&self, user_id: &str) -> Queue {
+        let id = ContactId::from_parts(None, Some(user_id)).expect("valid user_id");
+        Queue::Contact(self.state.pseudonymizer.contact_key(&id))
+    }
+
+    pub async fn entries(&self, queue: &Queue) -> Vec<StoredEntry> {
+        self.store().read(queue, 10_000).await.expect("store read")
+    }
+
+    /// The events of a queue, opened with the master key.
+    pub async fn events(&self, queue: &Queue) -> Vec<Event> {
+        self.entries(queue)
+            .await
+            .iter()
+            .map(|e| {
+                let plain = self
+                    .state
+                    .sealer
+                    .open(&e.sealed, queue.name().as_bytes())
+                    .expect("inbox entry opens with the master key");
+                serde_json::from_slice(&plain).expect("inbox entry is an event")
+            })
+            .collect()
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+pub async fn spawn_app(backend: &Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+pub async fn spawn_app_with(backend: &Backend, extra: &[(&str, String)]) -> TestApp {
+    try_spawn_app(backend, extra).await.expect("app builds")
+}
+
+pub async fn try_spawn_app(
+    backend: &Backend,
+    extra: &[(&str, String)],
+) -> Result<TestApp, whatsify::startup::StartError> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("empty.toml");
+    std::fs::write(&file, "").expect("write");
+    let settings = Settings::load_from(Some(&file), test_env(backend, extra)).expect("settings");
+    let app = Application::build(&settings).await?;
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    Ok(TestApp {
+        address,
+        state,
+        client: reqwest::Client::new(),
+        handle,
+    })
+}
+
+/// A backend for one test, with whatever keeps it alive.
+pub struct TestBackend {
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    _redis: Option<TestRedis>,
+}
+
+pub fn embedded() -> TestBackend {
+    let dir = tempfile::tempdir().expect("temp dir");
+    TestBackend {
+        backend: Backend::Embedded(dir.path().join("data")),
+        _dir: Some(dir),
+        _redis: None,
+    }
+}
+
+pub fn redis() -> TestBackend {
+    let r = TestRedis::new();
+    TestBackend {
+        backend: Backend::Redis {
+            url: r.url.clone(),
+            prefix: r.prefix.clone(),
+        },
+        _dir: None,
+        _redis: Some(r),
+    }
+}
+
+/// Runs an async test body against both backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                let b = $crate::helpers::embedded();
+                super::$body(&b.backend).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                let b = $crate::helpers::redis();
+                super::$body(&b.backend).await;
+            }
+        }
+    };
+}

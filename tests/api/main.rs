@@ -1,0 +1,13 @@
+//! Integration tests through the real path: the server on a free port,
+//! signed HTTP requests, real Redis, and the embedded store.
+
+mod helpers;
+
+mod handshake;
+mod ingest;
+mod instances;
+mod logs;
+mod property;
+mod redis_faults;
+mod signature;
+mod store;
