@@ -1,0 +1,156 @@
+//! Load generator for the webhook: posts N signed, unique deliveries (about
+//! 1 KB each, like a typical text message) at a given concurrency, or at a
+//! fixed rate, and prints throughput and acknowledgement latency.
+//!
+//! ```text
+//! cargo run --release --example loadgen -- --requests 50000 --concurrency 64
+//! cargo run --release --example loadgen -- --requests 10000 --rate 1000
+//! ```
+//! The app secret comes from `--secret` or `WHATSIFY__META__APP_SECRET`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use whatsify::webhook::signature::sign;
+
+struct Args {
+    url: String,
+    secret: String,
+    requests: usize,
+    concurrency: usize,
+    rate: Option<f64>,
+    contacts: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        url: "http://127.0.0.1:8080/webhook".into(),
+        secret: std::env::var("WHATSIFY__META__APP_SECRET").unwrap_or_default(),
+        requests: 20_000,
+        concurrency: 64,
+        rate: None,
+        contacts: 1_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => args.url = value,
+            "--secret" => args.secret = value,
+            "--requests" => args.requests = value.parse().expect("--requests N"),
+            "--concurrency" => args.concurrency = value.parse().expect("--concurrency N"),
+            "--rate" => args.rate = Some(value.parse().expect("--rate per second")),
+            "--contacts" => args.contacts = value.parse().expect("--contacts N"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    assert!(
+        !args.secret.is_empty(),
+        "set --secret or WHATSIFY__META__APP_SECRET"
+    );
+    args
+}
+
+/// A ~1 KB delivery with one text message; `run` keeps ids unique per run.
+fn body(run: u64, i: usize, contacts: usize) -> Vec<u8> {
+    let wa_id = 16_505_000_000u64 + (i % contacts) as u64;
+    let text = "Hello! I ordered the blue jacket last week and wanted to ask whether it can still be \
+                exchanged for a larger size, and if so how I should send it back. Thanks a lot for \
+                your help, the customer service has been great so far.";
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"240017555501234","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001111","phone_number_id":"106540352242922"}},"contacts":[{{"profile":{{"name":"Load Test {n}"}},"wa_id":"{wa_id}"}}],"messages":[{{"from":"{wa_id}","id":"wamid.LOADGEN{run:x}x{i:010}AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","timestamp":"1764400000","type":"text","text":{{"body":"{text} (#{i})"}}}}]}},"field":"messages"}}]}}]}}"#,
+        n = i % contacts,
+    )
+    .into_bytes()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Arc::new(parse_args());
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()
+        .expect("client");
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (args, client, next) = (args.clone(), client.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= args.requests {
+                    break;
+                }
+                if let Some(rate) = args.rate {
+                    let due = start + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let b = body(run, i, args.contacts);
+                let sig = sign(&args.secret, &b);
+                let t = Instant::now();
+                let status = match client
+                    .post(&args.url)
+                    .header("Content-Type", "application/json")
+                    .header("X-Hub-Signature-256", sig)
+                    .body(b)
+                    .send()
+                    .await
+                {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        let _ = r.bytes().await;
+                        s
+                    }
+                    Err(_) => 0,
+                };
+                lat.push(t.elapsed().as_micros() as u64);
+                *statuses.entry(status).or_default() += 1;
+            }
+            (lat, statuses)
+        }));
+    }
+    let mut all = Vec::with_capacity(args.requests);
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for w in workers {
+        let (lat, st) = w.await.expect("worker");
+        all.extend(lat);
+        for (k, v) in st {
+            *statuses.entry(k).or_default() += v;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let ok = statuses.get(&200).copied().unwrap_or(0);
+    println!(
+        "requests {} concurrency {} rate {} -> {:.0} acknowledged/s over {:.2}s",
+        args.requests,
+        args.concurrency,
+        args.rate.map_or("max".to_owned(), |r| format!("{r}/s")),
+        ok as f64 / elapsed,
+        elapsed
+    );
+    println!(
+        "ack latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(&all, 0.50),
+        percentile(&all, 0.90),
+        percentile(&all, 0.99),
+        percentile(&all, 1.0)
+    );
+    println!("statuses (0 = connection error): {statuses:?}");
+}
