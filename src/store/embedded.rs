@@ -6,7 +6,8 @@
 //! | table | key → value | lifetime |
 //! |---|---|---|
 //! | `seen` | `"<queue>/<dedup>"` → expiry (Unix s) | 8 days, checked on read |
-//! | `inbox` | `("<queue>", seq)` → sealed event | until processed (30 days at most) |
+//! | `seen_expiry` | `(expiry, "<queue>/<dedup>")` → () | swept with `seen` once expired |
+//! | `inbox` | `("<queue>", seq)` → sealed event | until processed by a worker |
 //! | `seq` | `"<queue>"` → next sequence number | with its queue |
 //! | `ready` | contact key → first arrival (Unix ms) | until the inbox is drained |
 //!
@@ -28,11 +29,14 @@ use crate::domain::ContactKey;
 
 const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
 const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
+const SEEN_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("seen_expiry");
 const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
 const READY: TableDefinition<&str, u64> = TableDefinition::new("ready");
 
 /// Most requests folded into one transaction.
 const MAX_GROUP: usize = 512;
+/// Most expired de-duplication marks removed per transaction.
+const MAX_SWEEP: usize = 1_000;
 
 type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
 
@@ -62,6 +66,7 @@ impl EmbeddedStore {
         {
             let txn = db.begin_write().map_err(corrupt)?;
             txn.open_table(SEEN).map_err(corrupt)?;
+            txn.open_table(SEEN_EXPIRY).map_err(corrupt)?;
             txn.open_table(INBOX).map_err(corrupt)?;
             txn.open_table(SEQ).map_err(corrupt)?;
             txn.open_table(READY).map_err(corrupt)?;
@@ -97,7 +102,8 @@ fn writer_loop(db: &Database, rx: mpsc::Receiver<(Vec<InboxEntry>, Reply)>) {
                 Err(_) => break,
             }
         }
-        match write_group(db, &group) {
+        let batches: Vec<&[InboxEntry]> = group.iter().map(|(e, _)| e.as_slice()).collect();
+        match write_group(db, &batches, now_secs()) {
             Ok(results) => {
                 for ((_, reply), result) in group.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
@@ -114,19 +120,21 @@ fn writer_loop(db: &Database, rx: mpsc::Receiver<(Vec<InboxEntry>, Reply)>) {
 
 fn write_group(
     db: &Database,
-    group: &[(Vec<InboxEntry>, Reply)],
+    batches: &[&[InboxEntry]],
+    now: u64,
 ) -> Result<Vec<Vec<Appended>>, redb::Error> {
-    let now = now_secs();
     let txn = db.begin_write()?;
-    let mut results = Vec::with_capacity(group.len());
+    let mut results = Vec::with_capacity(batches.len());
     {
         let mut seen = txn.open_table(SEEN)?;
+        let mut expiry = txn.open_table(SEEN_EXPIRY)?;
+        sweep_expired(&mut seen, &mut expiry, now)?;
         let mut inbox = txn.open_table(INBOX)?;
         let mut seq = txn.open_table(SEQ)?;
         let mut ready = txn.open_table(READY)?;
-        for (entries, _) in group {
+        for entries in batches {
             let mut out = Vec::with_capacity(entries.len());
-            for e in entries {
+            for e in *entries {
                 let queue = e.queue.name();
                 let seen_key = format!("{queue}/{}", e.dedup);
                 let fresh = match seen.get(seen_key.as_str())? {
@@ -137,7 +145,11 @@ fn write_group(
                     out.push(Appended::Duplicate);
                     continue;
                 }
-                seen.insert(seen_key.as_str(), now + DEDUP_TTL.as_secs())?;
+                let until = now + DEDUP_TTL.as_secs();
+                if let Some(old) = seen.insert(seen_key.as_str(), until)? {
+                    expiry.remove((old.value(), seen_key.as_str()))?;
+                }
+                expiry.insert((until, seen_key.as_str()), ())?;
                 let n = seq.get(queue.as_str())?.map(|v| v.value()).unwrap_or(0);
                 seq.insert(queue.as_str(), n + 1)?;
                 inbox.insert((queue.as_str(), n), e.sealed.as_slice())?;
@@ -153,6 +165,27 @@ fn write_group(
     }
     txn.commit()?;
     Ok(results)
+}
+
+/// Forgets de-duplication marks whose time is up, oldest first.
+fn sweep_expired(
+    seen: &mut redb::Table<&str, u64>,
+    expiry: &mut redb::Table<(u64, &str), ()>,
+    now: u64,
+) -> Result<(), redb::Error> {
+    let mut due = Vec::new();
+    for item in expiry.range((0, "")..(now + 1, ""))?.take(MAX_SWEEP) {
+        let (k, _) = item?;
+        let (at, key) = k.value();
+        due.push((at, key.to_owned()));
+    }
+    for (at, key) in due {
+        expiry.remove((at, key.as_str()))?;
+        if seen.get(key.as_str())?.is_some_and(|v| v.value() <= now) {
+            seen.remove(key.as_str())?;
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -214,5 +247,45 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTableMetadata;
+
+    #[test]
+    fn a_mark_is_forgotten_and_swept_once_its_time_is_up() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path()).expect("opens");
+        let entry = InboxEntry {
+            queue: Queue::System,
+            dedup: "k".into(),
+            sealed: b"x".to_vec(),
+        };
+        let batch: &[InboxEntry] = std::slice::from_ref(&entry);
+        let t0 = 1_000_000;
+        let ttl = DEDUP_TTL.as_secs();
+        let once = |now| write_group(&store.db, &[batch], now).expect("write")[0][0];
+        assert_eq!(once(t0), Appended::New);
+        assert_eq!(once(t0 + ttl - 1), Appended::Duplicate);
+        let marks = || {
+            let txn = store.db.begin_read().expect("read");
+            let a = txn.open_table(SEEN).expect("seen").len().expect("len");
+            let b = txn.open_table(SEEN_EXPIRY).expect("expiry").len().expect("len");
+            (a, b)
+        };
+        assert_eq!(marks(), (1, 1));
+        // Past the TTL the same key is new again, and the old mark is gone.
+        assert_eq!(once(t0 + ttl + 1), Appended::New);
+        assert_eq!(marks(), (1, 1));
+        // A write long after sweeps marks nobody refreshed.
+        let other = InboxEntry {
+            dedup: "other".into(),
+            ..entry.clone()
+        };
+        write_group(&store.db, &[std::slice::from_ref(&other)], t0 + 3 * ttl).expect("write");
+        assert_eq!(marks(), (1, 1), "only the fresh mark remains");
     }
 }
