@@ -273,7 +273,11 @@ mod tests {
         let marks = || {
             let txn = store.db.begin_read().expect("read");
             let a = txn.open_table(SEEN).expect("seen").len().expect("len");
-            let b = txn.open_table(SEEN_EXPIRY).expect("expiry").len().expect("len");
+            let b = txn
+                .open_table(SEEN_EXPIRY)
+                .expect("expiry")
+                .len()
+                .expect("len");
             (a, b)
         };
         assert_eq!(marks(), (1, 1));
