@@ -212,6 +212,8 @@ pub struct Message {
     pub referral: Option<Referral>,
     pub errors: Vec<MetaError>,
     pub kind: MessageKind,
+    /// Keys we do not model (e.g. `from_parent_user_id`), kept as sent.
+    pub extra: Map<String, Value>,
 }
 
 /// What a message carries, by its `type`.
@@ -335,13 +337,14 @@ impl From<RawMessage> for Message {
             referral,
             errors,
             kind,
+            extra: rest,
         }
     }
 }
 
 impl From<Message> for RawMessage {
     fn from(m: Message) -> Self {
-        let mut rest = Map::new();
+        let mut rest = m.extra;
         let type_name = m.kind.type_name().to_owned();
         let body = match m.kind {
             MessageKind::Text(v) => serde_json::to_value(v).ok(),
@@ -702,6 +705,9 @@ pub struct Status {
     pub pricing: Option<Pricing>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<MetaError>,
+    /// Keys we do not model (e.g. `recipient_identity_key_hash`), kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -789,6 +795,19 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn keys_we_do_not_model_are_kept() {
+        let m = one_message(
+            r#"{"from":"1","id":"w1","timestamp":"5","type":"text","text":{"body":"hi"},"from_parent_user_id":"US.ENT.1"}"#,
+        );
+        assert_eq!(
+            m.extra.get("from_parent_user_id"),
+            Some(&serde_json::json!("US.ENT.1"))
+        );
+        let v = serde_json::to_value(&m).expect("serialises");
+        assert_eq!(v["from_parent_user_id"], "US.ENT.1");
     }
 
     #[test]
