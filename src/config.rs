@@ -19,6 +19,7 @@ pub const DEFAULTS_TOML: &str = r#"
 [server]
 bind = "127.0.0.1:8080"
 max_body_bytes = 4194304
+body_timeout = "30s"
 
 [meta]
 app_secret = ""
@@ -107,6 +108,9 @@ pub struct RawSettings {
 pub struct ServerSettings {
     pub bind: String,
     pub max_body_bytes: usize,
+    /// How long a webhook body may take to arrive (then 408).
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,6 +25,7 @@ pub struct AppState {
     pub sealer: Sealer,
     pub pseudonymizer: Pseudonymizer,
     pub max_body_bytes: usize,
+    pub body_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -42,6 +43,7 @@ impl AppState {
                 settings.privacy.pseudonym_key.as_ref(),
             ),
             max_body_bytes: settings.server.max_body_bytes,
+            body_timeout: settings.server.body_timeout,
         }
     }
 }
@@ -123,18 +125,22 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
         .unwrap_or_default();
     let server = HttpServer::new(move || {
         App::new()
-            // A span per request: method, path (never the query string,
-            // which carries the verify token) and a request id.
+            // A span per request: method, route pattern (never the raw path,
+            // which may hold a contact id, nor the query string, which holds
+            // the verify token) and a request id.
             .wrap_fn(|req, srv| {
                 let id = format!(
                     "{:x}-{}",
                     std::process::id(),
                     REQUEST_SEQ.fetch_add(1, Ordering::Relaxed)
                 );
+                let route = req
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".to_owned());
                 let span = tracing::info_span!(
                     "request",
                     method = %req.method(),
-                    path = %req.path(),
+                    route = %route,
                     request_id = %id,
                 );
                 let fut = srv.call(req);

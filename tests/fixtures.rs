@@ -7,7 +7,9 @@ use whatsify::config::Key32;
 use whatsify::privacy::pseudonym::Pseudonymizer;
 use whatsify::store::Queue;
 use whatsify::webhook::events::{Event, Routed, split};
-use whatsify::webhook::payload::{self, MessageKind, Notification};
+use whatsify::webhook::payload::{
+    self, Contact, Message, MessageKind, MetaError, Notification, Status,
+};
 
 fn load(name: &str) -> Notification {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -33,38 +35,68 @@ fn summary(routed: &[Routed]) -> Vec<String> {
         .iter()
         .map(|r| match &r.event {
             Event::Message(m) => {
-                let who = match (&m.message.from, &m.message.from_user_id) {
+                let msg = m.message.parse().expect("typed message");
+                let who = match (&msg.from, &msg.from_user_id) {
                     (Some(w), _) => format!("wa:{w}"),
                     (None, Some(u)) => format!("user:{u}"),
                     _ => "-".into(),
                 };
-                format!("message:{}:{who}", m.message.kind.type_name())
+                format!("message:{}:{who}", msg.kind.type_name())
             }
             Event::Status(s) => {
-                let who = match (&s.status.recipient_id, &s.status.recipient_user_id) {
+                let st = s.status.parse().expect("typed status");
+                let who = match (&st.recipient_id, &st.recipient_user_id) {
                     (Some(w), _) => format!("wa:{w}"),
                     (None, Some(u)) => format!("user:{u}"),
                     _ => "-".into(),
                 };
-                format!("status:{}:{who}", s.status.status.as_str())
+                format!("status:{}:{who}", st.status.as_str())
             }
-            Event::Preference(p) => format!(
-                "preference:{}:wa:{}",
-                p.preference.value,
-                p.preference.wa_id.clone().unwrap_or_default()
-            ),
+            Event::Preference(p) => {
+                let pref = p.preference.parse().expect("typed preference");
+                format!(
+                    "preference:{}:wa:{}",
+                    pref.value,
+                    pref.wa_id.unwrap_or_default()
+                )
+            }
             Event::System(s) => format!("system:{}:-", s.field),
         })
         .collect()
 }
 
-fn only_message(name: &str) -> whatsify::webhook::events::InboundMessage {
+/// A message event with its typed views.
+struct Parsed {
+    message: Message,
+    contact: Contact,
+}
+
+fn only_message(name: &str) -> Parsed {
     let routed = events(name);
     assert_eq!(routed.len(), 1, "{name}: {:?}", summary(&routed));
     assert!(matches!(routed[0].queue, Queue::Contact(_)));
     match &routed[0].event {
-        Event::Message(m) => (**m).clone(),
+        Event::Message(m) => Parsed {
+            message: m.message.parse().expect("typed message"),
+            contact: m.contact.parse().expect("typed contact"),
+        },
         other => panic!("{name}: not a message: {}", other.label()),
+    }
+}
+
+fn only_status(name: &str) -> Status {
+    match &events(name)[0].event {
+        Event::Status(s) => s.status.parse().expect("typed status"),
+        other => panic!("{name}: not a status: {}", other.label()),
+    }
+}
+
+fn system_value(name: &str) -> serde_json::Value {
+    match &events(name)[0].event {
+        Event::System(s) => {
+            serde_json::from_str(s.value.as_ref().expect("value").get()).expect("json")
+        }
+        other => panic!("{name}: not a system event: {}", other.label()),
     }
 }
 
@@ -334,13 +366,13 @@ fn system_unsupported_and_unknown_messages_are_kept_with_their_errors() {
     assert_eq!(s.wa_id.as_deref(), Some("447700900123"));
 
     let m = only_message("messages_unsupported.json");
-    assert_eq!(m.message.errors[0].code, 131051);
+    assert_eq!(m.message.errors[0].code, Some(131051));
     assert!(
         matches!(&m.message.kind, MessageKind::Unsupported(Some(u)) if u.kind.as_deref() == Some("poll_creation"))
     );
 
     let m = only_message("messages_unknown_legacy.json");
-    assert_eq!(m.message.errors[0].code, 131051);
+    assert_eq!(m.message.errors[0].code, Some(131051));
 
     let m = only_message("messages_future_type.json");
     assert!(
@@ -364,25 +396,17 @@ fn a_username_user_without_a_phone_number_is_routed_by_user_id() {
 
 #[test]
 fn statuses_keep_errors_pricing_and_our_callback_data() {
-    let routed = events("statuses_sent.json");
-    let Event::Status(s) = &routed[0].event else {
-        panic!("not a status")
-    };
+    let s = only_status("statuses_sent.json");
+    assert_eq!(s.biz_opaque_callback_data.as_deref(), Some("job-0001"));
+    assert!(s.pricing.is_some() && s.conversation.is_some());
     assert_eq!(
-        s.status.biz_opaque_callback_data.as_deref(),
-        Some("job-0001")
+        only_status("statuses_failed.json").errors[0].code,
+        Some(131049)
     );
-    assert!(s.status.pricing.is_some() && s.status.conversation.is_some());
-    let routed = events("statuses_failed.json");
-    let Event::Status(s) = &routed[0].event else {
-        panic!("not a status")
-    };
-    assert_eq!(s.status.errors[0].code, 131049);
-    let routed = events("statuses_failed_marketing_stopped.json");
-    let Event::Status(s) = &routed[0].event else {
-        panic!("not a status")
-    };
-    assert_eq!(s.status.errors[0].code, 131050);
+    assert_eq!(
+        only_status("statuses_failed_marketing_stopped.json").errors[0].code,
+        Some(131050)
+    );
 }
 
 #[test]
@@ -395,14 +419,12 @@ fn account_level_errors_and_unknown_fields_go_to_the_system_queue() {
         let routed = events(f);
         assert!(routed.iter().all(|r| r.queue == Queue::System), "{f}");
     }
-    let Event::System(s) = &events("value_errors.json")[0].event else {
-        panic!("not system")
-    };
-    assert_eq!(s.errors[0].code, 130429);
-    let Event::System(s) = &events("unknown_field.json")[0].event else {
-        panic!("not system")
-    };
-    assert!(s.value.is_some());
+    let errors: Vec<MetaError> =
+        serde_json::from_value(system_value("value_errors.json")).expect("errors");
+    assert_eq!(errors[0].code, Some(130429));
+    let template = system_value("template_status_update.json");
+    assert_eq!(template["event"], "APPROVED");
+    assert!(system_value("unknown_field.json").is_object());
 }
 
 #[test]

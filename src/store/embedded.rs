@@ -1,7 +1,7 @@
 //! The embedded backend: one redb file (`<store.path>/whatsify.redb`), no
 //! server, one process.
 //!
-//! Tables (same content and lifetimes as the Redis keys):
+//! Tables (the same content as the Redis keys):
 //!
 //! | table | key → value | lifetime |
 //! |---|---|---|
@@ -40,11 +40,18 @@ const MAX_SWEEP: usize = 1_000;
 
 type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
 
+/// Work for the writer thread.
+enum Job {
+    Append(Vec<InboxEntry>, Reply),
+    /// Answers once the writer can take work (for `/readyz`).
+    Ping(oneshot::Sender<()>),
+}
+
 /// The embedded store; cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    writer: mpsc::Sender<(Vec<InboxEntry>, Reply)>,
+    writer: mpsc::Sender<Job>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -93,14 +100,23 @@ impl EmbeddedStore {
     }
 }
 
-fn writer_loop(db: &Database, rx: mpsc::Receiver<(Vec<InboxEntry>, Reply)>) {
+fn writer_loop(db: &Database, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+        let mut group = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Append(entries, reply) => group.push((entries, reply)),
+                Job::Ping(reply) => {
+                    let _ = reply.send(());
+                }
             }
+            if group.len() < MAX_GROUP {
+                next = rx.try_recv().ok();
+            }
+        }
+        if group.is_empty() {
+            continue;
         }
         let batches: Vec<&[InboxEntry]> = group.iter().map(|(e, _)| e.as_slice()).collect();
         match write_group(db, &batches, now_secs()) {
@@ -196,7 +212,7 @@ impl Store for EmbeddedStore {
         }
         let (tx, rx) = oneshot::channel();
         self.writer
-            .send((entries, tx))
+            .send(Job::Append(entries, tx))
             .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
@@ -241,6 +257,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        let stopped = || StoreError::Unavailable("store writer stopped".into());
+        let (tx, rx) = oneshot::channel();
+        self.writer.send(Job::Ping(tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?;
         self.blocking(|db| {
             let txn = db.begin_read().map_err(corrupt)?;
             txn.open_table(SEQ).map_err(corrupt)?;

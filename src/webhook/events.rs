@@ -6,12 +6,14 @@
 //! by (wamid, status), preferences by (contact, category, value, time), and
 //! account-level or unknown changes by a hash of their content.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::payload::{
-    Change, Contact, Message, MessagesValue, MetaError, Metadata, Notification, Status,
+    Change, Contact, Message, MessagesValue, Metadata, Notification, Raw, Status, UnixTime,
     UserPreference, UserPreferencesValue,
 };
 use crate::domain::ContactId;
@@ -42,38 +44,49 @@ pub struct Origin {
 pub struct InboundMessage {
     pub origin: Origin,
     /// The sender as `contacts[]` describes them (ids at least).
-    pub contact: Contact,
-    pub message: Message,
+    pub contact: Raw<Contact>,
+    pub message: Raw<Message>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusUpdate {
     pub origin: Origin,
-    pub status: Status,
+    pub status: Raw<Status>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreferenceChange {
     pub origin: Origin,
-    pub contact: Contact,
-    pub preference: UserPreference,
+    pub contact: Raw<Contact>,
+    pub preference: Raw<UserPreference>,
 }
 
-/// Something that concerns no single contact, or that we could not route:
-/// account-level errors, unknown fields, unreadable changes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Something that concerns no single contact, or that we could not route
+/// or read: account-level errors (`errors`), unknown fields, unreadable
+/// changes or items, keys we do not model.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct SystemEvent {
     pub waba_id: String,
     pub field: String,
     pub received_at: u64,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<MetaError>,
-    /// The change's value (or the item) as Meta sent it.
+    /// What it holds: `value`, `errors`, `item` or `other_keys`.
+    pub kind: String,
+    /// The change's value, the errors, or the item, as Meta sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Box<RawValue>>,
     /// Why it landed here, for an operator (never shown in logs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl std::fmt::Debug for SystemEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemEvent")
+            .field("field", &self.field)
+            .field("kind", &self.kind)
+            .field("bytes", &self.value.as_ref().map(|v| v.get().len()))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Event {
@@ -105,10 +118,6 @@ fn content_hash(parts: &[&[u8]]) -> String {
     hex::encode(h.finalize())
 }
 
-fn raw_json<T: Serialize>(v: &T) -> Option<Box<RawValue>> {
-    serde_json::value::to_raw_value(v).ok()
-}
-
 /// Splits a delivery into routed events, in the order Meta listed them.
 pub fn split(n: Notification, pseudo: &Pseudonymizer, received_at: u64) -> Vec<Routed> {
     let mut out = Vec::new();
@@ -116,6 +125,7 @@ pub fn split(n: Notification, pseudo: &Pseudonymizer, received_at: u64) -> Vec<R
         let mut s = Splitter {
             pseudo,
             waba: &entry.id,
+            time: entry.time,
             received_at,
             out: &mut out,
         };
@@ -123,43 +133,55 @@ pub fn split(n: Notification, pseudo: &Pseudonymizer, received_at: u64) -> Vec<R
             match change {
                 Change::Messages(v) => s.messages(*v),
                 Change::UserPreferences(v) => s.preferences(v),
-                Change::Unknown { field, value } => s.system(&field, Vec::new(), Some(value), None),
+                Change::Unknown { field, value } => s.system(&field, "value", value, None),
                 Change::Unreadable {
                     field,
                     value,
                     error,
-                } => s.system(
-                    &field,
-                    Vec::new(),
-                    Some(value),
-                    Some(format!("unreadable: {error}")),
-                ),
+                } => s.system(&field, "value", value, Some(format!("unreadable: {error}"))),
             }
         }
     }
     out
 }
 
-/// The `contacts[]` entry for a sender, or one made of the ids we have.
-fn find_contact(contacts: &[Contact], wa_id: Option<&str>, user_id: Option<&str>) -> Contact {
+/// The typed `contacts[]` entries that parse (the others are kept apart).
+fn typed_contacts(contacts: &[Raw<Contact>]) -> Vec<(Contact, &Raw<Contact>)> {
     contacts
         .iter()
-        .find(|c| {
+        .filter_map(|raw| raw.parse().ok().map(|c| (c, raw)))
+        .collect()
+}
+
+/// The `contacts[]` entry for a sender, or one made of the ids we have.
+fn find_contact(
+    contacts: &[(Contact, &Raw<Contact>)],
+    wa_id: Option<&str>,
+    user_id: Option<&str>,
+) -> Option<(Contact, Raw<Contact>)> {
+    contacts
+        .iter()
+        .find(|(c, _)| {
             (wa_id.is_some() && c.wa_id.as_deref() == wa_id)
                 || (user_id.is_some() && c.user_id.as_deref() == user_id)
         })
-        .cloned()
-        .unwrap_or_else(|| Contact {
-            wa_id: wa_id.map(str::to_owned),
-            user_id: user_id.map(str::to_owned),
-            ..Contact::default()
-        })
+        .map(|(c, raw)| (c.clone(), (*raw).clone()))
+}
+
+fn made_up_contact(wa_id: Option<&str>, user_id: Option<&str>) -> Raw<Contact> {
+    let contact = Contact {
+        wa_id: wa_id.map(str::to_owned),
+        user_id: user_id.map(str::to_owned),
+        ..Contact::default()
+    };
+    Raw::from_typed(&contact).unwrap_or_else(|_| unreachable!("a Contact always serialises"))
 }
 
 /// Routes the changes of one entry (one WhatsApp Business Account).
 struct Splitter<'a> {
     pseudo: &'a Pseudonymizer,
     waba: &'a str,
+    time: Option<UnixTime>,
     received_at: u64,
     out: &'a mut Vec<Routed>,
 }
@@ -174,23 +196,19 @@ impl Splitter<'_> {
         }
     }
 
-    /// An event for the system queue, keyed by its content.
-    fn system(
-        &mut self,
-        field: &str,
-        errors: Vec<MetaError>,
-        value: Option<Box<RawValue>>,
-        note: Option<String>,
-    ) {
-        let errors_json = serde_json::to_string(&errors).unwrap_or_default();
-        let raw = value.as_ref().map(|v| v.get()).unwrap_or("");
+    /// An event for the system queue. Such events carry no id of Meta's, so
+    /// they are de-duplicated by content (and the entry's time when Meta
+    /// gives one): identical ones within 8 days are kept once.
+    fn system(&mut self, field: &str, kind: &str, value: Box<RawValue>, note: Option<String>) {
+        let time = self.time.map(|t| t.0.to_string()).unwrap_or_default();
         let dedup = self.pseudo.tag(
             "dedup-system",
             &content_hash(&[
                 self.waba.as_bytes(),
+                time.as_bytes(),
                 field.as_bytes(),
-                errors_json.as_bytes(),
-                raw.as_bytes(),
+                kind.as_bytes(),
+                value.get().as_bytes(),
             ]),
         );
         self.out.push(Routed {
@@ -200,30 +218,47 @@ impl Splitter<'_> {
                 waba_id: self.waba.to_owned(),
                 field: field.to_owned(),
                 received_at: self.received_at,
-                errors,
-                value,
+                kind: kind.to_owned(),
+                value: Some(value),
                 note,
             }),
         });
     }
 
-    /// An item that names no valid contact: kept in the system queue.
-    fn unroutable<T: Serialize>(&mut self, field: &str, item: &T, note: &str) {
-        self.system(field, Vec::new(), raw_json(item), Some(note.to_owned()));
+    /// An item we cannot route or read: kept whole in the system queue.
+    fn unroutable<T>(&mut self, field: &str, item: Raw<T>, note: String) {
+        self.system(field, "item", item.into_json(), Some(note));
+    }
+
+    /// Keys of a change value we do not model: kept together.
+    fn other_keys(&mut self, field: &str, other: &BTreeMap<String, Box<RawValue>>) {
+        if other.is_empty() {
+            return;
+        }
+        if let Ok(value) = serde_json::value::to_raw_value(other) {
+            self.system(field, "other_keys", value, None);
+        }
     }
 
     fn preferences(&mut self, v: UserPreferencesValue) {
         let origin = self.origin(&v.metadata);
-        for p in v.user_preferences {
+        self.other_keys("user_preferences", &v.other);
+        let contacts = typed_contacts(&v.contacts);
+        for raw in v.user_preferences {
+            let p: UserPreference = match raw.parse() {
+                Ok(p) => p,
+                Err(e) => {
+                    self.unroutable("user_preferences", raw, format!("unreadable: {e}"));
+                    continue;
+                }
+            };
             let Some(id) = ContactId::from_parts(p.wa_id.as_deref(), p.user_id.as_deref()) else {
-                self.unroutable(
-                    "user_preferences",
-                    &p,
-                    "preference without a valid contact id",
-                );
+                self.unroutable("user_preferences", raw, "no valid contact id".into());
                 continue;
             };
-            let contact = find_contact(&v.contacts, p.wa_id.as_deref(), p.user_id.as_deref());
+            let contact = find_contact(&contacts, p.wa_id.as_deref(), p.user_id.as_deref())
+                .map(|(_, raw)| raw)
+                .unwrap_or_else(|| made_up_contact(p.wa_id.as_deref(), p.user_id.as_deref()));
             let material = format!(
                 "{}\0{}\0{}\0{}",
                 id.canonical(),
@@ -237,7 +272,7 @@ impl Splitter<'_> {
                 event: Event::Preference(PreferenceChange {
                     origin: origin.clone(),
                     contact,
-                    preference: p,
+                    preference: raw,
                 }),
             });
         }
@@ -245,22 +280,48 @@ impl Splitter<'_> {
 
     fn messages(&mut self, v: MessagesValue) {
         let origin = self.origin(&v.metadata);
-        if !v.errors.is_empty() {
-            self.system("messages", v.errors, None, None);
+        self.other_keys("messages", &v.other);
+        if !v.errors.is_empty()
+            && let Ok(errors) = serde_json::value::to_raw_value(&v.errors)
+        {
+            self.system("messages", "errors", errors, None);
         }
-        for m in v.messages {
-            let mut contact =
-                find_contact(&v.contacts, m.from.as_deref(), m.from_user_id.as_deref());
-            if contact.wa_id.is_none() && contact.user_id.is_none() && v.contacts.len() == 1 {
-                contact = v.contacts[0].clone();
+        let contacts = typed_contacts(&v.contacts);
+        if contacts.len() < v.contacts.len() {
+            for raw in v.contacts.iter().filter(|r| r.parse().is_err()) {
+                self.unroutable("messages", raw.clone(), "unreadable contact".into());
             }
-            let id = ContactId::from_parts(
-                m.from.as_deref().or(contact.wa_id.as_deref()),
-                m.from_user_id.as_deref().or(contact.user_id.as_deref()),
-            );
-            let Some(id) = id else {
-                self.unroutable("messages", &m, "message without a valid sender id");
+        }
+        for raw in v.messages {
+            let m: Message = match raw.parse() {
+                Ok(m) => m,
+                Err(e) => {
+                    self.unroutable("messages", raw, format!("unreadable message: {e}"));
+                    continue;
+                }
+            };
+            let mut found = find_contact(&contacts, m.from.as_deref(), m.from_user_id.as_deref());
+            if found.is_none()
+                && m.from.is_none()
+                && m.from_user_id.is_none()
+                && contacts.len() == 1
+            {
+                found = Some((contacts[0].0.clone(), contacts[0].1.clone()));
+            }
+            let (wa_id, user_id) = match &found {
+                Some((c, _)) => (
+                    m.from.as_deref().or(c.wa_id.as_deref()),
+                    m.from_user_id.as_deref().or(c.user_id.as_deref()),
+                ),
+                None => (m.from.as_deref(), m.from_user_id.as_deref()),
+            };
+            let Some(id) = ContactId::from_parts(wa_id, user_id) else {
+                self.unroutable("messages", raw, "message without a valid sender id".into());
                 continue;
+            };
+            let contact = match found {
+                Some((_, raw)) => raw,
+                None => made_up_contact(wa_id, user_id),
             };
             self.out.push(Routed {
                 queue: Queue::Contact(self.pseudo.contact_key(&id)),
@@ -268,11 +329,18 @@ impl Splitter<'_> {
                 event: Event::Message(Box::new(InboundMessage {
                     origin: origin.clone(),
                     contact,
-                    message: m,
+                    message: raw,
                 })),
             });
         }
-        for st in v.statuses {
+        for raw in v.statuses {
+            let st: Status = match raw.parse() {
+                Ok(st) => st,
+                Err(e) => {
+                    self.unroutable("messages", raw, format!("unreadable status: {e}"));
+                    continue;
+                }
+            };
             let id =
                 ContactId::from_parts(st.recipient_id.as_deref(), st.recipient_user_id.as_deref());
             let material = format!("{}\0{}", st.id, st.status.as_str());
@@ -284,7 +352,7 @@ impl Splitter<'_> {
                 dedup: self.pseudo.tag("dedup-status", &material),
                 event: Event::Status(StatusUpdate {
                     origin: origin.clone(),
-                    status: st,
+                    status: raw,
                 }),
             });
         }
@@ -352,5 +420,54 @@ mod tests {
         };
         assert_eq!(st("read"), st("read"));
         assert_ne!(st("read"), st("delivered"));
+    }
+
+    #[test]
+    fn one_unreadable_message_does_not_take_its_neighbours_with_it() {
+        let r = routed(&format!(
+            r#"{{{META},"messages":[{{"from":"16505550101","id":"w1","type":"text","text":{{"body":"no time"}}}},{{"from":"16505550102","id":"w2","timestamp":"5","type":"text","text":{{"body":"fine"}}}}],"statuses":[{{"status":"read"}}]}}"#
+        ));
+        let labels: Vec<(&str, bool)> = r
+            .iter()
+            .map(|x| (x.event.label(), x.queue == Queue::System))
+            .collect();
+        assert_eq!(
+            labels,
+            [("system", true), ("message", false), ("system", true)],
+            "the bad message and the bad status are kept apart, the good message is routed"
+        );
+    }
+
+    #[test]
+    fn everything_meta_sends_is_kept_even_what_we_do_not_model() {
+        let r = routed(&format!(
+            r#"{{{META},"calls":[{{"id":"c1"}}],"contacts":[{{"wa_id":"16505550101","future":1}}],"messages":[{{"from":"16505550101","id":"w1","timestamp":"5","type":"interactive","interactive":{{"type":"call_permission_reply","call_permission_reply":{{"response":"accept"}}}},"context":{{"from_user_id":"US.1"}}}}],"errors":[{{"title":"no code"}}]}}"#
+        ));
+        let kinds: Vec<String> = r
+            .iter()
+            .map(|x| match &x.event {
+                Event::System(s) => format!("system:{}", s.kind),
+                other => other.label().to_owned(),
+            })
+            .collect();
+        assert_eq!(kinds, ["system:other_keys", "system:errors", "message"]);
+        let Event::System(other) = &r[0].event else {
+            panic!("not system")
+        };
+        assert!(
+            other
+                .value
+                .as_ref()
+                .is_some_and(|v| v.get().contains("\"c1\""))
+        );
+        let Event::Message(m) = &r[2].event else {
+            panic!("not a message")
+        };
+        let stored = serde_json::to_string(&**m).expect("json");
+        for kept in ["call_permission_reply", "accept", "from_user_id", "future"] {
+            assert!(stored.contains(kept), "{kept} lost: {stored}");
+        }
+        let typed = m.message.parse().expect("typed view");
+        assert_eq!(typed.kind.type_name(), "interactive");
     }
 }

@@ -7,7 +7,8 @@
 //! Only then does it answer 200. It never calls the Graph API.
 //!
 //! Answers: 200 stored (or already stored); 401 bad signature; 413 too
-//! large; 400 a body that could not be read off the connection; 503 the
+//! large; 408 a body slower than `server.body_timeout`; 400 a body that
+//! could not be read off the connection; 503 the
 //! store could not be written, so Meta retries. A signed body that we
 //! cannot parse is quarantined (sealed, in the store) and answered 200:
 //! Meta would retry the same bytes for 7 days to no purpose, and a 4xx
@@ -25,6 +26,7 @@ use actix_web::http::header::{CONTENT_LENGTH, ContentType};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::StreamExt;
 use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::startup::AppState;
@@ -36,6 +38,8 @@ use signature::SignatureError;
 pub enum WebhookError {
     #[error("body larger than server.max_body_bytes")]
     TooLarge,
+    #[error("body not received within server.body_timeout")]
+    Timeout,
     #[error("invalid signature: {0}")]
     Signature(#[from] SignatureError),
     #[error("could not read the request body")]
@@ -50,6 +54,7 @@ impl ResponseError for WebhookError {
     fn status_code(&self) -> StatusCode {
         match self {
             WebhookError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebhookError::Timeout => StatusCode::REQUEST_TIMEOUT,
             WebhookError::Signature(_) => StatusCode::UNAUTHORIZED,
             WebhookError::BadBody => StatusCode::BAD_REQUEST,
             WebhookError::Store(_) | WebhookError::Seal => StatusCode::SERVICE_UNAVAILABLE,
@@ -59,6 +64,7 @@ impl ResponseError for WebhookError {
     fn error_response(&self) -> HttpResponse {
         let message = match self {
             WebhookError::TooLarge => "payload too large",
+            WebhookError::Timeout => "body not received in time",
             WebhookError::Signature(_) => "invalid signature",
             WebhookError::BadBody => "could not read body",
             WebhookError::Store(_) | WebhookError::Seal => "temporarily unavailable, retry later",
@@ -82,11 +88,12 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         return forbidden();
     };
     let mode_ok = q.get("hub.mode").map(String::as_str) == Some("subscribe");
+    // Compare digests, so neither the content nor the length of the token
+    // shows in the timing.
     let token_ok = q.get("hub.verify_token").is_some_and(|t| {
-        bool::from(
-            t.as_bytes()
-                .ct_eq(state.verify_token.expose_secret().as_bytes()),
-        )
+        let given = Sha256::digest(t.as_bytes());
+        let ours = Sha256::digest(state.verify_token.expose_secret().as_bytes());
+        bool::from(given.as_slice().ct_eq(ours.as_slice()))
     });
     match q.get("hub.challenge") {
         Some(challenge) if mode_ok && token_ok => {
@@ -148,6 +155,7 @@ pub async fn receive(
 fn outcome(e: &WebhookError) -> &'static str {
     match e {
         WebhookError::TooLarge => "too_large",
+        WebhookError::Timeout => "body_timeout",
         WebhookError::Signature(SignatureError::Missing) => "signature_missing",
         WebhookError::Signature(SignatureError::Malformed) => "signature_malformed",
         WebhookError::Signature(SignatureError::Mismatch) => "signature_mismatch",
@@ -162,7 +170,12 @@ async fn handle(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<HttpResponse, WebhookError> {
-    let body = read_limited(req, payload, state.max_body_bytes).await?;
+    let body = tokio::time::timeout(
+        state.body_timeout,
+        read_limited(req, payload, state.max_body_bytes),
+    )
+    .await
+    .map_err(|_| WebhookError::Timeout)??;
     let header = req
         .headers()
         .get("x-hub-signature-256")

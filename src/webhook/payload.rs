@@ -10,12 +10,17 @@
 //! Serialising a value gives back Meta's shape, so the inbox can store it
 //! and later stages read it with the same types.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The whole POST body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Notification {
     pub object: String,
     #[serde(default)]
@@ -23,10 +28,13 @@ pub struct Notification {
 }
 
 /// One WhatsApp Business Account's part of a delivery.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Entry {
     /// The WhatsApp Business Account id.
     pub id: String,
+    /// Sent on some fields (template updates, account updates).
+    #[serde(default)]
+    pub time: Option<UnixTime>,
     #[serde(default)]
     pub changes: Vec<Change>,
 }
@@ -49,7 +57,7 @@ pub enum Change {
     },
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct RawChange {
     field: String,
     value: Box<RawValue>,
@@ -78,26 +86,48 @@ impl<'de> Deserialize<'de> for Change {
     }
 }
 
-impl Serialize for Change {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{Error, SerializeStruct};
-        let (field, value): (&str, Box<RawValue>) = match self {
-            Change::Messages(v) => (
-                "messages",
-                serde_json::value::to_raw_value(v).map_err(S::Error::custom)?,
-            ),
-            Change::UserPreferences(v) => (
-                "user_preferences",
-                serde_json::value::to_raw_value(v).map_err(S::Error::custom)?,
-            ),
-            Change::Unknown { field, value } | Change::Unreadable { field, value, .. } => {
-                (field, value.clone())
-            }
-        };
-        let mut st = s.serialize_struct("Change", 2)?;
-        st.serialize_field("field", field)?;
-        st.serialize_field("value", &value)?;
-        st.end()
+/// JSON exactly as Meta sent it, with its typed view parsed on demand.
+///
+/// Items are kept raw so that the inbox stores everything Meta sent, keys
+/// and subtypes we do not model included; `Debug` shows only the size.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent, bound = "")]
+pub struct Raw<T> {
+    json: Box<RawValue>,
+    #[serde(skip)]
+    typed: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned + Serialize> Raw<T> {
+    /// The typed view.
+    pub fn parse(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.json.get())
+    }
+
+    /// Wraps a value we built ourselves.
+    pub fn from_typed(value: &T) -> Result<Self, serde_json::Error> {
+        Ok(Raw {
+            json: serde_json::value::to_raw_value(value)?,
+            typed: PhantomData,
+        })
+    }
+}
+
+impl<T> Raw<T> {
+    /// The JSON text as sent.
+    pub fn get(&self) -> &str {
+        self.json.get()
+    }
+
+    /// The JSON, untyped.
+    pub fn into_json(self) -> Box<RawValue> {
+        self.json
+    }
+}
+
+impl<T> fmt::Debug for Raw<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Raw({} bytes)", self.json.get().len())
     }
 }
 
@@ -109,24 +139,77 @@ pub struct Metadata {
 }
 
 /// The value of a `messages` change: inbound messages, statuses of our
-/// outbound messages, or errors.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// outbound messages, or errors. Items are parsed one at a time (one bad
+/// message does not make its neighbours unreadable); keys we do not model
+/// are kept in `other`.
+#[derive(Debug, Clone)]
 pub struct MessagesValue {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub messaging_product: Option<String>,
     pub metadata: Metadata,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub contacts: Vec<Contact>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub messages: Vec<Message>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub statuses: Vec<Status>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<MetaError>,
+    pub contacts: Vec<Raw<Contact>>,
+    pub messages: Vec<Raw<Message>>,
+    pub statuses: Vec<Raw<Status>>,
+    pub errors: Vec<Raw<MetaError>>,
+    pub other: BTreeMap<String, Box<RawValue>>,
+}
+
+fn take_list<T, E: serde::de::Error>(
+    map: &mut BTreeMap<String, Box<RawValue>>,
+    key: &str,
+) -> Result<Vec<Raw<T>>, E> {
+    match map.remove(key) {
+        None => Ok(Vec::new()),
+        Some(v) => serde_json::from_str(v.get()).map_err(|e| E::custom(format!("{key}: {e}"))),
+    }
+}
+
+fn take_metadata<E: serde::de::Error>(
+    map: &mut BTreeMap<String, Box<RawValue>>,
+) -> Result<Metadata, E> {
+    let v = map
+        .remove("metadata")
+        .ok_or_else(|| E::missing_field("metadata"))?;
+    serde_json::from_str(v.get()).map_err(|e| E::custom(format!("metadata: {e}")))
+}
+
+impl<'de> Deserialize<'de> for MessagesValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut map = BTreeMap::<String, Box<RawValue>>::deserialize(d)?;
+        map.remove("messaging_product");
+        Ok(MessagesValue {
+            metadata: take_metadata(&mut map)?,
+            contacts: take_list(&mut map, "contacts")?,
+            messages: take_list(&mut map, "messages")?,
+            statuses: take_list(&mut map, "statuses")?,
+            errors: take_list(&mut map, "errors")?,
+            other: map,
+        })
+    }
+}
+
+/// The value of a `user_preferences` change.
+#[derive(Debug, Clone)]
+pub struct UserPreferencesValue {
+    pub metadata: Metadata,
+    pub contacts: Vec<Raw<Contact>>,
+    pub user_preferences: Vec<Raw<UserPreference>>,
+    pub other: BTreeMap<String, Box<RawValue>>,
+}
+
+impl<'de> Deserialize<'de> for UserPreferencesValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut map = BTreeMap::<String, Box<RawValue>>::deserialize(d)?;
+        map.remove("messaging_product");
+        Ok(UserPreferencesValue {
+            metadata: take_metadata(&mut map)?,
+            contacts: take_list(&mut map, "contacts")?,
+            user_preferences: take_list(&mut map, "user_preferences")?,
+            other: map,
+        })
+    }
 }
 
 /// A customer as Meta describes them in `contacts[]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct Contact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
@@ -139,7 +222,7 @@ pub struct Contact {
     pub identity_key_hash: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct Profile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -150,7 +233,8 @@ pub struct Profile {
 /// An error object as Meta sends it in webhooks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetaError {
-    pub code: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,7 +283,7 @@ impl Serialize for UnixTime {
 }
 
 /// An inbound message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(from = "RawMessage", into = "RawMessage")]
 pub struct Message {
     /// The sender's wa_id; absent for username users Meta withholds it for.
@@ -217,7 +301,7 @@ pub struct Message {
 }
 
 /// What a message carries, by its `type`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum MessageKind {
     Text(Text),
     Image(Media),
@@ -507,6 +591,9 @@ pub struct Interactive {
     pub list_reply: Option<ReplyChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nfm_reply: Option<NfmReply>,
+    /// Subtypes we do not model (their object is kept here).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 impl Interactive {
@@ -682,7 +769,7 @@ impl StatusKind {
 }
 
 /// A status update for a message we sent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Status {
     /// Our message's wamid.
     pub id: String,
@@ -735,20 +822,8 @@ optional_fields! {
     }
 }
 
-/// The value of a `user_preferences` change.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UserPreferencesValue {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub messaging_product: Option<String>,
-    pub metadata: Metadata,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub contacts: Vec<Contact>,
-    #[serde(default)]
-    pub user_preferences: Vec<UserPreference>,
-}
-
 /// A customer stopped or resumed a category of messages in WhatsApp itself.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct UserPreference {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wa_id: Option<String>,
@@ -762,6 +837,26 @@ pub struct UserPreference {
     pub value: String,
     pub timestamp: UnixTime,
 }
+
+// Personal data: `Debug` names the type and hides the content, so a stray
+// `?value` in a log line or a panic message cannot leak it.
+macro_rules! opaque_debug {
+    ($($t:ty),*) => {$(
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($t), " { .. }"))
+            }
+        }
+    )*};
+}
+opaque_debug!(
+    Message,
+    MessageKind,
+    Contact,
+    Profile,
+    Status,
+    UserPreference
+);
 
 /// Parses a body (already verified) into a [`Notification`].
 pub fn parse(body: &[u8]) -> Result<Notification, serde_json::Error> {
@@ -778,7 +873,7 @@ mod tests {
         );
         let n = parse(body.as_bytes()).expect("parses");
         match n.entry[0].changes[0].clone() {
-            Change::Messages(v) => v.messages[0].clone(),
+            Change::Messages(v) => v.messages[0].parse().expect("typed"),
             other => panic!("not a messages change: {other:?}"),
         }
     }
@@ -825,7 +920,7 @@ mod tests {
 
     #[test]
     fn a_messages_change_we_cannot_read_is_kept_as_unreadable() {
-        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":42}}]}]}"#;
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":42,"messages":[]}}]}]}"#;
         let n = parse(body).expect("envelope parses");
         assert!(
             matches!(&n.entry[0].changes[0], Change::Unreadable { field, .. } if field == "messages")

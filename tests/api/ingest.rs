@@ -60,7 +60,7 @@ async fn a_batch_is_handled_whole(backend: &Backend) {
     let ids: Vec<String> = ana
         .iter()
         .filter_map(|e| match e {
-            Event::Message(m) => Some(m.message.id.clone()),
+            Event::Message(m) => Some(m.message.parse().expect("typed").id),
             _ => None,
         })
         .collect();
@@ -111,11 +111,11 @@ async fn statuses_deduplicate_on_id_and_status(backend: &Backend) {
         assert_eq!(app.post_signed(body).await.status(), 200);
     }
     let events = app.events(&app.queue_of("16505550101")).await;
-    let states: Vec<&str> = events
+    let states: Vec<String> = events
         .iter()
         .map(|e| match e {
-            Event::Status(s) => s.status.status.as_str(),
-            _ => "other",
+            Event::Status(s) => s.status.parse().expect("typed").status.as_str().to_owned(),
+            _ => "other".to_owned(),
         })
         .collect();
     assert_eq!(states, ["sent", "delivered"]);

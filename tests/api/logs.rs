@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use whatsify::webhook::signature::sign;
 
 use crate::helpers::{
-    ACCESS_TOKEN, APP_SECRET, Backend, MASTER_KEY, PHONE_NUMBERS, PREVIOUS_APP_SECRET,
-    VERIFY_TOKEN, embedded, fixture, fixture_names, free_port, redis, test_env,
+    ACCESS_TOKEN, APP_SECRET, Backend, MASTER_KEY, PHONE_NUMBERS, PREVIOUS_APP_SECRET, RedisServer,
+    VERIFY_TOKEN, embedded, fixture, fixture_names, free_port, test_env,
 };
 
 const PERSONAL: [&str; 12] = [
@@ -78,9 +78,38 @@ async fn drive_traffic(base: &str) {
         .send()
         .await
         .expect("readyz");
+    // A path holding a phone number (as admin URLs will) is not logged.
+    let r = client
+        .get(format!("{base}/admin/contacts/16505550101"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
 }
 
-async fn logs_hold_nothing_personal(backend: &Backend) {
+/// With Redis stopped: 503s and a failing readiness check, logged too.
+async fn drive_outage(base: &str, redis: &mut RedisServer) {
+    let client = reqwest::Client::new();
+    redis.stop();
+    let body = fixture("messages_contacts.json");
+    let r = client
+        .post(format!("{base}/webhook"))
+        .header("X-Hub-Signature-256", sign(APP_SECRET, &body))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 503);
+    let r = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(r.status(), 503);
+    redis.restart();
+}
+
+async fn logs_hold_nothing_personal(backend: &Backend, mut redis: Option<&mut RedisServer>) {
     let port = free_port();
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("empty.toml");
@@ -112,6 +141,9 @@ async fn logs_hold_nothing_personal(backend: &Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drive_traffic(&base).await;
+    if let Some(redis) = redis.as_deref_mut() {
+        drive_outage(&base, redis).await;
+    }
     let _ = child.kill();
     let _ = child.wait();
 
@@ -120,6 +152,12 @@ async fn logs_hold_nothing_personal(backend: &Backend) {
     assert!(text.contains("webhook accepted"), "no request logs");
     assert!(text.contains("signature_mismatch"));
     assert!(text.contains("quarantined"));
+    if redis.is_some() {
+        assert!(
+            text.contains("store_unavailable"),
+            "the outage was not logged"
+        );
+    }
     assert!(text.contains("TRACE"), "not at trace level");
     assert!(
         text.lines().count() > 500,
@@ -156,11 +194,15 @@ async fn logs_hold_nothing_personal(backend: &Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logs_on_the_embedded_store_hold_nothing_personal() {
     let b = embedded();
-    logs_hold_nothing_personal(&b.backend).await;
+    logs_hold_nothing_personal(&b.backend, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logs_on_redis_hold_nothing_personal() {
-    let b = redis();
-    logs_hold_nothing_personal(&b.backend).await;
+    let mut server = RedisServer::start();
+    let backend = Backend::Redis {
+        url: server.url(),
+        prefix: "logs:".into(),
+    };
+    logs_hold_nothing_personal(&backend, Some(&mut server)).await;
 }

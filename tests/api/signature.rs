@@ -3,6 +3,8 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use whatsify::store::Queue;
+use whatsify::webhook::events::Event;
+use whatsify::webhook::payload::MessageKind;
 use whatsify::webhook::signature::sign;
 
 use crate::helpers::{
@@ -74,8 +76,13 @@ async fn non_ascii_text_is_verified_over_the_raw_bytes_and_reserialised_json_fai
     let resp = app.post_raw(raw, Some(signature)).await;
     assert_eq!(resp.status(), 200);
     let events = app.events(&app.queue_of("16505550101")).await;
-    let text = serde_json::to_string(&events[0]).expect("json");
-    assert!(text.contains("café crème brûlée"), "{text}");
+    let Event::Message(m) = &events[0] else {
+        panic!("not a message")
+    };
+    let MessageKind::Text(text) = m.message.parse().expect("typed").kind else {
+        panic!("not text")
+    };
+    assert!(text.body.contains("café crème brûlée"));
 }
 
 #[tokio::test]
@@ -169,4 +176,52 @@ async fn signed_bodies_we_cannot_read_are_quarantined_sealed_and_acknowledged() 
         assert_eq!(&opened, body);
     }
     assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+/// Sends `head` (and `body`) on a raw connection; returns what came back.
+async fn raw_exchange(app: &TestApp, head: String, body: &[u8]) -> String {
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.write_all(body).await.expect("write body");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read(&mut answer))
+        .await
+        .expect("an answer before the body is complete")
+        .expect("read");
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused_before_any_body_is_sent() {
+    let b = embedded();
+    let app = spawn_app(&b.backend).await;
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Hub-Signature-256: sha256={}\r\nContent-Length: 104857600\r\n\r\n",
+        "0".repeat(64)
+    );
+    // Not one byte of the 100 MB body is sent: the answer comes from the header.
+    let answer = raw_exchange(&app, head, b"").await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_gets_408_and_the_server_carries_on() {
+    let b = embedded();
+    let app = spawn_app_with(
+        &b.backend,
+        &[("WHATSIFY__SERVER__BODY_TIMEOUT", "1s".into())],
+    )
+    .await;
+    let head = "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n".to_owned();
+    let answer = raw_exchange(&app, head, b"{\"object\":").await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(
+        app.post_signed(&fixture("messages_text.json"))
+            .await
+            .status(),
+        200
+    );
 }
