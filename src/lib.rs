@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod flow;
 pub mod health;
 pub mod privacy;
 pub mod startup;

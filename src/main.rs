@@ -22,12 +22,40 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Validate flow files; errors are printed as file:line:col.
+    Check {
+        /// Folder of flow files (default: flows).
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Check { dir } => check(dir.unwrap_or_else(|| PathBuf::from("flows"))),
+    }
+}
+
+fn check(dir: PathBuf) -> ExitCode {
+    match whatsify::flow::load_dir(&dir) {
+        Ok(flows) => {
+            let steps: usize = flows.flows.iter().map(|f| f.steps.len()).sum();
+            println!(
+                "{}: {} flows, {} steps, no errors",
+                dir.display(),
+                flows.flows.len(),
+                steps
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            eprintln!("{} error(s) in {}", errors.len(), dir.display());
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -1,0 +1,219 @@
+//! Flows: the conversations a business describes in YAML files.
+//!
+//! - [`model`]: the file format as written (with source positions).
+//! - [`validate`]: loads a folder, reports every error as
+//!   `file:line:col: message`, and compiles the files into [`Flows`].
+//! - [`text`]: message text with `{{contact.name}}` / `{{vars.NAME}}`.
+//!
+//! The compiled [`Flows`] is what the engine runs: ids resolved to
+//! indexes, limits checked, regular expressions built.
+
+pub mod model;
+pub mod text;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use regex::Regex;
+
+pub use text::Text;
+pub use validate::{FlowError, load_dir};
+
+/// Index of a flow in [`Flows`].
+pub type FlowIdx = usize;
+/// Index of a step in its [`Flow`].
+pub type StepIdx = usize;
+
+/// Where a transition leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Step(StepIdx),
+    /// The first step of another flow.
+    Flow(FlowIdx),
+    End,
+}
+
+/// A checked, runnable set of flows.
+#[derive(Debug)]
+pub struct Flows {
+    pub flows: Vec<Flow>,
+    pub by_id: HashMap<String, FlowIdx>,
+    /// Normalised keyword → flow.
+    pub keywords: HashMap<String, FlowIdx>,
+    pub regexes: Vec<(Regex, FlowIdx)>,
+    /// Interactive reply id or quick-reply payload → flow.
+    pub replies: HashMap<String, FlowIdx>,
+    pub default: FlowIdx,
+}
+
+#[derive(Debug)]
+pub struct Flow {
+    pub id: String,
+    pub fallback: Option<Text>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug)]
+pub struct Step {
+    pub id: String,
+    pub kind: Kind,
+    /// Where a non-waiting step goes next.
+    pub next: Target,
+    /// For waiting steps: where to go after this long without an answer.
+    pub timeout: Option<(Duration, Target)>,
+}
+
+impl Step {
+    /// Waiting steps stop the run until the customer answers.
+    pub fn waits(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Buttons { .. } | Kind::List { .. } | Kind::Ask { .. }
+        )
+    }
+}
+
+/// A reply button or list row.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Image,
+    Document,
+}
+
+/// How an `ask` answer is checked.
+#[derive(Debug)]
+pub enum Check {
+    Regex(Regex),
+    Choice(Vec<String>),
+    Number { min: Option<f64>, max: Option<f64> },
+    Email,
+    MinLength(usize),
+}
+
+/// What a `branch` case tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    Var(String),
+    ContactName,
+    Tag,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    Equals(String),
+    NotEquals(String),
+    IsSet(bool),
+    Has(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Handoff,
+    OptIn,
+    OptOut,
+    Export,
+    Erase,
+    UpdateName,
+}
+
+#[derive(Debug)]
+pub enum Kind {
+    Say {
+        text: Text,
+        preview_url: bool,
+    },
+    Buttons {
+        text: Text,
+        header: Option<Text>,
+        footer: Option<Text>,
+        choices: Vec<Choice>,
+    },
+    List {
+        text: Text,
+        header: Option<Text>,
+        footer: Option<Text>,
+        button: String,
+        sections: Vec<(Option<String>, Vec<Choice>)>,
+    },
+    Media {
+        kind: MediaKind,
+        link: String,
+        caption: Option<Text>,
+        filename: Option<String>,
+    },
+    Template {
+        name: String,
+        language: String,
+        params: Vec<Text>,
+        marketing: bool,
+    },
+    Ask {
+        text: Text,
+        save_as: Option<String>,
+        check: Option<Check>,
+        retry: Option<Text>,
+        max_retries: u32,
+        on_fail: Target,
+    },
+    Branch {
+        cases: Vec<(Subject, Test, Target)>,
+        otherwise: Target,
+    },
+    Set {
+        vars: Vec<(String, Text)>,
+        add_tags: Vec<String>,
+        remove_tags: Vec<String>,
+        name: Option<Text>,
+    },
+    /// A pure jump (`goto`, `goto_flow`, `end`): `next` says where.
+    Jump,
+    Action {
+        action: Action,
+        purpose: Option<String>,
+    },
+}
+
+impl Flows {
+    /// The flow with this id.
+    pub fn flow(&self, id: &str) -> Option<&Flow> {
+        self.by_id.get(id).map(|&i| &self.flows[i])
+    }
+}
+
+/// Normalises a message for keyword matching: lower case, accents removed,
+/// inner whitespace collapsed, surrounding whitespace and punctuation cut.
+pub fn normalize(input: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let folded: String = input
+        .nfkd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect();
+    let trimmed = folded.trim_matches(|c: char| {
+        c.is_whitespace() || c.is_ascii_punctuation() || matches!(c, '¡' | '¿' | '…' | '«' | '»')
+    });
+    trimmed.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn keywords_match_whatever_the_case_accents_spaces_and_punctuation() {
+        assert_eq!(normalize("  Héllo!! "), "hello");
+        assert_eq!(normalize("MENÚ"), "menu");
+        assert_eq!(normalize("¿Ayuda?"), "ayuda");
+        assert_eq!(normalize("stop   all."), "stop all");
+        assert_eq!(normalize("opt-out"), "opt-out");
+    }
+}
