@@ -27,6 +27,11 @@ enum Command {
         /// Folder of flow files (default: flows).
         dir: Option<PathBuf>,
     },
+    /// Run the conversation transcripts in DIR/tests against the flows.
+    Test {
+        /// Folder of flow files (default: flows); transcripts in DIR/tests.
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -34,6 +39,42 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { dir } => check(dir.unwrap_or_else(|| PathBuf::from("flows"))),
+        Command::Test { dir } => test(dir.unwrap_or_else(|| PathBuf::from("flows"))),
+    }
+}
+
+fn test(dir: PathBuf) -> ExitCode {
+    let flows = match whatsify::flow::load_dir(&dir) {
+        Ok(f) => f,
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            eprintln!(
+                "{} error(s) in {}: fix them before testing",
+                errors.len(),
+                dir.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let ttl = std::time::Duration::from_secs(24 * 3600);
+    let reports = whatsify::flow::transcript::run_dir(&flows, &dir.join("tests"), ttl);
+    let failed = reports.iter().filter(|r| r.failure.is_some()).count();
+    for r in &reports {
+        match &r.failure {
+            None => println!("pass  {}  ({})", r.name, r.file.display()),
+            Some(why) => println!("FAIL  {}  ({})\n{why}", r.name, r.file.display()),
+        }
+    }
+    println!("{} passed, {} failed", reports.len() - failed, failed);
+    if failed > 0 || reports.is_empty() {
+        if reports.is_empty() {
+            eprintln!("no transcripts in {}", dir.join("tests").display());
+        }
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod engine;
 pub mod model;
 pub mod text;
+pub mod transcript;
 pub mod validate;
 
 use std::collections::HashMap;
