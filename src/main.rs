@@ -27,6 +27,18 @@ enum Command {
         /// Folder of flow files (default: flows).
         dir: Option<PathBuf>,
     },
+    /// Talk to the flows in this terminal, as a customer.
+    Chat {
+        /// The customer's WhatsApp id (shown in the session only).
+        #[arg(long = "as", default_value = "15550009999")]
+        wa_id: String,
+        /// The customer's profile name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Folder of flow files.
+        #[arg(long, default_value = "flows")]
+        flows: PathBuf,
+    },
     /// Run the conversation transcripts in DIR/tests against the flows.
     Test {
         /// Folder of flow files (default: flows); transcripts in DIR/tests.
@@ -39,7 +51,29 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { dir } => check(dir.unwrap_or_else(|| PathBuf::from("flows"))),
+        Command::Chat { wa_id, name, flows } => chat(flows, &wa_id, name),
         Command::Test { dir } => test(dir.unwrap_or_else(|| PathBuf::from("flows"))),
+    }
+}
+
+fn chat(dir: PathBuf, wa_id: &str, name: Option<String>) -> ExitCode {
+    let flows = match whatsify::flow::load_dir(&dir) {
+        Ok(f) => f,
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let ttl = std::time::Duration::from_secs(24 * 3600);
+    let stdin = std::io::stdin();
+    match whatsify::flow::chat::run(&flows, wa_id, name, ttl, stdin.lock(), std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("whatsify chat: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -117,3 +117,48 @@ fn test_reports_a_failing_transcript_with_a_readable_diff_and_exit_1() {
     assert!(out.contains("+ got:      text: Hi Ana 👋"), "{out}");
     assert!(out.contains("1 passed, 1 failed"), "{out}");
 }
+
+#[test]
+fn chat_shows_numbered_choices_takes_numbers_and_text_and_moves_the_clock() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_whatsify"))
+        .args([
+            "chat",
+            "--as",
+            "16505550101",
+            "--name",
+            "Ana",
+            "--flows",
+            "flows",
+        ])
+        .current_dir(root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("chat starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hi\n1\nno, thanks\n1\nmenu\n/wait 1h\n/image\n/nonsense\n/quit\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("chat ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for expected in [
+        "Chatting with the flows as customer 16505550101 (Ana)",
+        "bot> Hi Ana 👋",
+        "     [1] See offers",
+        "     [3] My privacy",
+        "bot> This week: 20% off",
+        "bot> No problem, we won't send you offers.",
+        "     (1h later)",
+        "bot> We're here whenever you need us. Just say hi.",
+        "(unknown command; /help lists them)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    // After the offers flow ended, "1" is a plain text again (no stale choice):
+    // it starts the default flow rather than tapping "Yes, send offers".
+    assert!(!text.contains("opt_in"), "{text}");
+}

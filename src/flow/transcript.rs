@@ -169,7 +169,10 @@ impl<'a> Conversation<'a> {
         self.session = out.session;
         self.contact = out.contact;
         let offered = choices(&out.effects);
-        if !offered.is_empty() {
+        if self.session.is_none() {
+            // Nothing waits for a choice any more: old numbers mean nothing.
+            self.offered.clear();
+        } else if !offered.is_empty() {
             self.offered = offered;
         }
         out.effects
