@@ -10,21 +10,32 @@
 //! | `inbox` | `("<queue>", seq)` → sealed event | until processed by a worker |
 //! | `seq` | `"<queue>"` → next sequence number | with its queue |
 //! | `ready` | contact key → first arrival (Unix ms) | until the inbox is drained |
+//! | `outbox_ready` | contact key → first job (Unix ms) | until the outbox is drained |
+//! | `sessions` | contact key → sealed session | until the conversation ends (the engine ignores one idle past `flows.session_ttl`) |
+//!
+//! The outbox shares the `inbox` table under the queue name `o:<contact>`.
+//! Leases live in memory: one process owns the file, and a restart frees
+//! them all.
 //!
 //! Writes go through one writer thread that gathers concurrent requests
 //! into a single transaction (group commit): each commit is durable
 //! (fsync) before any of its callers is answered, and the cost of the fsync
 //! is shared by everyone waiting.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::{Appended, DEDUP_TTL, InboxEntry, Queue, Store, StoreError, StoredEntry, now_secs};
+use super::{
+    Appended, Claim, Commit, Committed, DEDUP_TTL, InboxEntry, Lane, Queue, Store, StoreError,
+    StoredEntry, now_secs,
+};
 use crate::domain::ContactKey;
 
 const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
@@ -32,6 +43,11 @@ const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox")
 const SEEN_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("seen_expiry");
 const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
 const READY: TableDefinition<&str, u64> = TableDefinition::new("ready");
+const OUTBOX_READY: TableDefinition<&str, u64> = TableDefinition::new("outbox_ready");
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+
+/// Lease holders: (lane, contact) → (token, expiry).
+type Leases = Arc<Mutex<HashMap<(Lane, String), (String, Instant)>>>;
 
 /// Most requests folded into one transaction.
 const MAX_GROUP: usize = 512;
@@ -45,6 +61,8 @@ enum Job {
     Append(Vec<InboxEntry>, Reply),
     /// Answers once the writer can take work (for `/readyz`).
     Ping(oneshot::Sender<()>),
+    /// Anything else that writes: run in its own transaction.
+    Other(Box<dyn FnOnce(&Database) + Send>),
 }
 
 /// The embedded store; cheap to clone.
@@ -52,6 +70,7 @@ enum Job {
 pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: mpsc::Sender<Job>,
+    leases: Leases,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -77,6 +96,8 @@ impl EmbeddedStore {
             txn.open_table(INBOX).map_err(corrupt)?;
             txn.open_table(SEQ).map_err(corrupt)?;
             txn.open_table(READY).map_err(corrupt)?;
+            txn.open_table(OUTBOX_READY).map_err(corrupt)?;
+            txn.open_table(SESSIONS).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -86,7 +107,11 @@ impl EmbeddedStore {
             .name("whatsify-redb-writer".into())
             .spawn(move || writer_loop(&wdb, rx))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
-        Ok(EmbeddedStore { db, writer: tx })
+        Ok(EmbeddedStore {
+            db,
+            writer: tx,
+            leases: Arc::new(Mutex::new(HashMap::new())),
+        })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -100,6 +125,61 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// Runs `f` in a write transaction on the writer thread.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let stopped = || StoreError::Unavailable("store writer stopped".into());
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Other(Box::new(move |db: &Database| {
+            let result = (|| {
+                let txn = db.begin_write().map_err(corrupt)?;
+                let out = f(&txn)?;
+                txn.commit().map_err(corrupt)?;
+                Ok(out)
+            })();
+            let _ = tx.send(result);
+        }));
+        self.writer.send(job).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    fn holds(leases: &Leases, claim: &Claim) -> bool {
+        let map = leases.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(claim.lane, claim.contact.as_str().to_owned()))
+            .is_some_and(|(owner, until)| *owner == claim.owner && *until > Instant::now())
+    }
+
+    fn unlease(leases: &Leases, claim: &Claim) {
+        let mut map = leases.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (claim.lane, claim.contact.as_str().to_owned());
+        if map
+            .get(&key)
+            .is_some_and(|(owner, _)| *owner == claim.owner)
+        {
+            map.remove(&key);
+        }
+    }
+}
+
+fn seq_of(id: &str) -> Result<u64, StoreError> {
+    id.parse()
+        .map_err(|_| StoreError::Corrupt(format!("not an entry id: {id}")))
+}
+
+fn queue_is_empty(
+    table: &redb::Table<(&str, u64), &[u8]>,
+    queue: &str,
+) -> Result<bool, StoreError> {
+    Ok(table
+        .range((queue, 0)..=(queue, u64::MAX))
+        .map_err(corrupt)?
+        .next()
+        .is_none())
+}
+
 fn writer_loop(db: &Database, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut group = Vec::new();
@@ -110,6 +190,7 @@ fn writer_loop(db: &Database, rx: mpsc::Receiver<Job>) {
                 Job::Ping(reply) => {
                     let _ = reply.send(());
                 }
+                Job::Other(f) => f(db),
             }
             if group.len() < MAX_GROUP {
                 next = rx.try_recv().ok();
@@ -239,10 +320,19 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn ready_contacts(&self, limit: usize) -> Result<Vec<ContactKey>, StoreError> {
+    async fn ready_contacts(
+        &self,
+        lane: Lane,
+        limit: usize,
+    ) -> Result<Vec<ContactKey>, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(corrupt)?;
-            let table = txn.open_table(READY).map_err(corrupt)?;
+            let table = txn
+                .open_table(match lane {
+                    Lane::Inbox => READY,
+                    Lane::Outbox => OUTBOX_READY,
+                })
+                .map_err(corrupt)?;
             let mut all = Vec::new();
             for item in table.iter().map_err(corrupt)? {
                 let (k, v) = item.map_err(corrupt)?;
@@ -267,6 +357,154 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    async fn claim(
+        &self,
+        lane: Lane,
+        contact: &ContactKey,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Option<Claim>, StoreError> {
+        {
+            let mut map = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+            let key = (lane, contact.as_str().to_owned());
+            let now = Instant::now();
+            if map.get(&key).is_some_and(|(_, until)| *until > now) {
+                return Ok(None);
+            }
+            map.insert(key, (owner.to_owned(), now + lease));
+        }
+        let queue = match lane {
+            Lane::Inbox => Queue::Contact(contact.clone()),
+            Lane::Outbox => Queue::Outbox(contact.clone()),
+        };
+        let entries = self.read(&queue, limit).await?;
+        let session = match lane {
+            Lane::Inbox => {
+                let key = contact.as_str().to_owned();
+                self.blocking(move |db| {
+                    let txn = db.begin_read().map_err(corrupt)?;
+                    let t = txn.open_table(SESSIONS).map_err(corrupt)?;
+                    Ok(t.get(key.as_str())
+                        .map_err(corrupt)?
+                        .map(|v| v.value().to_vec()))
+                })
+                .await?
+            }
+            Lane::Outbox => None,
+        };
+        Ok(Some(Claim {
+            lane,
+            contact: contact.clone(),
+            owner: owner.to_owned(),
+            version: None,
+            entries,
+            session,
+        }))
+    }
+
+    async fn commit(&self, claim: &Claim, commit: Commit) -> Result<Committed, StoreError> {
+        let leases = self.leases.clone();
+        let c = claim.clone();
+        let now_ms = now_secs() * 1000;
+        let result = self
+            .write(move |txn| {
+                // Checked on the writer thread, in the transaction's turn.
+                if !Self::holds(&leases, &c) {
+                    return Ok(Committed::LeaseLost);
+                }
+                let key = c.contact.as_str();
+                let inbox_q = Queue::Contact(c.contact.clone()).name();
+                let outbox_q = Queue::Outbox(c.contact.clone()).name();
+                let mut inbox = txn.open_table(INBOX).map_err(corrupt)?;
+                for id in &commit.acked {
+                    inbox
+                        .remove((inbox_q.as_str(), seq_of(id)?))
+                        .map_err(corrupt)?;
+                }
+                let mut sessions = txn.open_table(SESSIONS).map_err(corrupt)?;
+                match &commit.session {
+                    Some(bytes) => {
+                        sessions.insert(key, bytes.as_slice()).map_err(corrupt)?;
+                    }
+                    None => {
+                        sessions.remove(key).map_err(corrupt)?;
+                    }
+                }
+                if !commit.outbox.is_empty() {
+                    let mut seq = txn.open_table(SEQ).map_err(corrupt)?;
+                    let mut n = seq
+                        .get(outbox_q.as_str())
+                        .map_err(corrupt)?
+                        .map(|v| v.value())
+                        .unwrap_or(0);
+                    for job in &commit.outbox {
+                        inbox
+                            .insert((outbox_q.as_str(), n), job.as_slice())
+                            .map_err(corrupt)?;
+                        n += 1;
+                    }
+                    seq.insert(outbox_q.as_str(), n).map_err(corrupt)?;
+                    let mut ready = txn.open_table(OUTBOX_READY).map_err(corrupt)?;
+                    if ready.get(key).map_err(corrupt)?.is_none() {
+                        ready.insert(key, now_ms).map_err(corrupt)?;
+                    }
+                }
+                let left = inbox
+                    .range((inbox_q.as_str(), 0)..=(inbox_q.as_str(), u64::MAX))
+                    .map_err(corrupt)?
+                    .count() as u64;
+                if left == 0 {
+                    txn.open_table(READY)
+                        .map_err(corrupt)?
+                        .remove(key)
+                        .map_err(corrupt)?;
+                }
+                Ok(Committed::Done { inbox_left: left })
+            })
+            .await;
+        Self::unlease(&self.leases, claim);
+        result
+    }
+
+    async fn sent(&self, claim: &Claim, id: &str) -> Result<bool, StoreError> {
+        let leases = self.leases.clone();
+        let c = claim.clone();
+        let seq = seq_of(id)?;
+        self.write(move |txn| {
+            if !Self::holds(&leases, &c) {
+                return Ok(false);
+            }
+            let q = Queue::Outbox(c.contact.clone()).name();
+            txn.open_table(INBOX)
+                .map_err(corrupt)?
+                .remove((q.as_str(), seq))
+                .map_err(corrupt)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        if claim.lane == Lane::Outbox {
+            let c = claim.clone();
+            self.write(move |txn| {
+                let q = Queue::Outbox(c.contact.clone()).name();
+                let inbox = txn.open_table(INBOX).map_err(corrupt)?;
+                if queue_is_empty(&inbox, &q)? {
+                    txn.open_table(OUTBOX_READY)
+                        .map_err(corrupt)?
+                        .remove(c.contact.as_str())
+                        .map_err(corrupt)?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Self::unlease(&self.leases, claim);
+        Ok(())
     }
 }
 

@@ -36,6 +36,8 @@ pub const INBOX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub enum Queue {
     /// One contact's events, in arrival order.
     Contact(ContactKey),
+    /// One contact's outbound jobs, in sending order.
+    Outbox(ContactKey),
     /// Events that concern no contact: account errors, unknown fields.
     System,
     /// Signed bodies we could not parse, kept for an operator.
@@ -47,6 +49,7 @@ impl Queue {
     pub fn name(&self) -> String {
         match self {
             Queue::Contact(k) => format!("c:{k}"),
+            Queue::Outbox(k) => format!("o:{k}"),
             Queue::System => "sys".to_owned(),
             Queue::Quarantine => "quarantine".to_owned(),
         }
@@ -78,6 +81,62 @@ pub enum Appended {
     Duplicate,
 }
 
+/// The two pipelines that take contacts one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Workers: inbox → engine → outbox.
+    Inbox,
+    /// Senders: outbox → Graph API.
+    Outbox,
+}
+
+impl Lane {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Inbox => "inbox",
+            Lane::Outbox => "outbox",
+        }
+    }
+}
+
+/// A worker's exclusive hold on one contact, and what it needs to work:
+/// the pending inbox entries (oldest first) and the sealed session.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub lane: Lane,
+    pub contact: ContactKey,
+    /// The lease token; only its holder may commit.
+    pub owner: String,
+    /// The ready mark's version when claimed (see [`Store::commit`]).
+    pub version: Option<String>,
+    /// Pending entries of the lane's queue, oldest first.
+    pub entries: Vec<StoredEntry>,
+    /// The sealed session (inbox lane only).
+    pub session: Option<Vec<u8>>,
+}
+
+/// What a worker writes once it has handled some of a claim's entries.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The handled inbox entries (their ids).
+    pub acked: Vec<String>,
+    /// The new sealed session; `None` deletes it.
+    pub session: Option<Vec<u8>>,
+    pub session_ttl: Duration,
+    /// Sealed outbound jobs, appended in order to the contact's outbox.
+    pub outbox: Vec<Vec<u8>>,
+}
+
+/// How a commit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// Written; this many inbox entries remain for the contact.
+    Done { inbox_left: u64 },
+    /// The lease expired and someone else may hold the contact: nothing
+    /// was written (the entries will be handled again).
+    LeaseLost,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
@@ -98,11 +157,40 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` entries of a queue, oldest first.
     async fn read(&self, queue: &Queue, limit: usize) -> Result<Vec<StoredEntry>, StoreError>;
 
-    /// Contacts whose inbox has (or may have) pending events, oldest first.
-    async fn ready_contacts(&self, limit: usize) -> Result<Vec<ContactKey>, StoreError>;
+    /// Contacts whose inbox (or outbox) has, or may have, pending entries.
+    async fn ready_contacts(&self, lane: Lane, limit: usize)
+    -> Result<Vec<ContactKey>, StoreError>;
 
     /// Checks the store can be reached (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Takes the contact in `lane` unless another worker holds it there,
+    /// and reads up to `limit` pending entries (and, for the inbox, the
+    /// session). `None`: held elsewhere. A lease that is not released
+    /// (a crash) expires after `lease`.
+    async fn claim(
+        &self,
+        lane: Lane,
+        contact: &ContactKey,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Option<Claim>, StoreError>;
+
+    /// Inbox lane. Atomically, if the claim still holds its lease: removes
+    /// the acked entries, writes (or deletes) the session, appends the
+    /// outbox jobs (and marks the contact ready for sending). Then drops
+    /// the contact from the ready set when its inbox is empty and nothing
+    /// arrived since the claim, and releases the lease.
+    async fn commit(&self, claim: &Claim, commit: Commit) -> Result<Committed, StoreError>;
+
+    /// Outbox lane: removes one sent (or dropped) job, if the claim still
+    /// holds its lease. `false` when the lease was lost.
+    async fn sent(&self, claim: &Claim, id: &str) -> Result<bool, StoreError>;
+
+    /// Releases a lease; in the outbox lane, also drops the contact from
+    /// the ready set when its outbox is empty and nothing was queued since.
+    async fn release(&self, claim: &Claim) -> Result<(), StoreError>;
 }
 
 /// Opens the backend the settings choose.

@@ -35,7 +35,7 @@ async fn every_fixture_is_accepted_and_stored(backend: &Backend) {
     assert!(app.entries(&Queue::Quarantine).await.is_empty());
     assert!(
         !app.store()
-            .ready_contacts(100)
+            .ready_contacts(whatsify::store::Lane::Inbox, 100)
             .await
             .expect("ready")
             .is_empty()
@@ -68,7 +68,11 @@ async fn a_batch_is_handled_whole(backend: &Backend) {
     let first = raw.find(&ids[0]).expect("id in fixture");
     let second = raw.find(&ids[1]).expect("id in fixture");
     assert!(first < second, "inbox order follows the delivery");
-    let ready = app.store().ready_contacts(10).await.expect("ready");
+    let ready = app
+        .store()
+        .ready_contacts(whatsify::store::Lane::Inbox, 10)
+        .await
+        .expect("ready");
     assert_eq!(ready.len(), 3);
 }
 both_backends!(batch, a_batch_is_handled_whole);
