@@ -58,6 +58,10 @@ pub enum StartError {
     },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("the flows in {dir} are invalid:\n{errors}")]
+    Flows { dir: String, errors: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
 }
 
 /// A built, bound application.
@@ -70,15 +74,58 @@ pub struct Application {
 impl Application {
     /// Opens the store the settings choose and binds `server.bind`.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let store = store::open(&settings.store).await?;
-        Self::build_with_store(settings, store)
+        Self::build_with(settings, WORKERS).await
     }
 
-    /// As [`Application::build`], with a store already opened.
+    /// As [`Application::build`] with `workers` workers and senders (0:
+    /// ingress only, for tests that look at the inbox itself).
+    pub async fn build_with(settings: &Settings, workers: usize) -> Result<Self, StartError> {
+        let store = store::open(&settings.store).await?;
+        Self::build_with_store(settings, store, workers)
+    }
+
+    /// As [`Application::build`], with a store already opened. Loads the
+    /// flows (refusing to start when they are invalid), binds the
+    /// listener, and starts the workers and senders on the current runtime.
     pub fn build_with_store(
         settings: &Settings,
         store: Arc<dyn Store>,
+        workers: usize,
     ) -> Result<Self, StartError> {
+        let flows =
+            crate::flow::load_dir(&settings.flows.dir).map_err(|errors| StartError::Flows {
+                dir: settings.flows.dir.display().to_string(),
+                errors: errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            })?;
+        let flows = Arc::new(flows);
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| StartError::Client(e.to_string()))?;
+        for _ in 0..workers {
+            let worker = crate::worker::Worker {
+                store: store.clone(),
+                sealer: Sealer::new(&settings.privacy.master_key),
+                flows: flows.clone(),
+                session_ttl: settings.flows.session_ttl,
+                owner: uuid::Uuid::new_v4().to_string(),
+            };
+            tokio::spawn(worker.run());
+            let sender = crate::sender::Sender {
+                store: store.clone(),
+                sealer: Sealer::new(&settings.privacy.master_key),
+                client: client.clone(),
+                graph_api_base: settings.meta.graph_api_base.clone(),
+                access_token: settings.meta.access_token.clone(),
+                max_age: settings.outbox.max_age,
+                owner: uuid::Uuid::new_v4().to_string(),
+            };
+            tokio::spawn(sender.run());
+        }
         let addr = settings.server.bind.clone();
         let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
             addr: addr.clone(),
@@ -117,6 +164,9 @@ impl Application {
 }
 
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// Workers and senders per instance (each takes one contact at a time).
+const WORKERS: usize = 4;
 
 fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, StartError> {
     let addr = listener

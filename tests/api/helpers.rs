@@ -186,6 +186,12 @@ pub fn test_env(backend: &Backend, extra: &[(&str, String)]) -> Vec<(String, Str
         ("WHATSIFY__META__VERIFY_TOKEN", VERIFY_TOKEN.to_owned()),
         ("WHATSIFY__META__ACCESS_TOKEN", ACCESS_TOKEN.to_owned()),
         ("WHATSIFY__PRIVACY__MASTER_KEY", MASTER_KEY.to_owned()),
+        // Never Meta's real host from a test: a closed loopback port unless
+        // a test points it at its fake Graph API.
+        (
+            "WHATSIFY__META__GRAPH_API_BASE",
+            "http://127.0.0.1:9/v23.0".to_owned(),
+        ),
     ];
     match backend {
         Backend::Embedded(path) => {
@@ -290,11 +296,30 @@ pub async fn try_spawn_app(
     backend: &Backend,
     extra: &[(&str, String)],
 ) -> Result<TestApp, whatsify::startup::StartError> {
+    try_spawn_app_workers(backend, extra, 0).await
+}
+
+/// A server with `workers` workers and senders running the flows.
+pub async fn spawn_app_running(
+    backend: &Backend,
+    extra: &[(&str, String)],
+    workers: usize,
+) -> TestApp {
+    try_spawn_app_workers(backend, extra, workers)
+        .await
+        .expect("app builds")
+}
+
+pub async fn try_spawn_app_workers(
+    backend: &Backend,
+    extra: &[(&str, String)],
+    workers: usize,
+) -> Result<TestApp, whatsify::startup::StartError> {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("empty.toml");
     std::fs::write(&file, "").expect("write");
     let settings = Settings::load_from(Some(&file), test_env(backend, extra)).expect("settings");
-    let app = Application::build(&settings).await?;
+    let app = Application::build_with(&settings, workers).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     let handle = app.handle();

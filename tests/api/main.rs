@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod conversation;
+mod graph;
 mod handshake;
 mod ingest;
 mod instances;

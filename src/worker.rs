@@ -1,0 +1,281 @@
+//! The worker: takes one contact at a time from the inbox (any instance
+//! may take any contact, never two at once), runs each pending event
+//! through the flow engine in the order Meta sent them, and commits the new
+//! session, the outbound jobs and the inbox acknowledgement atomically.
+//!
+//! [`Worker::try_work_next`] does one unit of work and says what happened,
+//! so tests can drive it step by step; [`Worker::run`] loops on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ContactKey;
+use crate::flow::Flows;
+use crate::flow::engine::{self, ContactView, Effect, Input, Outgoing, Session};
+use crate::privacy::crypto::Sealer;
+use crate::store::{Claim, Commit, Committed, Lane, Queue, Store, StoreError};
+use crate::webhook::events::{Event, InboundMessage};
+use crate::webhook::payload::{Message, MessageKind};
+
+/// How long a claim may take before another worker may take the contact.
+pub const LEASE: Duration = Duration::from_secs(30);
+/// Most inbox entries handled in one claim.
+pub const BATCH: usize = 50;
+
+/// What a contact's conversation keeps between messages (sealed in the
+/// store as its session).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub session: Option<Session>,
+    pub contact: ContactView,
+}
+
+/// Who a reply goes to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recipient {
+    /// A phone number (wa_id, digits).
+    WaId(String),
+    /// A business-scoped user id, for customers Meta gives no number for.
+    UserId(String),
+}
+
+/// One message to send, as the outbox holds it (sealed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Unique; sent as `biz_opaque_callback_data` to match statuses.
+    pub id: String,
+    /// The business number the customer wrote to; replies leave from it.
+    pub phone_number_id: String,
+    pub to: Recipient,
+    pub message: Outgoing,
+    /// When the job was queued (Unix seconds).
+    pub created_at: u64,
+}
+
+/// What one call to [`Worker::try_work_next`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// No contact had work (or all were held by other workers).
+    Idle,
+    /// Handled `events` events of one contact, queued `jobs` messages.
+    Worked {
+        contact: ContactKey,
+        events: usize,
+        jobs: usize,
+    },
+    /// Another worker took over (our lease expired); nothing was written.
+    LeaseLost(ContactKey),
+}
+
+pub struct Worker {
+    pub store: Arc<dyn Store>,
+    pub sealer: Sealer,
+    pub flows: Arc<Flows>,
+    pub session_ttl: Duration,
+    /// This worker's lease token.
+    pub owner: String,
+}
+
+fn session_context(contact: &ContactKey) -> Vec<u8> {
+    format!("session:{contact}").into_bytes()
+}
+
+fn outbox_context(contact: &ContactKey) -> Vec<u8> {
+    Queue::Outbox(contact.clone()).name().into_bytes()
+}
+
+/// What the engine sees of an inbound message.
+pub fn input_of(message: &Message) -> Input {
+    match &message.kind {
+        MessageKind::Text(t) => Input::Text(t.body.clone()),
+        MessageKind::Interactive(i) => match (&i.button_reply, &i.list_reply) {
+            (Some(c), _) | (None, Some(c)) => Input::Choice {
+                id: c.id.clone(),
+                title: c.title.clone(),
+            },
+            _ => Input::Unreadable,
+        },
+        MessageKind::Button(b) => Input::Choice {
+            id: b.payload.clone(),
+            title: b.text.clone(),
+        },
+        _ => Input::Unreadable,
+    }
+}
+
+impl Worker {
+    /// Works on one contact with pending events, if any.
+    pub async fn try_work_next(&self) -> Result<Outcome, StoreError> {
+        for contact in self.store.ready_contacts(Lane::Inbox, 32).await? {
+            let Some(claim) = self
+                .store
+                .claim(Lane::Inbox, &contact, &self.owner, LEASE, BATCH)
+                .await?
+            else {
+                continue;
+            };
+            if claim.entries.is_empty() {
+                // Drained already: commit nothing (keeping the session),
+                // which clears the ready mark.
+                let c = self
+                    .commit(&claim, Vec::new(), claim.session.clone(), Vec::new())
+                    .await?;
+                if c == Committed::LeaseLost {
+                    return Ok(Outcome::LeaseLost(contact));
+                }
+                continue;
+            }
+            return self.work(claim).await;
+        }
+        Ok(Outcome::Idle)
+    }
+
+    async fn commit(
+        &self,
+        claim: &Claim,
+        acked: Vec<String>,
+        session: Option<Vec<u8>>,
+        outbox: Vec<Vec<u8>>,
+    ) -> Result<Committed, StoreError> {
+        self.store
+            .commit(
+                claim,
+                Commit {
+                    acked,
+                    session,
+                    session_ttl: self.session_ttl,
+                    outbox,
+                },
+            )
+            .await
+    }
+
+    async fn work(&self, claim: Claim) -> Result<Outcome, StoreError> {
+        let contact = claim.contact.clone();
+        let mut state: Conversation = claim
+            .session
+            .as_ref()
+            .and_then(|sealed| self.sealer.open(sealed, &session_context(&contact)).ok())
+            .and_then(|plain| serde_json::from_slice(&plain).ok())
+            .unwrap_or_default();
+        let queue = Queue::Contact(contact.clone());
+        let mut jobs = Vec::new();
+        let mut acked = Vec::new();
+        let now = crate::store::now_secs();
+        for entry in &claim.entries {
+            acked.push(entry.id.clone());
+            let event: Option<Event> = self
+                .sealer
+                .open(&entry.sealed, queue.name().as_bytes())
+                .ok()
+                .and_then(|plain| serde_json::from_slice(&plain).ok());
+            let Some(event) = event else {
+                tracing::error!(contact = %contact, entry = %entry.id, "inbox entry cannot be opened; skipped");
+                continue;
+            };
+            if let Event::Message(m) = event {
+                self.handle_message(&contact, &m, &mut state, &mut jobs, now);
+            }
+            // Statuses and preferences are handled by the outbox and privacy
+            // stages; acknowledged here.
+        }
+        let session = serde_json::to_vec(&state)
+            .ok()
+            .and_then(|plain| self.sealer.seal(&plain, &session_context(&contact)).ok());
+        let mut outbox = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let plain = serde_json::to_vec(job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let sealed = self
+                .sealer
+                .seal(&plain, &outbox_context(&contact))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            outbox.push(sealed);
+        }
+        let events = acked.len();
+        match self.commit(&claim, acked, session, outbox).await? {
+            Committed::LeaseLost => {
+                tracing::warn!(contact = %contact, "lease lost; another worker redoes the batch");
+                Ok(Outcome::LeaseLost(contact))
+            }
+            Committed::Done { .. } => {
+                tracing::info!(contact = %contact, events, jobs = jobs.len(), "conversation step");
+                Ok(Outcome::Worked {
+                    contact,
+                    events,
+                    jobs: jobs.len(),
+                })
+            }
+        }
+    }
+
+    fn handle_message(
+        &self,
+        contact: &ContactKey,
+        m: &InboundMessage,
+        state: &mut Conversation,
+        jobs: &mut Vec<Job>,
+        now: u64,
+    ) {
+        let (Ok(message), Ok(profile)) = (m.message.parse(), m.contact.parse()) else {
+            tracing::error!(contact = %contact, "inbound message does not parse; skipped");
+            return;
+        };
+        if state.contact.name.is_none() {
+            state.contact.name = profile.profile.and_then(|p| p.name);
+        }
+        let to = match (
+            message.from.as_ref().or(profile.wa_id.as_ref()),
+            message.from_user_id.as_ref().or(profile.user_id.as_ref()),
+        ) {
+            (Some(w), _) => Recipient::WaId(w.clone()),
+            (None, Some(u)) => Recipient::UserId(u.clone()),
+            (None, None) => return,
+        };
+        let input = input_of(&message);
+        let out = engine::step(
+            &self.flows,
+            state.session.take(),
+            &state.contact,
+            &input,
+            now,
+            self.session_ttl.as_secs(),
+        );
+        state.session = out.session;
+        state.contact = out.contact;
+        for effect in out.effects {
+            match effect {
+                Effect::Send { message } => jobs.push(Job {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    phone_number_id: m.origin.phone_number_id.clone(),
+                    to: to.clone(),
+                    message,
+                    created_at: now,
+                }),
+                Effect::BudgetExceeded { flow, step } => {
+                    tracing::error!(contact = %contact, flow, step, "flow step budget exceeded");
+                }
+                Effect::Action { action, .. } => {
+                    tracing::info!(contact = %contact, action, "flow action (handled by later stages)");
+                }
+                Effect::SetName { .. } | Effect::AddTag { .. } | Effect::RemoveTag { .. } => {}
+            }
+        }
+    }
+
+    /// Works until the process stops; sleeps briefly when idle.
+    pub async fn run(self) {
+        loop {
+            match self.try_work_next().await {
+                Ok(Outcome::Idle) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "worker: store unavailable; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
