@@ -30,6 +30,11 @@ pub const BATCH: usize = 50;
 pub struct Conversation {
     pub session: Option<Session>,
     pub contact: ContactView,
+    /// Where the last message came from, for replies a timeout triggers.
+    #[serde(default)]
+    pub recipient: Option<Recipient>,
+    #[serde(default)]
+    pub phone_number_id: Option<String>,
 }
 
 /// Who a reply goes to.
@@ -120,17 +125,49 @@ impl Worker {
             if claim.entries.is_empty() {
                 // Drained already: commit nothing (keeping the session),
                 // which clears the ready mark.
+                let wake_at = self.open_state(&claim).session.and_then(|s| s.deadline);
                 let c = self
-                    .commit(&claim, Vec::new(), claim.session.clone(), Vec::new())
+                    .commit(
+                        &claim,
+                        Vec::new(),
+                        claim.session.clone(),
+                        Vec::new(),
+                        wake_at,
+                    )
                     .await?;
                 if c == Committed::LeaseLost {
                     return Ok(Outcome::LeaseLost(contact));
                 }
                 continue;
             }
-            return self.work(claim).await;
+            return self.work(claim, None).await;
+        }
+        // No messages waiting: fire due timeouts.
+        let now = crate::store::now_secs();
+        for contact in self.store.due_timers(now, 32).await? {
+            let Some(claim) = self
+                .store
+                .claim(Lane::Inbox, &contact, &self.owner, LEASE, BATCH)
+                .await?
+            else {
+                continue;
+            };
+            return self.work(claim, Some(now)).await;
         }
         Ok(Outcome::Idle)
+    }
+
+    fn open_state(&self, claim: &Claim) -> Conversation {
+        claim
+            .session
+            .as_ref()
+            .and_then(|sealed| {
+                self.sealer
+                    .open(sealed, &session_context(&claim.contact))
+                    .ok()
+            })
+            .and_then(|plain| serde_json::from_slice(&plain).ok())
+            .unwrap_or_default()
     }
 
     async fn commit(
@@ -139,6 +176,7 @@ impl Worker {
         acked: Vec<String>,
         session: Option<Vec<u8>>,
         outbox: Vec<Vec<u8>>,
+        wake_at: Option<u64>,
     ) -> Result<Committed, StoreError> {
         self.store
             .commit(
@@ -148,23 +186,42 @@ impl Worker {
                     session,
                     session_ttl: self.session_ttl,
                     outbox,
+                    wake_at,
                 },
             )
             .await
     }
 
-    async fn work(&self, claim: Claim) -> Result<Outcome, StoreError> {
+    /// Handles a claim's entries; with `tick`, first fires a due timeout.
+    async fn work(&self, claim: Claim, tick: Option<u64>) -> Result<Outcome, StoreError> {
         let contact = claim.contact.clone();
-        let mut state: Conversation = claim
-            .session
-            .as_ref()
-            .and_then(|sealed| self.sealer.open(sealed, &session_context(&contact)).ok())
-            .and_then(|plain| serde_json::from_slice(&plain).ok())
-            .unwrap_or_default();
+        let mut state = self.open_state(&claim);
         let queue = Queue::Contact(contact.clone());
         let mut jobs = Vec::new();
         let mut acked = Vec::new();
         let now = crate::store::now_secs();
+        if let Some(at) = tick
+            && let Some(to) = state.recipient.clone()
+        {
+            let out = engine::step(
+                &self.flows,
+                state.session.take(),
+                &state.contact,
+                &Input::Tick,
+                at,
+                self.session_ttl.as_secs(),
+            );
+            state.session = out.session;
+            state.contact = out.contact;
+            self.effects(
+                &contact,
+                out.effects,
+                &to,
+                &state.phone_number_id.clone().unwrap_or_default(),
+                &mut jobs,
+                now,
+            );
+        }
         for entry in &claim.entries {
             acked.push(entry.id.clone());
             let event: Option<Event> = self
@@ -195,7 +252,8 @@ impl Worker {
             outbox.push(sealed);
         }
         let events = acked.len();
-        match self.commit(&claim, acked, session, outbox).await? {
+        let wake_at = state.session.as_ref().and_then(|s| s.deadline);
+        match self.commit(&claim, acked, session, outbox, wake_at).await? {
             Committed::LeaseLost => {
                 tracing::warn!(contact = %contact, "lease lost; another worker redoes the batch");
                 Ok(Outcome::LeaseLost(contact))
@@ -234,6 +292,8 @@ impl Worker {
             (None, Some(u)) => Recipient::UserId(u.clone()),
             (None, None) => return,
         };
+        state.recipient = Some(to.clone());
+        state.phone_number_id = Some(m.origin.phone_number_id.clone());
         let input = input_of(&message);
         let out = engine::step(
             &self.flows,
@@ -245,11 +305,31 @@ impl Worker {
         );
         state.session = out.session;
         state.contact = out.contact;
-        for effect in out.effects {
+        self.effects(
+            contact,
+            out.effects,
+            &to,
+            &m.origin.phone_number_id,
+            jobs,
+            now,
+        );
+    }
+
+    /// Turns the engine's effects into outbound jobs (and log lines).
+    fn effects(
+        &self,
+        contact: &ContactKey,
+        effects: Vec<Effect>,
+        to: &Recipient,
+        phone_number_id: &str,
+        jobs: &mut Vec<Job>,
+        now: u64,
+    ) {
+        for effect in effects {
             match effect {
                 Effect::Send { message } => jobs.push(Job {
                     id: uuid::Uuid::new_v4().to_string(),
-                    phone_number_id: m.origin.phone_number_id.clone(),
+                    phone_number_id: phone_number_id.to_owned(),
                     to: to.clone(),
                     message,
                     created_at: now,

@@ -11,6 +11,7 @@
 //! | `seq` | `"<queue>"` → next sequence number | with its queue |
 //! | `ready` | contact key → first arrival (Unix ms) | until the inbox is drained |
 //! | `outbox_ready` | contact key → first job (Unix ms) | until the outbox is drained |
+//! | `timers`, `timer_of` | `(due, contact)` → (), and contact → due | until the timer fires or is cancelled |
 //! | `sessions` | contact key → sealed session | until the conversation ends (the engine ignores one idle past `flows.session_ttl`) |
 //!
 //! The outbox shares the `inbox` table under the queue name `o:<contact>`.
@@ -45,6 +46,8 @@ const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
 const READY: TableDefinition<&str, u64> = TableDefinition::new("ready");
 const OUTBOX_READY: TableDefinition<&str, u64> = TableDefinition::new("outbox_ready");
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+const TIMERS: TableDefinition<(u64, &str), ()> = TableDefinition::new("timers");
+const TIMER_OF: TableDefinition<&str, u64> = TableDefinition::new("timer_of");
 
 /// Lease holders: (lane, contact) → (token, expiry).
 type Leases = Arc<Mutex<HashMap<(Lane, String), (String, Instant)>>>;
@@ -98,6 +101,8 @@ impl EmbeddedStore {
             txn.open_table(READY).map_err(corrupt)?;
             txn.open_table(OUTBOX_READY).map_err(corrupt)?;
             txn.open_table(SESSIONS).map_err(corrupt)?;
+            txn.open_table(TIMERS).map_err(corrupt)?;
+            txn.open_table(TIMER_OF).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -452,6 +457,15 @@ impl Store for EmbeddedStore {
                         ready.insert(key, now_ms).map_err(corrupt)?;
                     }
                 }
+                let mut timers = txn.open_table(TIMERS).map_err(corrupt)?;
+                let mut timer_of = txn.open_table(TIMER_OF).map_err(corrupt)?;
+                if let Some(old) = timer_of.remove(key).map_err(corrupt)? {
+                    timers.remove((old.value(), key)).map_err(corrupt)?;
+                }
+                if let Some(at) = commit.wake_at {
+                    timers.insert((at, key), ()).map_err(corrupt)?;
+                    timer_of.insert(key, at).map_err(corrupt)?;
+                }
                 let left = inbox
                     .range((inbox_q.as_str(), 0)..=(inbox_q.as_str(), u64::MAX))
                     .map_err(corrupt)?
@@ -467,6 +481,26 @@ impl Store for EmbeddedStore {
             .await;
         Self::unlease(&self.leases, claim);
         result
+    }
+
+    async fn due_timers(&self, now: u64, limit: usize) -> Result<Vec<ContactKey>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let t = txn.open_table(TIMERS).map_err(corrupt)?;
+            let mut out = Vec::new();
+            for item in t
+                .range((0, "")..(now + 1, ""))
+                .map_err(corrupt)?
+                .take(limit)
+            {
+                let (k, _) = item.map_err(corrupt)?;
+                if let Some(c) = ContactKey::parse(k.value().1) {
+                    out.push(c);
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn sent(&self, claim: &Claim, id: &str) -> Result<bool, StoreError> {

@@ -125,6 +125,9 @@ pub struct Commit {
     pub session_ttl: Duration,
     /// Sealed outbound jobs, appended in order to the contact's outbox.
     pub outbox: Vec<Vec<u8>>,
+    /// When the session's next timeout is due (Unix seconds); `None`
+    /// cancels the contact's timer.
+    pub wake_at: Option<u64>,
 }
 
 /// How a commit ended.
@@ -187,6 +190,9 @@ pub trait Store: Send + Sync + 'static {
     /// Outbox lane: removes one sent (or dropped) job, if the claim still
     /// holds its lease. `false` when the lease was lost.
     async fn sent(&self, claim: &Claim, id: &str) -> Result<bool, StoreError>;
+
+    /// Contacts whose timer is due at `now` (Unix seconds), earliest first.
+    async fn due_timers(&self, now: u64, limit: usize) -> Result<Vec<ContactKey>, StoreError>;
 
     /// Releases a lease; in the outbox lane, also drops the contact from
     /// the ready set when its outbox is empty and nothing was queued since.

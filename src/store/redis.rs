@@ -12,6 +12,7 @@
 //! | `P{c:<contact>}:lease:inbox`, `…:lease:outbox` | string, the lease holder's token | the lease time (deleted on commit or release) |
 //! | `P{sys}:inbox`, `P{sys}:seen:<dedup>` | the same, for account-level events | 30 days / 8 days |
 //! | `P{quarantine}:inbox`, `P{quarantine}:seen:<sha>` | unreadable signed bodies | 30 days / 8 days |
+//! | `Ptimers` | sorted set: contacts by when their session's timeout is due (Unix s) | none: a member leaves when its timer fires or is cancelled |
 //! | `Pinbox:ready`, `Poutbox:ready` | sorted sets: contacts with pending entries; the score is a version bumped on every append | none: a member leaves when its queue is drained |
 //!
 //! `<contact>` is the pseudonymous contact key, never a phone number;
@@ -153,6 +154,10 @@ impl RedisStore {
 
     fn ready_key(&self, lane: Lane) -> String {
         format!("{}{}:ready", self.prefix, lane.name())
+    }
+
+    fn timers_key(&self) -> String {
+        format!("{}timers", self.prefix)
     }
 
     fn lease_key(&self, lane: Lane, contact: &ContactKey) -> String {
@@ -385,9 +390,28 @@ impl Store for RedisStore {
         for job in &commit.outbox {
             inv.arg(&job[..]);
         }
+        if let Some(at) = commit.wake_at {
+            // Before the session exists: a spurious timer only wakes a
+            // worker that finds nothing due.
+            let _: i64 = redis::cmd("ZADD")
+                .arg(self.timers_key())
+                .arg(at)
+                .arg(claim.contact.as_str())
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
         let left: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         if left < 0 {
             return Ok(Committed::LeaseLost);
+        }
+        if commit.wake_at.is_none() {
+            let _: i64 = redis::cmd("ZREM")
+                .arg(self.timers_key())
+                .arg(claim.contact.as_str())
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
         }
         if left == 0 {
             self.unready(Lane::Inbox, &claim.contact, &claim.version)
@@ -396,6 +420,25 @@ impl Store for RedisStore {
         Ok(Committed::Done {
             inbox_left: left as u64,
         })
+    }
+
+    async fn due_timers(&self, now: u64, limit: usize) -> Result<Vec<ContactKey>, StoreError> {
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.timers_key())
+            .arg("-inf")
+            .arg(now)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(members
+            .iter()
+            .filter_map(|m| ContactKey::parse(m))
+            .collect())
     }
 
     async fn sent(&self, claim: &Claim, id: &str) -> Result<bool, StoreError> {

@@ -259,3 +259,34 @@ async fn two_instances_on_one_redis_share_the_work_and_answer_each_message_once(
     }
     graph.stop().await;
 }
+
+async fn a_timeout_fires_in_serve_without_any_message(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = spawn_app_running(
+        backend,
+        &[
+            ("WHATSIFY__META__GRAPH_API_BASE", graph.base.clone()),
+            ("WHATSIFY__FLOWS__DIR", "tests/flows/timeout".into()),
+        ],
+        1,
+    )
+    .await;
+    assert_eq!(
+        app.post_signed(&fixture("messages_text.json"))
+            .await
+            .status(),
+        200
+    );
+    let sent = graph.wait_for(2).await;
+    let lines: Vec<String> = sent.iter().map(|s| describe(&s.body)).collect();
+    assert_eq!(
+        lines,
+        [
+            "buttons: Pick one [A]",
+            "text: Still there? Say hi to start again."
+        ]
+    );
+    assert_eq!(sent[1].body["to"], "+16505550101");
+    graph.stop().await;
+}
+both_backends!(timeout_fires, a_timeout_fires_in_serve_without_any_message);

@@ -195,6 +195,7 @@ async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend: &Backend) 
                 session: Some(b"session-1".to_vec()),
                 session_ttl: Duration::from_secs(3600),
                 outbox: vec![b"job-1".to_vec(), b"job-2".to_vec()],
+                wake_at: None,
             },
         )
         .await
@@ -230,6 +231,7 @@ async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend: &Backend) 
                 session: None,
                 session_ttl: Duration::from_secs(3600),
                 outbox: vec![b"job-3".to_vec()],
+                wake_at: None,
             },
         )
         .await
@@ -285,6 +287,7 @@ async fn an_expired_lease_cannot_commit(backend: &Backend) {
                 session: Some(b"stale".to_vec()),
                 session_ttl: Duration::from_secs(60),
                 outbox: vec![b"stale job".to_vec()],
+                wake_at: None,
             },
         )
         .await
@@ -325,6 +328,7 @@ async fn a_message_arriving_during_a_claim_keeps_the_contact_ready(backend: &Bac
                 session: None,
                 session_ttl: Duration::from_secs(60),
                 outbox: Vec::new(),
+                wake_at: None,
             },
         )
         .await
@@ -355,6 +359,7 @@ async fn the_outbox_lane_sends_in_order_and_empties(backend: &Backend) {
         session: None,
         session_ttl: Duration::from_secs(60),
         outbox: vec![b"a".to_vec(), b"b".to_vec()],
+        wake_at: None,
     };
     s.commit(&c, commit).await.expect("commit");
     let sender = s
@@ -392,3 +397,54 @@ async fn the_outbox_lane_sends_in_order_and_empties(backend: &Backend) {
     );
 }
 both_backends!(outbox_lane, the_outbox_lane_sends_in_order_and_empties);
+
+async fn timers_fire_when_due_and_can_be_cancelled(backend: &Backend) {
+    let s = open(backend).await;
+    let k = key(5);
+    let q = Queue::Contact(k.clone());
+    s.append(vec![entry(&q, "1", "x")]).await.expect("append");
+    let claim = s
+        .claim(Lane::Inbox, &k, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let commit = Commit {
+        acked: vec![claim.entries[0].id.clone()],
+        session: Some(b"waiting".to_vec()),
+        session_ttl: Duration::from_secs(60),
+        outbox: Vec::new(),
+        wake_at: Some(1_800_000_100),
+    };
+    s.commit(&claim, commit).await.expect("commit");
+    assert!(
+        s.due_timers(1_800_000_099, 10)
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    assert_eq!(
+        s.due_timers(1_800_000_100, 10).await.expect("due"),
+        vec![k.clone()]
+    );
+    let claim = s
+        .claim(Lane::Inbox, &k, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let commit = Commit {
+        acked: Vec::new(),
+        session: None,
+        session_ttl: Duration::from_secs(60),
+        outbox: Vec::new(),
+        wake_at: None,
+    };
+    s.commit(&claim, commit).await.expect("commit");
+    assert!(
+        s.due_timers(u64::MAX / 2, 10)
+            .await
+            .expect("due")
+            .is_empty(),
+        "cancelled"
+    );
+}
+both_backends!(timers, timers_fire_when_due_and_can_be_cancelled);
