@@ -21,6 +21,7 @@ pub mod domain;
 pub mod flow;
 pub mod health;
 pub mod privacy;
+pub mod reload;
 pub mod sender;
 pub mod startup;
 pub mod store;

@@ -26,6 +26,8 @@ pub struct AppState {
     pub pseudonymizer: Pseudonymizer,
     pub max_body_bytes: usize,
     pub body_timeout: std::time::Duration,
+    /// The flows in force (set by [`Application::build`]).
+    pub flows: Option<crate::flow::SharedFlows>,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ impl AppState {
             ),
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: settings.server.body_timeout,
+            flows: None,
         }
     }
 }
@@ -101,7 +104,11 @@ impl Application {
                     .collect::<Vec<_>>()
                     .join("\n"),
             })?;
-        let flows = Arc::new(flows);
+        let flows = crate::flow::SharedFlows::new(flows);
+        tokio::spawn(crate::reload::watch(
+            settings.flows.dir.clone(),
+            flows.clone(),
+        ));
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -135,7 +142,9 @@ impl Application {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?
             .port();
-        let state = web::Data::new(AppState::new(settings, store));
+        let mut state = AppState::new(settings, store);
+        state.flows = Some(flows);
+        let state = web::Data::new(state);
         let server = run(listener, state.clone())?;
         Ok(Application {
             port,

@@ -12,7 +12,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::ContactKey;
-use crate::flow::Flows;
 use crate::flow::engine::{self, ContactView, Effect, Input, Outgoing, Session};
 use crate::privacy::crypto::Sealer;
 use crate::store::{Claim, Commit, Committed, Lane, Queue, Store, StoreError};
@@ -78,7 +77,7 @@ pub enum Outcome {
 pub struct Worker {
     pub store: Arc<dyn Store>,
     pub sealer: Sealer,
-    pub flows: Arc<Flows>,
+    pub flows: crate::flow::SharedFlows,
     pub session_ttl: Duration,
     /// This worker's lease token.
     pub owner: String,
@@ -204,7 +203,7 @@ impl Worker {
             && let Some(to) = state.recipient.clone()
         {
             let out = engine::step(
-                &self.flows,
+                &self.flows.current(),
                 state.session.take(),
                 &state.contact,
                 &Input::Tick,
@@ -296,7 +295,7 @@ impl Worker {
         state.phone_number_id = Some(m.origin.phone_number_id.clone());
         let input = input_of(&message);
         let out = engine::step(
-            &self.flows,
+            &self.flows.current(),
             state.session.take(),
             &state.contact,
             &input,

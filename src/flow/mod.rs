@@ -185,6 +185,53 @@ pub enum Kind {
     },
 }
 
+/// The flows in force, replaced whole when a reload succeeds. Workers
+/// take the current set for each unit of work; a reload never changes the
+/// set under a running step.
+#[derive(Clone)]
+pub struct SharedFlows {
+    inner: std::sync::Arc<std::sync::RwLock<std::sync::Arc<Flows>>>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SharedFlows {
+    pub fn new(flows: Flows) -> Self {
+        SharedFlows {
+            inner: std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(flows))),
+            generation: Default::default(),
+            failed: Default::default(),
+        }
+    }
+
+    pub fn current(&self) -> std::sync::Arc<Flows> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts a new set in force.
+    pub fn replace(&self, flows: Flows) {
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(flows);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Records a reload that found invalid flows (the old set stays).
+    pub fn record_failure(&self) {
+        self.failed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many reloads succeeded.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many reloads were refused.
+    pub fn failures(&self) -> u64 {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 impl Flows {
     /// The flow with this id.
     pub fn flow(&self, id: &str) -> Option<&Flow> {

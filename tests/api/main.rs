@@ -11,5 +11,6 @@ mod instances;
 mod logs;
 mod property;
 mod redis_faults;
+mod reload;
 mod signature;
 mod store;
