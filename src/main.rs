@@ -101,6 +101,10 @@ fn test(dir: PathBuf) -> ExitCode {
             Some(why) => println!("FAIL  {}  ({})\n{why}", r.name, r.file.display()),
         }
     }
+    let uncovered = whatsify::flow::transcript::uncovered(&flows, &reports);
+    if !uncovered.is_empty() {
+        println!("steps no transcript reaches: {}", uncovered.join(", "));
+    }
     println!("{} passed, {} failed", reports.len() - failed, failed);
     if failed > 0 || reports.is_empty() {
         if reports.is_empty() {

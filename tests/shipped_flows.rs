@@ -46,6 +46,11 @@ fn the_shipped_flows_are_valid_and_every_transcript_passes() {
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let uncovered = whatsify::flow::transcript::uncovered(&flows, &reports);
+    assert!(
+        uncovered.is_empty(),
+        "steps no transcript reaches: {uncovered:?}"
+    );
 }
 
 #[test]

@@ -141,10 +141,13 @@ pub struct Outcome {
     pub session: Option<Session>,
     pub contact: ContactView,
     pub effects: Vec<Effect>,
+    /// The steps this input ran or stopped at, in order (for coverage).
+    pub visited: Vec<(FlowIdx, StepIdx)>,
 }
 
 struct Run<'a> {
     flows: &'a Flows,
+    visited: Vec<(FlowIdx, StepIdx)>,
     vars: BTreeMap<String, String>,
     contact: ContactView,
     effects: Vec<Effect>,
@@ -175,6 +178,7 @@ pub fn step(
     let position = session.as_ref().and_then(|s| locate(flows, s));
     let mut run = Run {
         flows,
+        visited: Vec::new(),
         vars: session.as_ref().map(|s| s.vars.clone()).unwrap_or_default(),
         contact: contact.clone(),
         effects: Vec::new(),
@@ -207,6 +211,7 @@ pub fn step(
                     session,
                     contact: run.contact,
                     effects: run.effects,
+                    visited: run.visited,
                 };
             }
             Waiting::NotMine => {
@@ -225,6 +230,7 @@ pub fn step(
         session,
         contact: run.contact,
         effects: run.effects,
+        visited: run.visited,
     }
 }
 
@@ -233,6 +239,7 @@ fn unchanged(session: Option<Session>, run: Run<'_>) -> Outcome {
         session,
         contact: run.contact,
         effects: run.effects,
+        visited: run.visited,
     }
 }
 
@@ -435,6 +442,7 @@ fn run_from(run: &mut Run<'_>, mut flow: FlowIdx, mut target: Target) -> Option<
         };
         let f: &Flow = &run.flows.flows[flow];
         let step = f.steps.get(s)?;
+        run.visited.push((flow, s));
         if step.waits() {
             prompt(run, flow, s);
             return Some(Session {

@@ -22,6 +22,7 @@
 //! `template: NAME`, `action: NAME`, `action: NAME PURPOSE`, `tag: +T`,
 //! `tag: -T`, `name: NEW`.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -69,6 +70,8 @@ pub struct Turn {
 pub struct Report {
     pub file: PathBuf,
     pub name: String,
+    /// Steps the transcript ran or stopped at.
+    pub visited: HashSet<(usize, usize)>,
     /// Empty when it passed; otherwise a readable account of the first
     /// turn that differed.
     pub failure: Option<String>,
@@ -142,6 +145,8 @@ pub struct Conversation<'a> {
     pub session_ttl: u64,
     /// Choices offered by the last interactive message.
     pub offered: Vec<(String, String)>,
+    /// Every step run or stopped at so far.
+    pub visited: HashSet<(usize, usize)>,
 }
 
 impl<'a> Conversation<'a> {
@@ -153,6 +158,7 @@ impl<'a> Conversation<'a> {
             now: 1_800_000_000,
             session_ttl: session_ttl.as_secs(),
             offered: Vec::new(),
+            visited: HashSet::new(),
         }
     }
 
@@ -168,6 +174,7 @@ impl<'a> Conversation<'a> {
         );
         self.session = out.session;
         self.contact = out.contact;
+        self.visited.extend(out.visited);
         let offered = choices(&out.effects);
         if self.session.is_none() {
             // Nothing waits for a choice any more: old numbers mean nothing.
@@ -217,6 +224,7 @@ pub fn run(flows: &Flows, file: &Path, t: &Transcript, session_ttl: Duration) ->
     let fail = |msg: String| Report {
         file: file.to_path_buf(),
         name: t.name.clone(),
+        visited: HashSet::new(),
         failure: Some(msg),
     };
     for (i, turn) in t.turns.iter().enumerate() {
@@ -276,8 +284,26 @@ pub fn run(flows: &Flows, file: &Path, t: &Transcript, session_ttl: Duration) ->
     Report {
         file: file.to_path_buf(),
         name: t.name.clone(),
+        visited: conv.visited,
         failure: None,
     }
+}
+
+/// Steps (`flow/step`) that no passing transcript reaches.
+pub fn uncovered(flows: &Flows, reports: &[Report]) -> Vec<String> {
+    let seen: HashSet<(usize, usize)> = reports
+        .iter()
+        .flat_map(|r| r.visited.iter().copied())
+        .collect();
+    let mut out = Vec::new();
+    for (f, flow) in flows.flows.iter().enumerate() {
+        for (s, step) in flow.steps.iter().enumerate() {
+            if !seen.contains(&(f, s)) {
+                out.push(format!("{}/{}", flow.id, step.id));
+            }
+        }
+    }
+    out
 }
 
 /// Runs every transcript in `dir` (`*.yaml`); a file that cannot be read
@@ -305,6 +331,7 @@ pub fn run_dir(flows: &Flows, dir: &Path, session_ttl: Duration) -> Vec<Report> 
                 Err(e) => Report {
                     name: path.display().to_string(),
                     file: path,
+                    visited: HashSet::new(),
                     failure: Some(format!("cannot read the transcript: {e}")),
                 },
             }
