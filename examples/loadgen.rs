@@ -7,6 +7,11 @@
 //! cargo run --release --example loadgen -- --requests 10000 --rate 1000
 //! ```
 //! The app secret comes from `--secret` or `WHATSIFY__META__APP_SECRET`.
+//!
+//! With `--fake-graph PORT` it also serves a fake Graph API on that
+//! loopback port (answering like Meta's messages endpoint) and reports how
+//! many replies the server sent and how fast; start the server with
+//! `WHATSIFY__META__GRAPH_API_BASE=http://127.0.0.1:PORT/v23.0`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +26,7 @@ struct Args {
     concurrency: usize,
     rate: Option<f64>,
     contacts: usize,
+    fake_graph: Option<u16>,
 }
 
 fn parse_args() -> Args {
@@ -31,6 +37,7 @@ fn parse_args() -> Args {
         concurrency: 64,
         rate: None,
         contacts: 1_000,
+        fake_graph: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -42,6 +49,7 @@ fn parse_args() -> Args {
             "--concurrency" => args.concurrency = value.parse().expect("--concurrency N"),
             "--rate" => args.rate = Some(value.parse().expect("--rate per second")),
             "--contacts" => args.contacts = value.parse().expect("--contacts N"),
+            "--fake-graph" => args.fake_graph = Some(value.parse().expect("--fake-graph PORT")),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -73,9 +81,47 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[idx] as f64 / 1000.0
 }
 
+/// Replies received by the fake Graph API, and when the last one came.
+#[derive(Default)]
+struct Replies {
+    count: std::sync::atomic::AtomicU64,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+async fn fake_graph(port: u16, replies: Arc<Replies>, start: Instant) {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let data = web::Data::new((replies, start));
+    let server = HttpServer::new(move || {
+        App::new().app_data(data.clone()).route(
+            "/{v}/{id}/messages",
+            web::post().to(
+                |d: web::Data<(Arc<Replies>, Instant)>, _body: web::Bytes| async move {
+                    let n = d.0.count.fetch_add(1, Ordering::Relaxed);
+                    d.0.last_ms
+                        .store(d.1.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    HttpResponse::Ok().json(serde_json::json!({
+                        "messaging_product": "whatsapp",
+                        "contacts": [{"input": "+16505550000", "wa_id": "16505550000"}],
+                        "messages": [{"id": format!("wamid.LOAD{n}")}]
+                    }))
+                },
+            ),
+        )
+    })
+    .workers(1)
+    .bind(("127.0.0.1", port))
+    .expect("fake graph port");
+    tokio::spawn(server.run());
+}
+
 #[tokio::main]
 async fn main() {
     let args = Arc::new(parse_args());
+    let replies = Arc::new(Replies::default());
+    let origin = Instant::now();
+    if let Some(port) = args.fake_graph {
+        fake_graph(port, replies.clone(), origin).await;
+    }
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -153,4 +199,22 @@ async fn main() {
         percentile(&all, 1.0)
     );
     println!("statuses (0 = connection error): {statuses:?}");
+    if args.fake_graph.is_some() {
+        // Wait until the replies stop coming (2 s without one).
+        let mut last = u64::MAX;
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let n = replies.count.load(Ordering::Relaxed);
+            if n == last {
+                break;
+            }
+            last = n;
+        }
+        let span = replies.last_ms.load(Ordering::Relaxed) as f64 / 1000.0
+            - (start - origin).as_secs_f64();
+        println!(
+            "replies sent to the fake Graph API: {last} in {span:.2}s -> {:.0} replies/s end to end",
+            last as f64 / span.max(0.001)
+        );
+    }
 }

@@ -167,3 +167,15 @@ fn chat_shows_numbered_choices_takes_numbers_and_text_and_moves_the_clock() {
     // it starts the default flow rather than tapping "Yes, send offers".
     assert!(!text.contains("opt_in"), "{text}");
 }
+
+#[test]
+fn numbers_typed_at_a_question_are_answers_not_taps_on_old_buttons() {
+    use whatsify::flow::engine::{ContactView, Input};
+    use whatsify::flow::transcript::Conversation;
+    let flows = whatsify::flow::load_dir(&root().join("flows")).expect("flows");
+    let mut conv = Conversation::new(&flows, ContactView::default(), Duration::from_secs(86_400));
+    conv.input(&Input::Text("privacy".into()));
+    let change = conv.tap("Change my name").expect("a list row");
+    conv.input(&change);
+    assert!(conv.tap("2").is_none(), "the list is no longer on screen");
+}

@@ -179,7 +179,8 @@ impl<'a> Conversation<'a> {
         if self.session.is_none() {
             // Nothing waits for a choice any more: old numbers mean nothing.
             self.offered.clear();
-        } else if !offered.is_empty() {
+        } else if !out.effects.is_empty() {
+            // The latest prompt decides: a question after buttons offers none.
             self.offered = offered;
         }
         out.effects

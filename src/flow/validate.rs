@@ -326,7 +326,7 @@ impl Compiler {
                     Err(e) => self.err(
                         path,
                         r,
-                        format!("invalid regular expression: {}", first_line(&e.to_string())),
+                        format!("invalid regular expression: {}", last_line(&e.to_string())),
                     ),
                 }
             }
@@ -1065,7 +1065,7 @@ impl Compiler {
                     self.err(
                         path,
                         r,
-                        format!("invalid regular expression: {}", first_line(&e.to_string())),
+                        format!("invalid regular expression: {}", last_line(&e.to_string())),
                     );
                     None
                 }
@@ -1205,6 +1205,6 @@ fn valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn first_line(s: &str) -> String {
+fn last_line(s: &str) -> String {
     s.lines().last().unwrap_or(s).trim().to_owned()
 }
