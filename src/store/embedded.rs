@@ -59,13 +59,18 @@ const MAX_SWEEP: usize = 1_000;
 
 type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
 
+type Finish = Box<dyn FnOnce(bool) + Send>;
+type Work = Box<dyn FnOnce(&redb::WriteTransaction) -> (bool, Finish) + Send>;
+
 /// Work for the writer thread.
 enum Job {
     Append(Vec<InboxEntry>, Reply),
     /// Answers once the writer can take work (for `/readyz`).
     Ping(oneshot::Sender<()>),
     /// Anything else that writes: run in its own transaction.
-    Other(Box<dyn FnOnce(&Database) + Send>),
+    /// Runs in the group's transaction; returns what to do once the
+    /// transaction is committed (`true`) or abandoned (`false`).
+    Other(Work),
 }
 
 /// The embedded store; cheap to clone.
@@ -138,14 +143,17 @@ impl EmbeddedStore {
     ) -> Result<T, StoreError> {
         let stopped = || StoreError::Unavailable("store writer stopped".into());
         let (tx, rx) = oneshot::channel();
-        let job = Job::Other(Box::new(move |db: &Database| {
-            let result = (|| {
-                let txn = db.begin_write().map_err(corrupt)?;
-                let out = f(&txn)?;
-                txn.commit().map_err(corrupt)?;
-                Ok(out)
-            })();
-            let _ = tx.send(result);
+        let job = Job::Other(Box::new(move |txn: &redb::WriteTransaction| {
+            let result = f(txn);
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |committed: bool| {
+                let _ = tx.send(match result {
+                    Ok(v) if committed => Ok(v),
+                    Ok(_) => Err(StoreError::Unavailable("store transaction failed".into())),
+                    Err(e) => Err(e),
+                });
+            });
+            (ok, finish)
         }));
         self.writer.send(job).map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
@@ -187,45 +195,81 @@ fn queue_is_empty(
 
 fn writer_loop(db: &Database, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
-        let mut group = Vec::new();
+        let mut appends = Vec::new();
+        let mut others = Vec::new();
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Append(entries, reply) => group.push((entries, reply)),
+                Job::Append(entries, reply) => appends.push((entries, reply)),
                 Job::Ping(reply) => {
                     let _ = reply.send(());
                 }
-                Job::Other(f) => f(db),
+                Job::Other(work) => others.push(work),
             }
-            if group.len() < MAX_GROUP {
+            if appends.len() + others.len() < MAX_GROUP {
                 next = rx.try_recv().ok();
             }
         }
-        if group.is_empty() {
+        if appends.is_empty() && others.is_empty() {
             continue;
         }
-        let batches: Vec<&[InboxEntry]> = group.iter().map(|(e, _)| e.as_slice()).collect();
-        match write_group(db, &batches, now_secs()) {
+        // One transaction, one fsync, for everything gathered.
+        let batches: Vec<&[InboxEntry]> = appends.iter().map(|(e, _)| e.as_slice()).collect();
+        let mut finishers = Vec::with_capacity(others.len());
+        let outcome = db.begin_write().map_err(redb::Error::from).and_then(|txn| {
+            let results = apply_appends(&txn, &batches, now_secs())?;
+            let mut all_ok = true;
+            for work in others {
+                let (ok, finish) = work(&txn);
+                all_ok &= ok;
+                finishers.push(finish);
+            }
+            if all_ok {
+                txn.commit()?;
+                Ok(results)
+            } else {
+                // A failed piece of work must not leave half its writes.
+                Err(redb::Error::Corrupted(
+                    "a write in the group failed; abandoned".into(),
+                ))
+            }
+        });
+        let committed = outcome.is_ok();
+        match outcome {
             Ok(results) => {
-                for ((_, reply), result) in group.into_iter().zip(results) {
+                for ((_, reply), result) in appends.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
                 }
             }
             Err(e) => {
-                for (_, reply) in group {
+                for (_, reply) in appends {
                     let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
                 }
             }
         }
+        for finish in finishers {
+            finish(committed);
+        }
     }
 }
 
+#[cfg(test)]
 fn write_group(
     db: &Database,
     batches: &[&[InboxEntry]],
     now: u64,
 ) -> Result<Vec<Vec<Appended>>, redb::Error> {
     let txn = db.begin_write()?;
+    let results = apply_appends(&txn, batches, now)?;
+    txn.commit()?;
+    Ok(results)
+}
+
+fn apply_appends(
+    txn: &redb::WriteTransaction,
+    batches: &[&[InboxEntry]],
+    now: u64,
+) -> Result<Vec<Vec<Appended>>, redb::Error> {
     let mut results = Vec::with_capacity(batches.len());
     {
         let mut seen = txn.open_table(SEEN)?;
@@ -265,7 +309,6 @@ fn write_group(
             results.push(out);
         }
     }
-    txn.commit()?;
     Ok(results)
 }
 
