@@ -6,12 +6,13 @@
 //! end of the flow, within a step budget so that no flow can hang a worker.
 //!
 //! Precedence for an inbound message:
-//! 1. At an `ask` step, a text is the answer (keywords do not interrupt).
-//! 2. A button or list reply of the waiting step follows its choice.
+//! 1. At an `ask` step, a text (or a tap's title) is the answer: keywords
+//!    do not interrupt a question.
+//! 2. At a buttons or list step, a reply with one of its ids, or a text
+//!    equal to a choice's title or id, follows that choice.
 //! 3. Otherwise a trigger (reply id, keyword, regex) starts its flow.
-//! 4. Otherwise, at a buttons/list step, a text equal to a choice's title
-//!    follows it, and anything else shows the choices again.
-//! 5. With no session, the default flow starts.
+//! 4. Otherwise a buttons or list step shows its choices again.
+//! 5. With no session, the triggered flow or else the default flow starts.
 //!
 //! Privacy commands (STOP, …) are handled before the engine, by the caller.
 
