@@ -107,6 +107,21 @@ pub struct RedisStore {
     unready: redis::Script,
 }
 
+/// The entries of an XRANGE reply (field `e` holds the sealed body).
+fn entries_of(reply: redis::streams::StreamRangeReply) -> Result<Vec<StoredEntry>, StoreError> {
+    reply
+        .ids
+        .into_iter()
+        .map(|sid| match sid.map.get("e") {
+            Some(Value::BulkString(b)) => Ok(StoredEntry {
+                sealed: b.clone(),
+                id: sid.id,
+            }),
+            _ => Err(StoreError::Corrupt(format!("entry {} has no body", sid.id))),
+        })
+        .collect()
+}
+
 fn unavailable(e: RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -262,22 +277,7 @@ impl Store for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        reply
-            .ids
-            .into_iter()
-            .map(|sid| {
-                let sealed = match sid.map.get("e") {
-                    Some(Value::BulkString(b)) => b.clone(),
-                    _ => {
-                        return Err(StoreError::Corrupt(format!(
-                            "inbox entry {} has no body",
-                            sid.id
-                        )));
-                    }
-                };
-                Ok(StoredEntry { id: sid.id, sealed })
-            })
-            .collect()
+        entries_of(reply)
     }
 
     async fn ready_contacts(
@@ -330,26 +330,33 @@ impl Store for RedisStore {
         if got.is_none() {
             return Ok(None);
         }
-        // The version first: anything appended after this read bumps it.
-        let version: Option<String> = redis::cmd("ZSCORE")
-            .arg(self.ready_key(lane))
-            .arg(contact.as_str())
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        // One round trip, executed in order: the version first, so that
+        // anything appended after this read bumps it.
         let queue = match lane {
             Lane::Inbox => Queue::Contact(contact.clone()),
             Lane::Outbox => Queue::Outbox(contact.clone()),
         };
-        let entries = self.read(&queue, limit).await?;
-        let session: Option<Vec<u8>> = match lane {
-            Lane::Inbox => redis::cmd("GET")
-                .arg(self.key(&queue, "session"))
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?,
-            Lane::Outbox => None,
-        };
+        let (version, range, session): (
+            Option<String>,
+            redis::streams::StreamRangeReply,
+            Option<Vec<u8>>,
+        ) = redis::pipe()
+            .cmd("ZSCORE")
+            .arg(self.ready_key(lane))
+            .arg(contact.as_str())
+            .cmd("XRANGE")
+            .arg(self.stream_key(&queue))
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .cmd("GET")
+            .arg(self.key(&queue, "session"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let entries = entries_of(range)?;
+        let session = if lane == Lane::Inbox { session } else { None };
         Ok(Some(Claim {
             lane,
             contact: contact.clone(),
