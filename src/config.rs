@@ -43,6 +43,15 @@ session_ttl = "24h"
 messages_per_second = 80
 max_attempts = 8
 max_age = "4h"
+retry_base = "1s"
+retry_cap = "15m"
+probe_interval = "60s"
+pair_interval = "6s"
+pair_burst = 3
+mark_read = true
+workers = 4
+senders = 4
+shutdown_grace = "25s"
 
 [privacy]
 master_key = ""
@@ -144,10 +153,37 @@ pub struct FlowSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxSettings {
+    /// Per business number, across all instances.
     pub messages_per_second: u32,
+    /// Tries of one message before it becomes a dead letter.
     pub max_attempts: u32,
+    /// A message older than this is dropped (recorded), not sent late.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+    /// Full-jitter backoff: the first retry waits up to this, doubling.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// The longest wait between two tries.
+    #[serde(with = "humantime_serde")]
+    pub retry_cap: Duration,
+    /// While a number's sending is paused (token refused), how often one
+    /// message is tried.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// Pacing of business-initiated messages to one customer (Meta's
+    /// pair rate limit: about one per 6 s, small bursts allowed).
+    #[serde(with = "humantime_serde")]
+    pub pair_interval: Duration,
+    pub pair_burst: u32,
+    /// Mark each answered message as read (blue ticks).
+    pub mark_read: bool,
+    /// Workers (inbox → flows) per instance.
+    pub workers: usize,
+    /// Senders (outbox → Graph API) per instance.
+    pub senders: usize,
+    /// On SIGTERM, how long sends in flight may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,6 +257,8 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
+    /// The settings file these came from (SIGHUP re-reads it).
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -261,7 +299,9 @@ impl Settings {
     /// Loads settings from the defaults, `file` (or `whatsify.toml` in the
     /// working folder when present) and the environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
-        Self::load_from(file, std::env::vars())
+        let mut s = Self::load_from(file, std::env::vars())?;
+        s.config_file = file.map(Path::to_path_buf);
+        Ok(s)
     }
 
     /// As [`Settings::load`], with the environment given (for tests).
@@ -406,6 +446,31 @@ impl RawSettings {
                 problem: "must be at least 1024 (Meta sends up to about 3 MB)".into(),
             });
         }
+        for (key, value) in [
+            (
+                "outbox.messages_per_second",
+                self.outbox.messages_per_second,
+            ),
+            ("outbox.max_attempts", self.outbox.max_attempts),
+            ("outbox.pair_burst", self.outbox.pair_burst),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    env: env_var(key),
+                    problem: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.outbox.retry_base.is_zero() || self.outbox.retry_cap < self.outbox.retry_base {
+            return Err(ConfigError::Invalid {
+                key: "outbox.retry_cap",
+                env: env_var("outbox.retry_cap"),
+                problem:
+                    "outbox.retry_base must be above zero and outbox.retry_cap at least as long"
+                        .into(),
+            });
+        }
         Ok(Settings {
             server: self.server,
             meta,
@@ -422,6 +487,7 @@ impl RawSettings {
                 token: optional_secret("admin.token", self.admin.token, MIN_ADMIN_TOKEN_CHARS)?,
             },
             log: self.log,
+            config_file: None,
         })
     }
 }

@@ -16,13 +16,16 @@
 //!
 //! Later stages (flow engine, outbox, admin API) plug in after the inbox.
 
+pub mod admin;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod flow;
 pub mod health;
+pub mod outbox;
 pub mod privacy;
 pub mod reload;
-pub mod sender;
+pub mod shutdown;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -150,7 +150,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(&settings).await?;
         tracing::info!(port = app.port(), backend = ?settings.store.backend, "whatsify listening");
-        app.run_until_stopped().await?;
+        app.run_until_signalled().await?;
         Ok::<_, anyhow::Error>(())
     });
     match result {

@@ -53,11 +53,67 @@ pub fn reload(dir: &Path, flows: &SharedFlows, trigger: &str) -> bool {
     }
 }
 
-/// Watches `dir` and SIGHUP until the process stops.
-pub async fn watch(dir: PathBuf, flows: SharedFlows) {
+/// What SIGHUP re-reads besides the flows: the settings file's access
+/// token. A new token closes every breaker (sending resumes at once).
+pub struct TokenReload {
+    pub config_file: Option<PathBuf>,
+    pub token: crate::outbox::graph::SharedToken,
+    /// Weak: the watcher must not keep a stopped application's store open.
+    pub store: std::sync::Weak<dyn crate::store::Store>,
+    pub breakers: crate::outbox::sender::Breakers,
+}
+
+impl TokenReload {
+    pub async fn reload(&self) {
+        let settings = match crate::config::Settings::load(self.config_file.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "settings not reloaded; the current ones stay in force");
+                return;
+            }
+        };
+        if !self.token.set(settings.meta.access_token) {
+            return;
+        }
+        tracing::info!("access token reloaded; paused numbers resume");
+        self.breakers.clear();
+        let Some(store) = self.store.upgrade() else {
+            return;
+        };
+        let closed = store.close_breaker(None).await;
+        let woken = store.wake_deferred().await;
+        if let Err(e) = closed.and(woken) {
+            tracing::error!(error = %e, "cannot resume paused numbers; the next probe will");
+        }
+    }
+}
+
+/// Watches `dir` and SIGHUP until the process stops. The SIGHUP handler
+/// is installed when this is called (not when the future first runs), so
+/// a signal right after start-up cannot kill the process.
+pub fn watch(
+    dir: PathBuf,
+    flows: SharedFlows,
+    token: Option<TokenReload>,
+) -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    let hangup: Option<()> = None;
+    watch_loop(dir, flows, token, hangup)
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
+async fn watch_loop(dir: PathBuf, flows: SharedFlows, token: Option<TokenReload>, hangup: Hangup) {
     let mut last = fingerprint(&dir);
     #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut hangup = hangup;
+    #[cfg(not(unix))]
+    let _ = hangup;
     loop {
         #[cfg(unix)]
         let signalled = match hangup.as_mut() {
@@ -79,6 +135,9 @@ pub async fn watch(dir: PathBuf, flows: SharedFlows) {
         if signalled {
             last = now;
             reload(&dir, &flows, "signal");
+            if let Some(t) = &token {
+                t.reload().await;
+            }
         } else if now != last {
             last = now;
             reload(&dir, &flows, "change");

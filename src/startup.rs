@@ -28,6 +28,10 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// The flows in force (set by [`Application::build`]).
     pub flows: Option<crate::flow::SharedFlows>,
+    /// Set on SIGTERM: the webhook answers 503 from then on.
+    pub shutdown: crate::shutdown::Shutdown,
+    /// The admin API's bearer token; `None`: the admin API is off.
+    pub admin_token: Option<SecretString>,
 }
 
 impl AppState {
@@ -47,6 +51,8 @@ impl AppState {
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: settings.server.body_timeout,
             flows: None,
+            shutdown: crate::shutdown::Shutdown::new(),
+            admin_token: settings.admin.token.clone(),
         }
     }
 }
@@ -72,16 +78,26 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    clock: crate::clock::Clock,
+    /// The workers and senders, to wait for on shutdown.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    grace: std::time::Duration,
 }
 
 impl Application {
     /// Opens the store the settings choose and binds `server.bind`.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        Self::build_with(settings, WORKERS).await
+        let store = store::open(&settings.store).await?;
+        Self::build_with_pools(
+            settings,
+            store,
+            settings.outbox.workers,
+            settings.outbox.senders,
+        )
     }
 
-    /// As [`Application::build`] with `workers` workers and senders (0:
-    /// ingress only, for tests that look at the inbox itself).
+    /// As [`Application::build`] with `workers` workers and as many
+    /// senders (0: ingress only, for tests that look at the inbox itself).
     pub async fn build_with(settings: &Settings, workers: usize) -> Result<Self, StartError> {
         let store = store::open(&settings.store).await?;
         Self::build_with_store(settings, store, workers)
@@ -95,6 +111,17 @@ impl Application {
         store: Arc<dyn Store>,
         workers: usize,
     ) -> Result<Self, StartError> {
+        Self::build_with_pools(settings, store, workers, workers)
+    }
+
+    /// As [`Application::build`], with a store already opened and the
+    /// number of workers and senders given.
+    pub fn build_with_pools(
+        settings: &Settings,
+        store: Arc<dyn Store>,
+        workers: usize,
+        senders: usize,
+    ) -> Result<Self, StartError> {
         let flows =
             crate::flow::load_dir(&settings.flows.dir).map_err(|errors| StartError::Flows {
                 dir: settings.flows.dir.display().to_string(),
@@ -105,33 +132,55 @@ impl Application {
                     .join("\n"),
             })?;
         let flows = crate::flow::SharedFlows::new(flows);
+        let token = crate::outbox::graph::SharedToken::new(settings.meta.access_token.clone());
+        let breakers = crate::outbox::sender::Breakers::default();
         tokio::spawn(crate::reload::watch(
             settings.flows.dir.clone(),
             flows.clone(),
+            Some(crate::reload::TokenReload {
+                config_file: settings.config_file.clone(),
+                token: token.clone(),
+                store: Arc::downgrade(&store),
+                breakers: breakers.clone(),
+            }),
         ));
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| StartError::Client(e.to_string()))?;
+        let client = crate::outbox::graph::Graph::client().map_err(StartError::Client)?;
+        let graph =
+            crate::outbox::graph::Graph::new(client, &settings.meta.graph_api_base, token.clone());
+        let clock = crate::clock::Clock::system();
+        let shutdown = crate::shutdown::Shutdown::new();
+        let pseudonymizer = || {
+            Pseudonymizer::new(
+                &settings.privacy.master_key,
+                settings.privacy.pseudonym_key.as_ref(),
+            )
+        };
+        let mut tasks = Vec::new();
         for _ in 0..workers {
             let worker = crate::worker::Worker {
                 store: store.clone(),
                 sealer: Sealer::new(&settings.privacy.master_key),
+                pseudonymizer: pseudonymizer(),
                 flows: flows.clone(),
                 session_ttl: settings.flows.session_ttl,
+                mark_read: settings.outbox.mark_read,
+                clock: clock.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
             };
-            tokio::spawn(worker.run());
-            let sender = crate::sender::Sender {
+            tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+        }
+        for _ in 0..senders {
+            let sender = crate::outbox::sender::Sender {
                 store: store.clone(),
                 sealer: Sealer::new(&settings.privacy.master_key),
-                client: client.clone(),
-                graph_api_base: settings.meta.graph_api_base.clone(),
-                access_token: settings.meta.access_token.clone(),
-                max_age: settings.outbox.max_age,
+                pseudonymizer: pseudonymizer(),
+                graph: graph.clone(),
+                settings: settings.outbox.clone(),
+                breakers: breakers.clone(),
+                clock: clock.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
             };
-            tokio::spawn(sender.run());
+            tasks.push(tokio::spawn(sender.run(shutdown.clone())));
         }
         let addr = settings.server.bind.clone();
         let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
@@ -144,13 +193,41 @@ impl Application {
             .port();
         let mut state = AppState::new(settings, store);
         state.flows = Some(flows);
+        state.shutdown = shutdown;
         let state = web::Data::new(state);
         let server = run(listener, state.clone())?;
         Ok(Application {
             port,
             server,
             state,
+            clock,
+            tasks,
+            grace: settings.outbox.shutdown_grace,
         })
+    }
+
+    /// The clock the workers and senders use (tests move it forward).
+    pub fn clock(&self) -> crate::clock::Clock {
+        self.clock.clone()
+    }
+
+    /// Stops gracefully: the webhook answers 503, workers and senders
+    /// finish what they hold (at most `outbox.shutdown_grace`), what is
+    /// queued stays queued, then the HTTP server stops.
+    pub fn shutdown_handle(&mut self) -> impl std::future::Future<Output = ()> + use<> {
+        let stop = self.state.shutdown.clone();
+        let tasks = std::mem::take(&mut self.tasks);
+        let grace = self.grace;
+        let server = self.server.handle();
+        async move {
+            stop.trigger();
+            tracing::info!("shutting down: webhooks refused (503), finishing work in hand");
+            let all = futures_util::future::join_all(tasks);
+            if tokio::time::timeout(grace, all).await.is_err() {
+                tracing::warn!("shutdown grace over; unfinished work stays queued");
+            }
+            server.stop(true).await;
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -161,8 +238,20 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM).
+    /// Serves until the server is stopped through its handle (tests).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully (see
+    /// [`Application::shutdown_handle`]).
+    pub async fn run_until_signalled(mut self) -> std::io::Result<()> {
+        let shutdown = self.shutdown_handle();
+        let signal = stop_signal();
+        tokio::spawn(async move {
+            signal.await;
+            shutdown.await;
+        });
         self.server.await
     }
 
@@ -174,8 +263,32 @@ impl Application {
 
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
 
-/// Workers and senders per instance (each takes one contact at a time).
-const WORKERS: usize = 4;
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this
+/// is called, so a signal that comes early is not lost.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        match (term, int) {
+            (Some(mut t), Some(mut i)) => {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
 
 fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, StartError> {
     let addr = listener
@@ -221,7 +334,16 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/webhook", web::post().to(webhook::receive))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
+            .route(
+                "/admin/contacts/{id}/messages",
+                web::get().to(crate::admin::messages),
+            )
+            .route(
+                "/admin/outbox/dead-letters",
+                web::get().to(crate::admin::dead_letters),
+            )
     })
+    .disable_signals()
     .listen(listener)
     .map_err(|source| StartError::Bind { addr, source })?
     .run();

@@ -11,12 +11,18 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::domain::ContactKey;
-use crate::flow::engine::{self, ContactView, Effect, Input, Outgoing, Session};
+use crate::flow::engine::{self, ContactView, Effect, Input, Session};
+pub use crate::outbox::{Job, Recipient};
+use crate::outbox::{Message as OutMessage, Origin, WINDOW_SECS};
 use crate::privacy::crypto::Sealer;
-use crate::store::{Claim, Commit, Committed, Lane, Queue, Store, StoreError};
-use crate::webhook::events::{Event, InboundMessage};
-use crate::webhook::payload::{Message, MessageKind};
+use crate::privacy::pseudonym::Pseudonymizer;
+use crate::store::{
+    Claim, Commit, Committed, Delivery, DeliveryState, Lane, Queue, Store, StoreError,
+};
+use crate::webhook::events::{Event, InboundMessage, StatusUpdate};
+use crate::webhook::payload::{Message, MessageKind, StatusKind};
 
 /// How long a claim may take before another worker may take the contact.
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -34,29 +40,10 @@ pub struct Conversation {
     pub recipient: Option<Recipient>,
     #[serde(default)]
     pub phone_number_id: Option<String>,
-}
-
-/// Who a reply goes to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Recipient {
-    /// A phone number (wa_id, digits).
-    WaId(String),
-    /// A business-scoped user id, for customers Meta gives no number for.
-    UserId(String),
-}
-
-/// One message to send, as the outbox holds it (sealed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Job {
-    /// Unique; sent as `biz_opaque_callback_data` to match statuses.
-    pub id: String,
-    /// The business number the customer wrote to; replies leave from it.
-    pub phone_number_id: String,
-    pub to: Recipient,
-    pub message: Outgoing,
-    /// When the job was queued (Unix seconds).
-    pub created_at: u64,
+    /// When the customer last wrote to that number (Unix s): the start of
+    /// the 24-hour window replies rely on.
+    #[serde(default)]
+    pub last_inbound: Option<u64>,
 }
 
 /// What one call to [`Worker::try_work_next`] did.
@@ -77,10 +64,41 @@ pub enum Outcome {
 pub struct Worker {
     pub store: Arc<dyn Store>,
     pub sealer: Sealer,
+    pub pseudonymizer: Pseudonymizer,
     pub flows: crate::flow::SharedFlows,
     pub session_ttl: Duration,
+    /// Queue a read receipt for each answered message.
+    pub mark_read: bool,
+    pub clock: Clock,
     /// This worker's lease token.
     pub owner: String,
+}
+
+/// What a status webhook says about one of our messages.
+fn delivery_of(update: &StatusUpdate, pseudonymizer: &Pseudonymizer) -> Option<Delivery> {
+    let st = update.status.parse().ok()?;
+    let state = match &st.status {
+        StatusKind::Sent => DeliveryState::Sent,
+        StatusKind::Delivered => DeliveryState::Delivered,
+        StatusKind::Read => DeliveryState::Read,
+        StatusKind::Played => DeliveryState::Played,
+        StatusKind::Failed => DeliveryState::Failed,
+        StatusKind::Other(_) => return None,
+    };
+    let code = st.errors.first().and_then(|e| e.code);
+    Some(Delivery {
+        job: st.biz_opaque_callback_data.clone().unwrap_or_default(),
+        state,
+        at: st.timestamp.0.max(0) as u64,
+        wamid: Some(pseudonymizer.tag("wamid", &st.id)),
+        kind: None,
+        code,
+        reason: (state == DeliveryState::Failed).then(|| match code {
+            Some(c) => format!("status webhook: Meta error {c}"),
+            None => "status webhook: failed".to_owned(),
+        }),
+        attempts: None,
+    })
 }
 
 fn session_context(contact: &ContactKey) -> Vec<u8> {
@@ -139,11 +157,11 @@ impl Worker {
                 }
                 continue;
             }
-            return self.work(claim, None).await;
+            return self.work_or_release(claim, None).await;
         }
         // No messages waiting: fire due timeouts.
-        let now = crate::store::now_secs();
-        for contact in self.store.due_timers(now, 32).await? {
+        let now = self.clock.now();
+        for contact in self.store.due_timers(Lane::Inbox, now, 32).await? {
             let Some(claim) = self
                 .store
                 .claim(Lane::Inbox, &contact, &self.owner, LEASE, BATCH)
@@ -151,7 +169,7 @@ impl Worker {
             else {
                 continue;
             };
-            return self.work(claim, Some(now)).await;
+            return self.work_or_release(claim, Some(now)).await;
         }
         Ok(Outcome::Idle)
     }
@@ -186,9 +204,26 @@ impl Worker {
                     session_ttl: self.session_ttl,
                     outbox,
                     wake_at,
+                    window: None,
+                    deliveries: Vec::new(),
                 },
             )
             .await
+    }
+
+    /// As [`Worker::work`]; after a store error, releases the contact
+    /// (best effort) instead of leaving it held for a lease time.
+    async fn work_or_release(
+        &self,
+        claim: Claim,
+        tick: Option<u64>,
+    ) -> Result<Outcome, StoreError> {
+        let held = claim.clone();
+        let result = self.work(claim, tick).await;
+        if result.is_err() {
+            let _ = self.store.release(&held).await;
+        }
+        result
     }
 
     /// Handles a claim's entries; with `tick`, first fires a due timeout.
@@ -198,7 +233,9 @@ impl Worker {
         let queue = Queue::Contact(contact.clone());
         let mut jobs = Vec::new();
         let mut acked = Vec::new();
-        let now = crate::store::now_secs();
+        let mut deliveries = Vec::new();
+        let mut window: Option<(String, u64)> = None;
+        let now = self.clock.now();
         if let Some(at) = tick
             && let Some(to) = state.recipient.clone()
         {
@@ -217,6 +254,7 @@ impl Worker {
                 out.effects,
                 &to,
                 &state.phone_number_id.clone().unwrap_or_default(),
+                state.last_inbound,
                 &mut jobs,
                 now,
             );
@@ -232,11 +270,25 @@ impl Worker {
                 tracing::error!(contact = %contact, entry = %entry.id, "inbox entry cannot be opened; skipped");
                 continue;
             };
-            if let Event::Message(m) = event {
-                self.handle_message(&contact, &m, &mut state, &mut jobs, now);
+            match event {
+                Event::Message(m) => {
+                    if let Some(at) = self.handle_message(&contact, &m, &mut state, &mut jobs, now)
+                        && window.as_ref().is_none_or(|(_, w)| at > *w)
+                    {
+                        window = Some((m.origin.phone_number_id.clone(), at));
+                    }
+                }
+                Event::Status(s) => {
+                    if let Some(d) = delivery_of(&s, &self.pseudonymizer) {
+                        if d.code == Some(crate::outbox::graph::MARKETING_STOPPED_CODE) {
+                            tracing::info!(contact = %contact, "customer stopped marketing messages (131050)");
+                        }
+                        deliveries.push(d);
+                    }
+                }
+                // Preferences are the privacy stage's; acknowledged here.
+                _ => {}
             }
-            // Statuses and preferences are handled by the outbox and privacy
-            // stages; acknowledged here.
         }
         let session = serde_json::to_vec(&state)
             .ok()
@@ -252,7 +304,16 @@ impl Worker {
         }
         let events = acked.len();
         let wake_at = state.session.as_ref().and_then(|s| s.deadline);
-        match self.commit(&claim, acked, session, outbox, wake_at).await? {
+        let commit = Commit {
+            acked,
+            session,
+            session_ttl: self.session_ttl,
+            outbox,
+            wake_at,
+            window,
+            deliveries,
+        };
+        match self.store.commit(&claim, commit).await? {
             Committed::LeaseLost => {
                 tracing::warn!(contact = %contact, "lease lost; another worker redoes the batch");
                 Ok(Outcome::LeaseLost(contact))
@@ -268,6 +329,8 @@ impl Worker {
         }
     }
 
+    /// Runs one message through the flows; returns its time (Unix s),
+    /// which opens the 24-hour window.
     fn handle_message(
         &self,
         contact: &ContactKey,
@@ -275,11 +338,19 @@ impl Worker {
         state: &mut Conversation,
         jobs: &mut Vec<Job>,
         now: u64,
-    ) {
+    ) -> Option<u64> {
         let (Ok(message), Ok(profile)) = (m.message.parse(), m.contact.parse()) else {
             tracing::error!(contact = %contact, "inbound message does not parse; skipped");
-            return;
+            return None;
         };
+        let sent_at = message.timestamp.0.max(0) as u64;
+        if now >= sent_at + WINDOW_SECS {
+            // Meta retried it for a day or more: its window has closed, so
+            // it gets no free-form answer. (Privacy commands are still
+            // honoured by the privacy stage, which runs before the flows.)
+            tracing::warn!(contact = %contact, age_s = now - sent_at, "inbound message older than 24 h: no flow answer");
+            return Some(sent_at);
+        }
         if state.contact.name.is_none() {
             state.contact.name = profile.profile.and_then(|p| p.name);
         }
@@ -289,10 +360,33 @@ impl Worker {
         ) {
             (Some(w), _) => Recipient::WaId(w.clone()),
             (None, Some(u)) => Recipient::UserId(u.clone()),
-            (None, None) => return,
+            (None, None) => return Some(sent_at),
         };
+        if state.phone_number_id.as_deref() != Some(m.origin.phone_number_id.as_str()) {
+            state.last_inbound = None;
+        }
         state.recipient = Some(to.clone());
         state.phone_number_id = Some(m.origin.phone_number_id.clone());
+        state.last_inbound = Some(state.last_inbound.unwrap_or(0).max(sent_at));
+        if self.mark_read {
+            // Marking a message read marks the earlier ones too: one
+            // receipt per batch and number is enough.
+            jobs.retain(|j| {
+                !(matches!(j.message, OutMessage::MarkRead { .. })
+                    && j.phone_number_id == m.origin.phone_number_id)
+            });
+            jobs.push(Job {
+                id: uuid::Uuid::new_v4().to_string(),
+                phone_number_id: m.origin.phone_number_id.clone(),
+                to: to.clone(),
+                message: OutMessage::MarkRead {
+                    message_id: message.id.clone(),
+                },
+                created_at: now,
+                origin: Origin::Reply,
+                window_at: Some(sent_at),
+            });
+        }
         let input = input_of(&message);
         let out = engine::step(
             &self.flows.current(),
@@ -304,14 +398,17 @@ impl Worker {
         );
         state.session = out.session;
         state.contact = out.contact;
+        let window_at = state.last_inbound;
         self.effects(
             contact,
             out.effects,
             &to,
             &m.origin.phone_number_id,
+            window_at,
             jobs,
             now,
         );
+        Some(sent_at)
     }
 
     /// Turns the engine's effects into outbound jobs (and log lines).
@@ -321,6 +418,7 @@ impl Worker {
         effects: Vec<Effect>,
         to: &Recipient,
         phone_number_id: &str,
+        window_at: Option<u64>,
         jobs: &mut Vec<Job>,
         now: u64,
     ) {
@@ -330,8 +428,10 @@ impl Worker {
                     id: uuid::Uuid::new_v4().to_string(),
                     phone_number_id: phone_number_id.to_owned(),
                     to: to.clone(),
-                    message,
+                    message: OutMessage::Flow { message },
                     created_at: now,
+                    origin: Origin::Reply,
+                    window_at,
                 }),
                 Effect::BudgetExceeded { flow, step } => {
                     tracing::error!(contact = %contact, flow, step, "flow step budget exceeded");
@@ -344,15 +444,16 @@ impl Worker {
         }
     }
 
-    /// Works until the process stops; sleeps briefly when idle.
-    pub async fn run(self) {
-        loop {
+    /// Works until `stop` is set; sleeps briefly when idle. The contact
+    /// in hand is finished (committed) before it returns.
+    pub async fn run(self, stop: crate::shutdown::Shutdown) {
+        while !stop.is_stopping() {
             match self.try_work_next().await {
-                Ok(Outcome::Idle) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Ok(Outcome::Idle) => stop.sleep(Duration::from_millis(20)).await,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "worker: store unavailable; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    stop.sleep(Duration::from_millis(500)).await;
                 }
             }
         }

@@ -13,6 +13,14 @@
 //! | `outbox_ready` | contact key → first job (Unix ms) | until the outbox is drained |
 //! | `timers`, `timer_of` | `(due, contact)` → (), and contact → due | until the timer fires or is cancelled |
 //! | `sessions` | contact key → sealed session | until the conversation ends (the engine ignores one idle past `flows.session_ttl`) |
+//! | `outbox_head` | contact key → retry state of the outbox's first job | until that job is finished |
+//! | `outbox_due`, `outbox_due_of` | `(due, contact)` → (), and contact → due: outboxes that wait | until the outbox is released |
+//! | `deliveries` | `(contact, job id)` → delivery record (JSON; state, never content) | kept (retention is the privacy issue's sweep) |
+//! | `wamids` | `(contact, wamid hash)` → job id | with its record |
+//! | `dead`, `dead_index` | `("d:<contact>", seq)` → sealed dead letter, and contact → time of the last one | until an operator clears them |
+//! | `windows` | `(contact, phone_number_id)` → the customer's last message time (Unix s) | kept |
+//!
+//! Rate limits and breakers live in memory, like leases: one process.
 //!
 //! The outbox shares the `inbox` table under the queue name `o:<contact>`.
 //! Leases live in memory: one process owns the file, and a restart frees
@@ -34,8 +42,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::{
-    Appended, Claim, Commit, Committed, DEDUP_TTL, InboxEntry, Lane, Queue, Store, StoreError,
-    StoredEntry, now_secs,
+    Appended, Breaker, Claim, Commit, Committed, DEDUP_TTL, DeadLetter, Delivery, Finish,
+    InboxEntry, Lane, Queue, Store, StoreError, StoredEntry, now_secs,
 };
 use crate::domain::ContactKey;
 
@@ -48,6 +56,14 @@ const OUTBOX_READY: TableDefinition<&str, u64> = TableDefinition::new("outbox_re
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const TIMERS: TableDefinition<(u64, &str), ()> = TableDefinition::new("timers");
 const TIMER_OF: TableDefinition<&str, u64> = TableDefinition::new("timer_of");
+const OUTBOX_HEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox_head");
+const OUTBOX_DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("outbox_due");
+const OUTBOX_DUE_OF: TableDefinition<&str, u64> = TableDefinition::new("outbox_due_of");
+const DELIVERIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("deliveries");
+const WAMIDS: TableDefinition<(&str, &str), &str> = TableDefinition::new("wamids");
+const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead");
+const DEAD_INDEX: TableDefinition<&str, u64> = TableDefinition::new("dead_index");
+const WINDOWS: TableDefinition<(&str, &str), u64> = TableDefinition::new("windows");
 
 /// Lease holders: (lane, contact) → (token, expiry).
 type Leases = Arc<Mutex<HashMap<(Lane, String), (String, Instant)>>>;
@@ -59,8 +75,8 @@ const MAX_SWEEP: usize = 1_000;
 
 type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
 
-type Finish = Box<dyn FnOnce(bool) + Send>;
-type Work = Box<dyn FnOnce(&redb::WriteTransaction) -> (bool, Finish) + Send>;
+type Done = Box<dyn FnOnce(bool) + Send>;
+type Work = Box<dyn FnOnce(&redb::WriteTransaction) -> (bool, Done) + Send>;
 
 /// Work for the writer thread.
 enum Job {
@@ -79,6 +95,83 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: mpsc::Sender<Job>,
     leases: Leases,
+    /// Rate limits: key → theoretical arrival time (Unix ms).
+    rates: Arc<Mutex<HashMap<String, u64>>>,
+    breakers: Arc<Mutex<HashMap<String, Breaker>>>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Sets (or with `None` clears) a contact's timer in a pair of tables.
+fn set_timer(
+    txn: &redb::WriteTransaction,
+    timers: TableDefinition<(u64, &str), ()>,
+    timer_of: TableDefinition<&str, u64>,
+    key: &str,
+    at: Option<u64>,
+) -> Result<(), StoreError> {
+    let mut timers = txn.open_table(timers).map_err(corrupt)?;
+    let mut timer_of = txn.open_table(timer_of).map_err(corrupt)?;
+    if let Some(old) = timer_of.remove(key).map_err(corrupt)? {
+        timers.remove((old.value(), key)).map_err(corrupt)?;
+    }
+    if let Some(at) = at {
+        timers.insert((at, key), ()).map_err(corrupt)?;
+        timer_of.insert(key, at).map_err(corrupt)?;
+    }
+    Ok(())
+}
+
+/// Merges a delivery record (see [`Delivery::merge`]).
+fn merge_delivery(
+    txn: &redb::WriteTransaction,
+    contact: &str,
+    update: &Delivery,
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(DELIVERIES).map_err(corrupt)?;
+    let mut wamids = txn.open_table(WAMIDS).map_err(corrupt)?;
+    let job = if update.job.is_empty() {
+        let Some(w) = &update.wamid else {
+            return Ok(());
+        };
+        match wamids.get((contact, w.as_str())).map_err(corrupt)? {
+            Some(j) => j.value().to_owned(),
+            None => return Ok(()),
+        }
+    } else {
+        update.job.clone()
+    };
+    let current: Option<Delivery> = table
+        .get((contact, job.as_str()))
+        .map_err(corrupt)?
+        .and_then(|v| serde_json::from_slice(v.value()).ok());
+    let record = match current {
+        Some(mut cur) => {
+            if !cur.merge(update) {
+                return Ok(());
+            }
+            cur
+        }
+        None => Delivery {
+            job: job.clone(),
+            ..update.clone()
+        },
+    };
+    let bytes = serde_json::to_vec(&record).map_err(corrupt)?;
+    table
+        .insert((contact, job.as_str()), bytes.as_slice())
+        .map_err(corrupt)?;
+    if let Some(w) = &update.wamid {
+        wamids
+            .insert((contact, w.as_str()), job.as_str())
+            .map_err(corrupt)?;
+    }
+    Ok(())
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -108,6 +201,14 @@ impl EmbeddedStore {
             txn.open_table(SESSIONS).map_err(corrupt)?;
             txn.open_table(TIMERS).map_err(corrupt)?;
             txn.open_table(TIMER_OF).map_err(corrupt)?;
+            txn.open_table(OUTBOX_HEAD).map_err(corrupt)?;
+            txn.open_table(OUTBOX_DUE).map_err(corrupt)?;
+            txn.open_table(OUTBOX_DUE_OF).map_err(corrupt)?;
+            txn.open_table(DELIVERIES).map_err(corrupt)?;
+            txn.open_table(WAMIDS).map_err(corrupt)?;
+            txn.open_table(DEAD).map_err(corrupt)?;
+            txn.open_table(DEAD_INDEX).map_err(corrupt)?;
+            txn.open_table(WINDOWS).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -121,6 +222,8 @@ impl EmbeddedStore {
             db,
             writer: tx,
             leases: Arc::new(Mutex::new(HashMap::new())),
+            rates: Arc::new(Mutex::new(HashMap::new())),
+            breakers: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -146,7 +249,7 @@ impl EmbeddedStore {
         let job = Job::Other(Box::new(move |txn: &redb::WriteTransaction| {
             let result = f(txn);
             let ok = result.is_ok();
-            let finish: Finish = Box::new(move |committed: bool| {
+            let finish: Done = Box::new(move |committed: bool| {
                 let _ = tx.send(match result {
                     Ok(v) if committed => Ok(v),
                     Ok(_) => Err(StoreError::Unavailable("store transaction failed".into())),
@@ -429,19 +532,24 @@ impl Store for EmbeddedStore {
             Lane::Outbox => Queue::Outbox(contact.clone()),
         };
         let entries = self.read(&queue, limit).await?;
-        let session = match lane {
-            Lane::Inbox => {
-                let key = contact.as_str().to_owned();
-                self.blocking(move |db| {
-                    let txn = db.begin_read().map_err(corrupt)?;
-                    let t = txn.open_table(SESSIONS).map_err(corrupt)?;
-                    Ok(t.get(key.as_str())
-                        .map_err(corrupt)?
-                        .map(|v| v.value().to_vec()))
-                })
-                .await?
-            }
-            Lane::Outbox => None,
+        let key = contact.as_str().to_owned();
+        let state = self
+            .blocking(move |db| {
+                let txn = db.begin_read().map_err(corrupt)?;
+                let t = txn
+                    .open_table(match lane {
+                        Lane::Inbox => SESSIONS,
+                        Lane::Outbox => OUTBOX_HEAD,
+                    })
+                    .map_err(corrupt)?;
+                Ok(t.get(key.as_str())
+                    .map_err(corrupt)?
+                    .map(|v| v.value().to_vec()))
+            })
+            .await?;
+        let (session, head) = match lane {
+            Lane::Inbox => (state, None),
+            Lane::Outbox => (None, state),
         };
         Ok(Some(Claim {
             lane,
@@ -450,6 +558,7 @@ impl Store for EmbeddedStore {
             version: None,
             entries,
             session,
+            head,
         }))
     }
 
@@ -500,14 +609,22 @@ impl Store for EmbeddedStore {
                         ready.insert(key, now_ms).map_err(corrupt)?;
                     }
                 }
-                let mut timers = txn.open_table(TIMERS).map_err(corrupt)?;
-                let mut timer_of = txn.open_table(TIMER_OF).map_err(corrupt)?;
-                if let Some(old) = timer_of.remove(key).map_err(corrupt)? {
-                    timers.remove((old.value(), key)).map_err(corrupt)?;
+                set_timer(txn, TIMERS, TIMER_OF, key, commit.wake_at)?;
+                if let Some((number, at)) = &commit.window {
+                    let mut windows = txn.open_table(WINDOWS).map_err(corrupt)?;
+                    let cur = windows
+                        .get((key, number.as_str()))
+                        .map_err(corrupt)?
+                        .map(|v| v.value())
+                        .unwrap_or(0);
+                    if *at > cur {
+                        windows
+                            .insert((key, number.as_str()), *at)
+                            .map_err(corrupt)?;
+                    }
                 }
-                if let Some(at) = commit.wake_at {
-                    timers.insert((at, key), ()).map_err(corrupt)?;
-                    timer_of.insert(key, at).map_err(corrupt)?;
+                for d in &commit.deliveries {
+                    merge_delivery(txn, key, d)?;
                 }
                 let left = inbox
                     .range((inbox_q.as_str(), 0)..=(inbox_q.as_str(), u64::MAX))
@@ -526,10 +643,20 @@ impl Store for EmbeddedStore {
         result
     }
 
-    async fn due_timers(&self, now: u64, limit: usize) -> Result<Vec<ContactKey>, StoreError> {
+    async fn due_timers(
+        &self,
+        lane: Lane,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<ContactKey>, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(corrupt)?;
-            let t = txn.open_table(TIMERS).map_err(corrupt)?;
+            let t = txn
+                .open_table(match lane {
+                    Lane::Inbox => TIMERS,
+                    Lane::Outbox => OUTBOX_DUE,
+                })
+                .map_err(corrupt)?;
             let mut out = Vec::new();
             for item in t
                 .range((0, "")..(now + 1, ""))
@@ -546,28 +673,235 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn sent(&self, claim: &Claim, id: &str) -> Result<bool, StoreError> {
+    async fn finish(&self, claim: &Claim, id: &str, finish: Finish) -> Result<bool, StoreError> {
         let leases = self.leases.clone();
         let c = claim.clone();
         let seq = seq_of(id)?;
         self.write(move |txn| {
-            if !Self::holds(&leases, &c) {
-                return Ok(false);
-            }
+            let key = c.contact.as_str();
             let q = Queue::Outbox(c.contact.clone()).name();
             txn.open_table(INBOX)
                 .map_err(corrupt)?
                 .remove((q.as_str(), seq))
                 .map_err(corrupt)?;
-            Ok(true)
+            txn.open_table(OUTBOX_HEAD)
+                .map_err(corrupt)?
+                .remove(key)
+                .map_err(corrupt)?;
+            merge_delivery(txn, key, &finish.record)?;
+            if let Some(letter) = &finish.dead_letter {
+                let dq = format!("d:{key}");
+                let mut seqs = txn.open_table(SEQ).map_err(corrupt)?;
+                let n = seqs
+                    .get(dq.as_str())
+                    .map_err(corrupt)?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                seqs.insert(dq.as_str(), n + 1).map_err(corrupt)?;
+                txn.open_table(DEAD)
+                    .map_err(corrupt)?
+                    .insert((dq.as_str(), n), letter.as_slice())
+                    .map_err(corrupt)?;
+                txn.open_table(DEAD_INDEX)
+                    .map_err(corrupt)?
+                    .insert(key, now_secs())
+                    .map_err(corrupt)?;
+            }
+            Ok(Self::holds(&leases, &c))
         })
         .await
+    }
+
+    async fn defer(
+        &self,
+        claim: &Claim,
+        head: Option<Vec<u8>>,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        let leases = self.leases.clone();
+        let c = claim.clone();
+        self.write(move |txn| {
+            if !Self::holds(&leases, &c) {
+                return Ok(());
+            }
+            let key = c.contact.as_str();
+            if let Some(h) = &head {
+                txn.open_table(OUTBOX_HEAD)
+                    .map_err(corrupt)?
+                    .insert(key, h.as_slice())
+                    .map_err(corrupt)?;
+            }
+            set_timer(txn, OUTBOX_DUE, OUTBOX_DUE_OF, key, Some(until))?;
+            txn.open_table(OUTBOX_READY)
+                .map_err(corrupt)?
+                .remove(key)
+                .map_err(corrupt)?;
+            Ok(())
+        })
+        .await?;
+        Self::unlease(&self.leases, claim);
+        Ok(())
+    }
+
+    async fn wake_deferred(&self) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut all = Vec::new();
+            {
+                let of = txn.open_table(OUTBOX_DUE_OF).map_err(corrupt)?;
+                for item in of.iter().map_err(corrupt)? {
+                    let (k, _) = item.map_err(corrupt)?;
+                    all.push(k.value().to_owned());
+                }
+            }
+            for key in all {
+                set_timer(txn, OUTBOX_DUE, OUTBOX_DUE_OF, &key, Some(0))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn deliveries(&self, contact: &ContactKey) -> Result<Vec<Delivery>, StoreError> {
+        let key = contact.as_str().to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let t = txn.open_table(DELIVERIES).map_err(corrupt)?;
+            let mut out: Vec<Delivery> = Vec::new();
+            for item in t.range((key.as_str(), "")..).map_err(corrupt)? {
+                let (k, v) = item.map_err(corrupt)?;
+                if k.value().0 != key {
+                    break;
+                }
+                if let Ok(d) = serde_json::from_slice(v.value()) {
+                    out.push(d);
+                }
+            }
+            out.sort_by(|a, b| (a.at, &a.job).cmp(&(b.at, &b.job)));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn windows(&self, contact: &ContactKey) -> Result<Vec<(String, u64)>, StoreError> {
+        let key = contact.as_str().to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let t = txn.open_table(WINDOWS).map_err(corrupt)?;
+            let mut out = Vec::new();
+            for item in t.range((key.as_str(), "")..).map_err(corrupt)? {
+                let (k, v) = item.map_err(corrupt)?;
+                if k.value().0 != key {
+                    break;
+                }
+                out.push((k.value().1.to_owned(), v.value()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let index = txn.open_table(DEAD_INDEX).map_err(corrupt)?;
+            let dead = txn.open_table(DEAD).map_err(corrupt)?;
+            let mut contacts = Vec::new();
+            for item in index.iter().map_err(corrupt)? {
+                let (k, v) = item.map_err(corrupt)?;
+                contacts.push((v.value(), k.value().to_owned()));
+            }
+            contacts.sort();
+            let mut out = Vec::new();
+            for (_, key) in contacts {
+                let Some(contact) = ContactKey::parse(&key) else {
+                    continue;
+                };
+                let dq = format!("d:{key}");
+                for item in dead
+                    .range((dq.as_str(), 0)..=(dq.as_str(), u64::MAX))
+                    .map_err(corrupt)?
+                    .take(limit - out.len())
+                {
+                    let (k, v) = item.map_err(corrupt)?;
+                    out.push(DeadLetter {
+                        contact: contact.clone(),
+                        entry: StoredEntry {
+                            id: format!("{:020}", k.value().1),
+                            sealed: v.value().to_vec(),
+                        },
+                    });
+                }
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn take_rate(&self, key: &str, interval_ms: u64, burst: u32) -> Result<u64, StoreError> {
+        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let interval = interval_ms.max(1);
+        let tat = rates.get(key).copied().unwrap_or(0).max(now);
+        let tolerance = u64::from(burst.max(1) - 1) * interval;
+        if tat - now > tolerance {
+            return Ok(tat - now - tolerance);
+        }
+        rates.insert(key.to_owned(), tat + interval);
+        Ok(0)
+    }
+
+    async fn hold_rate(&self, key: &str, ms: u64) -> Result<(), StoreError> {
+        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        let until = now_ms() + ms;
+        let tat = rates.entry(key.to_owned()).or_insert(0);
+        *tat = (*tat).max(until);
+        Ok(())
+    }
+
+    async fn open_breaker(&self, number: &str, breaker: Breaker) -> Result<(), StoreError> {
+        let mut b = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        b.entry(number.to_owned()).or_insert(breaker);
+        Ok(())
+    }
+
+    async fn close_breaker(&self, number: Option<&str>) -> Result<(), StoreError> {
+        let mut b = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        match number {
+            Some(n) => {
+                b.remove(n);
+            }
+            None => b.clear(),
+        }
+        Ok(())
+    }
+
+    async fn breakers(&self) -> Result<Vec<(String, Breaker)>, StoreError> {
+        let b = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, Breaker)> =
+            b.iter().map(|(n, b)| (n.clone(), b.clone())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn take_probe(&self, number: &str, now: u64, next: u64) -> Result<bool, StoreError> {
+        let mut b = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        match b.get_mut(number) {
+            Some(br) if br.probe_at <= now => {
+                br.probe_at = next;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
         if claim.lane == Lane::Outbox {
             let c = claim.clone();
             self.write(move |txn| {
+                set_timer(txn, OUTBOX_DUE, OUTBOX_DUE_OF, c.contact.as_str(), None)?;
                 let q = Queue::Outbox(c.contact.clone()).name();
                 let inbox = txn.open_table(INBOX).map_err(corrupt)?;
                 if queue_is_empty(&inbox, &q)? {

@@ -113,6 +113,9 @@ pub struct Claim {
     pub entries: Vec<StoredEntry>,
     /// The sealed session (inbox lane only).
     pub session: Option<Vec<u8>>,
+    /// Outbox lane: the retry state of the queue's first job, as the last
+    /// [`Store::defer`] wrote it (cleared when that job is finished).
+    pub head: Option<Vec<u8>>,
 }
 
 /// What a worker writes once it has handled some of a claim's entries.
@@ -128,6 +131,142 @@ pub struct Commit {
     /// When the session's next timeout is due (Unix seconds); `None`
     /// cancels the contact's timer.
     pub wake_at: Option<u64>,
+    /// The customer wrote to this business number at this time (Unix s):
+    /// opens or extends the 24-hour customer service window.
+    pub window: Option<(String, u64)>,
+    /// Delivery updates from status webhooks, merged monotonically.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Where an outbound message stands. The order of the variants is the
+/// order of progress: an update never moves a message back, and the final
+/// states never change.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Meta accepted the request (the synchronous answer).
+    Accepted,
+    Sent,
+    Delivered,
+    Read,
+    /// A voice message was played.
+    Played,
+    /// Meta reported a failure (a status webhook or a permanent error).
+    Failed,
+    /// Not sent: the 24-hour window had closed.
+    OutsideWindow,
+    /// Not sent: it waited longer than its useful life.
+    Expired,
+    /// Not sent: every attempt failed; moved to the dead letters.
+    Dead,
+}
+
+impl DeliveryState {
+    /// Final states never change again.
+    pub fn is_final(self) -> bool {
+        self >= DeliveryState::Failed
+    }
+
+    /// The rank used to merge updates: higher wins; final states win over
+    /// everything and are never replaced.
+    pub fn rank(self) -> u8 {
+        match self {
+            DeliveryState::Accepted => 1,
+            DeliveryState::Sent => 2,
+            DeliveryState::Delivered => 3,
+            DeliveryState::Read => 4,
+            DeliveryState::Played => 5,
+            _ => 10,
+        }
+    }
+}
+
+/// What the store keeps about one outbound message: its state, never its
+/// content.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Delivery {
+    /// Our job id (sent as `biz_opaque_callback_data`); empty when a
+    /// status update names only the wamid.
+    pub job: String,
+    pub state: DeliveryState,
+    /// When the state was reached (Unix seconds).
+    pub at: u64,
+    /// A keyed hash of Meta's message id (wamids encode phone numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wamid: Option<String>,
+    /// The message kind (`text`, `template`, …), as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Meta's error code, for failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
+    /// Why, in words that hold no personal data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Attempts made (for dead letters and failures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+}
+
+impl Delivery {
+    /// Merges `update` into `self` (the stored record): the state moves
+    /// only forward and a final state is kept; fields the update lacks
+    /// are kept. Returns whether anything changed.
+    pub fn merge(&mut self, update: &Delivery) -> bool {
+        if self.state.is_final() || update.state.rank() <= self.state.rank() {
+            return false;
+        }
+        self.state = update.state;
+        self.at = update.at;
+        if update.wamid.is_some() {
+            self.wamid.clone_from(&update.wamid);
+        }
+        if update.kind.is_some() {
+            self.kind.clone_from(&update.kind);
+        }
+        if update.code.is_some() {
+            self.code = update.code;
+        }
+        if update.reason.is_some() {
+            self.reason.clone_from(&update.reason);
+        }
+        if update.attempts.is_some() {
+            self.attempts = update.attempts;
+        }
+        true
+    }
+}
+
+/// How a sender is done with an outbox job.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// The job's record (accepted, failed, outside_window, expired, dead).
+    pub record: Delivery,
+    /// For a dead letter: the sealed job and its last error, kept for an
+    /// operator.
+    pub dead_letter: Option<Vec<u8>>,
+}
+
+/// A dead letter as listed for an operator.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub contact: ContactKey,
+    pub entry: StoredEntry,
+}
+
+/// A number's sending is paused (a circuit breaker, shared by every
+/// instance on the store).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Breaker {
+    /// Why: the Meta error code and a short reason.
+    pub code: i64,
+    pub reason: String,
+    /// Since when (Unix seconds).
+    pub since: u64,
+    /// When the next probe may be tried (Unix seconds).
+    pub probe_at: u64,
 }
 
 /// How a commit ended.
@@ -187,16 +326,73 @@ pub trait Store: Send + Sync + 'static {
     /// arrived since the claim, and releases the lease.
     async fn commit(&self, claim: &Claim, commit: Commit) -> Result<Committed, StoreError>;
 
-    /// Outbox lane: removes one sent (or dropped) job, if the claim still
-    /// holds its lease. `false` when the lease was lost.
-    async fn sent(&self, claim: &Claim, id: &str) -> Result<bool, StoreError>;
+    /// Outbox lane: atomically removes one job, clears the head's retry
+    /// state, writes the job's delivery record (merged) and, for a dead
+    /// letter, keeps it in the dead letters. This happens even when the
+    /// lease was lost (the job *was* sent, or given up: sending it again
+    /// would be wrong); the answer says whether the lease is still held.
+    /// Because the removal and the record are one write, a job still in
+    /// the outbox was never recorded as sent: that is the sent-marker.
+    async fn finish(&self, claim: &Claim, id: &str, finish: Finish) -> Result<bool, StoreError>;
 
-    /// Contacts whose timer is due at `now` (Unix seconds), earliest first.
-    async fn due_timers(&self, now: u64, limit: usize) -> Result<Vec<ContactKey>, StoreError>;
+    /// Outbox lane: the head job must wait. Writes its retry state (when
+    /// given), wakes the contact's outbox at `until` (Unix seconds) and
+    /// releases the claim. Nothing is written if the lease was lost.
+    async fn defer(
+        &self,
+        claim: &Claim,
+        head: Option<Vec<u8>>,
+        until: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Contacts whose timer in `lane` is due at `now` (Unix seconds),
+    /// earliest first: session timeouts (inbox) or deferred sends (outbox).
+    async fn due_timers(
+        &self,
+        lane: Lane,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<ContactKey>, StoreError>;
+
+    /// Makes every deferred outbox due now (a paused number resumed).
+    async fn wake_deferred(&self) -> Result<(), StoreError>;
 
     /// Releases a lease; in the outbox lane, also drops the contact from
-    /// the ready set when its outbox is empty and nothing was queued since.
+    /// the ready set when its outbox is empty and nothing was queued since,
+    /// and clears its outbox timer.
     async fn release(&self, claim: &Claim) -> Result<(), StoreError>;
+
+    /// The delivery records of a contact's messages (newest last).
+    async fn deliveries(&self, contact: &ContactKey) -> Result<Vec<Delivery>, StoreError>;
+
+    /// The last inbound time (Unix s) per business number: the 24-hour
+    /// customer service windows.
+    async fn windows(&self, contact: &ContactKey) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Up to `limit` dead letters, oldest contacts first.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// A rate limit shared by every instance (GCRA): takes one slot of
+    /// `key` if one is free at most `burst` intervals ahead, and answers
+    /// 0; else takes nothing and answers how many milliseconds to wait.
+    async fn take_rate(&self, key: &str, interval_ms: u64, burst: u32) -> Result<u64, StoreError>;
+
+    /// Pushes `key`'s rate limit back so that nothing passes for `ms`
+    /// (Meta said to slow down).
+    async fn hold_rate(&self, key: &str, ms: u64) -> Result<(), StoreError>;
+
+    /// Opens (or keeps open) the breaker of a business number.
+    async fn open_breaker(&self, number: &str, breaker: Breaker) -> Result<(), StoreError>;
+
+    /// Closes a number's breaker; `None` closes every one.
+    async fn close_breaker(&self, number: Option<&str>) -> Result<(), StoreError>;
+
+    /// The open breakers.
+    async fn breakers(&self) -> Result<Vec<(String, Breaker)>, StoreError>;
+
+    /// Takes the right to probe a paused number: true for exactly one
+    /// caller once `probe_at` has passed, and moves `probe_at` to `next`.
+    async fn take_probe(&self, number: &str, now: u64, next: u64) -> Result<bool, StoreError>;
 }
 
 /// Opens the backend the settings choose.
@@ -210,7 +406,7 @@ pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
 }
 
 /// Seconds since the Unix epoch.
-pub(crate) fn now_secs() -> u64 {
+pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -14,6 +14,14 @@
 //! | `P{quarantine}:inbox`, `P{quarantine}:seen:<sha>` | unreadable signed bodies | 30 days / 8 days |
 //! | `Ptimers` | sorted set: contacts by when their session's timeout is due (Unix s) | none: a member leaves when its timer fires or is cancelled |
 //! | `Pinbox:ready`, `Poutbox:ready` | sorted sets: contacts with pending entries; the score is a version bumped on every append | none: a member leaves when its queue is drained |
+//! | `P{c:<contact>}:outbox:head` | string, the retry state of the outbox's first job | until that job is finished |
+//! | `Poutbox:due` | sorted set: contacts whose outbox waits (backoff, rate limit, paused number) by when to try again | none: a member leaves when its outbox is released |
+//! | `P{c:<contact>}:deliveries` | hash: job id → `RR\|{json}` delivery record (rank, state, code; never content), and `w:<wamid hash>` → job id | 30 days after the last write |
+//! | `P{c:<contact>}:dead` | stream of sealed dead letters (the job and its last error) | 30 days after the last one |
+//! | `Pdead` | sorted set: contacts with dead letters, by the time of the last one | none: operators clear it |
+//! | `P{c:<contact>}:window` | hash: business phone_number_id → the customer's last message time (Unix s) | 2 days after the last write |
+//! | `Prate:<name>` | string, a GCRA rate limit's theoretical arrival time (Unix ms) | just past it |
+//! | `Pbreakers`, `Pbreakers:probe` | hashes: phone_number_id → why its sending is paused (JSON), and when the next probe may go | none: a field leaves when the breaker closes |
 //!
 //! `<contact>` is the pseudonymous contact key, never a phone number;
 //! `<dedup>` is a keyed hash. The seen-mark and the append happen in one
@@ -39,8 +47,8 @@ use redis::{RedisError, Value};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Appended, Claim, Commit, Committed, DEDUP_TTL, INBOX_TTL, InboxEntry, Lane, Queue, Store,
-    StoreError, StoredEntry,
+    Appended, Breaker, Claim, Commit, Committed, DEDUP_TTL, DeadLetter, Delivery, Finish,
+    INBOX_TTL, InboxEntry, Lane, Queue, Store, StoreError, StoredEntry,
 };
 use crate::domain::ContactKey;
 
@@ -53,31 +61,127 @@ end
 return false
 "#;
 
-/// KEYS: lease, inbox, session, outbox. ARGV: token, session ttl,
-/// has session, session, number of acked ids, acked ids…, jobs…
+/// Merges a delivery record into the hash `key` (see [`Delivery::merge`]):
+/// the stored value is `RR|{json}` with a two-digit rank; a lower or equal
+/// rank, or anything after a final state (rank 10), changes nothing. A
+/// record with no job id is matched through its wamid hash.
+const MERGE_LUA: &str = r#"
+local function merge(key, job, wamid, rank, json)
+  if job == '' then
+    if wamid == '' then return 0 end
+    job = redis.call('HGET', key, 'w:' .. wamid)
+    if not job then return 0 end
+  end
+  local cur = redis.call('HGET', key, job)
+  rank = tonumber(rank)
+  if cur then
+    local r = tonumber(string.sub(cur, 1, 2))
+    if r >= 10 or r >= rank then return 0 end
+    local old = cjson.decode(string.sub(cur, 4))
+    for k, v in pairs(cjson.decode(json)) do old[k] = v end
+    old['job'] = job
+    json = cjson.encode(old)
+  end
+  redis.call('HSET', key, job, string.format('%02d', rank) .. '|' .. json)
+  if wamid ~= '' then redis.call('HSET', key, 'w:' .. wamid, job) end
+  redis.call('EXPIRE', key, 2592000)
+  return 1
+end
+"#;
+
+/// KEYS: lease, inbox, session, outbox, window, deliveries. ARGV: token,
+/// session ttl, has session, session, number of acked ids, number of
+/// jobs, window number, window time, number of deliveries, then the acked
+/// ids, the jobs, and four values per delivery (job, wamid, rank, json).
 const COMMIT_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local n = tonumber(ARGV[5])
-for i = 1, n do redis.call('XDEL', KEYS[2], ARGV[5 + i]) end
+local n, j, d = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9])
+local at = 10
+for i = 1, n do redis.call('XDEL', KEYS[2], ARGV[at + i - 1]) end
+at = at + n
 if ARGV[3] == '1' then
   redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[2])
 else
   redis.call('DEL', KEYS[3])
 end
-if #ARGV >= 6 + n then
-  for i = 6 + n, #ARGV do redis.call('XADD', KEYS[4], '*', 'e', ARGV[i]) end
+if j > 0 then
+  for i = 0, j - 1 do redis.call('XADD', KEYS[4], '*', 'e', ARGV[at + i]) end
   redis.call('EXPIRE', KEYS[4], 2592000)
+end
+at = at + j
+if ARGV[7] ~= '' then
+  local cur = tonumber(redis.call('HGET', KEYS[5], ARGV[7]) or '0')
+  if tonumber(ARGV[8]) > cur then redis.call('HSET', KEYS[5], ARGV[7], ARGV[8]) end
+  redis.call('EXPIRE', KEYS[5], 172800)
+end
+for i = 0, d - 1 do
+  local b = at + 4 * i
+  merge(KEYS[6], ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3])
 end
 local left = redis.call('XLEN', KEYS[2])
 redis.call('DEL', KEYS[1])
 return left
 "#;
 
-/// KEYS: lease, outbox. ARGV: token, id. Returns 1 done, 0 lease lost.
-const SENT_LUA: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+/// KEYS: lease, outbox, head, deliveries, dead, dead index. ARGV: token,
+/// entry id, job, wamid hash, rank, json, dead letter (or empty), now,
+/// contact. Returns 1 if the lease is still held, else 0; the job is
+/// finished either way.
+const FINISH_LUA: &str = r#"
 redis.call('XDEL', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[3])
+merge(KEYS[4], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+if ARGV[7] ~= '' then
+  redis.call('XADD', KEYS[5], '*', 'e', ARGV[7])
+  redis.call('EXPIRE', KEYS[5], 2592000)
+  redis.call('ZADD', KEYS[6], ARGV[8], ARGV[9])
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"#;
+
+/// KEYS: lease, head. ARGV: token, has head, head. Returns 1, or 0 when
+/// the lease was lost (nothing written).
+const DEFER_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '1' then redis.call('SET', KEYS[2], ARGV[3], 'EX', 2592000) end
+redis.call('DEL', KEYS[1])
 return 1
+"#;
+
+/// KEYS: rate key. ARGV: interval (ms), burst. GCRA on the server's
+/// clock, so instances with skewed clocks agree.
+const RATE_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local over = tat - now - (burst - 1) * interval
+if over > 0 then return over end
+redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - now + 1000)
+return 0
+"#;
+
+/// KEYS: rate key. ARGV: hold (ms).
+const HOLD_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local until_ = now + tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if until_ > tat then redis.call('SET', KEYS[1], until_, 'PX', until_ - now + 1000) end
+return 1
+"#;
+
+/// KEYS: probe hash. ARGV: number, now, next. 1 when this caller probes.
+const PROBE_LUA: &str = r#"
+local p = redis.call('HGET', KEYS[1], ARGV[1])
+if not p then return 0 end
+if tonumber(p) <= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
 "#;
 
 /// KEYS: lease. ARGV: token.
@@ -102,9 +206,28 @@ pub struct RedisStore {
     prefix: String,
     append: redis::Script,
     commit: redis::Script,
-    sent: redis::Script,
+    finish: redis::Script,
+    defer: redis::Script,
     release: redis::Script,
     unready: redis::Script,
+    rate: redis::Script,
+    hold: redis::Script,
+    probe: redis::Script,
+}
+
+/// A delivery record as stored: `RR|{json}`.
+fn record_of(value: &[u8]) -> Option<Delivery> {
+    serde_json::from_slice(value.get(3..)?).ok()
+}
+
+/// The four script arguments of a record (job, wamid, rank, json).
+fn record_args(d: &Delivery) -> Result<[String; 4], StoreError> {
+    Ok([
+        d.job.clone(),
+        d.wamid.clone().unwrap_or_default(),
+        d.state.rank().to_string(),
+        serde_json::to_string(d).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    ])
 }
 
 /// The entries of an XRANGE reply (field `e` holds the sealed body).
@@ -134,7 +257,7 @@ impl RedisStore {
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(1);
         let conn = ConnectionManager::new_with_config(client, config)
             .await
@@ -143,10 +266,14 @@ impl RedisStore {
             conn,
             prefix: prefix.to_owned(),
             append: redis::Script::new(APPEND_LUA),
-            commit: redis::Script::new(COMMIT_LUA),
-            sent: redis::Script::new(SENT_LUA),
+            commit: redis::Script::new(&format!("{MERGE_LUA}{COMMIT_LUA}")),
+            finish: redis::Script::new(&format!("{MERGE_LUA}{FINISH_LUA}")),
+            defer: redis::Script::new(DEFER_LUA),
             release: redis::Script::new(RELEASE_LUA),
             unready: redis::Script::new(UNREADY_LUA),
+            rate: redis::Script::new(RATE_LUA),
+            hold: redis::Script::new(HOLD_LUA),
+            probe: redis::Script::new(PROBE_LUA),
         })
     }
 
@@ -171,8 +298,15 @@ impl RedisStore {
         format!("{}{}:ready", self.prefix, lane.name())
     }
 
-    fn timers_key(&self) -> String {
-        format!("{}timers", self.prefix)
+    fn timers_key(&self, lane: Lane) -> String {
+        match lane {
+            Lane::Inbox => format!("{}timers", self.prefix),
+            Lane::Outbox => format!("{}outbox:due", self.prefix),
+        }
+    }
+
+    fn contact_key(&self, contact: &ContactKey, suffix: &str) -> String {
+        self.key(&Queue::Contact(contact.clone()), suffix)
     }
 
     fn lease_key(&self, lane: Lane, contact: &ContactKey) -> String {
@@ -351,12 +485,18 @@ impl Store for RedisStore {
             .arg("COUNT")
             .arg(limit)
             .cmd("GET")
-            .arg(self.key(&queue, "session"))
+            .arg(match lane {
+                Lane::Inbox => self.contact_key(contact, "session"),
+                Lane::Outbox => self.contact_key(contact, "outbox:head"),
+            })
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
         let entries = entries_of(range)?;
-        let session = if lane == Lane::Inbox { session } else { None };
+        let (session, head) = match lane {
+            Lane::Inbox => (session, None),
+            Lane::Outbox => (None, session),
+        };
         Ok(Some(Claim {
             lane,
             contact: contact.clone(),
@@ -364,6 +504,7 @@ impl Store for RedisStore {
             version,
             entries,
             session,
+            head,
         }))
     }
 
@@ -382,26 +523,38 @@ impl Store for RedisStore {
                 .map_err(unavailable)?;
         }
         let mut inv = self.commit.prepare_invoke();
+        let (window_number, window_at) = commit.window.clone().unwrap_or_default();
         inv.key(self.lease_key(Lane::Inbox, &claim.contact))
             .key(self.key(&inbox, "inbox"))
             .key(self.key(&inbox, "session"))
             .key(self.key(&inbox, "outbox"))
+            .key(self.key(&inbox, "window"))
+            .key(self.key(&inbox, "deliveries"))
             .arg(&claim.owner)
             .arg(commit.session_ttl.as_secs().max(1))
             .arg(if commit.session.is_some() { "1" } else { "0" })
             .arg(commit.session.as_deref().unwrap_or(b""))
-            .arg(commit.acked.len());
+            .arg(commit.acked.len())
+            .arg(commit.outbox.len())
+            .arg(window_number)
+            .arg(window_at)
+            .arg(commit.deliveries.len());
         for id in &commit.acked {
             inv.arg(id);
         }
         for job in &commit.outbox {
             inv.arg(&job[..]);
         }
+        for d in &commit.deliveries {
+            for a in record_args(d)? {
+                inv.arg(a);
+            }
+        }
         if let Some(at) = commit.wake_at {
             // Before the session exists: a spurious timer only wakes a
             // worker that finds nothing due.
             let _: i64 = redis::cmd("ZADD")
-                .arg(self.timers_key())
+                .arg(self.timers_key(Lane::Inbox))
                 .arg(at)
                 .arg(claim.contact.as_str())
                 .query_async(&mut conn)
@@ -414,7 +567,7 @@ impl Store for RedisStore {
         }
         if commit.wake_at.is_none() {
             let _: i64 = redis::cmd("ZREM")
-                .arg(self.timers_key())
+                .arg(self.timers_key(Lane::Inbox))
                 .arg(claim.contact.as_str())
                 .query_async(&mut conn)
                 .await
@@ -429,10 +582,15 @@ impl Store for RedisStore {
         })
     }
 
-    async fn due_timers(&self, now: u64, limit: usize) -> Result<Vec<ContactKey>, StoreError> {
+    async fn due_timers(
+        &self,
+        lane: Lane,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<ContactKey>, StoreError> {
         let mut conn = self.conn.clone();
         let members: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.timers_key())
+            .arg(self.timers_key(lane))
             .arg("-inf")
             .arg(now)
             .arg("BYSCORE")
@@ -448,25 +606,255 @@ impl Store for RedisStore {
             .collect())
     }
 
-    async fn sent(&self, claim: &Claim, id: &str) -> Result<bool, StoreError> {
+    async fn finish(&self, claim: &Claim, id: &str, finish: Finish) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let ok: i64 = self
-            .sent
-            .key(self.lease_key(Lane::Outbox, &claim.contact))
-            .key(self.stream_key(&Queue::Outbox(claim.contact.clone())))
+        let c = &claim.contact;
+        let mut inv = self.finish.prepare_invoke();
+        inv.key(self.lease_key(Lane::Outbox, c))
+            .key(self.contact_key(c, "outbox"))
+            .key(self.contact_key(c, "outbox:head"))
+            .key(self.contact_key(c, "deliveries"))
+            .key(self.contact_key(c, "dead"))
+            .key(format!("{}dead", self.prefix))
             .arg(&claim.owner)
-            .arg(id)
+            .arg(id);
+        for a in record_args(&finish.record)? {
+            inv.arg(a);
+        }
+        inv.arg(finish.dead_letter.as_deref().unwrap_or(b""))
+            .arg(super::now_secs())
+            .arg(c.as_str());
+        let held: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(held == 1)
+    }
+
+    async fn defer(
+        &self,
+        claim: &Claim,
+        head: Option<Vec<u8>>,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let c = &claim.contact;
+        let ok: i64 = self
+            .defer
+            .key(self.lease_key(Lane::Outbox, c))
+            .key(self.contact_key(c, "outbox:head"))
+            .arg(&claim.owner)
+            .arg(if head.is_some() { "1" } else { "0" })
+            .arg(head.as_deref().unwrap_or(b""))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(ok == 1)
+        if ok == 0 {
+            return Ok(());
+        }
+        // The timer first: until it exists the ready mark keeps the
+        // contact in sight (a crash here costs an early retry, no loss).
+        let _: i64 = redis::cmd("ZADD")
+            .arg(self.timers_key(Lane::Outbox))
+            .arg(until)
+            .arg(c.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        self.unready(Lane::Outbox, c, &claim.version).await
+    }
+
+    async fn wake_deferred(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.timers_key(Lane::Outbox))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(self.timers_key(Lane::Outbox)).arg("XX");
+        for m in &members {
+            cmd.arg(0).arg(m);
+        }
+        let _: i64 = cmd.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn deliveries(&self, contact: &ContactKey) -> Result<Vec<Delivery>, StoreError> {
+        let mut conn = self.conn.clone();
+        let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.contact_key(contact, "deliveries"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut out: Vec<Delivery> = all
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("w:"))
+            .filter_map(|(_, v)| record_of(&v))
+            .collect();
+        out.sort_by(|a, b| (a.at, &a.job).cmp(&(b.at, &b.job)));
+        Ok(out)
+    }
+
+    async fn windows(&self, contact: &ContactKey) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut all: Vec<(String, u64)> = redis::cmd("HGETALL")
+            .arg(self.contact_key(contact, "window"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        all.sort();
+        Ok(all)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut conn = self.conn.clone();
+        let contacts: Vec<String> = redis::cmd("ZRANGE")
+            .arg(format!("{}dead", self.prefix))
+            .arg(0)
+            .arg(limit.saturating_sub(1) as i64)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for contact in contacts.iter().filter_map(|m| ContactKey::parse(m)) {
+            let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(self.contact_key(&contact, "dead"))
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit - out.len())
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            for entry in entries_of(reply)? {
+                out.push(DeadLetter {
+                    contact: contact.clone(),
+                    entry,
+                });
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn take_rate(&self, key: &str, interval_ms: u64, burst: u32) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let wait: u64 = self
+            .rate
+            .key(format!("{}rate:{key}", self.prefix))
+            .arg(interval_ms.max(1))
+            .arg(burst.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(wait)
+    }
+
+    async fn hold_rate(&self, key: &str, ms: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .hold
+            .key(format!("{}rate:{key}", self.prefix))
+            .arg(ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn open_breaker(&self, number: &str, breaker: Breaker) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let json =
+            serde_json::to_string(&breaker).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let _: () = redis::pipe()
+            .cmd("HSETNX")
+            .arg(format!("{}breakers", self.prefix))
+            .arg(number)
+            .arg(json)
+            .ignore()
+            .cmd("HSETNX")
+            .arg(format!("{}breakers:probe", self.prefix))
+            .arg(number)
+            .arg(breaker.probe_at)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn close_breaker(&self, number: Option<&str>) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let keys = [
+            format!("{}breakers", self.prefix),
+            format!("{}breakers:probe", self.prefix),
+        ];
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            match number {
+                Some(n) => pipe.cmd("HDEL").arg(k).arg(n).ignore(),
+                None => pipe.cmd("DEL").arg(k).ignore(),
+            };
+        }
+        let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn breakers(&self) -> Result<Vec<(String, Breaker)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let (all, probes): (
+            Vec<(String, String)>,
+            std::collections::HashMap<String, u64>,
+        ) = redis::pipe()
+            .cmd("HGETALL")
+            .arg(format!("{}breakers", self.prefix))
+            .cmd("HGETALL")
+            .arg(format!("{}breakers:probe", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut out: Vec<(String, Breaker)> = all
+            .into_iter()
+            .filter_map(|(n, json)| {
+                let mut b: Breaker = serde_json::from_str(&json).ok()?;
+                if let Some(p) = probes.get(&n) {
+                    b.probe_at = *p;
+                }
+                Some((n, b))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn take_probe(&self, number: &str, now: u64, next: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let got: i64 = self
+            .probe
+            .key(format!("{}breakers:probe", self.prefix))
+            .arg(number)
+            .arg(now)
+            .arg(next)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(got == 1)
     }
 
     async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         if claim.lane == Lane::Outbox {
-            let left: u64 = redis::cmd("XLEN")
+            let (left, _): (u64, i64) = redis::pipe()
+                .cmd("XLEN")
                 .arg(self.stream_key(&Queue::Outbox(claim.contact.clone())))
+                .cmd("ZREM")
+                .arg(self.timers_key(Lane::Outbox))
+                .arg(claim.contact.as_str())
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;

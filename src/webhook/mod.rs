@@ -48,6 +48,8 @@ pub enum WebhookError {
     Store(#[from] StoreError),
     #[error("could not seal the delivery")]
     Seal,
+    #[error("shutting down")]
+    ShuttingDown,
 }
 
 impl ResponseError for WebhookError {
@@ -57,7 +59,9 @@ impl ResponseError for WebhookError {
             WebhookError::Timeout => StatusCode::REQUEST_TIMEOUT,
             WebhookError::Signature(_) => StatusCode::UNAUTHORIZED,
             WebhookError::BadBody => StatusCode::BAD_REQUEST,
-            WebhookError::Store(_) | WebhookError::Seal => StatusCode::SERVICE_UNAVAILABLE,
+            WebhookError::Store(_) | WebhookError::Seal | WebhookError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -68,6 +72,7 @@ impl ResponseError for WebhookError {
             WebhookError::Signature(_) => "invalid signature",
             WebhookError::BadBody => "could not read body",
             WebhookError::Store(_) | WebhookError::Seal => "temporarily unavailable, retry later",
+            WebhookError::ShuttingDown => "shutting down, retry later",
         };
         let mut resp = HttpResponse::build(self.status_code());
         if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
@@ -141,6 +146,12 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebhookError> {
+    // Meta retries a refused delivery; another instance (or this one,
+    // restarted) takes it.
+    if state.shutdown.is_stopping() {
+        tracing::info!(outcome = "shutting_down", "webhook refused");
+        return Err(WebhookError::ShuttingDown);
+    }
     let result = handle(&req, payload, &state).await;
     match &result {
         Ok(_) => {}
@@ -162,6 +173,7 @@ fn outcome(e: &WebhookError) -> &'static str {
         WebhookError::BadBody => "bad_body",
         WebhookError::Store(_) => "store_unavailable",
         WebhookError::Seal => "seal_failed",
+        WebhookError::ShuttingDown => "shutting_down",
     }
 }
 

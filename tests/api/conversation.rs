@@ -10,7 +10,7 @@ use whatsify::flow::transcript::{Conversation, describe as describe_effect};
 
 use crate::both_backends;
 use crate::graph::{FakeGraph, describe};
-use crate::helpers::{Backend, TestApp, fixture, spawn_app_running};
+use crate::helpers::{Backend, TestApp, fresh_fixture, spawn_app_running};
 
 async fn running(backend: &Backend, graph: &FakeGraph, workers: usize) -> TestApp {
     spawn_app_running(
@@ -26,7 +26,7 @@ pub fn delivery(wa_id: &str, name: &str, id: &str, message: serde_json::Value) -
     let mut m = message;
     m["from"] = json!(wa_id);
     m["id"] = json!(id);
-    m["timestamp"] = json!("1764400000");
+    m["timestamp"] = json!(whatsify::store::now_secs().to_string());
     serde_json::to_vec(&json!({
         "object": "whatsapp_business_account",
         "entry": [{ "id": "240017555501234", "changes": [{ "field": "messages", "value": {
@@ -51,7 +51,7 @@ async fn a_conversation_runs_from_webhook_to_graph_api(backend: &Backend) {
     let graph = FakeGraph::start().await;
     let app = running(backend, &graph, 2).await;
     assert_eq!(
-        app.post_signed(&fixture("messages_text.json"))
+        app.post_signed(&fresh_fixture("messages_text.json"))
             .await
             .status(),
         200
@@ -106,7 +106,7 @@ async fn a_contact_known_only_by_user_id_is_answered_by_recipient(backend: &Back
     let graph = FakeGraph::start().await;
     let app = running(backend, &graph, 1).await;
     assert_eq!(
-        app.post_signed(&fixture("messages_bsuid_only.json"))
+        app.post_signed(&fresh_fixture("messages_bsuid_only.json"))
             .await
             .status(),
         200
@@ -127,7 +127,7 @@ async fn a_transient_graph_error_is_retried_and_order_is_kept(backend: &Backend)
     graph.fail_next(&[(500, 2), (400, 130429)]);
     let app = running(backend, &graph, 1).await;
     assert_eq!(
-        app.post_signed(&fixture("messages_text.json"))
+        app.post_signed(&fresh_fixture("messages_text.json"))
             .await
             .status(),
         200
@@ -158,7 +158,18 @@ fn script(n: usize) -> Vec<serde_json::Value> {
 
 async fn fifty_contacts_in_parallel_end_as_a_serial_replay(backend: &Backend) {
     let graph = FakeGraph::start().await;
-    let app = running(backend, &graph, 4).await;
+    // About 2,000 requests: at the default 80 per second the rate limit
+    // alone would take longer than the wait below. (The limit has its own
+    // test in the outbox tests.)
+    let app = spawn_app_running(
+        backend,
+        &[
+            ("WHATSIFY__META__GRAPH_API_BASE", graph.base.clone()),
+            ("WHATSIFY__OUTBOX__MESSAGES_PER_SECOND", "5000".into()),
+        ],
+        4,
+    )
+    .await;
     let contacts: Vec<String> = (0..50).map(|i| format!("1650555{:04}", 2000 + i)).collect();
     // Each contact sends its messages one after the other (as Meta
     // delivers them); the 50 contacts all at once.
@@ -272,7 +283,7 @@ async fn a_timeout_fires_in_serve_without_any_message(backend: &Backend) {
     )
     .await;
     assert_eq!(
-        app.post_signed(&fixture("messages_text.json"))
+        app.post_signed(&fresh_fixture("messages_text.json"))
             .await
             .status(),
         200

@@ -17,11 +17,30 @@ pub struct Sent {
     pub body: Value,
 }
 
+/// One request the fake received, whatever it answered.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub at: std::time::Instant,
+    pub phone_number_id: String,
+    /// `biz_opaque_callback_data` (our job id), when present.
+    pub job: Option<String>,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
 #[derive(Default)]
 struct State {
     sent: Vec<Sent>,
+    /// Messages marked as read (their wamids), in order.
+    reads: Vec<String>,
+    /// Every request, in order.
+    requests: Vec<Request>,
     /// Error codes to answer with, one per request, before succeeding.
     failures: Vec<(u16, i64)>,
+    /// While set, every request fails with this (HTTP status, Meta code).
+    failing: Option<(u16, i64)>,
+    /// Answer each request only after this long.
+    delay: Option<std::time::Duration>,
 }
 
 #[derive(Clone)]
@@ -53,14 +72,45 @@ async fn messages(
     body: web::Json<Value>,
     state: web::Data<Arc<Mutex<State>>>,
 ) -> HttpResponse {
+    let arrived = std::time::Instant::now();
     let auth = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {ACCESS_TOKEN}")) {
-        return error(401, 190, "Invalid OAuth access token");
-    }
     let body = body.into_inner();
+    let number = path.into_inner().1;
+    let delay = state.lock().unwrap_or_else(|p| p.into_inner()).delay;
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let answer = if auth != Some(&format!("Bearer {ACCESS_TOKEN}")) {
+        error(401, 190, "Invalid OAuth access token")
+    } else {
+        answer(&number, &body, &state)
+    };
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    st.requests.push(Request {
+        at: arrived,
+        phone_number_id: number,
+        job: body["biz_opaque_callback_data"].as_str().map(str::to_owned),
+        status: answer.status().as_u16(),
+    });
+    answer
+}
+
+fn answer(number: &str, body: &Value, state: &Arc<Mutex<State>>) -> HttpResponse {
+    if let Some((status, code)) = state.lock().unwrap_or_else(|p| p.into_inner()).failing {
+        return error(status, code, "scripted failure");
+    }
+    // Mark as read: {"messaging_product","status":"read","message_id"}.
+    if body["status"] == "read" {
+        let Some(id) = body["message_id"].as_str() else {
+            return error(400, 100, "Invalid parameter");
+        };
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        st.reads.push(id.to_owned());
+        return HttpResponse::Ok().json(json!({ "success": true }));
+    }
     let to = body["to"].as_str().or(body["recipient"].as_str());
     let kind = body["type"].as_str().unwrap_or("");
     if body["messaging_product"] != "whatsapp" || to.is_none() || body.get(kind).is_none() {
@@ -73,7 +123,7 @@ async fn messages(
     }
     let n = st.sent.len();
     st.sent.push(Sent {
-        phone_number_id: path.into_inner().1,
+        phone_number_id: number.to_owned(),
         body: body.clone(),
     });
     let input = to.unwrap_or_default().to_owned();
@@ -114,6 +164,35 @@ impl FakeGraph {
             .unwrap_or_else(|p| p.into_inner())
             .sent
             .clone()
+    }
+
+    /// The wamids marked as read, in order.
+    pub fn reads(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reads
+            .clone()
+    }
+
+    /// Every request received (answered with success or not), in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .requests
+            .clone()
+    }
+
+    /// From now on every request fails with (HTTP status, Meta code);
+    /// `None` answers normally again.
+    pub fn fail_all(&self, failure: Option<(u16, i64)>) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).failing = failure;
+    }
+
+    /// Answers each request only after `delay`.
+    pub fn set_delay(&self, delay: Option<std::time::Duration>) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).delay = delay;
     }
 
     /// The next requests fail with these (HTTP status, Meta code).

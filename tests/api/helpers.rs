@@ -20,6 +20,7 @@ pub const APP_SECRET: &str = "test-app-secret-5f2c9a1e7d";
 pub const PREVIOUS_APP_SECRET: &str = "test-old-app-secret-8b3d0c";
 pub const VERIFY_TOKEN: &str = "test-verify-token-c41f7a92";
 pub const ACCESS_TOKEN: &str = "test-access-token-EAAG9f8e7d6c5b4a";
+pub const ADMIN_TOKEN: &str = "test-admin-token-7c1e9b3a5d2f4e6a8b0c";
 pub const MASTER_KEY: &str = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
 /// The customers' numbers used across fixtures/ (see fixtures/README.md).
 pub const PHONE_NUMBERS: [&str; 5] = [
@@ -35,6 +36,27 @@ pub fn fixture(name: &str) -> Vec<u8> {
         .join("fixtures")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A fixture whose messages were just sent: Meta's examples carry old
+/// timestamps, and a message older than 24 hours gets no flow answer.
+pub fn fresh_fixture(name: &str) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&fixture(name)).expect("json");
+    let now = whatsify::store::now_secs().to_string();
+    if let Some(entries) = v["entry"].as_array_mut() {
+        for e in entries {
+            if let Some(changes) = e["changes"].as_array_mut() {
+                for c in changes {
+                    if let Some(ms) = c["value"]["messages"].as_array_mut() {
+                        for m in ms {
+                            m["timestamp"] = serde_json::json!(now);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    serde_json::to_vec(&v).expect("json")
 }
 
 pub fn fixture_names() -> Vec<String> {
@@ -186,6 +208,7 @@ pub fn test_env(backend: &Backend, extra: &[(&str, String)]) -> Vec<(String, Str
         ("WHATSIFY__META__VERIFY_TOKEN", VERIFY_TOKEN.to_owned()),
         ("WHATSIFY__META__ACCESS_TOKEN", ACCESS_TOKEN.to_owned()),
         ("WHATSIFY__PRIVACY__MASTER_KEY", MASTER_KEY.to_owned()),
+        ("WHATSIFY__ADMIN__TOKEN", ADMIN_TOKEN.to_owned()),
         // Never Meta's real host from a test: a closed loopback port unless
         // a test points it at its fake Graph API.
         (
@@ -215,12 +238,27 @@ pub struct TestApp {
     pub address: String,
     pub state: actix_web::web::Data<AppState>,
     pub client: reqwest::Client,
+    /// The workers' and senders' clock: tests move it forward.
+    pub clock: whatsify::clock::Clock,
     handle: actix_web::dev::ServerHandle,
 }
 
 impl TestApp {
     pub fn store(&self) -> Arc<dyn Store> {
         self.state.store.clone()
+    }
+
+    /// `GET {path}` on the admin API with the admin token; the JSON body.
+    pub async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     pub async fn post_raw(&self, body: Vec<u8>, signature: Option<String>) -> reqwest::Response {
@@ -323,11 +361,13 @@ pub async fn try_spawn_app_workers(
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     let handle = app.handle();
+    let clock = app.clock();
     tokio::spawn(app.run_until_stopped());
     Ok(TestApp {
         address,
         state,
         client: reqwest::Client::new(),
+        clock,
         handle,
     })
 }

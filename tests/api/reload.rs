@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::graph::{FakeGraph, describe};
-use crate::helpers::{embedded, fixture, spawn_app_running};
+use crate::helpers::{embedded, fresh_fixture, spawn_app_running};
 
 fn copy_flows(to: &Path) {
     for f in std::fs::read_dir("flows").expect("flows") {
@@ -50,7 +50,7 @@ async fn a_changed_flow_file_is_reloaded_and_an_invalid_one_is_refused() {
     .expect("write");
     until("the reload", || flows.generation() >= 1).await;
     assert_eq!(
-        app.post_signed(&fixture("messages_text.json"))
+        app.post_signed(&fresh_fixture("messages_text.json"))
             .await
             .status(),
         200

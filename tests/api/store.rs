@@ -9,7 +9,10 @@ use std::time::Duration;
 use whatsify::config::{Backend as Kind, StoreSettings};
 use whatsify::domain::ContactKey;
 
-use whatsify::store::{self, Appended, Commit, Committed, InboxEntry, Lane, Queue, Store};
+use whatsify::store::{
+    self, Appended, Breaker, Commit, Committed, Delivery, DeliveryState, Finish, InboxEntry, Lane,
+    Queue, Store,
+};
 
 use crate::both_backends;
 use crate::helpers::Backend;
@@ -196,6 +199,8 @@ async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend: &Backend) 
                 session_ttl: Duration::from_secs(3600),
                 outbox: vec![b"job-1".to_vec(), b"job-2".to_vec()],
                 wake_at: None,
+                window: None,
+                deliveries: Vec::new(),
             },
         )
         .await
@@ -232,6 +237,8 @@ async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend: &Backend) 
                 session_ttl: Duration::from_secs(3600),
                 outbox: vec![b"job-3".to_vec()],
                 wake_at: None,
+                window: None,
+                deliveries: Vec::new(),
             },
         )
         .await
@@ -288,6 +295,8 @@ async fn an_expired_lease_cannot_commit(backend: &Backend) {
                 session_ttl: Duration::from_secs(60),
                 outbox: vec![b"stale job".to_vec()],
                 wake_at: None,
+                window: None,
+                deliveries: Vec::new(),
             },
         )
         .await
@@ -329,6 +338,8 @@ async fn a_message_arriving_during_a_claim_keeps_the_contact_ready(backend: &Bac
                 session_ttl: Duration::from_secs(60),
                 outbox: Vec::new(),
                 wake_at: None,
+                window: None,
+                deliveries: Vec::new(),
             },
         )
         .await
@@ -360,6 +371,8 @@ async fn the_outbox_lane_sends_in_order_and_empties(backend: &Backend) {
         session_ttl: Duration::from_secs(60),
         outbox: vec![b"a".to_vec(), b"b".to_vec()],
         wake_at: None,
+        window: None,
+        deliveries: Vec::new(),
     };
     s.commit(&c, commit).await.expect("commit");
     let sender = s
@@ -374,7 +387,11 @@ async fn the_outbox_lane_sends_in_order_and_empties(backend: &Backend) {
             .expect("claim")
             .is_none()
     );
-    assert!(s.sent(&sender, &sender.entries[0].id).await.expect("sent"));
+    assert!(
+        s.finish(&sender, &sender.entries[0].id, accepted("job"))
+            .await
+            .expect("finish")
+    );
     s.release(&sender).await.expect("release");
     assert_eq!(
         s.ready_contacts(Lane::Outbox, 10).await.expect("ready"),
@@ -387,7 +404,11 @@ async fn the_outbox_lane_sends_in_order_and_empties(backend: &Backend) {
         .expect("claim")
         .expect("free");
     assert_eq!(bodies(&sender.entries), ["b"]);
-    assert!(s.sent(&sender, &sender.entries[0].id).await.expect("sent"));
+    assert!(
+        s.finish(&sender, &sender.entries[0].id, accepted("job"))
+            .await
+            .expect("finish")
+    );
     s.release(&sender).await.expect("release");
     assert!(
         s.ready_contacts(Lane::Outbox, 10)
@@ -414,16 +435,20 @@ async fn timers_fire_when_due_and_can_be_cancelled(backend: &Backend) {
         session_ttl: Duration::from_secs(60),
         outbox: Vec::new(),
         wake_at: Some(1_800_000_100),
+        window: None,
+        deliveries: Vec::new(),
     };
     s.commit(&claim, commit).await.expect("commit");
     assert!(
-        s.due_timers(1_800_000_099, 10)
+        s.due_timers(Lane::Inbox, 1_800_000_099, 10)
             .await
             .expect("due")
             .is_empty()
     );
     assert_eq!(
-        s.due_timers(1_800_000_100, 10).await.expect("due"),
+        s.due_timers(Lane::Inbox, 1_800_000_100, 10)
+            .await
+            .expect("due"),
         vec![k.clone()]
     );
     let claim = s
@@ -437,10 +462,12 @@ async fn timers_fire_when_due_and_can_be_cancelled(backend: &Backend) {
         session_ttl: Duration::from_secs(60),
         outbox: Vec::new(),
         wake_at: None,
+        window: None,
+        deliveries: Vec::new(),
     };
     s.commit(&claim, commit).await.expect("commit");
     assert!(
-        s.due_timers(u64::MAX / 2, 10)
+        s.due_timers(Lane::Inbox, u64::MAX / 2, 10)
             .await
             .expect("due")
             .is_empty(),
@@ -448,3 +475,356 @@ async fn timers_fire_when_due_and_can_be_cancelled(backend: &Backend) {
     );
 }
 both_backends!(timers, timers_fire_when_due_and_can_be_cancelled);
+
+fn record(job: &str, state: DeliveryState, at: u64) -> Delivery {
+    Delivery {
+        job: job.into(),
+        state,
+        at,
+        wamid: None,
+        kind: None,
+        code: None,
+        reason: None,
+        attempts: None,
+    }
+}
+
+fn accepted(job: &str) -> Finish {
+    Finish {
+        record: Delivery {
+            wamid: Some(format!("w-{job}")),
+            kind: Some("text".into()),
+            ..record(job, DeliveryState::Accepted, 100)
+        },
+        dead_letter: None,
+    }
+}
+
+/// Queues `jobs` in the contact's outbox through an inbox commit.
+async fn queue_jobs(
+    s: &Arc<dyn Store>,
+    k: &ContactKey,
+    jobs: &[&str],
+    window: Option<(&str, u64)>,
+) {
+    s.append(vec![entry(
+        &Queue::Contact(k.clone()),
+        &format!("in-{}", jobs.join("")),
+        "in",
+    )])
+    .await
+    .expect("append");
+    let c = s
+        .claim(Lane::Inbox, k, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let commit = Commit {
+        acked: c.entries.iter().map(|e| e.id.clone()).collect(),
+        session: None,
+        session_ttl: Duration::from_secs(60),
+        outbox: jobs.iter().map(|j| j.as_bytes().to_vec()).collect(),
+        wake_at: None,
+        window: window.map(|(n, t)| (n.to_owned(), t)),
+        deliveries: Vec::new(),
+    };
+    assert!(matches!(
+        s.commit(&c, commit).await.expect("commit"),
+        Committed::Done { .. }
+    ));
+}
+
+async fn status(s: &Arc<dyn Store>, k: &ContactKey, update: Delivery) {
+    s.append(vec![entry(
+        &Queue::Contact(k.clone()),
+        &format!("st-{:?}-{}", update.state, update.at),
+        "status",
+    )])
+    .await
+    .expect("append");
+    let c = s
+        .claim(Lane::Inbox, k, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let commit = Commit {
+        acked: c.entries.iter().map(|e| e.id.clone()).collect(),
+        session: None,
+        session_ttl: Duration::from_secs(60),
+        outbox: Vec::new(),
+        wake_at: None,
+        window: None,
+        deliveries: vec![update],
+    };
+    s.commit(&c, commit).await.expect("commit");
+}
+
+async fn delivery_records_only_move_forward(backend: &Backend) {
+    let s = open(backend).await;
+    let k = key(20);
+    queue_jobs(&s, &k, &["a"], None).await;
+    let c = s
+        .claim(Lane::Outbox, &k, "sender", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    assert!(
+        s.finish(&c, &c.entries[0].id, accepted("job-a"))
+            .await
+            .expect("finish")
+    );
+    s.release(&c).await.expect("release");
+    // read arrives before delivered; the late delivered changes nothing.
+    status(&s, &k, record("job-a", DeliveryState::Read, 300)).await;
+    status(&s, &k, record("job-a", DeliveryState::Delivered, 200)).await;
+    let got = s.deliveries(&k).await.expect("deliveries");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].state, DeliveryState::Read);
+    assert_eq!(got[0].at, 300);
+    assert_eq!(
+        got[0].kind.as_deref(),
+        Some("text"),
+        "fields of the accepted record are kept"
+    );
+    // Matched by wamid alone (no callback data).
+    let by_wamid = Delivery {
+        job: String::new(),
+        wamid: Some("w-job-a".into()),
+        code: Some(131050),
+        ..record("", DeliveryState::Failed, 400)
+    };
+    status(&s, &k, by_wamid).await;
+    let got = s.deliveries(&k).await.expect("deliveries");
+    assert_eq!(got[0].state, DeliveryState::Failed);
+    assert_eq!(got[0].code, Some(131050));
+    // Failed is final.
+    status(&s, &k, record("job-a", DeliveryState::Played, 500)).await;
+    assert_eq!(
+        s.deliveries(&k).await.expect("deliveries")[0].state,
+        DeliveryState::Failed
+    );
+    // A status for a message we never sent, by an unknown wamid: ignored.
+    let stray = Delivery {
+        wamid: Some("unknown".into()),
+        ..record("", DeliveryState::Sent, 600)
+    };
+    status(&s, &k, stray).await;
+    assert_eq!(s.deliveries(&k).await.expect("deliveries").len(), 1);
+}
+both_backends!(delivery_records, delivery_records_only_move_forward);
+
+async fn a_deferred_outbox_keeps_its_head_state_and_wakes_when_due(backend: &Backend) {
+    let s = open(backend).await;
+    let k = key(21);
+    queue_jobs(&s, &k, &["a", "b"], Some(("pn-1", 1_000))).await;
+    queue_jobs(&s, &k, &["c"], Some(("pn-1", 900))).await;
+    assert_eq!(
+        s.windows(&k).await.expect("windows"),
+        vec![("pn-1".to_owned(), 1_000)],
+        "the window only moves forward"
+    );
+    let c = s
+        .claim(Lane::Outbox, &k, "sender", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    assert_eq!(c.head, None);
+    s.defer(&c, Some(b"attempt-1".to_vec()), 5_000)
+        .await
+        .expect("defer");
+    assert!(
+        s.ready_contacts(Lane::Outbox, 10)
+            .await
+            .expect("ready")
+            .is_empty(),
+        "a deferred outbox is not ready"
+    );
+    assert!(
+        s.due_timers(Lane::Outbox, 4_999, 10)
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    assert_eq!(
+        s.due_timers(Lane::Outbox, 5_000, 10).await.expect("due"),
+        vec![k.clone()]
+    );
+    // The lease was released: another sender takes it, with the head state.
+    let c = s
+        .claim(Lane::Outbox, &k, "sender-2", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("released");
+    assert_eq!(c.head.as_deref(), Some(&b"attempt-1"[..]));
+    assert_eq!(bodies(&c.entries), ["a", "b", "c"]);
+    // Finishing the head clears its state; releasing clears the timer.
+    s.finish(&c, &c.entries[0].id, accepted("a"))
+        .await
+        .expect("finish");
+    s.release(&c).await.expect("release");
+    assert!(
+        s.due_timers(Lane::Outbox, u64::MAX / 2, 10)
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    let c = s
+        .claim(Lane::Outbox, &k, "sender", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    assert_eq!(c.head, None);
+    assert_eq!(bodies(&c.entries), ["b", "c"]);
+    // A paused number resumes: every deferred outbox is due at once.
+    s.defer(&c, None, u64::MAX / 4).await.expect("defer");
+    assert!(
+        s.due_timers(Lane::Outbox, 10_000, 10)
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    s.wake_deferred().await.expect("wake");
+    assert_eq!(
+        s.due_timers(Lane::Outbox, 10_000, 10).await.expect("due"),
+        vec![k.clone()]
+    );
+}
+both_backends!(
+    outbox_defer,
+    a_deferred_outbox_keeps_its_head_state_and_wakes_when_due
+);
+
+async fn a_dead_letter_leaves_the_outbox_and_is_listed(backend: &Backend) {
+    let s = open(backend).await;
+    let k = key(22);
+    queue_jobs(&s, &k, &["x", "y"], None).await;
+    let c = s
+        .claim(Lane::Outbox, &k, "sender", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let dead = Finish {
+        record: Delivery {
+            code: Some(131000),
+            attempts: Some(8),
+            ..record("job-x", DeliveryState::Dead, 100)
+        },
+        dead_letter: Some(b"sealed-x".to_vec()),
+    };
+    assert!(s.finish(&c, &c.entries[0].id, dead).await.expect("finish"));
+    s.release(&c).await.expect("release");
+    let letters = s.dead_letters(10).await.expect("dead letters");
+    assert!(
+        letters
+            .iter()
+            .any(|d| d.contact == k && d.entry.sealed == b"sealed-x"),
+        "listed"
+    );
+    let c = s
+        .claim(Lane::Outbox, &k, "sender", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    assert_eq!(bodies(&c.entries), ["y"], "the next job is not blocked");
+    let rec = s.deliveries(&k).await.expect("deliveries");
+    assert_eq!(rec[0].state, DeliveryState::Dead);
+    assert_eq!(rec[0].attempts, Some(8));
+}
+both_backends!(dead_letters, a_dead_letter_leaves_the_outbox_and_is_listed);
+
+async fn a_job_is_finished_even_when_the_lease_was_lost(backend: &Backend) {
+    let s = open(backend).await;
+    let k = key(23);
+    queue_jobs(&s, &k, &["a"], None).await;
+    let slow = s
+        .claim(Lane::Outbox, &k, "slow", Duration::from_millis(50), 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let fast = s
+        .claim(Lane::Outbox, &k, "fast", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("expired lease");
+    // The slow sender's request was accepted: recording it must remove the
+    // job, or the fast sender would send it again.
+    assert!(
+        !s.finish(&slow, &slow.entries[0].id, accepted("a"))
+            .await
+            .expect("finish"),
+        "the lease is reported lost"
+    );
+    s.release(&fast).await.expect("release");
+    assert!(
+        s.read(&Queue::Outbox(k.clone()), 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+both_backends!(
+    finish_after_lost_lease,
+    a_job_is_finished_even_when_the_lease_was_lost
+);
+
+async fn rate_limits_and_breakers_are_shared(backend: &Backend) {
+    let s = open(backend).await;
+    let name = format!("pn:test-{}", uuid::Uuid::new_v4());
+    // A burst of 3, then one per interval.
+    for _ in 0..3 {
+        assert_eq!(s.take_rate(&name, 10_000, 3).await.expect("rate"), 0);
+    }
+    let wait = s.take_rate(&name, 10_000, 3).await.expect("rate");
+    assert!(wait > 9_000 && wait <= 10_000, "wait {wait}");
+    let held = format!("pn:held-{}", uuid::Uuid::new_v4());
+    s.hold_rate(&held, 60_000).await.expect("hold");
+    assert!(s.take_rate(&held, 1, 100).await.expect("rate") > 59_000);
+
+    let number = format!("pn-{}", uuid::Uuid::new_v4());
+    let b = Breaker {
+        code: 190,
+        reason: "HTTP 401, Meta error 190".into(),
+        since: 1_000,
+        probe_at: 1_060,
+    };
+    s.open_breaker(&number, b.clone()).await.expect("open");
+    // Opening again keeps the first reason and probe time.
+    s.open_breaker(
+        &number,
+        Breaker {
+            probe_at: 9_999,
+            ..b.clone()
+        },
+    )
+    .await
+    .expect("open");
+    let open: Vec<_> = s.breakers().await.expect("breakers");
+    assert!(open.contains(&(number.clone(), b.clone())));
+    assert!(
+        !s.take_probe(&number, 1_059, 1_120).await.expect("probe"),
+        "too early"
+    );
+    let takers = join_all((0..10).map(|_| s.take_probe(&number, 1_060, 1_120))).await;
+    assert_eq!(
+        takers
+            .into_iter()
+            .filter(|t| *t.as_ref().expect("probe"))
+            .count(),
+        1,
+        "exactly one prober"
+    );
+    s.close_breaker(Some(&number)).await.expect("close");
+    assert!(
+        !s.breakers()
+            .await
+            .expect("breakers")
+            .iter()
+            .any(|(n, _)| *n == number)
+    );
+    assert!(
+        !s.take_probe(&number, u64::MAX / 2, 0).await.expect("probe"),
+        "closed"
+    );
+}
+both_backends!(rates_and_breakers, rate_limits_and_breakers_are_shared);

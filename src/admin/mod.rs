@@ -1,0 +1,131 @@
+//! The admin API (`/admin/...`), behind `Authorization: Bearer
+//! {admin.token}`. With no token configured it does not exist (404).
+//!
+//! - `GET /admin/contacts/{id}/messages`: the delivery record of each
+//!   message sent to the contact (state, kind, error code; never the
+//!   content). `{id}` is the wa_id or the business-scoped user id.
+//! - `GET /admin/outbox/dead-letters`: messages given up after every
+//!   attempt failed, with the last error.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::domain::ContactId;
+use crate::outbox::sender::{Letter, dead_context};
+use crate::startup::AppState;
+
+/// Most dead letters listed at once.
+const DEAD_LETTERS_LIMIT: usize = 500;
+
+fn error(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message }))
+}
+
+/// `None` when the caller may go on; else the answer to give.
+fn authorize(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+    let Some(token) = &state.admin_token else {
+        return Some(HttpResponse::NotFound().finish());
+    };
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare digests, so neither the content nor the length leaks.
+    let a = Sha256::digest(given.as_bytes());
+    let b = Sha256::digest(token.expose_secret().as_bytes());
+    if bool::from(a.ct_eq(&b)) {
+        None
+    } else {
+        Some(
+            HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer"))
+                .json(json!({ "error": "a valid admin bearer token is required" })),
+        )
+    }
+}
+
+fn contact_of(id: &str, state: &AppState) -> Option<crate::domain::ContactKey> {
+    let id = ContactId::from_parts(
+        id.chars().all(|c| c.is_ascii_digit()).then_some(id),
+        (!id.chars().all(|c| c.is_ascii_digit())).then_some(id),
+    )?;
+    Some(state.pseudonymizer.contact_key(&id))
+}
+
+pub async fn messages(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Some(denied) = authorize(&req, &state) {
+        return denied;
+    }
+    let Some(contact) = contact_of(&path.into_inner(), &state) else {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "the id must be a wa_id (digits) or a business-scoped user id",
+        );
+    };
+    match state.store.deliveries(&contact).await {
+        Ok(records) => HttpResponse::Ok().json(json!({
+            "contact": contact.as_str(),
+            "messages": records,
+        })),
+        Err(e) => {
+            tracing::error!(error = %e, "admin: store unavailable");
+            error(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "store unavailable",
+            )
+        }
+    }
+}
+
+pub async fn dead_letters(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(denied) = authorize(&req, &state) {
+        return denied;
+    }
+    let letters = match state.store.dead_letters(DEAD_LETTERS_LIMIT).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "admin: store unavailable");
+            return error(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "store unavailable",
+            );
+        }
+    };
+    let items: Vec<_> = letters
+        .iter()
+        .map(|d| {
+            let letter: Option<Letter> = state
+                .sealer
+                .open(&d.entry.sealed, &dead_context(&d.contact))
+                .ok()
+                .and_then(|p| serde_json::from_slice(&p).ok());
+            match letter {
+                Some(l) => json!({
+                    "contact": d.contact.as_str(),
+                    "job": l.job.as_ref().map(|j| j.id.clone()),
+                    "kind": l.job.as_ref().map(|j| j.message.kind()),
+                    "phone_number_id": l.job.as_ref().map(|j| j.phone_number_id.clone()),
+                    "queued_at": l.job.as_ref().map(|j| j.created_at),
+                    "attempts": l.attempts,
+                    "code": l.code,
+                    "reason": l.reason,
+                    "at": l.at,
+                }),
+                None => json!({
+                    "contact": d.contact.as_str(),
+                    "reason": "this dead letter cannot be opened with the current key",
+                }),
+            }
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "dead_letters": items }))
+}

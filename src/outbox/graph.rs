@@ -1,0 +1,204 @@
+//! The Graph API client: one pooled HTTP client (reqwest with rustls, 30 s
+//! timeout) posting to `{graph_api_base}/{phone_number_id}/messages` with
+//! the access token, and the classification of Meta's answers.
+//!
+//! Errors are classified on `error.code` (Meta says to build on the code,
+//! not on titles), then on the HTTP status. The reason kept for a failure
+//! holds the status and the code only: Meta's `message` and `details` can
+//! quote the recipient, so they are never stored or logged.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::{Job, graph_body};
+
+/// How long one request may take.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Transient error codes: try again later (with backoff).
+pub const TRANSIENT_CODES: [i64; 5] = [1, 2, 17, 131000, 131016];
+/// Throughput limits of the number, the app or the account: slow the
+/// whole number down, then retry.
+pub const THROTTLE_CODES: [i64; 3] = [4, 80007, 130429];
+/// The pair rate limit (business, customer): back off 4^n seconds.
+pub const PAIR_LIMIT_CODE: i64 = 131056;
+/// The user stopped marketing messages from this business.
+pub const MARKETING_STOPPED_CODE: i64 = 131050;
+
+/// The access token, replaceable while running (SIGHUP re-reads it).
+#[derive(Clone)]
+pub struct SharedToken(Arc<RwLock<SecretString>>);
+
+impl SharedToken {
+    pub fn new(token: SecretString) -> Self {
+        SharedToken(Arc::new(RwLock::new(token)))
+    }
+
+    pub fn get(&self) -> SecretString {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the token; true when it changed.
+    pub fn set(&self, token: SecretString) -> bool {
+        let mut t = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let changed = t.expose_secret() != token.expose_secret();
+        *t = token;
+        changed
+    }
+}
+
+/// What to do about a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Try again after a backoff (5xx, timeouts, connection errors,
+    /// transient codes).
+    Transient,
+    /// A throughput limit: slow the number down, then retry.
+    Throttled,
+    /// The pair rate limit: retry after 4^n seconds.
+    PairLimit,
+    /// The token or the permissions: pause the number (breaker).
+    Credentials,
+    /// Will fail again: record it and move on.
+    Permanent,
+}
+
+/// A failed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub class: Class,
+    pub http: Option<u16>,
+    pub code: Option<i64>,
+    /// Status and code in words; never Meta's message text.
+    pub reason: String,
+}
+
+/// Meta's answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Accepted (not yet delivered), with the message's wamid.
+    Accepted {
+        wamid: Option<String>,
+    },
+    Failed(Failure),
+}
+
+/// Classifies an error answer by Meta's code, then by HTTP status.
+pub fn classify(http: u16, code: Option<i64>) -> Class {
+    match code {
+        Some(c) if TRANSIENT_CODES.contains(&c) => Class::Transient,
+        Some(c) if THROTTLE_CODES.contains(&c) => Class::Throttled,
+        Some(PAIR_LIMIT_CODE) => Class::PairLimit,
+        // Token expired or invalid; authorization and permission errors.
+        Some(0 | 3 | 10 | 190) => Class::Credentials,
+        Some(c) if (200..=299).contains(&c) => Class::Credentials,
+        Some(_) if http >= 500 => Class::Transient,
+        Some(_) => Class::Permanent,
+        None if http >= 500 || http == 429 || http == 408 => Class::Transient,
+        None if http == 401 => Class::Credentials,
+        None => Class::Permanent,
+    }
+}
+
+/// The Graph API client.
+#[derive(Clone)]
+pub struct Graph {
+    client: reqwest::Client,
+    base: String,
+    token: SharedToken,
+}
+
+impl Graph {
+    pub fn new(client: reqwest::Client, base: &str, token: SharedToken) -> Self {
+        Graph {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    /// Builds the pooled client every sender shares.
+    pub fn client() -> Result<reqwest::Client, String> {
+        reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Posts one job.
+    pub async fn send(&self, job: &Job) -> Answer {
+        let url = format!("{}/{}/messages", self.base, job.phone_number_id);
+        let token = self.token.get();
+        let resp = self
+            .client
+            .post(&url)
+            .bearer_auth(token.expose_secret())
+            .json(&graph_body(job))
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                return Answer::Failed(Failure {
+                    class: Class::Transient,
+                    http: None,
+                    code: None,
+                    reason: if e.is_timeout() {
+                        "timeout".into()
+                    } else {
+                        "connection error".into()
+                    },
+                });
+            }
+        };
+        let status = resp.status().as_u16();
+        let body: Option<Value> = resp.json().await.ok();
+        if (200..300).contains(&status) {
+            let wamid = body
+                .as_ref()
+                .and_then(|b| b["messages"][0]["id"].as_str())
+                .map(str::to_owned);
+            return Answer::Accepted { wamid };
+        }
+        let code = body.as_ref().and_then(|b| b["error"]["code"].as_i64());
+        Answer::Failed(Failure {
+            class: classify(status, code),
+            http: Some(status),
+            code,
+            reason: match code {
+                Some(c) => format!("HTTP {status}, Meta error {c}"),
+                None => format!("HTTP {status}"),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issue_s_error_classes() {
+        for c in [1, 2, 17, 131000, 131016] {
+            assert_eq!(classify(400, Some(c)), Class::Transient, "{c}");
+        }
+        for c in [4, 80007, 130429] {
+            assert_eq!(classify(400, Some(c)), Class::Throttled, "{c}");
+        }
+        assert_eq!(classify(400, Some(131056)), Class::PairLimit);
+        assert_eq!(classify(401, Some(190)), Class::Credentials);
+        assert_eq!(classify(403, Some(10)), Class::Credentials);
+        assert_eq!(classify(403, Some(200)), Class::Credentials);
+        for c in [131026, 131047, 131051, 100, 368, 131050] {
+            assert_eq!(classify(400, Some(c)), Class::Permanent, "{c}");
+        }
+        assert_eq!(classify(503, None), Class::Transient);
+        assert_eq!(classify(500, Some(131999)), Class::Transient);
+        assert_eq!(classify(429, None), Class::Transient);
+        assert_eq!(classify(404, None), Class::Permanent);
+    }
+}

@@ -1,0 +1,561 @@
+//! The sender: takes one contact's outbox at a time (any instance, never
+//! two at once) and sends its jobs in order, each only after the previous
+//! one was accepted (or given up).
+//!
+//! For each job, in this order:
+//! 1. the head's retry state: a job in backoff waits (the contact is
+//!    deferred; its later jobs wait behind it, which keeps the order);
+//! 2. `outbox.max_age`, then the 24-hour window for free-form messages:
+//!    too late is recorded (`expired`, `outside_window`), never sent;
+//! 3. the number's breaker: while open, nothing is sent for that number
+//!    except one probe every `outbox.probe_interval` (shared by all
+//!    instances); nothing is dropped;
+//! 4. rate limits shared by every instance: the number's
+//!    `outbox.messages_per_second`, and for business-initiated messages
+//!    the recipient's pair limit;
+//! 5. the request, and what Meta answered: accepted; transient (retry
+//!    with full-jitter backoff, `outbox.max_attempts` in all, then a dead
+//!    letter); throttled (the whole number slows down too); pair limit
+//!    (4^n seconds); credentials (open the breaker); permanent (recorded
+//!    against the message, not retried).
+//!
+//! Duplicates: the job's removal and its `accepted` record are one atomic
+//! write ([`Store::finish`]), so a job still queued was never recorded as
+//! sent. A message goes out twice only when the process dies (or loses
+//! the store) between Meta's answer and that write.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::RngExt as _;
+use serde::{Deserialize, Serialize};
+
+use super::graph::{Answer, Class, Failure, Graph, MARKETING_STOPPED_CODE};
+use super::{Job, Origin, WINDOW_SECS};
+use crate::clock::Clock;
+use crate::config::OutboxSettings;
+use crate::domain::ContactKey;
+use crate::privacy::crypto::Sealer;
+use crate::privacy::pseudonym::Pseudonymizer;
+use crate::store::{
+    Breaker, Claim, Delivery, DeliveryState, Finish, Lane, Queue, Store, StoreError,
+};
+
+/// How long a sender may hold a contact's outbox: longer than one request
+/// may take ([`super::graph::TIMEOUT`]), so a live sender keeps it.
+pub const LEASE: Duration = Duration::from_secs(60);
+/// Most jobs taken in one claim.
+pub const BATCH: usize = 20;
+/// A rate-limit wait up to this is slept through holding the contact;
+/// longer ones defer it.
+const SHORT_WAIT_MS: u64 = 250;
+
+/// What one call to [`Sender::try_send_next`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    Idle,
+    /// Finished this many jobs of one contact (sent or given up).
+    Worked {
+        contact: ContactKey,
+        finished: usize,
+    },
+    /// The contact's first job must wait (backoff, rate, paused number).
+    Deferred {
+        contact: ContactKey,
+        finished: usize,
+    },
+}
+
+/// The retry state of an outbox's first job (stored as the claim's head).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeadState {
+    /// The outbox entry it belongs to.
+    pub entry: String,
+    pub attempts: u32,
+    /// Not before this time (Unix ms).
+    pub next_at_ms: u64,
+    #[serde(default)]
+    pub last_code: Option<i64>,
+    #[serde(default)]
+    pub last_error: String,
+    #[serde(default)]
+    pub pair_hits: u32,
+}
+
+/// A dead letter: the job and why it was given up (sealed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Letter {
+    pub job: Option<Job>,
+    pub attempts: u32,
+    pub code: Option<i64>,
+    pub reason: String,
+    pub at: u64,
+}
+
+/// The context dead letters are sealed under.
+pub fn dead_context(contact: &ContactKey) -> Vec<u8> {
+    format!("dead:{contact}").into_bytes()
+}
+
+/// Open breakers, as this instance knows them: updated at once by this
+/// instance's senders and re-read from the store every second (for the
+/// other instances').
+#[derive(Clone, Default)]
+pub struct Breakers {
+    inner: Arc<Mutex<(Option<Instant>, HashMap<String, Breaker>)>>,
+}
+
+impl Breakers {
+    async fn get(&self, store: &dyn Store, number: &str) -> Result<Option<Breaker>, StoreError> {
+        let fresh = {
+            let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            g.0.is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        };
+        if !fresh {
+            let all = store.breakers().await?;
+            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            *g = (Some(Instant::now()), all.into_iter().collect());
+        }
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(g.1.get(number).cloned())
+    }
+
+    fn set(&self, number: &str, b: Option<Breaker>) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match b {
+            Some(b) => {
+                g.1.insert(number.to_owned(), b);
+            }
+            None => {
+                g.1.remove(number);
+            }
+        }
+    }
+
+    /// Forgets what it knows (the token was reloaded).
+    pub fn clear(&self) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *g = (None, HashMap::new());
+    }
+}
+
+pub struct Sender {
+    pub store: Arc<dyn Store>,
+    pub sealer: Sealer,
+    pub pseudonymizer: Pseudonymizer,
+    pub graph: Graph,
+    pub settings: OutboxSettings,
+    pub breakers: Breakers,
+    pub clock: Clock,
+    /// This sender's lease token.
+    pub owner: String,
+}
+
+fn outbox_context(contact: &ContactKey) -> Vec<u8> {
+    Queue::Outbox(contact.clone()).name().into_bytes()
+}
+
+/// Full-jitter exponential backoff: a random delay up to
+/// `min(cap, base * 2^(attempt-1))`.
+pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let ceiling = base
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(cap);
+    let ms = ceiling.as_millis() as u64;
+    Duration::from_millis(rand::rng().random_range(0..=ms))
+}
+
+enum Next {
+    /// The job is done with (sent or given up): go on to the next one.
+    Finished,
+    /// Stop here and release: the lease was lost.
+    Stop,
+    /// The contact was deferred (released by the store).
+    Deferred,
+}
+
+impl Sender {
+    /// Sends the pending jobs of one contact, if any.
+    pub async fn try_send_next(&self) -> Result<SendOutcome, StoreError> {
+        let now_ms = self.clock.now() * 1000;
+        let mut candidates = self.store.ready_contacts(Lane::Outbox, 32).await?;
+        candidates.extend(self.store.due_timers(Lane::Outbox, now_ms, 32).await?);
+        for contact in candidates {
+            let Some(claim) = self
+                .store
+                .claim(Lane::Outbox, &contact, &self.owner, LEASE, BATCH)
+                .await?
+            else {
+                continue;
+            };
+            let result = self.work(&claim).await;
+            if result.is_err() {
+                // Best effort: do not leave the contact held for a lease
+                // time after a store error.
+                let _ = self.store.release(&claim).await;
+            }
+            return result;
+        }
+        Ok(SendOutcome::Idle)
+    }
+
+    async fn work(&self, claim: &Claim) -> Result<SendOutcome, StoreError> {
+        let contact = claim.contact.clone();
+        let head: Option<HeadState> = claim
+            .head
+            .as_deref()
+            .and_then(|h| serde_json::from_slice(h).ok());
+        let mut finished = 0;
+        for (i, entry) in claim.entries.iter().enumerate() {
+            let state = head
+                .clone()
+                .filter(|h| i == 0 && h.entry == entry.id)
+                .unwrap_or_else(|| HeadState {
+                    entry: entry.id.clone(),
+                    ..HeadState::default()
+                });
+            match self.one(claim, &entry.id, &entry.sealed, state).await? {
+                Next::Finished => finished += 1,
+                Next::Stop => break,
+                Next::Deferred => {
+                    return Ok(SendOutcome::Deferred { contact, finished });
+                }
+            }
+        }
+        self.store.release(claim).await?;
+        Ok(SendOutcome::Worked { contact, finished })
+    }
+
+    async fn give_up(
+        &self,
+        claim: &Claim,
+        id: &str,
+        record: Delivery,
+        letter: Option<Letter>,
+    ) -> Result<Next, StoreError> {
+        let dead_letter = match letter {
+            Some(l) => {
+                let plain =
+                    serde_json::to_vec(&l).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Some(
+                    self.sealer
+                        .seal(&plain, &dead_context(&claim.contact))
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        tracing::warn!(
+            contact = %claim.contact,
+            job = %record.job,
+            state = ?record.state,
+            code = ?record.code,
+            reason = record.reason.as_deref().unwrap_or(""),
+            "outbound message not sent"
+        );
+        let held = self
+            .store
+            .finish(
+                claim,
+                id,
+                Finish {
+                    record,
+                    dead_letter,
+                },
+            )
+            .await?;
+        Ok(if held { Next::Finished } else { Next::Stop })
+    }
+
+    /// Handles one job.
+    async fn one(
+        &self,
+        claim: &Claim,
+        id: &str,
+        sealed: &[u8],
+        mut state: HeadState,
+    ) -> Result<Next, StoreError> {
+        let now = self.clock.now();
+        let now_ms = now * 1000;
+        if state.next_at_ms > now_ms {
+            self.store.defer(claim, None, state.next_at_ms).await?;
+            return Ok(Next::Deferred);
+        }
+        let job: Option<Job> = self
+            .sealer
+            .open(sealed, &outbox_context(&claim.contact))
+            .ok()
+            .and_then(|p| serde_json::from_slice(&p).ok());
+        let Some(job) = job else {
+            let record = Delivery {
+                job: format!("entry:{id}"),
+                state: DeliveryState::Dead,
+                at: now,
+                wamid: None,
+                kind: None,
+                code: None,
+                reason: Some("the queued job cannot be opened".into()),
+                attempts: Some(0),
+            };
+            let letter = Letter {
+                job: None,
+                attempts: 0,
+                code: None,
+                reason: "the queued job cannot be opened".into(),
+                at: now,
+            };
+            return self.give_up(claim, id, record, Some(letter)).await;
+        };
+        let record =
+            |state: DeliveryState, code: Option<i64>, reason: &str, attempts: u32| Delivery {
+                job: job.id.clone(),
+                state,
+                at: now,
+                wamid: None,
+                kind: Some(job.message.kind().to_owned()),
+                code,
+                reason: (!reason.is_empty()).then(|| reason.to_owned()),
+                attempts: (attempts > 0).then_some(attempts),
+            };
+        if now > job.created_at + self.settings.max_age.as_secs() {
+            let r = record(
+                DeliveryState::Expired,
+                None,
+                "waited longer than outbox.max_age",
+                state.attempts,
+            );
+            return self.give_up(claim, id, r, None).await;
+        }
+        if job.message.needs_window() {
+            let open = match job.window_at {
+                Some(at) => Some(at),
+                None => self
+                    .store
+                    .windows(&claim.contact)
+                    .await?
+                    .into_iter()
+                    .find(|(n, _)| *n == job.phone_number_id)
+                    .map(|(_, at)| at),
+            };
+            if open.is_none_or(|at| now >= at + WINDOW_SECS) {
+                let r = record(
+                    DeliveryState::OutsideWindow,
+                    None,
+                    "the 24-hour customer service window is closed",
+                    state.attempts,
+                );
+                return self.give_up(claim, id, r, None).await;
+            }
+        }
+        let number = job.phone_number_id.clone();
+        let mut probing = false;
+        if let Some(b) = self.breakers.get(self.store.as_ref(), &number).await? {
+            let next = now + self.settings.probe_interval.as_secs().max(1);
+            if self.store.take_probe(&number, now, next).await? {
+                tracing::info!(phone_number_id = %number, "sending paused; probing with the next message");
+                probing = true;
+            } else {
+                let until = b.probe_at.max(now + 1) * 1000;
+                self.store.defer(claim, None, until).await?;
+                return Ok(Next::Deferred);
+            }
+        }
+        if let Some(wait) = self.pace(&job, &claim.contact).await? {
+            self.store.defer(claim, None, now_ms + wait).await?;
+            return Ok(Next::Deferred);
+        }
+        match self.graph.send(&job).await {
+            Answer::Accepted { wamid } => {
+                if probing {
+                    self.store.close_breaker(Some(&number)).await?;
+                    self.breakers.set(&number, None);
+                    self.store.wake_deferred().await?;
+                    tracing::info!(phone_number_id = %number, "probe accepted; sending resumed");
+                }
+                let mut r = record(DeliveryState::Accepted, None, "", state.attempts);
+                r.wamid = wamid.map(|w| self.pseudonymizer.tag("wamid", &w));
+                let held = self
+                    .store
+                    .finish(
+                        claim,
+                        id,
+                        Finish {
+                            record: r,
+                            dead_letter: None,
+                        },
+                    )
+                    .await?;
+                Ok(if held { Next::Finished } else { Next::Stop })
+            }
+            Answer::Failed(f) => self.failed(claim, id, &job, f, &mut state, now_ms).await,
+        }
+    }
+
+    async fn failed(
+        &self,
+        claim: &Claim,
+        id: &str,
+        job: &Job,
+        f: Failure,
+        state: &mut HeadState,
+        now_ms: u64,
+    ) -> Result<Next, StoreError> {
+        let now = now_ms / 1000;
+        let record = |st: DeliveryState, attempts: u32| Delivery {
+            job: job.id.clone(),
+            state: st,
+            at: now,
+            wamid: None,
+            kind: Some(job.message.kind().to_owned()),
+            code: f.code,
+            reason: Some(if f.code == Some(MARKETING_STOPPED_CODE) {
+                "the customer stopped marketing messages".to_owned()
+            } else {
+                f.reason.clone()
+            }),
+            attempts: Some(attempts),
+        };
+        match f.class {
+            Class::Permanent => {
+                let r = record(DeliveryState::Failed, state.attempts + 1);
+                self.give_up(claim, id, r, None).await
+            }
+            Class::Credentials => {
+                let probe = self.settings.probe_interval.as_secs().max(1);
+                let b = Breaker {
+                    code: f.code.unwrap_or(0),
+                    reason: f.reason.clone(),
+                    since: now,
+                    probe_at: now + probe,
+                };
+                tracing::error!(
+                    phone_number_id = %job.phone_number_id,
+                    code = ?f.code,
+                    reason = %f.reason,
+                    "Meta refused the access token or its permissions: sending paused for this number"
+                );
+                self.store
+                    .open_breaker(&job.phone_number_id, b.clone())
+                    .await?;
+                self.breakers.set(&job.phone_number_id, Some(b));
+                self.store.defer(claim, None, (now + probe) * 1000).await?;
+                Ok(Next::Deferred)
+            }
+            Class::Transient | Class::Throttled | Class::PairLimit => {
+                state.attempts += 1;
+                state.last_code = f.code;
+                state.last_error = f.reason.clone();
+                if state.attempts >= self.settings.max_attempts {
+                    let letter = Letter {
+                        job: Some(job.clone()),
+                        attempts: state.attempts,
+                        code: f.code,
+                        reason: f.reason.clone(),
+                        at: now,
+                    };
+                    let r = record(DeliveryState::Dead, state.attempts);
+                    return self.give_up(claim, id, r, Some(letter)).await;
+                }
+                let delay = if f.class == Class::PairLimit {
+                    // Meta: retry after 4^X seconds, X = 0, 1, 2, …
+                    let d = Duration::from_secs(4u64.saturating_pow(state.pair_hits));
+                    state.pair_hits += 1;
+                    d.min(self.settings.retry_cap)
+                } else {
+                    backoff(
+                        self.settings.retry_base,
+                        self.settings.retry_cap,
+                        state.attempts,
+                    )
+                };
+                let delay_ms = (delay.as_millis() as u64).max(1);
+                if f.class == Class::Throttled {
+                    self.store
+                        .hold_rate(&format!("pn:{}", job.phone_number_id), delay_ms)
+                        .await?;
+                }
+                tracing::warn!(
+                    contact = %claim.contact,
+                    job = %job.id,
+                    attempt = state.attempts,
+                    retry_in_ms = delay_ms,
+                    reason = %f.reason,
+                    "send failed; will retry"
+                );
+                state.next_at_ms = now_ms + delay_ms;
+                let head =
+                    serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                self.store
+                    .defer(claim, Some(head), state.next_at_ms)
+                    .await?;
+                Ok(Next::Deferred)
+            }
+        }
+    }
+
+    /// Takes the rate-limit slots a job needs; `Some(ms)` when it must
+    /// wait longer than a moment.
+    async fn pace(&self, job: &Job, contact: &ContactKey) -> Result<Option<u64>, StoreError> {
+        let mps = u64::from(self.settings.messages_per_second.max(1));
+        let interval = (1000 / mps).max(1);
+        let burst = (self.settings.messages_per_second / 10).max(1);
+        let mut limits = Vec::with_capacity(2);
+        if job.origin == Origin::Business {
+            limits.push((
+                format!("pair:{contact}"),
+                self.settings.pair_interval.as_millis() as u64,
+                self.settings.pair_burst,
+            ));
+        }
+        limits.push((format!("pn:{}", job.phone_number_id), interval, burst));
+        for (key, interval, burst) in limits {
+            loop {
+                let wait = self.store.take_rate(&key, interval, burst).await?;
+                if wait == 0 {
+                    break;
+                }
+                if wait > SHORT_WAIT_MS {
+                    return Ok(Some(wait));
+                }
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sends until `stop` is set; sleeps briefly when idle. A send in
+    /// flight is finished before it returns.
+    pub async fn run(self, stop: crate::shutdown::Shutdown) {
+        while !stop.is_stopping() {
+            match self.try_send_next().await {
+                Ok(SendOutcome::Idle) => stop.sleep(Duration::from_millis(20)).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "sender: store unavailable; retrying");
+                    stop.sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_full_jitter_under_the_exponential_ceiling_and_the_cap() {
+        let base = Duration::from_secs(1);
+        let cap = Duration::from_secs(900);
+        for attempt in 1..=12 {
+            let ceiling = Duration::from_secs(1u64 << (attempt - 1).min(20)).min(cap);
+            for _ in 0..50 {
+                assert!(backoff(base, cap, attempt) <= ceiling);
+            }
+        }
+        // Jitter: not always the same value.
+        let draws: std::collections::HashSet<_> = (0..50).map(|_| backoff(base, cap, 10)).collect();
+        assert!(draws.len() > 10);
+    }
+}
