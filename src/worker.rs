@@ -74,6 +74,15 @@ pub struct Worker {
     pub owner: String,
 }
 
+/// Where a conversation's replies go.
+struct Destination<'a> {
+    to: &'a Recipient,
+    /// The business number the customer wrote to.
+    phone_number_id: &'a str,
+    /// The customer's last message time: the window replies rely on.
+    window_at: Option<u64>,
+}
+
 /// What a status webhook says about one of our messages.
 fn delivery_of(update: &StatusUpdate, pseudonymizer: &Pseudonymizer) -> Option<Delivery> {
     let st = update.status.parse().ok()?;
@@ -249,15 +258,13 @@ impl Worker {
             );
             state.session = out.session;
             state.contact = out.contact;
-            self.effects(
-                &contact,
-                out.effects,
-                &to,
-                &state.phone_number_id.clone().unwrap_or_default(),
-                state.last_inbound,
-                &mut jobs,
-                now,
-            );
+            let number = state.phone_number_id.clone().unwrap_or_default();
+            let dest = Destination {
+                to: &to,
+                phone_number_id: &number,
+                window_at: state.last_inbound,
+            };
+            self.effects(&contact, out.effects, dest, &mut jobs, now);
         }
         for entry in &claim.entries {
             acked.push(entry.id.clone());
@@ -399,15 +406,12 @@ impl Worker {
         state.session = out.session;
         state.contact = out.contact;
         let window_at = state.last_inbound;
-        self.effects(
-            contact,
-            out.effects,
-            &to,
-            &m.origin.phone_number_id,
+        let dest = Destination {
+            to: &to,
+            phone_number_id: &m.origin.phone_number_id,
             window_at,
-            jobs,
-            now,
-        );
+        };
+        self.effects(contact, out.effects, dest, jobs, now);
         Some(sent_at)
     }
 
@@ -416,12 +420,15 @@ impl Worker {
         &self,
         contact: &ContactKey,
         effects: Vec<Effect>,
-        to: &Recipient,
-        phone_number_id: &str,
-        window_at: Option<u64>,
+        dest: Destination<'_>,
         jobs: &mut Vec<Job>,
         now: u64,
     ) {
+        let Destination {
+            to,
+            phone_number_id,
+            window_at,
+        } = dest;
         for effect in effects {
             match effect {
                 Effect::Send { message } => jobs.push(Job {

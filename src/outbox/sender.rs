@@ -103,8 +103,11 @@ pub fn dead_context(contact: &ContactKey) -> Vec<u8> {
 /// other instances').
 #[derive(Clone, Default)]
 pub struct Breakers {
-    inner: Arc<Mutex<(Option<Instant>, HashMap<String, Breaker>)>>,
+    inner: Arc<Mutex<KnownBreakers>>,
 }
+
+/// When the store was last read, and the open breakers by number.
+type KnownBreakers = (Option<Instant>, HashMap<String, Breaker>);
 
 impl Breakers {
     async fn get(&self, store: &dyn Store, number: &str) -> Result<Option<Breaker>, StoreError> {

@@ -4,11 +4,13 @@
 mod helpers;
 
 mod conversation;
+mod crash;
 mod graph;
 mod handshake;
 mod ingest;
 mod instances;
 mod logs;
+mod outbox;
 mod property;
 mod redis_faults;
 mod reload;

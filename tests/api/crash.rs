@@ -1,0 +1,543 @@
+//! The real binary, killed: `kill -9` while replies are being sent loses
+//! none of them (a job is sent twice only when the process died between
+//! Meta's answer and recording it), and SIGTERM finishes the sends in
+//! flight, refuses webhooks with 503 and exits 0, leaving the rest queued
+//! for the next start.
+
+#![cfg(unix)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use serde_json::json;
+use whatsify::webhook::signature::sign;
+
+use crate::conversation::delivery;
+use crate::graph::{FakeGraph, Sent};
+use crate::helpers::{APP_SECRET, Backend, embedded, free_port, redis, test_env};
+
+/// Senders per instance (`outbox.senders` default).
+const SENDERS: usize = 4;
+
+/// The logs of every instance a test started, for failure messages.
+#[derive(Default)]
+struct Logs(Vec<PathBuf>);
+
+impl Logs {
+    /// The last lines of each instance's log.
+    fn tail(&self) -> String {
+        let mut out = String::new();
+        for (i, path) in self.0.iter().enumerate() {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let from = lines.len().saturating_sub(40);
+            out.push_str(&format!(
+                "\n----- instance {i} ({}), last {} of {} lines -----\n",
+                path.display(),
+                lines.len() - from,
+                lines.len()
+            ));
+            for l in &lines[from..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// One run of `whatsify serve`; killed (SIGKILL) on drop if still running.
+struct Binary {
+    child: Child,
+    port: u16,
+}
+
+impl Binary {
+    /// Starts the binary on `port` with `env`, its stderr in a new log
+    /// file, and waits until the port accepts connections.
+    async fn start(dir: &Path, port: u16, env: &[(String, String)], logs: &mut Logs) -> Binary {
+        let config = dir.join("empty.toml");
+        std::fs::write(&config, "").expect("write config");
+        let log = dir.join(format!("whatsify-{}.log", logs.0.len()));
+        let mut env = env.to_vec();
+        env.retain(|(k, _)| k != "WHATSIFY__SERVER__BIND");
+        env.push(("WHATSIFY__SERVER__BIND".into(), format!("127.0.0.1:{port}")));
+        let child = Command::new(env!("CARGO_BIN_EXE_whatsify"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .envs(env)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("the binary starts");
+        logs.0.push(log);
+        let mut bin = Binary { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return bin;
+            }
+            if let Ok(Some(status)) = bin.child.try_wait() {
+                panic!("the binary exited at start ({status}){}", logs.tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the binary did not listen on {port} within 30 s{}",
+                logs.tail()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// SIGKILL, and reaps the process.
+    fn kill_9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {sig} failed");
+    }
+
+    /// Waits (bounded) for the process to exit.
+    async fn exited_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Posts a signed webhook until it is taken (200): connection errors and
+/// 503 are retried, as Meta retries them. Panics after 60 s.
+async fn post_until_taken(client: &reqwest::Client, url: &str, body: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sent = client
+            .post(url)
+            .header("Content-Type", "application/json")
+            .header("X-Hub-Signature-256", sign(APP_SECRET, body))
+            .body(body.to_vec())
+            .send()
+            .await;
+        let why = match sent {
+            Ok(r) if r.status() == 200 => return,
+            Ok(r) if r.status() == 503 => "503".to_owned(),
+            Ok(r) => panic!("webhook answered {}", r.status()),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "webhook not taken within 60 s: {why}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn job_of(s: &Sent) -> String {
+    s.body["biz_opaque_callback_data"]
+        .as_str()
+        .expect("every reply carries its job id")
+        .to_owned()
+}
+
+fn distinct_jobs(sent: &[Sent]) -> usize {
+    sent.iter().map(job_of).collect::<HashSet<_>>().len()
+}
+
+/// Per recipient (`to`), the kinds of its replies in the order they were
+/// first accepted (a re-sent job counts once, where it first went out).
+fn kinds_by_recipient(sent: &[Sent]) -> BTreeMap<String, Vec<String>> {
+    let mut seen = HashSet::new();
+    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in sent {
+        if !seen.insert(job_of(s)) {
+            continue;
+        }
+        let to = s.body["to"].as_str().unwrap_or("?").to_owned();
+        let kind = s.body["type"].as_str().unwrap_or("?").to_owned();
+        by.entry(to).or_default().push(kind);
+    }
+    by
+}
+
+/// Waits (bounded) until the fake accepted `n` distinct jobs.
+async fn wait_for_jobs(graph: &FakeGraph, n: usize, limit: Duration) -> Vec<Sent> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let sent = graph.sent();
+        if distinct_jobs(&sent) >= n || Instant::now() > deadline {
+            return sent;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn hi() -> serde_json::Value {
+    json!({ "type": "text", "text": { "body": "hi" } })
+}
+
+const CONTACTS: usize = 100;
+const HIS_PER_CONTACT: usize = 10;
+/// The welcome flow answers every "hi" (in a session or not) with a text
+/// and the menu buttons.
+const REPLIES_PER_HI: usize = 2;
+/// Pauses between a (re)start and the next kill: the kills land while
+/// replies are going out.
+const KILL_AFTER_MS: [u64; 4] = [1700, 2300, 1500, 2100];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_queued_reply() {
+    let graph = FakeGraph::start().await;
+    let b = redis();
+    assert!(matches!(b.backend, Backend::Redis { .. }));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let env = test_env(
+        &b.backend,
+        &[
+            ("WHATSIFY__META__GRAPH_API_BASE", graph.base.clone()),
+            ("WHATSIFY__OUTBOX__MESSAGES_PER_SECOND", "150".into()),
+            ("WHATSIFY__OUTBOX__MARK_READ", "false".into()),
+        ],
+    );
+    let mut logs = Logs::default();
+    let mut bin = Binary::start(dir.path(), port, &env, &mut logs).await;
+
+    let wa_ids: Vec<String> = (0..CONTACTS).map(|i| format!("1555010{i:04}")).collect();
+    let bodies: Vec<Vec<u8>> = (0..HIS_PER_CONTACT)
+        .flat_map(|n| {
+            wa_ids.iter().enumerate().map(move |(i, w)| {
+                delivery(
+                    w,
+                    &format!("Crash {i}"),
+                    &format!("wamid.CRASH{i:04}x{n:02}"),
+                    hi(),
+                )
+            })
+        })
+        .collect();
+    let expected = CONTACTS * HIS_PER_CONTACT * REPLIES_PER_HI;
+
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    let url = bin.url("/webhook");
+    futures_util::stream::iter(bodies.iter())
+        .for_each_concurrent(16, |body| post_until_taken(&client, &url, body))
+        .await;
+    let posted_in = started.elapsed();
+
+    let mut at_kill = Vec::new();
+    for pause in KILL_AFTER_MS {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        bin.kill_9();
+        at_kill.push(graph.sent().len());
+        bin = Binary::start(dir.path(), port, &env, &mut logs).await;
+    }
+    let kills = KILL_AFTER_MS.len();
+
+    // Contacts a killed sender held stay held until their lease expires
+    // (outbox LEASE, 60 s): the last instance takes them after that.
+    let sent = wait_for_jobs(&graph, expected, Duration::from_secs(120)).await;
+    let elapsed = started.elapsed();
+    // Anything late (an extra or duplicate reply) shows up here.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent_final = graph.sent();
+    let replies = distinct_jobs(&sent_final);
+    let duplicates = sent_final.len() - replies;
+    let mut accepted_per_job: HashMap<String, usize> = HashMap::new();
+    for s in &sent_final {
+        *accepted_per_job.entry(job_of(s)).or_default() += 1;
+    }
+    let most = accepted_per_job.values().copied().max().unwrap_or(0);
+    // The longest silence of the fake: contacts a killed sender held wait
+    // for their lease to expire.
+    let mut arrivals: Vec<Instant> = graph.requests().iter().map(|r| r.at).collect();
+    arrivals.sort();
+    let longest_gap = arrivals
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "kill -9: {replies} distinct replies of {expected} expected, {} accepted requests, \
+         {duplicates} duplicates (bound {}), most accepts of one job {most}, {kills} kills, \
+         replies accepted at each kill {at_kill:?}, posted 1000 webhooks in {:.1} s, \
+         all delivered after {:.1} s, {} requests in all, longest pause between two \
+         requests {:.1} s",
+        sent_final.len(),
+        kills * SENDERS,
+        posted_in.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        graph.requests().len(),
+        longest_gap.as_secs_f64(),
+    );
+
+    assert_eq!(
+        distinct_jobs(&sent),
+        expected,
+        "replies lost (or not delivered within 120 s){}",
+        logs.tail()
+    );
+    assert_eq!(
+        replies,
+        expected,
+        "more distinct replies than expected{}",
+        logs.tail()
+    );
+    let by = kinds_by_recipient(&sent_final);
+    assert_eq!(by.len(), CONTACTS, "replies to {} recipients", by.len());
+    let one_hi = ["text", "interactive"];
+    let want: Vec<&str> = one_hi
+        .iter()
+        .copied()
+        .cycle()
+        .take(HIS_PER_CONTACT * REPLIES_PER_HI)
+        .collect();
+    for (to, kinds) in &by {
+        assert_eq!(
+            kinds,
+            &want,
+            "the replies to {to} went out in the wrong order{}",
+            logs.tail()
+        );
+    }
+    assert!(
+        duplicates <= kills * SENDERS,
+        "{duplicates} duplicates for {kills} kills of {SENDERS} senders{}",
+        logs.tail()
+    );
+    graph.stop().await;
+}
+
+/// A TCP relay in front of the fake Graph API that counts the chunks the
+/// binary sent: a request has begun arriving once it is above 0 (the fake
+/// only records a request after answering it).
+struct Relay {
+    base: String,
+    begun: Arc<AtomicUsize>,
+}
+
+async fn relay(to: &FakeGraph) -> Relay {
+    let target = to
+        .base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host:port")
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let begun = Arc::new(AtomicUsize::new(0));
+    let counter = begun.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let (mut in_r, mut in_w) = inbound.into_split();
+                let (mut out_r, mut out_w) = outbound.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut out_r, &mut in_w).await;
+                    let _ = in_w.shutdown().await;
+                });
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    match in_r.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            if out_w.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = out_w.shutdown().await;
+            });
+        }
+    });
+    Relay {
+        base: format!("http://127.0.0.1:{port}/v23.0"),
+        begun,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_sends_refuses_webhooks_and_exits_0() {
+    let graph = FakeGraph::start().await;
+    let relay = relay(&graph).await;
+    let b = embedded();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let env = test_env(
+        &b.backend,
+        &[
+            ("WHATSIFY__META__GRAPH_API_BASE", relay.base.clone()),
+            ("WHATSIFY__OUTBOX__MARK_READ", "false".into()),
+            // One sender: while it holds Ana, Bob's replies wait queued.
+            ("WHATSIFY__OUTBOX__SENDERS", "1".into()),
+        ],
+    );
+    let mut logs = Logs::default();
+    let mut bin = Binary::start(dir.path(), port, &env, &mut logs).await;
+    let client = reqwest::Client::new();
+
+    graph.set_delay(Some(Duration::from_secs(2)));
+    let ana = delivery("16505550101", "Ana", "wamid.TERM1", hi());
+    post_until_taken(&client, &bin.url("/webhook"), &ana).await;
+
+    // Ana's first reply has reached the fake, which sits on it for 2 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while relay.begun.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no send reached the fake within 30 s{}",
+            logs.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bob = delivery("16505550102", "Bob", "wamid.TERM2", hi());
+    post_until_taken(&client, &bin.url("/webhook"), &bob).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        graph.requests().is_empty(),
+        "the fake answered before the signal: the send is not in flight"
+    );
+
+    bin.signal("-TERM");
+    // The flag is set by the signal's task: wait (bounded) until readiness
+    // says so, then a webhook is refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = client.get(bin.url("/readyz")).send().await;
+        if r.is_ok_and(|r| r.status() == 503) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz did not turn 503 within 10 s of SIGTERM{}",
+            logs.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let carl = delivery("16505550103", "Carl", "wamid.TERM3", hi());
+    let refused = client
+        .post(bin.url("/webhook"))
+        .header("Content-Type", "application/json")
+        .header("X-Hub-Signature-256", sign(APP_SECRET, &carl))
+        .body(carl)
+        .send()
+        .await
+        .expect("the server still answers while it shuts down");
+    assert_eq!(refused.status(), 503, "{}", logs.tail());
+    assert!(
+        refused.headers().get("retry-after").is_some(),
+        "503 without Retry-After"
+    );
+
+    let status = bin.exited_within(Duration::from_secs(30)).await;
+    let before_exit = graph.sent();
+    let describe_all = |sent: &[Sent]| -> Vec<String> {
+        sent.iter()
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s.body["to"].as_str().unwrap_or("?"),
+                    s.body["type"].as_str().unwrap_or("?")
+                )
+            })
+            .collect()
+    };
+    eprintln!(
+        "SIGTERM: exit {status:?}, accepted before the exit: {:?}",
+        describe_all(&before_exit)
+    );
+    assert!(
+        status.is_some(),
+        "still running 30 s after SIGTERM{}",
+        logs.tail()
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", logs.tail());
+    assert!(
+        before_exit
+            .first()
+            .is_some_and(|s| s.body["to"] == "+16505550101" && s.body["type"] == "text"),
+        "the send in flight at SIGTERM was not finished{}",
+        logs.tail()
+    );
+    assert!(
+        before_exit.iter().all(|s| s.body["to"] == "+16505550101"),
+        "a contact was taken after SIGTERM{}",
+        logs.tail()
+    );
+    assert!(
+        logs.tail().contains("shutting down"),
+        "no shutdown line in the log{}",
+        logs.tail()
+    );
+
+    // Next start on the same store: what stayed queued goes out.
+    graph.set_delay(None);
+    let _bin = Binary::start(dir.path(), port, &env, &mut logs).await;
+    let sent = wait_for_jobs(&graph, 4, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent_final = graph.sent();
+    eprintln!(
+        "SIGTERM: after the restart {} accepted, {} distinct: {:?}",
+        sent_final.len(),
+        distinct_jobs(&sent_final),
+        describe_all(&sent_final)
+    );
+    assert_eq!(distinct_jobs(&sent), 4, "replies lost{}", logs.tail());
+    assert_eq!(
+        sent_final.len(),
+        4,
+        "a reply went out twice after a graceful stop{}",
+        logs.tail()
+    );
+    let by = kinds_by_recipient(&sent_final);
+    let pair = vec!["text".to_owned(), "interactive".to_owned()];
+    assert_eq!(
+        by,
+        BTreeMap::from([
+            ("+16505550101".to_owned(), pair.clone()),
+            ("+16505550102".to_owned(), pair),
+        ]),
+        "Ana's and Bob's replies, in order, and nothing for the refused webhook"
+    );
+    graph.stop().await;
+}

@@ -1,0 +1,656 @@
+//! The outbox end to end: signed webhooks in, the workers queue replies,
+//! the senders post them to the fake Graph API, which answers as Meta
+//! documents (success bodies and the error envelope with Meta's codes).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::graph::FakeGraph;
+use crate::helpers::{Backend, TestApp, spawn_app_running};
+
+/// Retries fast, no read receipts (each test says what it needs).
+async fn app_with(backend: &Backend, graph: &FakeGraph, extra: &[(&str, &str)]) -> TestApp {
+    let mut env: Vec<(&str, String)> = vec![
+        ("WHATSIFY__META__GRAPH_API_BASE", graph.base.clone()),
+        ("WHATSIFY__OUTBOX__MARK_READ", "false".into()),
+        ("WHATSIFY__OUTBOX__RETRY_BASE", "10ms".into()),
+        ("WHATSIFY__OUTBOX__RETRY_CAP", "50ms".into()),
+        ("WHATSIFY__OUTBOX__PROBE_INTERVAL", "1s".into()),
+    ];
+    for (k, v) in extra {
+        env.push((k, (*v).to_owned()));
+    }
+    spawn_app_running(backend, &env, 2).await
+}
+
+fn text_from(wa_id: &str, wamid: &str, body: &str, sent_at: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "240017555501234", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550001111", "phone_number_id": "106540352242922" },
+            "contacts": [{ "profile": { "name": "Ana" }, "wa_id": wa_id }],
+            "messages": [{ "from": wa_id, "id": wamid, "timestamp": sent_at.to_string(),
+                           "type": "text", "text": { "body": body } }]
+        }}]}]
+    }))
+    .expect("json")
+}
+
+fn now() -> u64 {
+    whatsify::store::now_secs()
+}
+
+async fn say_hi(app: &TestApp, wa_id: &str, wamid: &str) {
+    let resp = app.post_signed(&text_from(wa_id, wamid, "hi", now())).await;
+    assert_eq!(resp.status(), 200);
+}
+
+fn sent_to(graph: &FakeGraph, wa_id: &str) -> Vec<Value> {
+    graph
+        .sent()
+        .into_iter()
+        .filter(|s| s.body["to"] == format!("+{wa_id}"))
+        .map(|s| s.body)
+        .collect()
+}
+
+async fn until(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn records(app: &TestApp, wa_id: &str) -> Vec<Value> {
+    let (status, body) = app
+        .admin_get(&format!("/admin/contacts/{wa_id}/messages"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["messages"].as_array().cloned().unwrap_or_default()
+}
+
+/// "hi" gets a greeting (text) and the menu (buttons), in that order.
+async fn answered_in_order(graph: &FakeGraph, wa_id: &str) -> Vec<Value> {
+    until("both replies", 30, async || {
+        sent_to(graph, wa_id).len() >= 2
+    })
+    .await;
+    let got = sent_to(graph, wa_id);
+    assert_eq!(got.len(), 2, "each reply once");
+    assert_eq!(got[0]["type"], "text", "the greeting first");
+    assert_eq!(got[1]["type"], "interactive");
+    got
+}
+
+async fn transient_errors_are_retried_in_order(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    // Meta's transient and throttling codes, and a 5xx.
+    let cases: [(u16, i64); 10] = [
+        (400, 1),
+        (400, 2),
+        (400, 4),
+        (400, 17),
+        (400, 80007),
+        (400, 130429),
+        (400, 131000),
+        (400, 131016),
+        (400, 131056),
+        (503, 2),
+    ];
+    for (n, (status, code)) in cases.into_iter().enumerate() {
+        let wa_id = format!("1650555{:04}", 4000 + n);
+        graph.fail_next(&[(status, code)]);
+        say_hi(&app, &wa_id, &format!("wamid.T{n}")).await;
+        let got = answered_in_order(&graph, &wa_id).await;
+        let first = got[0]["biz_opaque_callback_data"].clone();
+        let tries: Vec<_> = graph
+            .requests()
+            .into_iter()
+            .filter(|r| Some(first.as_str().unwrap_or("")) == r.job.as_deref())
+            .collect();
+        assert_eq!(tries.len(), 2, "code {code}: failed once, then accepted");
+        assert_eq!((tries[0].status, tries[1].status), (status, 200));
+        // Replies leave from the number the message arrived on.
+        assert!(tries.iter().all(|r| r.phone_number_id == "106540352242922"));
+        let rec = records(&app, &wa_id).await;
+        let first_rec = rec
+            .iter()
+            .find(|r| r["job"] == first)
+            .expect("a record for the first message");
+        assert_eq!(first_rec["state"], "accepted", "code {code}");
+        assert_eq!(first_rec["attempts"], 1, "code {code}: one failed attempt");
+        assert!(
+            first_rec["wamid"]
+                .as_str()
+                .is_some_and(|w| !w.contains("wamid")),
+            "wamid kept as a keyed hash"
+        );
+    }
+}
+both_backends!(transient, transient_errors_are_retried_in_order);
+
+async fn permanent_errors_are_recorded_not_retried_and_do_not_block(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    for (n, code) in [131026, 131047, 131051, 100, 368, 131050]
+        .into_iter()
+        .enumerate()
+    {
+        let wa_id = format!("1650555{:04}", 4100 + n);
+        let status = if code == 368 { 403 } else { 400 };
+        graph.fail_next(&[(status, code)]);
+        say_hi(&app, &wa_id, &format!("wamid.P{n}")).await;
+        // The greeting failed for good; the menu still goes.
+        until("the menu", 30, async || !sent_to(&graph, &wa_id).is_empty()).await;
+        let got = sent_to(&graph, &wa_id);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["type"], "interactive");
+        let rec = records(&app, &wa_id).await;
+        let failed: Vec<&Value> = rec.iter().filter(|r| r["state"] == "failed").collect();
+        assert_eq!(failed.len(), 1, "code {code}: {rec:?}");
+        assert_eq!(failed[0]["code"], code);
+        let job = failed[0]["job"].as_str().expect("job id");
+        let tries = graph
+            .requests()
+            .iter()
+            .filter(|r| r.job.as_deref() == Some(job))
+            .count();
+        assert_eq!(tries, 1, "code {code} is not retried");
+        if code == 131050 {
+            assert_eq!(
+                failed[0]["reason"],
+                "the customer stopped marketing messages"
+            );
+        }
+    }
+}
+both_backends!(
+    permanent,
+    permanent_errors_are_recorded_not_retried_and_do_not_block
+);
+
+async fn exhausted_retries_become_dead_letters_without_blocking(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[("WHATSIFY__OUTBOX__MAX_ATTEMPTS", "3")]).await;
+    graph.fail_next(&[(500, 131000), (500, 131000), (500, 131000)]);
+    say_hi(&app, "16505554200", "wamid.D1").await;
+    until("the menu", 30, async || {
+        !sent_to(&graph, "16505554200").is_empty()
+    })
+    .await;
+    assert_eq!(sent_to(&graph, "16505554200")[0]["type"], "interactive");
+    let (status, body) = app.admin_get("/admin/outbox/dead-letters").await;
+    assert_eq!(status, 200);
+    let letters = body["dead_letters"].as_array().expect("list");
+    assert_eq!(letters.len(), 1, "{body}");
+    assert_eq!(letters[0]["attempts"], 3);
+    assert_eq!(letters[0]["code"], 131000);
+    assert_eq!(letters[0]["kind"], "text");
+    let rec = records(&app, "16505554200").await;
+    assert!(
+        rec.iter()
+            .any(|r| r["state"] == "dead" && r["attempts"] == 3),
+        "{rec:?}"
+    );
+    // Nothing personal in the operator's view.
+    assert!(!body.to_string().contains("16505554200"));
+}
+both_backends!(
+    dead_letters,
+    exhausted_retries_become_dead_letters_without_blocking
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_errors_are_retried_then_dead_lettered_in_order() {
+    let b = crate::helpers::embedded();
+    let graph = FakeGraph::start().await;
+    let closed = "http://127.0.0.1:9/v23.0".to_owned();
+    let app = spawn_app_running(
+        &b.backend,
+        &[
+            ("WHATSIFY__META__GRAPH_API_BASE", closed),
+            ("WHATSIFY__OUTBOX__MARK_READ", "false".into()),
+            ("WHATSIFY__OUTBOX__RETRY_BASE", "10ms".into()),
+            ("WHATSIFY__OUTBOX__RETRY_CAP", "20ms".into()),
+            ("WHATSIFY__OUTBOX__MAX_ATTEMPTS", "2".into()),
+        ],
+        1,
+    )
+    .await;
+    drop(graph);
+    say_hi(&app, "16505554300", "wamid.C1").await;
+    until("two dead letters", 30, async || {
+        app.admin_get("/admin/outbox/dead-letters").await.1["dead_letters"]
+            .as_array()
+            .is_some_and(|l| l.len() == 2)
+    })
+    .await;
+    let body = app.admin_get("/admin/outbox/dead-letters").await.1;
+    let letters = body["dead_letters"].as_array().expect("list");
+    assert_eq!(letters[0]["kind"], "text", "in order");
+    assert_eq!(letters[1]["kind"], "interactive");
+    assert_eq!(letters[0]["reason"], "connection error");
+}
+
+async fn a_refused_token_pauses_the_number_until_a_probe_passes(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    graph.fail_all(Some((401, 190)));
+    for n in 0..3 {
+        say_hi(
+            &app,
+            &format!("1650555{:04}", 4400 + n),
+            &format!("wamid.B{n}"),
+        )
+        .await;
+    }
+    until("the breaker", 30, async || {
+        let body: Value = app
+            .client
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .expect("readyz")
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        body["status"] == "sending_paused"
+    })
+    .await;
+    let opened = Instant::now();
+    let at_open = graph.requests().len();
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let during = graph.requests().len() - at_open;
+    let probes_allowed = (opened.elapsed().as_secs() + 1) as usize;
+    assert!(
+        during <= probes_allowed,
+        "{during} requests reached Meta in {:?} while paused (probes allowed: {probes_allowed})",
+        opened.elapsed()
+    );
+    let resp = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(resp.status(), 200, "webhooks are still taken");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["paused"][0]["phone_number_id"], "106540352242922");
+    assert_eq!(body["paused"][0]["code"], 190);
+    // Meta takes the token again: everything queued is delivered.
+    graph.fail_all(None);
+    until("all six replies", 30, async || graph.sent().len() >= 6).await;
+    assert_eq!(graph.sent().len(), 6, "nothing dropped, nothing twice");
+    for n in 0..3 {
+        let got = sent_to(&graph, &format!("1650555{:04}", 4400 + n));
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0]["type"], "text");
+    }
+    until("ready again", 10, async || {
+        let body: Value = app
+            .client
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .expect("readyz")
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        body["status"] == "ready"
+    })
+    .await;
+}
+both_backends!(
+    breaker,
+    a_refused_token_pauses_the_number_until_a_probe_passes
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_number_rate_limit_holds_across_two_instances() {
+    let b = crate::helpers::redis();
+    let graph = FakeGraph::start().await;
+    let extra = [("WHATSIFY__OUTBOX__MESSAGES_PER_SECOND", "5")];
+    let one = app_with(&b.backend, &graph, &extra).await;
+    let two = app_with(&b.backend, &graph, &extra).await;
+    for n in 0..6 {
+        let app = if n % 2 == 0 { &one } else { &two };
+        say_hi(
+            app,
+            &format!("1650555{:04}", 4500 + n),
+            &format!("wamid.R{n}"),
+        )
+        .await;
+    }
+    until("twelve replies", 60, async || graph.sent().len() >= 12).await;
+    let times: Vec<Instant> = graph.requests().iter().map(|r| r.at).collect();
+    assert_eq!(times.len(), 12);
+    // 5 per second: in any one-second span at most 5 requests (one more
+    // for scheduling jitter at the edges).
+    for (i, t) in times.iter().enumerate() {
+        let within = times[i..]
+            .iter()
+            .filter(|u| u.duration_since(*t) < Duration::from_secs(1))
+            .count();
+        assert!(within <= 6, "{within} requests within one second");
+    }
+    let span = times[11].duration_since(times[0]);
+    assert!(
+        span >= Duration::from_millis(1_600),
+        "12 requests at 5/s took {span:?}"
+    );
+}
+
+async fn status_webhooks_move_a_message_forward_only(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa_id = "16505554600";
+    say_hi(&app, wa_id, "wamid.S1").await;
+    let got = answered_in_order(&graph, wa_id).await;
+    let job = got[0]["biz_opaque_callback_data"]
+        .as_str()
+        .expect("job")
+        .to_owned();
+    let wamid = "wamid.FAKE00000000".to_owned();
+    let status = |state: &str, at: u64, with_job: bool| {
+        let mut s = json!({ "id": wamid, "status": state, "timestamp": at.to_string(),
+                            "recipient_id": wa_id });
+        if with_job {
+            s["biz_opaque_callback_data"] = json!(job);
+        }
+        serde_json::to_vec(&json!({
+            "object": "whatsapp_business_account",
+            "entry": [{ "id": "240017555501234", "changes": [{ "field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": { "display_phone_number": "15550001111", "phone_number_id": "106540352242922" },
+                "statuses": [s]
+            }}]}]
+        }))
+        .expect("json")
+    };
+    let t = now();
+    // read arrives first; the late delivered (matched by wamid only) must
+    // not take it back.
+    assert_eq!(
+        app.post_signed(&status("read", t + 2, true)).await.status(),
+        200
+    );
+    assert_eq!(
+        app.post_signed(&status("delivered", t + 1, false))
+            .await
+            .status(),
+        200
+    );
+    until("the read state", 30, async || {
+        records(&app, wa_id)
+            .await
+            .iter()
+            .any(|r| r["job"] == job.as_str() && r["state"] == "read")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rec = records(&app, wa_id).await;
+    let r = rec
+        .iter()
+        .find(|r| r["job"] == job.as_str())
+        .expect("record");
+    assert_eq!(r["state"], "read");
+    assert_eq!(r["at"], t + 2);
+}
+both_backends!(statuses, status_webhooks_move_a_message_forward_only);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_messages_are_marked_read() {
+    let b = crate::helpers::embedded();
+    let graph = FakeGraph::start().await;
+    let app = app_with(
+        &b.backend,
+        &graph,
+        &[("WHATSIFY__OUTBOX__MARK_READ", "true")],
+    )
+    .await;
+    say_hi(&app, "16505554700", "wamid.READ1").await;
+    answered_in_order(&graph, "16505554700").await;
+    assert_eq!(graph.reads(), ["wamid.READ1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_older_than_24_hours_gets_no_free_form_answer() {
+    let b = crate::helpers::embedded();
+    let graph = FakeGraph::start().await;
+    let app = app_with(&b.backend, &graph, &[]).await;
+    let old = now() - 25 * 3600;
+    let resp = app
+        .post_signed(&text_from("16505554800", "wamid.OLD", "hi", old))
+        .await;
+    assert_eq!(resp.status(), 200);
+    // A fresh message from someone else goes through the same workers.
+    say_hi(&app, "16505554801", "wamid.NEW").await;
+    answered_in_order(&graph, "16505554801").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sent_to(&graph, "16505554800").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_that_waited_too_long_are_recorded_not_sent() {
+    let b = crate::helpers::embedded();
+    let graph = FakeGraph::start().await;
+    // Meta refuses the token, so replies wait; meanwhile a day passes.
+    let app = app_with(
+        &b.backend,
+        &graph,
+        &[
+            ("WHATSIFY__OUTBOX__MAX_AGE", "48h"),
+            ("WHATSIFY__OUTBOX__PROBE_INTERVAL", "1s"),
+        ],
+    )
+    .await;
+    graph.fail_all(Some((401, 190)));
+    say_hi(&app, "16505554900", "wamid.W1").await;
+    until("the pause", 30, async || !graph.requests().is_empty()).await;
+    app.clock.advance(25 * 3600);
+    graph.fail_all(None);
+    until("both recorded", 30, async || {
+        records(&app, "16505554900")
+            .await
+            .iter()
+            .filter(|r| r["state"] == "outside_window")
+            .count()
+            == 2
+    })
+    .await;
+    assert!(
+        graph.sent().is_empty(),
+        "nothing free-form outside the window"
+    );
+    // And past outbox.max_age a reply is dropped as expired. (The
+    // customer writes "now" on the moved clock.)
+    graph.fail_all(Some((401, 190)));
+    let later = now() + 25 * 3600;
+    let resp = app
+        .post_signed(&text_from("16505554901", "wamid.W2", "hi", later))
+        .await;
+    assert_eq!(resp.status(), 200);
+    until("queued", 30, async || {
+        app.store()
+            .ready_contacts(whatsify::store::Lane::Inbox, 10)
+            .await
+            .is_ok_and(|r| r.is_empty())
+    })
+    .await;
+    app.clock.advance(49 * 3600);
+    graph.fail_all(None);
+    until("expired", 30, async || {
+        records(&app, "16505554901")
+            .await
+            .iter()
+            .any(|r| r["state"] == "expired")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_wants_its_token() {
+    let b = crate::helpers::embedded();
+    let graph = FakeGraph::start().await;
+    let app = app_with(&b.backend, &graph, &[]).await;
+    let url = format!("{}/admin/outbox/dead-letters", app.address);
+    let none = app.client.get(&url).send().await.expect("request");
+    assert_eq!(none.status(), 401);
+    let wrong = app
+        .client
+        .get(&url)
+        .bearer_auth("nope")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(wrong.status(), 401);
+    let other = crate::helpers::embedded();
+    let off = app_with(&other.backend, &graph, &[("WHATSIFY__ADMIN__TOKEN", "")]).await;
+    let resp = off
+        .client
+        .get(format!("{}/admin/outbox/dead-letters", off.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 404, "the admin API is off without a token");
+}
+
+/// Queues `jobs` for `contact` the way a worker does: sealed, in the
+/// contact's outbox, in one commit.
+async fn queue(
+    store: &std::sync::Arc<dyn whatsify::store::Store>,
+    sealer: &whatsify::privacy::crypto::Sealer,
+    contact: &whatsify::domain::ContactKey,
+    jobs: &[whatsify::outbox::Job],
+) {
+    use whatsify::store::{Commit, InboxEntry, Lane, Queue};
+    let q = Queue::Contact(contact.clone());
+    store
+        .append(vec![InboxEntry {
+            queue: q,
+            dedup: uuid::Uuid::new_v4().to_string(),
+            sealed: b"x".to_vec(),
+        }])
+        .await
+        .expect("append");
+    let claim = store
+        .claim(Lane::Inbox, contact, "test", Duration::from_secs(30), 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let context = Queue::Outbox(contact.clone()).name();
+    let outbox = jobs
+        .iter()
+        .map(|j| {
+            sealer
+                .seal(&serde_json::to_vec(j).expect("json"), context.as_bytes())
+                .expect("seal")
+        })
+        .collect();
+    let commit = Commit {
+        acked: claim.entries.iter().map(|e| e.id.clone()).collect(),
+        session: None,
+        session_ttl: Duration::from_secs(60),
+        outbox,
+        wake_at: None,
+        window: None,
+        deliveries: Vec::new(),
+    };
+    store.commit(&claim, commit).await.expect("commit");
+}
+
+/// Business-initiated messages are paced per recipient (Meta's pair
+/// limit); a reply of several messages is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn business_messages_are_paced_per_recipient_and_replies_are_not() {
+    use whatsify::outbox::{Job, Message, Origin, Recipient};
+    let b = crate::helpers::embedded();
+    let graph = FakeGraph::start().await;
+    let app = app_with(
+        &b.backend,
+        &graph,
+        &[
+            ("WHATSIFY__OUTBOX__PAIR_INTERVAL", "1s"),
+            ("WHATSIFY__OUTBOX__PAIR_BURST", "2"),
+        ],
+    )
+    .await;
+    let store = app.store();
+    let sealer = app.state.sealer.clone();
+    let key = |wa: &str| {
+        app.state
+            .pseudonymizer
+            .contact_key(&whatsify::domain::ContactId::from_parts(Some(wa), None).expect("id"))
+    };
+    let job = |wa: &str, n: usize, origin: Origin, template: bool| Job {
+        id: format!("{wa}-{n}"),
+        phone_number_id: "106540352242922".into(),
+        to: Recipient::WaId(wa.into()),
+        message: if template {
+            Message::Template {
+                name: "spring_offer".into(),
+                language: "en_US".into(),
+                header: None,
+                body: vec![],
+                quick_replies: vec!["stop-promotions".into()],
+                marketing: true,
+            }
+        } else {
+            Message::Flow {
+                message: whatsify::flow::engine::Outgoing::Text {
+                    body: format!("part {n}"),
+                    preview_url: false,
+                },
+            }
+        },
+        created_at: now(),
+        origin,
+        window_at: Some(now()),
+    };
+    let business: Vec<Job> = (0..5)
+        .map(|n| job("16505555000", n, Origin::Business, true))
+        .collect();
+    let replies: Vec<Job> = (0..3)
+        .map(|n| job("16505555001", n, Origin::Reply, false))
+        .collect();
+    queue(&store, &sealer, &key("16505555000"), &business).await;
+    queue(&store, &sealer, &key("16505555001"), &replies).await;
+    until("all eight", 30, async || graph.sent().len() >= 8).await;
+    let at = |wa: &str| -> Vec<Instant> {
+        graph
+            .requests()
+            .into_iter()
+            .filter(|r| r.job.as_deref().is_some_and(|j| j.starts_with(wa)))
+            .map(|r| r.at)
+            .collect()
+    };
+    let b_at = at("16505555000");
+    let r_at = at("16505555001");
+    assert_eq!((b_at.len(), r_at.len()), (5, 3));
+    // A burst of two, then one per second: the fifth goes out three
+    // intervals after the first.
+    let span = b_at[4].duration_since(b_at[0]);
+    assert!(
+        span >= Duration::from_millis(2_500),
+        "5 paced messages in {span:?}"
+    );
+    let reply_span = r_at[2].duration_since(r_at[0]);
+    assert!(
+        reply_span < Duration::from_secs(1),
+        "a reply of three is not paced ({reply_span:?})"
+    );
+    let sent = graph.sent();
+    let t = sent
+        .iter()
+        .find(|s| s.body["type"] == "template")
+        .expect("a template");
+    assert_eq!(
+        t.body["template"]["components"][0]["sub_type"],
+        "quick_reply"
+    );
+}
