@@ -23,6 +23,31 @@ fn secret() -> Option<String> {
         .next()
 }
 
+/// The delivery with each message's `timestamp` set to now (unchanged
+/// when it is not JSON).
+fn fresh(body: Vec<u8>) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return body;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .to_string();
+    for entry in v["entry"].as_array_mut().into_iter().flatten() {
+        for change in entry["changes"].as_array_mut().into_iter().flatten() {
+            for m in change["value"]["messages"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                m["timestamp"] = serde_json::json!(now);
+            }
+        }
+    }
+    serde_json::to_vec(&v).unwrap_or(body)
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
@@ -45,6 +70,9 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    // Meta's examples carry old timestamps, and whatsify gives no flow
+    // answer to a message more than 24 hours old: date the messages now.
+    let body = fresh(body);
     let signature = sign(&secret, &body);
     println!(
         "POST {url}  ({} bytes, X-Hub-Signature-256: {signature})",

@@ -178,6 +178,7 @@ impl Application {
                 settings: settings.outbox.clone(),
                 breakers: breakers.clone(),
                 clock: clock.clone(),
+                stop: shutdown.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
             };
             tasks.push(tokio::spawn(sender.run(shutdown.clone())));

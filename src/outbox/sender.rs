@@ -50,6 +50,11 @@ pub const BATCH: usize = 20;
 /// A rate-limit wait up to this is slept through holding the contact;
 /// longer ones defer it.
 const SHORT_WAIT_MS: u64 = 250;
+/// A sender starts another request of the same claim only while this much
+/// of the lease is left: one request can take the whole HTTP timeout, and
+/// the lease must outlive it, or another sender could take the contact and
+/// send the same job while the request is still in flight.
+const LEASE_MARGIN: Duration = Duration::from_secs(35);
 
 /// What one call to [`Sender::try_send_next`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +156,9 @@ pub struct Sender {
     pub settings: OutboxSettings,
     pub breakers: Breakers,
     pub clock: Clock,
+    /// Set on SIGTERM: the request in flight finishes, the rest stays
+    /// queued.
+    pub stop: crate::shutdown::Shutdown,
     /// This sender's lease token.
     pub owner: String,
 }
@@ -210,7 +218,12 @@ impl Sender {
             .as_deref()
             .and_then(|h| serde_json::from_slice(h).ok());
         let mut finished = 0;
+        let claimed = Instant::now();
         for (i, entry) in claim.entries.iter().enumerate() {
+            if i > 0 && (self.stop.is_stopping() || claimed.elapsed() + LEASE_MARGIN > LEASE) {
+                // The rest stays queued (and ready) for the next claim.
+                break;
+            }
             let state = head
                 .clone()
                 .filter(|h| i == 0 && h.entry == entry.id)

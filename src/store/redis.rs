@@ -36,8 +36,9 @@
 //! either is seen by the worker or changes the version. A crash between an
 //! append and its bump leaves the delivery unacknowledged, and Meta's retry
 //! bumps it (duplicates bump too). The outbox mark is bumped before the
-//! jobs are written: a spurious mark is harmless, a missing one would
-//! strand them.
+//! jobs are written (a crash then leaves a spurious mark, which is
+//! harmless; a missing one would strand them) and again after (a sender
+//! that saw the first bump but not yet the jobs cannot drop the mark).
 
 use std::time::Duration;
 
@@ -564,6 +565,18 @@ impl Store for RedisStore {
         let left: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         if left < 0 {
             return Ok(Committed::LeaseLost);
+        }
+        if !commit.outbox.is_empty() {
+            // And again after: a sender that read the version between the
+            // first bump and the jobs' write saw an empty outbox and will
+            // try to drop the contact; the version moved, so it cannot.
+            let _: f64 = redis::cmd("ZINCRBY")
+                .arg(self.ready_key(Lane::Outbox))
+                .arg(1)
+                .arg(claim.contact.as_str())
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
         }
         if commit.wake_at.is_none() {
             let _: i64 = redis::cmd("ZREM")
