@@ -65,6 +65,20 @@ async fn until(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// The `status` `/readyz` reports.
+async fn readiness(app: &TestApp) -> Value {
+    let body: Value = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    body["status"].clone()
+}
+
 async fn records(app: &TestApp, wa_id: &str) -> Vec<Value> {
     let (status, body) = app
         .admin_get(&format!("/admin/contacts/{wa_id}/messages"))
@@ -250,16 +264,7 @@ async fn a_refused_token_pauses_the_number_until_a_probe_passes(backend: &Backen
         .await;
     }
     until("the breaker", 30, async || {
-        let body: Value = app
-            .client
-            .get(format!("{}/readyz", app.address))
-            .send()
-            .await
-            .expect("readyz")
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        body["status"] == "sending_paused"
+        readiness(&app).await == "sending_paused"
     })
     .await;
     let opened = Instant::now();
@@ -291,19 +296,7 @@ async fn a_refused_token_pauses_the_number_until_a_probe_passes(backend: &Backen
         assert_eq!(got.len(), 2);
         assert_eq!(got[0]["type"], "text");
     }
-    until("ready again", 10, async || {
-        let body: Value = app
-            .client
-            .get(format!("{}/readyz", app.address))
-            .send()
-            .await
-            .expect("readyz")
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        body["status"] == "ready"
-    })
-    .await;
+    until("ready again", 10, async || readiness(&app).await == "ready").await;
 }
 both_backends!(
     breaker,
