@@ -11,7 +11,11 @@
 //! With `--fake-graph PORT` it also serves a fake Graph API on that
 //! loopback port (answering like Meta's messages endpoint) and reports how
 //! many replies the server sent and how fast; start the server with
-//! `WHATSIFY__META__GRAPH_API_BASE=http://127.0.0.1:PORT/v23.0`.
+//! `WHATSIFY__META__GRAPH_API_BASE=http://127.0.0.1:PORT/v23.0`. It then
+//! also measures the end-to-end latency: from the start of the webhook POST
+//! of message N to the arrival at the fake of the first reply to it (the
+//! read receipt names message N; the next message to that contact is its
+//! first reply; needs `outbox.mark_read`, the default).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,8 +71,12 @@ fn body(run: u64, i: usize, contacts: usize) -> Vec<u8> {
                 exchanged for a larger size, and if so how I should send it back. Thanks a lot for \
                 your help, the customer service has been great so far.";
     format!(
-        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"240017555501234","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001111","phone_number_id":"106540352242922"}},"contacts":[{{"profile":{{"name":"Load Test {n}"}},"wa_id":"{wa_id}"}}],"messages":[{{"from":"{wa_id}","id":"wamid.LOADGEN{run:x}x{i:010}AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","timestamp":"1764400000","type":"text","text":{{"body":"{text} (#{i})"}}}}]}},"field":"messages"}}]}}]}}"#,
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"240017555501234","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001111","phone_number_id":"106540352242922"}},"contacts":[{{"profile":{{"name":"Load Test {n}"}},"wa_id":"{wa_id}"}}],"messages":[{{"from":"{wa_id}","id":"wamid.LOADGEN{run:x}x{i:010}AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","timestamp":"{now}","type":"text","text":{{"body":"{text} (#{i})"}}}}]}},"field":"messages"}}]}}]}}"#,
         n = i % contacts,
+        now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
     )
     .into_bytes()
 }
@@ -84,8 +92,48 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// Replies received by the fake Graph API, and when the last one came.
 #[derive(Default)]
 struct Replies {
+    /// Every request (replies and read receipts).
     count: std::sync::atomic::AtomicU64,
+    /// Messages, read receipts not counted.
+    messages: std::sync::atomic::AtomicU64,
     last_ms: std::sync::atomic::AtomicU64,
+    /// When message N's POST started.
+    posted: std::sync::Mutex<std::collections::HashMap<usize, Instant>>,
+    /// Per recipient ("+wa_id"): the POST time of the message whose read
+    /// receipt came and whose first reply has not yet.
+    pending: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    /// End-to-end latencies (µs).
+    e2e: std::sync::Mutex<Vec<u64>>,
+    contacts: std::sync::atomic::AtomicUsize,
+}
+
+impl Replies {
+    fn observe(&self, body: &serde_json::Value) {
+        if body["status"] == "read" {
+            // wamid.LOADGEN{run}x{i:010}AAAA…
+            let i = body["message_id"]
+                .as_str()
+                .and_then(|m| m.split('x').nth(1))
+                .and_then(|rest| rest.get(..10))
+                .and_then(|d| d.parse::<usize>().ok());
+            let Some(i) = i else { return };
+            let contacts = self.contacts.load(Ordering::Relaxed).max(1);
+            let to = format!("+{}", 16_505_000_000u64 + (i % contacts) as u64);
+            let posted = self.posted.lock().ok().and_then(|p| p.get(&i).copied());
+            if let (Some(t), Ok(mut pending)) = (posted, self.pending.lock()) {
+                pending.insert(to, t);
+            }
+            return;
+        }
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        let Some(to) = body["to"].as_str() else {
+            return;
+        };
+        let t = self.pending.lock().ok().and_then(|mut p| p.remove(to));
+        if let (Some(t), Ok(mut e2e)) = (t, self.e2e.lock()) {
+            e2e.push(t.elapsed().as_micros() as u64);
+        }
+    }
 }
 
 async fn fake_graph(port: u16, replies: Arc<Replies>, start: Instant) {
@@ -95,8 +143,11 @@ async fn fake_graph(port: u16, replies: Arc<Replies>, start: Instant) {
         App::new().app_data(data.clone()).route(
             "/{v}/{id}/messages",
             web::post().to(
-                |d: web::Data<(Arc<Replies>, Instant)>, _body: web::Bytes| async move {
+                |d: web::Data<(Arc<Replies>, Instant)>, body: web::Bytes| async move {
                     let n = d.0.count.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+                        d.0.observe(&v);
+                    }
                     d.0.last_ms
                         .store(d.1.elapsed().as_millis() as u64, Ordering::Relaxed);
                     HttpResponse::Ok().json(serde_json::json!({
@@ -118,6 +169,7 @@ async fn fake_graph(port: u16, replies: Arc<Replies>, start: Instant) {
 async fn main() {
     let args = Arc::new(parse_args());
     let replies = Arc::new(Replies::default());
+    replies.contacts.store(args.contacts, Ordering::Relaxed);
     let origin = Instant::now();
     if let Some(port) = args.fake_graph {
         fake_graph(port, replies.clone(), origin).await;
@@ -135,6 +187,7 @@ async fn main() {
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
         let (args, client, next) = (args.clone(), client.clone(), next.clone());
+        let replies = replies.clone();
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
@@ -150,6 +203,11 @@ async fn main() {
                 let b = body(run, i, args.contacts);
                 let sig = sign(&args.secret, &b);
                 let t = Instant::now();
+                if args.fake_graph.is_some()
+                    && let Ok(mut p) = replies.posted.lock()
+                {
+                    p.insert(i, t);
+                }
                 let status = match client
                     .post(&args.url)
                     .header("Content-Type", "application/json")
@@ -212,9 +270,21 @@ async fn main() {
         }
         let span = replies.last_ms.load(Ordering::Relaxed) as f64 / 1000.0
             - (start - origin).as_secs_f64();
+        let messages = replies.messages.load(Ordering::Relaxed);
         println!(
-            "replies sent to the fake Graph API: {last} in {span:.2}s -> {:.0} replies/s end to end",
-            last as f64 / span.max(0.001)
+            "requests to the fake Graph API: {last} ({messages} messages, {} read receipts) in {span:.2}s -> {:.0} messages/s",
+            last - messages,
+            messages as f64 / span.max(0.001)
+        );
+        let mut e2e = replies.e2e.lock().map(|e| e.clone()).unwrap_or_default();
+        e2e.sort_unstable();
+        println!(
+            "end to end (POST -> first reply at the fake), {} messages: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2} ms",
+            e2e.len(),
+            percentile(&e2e, 0.50),
+            percentile(&e2e, 0.90),
+            percentile(&e2e, 0.99),
+            percentile(&e2e, 1.0)
         );
     }
 }

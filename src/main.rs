@@ -147,7 +147,24 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         }
     };
     whatsify::telemetry::init(settings.log.format);
-    let result = actix_web::rt::System::new().block_on(async move {
+    // The workers and senders run on a multi-threaded Tokio runtime (the
+    // HTTP server has its own worker threads either way); on actix's
+    // default single-threaded system runtime they all shared one core.
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let system = match runtime() {
+        Ok(_) => actix_web::rt::System::with_tokio_rt(|| {
+            runtime().unwrap_or_else(|e| panic!("cannot start the runtime: {e}"))
+        }),
+        Err(e) => {
+            eprintln!("whatsify: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = system.block_on(async move {
         let app = Application::build(&settings).await?;
         tracing::info!(port = app.port(), backend = ?settings.store.backend, "whatsify listening");
         app.run_until_signalled().await?;

@@ -39,4 +39,22 @@ impl Shutdown {
             _ = self.notify.notified() => {}
         }
     }
+
+    /// Sleeps for `d`, or less when the shutdown starts or `wake` is
+    /// signalled (new work arrived in this instance).
+    pub async fn idle(&self, d: Duration, wake: &Notify) {
+        tokio::select! {
+            _ = self.sleep(d) => {}
+            _ = wake.notified() => {}
+        }
+    }
+}
+
+/// Wakes an idle worker when this instance queued inbox work, and an idle
+/// sender when it queued outbox work, so a message does not wait for the
+/// next poll. Work queued by another instance is found by polling.
+#[derive(Clone, Default)]
+pub struct Wakeups {
+    pub inbox: Arc<Notify>,
+    pub outbox: Arc<Notify>,
 }

@@ -32,6 +32,8 @@ pub struct AppState {
     pub shutdown: crate::shutdown::Shutdown,
     /// The admin API's bearer token; `None`: the admin API is off.
     pub admin_token: Option<SecretString>,
+    /// Wakes this instance's workers when a delivery was stored.
+    pub wake: crate::shutdown::Wakeups,
 }
 
 impl AppState {
@@ -53,6 +55,7 @@ impl AppState {
             flows: None,
             shutdown: crate::shutdown::Shutdown::new(),
             admin_token: settings.admin.token.clone(),
+            wake: crate::shutdown::Wakeups::default(),
         }
     }
 }
@@ -149,6 +152,7 @@ impl Application {
             crate::outbox::graph::Graph::new(client, &settings.meta.graph_api_base, token.clone());
         let clock = crate::clock::Clock::system();
         let shutdown = crate::shutdown::Shutdown::new();
+        let wake = crate::shutdown::Wakeups::default();
         let pseudonymizer = || {
             Pseudonymizer::new(
                 &settings.privacy.master_key,
@@ -165,6 +169,7 @@ impl Application {
                 session_ttl: settings.flows.session_ttl,
                 mark_read: settings.outbox.mark_read,
                 clock: clock.clone(),
+                wake: wake.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
             };
             tasks.push(tokio::spawn(worker.run(shutdown.clone())));
@@ -179,6 +184,7 @@ impl Application {
                 breakers: breakers.clone(),
                 clock: clock.clone(),
                 stop: shutdown.clone(),
+                wake: wake.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
             };
             tasks.push(tokio::spawn(sender.run(shutdown.clone())));
@@ -195,6 +201,7 @@ impl Application {
         let mut state = AppState::new(settings, store);
         state.flows = Some(flows);
         state.shutdown = shutdown;
+        state.wake = wake;
         let state = web::Data::new(state);
         let server = run(listener, state.clone())?;
         Ok(Application {

@@ -70,6 +70,7 @@ pub struct Worker {
     /// Queue a read receipt for each answered message.
     pub mark_read: bool,
     pub clock: Clock,
+    pub wake: crate::shutdown::Wakeups,
     /// This worker's lease token.
     pub owner: String,
 }
@@ -456,7 +457,8 @@ impl Worker {
     pub async fn run(self, stop: crate::shutdown::Shutdown) {
         while !stop.is_stopping() {
             match self.try_work_next().await {
-                Ok(Outcome::Idle) => stop.sleep(Duration::from_millis(20)).await,
+                Ok(Outcome::Idle) => stop.idle(Duration::from_millis(20), &self.wake.inbox).await,
+                Ok(Outcome::Worked { jobs, .. }) if jobs > 0 => self.wake.outbox.notify_one(),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "worker: store unavailable; retrying");

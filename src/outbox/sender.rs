@@ -159,6 +159,7 @@ pub struct Sender {
     /// Set on SIGTERM: the request in flight finishes, the rest stays
     /// queued.
     pub stop: crate::shutdown::Shutdown,
+    pub wake: crate::shutdown::Wakeups,
     /// This sender's lease token.
     pub owner: String,
 }
@@ -514,13 +515,15 @@ impl Sender {
     /// wait longer than a moment.
     async fn pace(&self, job: &Job, contact: &ContactKey) -> Result<Option<u64>, StoreError> {
         let mps = u64::from(self.settings.messages_per_second.max(1));
-        let interval = (1000 / mps).max(1);
+        // In microseconds: 80/s is 12,500 µs (milliseconds would round it
+        // to 12 ms, a little over Meta's limit, and cap the rate at 1,000/s).
+        let interval = (1_000_000 / mps).max(1);
         let burst = (self.settings.messages_per_second / 10).max(1);
         let mut limits = Vec::with_capacity(2);
         if job.origin == Origin::Business {
             limits.push((
                 format!("pair:{contact}"),
-                self.settings.pair_interval.as_millis() as u64,
+                self.settings.pair_interval.as_micros() as u64,
                 self.settings.pair_burst,
             ));
         }
@@ -545,7 +548,10 @@ impl Sender {
     pub async fn run(self, stop: crate::shutdown::Shutdown) {
         while !stop.is_stopping() {
             match self.try_send_next().await {
-                Ok(SendOutcome::Idle) => stop.sleep(Duration::from_millis(20)).await,
+                Ok(SendOutcome::Idle) => {
+                    stop.idle(Duration::from_millis(20), &self.wake.outbox)
+                        .await
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "sender: store unavailable; retrying");

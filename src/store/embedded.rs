@@ -95,15 +95,15 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: mpsc::Sender<Job>,
     leases: Leases,
-    /// Rate limits: key → theoretical arrival time (Unix ms).
+    /// Rate limits: key → theoretical arrival time (Unix µs).
     rates: Arc<Mutex<HashMap<String, u64>>>,
     breakers: Arc<Mutex<HashMap<String, Breaker>>>,
 }
 
-fn now_ms() -> u64 {
+fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
 
@@ -840,14 +840,14 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn take_rate(&self, key: &str, interval_ms: u64, burst: u32) -> Result<u64, StoreError> {
+    async fn take_rate(&self, key: &str, interval_us: u64, burst: u32) -> Result<u64, StoreError> {
         let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
-        let now = now_ms();
-        let interval = interval_ms.max(1);
+        let now = now_us();
+        let interval = interval_us.max(1);
         let tat = rates.get(key).copied().unwrap_or(0).max(now);
         let tolerance = u64::from(burst.max(1) - 1) * interval;
         if tat - now > tolerance {
-            return Ok(tat - now - tolerance);
+            return Ok((tat - now - tolerance).div_ceil(1000));
         }
         rates.insert(key.to_owned(), tat + interval);
         Ok(0)
@@ -855,7 +855,7 @@ impl Store for EmbeddedStore {
 
     async fn hold_rate(&self, key: &str, ms: u64) -> Result<(), StoreError> {
         let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
-        let until = now_ms() + ms;
+        let until = now_us() + ms * 1000;
         let tat = rates.entry(key.to_owned()).or_insert(0);
         *tat = (*tat).max(until);
         Ok(())

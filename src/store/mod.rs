@@ -372,10 +372,11 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` dead letters, oldest contacts first.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
 
-    /// A rate limit shared by every instance (GCRA): takes one slot of
-    /// `key` if one is free at most `burst` intervals ahead, and answers
-    /// 0; else takes nothing and answers how many milliseconds to wait.
-    async fn take_rate(&self, key: &str, interval_ms: u64, burst: u32) -> Result<u64, StoreError>;
+    /// A rate limit shared by every instance (GCRA): one slot per
+    /// `interval_us` microseconds, bursts of `burst`. Takes a slot and
+    /// answers 0, or takes nothing and answers how many milliseconds to
+    /// wait (rounded up).
+    async fn take_rate(&self, key: &str, interval_us: u64, burst: u32) -> Result<u64, StoreError>;
 
     /// Pushes `key`'s rate limit back so that nothing passes for `ms`
     /// (Meta said to slow down).

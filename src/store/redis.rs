@@ -20,7 +20,7 @@
 //! | `P{c:<contact>}:dead` | stream of sealed dead letters (the job and its last error) | 30 days after the last one |
 //! | `Pdead` | sorted set: contacts with dead letters, by the time of the last one | none: operators clear it |
 //! | `P{c:<contact>}:window` | hash: business phone_number_id → the customer's last message time (Unix s) | 2 days after the last write |
-//! | `Prate:<name>` | string, a GCRA rate limit's theoretical arrival time (Unix ms) | just past it |
+//! | `Prate:<name>` | string, a GCRA rate limit's theoretical arrival time (Unix µs) | just past it |
 //! | `Pbreakers`, `Pbreakers:probe` | hashes: phone_number_id → why its sending is paused (JSON), and when the next probe may go | none: a field leaves when the breaker closes |
 //!
 //! `<contact>` is the pseudonymous contact key, never a phone number;
@@ -150,27 +150,30 @@ redis.call('DEL', KEYS[1])
 return 1
 "#;
 
-/// KEYS: rate key. ARGV: interval (ms), burst. GCRA on the server's
-/// clock, so instances with skewed clocks agree.
+/// KEYS: rate key. ARGV: interval (µs), burst. GCRA on the server's
+/// clock (µs), so instances with skewed clocks agree. Answers the wait in
+/// ms (rounded up), 0 when a slot was taken.
 const RATE_LUA: &str = r#"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local over = tat - now - (burst - 1) * interval
-if over > 0 then return over end
-redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - now + 1000)
+if over > 0 then return math.ceil(over / 1000) end
+redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', math.floor((tat + interval - now) / 1000) + 1000)
 return 0
 "#;
 
 /// KEYS: rate key. ARGV: hold (ms).
 const HOLD_LUA: &str = r#"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local until_ = now + tonumber(ARGV[1])
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local until_ = now + tonumber(ARGV[1]) * 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if until_ > tat then redis.call('SET', KEYS[1], until_, 'PX', until_ - now + 1000) end
+if until_ > tat then
+  redis.call('SET', KEYS[1], string.format('%.0f', until_), 'PX', tonumber(ARGV[1]) + 1000)
+end
 return 1
 "#;
 
@@ -420,12 +423,13 @@ impl Store for RedisStore {
         lane: Lane,
         limit: usize,
     ) -> Result<Vec<ContactKey>, StoreError> {
+        // A random sample, not the lowest scores: the score is a version
+        // that grows with every message, so taking the lowest would starve
+        // busy contacts, and every instance would queue on the same few.
         let mut conn = self.conn.clone();
-        let stop = limit.saturating_sub(1) as i64;
-        let members: Vec<String> = redis::cmd("ZRANGE")
+        let members: Vec<String> = redis::cmd("ZRANDMEMBER")
             .arg(self.ready_key(lane))
-            .arg(0)
-            .arg(stop)
+            .arg(limit)
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -755,12 +759,12 @@ impl Store for RedisStore {
         Ok(out)
     }
 
-    async fn take_rate(&self, key: &str, interval_ms: u64, burst: u32) -> Result<u64, StoreError> {
+    async fn take_rate(&self, key: &str, interval_us: u64, burst: u32) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         let wait: u64 = self
             .rate
             .key(format!("{}rate:{key}", self.prefix))
-            .arg(interval_ms.max(1))
+            .arg(interval_us.max(1))
             .arg(burst.max(1))
             .invoke_async(&mut conn)
             .await

@@ -229,6 +229,9 @@ async fn handle(
         );
     }
     let new = results.iter().filter(|a| **a == Appended::New).count();
+    if new > 0 {
+        state.wake.inbox.notify_one();
+    }
     tracing::info!(
         outcome = "ok",
         events = results.len(),

@@ -773,9 +773,9 @@ async fn rate_limits_and_breakers_are_shared(backend: &Backend) {
     let name = format!("pn:test-{}", uuid::Uuid::new_v4());
     // A burst of 3, then one per interval.
     for _ in 0..3 {
-        assert_eq!(s.take_rate(&name, 10_000, 3).await.expect("rate"), 0);
+        assert_eq!(s.take_rate(&name, 10_000_000, 3).await.expect("rate"), 0);
     }
-    let wait = s.take_rate(&name, 10_000, 3).await.expect("rate");
+    let wait = s.take_rate(&name, 10_000_000, 3).await.expect("rate");
     assert!(wait > 9_000 && wait <= 10_000, "wait {wait}");
     let held = format!("pn:held-{}", uuid::Uuid::new_v4());
     s.hold_rate(&held, 60_000).await.expect("hold");
