@@ -50,7 +50,7 @@ pair_interval = "6s"
 pair_burst = 3
 mark_read = true
 workers = 4
-senders = 4
+senders = 32
 shutdown_grace = "25s"
 
 [privacy]

@@ -47,6 +47,9 @@ use crate::store::{
 pub const LEASE: Duration = Duration::from_secs(60);
 /// Most jobs taken in one claim.
 pub const BATCH: usize = 20;
+/// How often an idle sender looks for work queued by another instance or
+/// come due (work this instance queues wakes it at once).
+const IDLE_POLL: Duration = Duration::from_millis(100);
 /// A rate-limit wait up to this is slept through holding the contact;
 /// longer ones defer it.
 const SHORT_WAIT_MS: u64 = 250;
@@ -176,6 +179,27 @@ pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
         .min(cap);
     let ms = ceiling.as_millis() as u64;
     Duration::from_millis(rand::rng().random_range(0..=ms))
+}
+
+/// What the store keeps about a job: its state, never its content.
+fn record_of(
+    job: &Job,
+    state: DeliveryState,
+    at: u64,
+    code: Option<i64>,
+    reason: &str,
+    attempts: u32,
+) -> Delivery {
+    Delivery {
+        job: job.id.clone(),
+        state,
+        at,
+        wamid: None,
+        kind: Some(job.message.kind().to_owned()),
+        code,
+        reason: (!reason.is_empty()).then(|| reason.to_owned()),
+        attempts: (attempts > 0).then_some(attempts),
+    }
 }
 
 enum Next {
@@ -324,17 +348,9 @@ impl Sender {
             };
             return self.give_up(claim, id, record, Some(letter)).await;
         };
-        let record =
-            |state: DeliveryState, code: Option<i64>, reason: &str, attempts: u32| Delivery {
-                job: job.id.clone(),
-                state,
-                at: now,
-                wamid: None,
-                kind: Some(job.message.kind().to_owned()),
-                code,
-                reason: (!reason.is_empty()).then(|| reason.to_owned()),
-                attempts: (attempts > 0).then_some(attempts),
-            };
+        let record = |state: DeliveryState, code: Option<i64>, reason: &str, attempts: u32| {
+            record_of(&job, state, now, code, reason, attempts)
+        };
         if now > job.created_at + self.settings.max_age.as_secs() {
             let r = record(
                 DeliveryState::Expired,
@@ -392,6 +408,13 @@ impl Sender {
                 }
                 let mut r = record(DeliveryState::Accepted, None, "", state.attempts);
                 r.wamid = wamid.map(|w| self.pseudonymizer.tag("wamid", &w));
+                if matches!(job.message, super::Message::MarkRead { .. }) {
+                    // A read receipt is not a message: Meta sends no status
+                    // for it, so it gets no record (an empty job id and no
+                    // wamid write nothing).
+                    r.job.clear();
+                    r.wamid = None;
+                }
                 let held = self
                     .store
                     .finish(
@@ -419,19 +442,13 @@ impl Sender {
         now_ms: u64,
     ) -> Result<Next, StoreError> {
         let now = now_ms / 1000;
-        let record = |st: DeliveryState, attempts: u32| Delivery {
-            job: job.id.clone(),
-            state: st,
-            at: now,
-            wamid: None,
-            kind: Some(job.message.kind().to_owned()),
-            code: f.code,
-            reason: Some(if f.code == Some(MARKETING_STOPPED_CODE) {
-                "the customer stopped marketing messages".to_owned()
-            } else {
-                f.reason.clone()
-            }),
-            attempts: Some(attempts),
+        let reason = if f.code == Some(MARKETING_STOPPED_CODE) {
+            "the customer stopped marketing messages"
+        } else {
+            f.reason.as_str()
+        };
+        let record = |st: DeliveryState, attempts: u32| {
+            record_of(job, st, now, f.code, reason, attempts.max(1))
         };
         match f.class {
             Class::Permanent => {
@@ -549,7 +566,7 @@ impl Sender {
         while !stop.is_stopping() {
             match self.try_send_next().await {
                 Ok(SendOutcome::Idle) => {
-                    stop.idle(Duration::from_millis(20), &self.wake.outbox)
+                    stop.idle(IDLE_POLL, &self.wake.outbox)
                         .await
                 }
                 Ok(_) => {}
