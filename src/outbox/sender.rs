@@ -565,10 +565,7 @@ impl Sender {
     pub async fn run(self, stop: crate::shutdown::Shutdown) {
         while !stop.is_stopping() {
             match self.try_send_next().await {
-                Ok(SendOutcome::Idle) => {
-                    stop.idle(IDLE_POLL, &self.wake.outbox)
-                        .await
-                }
+                Ok(SendOutcome::Idle) => stop.idle(IDLE_POLL, &self.wake.outbox).await,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "sender: store unavailable; retrying");

@@ -9,7 +9,7 @@
 //! | `seen_expiry` | `(expiry, "<queue>/<dedup>")` → () | swept with `seen` once expired |
 //! | `inbox` | `("<queue>", seq)` → sealed event | until processed by a worker |
 //! | `seq` | `"<queue>"` → next sequence number | with its queue |
-//! | `ready` | contact key → first arrival (Unix ms) | until the inbox is drained |
+//! | `ready` | contact key → first arrival (Unix ms; read in random order) | until the inbox is drained |
 //! | `outbox_ready` | contact key → first job (Unix ms) | until the outbox is drained |
 //! | `timers`, `timer_of` | `(due, contact)` → (), and contact → due | until the timer fires or is cancelled |
 //! | `sessions` | contact key → sealed session | until the conversation ends (the engine ignores one idle past `flows.session_ttl`) |
@@ -476,6 +476,11 @@ impl Store for EmbeddedStore {
         lane: Lane,
         limit: usize,
     ) -> Result<Vec<ContactKey>, StoreError> {
+        // A random sample in O(limit): contact keys are uniformly spread
+        // hex pseudonyms, so reading on from a random key and wrapping
+        // around is fair to every contact (a full scan sorted by arrival
+        // cost every poll of every worker and sender the whole table).
+        let start = hex::encode(rand::random::<[u8; 16]>());
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(corrupt)?;
             let table = txn
@@ -484,15 +489,19 @@ impl Store for EmbeddedStore {
                     Lane::Outbox => OUTBOX_READY,
                 })
                 .map_err(corrupt)?;
-            let mut all = Vec::new();
-            for item in table.iter().map_err(corrupt)? {
-                let (k, v) = item.map_err(corrupt)?;
-                if let Some(key) = ContactKey::parse(k.value()) {
-                    all.push((v.value(), key));
+            let mut out = Vec::with_capacity(limit);
+            for item in table.range(start.as_str()..).map_err(corrupt)?.take(limit) {
+                let (k, _) = item.map_err(corrupt)?;
+                out.extend(ContactKey::parse(k.value()));
+            }
+            if out.len() < limit {
+                let rest = limit - out.len();
+                for item in table.range(..start.as_str()).map_err(corrupt)?.take(rest) {
+                    let (k, _) = item.map_err(corrupt)?;
+                    out.extend(ContactKey::parse(k.value()));
                 }
             }
-            all.sort();
-            Ok(all.into_iter().take(limit).map(|(_, k)| k).collect())
+            Ok(out)
         })
         .await
     }

@@ -19,7 +19,7 @@ use whatsify::webhook::signature::sign;
 
 use crate::conversation::delivery;
 use crate::graph::{FakeGraph, Sent};
-use crate::helpers::{APP_SECRET, Backend, embedded, free_port, redis, test_env};
+use crate::helpers::{ACCESS_TOKEN, APP_SECRET, Backend, embedded, free_port, redis, test_env};
 
 /// Senders per instance (`outbox.senders` default).
 const SENDERS: usize = 4;
@@ -61,8 +61,20 @@ impl Binary {
     /// Starts the binary on `port` with `env`, its stderr in a new log
     /// file, and waits until the port accepts connections.
     async fn start(dir: &Path, port: u16, env: &[(String, String)], logs: &mut Logs) -> Binary {
-        let config = dir.join("empty.toml");
-        std::fs::write(&config, "").expect("write config");
+        Self::start_with(dir, port, env, logs, "").await
+    }
+
+    /// As [`Binary::start`], with this settings file (`whatsify.toml` in
+    /// `dir`, which a test may rewrite before a SIGHUP).
+    async fn start_with(
+        dir: &Path,
+        port: u16,
+        env: &[(String, String)],
+        logs: &mut Logs,
+        settings: &str,
+    ) -> Binary {
+        let config = dir.join("whatsify.toml");
+        std::fs::write(&config, settings).expect("write config");
         let log = dir.join(format!("whatsify-{}.log", logs.0.len()));
         let mut env = env.to_vec();
         env.retain(|(k, _)| k != "WHATSIFY__SERVER__BIND");
@@ -540,4 +552,72 @@ async fn sigterm_finishes_in_flight_sends_refuses_webhooks_and_exits_0() {
         "Ana's and Bob's replies, in order, and nothing for the refused webhook"
     );
     graph.stop().await;
+}
+
+/// Meta refuses the token: sending pauses. The operator puts the new token
+/// in the settings file and sends SIGHUP: sending resumes at once (the
+/// probe interval is an hour, so no probe did it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_new_access_token_resumes_a_paused_number() {
+    let graph = FakeGraph::start().await;
+    let b = embedded();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut env = test_env(
+        &b.backend,
+        &[
+            ("WHATSIFY__META__GRAPH_API_BASE", graph.base.clone()),
+            ("WHATSIFY__OUTBOX__MARK_READ", "false".into()),
+            ("WHATSIFY__OUTBOX__PROBE_INTERVAL", "1h".into()),
+        ],
+    );
+    // The token comes from the file, which SIGHUP re-reads.
+    env.retain(|(k, _)| k != "WHATSIFY__META__ACCESS_TOKEN");
+    let mut logs = Logs::default();
+    let bin = Binary::start_with(
+        dir.path(),
+        port,
+        &env,
+        &mut logs,
+        "[meta]\naccess_token = \"expired-token-0123456789\"\n",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let readiness = async |client: &reqwest::Client| -> serde_json::Value {
+        client
+            .get(bin.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz")
+            .json::<serde_json::Value>()
+            .await
+            .unwrap_or_default()["status"]
+            .clone()
+    };
+    let ana = delivery("16505550101", "Ana", "wamid.HUP1", hi());
+    post_until_taken(&client, &bin.url("/webhook"), &ana).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readiness(&client).await != "sending_paused" {
+        assert!(Instant::now() < deadline, "no pause{}", logs.tail());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        graph.requests().len(),
+        1,
+        "one refused request, then nothing"
+    );
+    std::fs::write(
+        dir.path().join("whatsify.toml"),
+        format!("[meta]\naccess_token = \"{ACCESS_TOKEN}\"\n"),
+    )
+    .expect("rewrite settings");
+    bin.signal("-HUP");
+    let sent = wait_for_jobs(&graph, 2, Duration::from_secs(20)).await;
+    assert_eq!(
+        distinct_jobs(&sent),
+        2,
+        "both replies after the reload{}",
+        logs.tail()
+    );
+    assert_eq!(readiness(&client).await, "ready");
 }
