@@ -516,17 +516,6 @@ impl Store for RedisStore {
     async fn commit(&self, claim: &Claim, commit: Commit) -> Result<Committed, StoreError> {
         let mut conn = self.conn.clone();
         let inbox = Queue::Contact(claim.contact.clone());
-        if !commit.outbox.is_empty() {
-            // Before the jobs exist: a spurious mark is harmless, a missing
-            // one would strand them.
-            let _: f64 = redis::cmd("ZINCRBY")
-                .arg(self.ready_key(Lane::Outbox))
-                .arg(1)
-                .arg(claim.contact.as_str())
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-        }
         let mut inv = self.commit.prepare_invoke();
         let (window_number, window_at) = commit.window.clone().unwrap_or_default();
         inv.key(self.lease_key(Lane::Inbox, &claim.contact))
@@ -555,32 +544,55 @@ impl Store for RedisStore {
                 inv.arg(a);
             }
         }
-        if let Some(at) = commit.wake_at {
-            // Before the session exists: a spurious timer only wakes a
-            // worker that finds nothing due.
-            let _: i64 = redis::cmd("ZADD")
-                .arg(self.timers_key(Lane::Inbox))
-                .arg(at)
-                .arg(claim.contact.as_str())
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-        }
-        let left: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        // One round trip, executed in this order. The outbox is marked
+        // ready before the jobs exist (a crash then leaves a spurious mark,
+        // which is harmless; a missing one would strand them) and again
+        // after (a sender that saw the first bump but not yet the jobs
+        // cannot drop the mark). The timer is set before the session exists
+        // (a spurious timer only wakes a worker that finds nothing due).
+        let jobs = !commit.outbox.is_empty();
+        let build = || {
+            let mut pipe = redis::pipe();
+            if jobs {
+                pipe.cmd("ZINCRBY")
+                    .arg(self.ready_key(Lane::Outbox))
+                    .arg(1)
+                    .arg(claim.contact.as_str())
+                    .ignore();
+            }
+            if let Some(at) = commit.wake_at {
+                pipe.cmd("ZADD")
+                    .arg(self.timers_key(Lane::Inbox))
+                    .arg(at)
+                    .arg(claim.contact.as_str())
+                    .ignore();
+            }
+            pipe.invoke_script(&inv);
+            if jobs {
+                pipe.cmd("ZINCRBY")
+                    .arg(self.ready_key(Lane::Outbox))
+                    .arg(1)
+                    .arg(claim.contact.as_str())
+                    .ignore();
+            }
+            pipe
+        };
+        let (left,): (i64,) = match build().query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis lost its scripts (restart, SCRIPT FLUSH): load and
+                // run again; the commands around the script may repeat,
+                // which they tolerate.
+                self.commit
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                build().query_async(&mut conn).await.map_err(unavailable)?
+            }
+            other => other.map_err(unavailable)?,
+        };
         if left < 0 {
             return Ok(Committed::LeaseLost);
-        }
-        if !commit.outbox.is_empty() {
-            // And again after: a sender that read the version between the
-            // first bump and the jobs' write saw an empty outbox and will
-            // try to drop the contact; the version moved, so it cannot.
-            let _: f64 = redis::cmd("ZINCRBY")
-                .arg(self.ready_key(Lane::Outbox))
-                .arg(1)
-                .arg(claim.contact.as_str())
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
         }
         if commit.wake_at.is_none() {
             let _: i64 = redis::cmd("ZREM")

@@ -828,3 +828,49 @@ async fn rate_limits_and_breakers_are_shared(backend: &Backend) {
     );
 }
 both_backends!(rates_and_breakers, rate_limits_and_breakers_are_shared);
+
+/// Redis forgets its scripts when it restarts (or on SCRIPT FLUSH): every
+/// write that runs one loads it again and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_survive_redis_forgetting_its_scripts() {
+    let b = crate::helpers::redis();
+    let Backend::Redis { url, .. } = &b.backend else {
+        unreachable!("a Redis backend")
+    };
+    let s = open(&b.backend).await;
+    let flush = || async {
+        let client = redis::Client::open(url.as_str()).expect("url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .expect("flush");
+    };
+    let k = key(30);
+    flush().await;
+    queue_jobs(&s, &k, &["a"], Some(("pn-1", 5))).await;
+    flush().await;
+    let c = s
+        .claim(Lane::Outbox, &k, "sender", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    assert_eq!(bodies(&c.entries), ["a"]);
+    assert!(
+        s.finish(&c, &c.entries[0].id, accepted("a"))
+            .await
+            .expect("finish")
+    );
+    flush().await;
+    s.release(&c).await.expect("release");
+    assert!(
+        s.read(&Queue::Outbox(k.clone()), 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
