@@ -170,6 +170,7 @@ impl Application {
                 mark_read: settings.outbox.mark_read,
                 clock: clock.clone(),
                 wake: wake.clone(),
+                policy_version: settings.privacy.policy_version.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
             };
             tasks.push(tokio::spawn(worker.run(shutdown.clone())));
@@ -185,6 +186,7 @@ impl Application {
                 clock: clock.clone(),
                 stop: shutdown.clone(),
                 wake: wake.clone(),
+                policy_version: settings.privacy.policy_version.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
             };
             tasks.push(tokio::spawn(sender.run(shutdown.clone())));

@@ -19,7 +19,8 @@ use crate::outbox::{Message as OutMessage, Origin, WINDOW_SECS};
 use crate::privacy::crypto::Sealer;
 use crate::privacy::pseudonym::Pseudonymizer;
 use crate::store::{
-    Claim, Commit, Committed, Delivery, DeliveryState, Lane, Queue, Store, StoreError,
+    Claim, Commit, Committed, ConsentChange, Delivery, DeliveryState, Lane, Queue, Store,
+    StoreError,
 };
 use crate::webhook::events::{Event, InboundMessage, StatusUpdate};
 use crate::webhook::payload::{Message, MessageKind, StatusKind};
@@ -71,9 +72,15 @@ pub struct Worker {
     pub mark_read: bool,
     pub clock: Clock,
     pub wake: crate::shutdown::Wakeups,
+    /// `privacy.policy_version`, stamped on consent it records.
+    pub policy_version: String,
     /// This worker's lease token.
     pub owner: String,
 }
+
+/// What handling an event adds to the commit: outbound jobs and consent
+/// ledger entries.
+type Outputs<'a> = (&'a mut Vec<Job>, &'a mut Vec<ConsentChange>);
 
 /// Where a conversation's replies go.
 struct Destination<'a> {
@@ -216,6 +223,7 @@ impl Worker {
                     wake_at,
                     window: None,
                     deliveries: Vec::new(),
+                    consent: Vec::new(),
                 },
             )
             .await
@@ -244,6 +252,7 @@ impl Worker {
         let mut jobs = Vec::new();
         let mut acked = Vec::new();
         let mut deliveries = Vec::new();
+        let mut consent = Vec::new();
         let mut window: Option<(String, u64)> = None;
         let now = self.clock.now();
         if let Some(at) = tick
@@ -265,7 +274,7 @@ impl Worker {
                 phone_number_id: &number,
                 window_at: state.last_inbound,
             };
-            self.effects(&contact, out.effects, dest, &mut jobs, now);
+            self.effects(&contact, out.effects, dest, (&mut jobs, &mut consent), now);
         }
         for entry in &claim.entries {
             acked.push(entry.id.clone());
@@ -280,7 +289,8 @@ impl Worker {
             };
             match event {
                 Event::Message(m) => {
-                    if let Some(at) = self.handle_message(&contact, &m, &mut state, &mut jobs, now)
+                    let out = (&mut jobs, &mut consent);
+                    if let Some(at) = self.handle_message(&contact, &m, &mut state, out, now)
                         && window.as_ref().is_none_or(|(_, w)| at > *w)
                     {
                         window = Some((m.origin.phone_number_id.clone(), at));
@@ -290,11 +300,32 @@ impl Worker {
                     if let Some(d) = delivery_of(&s, &self.pseudonymizer) {
                         if d.code == Some(crate::outbox::graph::MARKETING_STOPPED_CODE) {
                             tracing::info!(contact = %contact, "customer stopped marketing messages (131050)");
+                            consent.push(ConsentChange {
+                                purpose: "marketing".to_owned(),
+                                granted: false,
+                                at: d.at,
+                                source: "meta:131050".to_owned(),
+                                policy_version: self.policy_version.clone(),
+                            });
                         }
                         deliveries.push(d);
                     }
                 }
-                // Preferences are the privacy stage's; acknowledged here.
+                Event::Preference(p) => {
+                    // WhatsApp's own Stop/Resume for marketing messages.
+                    if let Ok(pref) = p.preference.parse()
+                        && pref.category == "marketing_messages"
+                        && (pref.value == "stop" || pref.value == "resume")
+                    {
+                        consent.push(ConsentChange {
+                            purpose: "marketing".to_owned(),
+                            granted: pref.value == "resume",
+                            at: pref.timestamp.0.max(0) as u64,
+                            source: "whatsapp:user_preferences".to_owned(),
+                            policy_version: self.policy_version.clone(),
+                        });
+                    }
+                }
                 _ => {}
             }
         }
@@ -320,6 +351,7 @@ impl Worker {
             wake_at,
             window,
             deliveries,
+            consent,
         };
         match self.store.commit(&claim, commit).await? {
             Committed::LeaseLost => {
@@ -344,7 +376,7 @@ impl Worker {
         contact: &ContactKey,
         m: &InboundMessage,
         state: &mut Conversation,
-        jobs: &mut Vec<Job>,
+        (jobs, consent): Outputs<'_>,
         now: u64,
     ) -> Option<u64> {
         let (Ok(message), Ok(profile)) = (m.message.parse(), m.contact.parse()) else {
@@ -412,7 +444,7 @@ impl Worker {
             phone_number_id: &m.origin.phone_number_id,
             window_at,
         };
-        self.effects(contact, out.effects, dest, jobs, now);
+        self.effects(contact, out.effects, dest, (jobs, consent), now);
         Some(sent_at)
     }
 
@@ -422,7 +454,7 @@ impl Worker {
         contact: &ContactKey,
         effects: Vec<Effect>,
         dest: Destination<'_>,
-        jobs: &mut Vec<Job>,
+        (jobs, consent): Outputs<'_>,
         now: u64,
     ) {
         let Destination {
@@ -443,6 +475,17 @@ impl Worker {
                 }),
                 Effect::BudgetExceeded { flow, step } => {
                     tracing::error!(contact = %contact, flow, step, "flow step budget exceeded");
+                }
+                Effect::Action { action, purpose } if action == "opt_in" || action == "opt_out" => {
+                    let granted = action == "opt_in";
+                    tracing::info!(contact = %contact, action, "consent recorded");
+                    consent.push(ConsentChange {
+                        purpose: purpose.unwrap_or_else(|| "marketing".to_owned()),
+                        granted,
+                        at: now,
+                        source: "flow".to_owned(),
+                        policy_version: self.policy_version.clone(),
+                    });
                 }
                 Effect::Action { action, .. } => {
                     tracing::info!(contact = %contact, action, "flow action (handled by later stages)");

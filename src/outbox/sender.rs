@@ -163,6 +163,8 @@ pub struct Sender {
     /// queued.
     pub stop: crate::shutdown::Shutdown,
     pub wake: crate::shutdown::Wakeups,
+    /// `privacy.policy_version`, stamped on consent it records.
+    pub policy_version: String,
     /// This sender's lease token.
     pub owner: String,
 }
@@ -274,6 +276,7 @@ impl Sender {
         id: &str,
         record: Delivery,
         letter: Option<Letter>,
+        consent: Option<crate::store::ConsentChange>,
     ) -> Result<Next, StoreError> {
         let dead_letter = match letter {
             Some(l) => {
@@ -303,6 +306,7 @@ impl Sender {
                 Finish {
                     record,
                     dead_letter,
+                    consent,
                 },
             )
             .await?;
@@ -346,7 +350,7 @@ impl Sender {
                 reason: "the queued job cannot be opened".into(),
                 at: now,
             };
-            return self.give_up(claim, id, record, Some(letter)).await;
+            return self.give_up(claim, id, record, Some(letter), None).await;
         };
         let record = |state: DeliveryState, code: Option<i64>, reason: &str, attempts: u32| {
             record_of(&job, state, now, code, reason, attempts)
@@ -358,7 +362,7 @@ impl Sender {
                 "waited longer than outbox.max_age",
                 state.attempts,
             );
-            return self.give_up(claim, id, r, None).await;
+            return self.give_up(claim, id, r, None, None).await;
         }
         if job.message.needs_window() {
             let open = match job.window_at {
@@ -378,7 +382,7 @@ impl Sender {
                     "the 24-hour customer service window is closed",
                     state.attempts,
                 );
-                return self.give_up(claim, id, r, None).await;
+                return self.give_up(claim, id, r, None, None).await;
             }
         }
         let number = job.phone_number_id.clone();
@@ -423,6 +427,7 @@ impl Sender {
                         Finish {
                             record: r,
                             dead_letter: None,
+                            consent: None,
                         },
                     )
                     .await?;
@@ -453,7 +458,17 @@ impl Sender {
         match f.class {
             Class::Permanent => {
                 let r = record(DeliveryState::Failed, state.attempts + 1);
-                self.give_up(claim, id, r, None).await
+                // Meta says the customer stopped marketing messages: that
+                // is a withdrawal of marketing consent, recorded with it.
+                let consent =
+                    (f.code == Some(MARKETING_STOPPED_CODE)).then(|| crate::store::ConsentChange {
+                        purpose: "marketing".into(),
+                        granted: false,
+                        at: now,
+                        source: "meta:131050".into(),
+                        policy_version: self.policy_version.clone(),
+                    });
+                self.give_up(claim, id, r, None, consent).await
             }
             Class::Credentials => {
                 let probe = self.settings.probe_interval.as_secs().max(1);
@@ -489,7 +504,7 @@ impl Sender {
                         at: now,
                     };
                     let r = record(DeliveryState::Dead, state.attempts);
-                    return self.give_up(claim, id, r, Some(letter)).await;
+                    return self.give_up(claim, id, r, Some(letter), None).await;
                 }
                 let delay = if f.class == Class::PairLimit {
                     // Meta: retry after 4^X seconds, X = 0, 1, 2, …

@@ -18,6 +18,7 @@
 //! | `deliveries` | `(contact, job id)` → delivery record (JSON; state, never content) | kept (retention is the privacy issue's sweep) |
 //! | `wamids` | `(contact, wamid hash)` → job id | with its record |
 //! | `dead`, `dead_index` | `("d:<contact>", seq)` → sealed dead letter, and contact → time of the last one | until an operator clears them |
+//! | `consent` | `("k:<contact>", seq)` → consent ledger entry (JSON) | kept: it is the evidence of consent |
 //! | `windows` | `(contact, phone_number_id)` → the customer's last message time (Unix s) | kept |
 //!
 //! Rate limits and breakers live in memory, like leases: one process.
@@ -42,8 +43,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::{
-    Appended, Breaker, Claim, Commit, Committed, DEDUP_TTL, DeadLetter, Delivery, Finish,
-    InboxEntry, Lane, Queue, Store, StoreError, StoredEntry, now_secs,
+    Appended, Breaker, Claim, Commit, Committed, ConsentChange, DEDUP_TTL, DeadLetter, Delivery,
+    Finish, InboxEntry, Lane, Queue, Store, StoreError, StoredEntry, now_secs,
 };
 use crate::domain::ContactKey;
 
@@ -64,6 +65,7 @@ const WAMIDS: TableDefinition<(&str, &str), &str> = TableDefinition::new("wamids
 const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead");
 const DEAD_INDEX: TableDefinition<&str, u64> = TableDefinition::new("dead_index");
 const WINDOWS: TableDefinition<(&str, &str), u64> = TableDefinition::new("windows");
+const CONSENT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("consent");
 
 /// Lease holders: (lane, contact) → (token, expiry).
 type Leases = Arc<Mutex<HashMap<(Lane, String), (String, Instant)>>>;
@@ -124,6 +126,34 @@ fn set_timer(
         timers.insert((at, key), ()).map_err(corrupt)?;
         timer_of.insert(key, at).map_err(corrupt)?;
     }
+    Ok(())
+}
+
+/// Appends entries to a contact's consent ledger.
+fn append_consent(
+    txn: &redb::WriteTransaction,
+    contact: &str,
+    changes: &[ConsentChange],
+) -> Result<(), StoreError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let q = format!("k:{contact}");
+    let mut seqs = txn.open_table(SEQ).map_err(corrupt)?;
+    let mut n = seqs
+        .get(q.as_str())
+        .map_err(corrupt)?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    let mut table = txn.open_table(CONSENT).map_err(corrupt)?;
+    for c in changes {
+        let bytes = serde_json::to_vec(c).map_err(corrupt)?;
+        table
+            .insert((q.as_str(), n), bytes.as_slice())
+            .map_err(corrupt)?;
+        n += 1;
+    }
+    seqs.insert(q.as_str(), n).map_err(corrupt)?;
     Ok(())
 }
 
@@ -209,6 +239,7 @@ impl EmbeddedStore {
             txn.open_table(DEAD).map_err(corrupt)?;
             txn.open_table(DEAD_INDEX).map_err(corrupt)?;
             txn.open_table(WINDOWS).map_err(corrupt)?;
+            txn.open_table(CONSENT).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -635,6 +666,7 @@ impl Store for EmbeddedStore {
                 for d in &commit.deliveries {
                     merge_delivery(txn, key, d)?;
                 }
+                append_consent(txn, key, &commit.consent)?;
                 let left = inbox
                     .range((inbox_q.as_str(), 0)..=(inbox_q.as_str(), u64::MAX))
                     .map_err(corrupt)?
@@ -698,6 +730,7 @@ impl Store for EmbeddedStore {
                 .remove(key)
                 .map_err(corrupt)?;
             merge_delivery(txn, key, &finish.record)?;
+            append_consent(txn, key, finish.consent.as_slice())?;
             if let Some(letter) = &finish.dead_letter {
                 let dq = format!("d:{key}");
                 let mut seqs = txn.open_table(SEQ).map_err(corrupt)?;
@@ -786,6 +819,26 @@ impl Store for EmbeddedStore {
                 }
             }
             out.sort_by(|a, b| (a.at, &a.job).cmp(&(b.at, &b.job)));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn consent(&self, contact: &ContactKey) -> Result<Vec<ConsentChange>, StoreError> {
+        let q = format!("k:{contact}");
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let t = txn.open_table(CONSENT).map_err(corrupt)?;
+            let mut out = Vec::new();
+            for item in t
+                .range((q.as_str(), 0)..=(q.as_str(), u64::MAX))
+                .map_err(corrupt)?
+            {
+                let (_, v) = item.map_err(corrupt)?;
+                if let Ok(c) = serde_json::from_slice(v.value()) {
+                    out.push(c);
+                }
+            }
             Ok(out)
         })
         .await

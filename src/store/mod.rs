@@ -136,6 +136,25 @@ pub struct Commit {
     pub window: Option<(String, u64)>,
     /// Delivery updates from status webhooks, merged monotonically.
     pub deliveries: Vec<Delivery>,
+    /// Consent given or withdrawn, appended to the contact's ledger.
+    pub consent: Vec<ConsentChange>,
+}
+
+/// One entry of a contact's consent ledger (append-only: the current
+/// state of a purpose is its latest entry).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConsentChange {
+    /// What the consent is for (`marketing`, …).
+    pub purpose: String,
+    pub granted: bool,
+    /// When (Unix seconds).
+    pub at: u64,
+    /// How we learned it: `flow:<flow>` (the customer's answer),
+    /// `whatsapp:user_preferences` (WhatsApp's Stop/Resume),
+    /// `meta:131050` (Meta said the customer stopped marketing messages).
+    pub source: String,
+    /// The privacy policy in force (`privacy.policy_version`).
+    pub policy_version: String,
 }
 
 /// Where an outbound message stands. The order of the variants is the
@@ -247,6 +266,8 @@ pub struct Finish {
     /// For a dead letter: the sealed job and its last error, kept for an
     /// operator.
     pub dead_letter: Option<Vec<u8>>,
+    /// Consent Meta's answer tells us was withdrawn (131050).
+    pub consent: Option<ConsentChange>,
 }
 
 /// A dead letter as listed for an operator.
@@ -364,6 +385,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The delivery records of a contact's messages (newest last).
     async fn deliveries(&self, contact: &ContactKey) -> Result<Vec<Delivery>, StoreError>;
+
+    /// The contact's consent ledger, oldest first.
+    async fn consent(&self, contact: &ContactKey) -> Result<Vec<ConsentChange>, StoreError>;
 
     /// The last inbound time (Unix s) per business number: the 24-hour
     /// customer service windows.

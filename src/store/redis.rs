@@ -19,6 +19,7 @@
 //! | `P{c:<contact>}:deliveries` | hash: job id → `RR\|{json}` delivery record (rank, state, code; never content), and `w:<wamid hash>` → job id | 30 days after the last write |
 //! | `P{c:<contact>}:dead` | stream of sealed dead letters (the job and its last error) | 30 days after the last one |
 //! | `Pdead` | sorted set: contacts with dead letters, by the time of the last one | none: operators clear it |
+//! | `P{c:<contact>}:consent` | stream: the consent ledger (JSON entries: purpose, granted, time, source, policy version; no message content) | kept: it is the evidence of consent |
 //! | `P{c:<contact>}:window` | hash: business phone_number_id → the customer's last message time (Unix s) | 2 days after the last write |
 //! | `Prate:<name>` | string, a GCRA rate limit's theoretical arrival time (Unix µs) | just past it |
 //! | `Pbreakers`, `Pbreakers:probe` | hashes: phone_number_id → why its sending is paused (JSON), and when the next probe may go | none: a field leaves when the breaker closes |
@@ -48,8 +49,8 @@ use redis::{RedisError, Value};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Appended, Breaker, Claim, Commit, Committed, DEDUP_TTL, DeadLetter, Delivery, Finish,
-    INBOX_TTL, InboxEntry, Lane, Queue, Store, StoreError, StoredEntry,
+    Appended, Breaker, Claim, Commit, Committed, ConsentChange, DEDUP_TTL, DeadLetter, Delivery,
+    Finish, INBOX_TTL, InboxEntry, Lane, Queue, Store, StoreError, StoredEntry,
 };
 use crate::domain::ContactKey;
 
@@ -90,14 +91,15 @@ local function merge(key, job, wamid, rank, json)
 end
 "#;
 
-/// KEYS: lease, inbox, session, outbox, window, deliveries. ARGV: token,
-/// session ttl, has session, session, number of acked ids, number of
-/// jobs, window number, window time, number of deliveries, then the acked
-/// ids, the jobs, and four values per delivery (job, wamid, rank, json).
+/// KEYS: lease, inbox, session, outbox, window, deliveries, consent.
+/// ARGV: token, session ttl, has session, session, number of acked ids,
+/// number of jobs, window number, window time, number of deliveries,
+/// number of consent entries, then the acked ids, the jobs, four values
+/// per delivery (job, wamid, rank, json), and the consent entries (json).
 const COMMIT_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local n, j, d = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9])
-local at = 10
+local n, j, d, c = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local at = 11
 for i = 1, n do redis.call('XDEL', KEYS[2], ARGV[at + i - 1]) end
 at = at + n
 if ARGV[3] == '1' then
@@ -119,16 +121,19 @@ for i = 0, d - 1 do
   local b = at + 4 * i
   merge(KEYS[6], ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3])
 end
+at = at + 4 * d
+for i = 0, c - 1 do redis.call('XADD', KEYS[7], '*', 'c', ARGV[at + i]) end
 local left = redis.call('XLEN', KEYS[2])
 redis.call('DEL', KEYS[1])
 return left
 "#;
 
-/// KEYS: lease, outbox, head, deliveries, dead, dead index. ARGV: token,
-/// entry id, job, wamid hash, rank, json, dead letter (or empty), now,
-/// contact. Returns 1 if the lease is still held, else 0; the job is
-/// finished either way.
+/// KEYS: lease, outbox, head, deliveries, dead, dead index, consent.
+/// ARGV: token, entry id, job, wamid hash, rank, json, dead letter (or
+/// empty), now, contact, consent entry (or empty). Returns 1 if the lease
+/// is still held, else 0; the job is finished either way.
 const FINISH_LUA: &str = r#"
+if ARGV[10] ~= '' then redis.call('XADD', KEYS[7], '*', 'c', ARGV[10]) end
 redis.call('XDEL', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[3])
 merge(KEYS[4], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
@@ -524,6 +529,7 @@ impl Store for RedisStore {
             .key(self.key(&inbox, "outbox"))
             .key(self.key(&inbox, "window"))
             .key(self.key(&inbox, "deliveries"))
+            .key(self.key(&inbox, "consent"))
             .arg(&claim.owner)
             .arg(commit.session_ttl.as_secs().max(1))
             .arg(if commit.session.is_some() { "1" } else { "0" })
@@ -532,7 +538,8 @@ impl Store for RedisStore {
             .arg(commit.outbox.len())
             .arg(window_number)
             .arg(window_at)
-            .arg(commit.deliveries.len());
+            .arg(commit.deliveries.len())
+            .arg(commit.consent.len());
         for id in &commit.acked {
             inv.arg(id);
         }
@@ -543,6 +550,9 @@ impl Store for RedisStore {
             for a in record_args(d)? {
                 inv.arg(a);
             }
+        }
+        for c in &commit.consent {
+            inv.arg(serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         }
         // One round trip, executed in this order. The outbox is marked
         // ready before the jobs exist (a crash then leaves a spurious mark,
@@ -645,14 +655,22 @@ impl Store for RedisStore {
             .key(self.contact_key(c, "deliveries"))
             .key(self.contact_key(c, "dead"))
             .key(format!("{}dead", self.prefix))
+            .key(self.contact_key(c, "consent"))
             .arg(&claim.owner)
             .arg(id);
         for a in record_args(&finish.record)? {
             inv.arg(a);
         }
+        let consent = match &finish.consent {
+            Some(change) => {
+                serde_json::to_string(change).map_err(|e| StoreError::Corrupt(e.to_string()))?
+            }
+            None => String::new(),
+        };
         inv.arg(finish.dead_letter.as_deref().unwrap_or(b""))
             .arg(super::now_secs())
-            .arg(c.as_str());
+            .arg(c.as_str())
+            .arg(consent);
         let held: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(held == 1)
     }
@@ -725,6 +743,25 @@ impl Store for RedisStore {
             .collect();
         out.sort_by(|a, b| (a.at, &a.job).cmp(&(b.at, &b.job)));
         Ok(out)
+    }
+
+    async fn consent(&self, contact: &ContactKey) -> Result<Vec<ConsentChange>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.contact_key(contact, "consent"))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(reply
+            .ids
+            .iter()
+            .filter_map(|sid| match sid.map.get("c") {
+                Some(Value::BulkString(b)) => serde_json::from_slice(b).ok(),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn windows(&self, contact: &ContactKey) -> Result<Vec<(String, u64)>, StoreError> {

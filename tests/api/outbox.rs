@@ -393,6 +393,37 @@ async fn status_webhooks_move_a_message_forward_only(backend: &Backend) {
         .expect("record");
     assert_eq!(r["state"], "read");
     assert_eq!(r["at"], t + 2);
+    // A failed status with 131050 (the API accepted, then the customer's
+    // marketing stop applied): the message fails and consent is withdrawn.
+    let menu = got[1]["biz_opaque_callback_data"]
+        .as_str()
+        .expect("job")
+        .to_owned();
+    let failed = serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "240017555501234", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550001111", "phone_number_id": "106540352242922" },
+            "statuses": [{ "id": "wamid.FAKE00000001", "status": "failed", "timestamp": (t + 3).to_string(),
+                           "recipient_id": wa_id, "biz_opaque_callback_data": menu,
+                           "errors": [{ "code": 131050, "title": "Unable to deliver the message" }] }]
+        }}]}]
+    }))
+    .expect("json");
+    assert_eq!(app.post_signed(&failed).await.status(), 200);
+    until("the withdrawal", 30, async || {
+        marketing(&app, wa_id).await == [(false, "meta:131050".to_owned())]
+    })
+    .await;
+    let rec = records(&app, wa_id).await;
+    let r = rec
+        .iter()
+        .find(|r| r["job"] == menu.as_str())
+        .expect("record");
+    assert_eq!(
+        (r["state"].as_str(), r["code"].as_i64()),
+        (Some("failed"), Some(131050))
+    );
 }
 both_backends!(statuses, status_webhooks_move_a_message_forward_only);
 
@@ -562,6 +593,7 @@ async fn queue(
         wake_at: None,
         window: None,
         deliveries: Vec::new(),
+        consent: Vec::new(),
     };
     store.commit(&claim, commit).await.expect("commit");
 }
@@ -656,3 +688,86 @@ async fn business_messages_are_paced_per_recipient_and_replies_are_not() {
         "quick_reply"
     );
 }
+
+fn contact_key(app: &TestApp, wa_id: &str) -> whatsify::domain::ContactKey {
+    app.state
+        .pseudonymizer
+        .contact_key(&whatsify::domain::ContactId::from_parts(Some(wa_id), None).expect("id"))
+}
+
+async fn marketing(app: &TestApp, wa_id: &str) -> Vec<(bool, String)> {
+    app.store()
+        .consent(&contact_key(app, wa_id))
+        .await
+        .expect("ledger")
+        .into_iter()
+        .filter(|c| c.purpose == "marketing")
+        .map(|c| (c.granted, c.source))
+        .collect()
+}
+
+fn tap(wa_id: &str, wamid: &str, id: &str, title: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&text_from(wa_id, wamid, "", now())).expect("json");
+    v["entry"][0]["changes"][0]["value"]["messages"][0]["type"] = json!("interactive");
+    v["entry"][0]["changes"][0]["value"]["messages"][0]["interactive"] = json!({
+        "type": "button_reply", "button_reply": { "id": id, "title": title }
+    });
+    serde_json::to_vec(&v).expect("json")
+}
+
+/// Consent is recorded where the customer gives or withdraws it: the
+/// promotions flow's explicit "Yes", WhatsApp's own Stop (user_preferences),
+/// and Meta answering 131050 ("user stopped marketing messages"), whether
+/// at once or in a failed status.
+async fn consent_is_recorded_from_the_flow_whatsapp_and_meta(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505550101";
+    say_hi(&app, wa, "wamid.C1").await;
+    answered_in_order(&graph, wa).await;
+    assert_eq!(
+        app.post_signed(&tap(wa, "wamid.C2", "menu_offers", "See offers"))
+            .await
+            .status(),
+        200
+    );
+    until("the consent question", 30, async || {
+        sent_to(&graph, wa).len() >= 4
+    })
+    .await;
+    assert_eq!(
+        app.post_signed(&tap(wa, "wamid.C3", "promo_yes", "Yes, send offers"))
+            .await
+            .status(),
+        200
+    );
+    until("consent", 30, async || {
+        !marketing(&app, wa).await.is_empty()
+    })
+    .await;
+    assert_eq!(marketing(&app, wa).await, [(true, "flow".to_owned())]);
+    // WhatsApp's Stop for marketing (fixture for 16505550101).
+    let stop = crate::helpers::fixture("user_preferences_stop.json");
+    assert_eq!(app.post_signed(&stop).await.status(), 200);
+    until("the stop", 30, async || {
+        marketing(&app, wa).await.len() == 2
+    })
+    .await;
+    assert_eq!(
+        marketing(&app, wa).await[1],
+        (false, "whatsapp:user_preferences".to_owned())
+    );
+    // Meta refuses a send with 131050 at once.
+    let other = "16505554950";
+    graph.fail_next(&[(400, 131050)]);
+    say_hi(&app, other, "wamid.C4").await;
+    until("the withdrawal", 30, async || {
+        !marketing(&app, other).await.is_empty()
+    })
+    .await;
+    assert_eq!(
+        marketing(&app, other).await,
+        [(false, "meta:131050".to_owned())]
+    );
+}
+both_backends!(consent, consent_is_recorded_from_the_flow_whatsapp_and_meta);

@@ -201,6 +201,7 @@ async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend: &Backend) 
                 wake_at: None,
                 window: None,
                 deliveries: Vec::new(),
+                consent: Vec::new(),
             },
         )
         .await
@@ -239,6 +240,7 @@ async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend: &Backend) 
                 wake_at: None,
                 window: None,
                 deliveries: Vec::new(),
+                consent: Vec::new(),
             },
         )
         .await
@@ -297,6 +299,7 @@ async fn an_expired_lease_cannot_commit(backend: &Backend) {
                 wake_at: None,
                 window: None,
                 deliveries: Vec::new(),
+                consent: Vec::new(),
             },
         )
         .await
@@ -340,6 +343,7 @@ async fn a_message_arriving_during_a_claim_keeps_the_contact_ready(backend: &Bac
                 wake_at: None,
                 window: None,
                 deliveries: Vec::new(),
+                consent: Vec::new(),
             },
         )
         .await
@@ -373,6 +377,7 @@ async fn the_outbox_lane_sends_in_order_and_empties(backend: &Backend) {
         wake_at: None,
         window: None,
         deliveries: Vec::new(),
+        consent: Vec::new(),
     };
     s.commit(&c, commit).await.expect("commit");
     let sender = s
@@ -437,6 +442,7 @@ async fn timers_fire_when_due_and_can_be_cancelled(backend: &Backend) {
         wake_at: Some(1_800_000_100),
         window: None,
         deliveries: Vec::new(),
+        consent: Vec::new(),
     };
     s.commit(&claim, commit).await.expect("commit");
     assert!(
@@ -464,6 +470,7 @@ async fn timers_fire_when_due_and_can_be_cancelled(backend: &Backend) {
         wake_at: None,
         window: None,
         deliveries: Vec::new(),
+        consent: Vec::new(),
     };
     s.commit(&claim, commit).await.expect("commit");
     assert!(
@@ -497,6 +504,7 @@ fn accepted(job: &str) -> Finish {
             ..record(job, DeliveryState::Accepted, 100)
         },
         dead_letter: None,
+        consent: None,
     }
 }
 
@@ -527,6 +535,7 @@ async fn queue_jobs(
         wake_at: None,
         window: window.map(|(n, t)| (n.to_owned(), t)),
         deliveries: Vec::new(),
+        consent: Vec::new(),
     };
     assert!(matches!(
         s.commit(&c, commit).await.expect("commit"),
@@ -555,6 +564,7 @@ async fn status(s: &Arc<dyn Store>, k: &ContactKey, update: Delivery) {
         wake_at: None,
         window: None,
         deliveries: vec![update],
+        consent: Vec::new(),
     };
     s.commit(&c, commit).await.expect("commit");
 }
@@ -710,6 +720,7 @@ async fn a_dead_letter_leaves_the_outbox_and_is_listed(backend: &Backend) {
             ..record("job-x", DeliveryState::Dead, 100)
         },
         dead_letter: Some(b"sealed-x".to_vec()),
+        consent: None,
     };
     assert!(s.finish(&c, &c.entries[0].id, dead).await.expect("finish"));
     s.release(&c).await.expect("release");
@@ -874,3 +885,63 @@ async fn writes_survive_redis_forgetting_its_scripts() {
             .is_empty()
     );
 }
+
+async fn the_consent_ledger_keeps_every_change_in_order(backend: &Backend) {
+    let s = open(backend).await;
+    let k = key(31);
+    let change = |granted: bool, at: u64, source: &str| whatsify::store::ConsentChange {
+        purpose: "marketing".into(),
+        granted,
+        at,
+        source: source.into(),
+        policy_version: "1".into(),
+    };
+    queue_jobs(&s, &k, &["a"], None).await;
+    // Given in a flow (with the worker's commit) …
+    s.append(vec![entry(&Queue::Contact(k.clone()), "c1", "yes")])
+        .await
+        .expect("append");
+    let c = s
+        .claim(Lane::Inbox, &k, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let commit = Commit {
+        acked: c.entries.iter().map(|e| e.id.clone()).collect(),
+        session: None,
+        session_ttl: Duration::from_secs(60),
+        outbox: Vec::new(),
+        wake_at: None,
+        window: None,
+        deliveries: Vec::new(),
+        consent: vec![change(true, 10, "flow")],
+    };
+    s.commit(&c, commit).await.expect("commit");
+    // … withdrawn as Meta answers a send with 131050 (with the sender's).
+    let c = s
+        .claim(Lane::Outbox, &k, "sender", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let failed = Finish {
+        record: Delivery {
+            code: Some(131050),
+            ..record("a", DeliveryState::Failed, 20)
+        },
+        dead_letter: None,
+        consent: Some(change(false, 20, "meta:131050")),
+    };
+    s.finish(&c, &c.entries[0].id, failed)
+        .await
+        .expect("finish");
+    s.release(&c).await.expect("release");
+    assert_eq!(
+        s.consent(&k).await.expect("ledger"),
+        vec![change(true, 10, "flow"), change(false, 20, "meta:131050")]
+    );
+    assert!(s.consent(&key(32)).await.expect("ledger").is_empty());
+}
+both_backends!(
+    consent_ledger,
+    the_consent_ledger_keeps_every_change_in_order
+);
