@@ -61,6 +61,8 @@ pub struct TokenReload {
     /// Weak: the watcher must not keep a stopped application's store open.
     pub store: std::sync::Weak<dyn crate::store::Store>,
     pub breakers: crate::outbox::sender::Breakers,
+    /// To sweep for the outboxes made due at once.
+    pub wake: crate::shutdown::Wakeups,
 }
 
 impl TokenReload {
@@ -85,6 +87,7 @@ impl TokenReload {
         if let Err(e) = closed.and(woken) {
             tracing::error!(error = %e, "cannot resume paused numbers; the next probe will");
         }
+        self.wake.outbox.sweep_soon();
     }
 }
 

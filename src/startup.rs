@@ -137,6 +137,7 @@ impl Application {
         let flows = crate::flow::SharedFlows::new(flows);
         let token = crate::outbox::graph::SharedToken::new(settings.meta.access_token.clone());
         let breakers = crate::outbox::sender::Breakers::default();
+        let wake = crate::shutdown::Wakeups::default();
         tokio::spawn(crate::reload::watch(
             settings.flows.dir.clone(),
             flows.clone(),
@@ -145,6 +146,7 @@ impl Application {
                 token: token.clone(),
                 store: Arc::downgrade(&store),
                 breakers: breakers.clone(),
+                wake: wake.clone(),
             }),
         ));
         let client = crate::outbox::graph::Graph::client().map_err(StartError::Client)?;
@@ -152,7 +154,6 @@ impl Application {
             crate::outbox::graph::Graph::new(client, &settings.meta.graph_api_base, token.clone());
         let clock = crate::clock::Clock::system();
         let shutdown = crate::shutdown::Shutdown::new();
-        let wake = crate::shutdown::Wakeups::default();
         let pseudonymizer = || {
             Pseudonymizer::new(
                 &settings.privacy.master_key,

@@ -29,6 +29,11 @@ use crate::webhook::payload::{Message, MessageKind, StatusKind};
 pub const LEASE: Duration = Duration::from_secs(30);
 /// Most inbox entries handled in one claim.
 pub const BATCH: usize = 50;
+/// How often the store is swept for contacts this instance was not handed
+/// (queued by another instance, left by a crash, timeouts come due).
+const SWEEP: Duration = Duration::from_millis(100);
+/// Most contacts one sweep hands over.
+const SWEEP_LIMIT: usize = 64;
 
 /// What a contact's conversation keeps between messages (sealed in the
 /// store as its session).
@@ -50,8 +55,10 @@ pub struct Conversation {
 /// What one call to [`Worker::try_work_next`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// No contact had work (or all were held by other workers).
+    /// No contact had work.
     Idle,
+    /// The contact was held by another worker, or had nothing left.
+    Busy(ContactKey),
     /// Handled `events` events of one contact, queued `jobs` messages.
     Worked {
         contact: ContactKey,
@@ -146,49 +153,69 @@ pub fn input_of(message: &Message) -> Input {
 }
 
 impl Worker {
-    /// Works on one contact with pending events, if any.
+    /// Works on one contact with pending events, if any: one handed over
+    /// by this instance's webhook, or else, when it is this task's turn,
+    /// those the sweep of the store finds (queued elsewhere, left by a
+    /// crash, or with a timeout due).
     pub async fn try_work_next(&self) -> Result<Outcome, StoreError> {
-        for contact in self.store.ready_contacts(Lane::Inbox, 32).await? {
-            let Some(claim) = self
-                .store
-                .claim(Lane::Inbox, &contact, &self.owner, LEASE, BATCH)
-                .await?
-            else {
-                continue;
-            };
-            if claim.entries.is_empty() {
-                // Drained already: commit nothing (keeping the session),
-                // which clears the ready mark.
-                let wake_at = self.open_state(&claim).session.and_then(|s| s.deadline);
-                let c = self
-                    .commit(
-                        &claim,
-                        Vec::new(),
-                        claim.session.clone(),
-                        Vec::new(),
-                        wake_at,
-                    )
-                    .await?;
-                if c == Committed::LeaseLost {
-                    return Ok(Outcome::LeaseLost(contact));
-                }
-                continue;
-            }
-            return self.work_or_release(claim, None).await;
+        if let Some((contact, due)) = self.wake.inbox.pop() {
+            let tick = due.then(|| self.clock.now());
+            return self.try_contact(contact, tick).await;
         }
-        // No messages waiting: fire due timeouts.
-        let now = self.clock.now();
-        for contact in self.store.due_timers(Lane::Inbox, now, 32).await? {
-            let Some(claim) = self
-                .store
-                .claim(Lane::Inbox, &contact, &self.owner, LEASE, BATCH)
-                .await?
-            else {
-                continue;
-            };
-            return self.work_or_release(claim, Some(now)).await;
+        if self.wake.inbox.sweep_due(SWEEP) {
+            let now = self.clock.now();
+            let (ready, due) = self.store.sweep(Lane::Inbox, now, SWEEP_LIMIT).await?;
+            if ready.len() >= SWEEP_LIMIT || due.len() >= SWEEP_LIMIT {
+                // More may be waiting: sweep again once these are done.
+                self.wake.inbox.sweep_soon();
+            }
+            for contact in ready {
+                self.wake.inbox.push(contact);
+            }
+            for contact in due {
+                self.wake.inbox.push_due(contact);
+            }
+            if let Some((contact, due)) = self.wake.inbox.pop() {
+                let tick = due.then(|| self.clock.now());
+                return self.try_contact(contact, tick).await;
+            }
         }
         Ok(Outcome::Idle)
+    }
+
+    /// Works on `contact` unless another worker holds it; with `tick`,
+    /// first fires its due timeout.
+    async fn try_contact(
+        &self,
+        contact: ContactKey,
+        tick: Option<u64>,
+    ) -> Result<Outcome, StoreError> {
+        let Some(claim) = self
+            .store
+            .claim(Lane::Inbox, &contact, &self.owner, LEASE, BATCH)
+            .await?
+        else {
+            return Ok(Outcome::Busy(contact));
+        };
+        if claim.entries.is_empty() && tick.is_none() {
+            // Drained already: commit nothing (keeping the session and its
+            // timer), which clears the ready mark.
+            let wake_at = self.open_state(&claim).session.and_then(|s| s.deadline);
+            let c = self
+                .commit(
+                    &claim,
+                    Vec::new(),
+                    claim.session.clone(),
+                    Vec::new(),
+                    wake_at,
+                )
+                .await?;
+            return Ok(match c {
+                Committed::LeaseLost => Outcome::LeaseLost(contact),
+                Committed::Done { .. } => Outcome::Busy(contact),
+            });
+        }
+        self.work_or_release(claim, tick).await
     }
 
     fn open_state(&self, claim: &Claim) -> Conversation {
@@ -358,8 +385,14 @@ impl Worker {
                 tracing::warn!(contact = %contact, "lease lost; another worker redoes the batch");
                 Ok(Outcome::LeaseLost(contact))
             }
-            Committed::Done { .. } => {
+            Committed::Done { inbox_left } => {
                 tracing::info!(contact = %contact, events, jobs = jobs.len(), "conversation step");
+                if !jobs.is_empty() {
+                    self.wake.outbox.push(contact.clone());
+                }
+                if inbox_left > 0 {
+                    self.wake.inbox.push(contact.clone());
+                }
                 Ok(Outcome::Worked {
                     contact,
                     events,
@@ -500,8 +533,7 @@ impl Worker {
     pub async fn run(self, stop: crate::shutdown::Shutdown) {
         while !stop.is_stopping() {
             match self.try_work_next().await {
-                Ok(Outcome::Idle) => stop.idle(Duration::from_millis(20), &self.wake.inbox).await,
-                Ok(Outcome::Worked { jobs, .. }) if jobs > 0 => self.wake.outbox.notify_one(),
+                Ok(Outcome::Idle) => self.wake.inbox.wait(&stop, SWEEP).await,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "worker: store unavailable; retrying");

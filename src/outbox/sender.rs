@@ -22,7 +22,9 @@
 //! Duplicates: the job's removal and its `accepted` record are one atomic
 //! write ([`Store::finish`]), so a job still queued was never recorded as
 //! sent. A message goes out twice only when the process dies (or loses
-//! the store) between Meta's answer and that write.
+//! the store) between Meta's answer and that write. Read receipts are
+//! removed with the next job of the claim instead (marking a message read
+//! twice changes nothing), which saves a write per answered message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,9 +49,11 @@ use crate::store::{
 pub const LEASE: Duration = Duration::from_secs(60);
 /// Most jobs taken in one claim.
 pub const BATCH: usize = 20;
-/// How often an idle sender looks for work queued by another instance or
-/// come due (work this instance queues wakes it at once).
+/// How often the store is swept for outboxes this instance was not handed
+/// (queued by another instance, left by a crash, deferred and now due).
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Most contacts one sweep hands over.
+const SWEEP_LIMIT: usize = 64;
 /// A rate-limit wait up to this is slept through holding the contact;
 /// longer ones defer it.
 const SHORT_WAIT_MS: u64 = 250;
@@ -63,6 +67,8 @@ const LEASE_MARGIN: Duration = Duration::from_secs(35);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
     Idle,
+    /// The contact was held by another sender.
+    Busy(ContactKey),
     /// Finished this many jobs of one contact (sent or given up).
     Worked {
         contact: ContactKey,
@@ -204,6 +210,28 @@ fn record_of(
     }
 }
 
+/// For a finish that only removes sent read receipts: no job id and no
+/// wamid, so nothing is recorded.
+fn no_record() -> Delivery {
+    Delivery {
+        job: String::new(),
+        state: DeliveryState::Accepted,
+        at: 0,
+        wamid: None,
+        kind: None,
+        code: None,
+        reason: None,
+        attempts: None,
+    }
+}
+
+/// A job given up: its record, its dead letter, and consent it withdrew.
+type GiveUp = (
+    Delivery,
+    Option<Letter>,
+    Option<crate::store::ConsentChange>,
+);
+
 enum Next {
     /// The job is done with (sent or given up): go on to the next one.
     Finished,
@@ -213,29 +241,64 @@ enum Next {
     Deferred,
 }
 
+/// What a sender carries through one claim.
+#[derive(Default)]
+struct Run {
+    /// Read receipts sent whose removal rides on the next write of the
+    /// claim (sending one twice after a crash changes nothing).
+    sent: Vec<String>,
+    /// Rate-limit slots taken ahead for the claim's later jobs, per number.
+    slots: HashMap<String, u32>,
+    /// Jobs of the claim from the current one on.
+    left: u32,
+    /// The current job is the claim's last: its finish releases the claim.
+    last: bool,
+    /// A finish released the claim.
+    released: bool,
+}
+
 impl Sender {
-    /// Sends the pending jobs of one contact, if any.
+    /// Sends the pending jobs of one contact, if any: one handed over by
+    /// this instance's workers, or else, when it is this task's turn, those
+    /// the sweep of the store finds (queued elsewhere, left by a crash, or
+    /// deferred and now due).
     pub async fn try_send_next(&self) -> Result<SendOutcome, StoreError> {
-        let now_ms = self.clock.now() * 1000;
-        let mut candidates = self.store.ready_contacts(Lane::Outbox, 32).await?;
-        candidates.extend(self.store.due_timers(Lane::Outbox, now_ms, 32).await?);
-        for contact in candidates {
-            let Some(claim) = self
-                .store
-                .claim(Lane::Outbox, &contact, &self.owner, LEASE, BATCH)
-                .await?
-            else {
-                continue;
-            };
-            let result = self.work(&claim).await;
-            if result.is_err() {
-                // Best effort: do not leave the contact held for a lease
-                // time after a store error.
-                let _ = self.store.release(&claim).await;
+        if let Some((contact, _)) = self.wake.outbox.pop() {
+            return self.try_contact(contact).await;
+        }
+        if self.wake.outbox.sweep_due(IDLE_POLL) {
+            let now_ms = self.clock.now() * 1000;
+            let (ready, due) = self.store.sweep(Lane::Outbox, now_ms, SWEEP_LIMIT).await?;
+            if ready.len() >= SWEEP_LIMIT || due.len() >= SWEEP_LIMIT {
+                // More may be waiting: sweep again once these are done.
+                self.wake.outbox.sweep_soon();
             }
-            return result;
+            for contact in ready.into_iter().chain(due) {
+                self.wake.outbox.push(contact);
+            }
+            if let Some((contact, _)) = self.wake.outbox.pop() {
+                return self.try_contact(contact).await;
+            }
         }
         Ok(SendOutcome::Idle)
+    }
+
+    /// Sends `contact`'s pending jobs unless another sender holds them.
+    async fn try_contact(&self, contact: ContactKey) -> Result<SendOutcome, StoreError> {
+        let Some(claim) = self
+            .store
+            .claim(Lane::Outbox, &contact, &self.owner, LEASE, BATCH)
+            .await?
+        else {
+            return Ok(SendOutcome::Busy(contact));
+        };
+        let result = self.work(&claim).await;
+        if result.is_err() {
+            // Best effort: do not leave the contact held for a lease
+            // time after a store error.
+            let _ = self.store.release(&claim).await;
+        }
+        result
     }
 
     async fn work(&self, claim: &Claim) -> Result<SendOutcome, StoreError> {
@@ -245,12 +308,16 @@ impl Sender {
             .as_deref()
             .and_then(|h| serde_json::from_slice(h).ok());
         let mut finished = 0;
+        let mut run = Run::default();
         let claimed = Instant::now();
+        let n = claim.entries.len();
         for (i, entry) in claim.entries.iter().enumerate() {
             if i > 0 && (self.stop.is_stopping() || claimed.elapsed() + LEASE_MARGIN > LEASE) {
                 // The rest stays queued (and ready) for the next claim.
                 break;
             }
+            run.left = (n - i) as u32;
+            run.last = i + 1 == n;
             let state = head
                 .clone()
                 .filter(|h| i == 0 && h.entry == entry.id)
@@ -258,7 +325,10 @@ impl Sender {
                     entry: entry.id.clone(),
                     ..HeadState::default()
                 });
-            match self.one(claim, &entry.id, &entry.sealed, state).await? {
+            match self
+                .one(claim, &entry.id, &entry.sealed, state, &mut run)
+                .await?
+            {
                 Next::Finished => finished += 1,
                 Next::Stop => break,
                 Next::Deferred => {
@@ -266,17 +336,65 @@ impl Sender {
                 }
             }
         }
-        self.store.release(claim).await?;
+        if !run.released {
+            match run.sent.split_first() {
+                Some((first, rest)) => {
+                    let mut done = Finish::record(no_record());
+                    done.also = rest.to_vec();
+                    done.release = true;
+                    self.store.finish(claim, first, done).await?;
+                }
+                None => self.store.release(claim).await?,
+            }
+        }
+        if finished < n || n == BATCH {
+            // Jobs may be left: this instance goes on with them.
+            self.wake.outbox.push(contact.clone());
+        }
         Ok(SendOutcome::Worked { contact, finished })
+    }
+
+    /// Finishes a job: with the read receipts sent before it, and with the
+    /// claim's release when it is the last.
+    async fn finish(
+        &self,
+        claim: &Claim,
+        id: &str,
+        mut finish: Finish,
+        run: &mut Run,
+    ) -> Result<Next, StoreError> {
+        finish.also = std::mem::take(&mut run.sent);
+        finish.release = run.last;
+        let held = self.store.finish(claim, id, finish).await?;
+        run.released = run.last;
+        Ok(if held { Next::Finished } else { Next::Stop })
+    }
+
+    /// The head job must wait: removes the read receipts already sent,
+    /// then defers the contact until `until` (Unix ms).
+    async fn defer(
+        &self,
+        claim: &Claim,
+        run: &mut Run,
+        head: Option<Vec<u8>>,
+        until: u64,
+    ) -> Result<Next, StoreError> {
+        if let Some((first, rest)) = run.sent.split_first() {
+            let mut done = Finish::record(no_record());
+            done.also = rest.to_vec();
+            self.store.finish(claim, first, done).await?;
+            run.sent.clear();
+        }
+        self.store.defer(claim, head, until).await?;
+        Ok(Next::Deferred)
     }
 
     async fn give_up(
         &self,
         claim: &Claim,
         id: &str,
-        record: Delivery,
-        letter: Option<Letter>,
-        consent: Option<crate::store::ConsentChange>,
+        (record, letter, consent): GiveUp,
+        run: &mut Run,
     ) -> Result<Next, StoreError> {
         let dead_letter = match letter {
             Some(l) => {
@@ -298,19 +416,10 @@ impl Sender {
             reason = record.reason.as_deref().unwrap_or(""),
             "outbound message not sent"
         );
-        let held = self
-            .store
-            .finish(
-                claim,
-                id,
-                Finish {
-                    record,
-                    dead_letter,
-                    consent,
-                },
-            )
-            .await?;
-        Ok(if held { Next::Finished } else { Next::Stop })
+        let mut finish = Finish::record(record);
+        finish.dead_letter = dead_letter;
+        finish.consent = consent;
+        self.finish(claim, id, finish, run).await
     }
 
     /// Handles one job.
@@ -320,12 +429,12 @@ impl Sender {
         id: &str,
         sealed: &[u8],
         mut state: HeadState,
+        run: &mut Run,
     ) -> Result<Next, StoreError> {
         let now = self.clock.now();
         let now_ms = now * 1000;
         if state.next_at_ms > now_ms {
-            self.store.defer(claim, None, state.next_at_ms).await?;
-            return Ok(Next::Deferred);
+            return self.defer(claim, run, None, state.next_at_ms).await;
         }
         let job: Option<Job> = self
             .sealer
@@ -350,7 +459,9 @@ impl Sender {
                 reason: "the queued job cannot be opened".into(),
                 at: now,
             };
-            return self.give_up(claim, id, record, Some(letter), None).await;
+            return self
+                .give_up(claim, id, (record, Some(letter), None), run)
+                .await;
         };
         let record = |state: DeliveryState, code: Option<i64>, reason: &str, attempts: u32| {
             record_of(&job, state, now, code, reason, attempts)
@@ -362,7 +473,7 @@ impl Sender {
                 "waited longer than outbox.max_age",
                 state.attempts,
             );
-            return self.give_up(claim, id, r, None, None).await;
+            return self.give_up(claim, id, (r, None, None), run).await;
         }
         if job.message.needs_window() {
             let open = match job.window_at {
@@ -382,7 +493,7 @@ impl Sender {
                     "the 24-hour customer service window is closed",
                     state.attempts,
                 );
-                return self.give_up(claim, id, r, None, None).await;
+                return self.give_up(claim, id, (r, None, None), run).await;
             }
         }
         let number = job.phone_number_id.clone();
@@ -394,13 +505,11 @@ impl Sender {
                 probing = true;
             } else {
                 let until = b.probe_at.max(now + 1) * 1000;
-                self.store.defer(claim, None, until).await?;
-                return Ok(Next::Deferred);
+                return self.defer(claim, run, None, until).await;
             }
         }
-        if let Some(wait) = self.pace(&job, &claim.contact).await? {
-            self.store.defer(claim, None, now_ms + wait).await?;
-            return Ok(Next::Deferred);
+        if let Some(wait) = self.pace(&job, &claim.contact, run).await? {
+            return self.defer(claim, run, None, now_ms + wait).await;
         }
         match self.graph.send(&job).await {
             Answer::Accepted { wamid } => {
@@ -408,32 +517,29 @@ impl Sender {
                     self.store.close_breaker(Some(&number)).await?;
                     self.breakers.set(&number, None);
                     self.store.wake_deferred().await?;
+                    self.wake.outbox.sweep_soon();
                     tracing::info!(phone_number_id = %number, "probe accepted; sending resumed");
                 }
                 let mut r = record(DeliveryState::Accepted, None, "", state.attempts);
                 r.wamid = wamid.map(|w| self.pseudonymizer.tag("wamid", &w));
                 if matches!(job.message, super::Message::MarkRead { .. }) {
                     // A read receipt is not a message: Meta sends no status
-                    // for it, so it gets no record (an empty job id and no
-                    // wamid write nothing).
+                    // for it, so it gets no record. Sending it twice after
+                    // a crash changes nothing, so its removal rides on the
+                    // claim's next write.
+                    if !run.last {
+                        run.sent.push(id.to_owned());
+                        return Ok(Next::Finished);
+                    }
                     r.job.clear();
                     r.wamid = None;
                 }
-                let held = self
-                    .store
-                    .finish(
-                        claim,
-                        id,
-                        Finish {
-                            record: r,
-                            dead_letter: None,
-                            consent: None,
-                        },
-                    )
-                    .await?;
-                Ok(if held { Next::Finished } else { Next::Stop })
+                self.finish(claim, id, Finish::record(r), run).await
             }
-            Answer::Failed(f) => self.failed(claim, id, &job, f, &mut state, now_ms).await,
+            Answer::Failed(f) => {
+                self.failed(claim, id, (&job, f), &mut state, now_ms, run)
+                    .await
+            }
         }
     }
 
@@ -441,10 +547,10 @@ impl Sender {
         &self,
         claim: &Claim,
         id: &str,
-        job: &Job,
-        f: Failure,
+        (job, f): (&Job, Failure),
         state: &mut HeadState,
         now_ms: u64,
+        run: &mut Run,
     ) -> Result<Next, StoreError> {
         let now = now_ms / 1000;
         let reason = if f.code == Some(MARKETING_STOPPED_CODE) {
@@ -468,7 +574,7 @@ impl Sender {
                         source: "meta:131050".into(),
                         policy_version: self.policy_version.clone(),
                     });
-                self.give_up(claim, id, r, None, consent).await
+                self.give_up(claim, id, (r, None, consent), run).await
             }
             Class::Credentials => {
                 let probe = self.settings.probe_interval.as_secs().max(1);
@@ -488,8 +594,7 @@ impl Sender {
                     .open_breaker(&job.phone_number_id, b.clone())
                     .await?;
                 self.breakers.set(&job.phone_number_id, Some(b));
-                self.store.defer(claim, None, (now + probe) * 1000).await?;
-                Ok(Next::Deferred)
+                self.defer(claim, run, None, (now + probe) * 1000).await
             }
             Class::Transient | Class::Throttled | Class::PairLimit => {
                 state.attempts += 1;
@@ -504,7 +609,7 @@ impl Sender {
                         at: now,
                     };
                     let r = record(DeliveryState::Dead, state.attempts);
-                    return self.give_up(claim, id, r, Some(letter), None).await;
+                    return self.give_up(claim, id, (r, Some(letter), None), run).await;
                 }
                 let delay = if f.class == Class::PairLimit {
                     // Meta: retry after 4^X seconds, X = 0, 1, 2, …
@@ -535,44 +640,75 @@ impl Sender {
                 state.next_at_ms = now_ms + delay_ms;
                 let head =
                     serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                self.store
-                    .defer(claim, Some(head), state.next_at_ms)
-                    .await?;
-                Ok(Next::Deferred)
+                self.defer(claim, run, Some(head), state.next_at_ms).await
             }
         }
     }
 
     /// Takes the rate-limit slots a job needs; `Some(ms)` when it must
-    /// wait longer than a moment.
-    async fn pace(&self, job: &Job, contact: &ContactKey) -> Result<Option<u64>, StoreError> {
+    /// wait longer than a moment. The number's limit is taken for the
+    /// claim's remaining jobs at once (as many as are free), so a reply of
+    /// a few messages costs one call to the store.
+    async fn pace(
+        &self,
+        job: &Job,
+        contact: &ContactKey,
+        run: &mut Run,
+    ) -> Result<Option<u64>, StoreError> {
+        if job.origin == Origin::Business {
+            let key = format!("pair:{contact}");
+            let interval = self.settings.pair_interval.as_micros() as u64;
+            if let Some(wait) = self
+                .take(&key, interval, self.settings.pair_burst, 1)
+                .await?
+                .err()
+            {
+                return Ok(Some(wait));
+            }
+        }
+        let number = &job.phone_number_id;
+        if let Some(n) = run.slots.get_mut(number)
+            && *n > 0
+        {
+            *n -= 1;
+            return Ok(None);
+        }
         let mps = u64::from(self.settings.messages_per_second.max(1));
         // In microseconds: 80/s is 12,500 µs (milliseconds would round it
         // to 12 ms, a little over Meta's limit, and cap the rate at 1,000/s).
         let interval = (1_000_000 / mps).max(1);
         let burst = (self.settings.messages_per_second / 10).max(1);
-        let mut limits = Vec::with_capacity(2);
-        if job.origin == Origin::Business {
-            limits.push((
-                format!("pair:{contact}"),
-                self.settings.pair_interval.as_micros() as u64,
-                self.settings.pair_burst,
-            ));
-        }
-        limits.push((format!("pn:{}", job.phone_number_id), interval, burst));
-        for (key, interval, burst) in limits {
-            loop {
-                let wait = self.store.take_rate(&key, interval, burst).await?;
-                if wait == 0 {
-                    break;
-                }
-                if wait > SHORT_WAIT_MS {
-                    return Ok(Some(wait));
-                }
-                tokio::time::sleep(Duration::from_millis(wait)).await;
+        match self
+            .take(&format!("pn:{number}"), interval, burst, run.left)
+            .await?
+        {
+            Ok(granted) => {
+                run.slots.insert(number.clone(), granted.saturating_sub(1));
+                Ok(None)
             }
+            Err(wait) => Ok(Some(wait)),
         }
-        Ok(None)
+    }
+
+    /// Takes up to `want` slots of a rate limit, sleeping through short
+    /// waits: `Ok(slots)`, or `Err(ms)` for a longer wait.
+    async fn take(
+        &self,
+        key: &str,
+        interval: u64,
+        burst: u32,
+        want: u32,
+    ) -> Result<Result<u32, u64>, StoreError> {
+        loop {
+            let grant = self.store.take_rate(key, interval, burst, want).await?;
+            if grant.granted > 0 {
+                return Ok(Ok(grant.granted));
+            }
+            if grant.wait_ms > SHORT_WAIT_MS {
+                return Ok(Err(grant.wait_ms));
+            }
+            tokio::time::sleep(Duration::from_millis(grant.wait_ms)).await;
+        }
     }
 
     /// Sends until `stop` is set; sleeps briefly when idle. A send in
@@ -580,7 +716,7 @@ impl Sender {
     pub async fn run(self, stop: crate::shutdown::Shutdown) {
         while !stop.is_stopping() {
             match self.try_send_next().await {
-                Ok(SendOutcome::Idle) => stop.idle(IDLE_POLL, &self.wake.outbox).await,
+                Ok(SendOutcome::Idle) => self.wake.outbox.wait(&stop, IDLE_POLL).await,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "sender: store unavailable; retrying");

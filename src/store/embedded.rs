@@ -44,7 +44,7 @@ use tokio::sync::oneshot;
 
 use super::{
     Appended, Breaker, Claim, Commit, Committed, ConsentChange, DEDUP_TTL, DeadLetter, Delivery,
-    Finish, InboxEntry, Lane, Queue, Store, StoreError, StoredEntry, now_secs,
+    Finish, InboxEntry, Lane, Queue, RateGrant, Store, StoreError, StoredEntry, now_secs,
 };
 use crate::domain::ContactKey;
 
@@ -297,6 +297,21 @@ impl EmbeddedStore {
         let map = leases.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&(claim.lane, claim.contact.as_str().to_owned()))
             .is_some_and(|(owner, until)| *owner == claim.owner && *until > Instant::now())
+    }
+
+    /// A sender is done with a contact: its outbox timer is cleared and,
+    /// when nothing is queued, its ready mark.
+    fn unready_outbox(txn: &redb::WriteTransaction, c: &Claim) -> Result<(), StoreError> {
+        set_timer(txn, OUTBOX_DUE, OUTBOX_DUE_OF, c.contact.as_str(), None)?;
+        let q = Queue::Outbox(c.contact.clone()).name();
+        let inbox = txn.open_table(INBOX).map_err(corrupt)?;
+        if queue_is_empty(&inbox, &q)? {
+            txn.open_table(OUTBOX_READY)
+                .map_err(corrupt)?
+                .remove(c.contact.as_str())
+                .map_err(corrupt)?;
+        }
+        Ok(())
     }
 
     fn unlease(leases: &Leases, claim: &Claim) {
@@ -595,7 +610,6 @@ impl Store for EmbeddedStore {
             lane,
             contact: contact.clone(),
             owner: owner.to_owned(),
-            version: None,
             entries,
             session,
             head,
@@ -717,41 +731,55 @@ impl Store for EmbeddedStore {
     async fn finish(&self, claim: &Claim, id: &str, finish: Finish) -> Result<bool, StoreError> {
         let leases = self.leases.clone();
         let c = claim.clone();
-        let seq = seq_of(id)?;
-        self.write(move |txn| {
-            let key = c.contact.as_str();
-            let q = Queue::Outbox(c.contact.clone()).name();
-            txn.open_table(INBOX)
-                .map_err(corrupt)?
-                .remove((q.as_str(), seq))
-                .map_err(corrupt)?;
-            txn.open_table(OUTBOX_HEAD)
-                .map_err(corrupt)?
-                .remove(key)
-                .map_err(corrupt)?;
-            merge_delivery(txn, key, &finish.record)?;
-            append_consent(txn, key, finish.consent.as_slice())?;
-            if let Some(letter) = &finish.dead_letter {
-                let dq = format!("d:{key}");
-                let mut seqs = txn.open_table(SEQ).map_err(corrupt)?;
-                let n = seqs
-                    .get(dq.as_str())
+        let mut seqs = vec![seq_of(id)?];
+        for other in &finish.also {
+            seqs.push(seq_of(other)?);
+        }
+        let held = self
+            .write(move |txn| {
+                let key = c.contact.as_str();
+                let q = Queue::Outbox(c.contact.clone()).name();
+                {
+                    let mut inbox = txn.open_table(INBOX).map_err(corrupt)?;
+                    for seq in &seqs {
+                        inbox.remove((q.as_str(), *seq)).map_err(corrupt)?;
+                    }
+                }
+                txn.open_table(OUTBOX_HEAD)
                     .map_err(corrupt)?
-                    .map(|v| v.value())
-                    .unwrap_or(0);
-                seqs.insert(dq.as_str(), n + 1).map_err(corrupt)?;
-                txn.open_table(DEAD)
-                    .map_err(corrupt)?
-                    .insert((dq.as_str(), n), letter.as_slice())
+                    .remove(key)
                     .map_err(corrupt)?;
-                txn.open_table(DEAD_INDEX)
-                    .map_err(corrupt)?
-                    .insert(key, now_secs())
-                    .map_err(corrupt)?;
-            }
-            Ok(Self::holds(&leases, &c))
-        })
-        .await
+                merge_delivery(txn, key, &finish.record)?;
+                append_consent(txn, key, finish.consent.as_slice())?;
+                if let Some(letter) = &finish.dead_letter {
+                    let dq = format!("d:{key}");
+                    let mut seqs = txn.open_table(SEQ).map_err(corrupt)?;
+                    let n = seqs
+                        .get(dq.as_str())
+                        .map_err(corrupt)?
+                        .map(|v| v.value())
+                        .unwrap_or(0);
+                    seqs.insert(dq.as_str(), n + 1).map_err(corrupt)?;
+                    txn.open_table(DEAD)
+                        .map_err(corrupt)?
+                        .insert((dq.as_str(), n), letter.as_slice())
+                        .map_err(corrupt)?;
+                    txn.open_table(DEAD_INDEX)
+                        .map_err(corrupt)?
+                        .insert(key, now_secs())
+                        .map_err(corrupt)?;
+                }
+                let held = Self::holds(&leases, &c);
+                if held && finish.release {
+                    Self::unready_outbox(txn, &c)?;
+                }
+                Ok(held)
+            })
+            .await?;
+        if held && finish.release {
+            Self::unlease(&self.leases, claim);
+        }
+        Ok(held)
     }
 
     async fn defer(
@@ -902,17 +930,31 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn take_rate(&self, key: &str, interval_us: u64, burst: u32) -> Result<u64, StoreError> {
+    async fn take_rate(
+        &self,
+        key: &str,
+        interval_us: u64,
+        burst: u32,
+        want: u32,
+    ) -> Result<RateGrant, StoreError> {
         let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_us();
         let interval = interval_us.max(1);
         let tat = rates.get(key).copied().unwrap_or(0).max(now);
-        let tolerance = u64::from(burst.max(1) - 1) * interval;
-        if tat - now > tolerance {
-            return Ok((tat - now - tolerance).div_ceil(1000));
+        let burst = u64::from(burst.max(1));
+        let free = (now + burst * interval).saturating_sub(tat) / interval;
+        if free == 0 {
+            return Ok(RateGrant {
+                granted: 0,
+                wait_ms: (tat - now - (burst - 1) * interval).div_ceil(1000),
+            });
         }
-        rates.insert(key.to_owned(), tat + interval);
-        Ok(0)
+        let granted = free.min(u64::from(want.max(1)));
+        rates.insert(key.to_owned(), tat + granted * interval);
+        Ok(RateGrant {
+            granted: granted as u32,
+            wait_ms: 0,
+        })
     }
 
     async fn hold_rate(&self, key: &str, ms: u64) -> Result<(), StoreError> {
@@ -962,19 +1004,7 @@ impl Store for EmbeddedStore {
     async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
         if claim.lane == Lane::Outbox {
             let c = claim.clone();
-            self.write(move |txn| {
-                set_timer(txn, OUTBOX_DUE, OUTBOX_DUE_OF, c.contact.as_str(), None)?;
-                let q = Queue::Outbox(c.contact.clone()).name();
-                let inbox = txn.open_table(INBOX).map_err(corrupt)?;
-                if queue_is_empty(&inbox, &q)? {
-                    txn.open_table(OUTBOX_READY)
-                        .map_err(corrupt)?
-                        .remove(c.contact.as_str())
-                        .map_err(corrupt)?;
-                }
-                Ok(())
-            })
-            .await?;
+            self.write(move |txn| Self::unready_outbox(txn, &c)).await?;
         }
         Self::unlease(&self.leases, claim);
         Ok(())

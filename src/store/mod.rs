@@ -1,7 +1,8 @@
 //! Storage: one narrow trait, two backends.
 //!
 //! - [`redis::RedisStore`] for production; several instances share one
-//!   Redis (or Redis Cluster: a contact's keys share one hash tag).
+//!   Redis (or Redis Cluster: a contact's keys and its shard's ready sets
+//!   share one hash tag, so each write is one script in one slot).
 //! - [`embedded::EmbeddedStore`], the default: a redb file under
 //!   `store.path`, one process, no server.
 //!
@@ -107,8 +108,6 @@ pub struct Claim {
     pub contact: ContactKey,
     /// The lease token; only its holder may commit.
     pub owner: String,
-    /// The ready mark's version when claimed (see [`Store::commit`]).
-    pub version: Option<String>,
     /// Pending entries of the lane's queue, oldest first.
     pub entries: Vec<StoredEntry>,
     /// The sealed session (inbox lane only).
@@ -268,6 +267,36 @@ pub struct Finish {
     pub dead_letter: Option<Vec<u8>>,
     /// Consent Meta's answer tells us was withdrawn (131050).
     pub consent: Option<ConsentChange>,
+    /// Earlier jobs of the same claim that were sent but are removed only
+    /// now: read receipts, whose repetition after a crash is harmless
+    /// (marking a message read twice changes nothing), so their removal
+    /// rides on the next write instead of costing one of its own.
+    pub also: Vec<String>,
+    /// This is the claim's last job: release the claim in the same write
+    /// (as [`Store::release`] does), if the lease is still held.
+    pub release: bool,
+}
+
+impl Finish {
+    /// A plain finish: the record, nothing else.
+    pub fn record(record: Delivery) -> Finish {
+        Finish {
+            record,
+            dead_letter: None,
+            consent: None,
+            also: Vec::new(),
+            release: false,
+        }
+    }
+}
+
+/// The answer of [`Store::take_rate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateGrant {
+    /// Slots taken (at most the number asked for); 0 when none is free.
+    pub granted: u32,
+    /// With nothing granted: milliseconds until one slot is free.
+    pub wait_ms: u64,
 }
 
 /// A dead letter as listed for an operator.
@@ -324,6 +353,21 @@ pub trait Store: Send + Sync + 'static {
     async fn ready_contacts(&self, lane: Lane, limit: usize)
     -> Result<Vec<ContactKey>, StoreError>;
 
+    /// What a sweep of `lane` finds: a sample of up to `limit` ready
+    /// contacts, and up to `limit` contacts whose timer is due at `now`
+    /// (as [`Store::ready_contacts`] and [`Store::due_timers`]).
+    async fn sweep(
+        &self,
+        lane: Lane,
+        now: u64,
+        limit: usize,
+    ) -> Result<(Vec<ContactKey>, Vec<ContactKey>), StoreError> {
+        Ok((
+            self.ready_contacts(lane, limit).await?,
+            self.due_timers(lane, now, limit).await?,
+        ))
+    }
+
     /// Checks the store can be reached (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -342,14 +386,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inbox lane. Atomically, if the claim still holds its lease: removes
     /// the acked entries, writes (or deletes) the session, appends the
-    /// outbox jobs (and marks the contact ready for sending). Then drops
-    /// the contact from the ready set when its inbox is empty and nothing
-    /// arrived since the claim, and releases the lease.
+    /// outbox jobs (and marks the contact ready for sending), sets or
+    /// cancels the session's timer, drops the contact from the ready set
+    /// when its inbox is empty, and releases the lease.
     async fn commit(&self, claim: &Claim, commit: Commit) -> Result<Committed, StoreError>;
 
-    /// Outbox lane: atomically removes one job, clears the head's retry
-    /// state, writes the job's delivery record (merged) and, for a dead
-    /// letter, keeps it in the dead letters. This happens even when the
+    /// Outbox lane: atomically removes one job (and `also`), clears the
+    /// head's retry state, writes the job's delivery record (merged), for
+    /// a dead letter keeps it in the dead letters, and with `release`
+    /// releases the claim. This happens even when the
     /// lease was lost (the job *was* sent, or given up: sending it again
     /// would be wrong); the answer says whether the lease is still held.
     /// Because the removal and the record are one write, a job still in
@@ -379,8 +424,7 @@ pub trait Store: Send + Sync + 'static {
     async fn wake_deferred(&self) -> Result<(), StoreError>;
 
     /// Releases a lease; in the outbox lane, also drops the contact from
-    /// the ready set when its outbox is empty and nothing was queued since,
-    /// and clears its outbox timer.
+    /// the ready set when its outbox is empty, and clears its outbox timer.
     async fn release(&self, claim: &Claim) -> Result<(), StoreError>;
 
     /// The delivery records of a contact's messages (newest last).
@@ -397,10 +441,16 @@ pub trait Store: Send + Sync + 'static {
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
 
     /// A rate limit shared by every instance (GCRA): one slot per
-    /// `interval_us` microseconds, bursts of `burst`. Takes a slot and
-    /// answers 0, or takes nothing and answers how many milliseconds to
-    /// wait (rounded up).
-    async fn take_rate(&self, key: &str, interval_us: u64, burst: u32) -> Result<u64, StoreError>;
+    /// `interval_us` microseconds, bursts of `burst`. Takes as many of
+    /// `want` slots as are free now (at least one), or takes nothing and
+    /// answers how many milliseconds to wait for one (rounded up).
+    async fn take_rate(
+        &self,
+        key: &str,
+        interval_us: u64,
+        burst: u32,
+        want: u32,
+    ) -> Result<RateGrant, StoreError>;
 
     /// Pushes `key`'s rate limit back so that nothing passes for `ms`
     /// (Meta said to slow down).
@@ -435,5 +485,13 @@ pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }

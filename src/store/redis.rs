@@ -1,45 +1,49 @@
 //! The Redis backend.
 //!
-//! Keys (`P` is `store.key_prefix`; `{…}` is a Redis Cluster hash tag, so
-//! all keys of one queue live in one slot):
+//! Keys (`P` is `store.key_prefix`; `{…}` is a Redis Cluster hash tag).
+//! Each contact belongs to one of [`SHARDS`] shards (`N`, from its
+//! pseudonymous key); the contact's keys and its shard's ready sets and
+//! timers share the shard's hash tag `{s:N}`, so every write about a
+//! contact is one script in one slot, on one Redis or on a cluster:
 //!
 //! | key | type | TTL |
 //! |---|---|---|
-//! | `P{c:<contact>}:inbox` | stream of sealed events (field `e`) | 30 days after the last append |
-//! | `P{c:<contact>}:seen:<dedup>` | string, de-duplication mark | 8 days |
-//! | `P{c:<contact>}:session` | string, the sealed session | `flows.session_ttl` after the last write |
-//! | `P{c:<contact>}:outbox` | stream of sealed outbound jobs | 30 days after the last append |
-//! | `P{c:<contact>}:lease:inbox`, `…:lease:outbox` | string, the lease holder's token | the lease time (deleted on commit or release) |
-//! | `P{sys}:inbox`, `P{sys}:seen:<dedup>` | the same, for account-level events | 30 days / 8 days |
+//! | `P{s:N}:c:<contact>:inbox` | stream of sealed events (field `e`) | 30 days after the last append |
+//! | `P{s:N}:c:<contact>:seen:<dedup>` | string, de-duplication mark | 8 days |
+//! | `P{s:N}:c:<contact>:session` | string, the sealed session | `flows.session_ttl` after the last write |
+//! | `P{s:N}:c:<contact>:outbox` | stream of sealed outbound jobs | 30 days after the last append |
+//! | `P{s:N}:c:<contact>:lease:inbox`, `…:lease:outbox` | string, the lease holder's token | the lease time (deleted on commit or release) |
+//! | `P{s:N}:c:<contact>:outbox:head` | string, the retry state of the outbox's first job | until that job is finished (30 days at most) |
+//! | `P{s:N}:c:<contact>:deliveries` | hash: job id → `RR\|{json}` delivery record (rank, state, code; never content), and `w:<wamid hash>` → job id | 30 days after the last write |
+//! | `P{s:N}:c:<contact>:dead` | stream of sealed dead letters (the job and its last error) | 30 days after the last one |
+//! | `P{s:N}:c:<contact>:consent` | stream: the consent ledger (JSON entries: purpose, granted, time, source, policy version; no message content) | kept: it is the evidence of consent |
+//! | `P{s:N}:c:<contact>:window` | hash: business phone_number_id → the customer's last message time (Unix s) | 2 days after the last write |
+//! | `P{s:N}:ready:inbox`, `P{s:N}:ready:outbox` | sorted sets: the shard's contacts with pending entries, by when they became ready (Unix ms) | none: a member leaves when its queue is drained |
+//! | `P{s:N}:timers` | sorted set: contacts by when their session's timeout is due (Unix s) | none: a member leaves when its timer fires or is cancelled |
+//! | `P{s:N}:due` | sorted set: contacts whose outbox waits (backoff, rate limit, paused number) by when to try again (Unix ms) | none: a member leaves when its outbox is released |
+//! | `P{s:N}:dead` | sorted set: contacts with dead letters, by the time of the last one | none: operators clear it |
+//! | `P{sys}:inbox`, `P{sys}:seen:<dedup>` | the same as a contact's, for account-level events | 30 days / 8 days |
 //! | `P{quarantine}:inbox`, `P{quarantine}:seen:<sha>` | unreadable signed bodies | 30 days / 8 days |
-//! | `Ptimers` | sorted set: contacts by when their session's timeout is due (Unix s) | none: a member leaves when its timer fires or is cancelled |
-//! | `Pinbox:ready`, `Poutbox:ready` | sorted sets: contacts with pending entries; the score is a version bumped on every append | none: a member leaves when its queue is drained |
-//! | `P{c:<contact>}:outbox:head` | string, the retry state of the outbox's first job | until that job is finished |
-//! | `Poutbox:due` | sorted set: contacts whose outbox waits (backoff, rate limit, paused number) by when to try again | none: a member leaves when its outbox is released |
-//! | `P{c:<contact>}:deliveries` | hash: job id → `RR\|{json}` delivery record (rank, state, code; never content), and `w:<wamid hash>` → job id | 30 days after the last write |
-//! | `P{c:<contact>}:dead` | stream of sealed dead letters (the job and its last error) | 30 days after the last one |
-//! | `Pdead` | sorted set: contacts with dead letters, by the time of the last one | none: operators clear it |
-//! | `P{c:<contact>}:consent` | stream: the consent ledger (JSON entries: purpose, granted, time, source, policy version; no message content) | kept: it is the evidence of consent |
-//! | `P{c:<contact>}:window` | hash: business phone_number_id → the customer's last message time (Unix s) | 2 days after the last write |
 //! | `Prate:<name>` | string, a GCRA rate limit's theoretical arrival time (Unix µs) | just past it |
 //! | `Pbreakers`, `Pbreakers:probe` | hashes: phone_number_id → why its sending is paused (JSON), and when the next probe may go | none: a field leaves when the breaker closes |
 //!
 //! `<contact>` is the pseudonymous contact key, never a phone number;
-//! `<dedup>` is a keyed hash. The seen-mark and the append happen in one
-//! Lua script, so concurrent duplicate deliveries to any number of
-//! instances append once.
+//! `<dedup>` is a keyed hash.
 //!
-//! The ready sets live outside the contacts' slots, so they cannot be in
-//! the same scripts. Instead: an append bumps the contact's version after
-//! writing; a worker reads the version before reading the queue, and
-//! removes the contact only if the queue is empty and the version has not
-//! moved (one script on the ready set). A message that arrives meanwhile
-//! either is seen by the worker or changes the version. A crash between an
-//! append and its bump leaves the delivery unacknowledged, and Meta's retry
-//! bumps it (duplicates bump too). The outbox mark is bumped before the
-//! jobs are written (a crash then leaves a spurious mark, which is
-//! harmless; a missing one would strand them) and again after (a sender
-//! that saw the first bump but not yet the jobs cannot drop the mark).
+//! Every state change of a contact is one Lua script, so it is atomic:
+//! the seen-mark, the append and the ready mark (concurrent duplicate
+//! deliveries to any number of instances append once); a commit (entries
+//! removed, session, jobs queued and marked ready, timer, window, delivery
+//! records, consent, the ready mark dropped when the inbox is empty, the
+//! lease released); a finished job (removed with its record, and with the
+//! claim's release when it is the last). A ready mark is therefore never
+//! missing while its queue holds entries, and never dropped while it does.
+//!
+//! The hot path costs one command per step (append, claim, commit, claim,
+//! rate, finish); contacts are handed from the webhook to the workers and
+//! from the workers to the senders inside the process, so the shared sets
+//! are read only by the periodic sweep (one command per shard), which finds
+//! work left by another instance, by a crash, or by a timer.
 
 use std::time::Duration;
 
@@ -50,17 +54,42 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     Appended, Breaker, Claim, Commit, Committed, ConsentChange, DEDUP_TTL, DeadLetter, Delivery,
-    Finish, INBOX_TTL, InboxEntry, Lane, Queue, Store, StoreError, StoredEntry,
+    Finish, INBOX_TTL, InboxEntry, Lane, Queue, RateGrant, Store, StoreError, StoredEntry,
 };
 use crate::domain::ContactKey;
 
+/// How many shards contacts are spread over (see the module docs). The
+/// layout of every key depends on it: changing it strands what is queued.
+pub const SHARDS: u16 = 16;
+
+/// The shard of a contact: from its key, a keyed hash in hex.
+fn shard_of(contact: &ContactKey) -> u16 {
+    contact
+        .as_str()
+        .get(..4)
+        .and_then(|h| u16::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+        % SHARDS
+}
+
+/// KEYS: seen mark, stream, and for a contact its shard's inbox ready set.
+/// ARGV: dedup TTL (s), sealed event, stream TTL (s), now (ms), contact.
 const APPEND_LUA: &str = r#"
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[3])
+  if KEYS[3] then redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5]) end
   return id
 end
 return false
+"#;
+
+/// KEYS: lease, stream, session (inbox) or head state (outbox).
+/// ARGV: token, lease (ms), limit. Nil when the lease is held elsewhere,
+/// else the pending entries and the session or head state.
+const CLAIM_LUA: &str = r#"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+return {redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3]), redis.call('GET', KEYS[3]) or false}
 "#;
 
 /// Merges a delivery record into the hash `key` (see [`Delivery::merge`]):
@@ -91,15 +120,20 @@ local function merge(key, job, wamid, rank, json)
 end
 "#;
 
-/// KEYS: lease, inbox, session, outbox, window, deliveries, consent.
+/// KEYS: lease, inbox, session, outbox, window, deliveries, consent,
+/// inbox ready set, outbox ready set, timers.
 /// ARGV: token, session ttl, has session, session, number of acked ids,
 /// number of jobs, window number, window time, number of deliveries,
-/// number of consent entries, then the acked ids, the jobs, four values
-/// per delivery (job, wamid, rank, json), and the consent entries (json).
+/// number of consent entries, contact, now (ms), timer (Unix s, or empty
+/// to cancel), then the acked ids, the jobs, four values per delivery
+/// (job, wamid, rank, json), and the consent entries (json). Answers the
+/// entries left in the inbox, or -1 when the lease was lost (nothing
+/// written).
 const COMMIT_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local n, j, d, c = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local at = 11
+local member = ARGV[11]
+local at = 14
 for i = 1, n do redis.call('XDEL', KEYS[2], ARGV[at + i - 1]) end
 at = at + n
 if ARGV[3] == '1' then
@@ -110,6 +144,7 @@ end
 if j > 0 then
   for i = 0, j - 1 do redis.call('XADD', KEYS[4], '*', 'e', ARGV[at + i]) end
   redis.call('EXPIRE', KEYS[4], 2592000)
+  redis.call('ZADD', KEYS[9], 'NX', ARGV[12], member)
 end
 at = at + j
 if ARGV[7] ~= '' then
@@ -123,18 +158,27 @@ for i = 0, d - 1 do
 end
 at = at + 4 * d
 for i = 0, c - 1 do redis.call('XADD', KEYS[7], '*', 'c', ARGV[at + i]) end
+if ARGV[13] ~= '' then
+  redis.call('ZADD', KEYS[10], ARGV[13], member)
+else
+  redis.call('ZREM', KEYS[10], member)
+end
 local left = redis.call('XLEN', KEYS[2])
+if left == 0 then redis.call('ZREM', KEYS[8], member) end
 redis.call('DEL', KEYS[1])
 return left
 "#;
 
-/// KEYS: lease, outbox, head, deliveries, dead, dead index, consent.
+/// KEYS: lease, outbox, head, deliveries, dead, dead index, consent,
+/// outbox ready set, due set.
 /// ARGV: token, entry id, job, wamid hash, rank, json, dead letter (or
-/// empty), now, contact, consent entry (or empty). Returns 1 if the lease
-/// is still held, else 0; the job is finished either way.
+/// empty), now, contact, consent entry (or empty), release ('1' or ''),
+/// number of other entry ids, then those ids. Returns 1 if the lease is
+/// still held, else 0; the job is finished either way.
 const FINISH_LUA: &str = r#"
 if ARGV[10] ~= '' then redis.call('XADD', KEYS[7], '*', 'c', ARGV[10]) end
 redis.call('XDEL', KEYS[2], ARGV[2])
+for i = 1, tonumber(ARGV[12]) do redis.call('XDEL', KEYS[2], ARGV[12 + i]) end
 redis.call('DEL', KEYS[3])
 merge(KEYS[4], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 if ARGV[7] ~= '' then
@@ -142,32 +186,43 @@ if ARGV[7] ~= '' then
   redis.call('EXPIRE', KEYS[5], 2592000)
   redis.call('ZADD', KEYS[6], ARGV[8], ARGV[9])
 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
-return 0
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[11] == '1' then
+  redis.call('ZREM', KEYS[9], ARGV[9])
+  if redis.call('XLEN', KEYS[2]) == 0 then redis.call('ZREM', KEYS[8], ARGV[9]) end
+  redis.call('DEL', KEYS[1])
+end
+return 1
 "#;
 
-/// KEYS: lease, head. ARGV: token, has head, head. Returns 1, or 0 when
-/// the lease was lost (nothing written).
+/// KEYS: lease, head, due set, outbox ready set. ARGV: token, has head,
+/// head, until (Unix ms), contact. Returns 1, or 0 when the lease was
+/// lost (nothing written). The contact leaves the ready set for the due
+/// set, so no one tries it before `until`.
 const DEFER_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '1' then redis.call('SET', KEYS[2], ARGV[3], 'EX', 2592000) end
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+redis.call('ZREM', KEYS[4], ARGV[5])
 redis.call('DEL', KEYS[1])
 return 1
 "#;
 
-/// KEYS: rate key. ARGV: interval (µs), burst. GCRA on the server's
-/// clock (µs), so instances with skewed clocks agree. Answers the wait in
-/// ms (rounded up), 0 when a slot was taken.
+/// KEYS: rate key. ARGV: interval (µs), burst, wanted slots. GCRA on the
+/// server's clock (µs), so instances with skewed clocks agree. Answers
+/// {slots taken, 0}, or {0, ms to wait for one slot (rounded up)}.
 const RATE_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local interval, burst, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local over = tat - now - (burst - 1) * interval
-if over > 0 then return math.ceil(over / 1000) end
-redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', math.floor((tat + interval - now) / 1000) + 1000)
-return 0
+local free = math.floor((now + burst * interval - tat) / interval)
+if free < 1 then return {0, math.ceil((tat - now - (burst - 1) * interval) / 1000)} end
+local got = math.min(want, free)
+tat = tat + got * interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
+return {got, 0}
 "#;
 
 /// KEYS: rate key. ARGV: hold (ms).
@@ -193,19 +248,31 @@ end
 return 0
 "#;
 
-/// KEYS: lease. ARGV: token.
+/// KEYS: lease, outbox, outbox ready set, due set. ARGV: token, contact,
+/// outbox lane ('1' or ''). Only the holder releases; in the outbox lane
+/// the contact's timer is cleared and, with nothing queued, its ready mark.
 const RELEASE_LUA: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '1' then
+  redis.call('ZREM', KEYS[4], ARGV[2])
+  if redis.call('XLEN', KEYS[2]) == 0 then redis.call('ZREM', KEYS[3], ARGV[2]) end
+end
+redis.call('DEL', KEYS[1])
 return 1
 "#;
 
-/// KEYS: ready set. ARGV: member, version seen at claim.
-const UNREADY_LUA: &str = r#"
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
+/// KEYS: a shard's ready set and timers. ARGV: limit, now. A random
+/// sample of the ready contacts, and the due ones (earliest first).
+const SWEEP_LUA: &str = r#"
+return {redis.call('ZRANDMEMBER', KEYS[1], ARGV[1]),
+  redis.call('ZRANGE', KEYS[2], '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0, ARGV[1])}
+"#;
+
+/// KEYS: a due set. Makes every member due now.
+const WAKE_LUA: &str = r#"
+local m = redis.call('ZRANGE', KEYS[1], 0, -1)
+for _, x in ipairs(m) do redis.call('ZADD', KEYS[1], 'XX', 0, x) end
+return #m
 "#;
 
 /// The Redis store; cheap to clone (one multiplexed connection).
@@ -214,14 +281,16 @@ pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
     append: redis::Script,
+    claim: redis::Script,
     commit: redis::Script,
     finish: redis::Script,
     defer: redis::Script,
     release: redis::Script,
-    unready: redis::Script,
     rate: redis::Script,
     hold: redis::Script,
     probe: redis::Script,
+    wake: redis::Script,
+    sweep: redis::Script,
 }
 
 /// A delivery record as stored: `RR|{json}`.
@@ -258,6 +327,25 @@ fn unavailable(e: RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+fn no_script(e: &RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Contacts from several shards' sorted sets: merged by score (lowest
+/// first), at most `limit`.
+fn merge_scored(per_shard: Vec<Vec<(String, f64)>>, limit: usize) -> Vec<ContactKey> {
+    let mut all: Vec<(String, f64)> = per_shard.into_iter().flatten().collect();
+    all.sort_by(|a, b| a.1.total_cmp(&b.1));
+    all.iter()
+        .filter_map(|(m, _)| ContactKey::parse(m))
+        .take(limit)
+        .collect()
+}
+
 impl RedisStore {
     /// Connects (and keeps reconnecting) to `url`; keys go under `prefix`.
     pub async fn connect(url: &SecretString, prefix: &str) -> Result<Self, StoreError> {
@@ -275,103 +363,95 @@ impl RedisStore {
             conn,
             prefix: prefix.to_owned(),
             append: redis::Script::new(APPEND_LUA),
+            claim: redis::Script::new(CLAIM_LUA),
             commit: redis::Script::new(&format!("{MERGE_LUA}{COMMIT_LUA}")),
             finish: redis::Script::new(&format!("{MERGE_LUA}{FINISH_LUA}")),
             defer: redis::Script::new(DEFER_LUA),
             release: redis::Script::new(RELEASE_LUA),
-            unready: redis::Script::new(UNREADY_LUA),
             rate: redis::Script::new(RATE_LUA),
             hold: redis::Script::new(HOLD_LUA),
             probe: redis::Script::new(PROBE_LUA),
+            wake: redis::Script::new(WAKE_LUA),
+            sweep: redis::Script::new(SWEEP_LUA),
         })
     }
 
-    /// A key in the queue's hash slot: a contact's inbox, outbox, seen
-    /// marks, session and leases share `{c:<contact>}`.
-    fn key(&self, queue: &Queue, suffix: &str) -> String {
-        let slot = match queue {
-            Queue::Contact(k) | Queue::Outbox(k) => format!("c:{k}"),
-            other => other.name(),
-        };
-        format!("{}{{{}}}:{}", self.prefix, slot, suffix)
+    /// A key of a shard: `P{s:N}:<suffix>`.
+    fn shard_key(&self, shard: u16, suffix: &str) -> String {
+        format!("{}{{s:{shard}}}:{suffix}", self.prefix)
+    }
+
+    /// A key of a contact, in its shard's slot: `P{s:N}:c:<contact>:<suffix>`.
+    fn contact_key(&self, contact: &ContactKey, suffix: &str) -> String {
+        self.shard_key(shard_of(contact), &format!("c:{contact}:{suffix}"))
+    }
+
+    /// A key of a queue that is not a contact's: `P{sys}:<suffix>`.
+    fn queue_key(&self, queue: &Queue, suffix: &str) -> String {
+        match queue {
+            Queue::Contact(k) | Queue::Outbox(k) => self.contact_key(k, suffix),
+            other => format!("{}{{{}}}:{}", self.prefix, other.name(), suffix),
+        }
     }
 
     fn stream_key(&self, queue: &Queue) -> String {
         match queue {
-            Queue::Outbox(_) => self.key(queue, "outbox"),
-            _ => self.key(queue, "inbox"),
+            Queue::Outbox(_) => self.queue_key(queue, "outbox"),
+            _ => self.queue_key(queue, "inbox"),
         }
     }
 
-    fn ready_key(&self, lane: Lane) -> String {
-        format!("{}{}:ready", self.prefix, lane.name())
+    fn ready_key(&self, lane: Lane, shard: u16) -> String {
+        self.shard_key(shard, &format!("ready:{}", lane.name()))
     }
 
-    fn timers_key(&self, lane: Lane) -> String {
-        match lane {
-            Lane::Inbox => format!("{}timers", self.prefix),
-            Lane::Outbox => format!("{}outbox:due", self.prefix),
-        }
-    }
-
-    fn contact_key(&self, contact: &ContactKey, suffix: &str) -> String {
-        self.key(&Queue::Contact(contact.clone()), suffix)
-    }
-
-    fn lease_key(&self, lane: Lane, contact: &ContactKey) -> String {
-        self.key(
-            &Queue::Contact(contact.clone()),
-            &format!("lease:{}", lane.name()),
+    fn timers_key(&self, lane: Lane, shard: u16) -> String {
+        self.shard_key(
+            shard,
+            match lane {
+                Lane::Inbox => "timers",
+                Lane::Outbox => "due",
+            },
         )
     }
 
-    async fn unready(
-        &self,
-        lane: Lane,
-        contact: &ContactKey,
-        version: &Option<String>,
-    ) -> Result<(), StoreError> {
-        let Some(v) = version else { return Ok(()) };
-        let mut conn = self.conn.clone();
-        let _: i64 = self
-            .unready
-            .key(self.ready_key(lane))
-            .arg(contact.as_str())
-            .arg(v)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+    fn lease_key(&self, lane: Lane, contact: &ContactKey) -> String {
+        self.contact_key(contact, &format!("lease:{}", lane.name()))
     }
 
-    async fn run_append(&self, entries: &[InboxEntry]) -> Result<Vec<Value>, RedisError> {
-        let mut pipe = redis::pipe();
-        for e in entries {
-            pipe.cmd("EVALSHA")
-                .arg(self.append.get_hash())
-                .arg(2)
-                .arg(self.key(&e.queue, &format!("seen:{}", e.dedup)))
-                .arg(self.stream_key(&e.queue))
-                .arg(DEDUP_TTL.as_secs())
-                .arg(&e.sealed[..])
-                .arg(INBOX_TTL.as_secs());
-        }
-        // After the appends, so that a worker that saw an empty inbox sees
-        // the version change too (duplicates bump it as well: harmless).
-        let mut marked = std::collections::HashSet::new();
-        for e in entries {
-            if let Queue::Contact(k) = &e.queue
-                && marked.insert(k.as_str())
-            {
-                pipe.cmd("ZINCRBY")
-                    .arg(self.ready_key(Lane::Inbox))
-                    .arg(1)
-                    .arg(k.as_str())
-                    .ignore();
-            }
-        }
+    /// Runs a pipeline of script calls; if Redis lost its scripts (a
+    /// restart, SCRIPT FLUSH), loads them and runs it again (every script
+    /// here may run twice).
+    async fn pipeline<T: redis::FromRedisValue>(
+        &self,
+        build: impl Fn() -> redis::Pipeline,
+    ) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        pipe.query_async(&mut conn).await
+        match build().query_async(&mut conn).await {
+            Err(e) if no_script(&e) => {
+                for script in [&self.append, &self.wake, &self.sweep] {
+                    script
+                        .prepare_invoke()
+                        .load_async(&mut conn)
+                        .await
+                        .map_err(unavailable)?;
+                }
+                build().query_async(&mut conn).await.map_err(unavailable)
+            }
+            other => other.map_err(unavailable),
+        }
+    }
+
+    fn evalsha<'a>(
+        pipe: &'a mut redis::Pipeline,
+        script: &redis::Script,
+        keys: &[String],
+    ) -> &'a mut redis::Pipeline {
+        let cmd = pipe.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len());
+        for k in keys {
+            cmd.arg(k);
+        }
+        cmd
     }
 }
 
@@ -381,18 +461,32 @@ impl Store for RedisStore {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let values = match self.run_append(&entries).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                let mut conn = self.conn.clone();
-                self.append
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
-                self.run_append(&entries).await.map_err(unavailable)?
-            }
-            other => other.map_err(unavailable)?,
-        };
+        let now = super::now_ms();
+        let values: Vec<Value> = self
+            .pipeline(|| {
+                let mut pipe = redis::pipe();
+                for e in &entries {
+                    let mut keys = vec![
+                        self.queue_key(&e.queue, &format!("seen:{}", e.dedup)),
+                        self.stream_key(&e.queue),
+                    ];
+                    let member = match &e.queue {
+                        Queue::Contact(k) => {
+                            keys.push(self.ready_key(Lane::Inbox, shard_of(k)));
+                            k.as_str()
+                        }
+                        _ => "",
+                    };
+                    Self::evalsha(&mut pipe, &self.append, &keys)
+                        .arg(DEDUP_TTL.as_secs())
+                        .arg(&e.sealed[..])
+                        .arg(INBOX_TTL.as_secs())
+                        .arg(now)
+                        .arg(member);
+                }
+                pipe
+            })
+            .await?;
         if values.len() != entries.len() {
             return Err(StoreError::Corrupt(format!(
                 "expected {} replies, got {}",
@@ -428,20 +522,66 @@ impl Store for RedisStore {
         lane: Lane,
         limit: usize,
     ) -> Result<Vec<ContactKey>, StoreError> {
-        // A random sample, not the lowest scores: the score is a version
-        // that grows with every message, so taking the lowest would starve
-        // busy contacts, and every instance would queue on the same few.
-        let mut conn = self.conn.clone();
-        let members: Vec<String> = redis::cmd("ZRANDMEMBER")
-            .arg(self.ready_key(lane))
-            .arg(limit)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(members
+        // A random sample of each shard, not the oldest: every instance
+        // sweeping the same few contacts would only collide on them.
+        let per_shard: Vec<Vec<String>> = self
+            .pipeline(|| {
+                let mut pipe = redis::pipe();
+                for shard in 0..SHARDS {
+                    pipe.cmd("ZRANDMEMBER")
+                        .arg(self.ready_key(lane, shard))
+                        .arg(limit);
+                }
+                pipe
+            })
+            .await?;
+        let mut out: Vec<ContactKey> = per_shard
             .iter()
+            .flatten()
             .filter_map(|m| ContactKey::parse(m))
-            .collect())
+            .collect();
+        if out.len() > limit {
+            // Fair between shards: a random subset, not the first shards'.
+            let mut rng = rand::rng();
+            rand::seq::SliceRandom::shuffle(&mut out[..], &mut rng);
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
+    async fn sweep(
+        &self,
+        lane: Lane,
+        now: u64,
+        limit: usize,
+    ) -> Result<(Vec<ContactKey>, Vec<ContactKey>), StoreError> {
+        // One command per shard for both sets.
+        let per_shard: Vec<(Vec<String>, Vec<String>)> = self
+            .pipeline(|| {
+                let mut pipe = redis::pipe();
+                for shard in 0..SHARDS {
+                    let keys = [self.ready_key(lane, shard), self.timers_key(lane, shard)];
+                    Self::evalsha(&mut pipe, &self.sweep, &keys)
+                        .arg(limit)
+                        .arg(now);
+                }
+                pipe
+            })
+            .await?;
+        let mut ready = Vec::new();
+        let mut due = Vec::new();
+        for (r, d) in per_shard {
+            ready.extend(r.iter().filter_map(|m| ContactKey::parse(m)));
+            due.extend(d.iter().filter_map(|m| ContactKey::parse(m)));
+        }
+        let mut rng = rand::rng();
+        for list in [&mut ready, &mut due] {
+            if list.len() > limit {
+                rand::seq::SliceRandom::shuffle(&mut list[..], &mut rng);
+                list.truncate(limit);
+            }
+        }
+        Ok((ready, due))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -462,56 +602,48 @@ impl Store for RedisStore {
         limit: usize,
     ) -> Result<Option<Claim>, StoreError> {
         let mut conn = self.conn.clone();
-        let got: Option<String> = redis::cmd("SET")
-            .arg(self.lease_key(lane, contact))
-            .arg(owner)
-            .arg("NX")
-            .arg("PX")
-            .arg(lease.as_millis() as u64)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        if got.is_none() {
-            return Ok(None);
-        }
-        // One round trip, executed in order: the version first, so that
-        // anything appended after this read bumps it.
         let queue = match lane {
             Lane::Inbox => Queue::Contact(contact.clone()),
             Lane::Outbox => Queue::Outbox(contact.clone()),
         };
-        let (version, range, session): (
-            Option<String>,
-            redis::streams::StreamRangeReply,
-            Option<Vec<u8>>,
-        ) = redis::pipe()
-            .cmd("ZSCORE")
-            .arg(self.ready_key(lane))
-            .arg(contact.as_str())
-            .cmd("XRANGE")
-            .arg(self.stream_key(&queue))
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit)
-            .cmd("GET")
-            .arg(match lane {
+        let reply: Value = self
+            .claim
+            .key(self.lease_key(lane, contact))
+            .key(self.stream_key(&queue))
+            .key(match lane {
                 Lane::Inbox => self.contact_key(contact, "session"),
                 Lane::Outbox => self.contact_key(contact, "outbox:head"),
             })
-            .query_async(&mut conn)
+            .arg(owner)
+            .arg(lease.as_millis() as u64)
+            .arg(limit)
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        let mut parts = match reply {
+            Value::Nil => return Ok(None),
+            Value::Array(parts) => parts.into_iter(),
+            other => return Err(StoreError::Corrupt(format!("claim answered {other:?}"))),
+        };
+        let range: redis::streams::StreamRangeReply = match parts.next() {
+            Some(v) => {
+                redis::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))?
+            }
+            None => return Err(StoreError::Corrupt("claim answered nothing".into())),
+        };
+        let extra = match parts.next() {
+            Some(Value::BulkString(b)) => Some(b),
+            _ => None,
+        };
         let entries = entries_of(range)?;
         let (session, head) = match lane {
-            Lane::Inbox => (session, None),
-            Lane::Outbox => (None, session),
+            Lane::Inbox => (extra, None),
+            Lane::Outbox => (None, extra),
         };
         Ok(Some(Claim {
             lane,
             contact: contact.clone(),
             owner: owner.to_owned(),
-            version,
             entries,
             session,
             head,
@@ -520,16 +652,20 @@ impl Store for RedisStore {
 
     async fn commit(&self, claim: &Claim, commit: Commit) -> Result<Committed, StoreError> {
         let mut conn = self.conn.clone();
-        let inbox = Queue::Contact(claim.contact.clone());
+        let c = &claim.contact;
+        let shard = shard_of(c);
         let mut inv = self.commit.prepare_invoke();
         let (window_number, window_at) = commit.window.clone().unwrap_or_default();
-        inv.key(self.lease_key(Lane::Inbox, &claim.contact))
-            .key(self.key(&inbox, "inbox"))
-            .key(self.key(&inbox, "session"))
-            .key(self.key(&inbox, "outbox"))
-            .key(self.key(&inbox, "window"))
-            .key(self.key(&inbox, "deliveries"))
-            .key(self.key(&inbox, "consent"))
+        inv.key(self.lease_key(Lane::Inbox, c))
+            .key(self.contact_key(c, "inbox"))
+            .key(self.contact_key(c, "session"))
+            .key(self.contact_key(c, "outbox"))
+            .key(self.contact_key(c, "window"))
+            .key(self.contact_key(c, "deliveries"))
+            .key(self.contact_key(c, "consent"))
+            .key(self.ready_key(Lane::Inbox, shard))
+            .key(self.ready_key(Lane::Outbox, shard))
+            .key(self.timers_key(Lane::Inbox, shard))
             .arg(&claim.owner)
             .arg(commit.session_ttl.as_secs().max(1))
             .arg(if commit.session.is_some() { "1" } else { "0" })
@@ -539,7 +675,10 @@ impl Store for RedisStore {
             .arg(window_number)
             .arg(window_at)
             .arg(commit.deliveries.len())
-            .arg(commit.consent.len());
+            .arg(commit.consent.len())
+            .arg(c.as_str())
+            .arg(super::now_ms())
+            .arg(commit.wake_at.map(|t| t.to_string()).unwrap_or_default());
         for id in &commit.acked {
             inv.arg(id);
         }
@@ -551,70 +690,12 @@ impl Store for RedisStore {
                 inv.arg(a);
             }
         }
-        for c in &commit.consent {
-            inv.arg(serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        for change in &commit.consent {
+            inv.arg(json(change)?);
         }
-        // One round trip, executed in this order. The outbox is marked
-        // ready before the jobs exist (a crash then leaves a spurious mark,
-        // which is harmless; a missing one would strand them) and again
-        // after (a sender that saw the first bump but not yet the jobs
-        // cannot drop the mark). The timer is set before the session exists
-        // (a spurious timer only wakes a worker that finds nothing due).
-        let jobs = !commit.outbox.is_empty();
-        let build = || {
-            let mut pipe = redis::pipe();
-            if jobs {
-                pipe.cmd("ZINCRBY")
-                    .arg(self.ready_key(Lane::Outbox))
-                    .arg(1)
-                    .arg(claim.contact.as_str())
-                    .ignore();
-            }
-            if let Some(at) = commit.wake_at {
-                pipe.cmd("ZADD")
-                    .arg(self.timers_key(Lane::Inbox))
-                    .arg(at)
-                    .arg(claim.contact.as_str())
-                    .ignore();
-            }
-            pipe.invoke_script(&inv);
-            if jobs {
-                pipe.cmd("ZINCRBY")
-                    .arg(self.ready_key(Lane::Outbox))
-                    .arg(1)
-                    .arg(claim.contact.as_str())
-                    .ignore();
-            }
-            pipe
-        };
-        let (left,): (i64,) = match build().query_async(&mut conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // Redis lost its scripts (restart, SCRIPT FLUSH): load and
-                // run again; the commands around the script may repeat,
-                // which they tolerate.
-                self.commit
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
-                build().query_async(&mut conn).await.map_err(unavailable)?
-            }
-            other => other.map_err(unavailable)?,
-        };
+        let left: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         if left < 0 {
             return Ok(Committed::LeaseLost);
-        }
-        if commit.wake_at.is_none() {
-            let _: i64 = redis::cmd("ZREM")
-                .arg(self.timers_key(Lane::Inbox))
-                .arg(claim.contact.as_str())
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-        }
-        if left == 0 {
-            self.unready(Lane::Inbox, &claim.contact, &claim.version)
-                .await?;
         }
         Ok(Committed::Done {
             inbox_left: left as u64,
@@ -627,50 +708,58 @@ impl Store for RedisStore {
         now: u64,
         limit: usize,
     ) -> Result<Vec<ContactKey>, StoreError> {
-        let mut conn = self.conn.clone();
-        let members: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.timers_key(lane))
-            .arg("-inf")
-            .arg(now)
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(members
-            .iter()
-            .filter_map(|m| ContactKey::parse(m))
-            .collect())
+        let per_shard: Vec<Vec<(String, f64)>> = self
+            .pipeline(|| {
+                let mut pipe = redis::pipe();
+                for shard in 0..SHARDS {
+                    pipe.cmd("ZRANGE")
+                        .arg(self.timers_key(lane, shard))
+                        .arg("-inf")
+                        .arg(now)
+                        .arg("BYSCORE")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(limit)
+                        .arg("WITHSCORES");
+                }
+                pipe
+            })
+            .await?;
+        Ok(merge_scored(per_shard, limit))
     }
 
     async fn finish(&self, claim: &Claim, id: &str, finish: Finish) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let c = &claim.contact;
+        let shard = shard_of(c);
         let mut inv = self.finish.prepare_invoke();
         inv.key(self.lease_key(Lane::Outbox, c))
             .key(self.contact_key(c, "outbox"))
             .key(self.contact_key(c, "outbox:head"))
             .key(self.contact_key(c, "deliveries"))
             .key(self.contact_key(c, "dead"))
-            .key(format!("{}dead", self.prefix))
+            .key(self.shard_key(shard, "dead"))
             .key(self.contact_key(c, "consent"))
+            .key(self.ready_key(Lane::Outbox, shard))
+            .key(self.timers_key(Lane::Outbox, shard))
             .arg(&claim.owner)
             .arg(id);
         for a in record_args(&finish.record)? {
             inv.arg(a);
         }
         let consent = match &finish.consent {
-            Some(change) => {
-                serde_json::to_string(change).map_err(|e| StoreError::Corrupt(e.to_string()))?
-            }
+            Some(change) => json(change)?,
             None => String::new(),
         };
         inv.arg(finish.dead_letter.as_deref().unwrap_or(b""))
             .arg(super::now_secs())
             .arg(c.as_str())
-            .arg(consent);
+            .arg(consent)
+            .arg(if finish.release { "1" } else { "" })
+            .arg(finish.also.len());
+        for other in &finish.also {
+            inv.arg(other);
+        }
         let held: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(held == 1)
     }
@@ -683,49 +772,38 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let c = &claim.contact;
-        let ok: i64 = self
+        let shard = shard_of(c);
+        let _: i64 = self
             .defer
             .key(self.lease_key(Lane::Outbox, c))
             .key(self.contact_key(c, "outbox:head"))
+            .key(self.timers_key(Lane::Outbox, shard))
+            .key(self.ready_key(Lane::Outbox, shard))
             .arg(&claim.owner)
             .arg(if head.is_some() { "1" } else { "0" })
             .arg(head.as_deref().unwrap_or(b""))
+            .arg(until)
+            .arg(c.as_str())
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        if ok == 0 {
-            return Ok(());
-        }
-        // The timer first: until it exists the ready mark keeps the
-        // contact in sight (a crash here costs an early retry, no loss).
-        let _: i64 = redis::cmd("ZADD")
-            .arg(self.timers_key(Lane::Outbox))
-            .arg(until)
-            .arg(c.as_str())
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        self.unready(Lane::Outbox, c, &claim.version).await
+        Ok(())
     }
 
     async fn wake_deferred(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let members: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.timers_key(Lane::Outbox))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        if members.is_empty() {
-            return Ok(());
-        }
-        let mut cmd = redis::cmd("ZADD");
-        cmd.arg(self.timers_key(Lane::Outbox)).arg("XX");
-        for m in &members {
-            cmd.arg(0).arg(m);
-        }
-        let _: i64 = cmd.query_async(&mut conn).await.map_err(unavailable)?;
+        let _: Vec<i64> = self
+            .pipeline(|| {
+                let mut pipe = redis::pipe();
+                for shard in 0..SHARDS {
+                    Self::evalsha(
+                        &mut pipe,
+                        &self.wake,
+                        &[self.timers_key(Lane::Outbox, shard)],
+                    );
+                }
+                pipe
+            })
+            .await?;
         Ok(())
     }
 
@@ -776,16 +854,22 @@ impl Store for RedisStore {
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let per_shard: Vec<Vec<(String, f64)>> = self
+            .pipeline(|| {
+                let mut pipe = redis::pipe();
+                for shard in 0..SHARDS {
+                    pipe.cmd("ZRANGE")
+                        .arg(self.shard_key(shard, "dead"))
+                        .arg(0)
+                        .arg(limit.saturating_sub(1) as i64)
+                        .arg("WITHSCORES");
+                }
+                pipe
+            })
+            .await?;
         let mut conn = self.conn.clone();
-        let contacts: Vec<String> = redis::cmd("ZRANGE")
-            .arg(format!("{}dead", self.prefix))
-            .arg(0)
-            .arg(limit.saturating_sub(1) as i64)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
         let mut out = Vec::new();
-        for contact in contacts.iter().filter_map(|m| ContactKey::parse(m)) {
+        for contact in merge_scored(per_shard, limit) {
             let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
                 .arg(self.contact_key(&contact, "dead"))
                 .arg("-")
@@ -808,17 +892,24 @@ impl Store for RedisStore {
         Ok(out)
     }
 
-    async fn take_rate(&self, key: &str, interval_us: u64, burst: u32) -> Result<u64, StoreError> {
+    async fn take_rate(
+        &self,
+        key: &str,
+        interval_us: u64,
+        burst: u32,
+        want: u32,
+    ) -> Result<RateGrant, StoreError> {
         let mut conn = self.conn.clone();
-        let wait: u64 = self
+        let (granted, wait_ms): (u32, u64) = self
             .rate
             .key(format!("{}rate:{key}", self.prefix))
             .arg(interval_us.max(1))
             .arg(burst.max(1))
+            .arg(want.max(1))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(wait)
+        Ok(RateGrant { granted, wait_ms })
     }
 
     async fn hold_rate(&self, key: &str, ms: u64) -> Result<(), StoreError> {
@@ -835,8 +926,7 @@ impl Store for RedisStore {
 
     async fn open_breaker(&self, number: &str, breaker: Breaker) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let json =
-            serde_json::to_string(&breaker).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json = json(&breaker)?;
         let _: () = redis::pipe()
             .cmd("HSETNX")
             .arg(format!("{}breakers", self.prefix))
@@ -914,25 +1004,17 @@ impl Store for RedisStore {
 
     async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        if claim.lane == Lane::Outbox {
-            let (left, _): (u64, i64) = redis::pipe()
-                .cmd("XLEN")
-                .arg(self.stream_key(&Queue::Outbox(claim.contact.clone())))
-                .cmd("ZREM")
-                .arg(self.timers_key(Lane::Outbox))
-                .arg(claim.contact.as_str())
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            if left == 0 {
-                self.unready(Lane::Outbox, &claim.contact, &claim.version)
-                    .await?;
-            }
-        }
+        let c = &claim.contact;
+        let shard = shard_of(c);
         let _: i64 = self
             .release
-            .key(self.lease_key(claim.lane, &claim.contact))
+            .key(self.lease_key(claim.lane, c))
+            .key(self.contact_key(c, "outbox"))
+            .key(self.ready_key(Lane::Outbox, shard))
+            .key(self.timers_key(Lane::Outbox, shard))
             .arg(&claim.owner)
+            .arg(c.as_str())
+            .arg(if claim.lane == Lane::Outbox { "1" } else { "" })
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;

@@ -229,8 +229,12 @@ async fn handle(
         );
     }
     let new = results.iter().filter(|a| **a == Appended::New).count();
-    if new > 0 {
-        state.wake.inbox.notify_one();
+    // Hand the contacts to this instance's workers (no store round trip);
+    // duplicates need no work.
+    for (r, appended) in routed.iter().zip(&results) {
+        if let (Queue::Contact(k), Appended::New) = (&r.queue, appended) {
+            state.wake.inbox.push(k.clone());
+        }
     }
     tracing::info!(
         outcome = "ok",

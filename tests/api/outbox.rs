@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::graph::FakeGraph;
 use crate::helpers::{Backend, TestApp, spawn_app_running};
+use whatsify::store::Queue;
 
 /// Retries fast, no read receipts (each test says what it needs).
 async fn app_with(backend: &Backend, graph: &FakeGraph, extra: &[(&str, &str)]) -> TestApp {
@@ -427,20 +428,27 @@ async fn status_webhooks_move_a_message_forward_only(backend: &Backend) {
 }
 both_backends!(statuses, status_webhooks_move_a_message_forward_only);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn answered_messages_are_marked_read() {
-    let b = crate::helpers::embedded();
+async fn answered_messages_are_marked_read(backend: &Backend) {
     let graph = FakeGraph::start().await;
-    let app = app_with(
-        &b.backend,
-        &graph,
-        &[("WHATSIFY__OUTBOX__MARK_READ", "true")],
-    )
-    .await;
+    let app = app_with(backend, &graph, &[("WHATSIFY__OUTBOX__MARK_READ", "true")]).await;
     say_hi(&app, "16505554700", "wamid.READ1").await;
     answered_in_order(&graph, "16505554700").await;
-    assert_eq!(graph.reads(), ["wamid.READ1"]);
+    // The receipt's removal rides on the reply's write: once the replies
+    // are out, nothing is left queued and nothing goes out again.
+    let Queue::Contact(k) = app.queue_of("16505554700") else {
+        unreachable!("a contact queue")
+    };
+    until("the outbox drained", 10, async || {
+        app.store()
+            .read(&Queue::Outbox(k.clone()), 10)
+            .await
+            .is_ok_and(|e| e.is_empty())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(graph.reads(), ["wamid.READ1"], "marked read once");
 }
+both_backends!(read_receipts, answered_messages_are_marked_read);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_older_than_24_hours_gets_no_free_form_answer() {

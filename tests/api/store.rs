@@ -505,6 +505,8 @@ fn accepted(job: &str) -> Finish {
         },
         dead_letter: None,
         consent: None,
+        also: Vec::new(),
+        release: false,
     }
 }
 
@@ -721,6 +723,8 @@ async fn a_dead_letter_leaves_the_outbox_and_is_listed(backend: &Backend) {
         },
         dead_letter: Some(b"sealed-x".to_vec()),
         consent: None,
+        also: Vec::new(),
+        release: false,
     };
     assert!(s.finish(&c, &c.entries[0].id, dead).await.expect("finish"));
     s.release(&c).await.expect("release");
@@ -779,18 +783,105 @@ both_backends!(
     a_job_is_finished_even_when_the_lease_was_lost
 );
 
+async fn a_finish_can_remove_earlier_jobs_and_release_the_claim(backend: &Backend) {
+    let s = open(backend).await;
+    let k = key(24);
+    queue_jobs(&s, &k, &["receipt", "reply", "more"], None).await;
+    let c = s
+        .claim(Lane::Outbox, &k, "sender", LEASE, 2)
+        .await
+        .expect("claim")
+        .expect("free");
+    assert_eq!(bodies(&c.entries), ["receipt", "reply"]);
+    // The reply's finish carries the read receipt's removal and, as the
+    // claim's last, its release; a job is still queued, so the contact
+    // stays ready.
+    let mut done = accepted("reply");
+    done.also = vec![c.entries[0].id.clone()];
+    done.release = true;
+    assert!(s.finish(&c, &c.entries[1].id, done).await.expect("finish"));
+    assert!(
+        s.ready_contacts(Lane::Outbox, 100)
+            .await
+            .expect("ready")
+            .contains(&k),
+        "still ready: one job is left"
+    );
+    let next = s
+        .claim(Lane::Outbox, &k, "other", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("released with the finish");
+    assert_eq!(bodies(&next.entries), ["more"]);
+    let mut last = accepted("more");
+    last.release = true;
+    assert!(
+        s.finish(&next, &next.entries[0].id, last)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !s.ready_contacts(Lane::Outbox, 100)
+            .await
+            .expect("ready")
+            .contains(&k),
+        "drained and released: no longer ready"
+    );
+    assert!(
+        s.read(&Queue::Outbox(k.clone()), 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(
+        s.claim(Lane::Outbox, &k, "third", LEASE, 10)
+            .await
+            .expect("claim")
+            .is_some(),
+        "the lease was released"
+    );
+    let states: Vec<String> = s
+        .deliveries(&k)
+        .await
+        .expect("deliveries")
+        .into_iter()
+        .map(|d| d.job)
+        .collect();
+    assert_eq!(states, ["more", "reply"], "a bare removal records nothing");
+}
+both_backends!(
+    finish_also_and_release,
+    a_finish_can_remove_earlier_jobs_and_release_the_claim
+);
+
 async fn rate_limits_and_breakers_are_shared(backend: &Backend) {
     let s = open(backend).await;
     let name = format!("pn:test-{}", uuid::Uuid::new_v4());
     // A burst of 3, then one per interval.
     for _ in 0..3 {
-        assert_eq!(s.take_rate(&name, 10_000_000, 3).await.expect("rate"), 0);
+        let g = s.take_rate(&name, 10_000_000, 3, 1).await.expect("rate");
+        assert_eq!((g.granted, g.wait_ms), (1, 0));
     }
-    let wait = s.take_rate(&name, 10_000_000, 3).await.expect("rate");
-    assert!(wait > 9_000 && wait <= 10_000, "wait {wait}");
+    let g = s.take_rate(&name, 10_000_000, 3, 1).await.expect("rate");
+    assert_eq!(g.granted, 0);
+    assert!(
+        g.wait_ms > 9_000 && g.wait_ms <= 10_000,
+        "wait {}",
+        g.wait_ms
+    );
+    // Several slots at once: as many as are free, never past the burst.
+    let many = format!("pn:many-{}", uuid::Uuid::new_v4());
+    let g = s.take_rate(&many, 10_000_000, 3, 2).await.expect("rate");
+    assert_eq!(g.granted, 2);
+    let g = s.take_rate(&many, 10_000_000, 3, 5).await.expect("rate");
+    assert_eq!(g.granted, 1, "only one of the burst was left");
+    let g = s.take_rate(&many, 10_000_000, 3, 5).await.expect("rate");
+    assert_eq!(g.granted, 0);
+    assert!(g.wait_ms > 9_000, "wait {}", g.wait_ms);
     let held = format!("pn:held-{}", uuid::Uuid::new_v4());
     s.hold_rate(&held, 60_000).await.expect("hold");
-    assert!(s.take_rate(&held, 1, 100).await.expect("rate") > 59_000);
+    let g = s.take_rate(&held, 1, 100, 1).await.expect("rate");
+    assert!(g.granted == 0 && g.wait_ms > 59_000, "{g:?}");
 
     let number = format!("pn-{}", uuid::Uuid::new_v4());
     let b = Breaker {
@@ -930,6 +1021,8 @@ async fn the_consent_ledger_keeps_every_change_in_order(backend: &Backend) {
         },
         dead_letter: None,
         consent: Some(change(false, 20, "meta:131050")),
+        also: Vec::new(),
+        release: false,
     };
     s.finish(&c, &c.entries[0].id, failed)
         .await
