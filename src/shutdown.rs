@@ -68,6 +68,19 @@ pub struct Wakeups {
 /// (the contact stays marked ready in the store, and the sweep finds it).
 const MAX_HINTS: usize = 100_000;
 
+/// A contact taken from [`Hints::pop`]; work handed over for it while it
+/// is held is queued again when this is dropped.
+pub struct Taken {
+    hints: Hints,
+    pub contact: ContactKey,
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.hints.done(&self.contact);
+    }
+}
+
 /// One lane's contacts in hand, in order, each once.
 #[derive(Clone, Default)]
 pub struct Hints {
@@ -76,11 +89,22 @@ pub struct Hints {
 
 #[derive(Default)]
 struct HintsInner {
-    /// The contacts in order, and for each whether its timer is due.
-    queue: Mutex<(VecDeque<ContactKey>, HashMap<ContactKey, bool>)>,
+    queue: Mutex<Queued>,
     notify: Notify,
     /// When the last sweep started; `None`: sweep at the next chance.
     swept: Mutex<Option<Instant>>,
+}
+
+#[derive(Default)]
+struct Queued {
+    /// The contacts waiting, in order.
+    order: VecDeque<ContactKey>,
+    /// Each waiting contact, and whether its timer is due.
+    waiting: HashMap<ContactKey, bool>,
+    /// Contacts a task of this lane is working on, and whether more work
+    /// was handed over for them meanwhile (they are queued again when the
+    /// task is done, instead of being tried while held).
+    active: HashMap<ContactKey, bool>,
 }
 
 impl Hints {
@@ -97,12 +121,16 @@ impl Hints {
     fn add(&self, contact: ContactKey, due: bool) {
         {
             let mut q = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-            let (order, known) = &mut *q;
-            match known.get_mut(&contact) {
+            if let Some(more) = q.active.get_mut(&contact) {
+                *more = true;
+                return;
+            }
+            let full = q.order.len() >= MAX_HINTS;
+            match q.waiting.get_mut(&contact) {
                 Some(d) => *d |= due,
-                None if order.len() < MAX_HINTS => {
-                    known.insert(contact.clone(), due);
-                    order.push_back(contact);
+                None if !full => {
+                    q.waiting.insert(contact.clone(), due);
+                    q.order.push_back(contact);
                 }
                 None => return,
             }
@@ -110,13 +138,30 @@ impl Hints {
         self.inner.notify.notify_one();
     }
 
-    /// The next contact in hand, and whether its timer is due.
-    pub fn pop(&self) -> Option<(ContactKey, bool)> {
+    /// Takes the next contact in hand (and whether its timer is due); it
+    /// counts as worked on until the returned guard is dropped.
+    pub fn pop(&self) -> Option<(Taken, bool)> {
         let mut q = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let (order, known) = &mut *q;
-        let contact = order.pop_front()?;
-        let due = known.remove(&contact).unwrap_or(false);
-        Some((contact, due))
+        let contact = q.order.pop_front()?;
+        let due = q.waiting.remove(&contact).unwrap_or(false);
+        q.active.insert(contact.clone(), false);
+        Some((
+            Taken {
+                hints: self.clone(),
+                contact,
+            },
+            due,
+        ))
+    }
+
+    fn done(&self, contact: &ContactKey) {
+        let more = {
+            let mut q = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.active.remove(contact).unwrap_or(false)
+        };
+        if more {
+            self.push(contact.clone());
+        }
     }
 
     /// True for one caller when the last sweep is `every` old (or a sweep
@@ -140,5 +185,51 @@ impl Hints {
     /// Waits for a hint, for `d` at most, or until the shutdown starts.
     pub async fn wait(&self, stop: &Shutdown, d: Duration) {
         stop.idle(d, &self.inner.notify).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> ContactKey {
+        ContactKey::from_hash(&[n; 16])
+    }
+
+    #[test]
+    fn hints_come_out_in_order_once_and_remember_a_due_timer() {
+        let h = Hints::default();
+        h.push(key(1));
+        h.push(key(2));
+        h.push(key(1));
+        h.push_due(key(2));
+        let (a, due_a) = h.pop().expect("first");
+        let (b, due_b) = h.pop().expect("second");
+        assert_eq!((&a.contact, due_a), (&key(1), false));
+        assert_eq!((&b.contact, due_b), (&key(2), true));
+        assert!(h.pop().is_none(), "each contact once");
+    }
+
+    #[test]
+    fn work_handed_over_for_a_held_contact_waits_until_it_is_released() {
+        let h = Hints::default();
+        h.push(key(3));
+        let (held, _) = h.pop().expect("taken");
+        h.push(key(3));
+        assert!(h.pop().is_none(), "not tried while held");
+        drop(held);
+        let (again, _) = h.pop().expect("queued again once released");
+        assert_eq!(again.contact, key(3));
+        drop(again);
+        assert!(h.pop().is_none(), "nothing more was handed over");
+    }
+
+    #[test]
+    fn one_caller_sweeps_per_interval_unless_a_sweep_is_asked_for() {
+        let h = Hints::default();
+        assert!(h.sweep_due(Duration::from_secs(60)));
+        assert!(!h.sweep_due(Duration::from_secs(60)));
+        h.sweep_soon();
+        assert!(h.sweep_due(Duration::from_secs(60)));
     }
 }

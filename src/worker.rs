@@ -158,9 +158,9 @@ impl Worker {
     /// those the sweep of the store finds (queued elsewhere, left by a
     /// crash, or with a timeout due).
     pub async fn try_work_next(&self) -> Result<Outcome, StoreError> {
-        if let Some((contact, due)) = self.wake.inbox.pop() {
+        if let Some((taken, due)) = self.wake.inbox.pop() {
             let tick = due.then(|| self.clock.now());
-            return self.try_contact(contact, tick).await;
+            return self.try_contact(taken.contact.clone(), tick).await;
         }
         if self.wake.inbox.sweep_due(SWEEP) {
             let now = self.clock.now();
@@ -175,9 +175,9 @@ impl Worker {
             for contact in due {
                 self.wake.inbox.push_due(contact);
             }
-            if let Some((contact, due)) = self.wake.inbox.pop() {
+            if let Some((taken, due)) = self.wake.inbox.pop() {
                 let tick = due.then(|| self.clock.now());
-                return self.try_contact(contact, tick).await;
+                return self.try_contact(taken.contact.clone(), tick).await;
             }
         }
         Ok(Outcome::Idle)

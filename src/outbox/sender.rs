@@ -263,8 +263,8 @@ impl Sender {
     /// the sweep of the store finds (queued elsewhere, left by a crash, or
     /// deferred and now due).
     pub async fn try_send_next(&self) -> Result<SendOutcome, StoreError> {
-        if let Some((contact, _)) = self.wake.outbox.pop() {
-            return self.try_contact(contact).await;
+        if let Some((taken, _)) = self.wake.outbox.pop() {
+            return self.try_contact(taken.contact.clone()).await;
         }
         if self.wake.outbox.sweep_due(IDLE_POLL) {
             let now_ms = self.clock.now() * 1000;
@@ -276,8 +276,8 @@ impl Sender {
             for contact in ready.into_iter().chain(due) {
                 self.wake.outbox.push(contact);
             }
-            if let Some((contact, _)) = self.wake.outbox.pop() {
-                return self.try_contact(contact).await;
+            if let Some((taken, _)) = self.wake.outbox.pop() {
+                return self.try_contact(taken.contact.clone()).await;
             }
         }
         Ok(SendOutcome::Idle)
