@@ -60,6 +60,10 @@ policy_version = "1"
 retention_days = 365
 erase_confirm_minutes = 10
 
+[business]
+name = ""
+contact = ""
+
 [admin]
 token = ""
 
@@ -108,8 +112,20 @@ pub struct RawSettings {
     pub flows: FlowSettings,
     pub outbox: OutboxSettings,
     pub privacy: RawPrivacy,
+    pub business: BusinessSettings,
     pub admin: RawAdmin,
     pub log: LogSettings,
+}
+
+/// Who the customers talk to, for the built-in HELP answer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessSettings {
+    /// The business name ("Acme Shoes"); empty: not named.
+    pub name: String,
+    /// How to reach a person ("call +1 555 0100, 9am-5pm"); empty: reply
+    /// AGENT (the shipped support flow hands over to a person).
+    pub contact: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -255,6 +271,7 @@ pub struct Settings {
     pub flows: FlowSettings,
     pub outbox: OutboxSettings,
     pub privacy: PrivacySettings,
+    pub business: BusinessSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
     /// The settings file these came from (SIGHUP re-reads it).
@@ -483,6 +500,7 @@ impl RawSettings {
             flows: self.flows,
             outbox: self.outbox,
             privacy,
+            business: self.business,
             admin: AdminSettings {
                 token: optional_secret("admin.token", self.admin.token, MIN_ADMIN_TOKEN_CHARS)?,
             },

@@ -34,6 +34,8 @@ pub struct AppState {
     pub admin_token: Option<SecretString>,
     /// Wakes this instance's workers when a delivery was stored.
     pub wake: crate::shutdown::Wakeups,
+    /// `privacy.policy_version`, stamped on consent recorded at ingress.
+    pub policy_version: String,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
             shutdown: crate::shutdown::Shutdown::new(),
             admin_token: settings.admin.token.clone(),
             wake: crate::shutdown::Wakeups::default(),
+            policy_version: settings.privacy.policy_version.clone(),
         }
     }
 }
@@ -172,6 +175,7 @@ impl Application {
                 clock: clock.clone(),
                 wake: wake.clone(),
                 policy_version: settings.privacy.policy_version.clone(),
+                privacy_texts: crate::privacy::keywords::Texts::new(&settings.business),
                 owner: uuid::Uuid::new_v4().to_string(),
             };
             tasks.push(tokio::spawn(worker.run(shutdown.clone())));

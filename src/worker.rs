@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::domain::ContactKey;
-use crate::flow::engine::{self, ContactView, Effect, Input, Session};
+use crate::flow::engine::{self, ContactView, Effect, Input, Outgoing, Session};
 pub use crate::outbox::{Job, Recipient};
 use crate::outbox::{Message as OutMessage, Origin, WINDOW_SECS};
+use crate::privacy::consent::MARKETING;
 use crate::privacy::crypto::Sealer;
+use crate::privacy::keywords::{self, Command};
 use crate::privacy::pseudonym::Pseudonymizer;
 use crate::store::{
     Claim, Commit, Committed, ConsentChange, Delivery, DeliveryState, Lane, Queue, Store,
@@ -50,6 +52,16 @@ pub struct Conversation {
     /// the 24-hour window replies rely on.
     #[serde(default)]
     pub last_inbound: Option<u64>,
+    /// Marketing consent as this contact's messages have set it so far
+    /// (the ledger is the record; this decides the confirmations).
+    #[serde(default)]
+    pub marketing: Option<bool>,
+    /// When the last opt-out and opt-in confirmations were sent (Unix s):
+    /// a command that changes nothing is not confirmed twice in 24 h.
+    #[serde(default)]
+    pub opt_out_confirmed_at: Option<u64>,
+    #[serde(default)]
+    pub opt_in_confirmed_at: Option<u64>,
 }
 
 /// What one call to [`Worker::try_work_next`] did.
@@ -81,6 +93,8 @@ pub struct Worker {
     pub wake: crate::shutdown::Wakeups,
     /// `privacy.policy_version`, stamped on consent it records.
     pub policy_version: String,
+    /// The answers to STOP, START and HELP.
+    pub privacy_texts: crate::privacy::keywords::Texts,
     /// This worker's lease token.
     pub owner: String,
 }
@@ -96,6 +110,9 @@ struct Destination<'a> {
     phone_number_id: &'a str,
     /// The customer's last message time: the window replies rely on.
     window_at: Option<u64>,
+    /// The message being answered: its time and a keyed hash of its id
+    /// (the evidence of consent a flow step records).
+    cause: Option<(u64, String)>,
 }
 
 /// What a status webhook says about one of our messages.
@@ -300,8 +317,12 @@ impl Worker {
                 to: &to,
                 phone_number_id: &number,
                 window_at: state.last_inbound,
+                cause: None,
             };
             self.effects(&contact, out.effects, dest, (&mut jobs, &mut consent), now);
+            if let Some(granted) = consent.last().map(|c| c.granted) {
+                state.marketing = Some(granted);
+            }
         }
         for entry in &claim.entries {
             acked.push(entry.id.clone());
@@ -328,29 +349,31 @@ impl Worker {
                         if d.code == Some(crate::outbox::graph::MARKETING_STOPPED_CODE) {
                             tracing::info!(contact = %contact, "customer stopped marketing messages (131050)");
                             consent.push(ConsentChange {
-                                purpose: "marketing".to_owned(),
+                                purpose: MARKETING.to_owned(),
                                 granted: false,
                                 at: d.at,
                                 source: "meta:131050".to_owned(),
                                 policy_version: self.policy_version.clone(),
+                                evidence: d.wamid.clone(),
                             });
+                            state.marketing = Some(false);
                         }
                         deliveries.push(d);
                     }
                 }
                 Event::Preference(p) => {
-                    // WhatsApp's own Stop/Resume for marketing messages.
+                    // WhatsApp's own Stop/Resume for marketing messages: on
+                    // record since ingress; confirmed like STOP and START.
                     if let Ok(pref) = p.preference.parse()
                         && pref.category == "marketing_messages"
                         && (pref.value == "stop" || pref.value == "resume")
                     {
-                        consent.push(ConsentChange {
-                            purpose: "marketing".to_owned(),
-                            granted: pref.value == "resume",
-                            at: pref.timestamp.0.max(0) as u64,
-                            source: "whatsapp:user_preferences".to_owned(),
-                            policy_version: self.policy_version.clone(),
-                        });
+                        let command = if pref.value == "stop" {
+                            Command::OptOut
+                        } else {
+                            Command::OptIn
+                        };
+                        self.privacy_command(&contact, command, &mut state, &mut jobs, now);
                     }
                 }
                 _ => {}
@@ -458,11 +481,24 @@ impl Worker {
                 created_at: now,
                 origin: Origin::Reply,
                 window_at: Some(sent_at),
+                purpose: None,
             });
         }
         let input = input_of(&message);
+        let flows = self.flows.current();
+        let command = match &input {
+            Input::Text(t) => keywords::classify(t, &flows.privacy),
+            Input::Choice { id, title } => keywords::classify_choice(id, title, &flows.privacy),
+            _ => None,
+        };
+        if let Some(command) = command {
+            // Before any flow, whatever the session: the consent change is
+            // on record since ingress; here the customer gets the answer.
+            self.privacy_command(contact, command, state, jobs, now);
+            return Some(sent_at);
+        }
         let out = engine::step(
-            &self.flows.current(),
+            &flows,
             state.session.take(),
             &state.contact,
             &input,
@@ -476,8 +512,13 @@ impl Worker {
             to: &to,
             phone_number_id: &m.origin.phone_number_id,
             window_at,
+            cause: Some((sent_at, self.pseudonymizer.tag("wamid", &message.id))),
         };
+        let before = consent.len();
         self.effects(contact, out.effects, dest, (jobs, consent), now);
+        if let Some(granted) = consent[before..].last().map(|c| c.granted) {
+            state.marketing = Some(granted);
+        }
         Some(sent_at)
     }
 
@@ -494,6 +535,7 @@ impl Worker {
             to,
             phone_number_id,
             window_at,
+            cause,
         } = dest;
         for effect in effects {
             match effect {
@@ -505,6 +547,7 @@ impl Worker {
                     created_at: now,
                     origin: Origin::Reply,
                     window_at,
+                    purpose: None,
                 }),
                 Effect::BudgetExceeded { flow, step } => {
                     tracing::error!(contact = %contact, flow, step, "flow step budget exceeded");
@@ -513,11 +556,12 @@ impl Worker {
                     let granted = action == "opt_in";
                     tracing::info!(contact = %contact, action, "consent recorded");
                     consent.push(ConsentChange {
-                        purpose: purpose.unwrap_or_else(|| "marketing".to_owned()),
+                        purpose: purpose.unwrap_or_else(|| MARKETING.to_owned()),
                         granted,
-                        at: now,
+                        at: cause.as_ref().map_or(now, |(at, _)| *at),
                         source: "flow".to_owned(),
                         policy_version: self.policy_version.clone(),
+                        evidence: cause.as_ref().map(|(_, e)| e.clone()),
                     });
                 }
                 Effect::Action { action, .. } => {
@@ -526,6 +570,63 @@ impl Worker {
                 Effect::SetName { .. } | Effect::AddTag { .. } | Effect::RemoveTag { .. } => {}
             }
         }
+    }
+
+    /// Answers a privacy command. STOP and START are confirmed once: a
+    /// command that changes nothing gets no second confirmation within
+    /// 24 hours (STOP after START changes something, and is confirmed).
+    fn privacy_command(
+        &self,
+        contact: &ContactKey,
+        command: Command,
+        state: &mut Conversation,
+        jobs: &mut Vec<Job>,
+        now: u64,
+    ) {
+        let (Some(to), Some(number)) = (state.recipient.clone(), state.phone_number_id.clone())
+        else {
+            return;
+        };
+        let before = state.marketing.unwrap_or(false);
+        let body = match command {
+            Command::Help => self.privacy_texts.help.clone(),
+            Command::OptOut | Command::OptIn => {
+                let granted = command == Command::OptIn;
+                state.marketing = Some(granted);
+                let confirmed = if granted {
+                    &mut state.opt_in_confirmed_at
+                } else {
+                    &mut state.opt_out_confirmed_at
+                };
+                let recently = confirmed.is_some_and(|t| now < t + WINDOW_SECS);
+                if before == granted && recently {
+                    tracing::info!(contact = %contact, ?command, "privacy command changes nothing; confirmed already");
+                    return;
+                }
+                *confirmed = Some(now);
+                if granted {
+                    self.privacy_texts.opt_in.clone()
+                } else {
+                    self.privacy_texts.opt_out.clone()
+                }
+            }
+        };
+        tracing::info!(contact = %contact, ?command, "privacy command answered");
+        jobs.push(Job {
+            id: uuid::Uuid::new_v4().to_string(),
+            phone_number_id: number,
+            to,
+            message: OutMessage::Flow {
+                message: Outgoing::Text {
+                    body,
+                    preview_url: false,
+                },
+            },
+            created_at: now,
+            origin: Origin::Reply,
+            window_at: state.last_inbound,
+            purpose: None,
+        });
     }
 
     /// Works until `stop` is set; sleeps briefly when idle. The contact

@@ -44,6 +44,8 @@ pub struct Flows {
     pub by_id: HashMap<String, FlowIdx>,
     /// Normalised keyword → flow.
     pub keywords: HashMap<String, FlowIdx>,
+    /// Words the flow files add to the built-in privacy commands.
+    pub privacy: crate::privacy::keywords::Extra,
     pub regexes: Vec<(Regex, FlowIdx)>,
     /// Interactive reply id or quick-reply payload → flow.
     pub replies: HashMap<String, FlowIdx>,

@@ -259,6 +259,7 @@ impl Compiler {
             flows: self.flows,
             by_id: self.by_id,
             keywords: self.keywords,
+            privacy: Default::default(),
             regexes: self.regexes,
             replies: self.replies,
             default,
@@ -304,6 +305,18 @@ impl Compiler {
                 let key = normalize(&k.value);
                 if key.is_empty() {
                     self.err(path, k, "empty keyword: expected a word or phrase");
+                    continue;
+                }
+                if let Some(command) = crate::privacy::keywords::is_builtin(&key) {
+                    self.err(
+                        path,
+                        k,
+                        format!(
+                            "keyword {:?} belongs to the built-in privacy command {}: it is answered before any flow, so no flow can claim it",
+                            k.value,
+                            command.name()
+                        ),
+                    );
                     continue;
                 }
                 match self.keywords.get(&key) {

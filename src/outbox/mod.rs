@@ -153,6 +153,12 @@ pub struct Job {
     /// (Unix seconds): the start of the 24-hour window the job relies on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_at: Option<u64>,
+    /// The consent the message needs (`marketing` for promotions): checked
+    /// against the contact's ledger right before sending, so a message
+    /// queued before a STOP is not sent after it, and a contact with no
+    /// record gets none (it fails closed). `None`: a service message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
 }
 
 fn media_object(source: &MediaRef) -> Value {
@@ -378,6 +384,7 @@ mod tests {
             created_at: 0,
             origin: Origin::Reply,
             window_at: None,
+            purpose: None,
         }
     }
 

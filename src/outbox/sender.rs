@@ -508,8 +508,28 @@ impl Sender {
                 return self.defer(claim, run, None, until).await;
             }
         }
+        // A message that needs consent (marketing) is checked before it
+        // takes a rate-limit slot, and again right before the request: a
+        // STOP acknowledged before that point stops it; no record at all
+        // means no.
+        let no_consent = |attempts| {
+            record(
+                DeliveryState::NoConsent,
+                None,
+                "no consent for this purpose",
+                attempts,
+            )
+        };
+        if !self.consented(claim, &job).await? {
+            let r = no_consent(state.attempts);
+            return self.give_up(claim, id, (r, None, None), run).await;
+        }
         if let Some(wait) = self.pace(&job, &claim.contact, run).await? {
             return self.defer(claim, run, None, now_ms + wait).await;
+        }
+        if !self.consented(claim, &job).await? {
+            let r = no_consent(state.attempts);
+            return self.give_up(claim, id, (r, None, None), run).await;
         }
         match self.graph.send(&job).await {
             Answer::Accepted { wamid } => {
@@ -573,6 +593,7 @@ impl Sender {
                         at: now,
                         source: "meta:131050".into(),
                         policy_version: self.policy_version.clone(),
+                        evidence: Some(format!("job:{}", job.id)),
                     });
                 self.give_up(claim, id, (r, None, consent), run).await
             }
@@ -643,6 +664,16 @@ impl Sender {
                 self.defer(claim, run, Some(head), state.next_at_ms).await
             }
         }
+    }
+
+    /// Does the contact's ledger allow the job now? (Always, for a
+    /// service message.)
+    async fn consented(&self, claim: &Claim, job: &Job) -> Result<bool, StoreError> {
+        let Some(purpose) = &job.purpose else {
+            return Ok(true);
+        };
+        let ledger = self.store.consent(&claim.contact).await?;
+        Ok(crate::privacy::consent::granted(&ledger, purpose))
     }
 
     /// Takes the rate-limit slots a job needs; `Some(ms)` when it must

@@ -1,6 +1,9 @@
-//! Privacy primitives used from ingress on: encryption of stored content
-//! ([`crypto`]) and pseudonymous ids for logs and storage keys
-//! ([`pseudonym`]). Consent, export, erasure and audit build on these.
+//! Privacy: encryption of stored content ([`crypto`]), pseudonymous ids
+//! for logs and storage keys ([`pseudonym`]), the commands a customer can
+//! send at any moment ([`keywords`]), and the consent ledger's state
+//! ([`consent`]).
 
+pub mod consent;
 pub mod crypto;
+pub mod keywords;
 pub mod pseudonym;

@@ -427,6 +427,7 @@ fn apply_appends(
         let mut inbox = txn.open_table(INBOX)?;
         let mut seq = txn.open_table(SEQ)?;
         let mut ready = txn.open_table(READY)?;
+        let mut consent = txn.open_table(CONSENT)?;
         for entries in batches {
             let mut out = Vec::with_capacity(entries.len());
             for e in *entries {
@@ -452,6 +453,15 @@ fn apply_appends(
                     && ready.get(k.as_str())?.is_none()
                 {
                     ready.insert(k.as_str(), now * 1000)?;
+                }
+                if let (Queue::Contact(k), Some(change)) = (&e.queue, &e.consent) {
+                    // The same ledger as append_consent writes.
+                    let bytes = serde_json::to_vec(change)
+                        .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+                    let q = format!("k:{k}");
+                    let n = seq.get(q.as_str())?.map(|v| v.value()).unwrap_or(0);
+                    consent.insert((q.as_str(), n), bytes.as_slice())?;
+                    seq.insert(q.as_str(), n + 1)?;
                 }
                 out.push(Appended::New);
             }
@@ -1024,6 +1034,7 @@ mod tests {
             queue: Queue::System,
             dedup: "k".into(),
             sealed: b"x".to_vec(),
+            consent: None,
         };
         let batch: &[InboxEntry] = std::slice::from_ref(&entry);
         let t0 = 1_000_000;

@@ -65,6 +65,11 @@ pub struct InboxEntry {
     pub dedup: String,
     /// The event, sealed (see [`crate::privacy::crypto`]).
     pub sealed: Vec<u8>,
+    /// Consent the event gives or withdraws (STOP, START, WhatsApp's
+    /// marketing Stop/Resume): appended to the contact's ledger in the same
+    /// atomic write as the entry, and only if the entry is new, so it is on
+    /// record before the webhook is acknowledged.
+    pub consent: Option<ConsentChange>,
 }
 
 /// An entry as read back from the inbox.
@@ -148,12 +153,18 @@ pub struct ConsentChange {
     pub granted: bool,
     /// When (Unix seconds).
     pub at: u64,
-    /// How we learned it: `flow:<flow>` (the customer's answer),
-    /// `whatsapp:user_preferences` (WhatsApp's Stop/Resume),
-    /// `meta:131050` (Meta said the customer stopped marketing messages).
+    /// How we learned it: `keyword` (STOP, START… typed), `button` (the
+    /// "Stop promotions" quick reply), `flow` (a flow's opt-in or opt-out
+    /// step), `whatsapp:user_preferences` (WhatsApp's Stop/Resume),
+    /// `meta:131050` (Meta said the customer stopped marketing messages),
+    /// `admin`.
     pub source: String,
     /// The privacy policy in force (`privacy.policy_version`).
     pub policy_version: String,
+    /// What shows it: a keyed hash of the customer's message id (or of
+    /// the webhook event) that carried the choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 /// Where an outbound message stands. The order of the variants is the
@@ -179,6 +190,9 @@ pub enum DeliveryState {
     Expired,
     /// Not sent: every attempt failed; moved to the dead letters.
     Dead,
+    /// Not sent: the consent it needs (marketing) was not given, or was
+    /// withdrawn before it could go.
+    NoConsent,
 }
 
 impl DeliveryState {

@@ -72,13 +72,15 @@ fn shard_of(contact: &ContactKey) -> u16 {
         % SHARDS
 }
 
-/// KEYS: seen mark, stream, and for a contact its shard's inbox ready set.
-/// ARGV: dedup TTL (s), sealed event, stream TTL (s), now (ms), contact.
+/// KEYS: seen mark, stream, and for a contact its shard's inbox ready set
+/// and its consent ledger. ARGV: dedup TTL (s), sealed event, stream TTL
+/// (s), now (ms), contact, consent entry (JSON) or empty.
 const APPEND_LUA: &str = r#"
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[3])
   if KEYS[3] then redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5]) end
+  if KEYS[4] and ARGV[6] ~= '' then redis.call('XADD', KEYS[4], '*', 'c', ARGV[6]) end
   return id
 end
 return false
@@ -462,10 +464,14 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         let now = super::now_ms();
+        let consents = entries
+            .iter()
+            .map(|e| e.consent.as_ref().map_or(Ok(String::new()), json))
+            .collect::<Result<Vec<String>, StoreError>>()?;
         let values: Vec<Value> = self
             .pipeline(|| {
                 let mut pipe = redis::pipe();
-                for e in &entries {
+                for (i, e) in entries.iter().enumerate() {
                     let mut keys = vec![
                         self.queue_key(&e.queue, &format!("seen:{}", e.dedup)),
                         self.stream_key(&e.queue),
@@ -473,6 +479,7 @@ impl Store for RedisStore {
                     let member = match &e.queue {
                         Queue::Contact(k) => {
                             keys.push(self.ready_key(Lane::Inbox, shard_of(k)));
+                            keys.push(self.contact_key(k, "consent"));
                             k.as_str()
                         }
                         _ => "",
@@ -482,7 +489,8 @@ impl Store for RedisStore {
                         .arg(&e.sealed[..])
                         .arg(INBOX_TTL.as_secs())
                         .arg(now)
-                        .arg(member);
+                        .arg(member)
+                        .arg(consents[i].as_str());
                 }
                 pipe
             })

@@ -202,16 +202,32 @@ async fn handle(
     };
     let routed = events::split(notification, &state.pseudonymizer, received_at);
     let mut entries = Vec::with_capacity(routed.len());
+    let flows = state.flows.as_ref().map(|f| f.current());
+    let no_extra = crate::privacy::keywords::Extra::default();
+    let extra = flows.as_deref().map_or(&no_extra, |f| &f.privacy);
     for r in &routed {
         let plain = serde_json::to_vec(&r.event).map_err(|_| WebhookError::Seal)?;
         let sealed = state
             .sealer
             .seal(&plain, r.queue.name().as_bytes())
             .map_err(|_| WebhookError::Seal)?;
+        // STOP, START, "Stop promotions" and WhatsApp's Stop/Resume are on
+        // record before the delivery is acknowledged.
+        let consent = match &r.queue {
+            Queue::Contact(_) => crate::privacy::consent::of_event(
+                &r.event,
+                &r.dedup,
+                &state.pseudonymizer,
+                &state.policy_version,
+                extra,
+            ),
+            _ => None,
+        };
         entries.push(InboxEntry {
             queue: r.queue.clone(),
             dedup: r.dedup.clone(),
             sealed,
+            consent,
         });
     }
     let results = state.store.append(entries).await?;
@@ -264,6 +280,7 @@ async fn quarantine(
             queue: Queue::Quarantine,
             dedup,
             sealed,
+            consent: None,
         }])
         .await?;
     // serde's messages can quote the input; log only where it failed.

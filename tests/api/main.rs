@@ -11,6 +11,7 @@ mod ingest;
 mod instances;
 mod logs;
 mod outbox;
+mod privacy;
 mod property;
 mod redis_faults;
 mod reload;

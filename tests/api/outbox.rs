@@ -12,7 +12,11 @@ use crate::helpers::{Backend, TestApp, spawn_app_running};
 use whatsify::store::Queue;
 
 /// Retries fast, no read receipts (each test says what it needs).
-async fn app_with(backend: &Backend, graph: &FakeGraph, extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn app_with(
+    backend: &Backend,
+    graph: &FakeGraph,
+    extra: &[(&str, &str)],
+) -> TestApp {
     let mut env: Vec<(&str, String)> = vec![
         ("WHATSIFY__META__GRAPH_API_BASE", graph.base.clone()),
         ("WHATSIFY__OUTBOX__MARK_READ", "false".into()),
@@ -26,7 +30,7 @@ async fn app_with(backend: &Backend, graph: &FakeGraph, extra: &[(&str, &str)]) 
     spawn_app_running(backend, &env, 2).await
 }
 
-fn text_from(wa_id: &str, wamid: &str, body: &str, sent_at: u64) -> Vec<u8> {
+pub(crate) fn text_from(wa_id: &str, wamid: &str, body: &str, sent_at: u64) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "object": "whatsapp_business_account",
         "entry": [{ "id": "240017555501234", "changes": [{ "field": "messages", "value": {
@@ -40,16 +44,16 @@ fn text_from(wa_id: &str, wamid: &str, body: &str, sent_at: u64) -> Vec<u8> {
     .expect("json")
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     whatsify::store::now_secs()
 }
 
-async fn say_hi(app: &TestApp, wa_id: &str, wamid: &str) {
+pub(crate) async fn say_hi(app: &TestApp, wa_id: &str, wamid: &str) {
     let resp = app.post_signed(&text_from(wa_id, wamid, "hi", now())).await;
     assert_eq!(resp.status(), 200);
 }
 
-fn sent_to(graph: &FakeGraph, wa_id: &str) -> Vec<Value> {
+pub(crate) fn sent_to(graph: &FakeGraph, wa_id: &str) -> Vec<Value> {
     graph
         .sent()
         .into_iter()
@@ -58,7 +62,7 @@ fn sent_to(graph: &FakeGraph, wa_id: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn until(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
+pub(crate) async fn until(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !f().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -554,7 +558,7 @@ async fn the_admin_api_wants_its_token() {
 
 /// Queues `jobs` for `contact` the way a worker does: sealed, in the
 /// contact's outbox, in one commit.
-async fn queue(
+pub(crate) async fn queue(
     store: &std::sync::Arc<dyn whatsify::store::Store>,
     sealer: &whatsify::privacy::crypto::Sealer,
     contact: &whatsify::domain::ContactKey,
@@ -567,6 +571,7 @@ async fn queue(
             queue: q,
             dedup: uuid::Uuid::new_v4().to_string(),
             sealed: b"x".to_vec(),
+            consent: None,
         }])
         .await
         .expect("append");
@@ -653,6 +658,7 @@ async fn business_messages_are_paced_per_recipient_and_replies_are_not() {
         created_at: now(),
         origin,
         window_at: Some(now()),
+        purpose: None,
     };
     let business: Vec<Job> = (0..5)
         .map(|n| job("16505555000", n, Origin::Business, true))
@@ -697,13 +703,13 @@ async fn business_messages_are_paced_per_recipient_and_replies_are_not() {
     );
 }
 
-fn contact_key(app: &TestApp, wa_id: &str) -> whatsify::domain::ContactKey {
+pub(crate) fn contact_key(app: &TestApp, wa_id: &str) -> whatsify::domain::ContactKey {
     app.state
         .pseudonymizer
         .contact_key(&whatsify::domain::ContactId::from_parts(Some(wa_id), None).expect("id"))
 }
 
-async fn marketing(app: &TestApp, wa_id: &str) -> Vec<(bool, String)> {
+pub(crate) async fn marketing(app: &TestApp, wa_id: &str) -> Vec<(bool, String)> {
     app.store()
         .consent(&contact_key(app, wa_id))
         .await
@@ -714,7 +720,7 @@ async fn marketing(app: &TestApp, wa_id: &str) -> Vec<(bool, String)> {
         .collect()
 }
 
-fn tap(wa_id: &str, wamid: &str, id: &str, title: &str) -> Vec<u8> {
+pub(crate) fn tap(wa_id: &str, wamid: &str, id: &str, title: &str) -> Vec<u8> {
     let mut v: Value = serde_json::from_slice(&text_from(wa_id, wamid, "", now())).expect("json");
     v["entry"][0]["changes"][0]["value"]["messages"][0]["type"] = json!("interactive");
     v["entry"][0]["changes"][0]["value"]["messages"][0]["interactive"] = json!({
@@ -765,6 +771,15 @@ async fn consent_is_recorded_from_the_flow_whatsapp_and_meta(backend: &Backend) 
         marketing(&app, wa).await[1],
         (false, "whatsapp:user_preferences".to_owned())
     );
+    // The customer is told, once.
+    until("the confirmation", 30, async || {
+        sent_to(&graph, wa).iter().any(|m| {
+            m["text"]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("won't get promotions"))
+        })
+    })
+    .await;
     // Meta refuses a send with 131050 at once.
     let other = "16505554950";
     graph.fail_next(&[(400, 131050)]);

@@ -44,6 +44,7 @@ fn entry(queue: &Queue, dedup: &str, body: &str) -> InboxEntry {
         queue: queue.clone(),
         dedup: dedup.to_owned(),
         sealed: body.as_bytes().to_vec(),
+        consent: None,
     }
 }
 
@@ -986,6 +987,7 @@ async fn the_consent_ledger_keeps_every_change_in_order(backend: &Backend) {
         at,
         source: source.into(),
         policy_version: "1".into(),
+        evidence: Some(format!("e{at}")),
     };
     queue_jobs(&s, &k, &["a"], None).await;
     // Given in a flow (with the worker's commit) …
@@ -1028,9 +1030,20 @@ async fn the_consent_ledger_keeps_every_change_in_order(backend: &Backend) {
         .await
         .expect("finish");
     s.release(&c).await.expect("release");
+    // … and given again by a START, recorded with the message it came in
+    // (once, however often Meta delivers it).
+    for _ in 0..2 {
+        let mut start = entry(&Queue::Contact(k.clone()), "c2", "START");
+        start.consent = Some(change(true, 30, "keyword"));
+        s.append(vec![start]).await.expect("append");
+    }
     assert_eq!(
         s.consent(&k).await.expect("ledger"),
-        vec![change(true, 10, "flow"), change(false, 20, "meta:131050")]
+        vec![
+            change(true, 10, "flow"),
+            change(false, 20, "meta:131050"),
+            change(true, 30, "keyword")
+        ]
     );
     assert!(s.consent(&key(32)).await.expect("ledger").is_empty());
 }

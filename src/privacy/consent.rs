@@ -1,0 +1,118 @@
+//! The current state of a consent, read from the contact's ledger.
+//!
+//! The ledger is append-only evidence; the state of a purpose is its
+//! latest entry by the time of the customer's action (`at`: the message
+//! time Meta reports), entries of the same second in the order they were
+//! written. Marketing consent is absent (no) until given explicitly.
+
+use crate::store::ConsentChange;
+
+/// The purpose of promotional messages.
+pub const MARKETING: &str = "marketing";
+
+/// Whether `purpose` is granted, with the entry that says so; `None`: no
+/// entry (never asked), which counts as not granted.
+pub fn state<'a>(ledger: &'a [ConsentChange], purpose: &str) -> Option<&'a ConsentChange> {
+    ledger
+        .iter()
+        .filter(|c| c.purpose == purpose)
+        // max_by_key keeps the last of equal keys: ledger order breaks ties.
+        .max_by_key(|c| c.at)
+}
+
+/// Is `purpose` granted now?
+pub fn granted(ledger: &[ConsentChange], purpose: &str) -> bool {
+    state(ledger, purpose).is_some_and(|c| c.granted)
+}
+
+/// The consent an inbound event gives or withdraws by itself, before any
+/// flow: STOP, START and their variants typed, the "Stop promotions"
+/// quick reply, and WhatsApp's own marketing Stop/Resume. Recorded at
+/// ingress, in the same write as the event (see
+/// [`crate::store::InboxEntry::consent`]).
+pub fn of_event(
+    event: &crate::webhook::events::Event,
+    dedup: &str,
+    pseudonymizer: &crate::privacy::pseudonym::Pseudonymizer,
+    policy_version: &str,
+    extra: &crate::privacy::keywords::Extra,
+) -> Option<ConsentChange> {
+    use crate::flow::engine::Input;
+    use crate::privacy::keywords::{Command, classify, classify_choice};
+    use crate::webhook::events::Event;
+    let (granted, at, source, evidence) = match event {
+        Event::Message(m) => {
+            let message = m.message.parse().ok()?;
+            let (command, source) = match crate::worker::input_of(&message) {
+                Input::Text(t) => (classify(&t, extra)?, "keyword"),
+                Input::Choice { id, title } => (classify_choice(&id, &title, extra)?, "button"),
+                _ => return None,
+            };
+            let granted = match command {
+                Command::OptOut => false,
+                Command::OptIn => true,
+                Command::Help => return None,
+            };
+            let at = message.timestamp.0.max(0) as u64;
+            (granted, at, source, pseudonymizer.tag("wamid", &message.id))
+        }
+        Event::Preference(p) => {
+            let pref = p.preference.parse().ok()?;
+            if pref.category != "marketing_messages"
+                || !matches!(pref.value.as_str(), "stop" | "resume")
+            {
+                return None;
+            }
+            let at = pref.timestamp.0.max(0) as u64;
+            (
+                pref.value == "resume",
+                at,
+                "whatsapp:user_preferences",
+                dedup.to_owned(),
+            )
+        }
+        _ => return None,
+    };
+    Some(ConsentChange {
+        purpose: MARKETING.to_owned(),
+        granted,
+        at,
+        source: source.to_owned(),
+        policy_version: policy_version.to_owned(),
+        evidence: Some(evidence),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(granted: bool, at: u64) -> ConsentChange {
+        ConsentChange {
+            purpose: MARKETING.into(),
+            granted,
+            at,
+            source: "keyword".into(),
+            policy_version: "1".into(),
+            evidence: None,
+        }
+    }
+
+    #[test]
+    fn marketing_is_not_granted_until_given() {
+        assert!(!granted(&[], MARKETING));
+        assert!(granted(&[entry(true, 5)], MARKETING));
+        assert!(!granted(&[entry(true, 5)], "other"));
+    }
+
+    #[test]
+    fn the_latest_action_wins_and_same_second_ties_go_by_ledger_order() {
+        assert!(!granted(
+            &[entry(false, 5), entry(true, 5), entry(false, 5)],
+            MARKETING
+        ));
+        assert!(granted(&[entry(false, 5), entry(true, 6)], MARKETING));
+        // Written late (a flow's opt-in) but for an earlier action.
+        assert!(!granted(&[entry(false, 9), entry(true, 8)], MARKETING));
+    }
+}

@@ -1,0 +1,331 @@
+//! The privacy commands end to end: signed webhooks in, the consent
+//! ledger in the store, answers at the fake Graph API.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::graph::FakeGraph;
+use crate::helpers::{Backend, TestApp};
+use crate::outbox::{
+    app_with, contact_key, marketing, now, queue, say_hi, sent_to, text_from, until,
+};
+
+const OPTED_OUT: &str = "won't get promotions";
+const OPTED_IN: &str = "our offers again";
+
+async fn send(app: &TestApp, wa: &str, wamid: &str, text: &str) {
+    let resp = app.post_signed(&text_from(wa, wamid, text, now())).await;
+    assert_eq!(resp.status(), 200, "{text}");
+}
+
+/// The texts sent to `wa` that contain `needle`.
+fn told(graph: &FakeGraph, wa: &str, needle: &str) -> usize {
+    sent_to(graph, wa)
+        .iter()
+        .filter(|m| {
+            m["text"]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains(needle))
+        })
+        .count()
+}
+
+fn granted(ledger: &[(bool, String)]) -> Option<bool> {
+    ledger.last().map(|(g, _)| *g)
+}
+
+/// STOP is on record by the time the webhook is acknowledged, confirmed
+/// once (a STOP that changes nothing is not confirmed again), START opts
+/// back in with one confirmation, a STOP after it is confirmed again, and
+/// the customer's other messages are still answered, including a sentence
+/// that merely contains the word.
+async fn stop_and_start_are_recorded_at_once_and_confirmed_once(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505556001";
+    say_hi(&app, wa, "wamid.P1").await;
+    until("the welcome", 30, async || !sent_to(&graph, wa).is_empty()).await;
+
+    send(&app, wa, "wamid.P2", "STOP").await;
+    assert_eq!(
+        marketing(&app, wa).await,
+        [(false, "keyword".to_owned())],
+        "withdrawn before the webhook was acknowledged"
+    );
+    until("the confirmation", 30, async || {
+        told(&graph, wa, OPTED_OUT) == 1
+    })
+    .await;
+    let confirmation = sent_to(&graph, wa)
+        .into_iter()
+        .find(|m| {
+            m["text"]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains(OPTED_OUT))
+        })
+        .expect("confirmation");
+    let body = confirmation["text"]["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains("still answer") && body.contains("START"),
+        "{body}"
+    );
+
+    // Already opted out: recorded, not confirmed again.
+    send(&app, wa, "wamid.P3", "stop.").await;
+    assert_eq!(marketing(&app, wa).await.len(), 2);
+    // The next message is answered, so the second STOP was handled by now.
+    let before = sent_to(&graph, wa).len();
+    send(&app, wa, "wamid.P4", "where is the bus stop near you?").await;
+    until("an answer to the question", 30, async || {
+        sent_to(&graph, wa).len() > before
+    })
+    .await;
+    assert_eq!(told(&graph, wa, OPTED_OUT), 1, "no second confirmation");
+    assert_eq!(
+        marketing(&app, wa).await.len(),
+        2,
+        "a question is no opt-out"
+    );
+
+    send(&app, wa, "wamid.P5", "START").await;
+    assert_eq!(granted(&marketing(&app, wa).await), Some(true));
+    until("the opt-in confirmation", 30, async || {
+        told(&graph, wa, OPTED_IN) == 1
+    })
+    .await;
+
+    send(&app, wa, "wamid.P6", "please stop sending me promotions").await;
+    assert_eq!(granted(&marketing(&app, wa).await), Some(false));
+    until("a confirmation after START", 30, async || {
+        told(&graph, wa, OPTED_OUT) == 2
+    })
+    .await;
+
+    // Service goes on: "hi" still gets the welcome menu.
+    let before = sent_to(&graph, wa).len();
+    say_hi(&app, wa, "wamid.P7").await;
+    until("the welcome again", 30, async || {
+        sent_to(&graph, wa).len() > before
+    })
+    .await;
+}
+both_backends!(
+    stop_and_start,
+    stop_and_start_are_recorded_at_once_and_confirmed_once
+);
+
+/// STOP, START, STOP in quick succession end opted out.
+async fn stop_start_stop_ends_opted_out(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505556002";
+    let t = now();
+    for (i, text) in ["STOP", "START", "STOP"].iter().enumerate() {
+        let resp = app
+            .post_signed(&text_from(wa, &format!("wamid.Q{i}"), text, t))
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let ledger = marketing(&app, wa).await;
+    assert_eq!(ledger.len(), 3);
+    let store = app.store();
+    let entries = store.consent(&contact_key(&app, wa)).await.expect("ledger");
+    assert!(!whatsify::privacy::consent::granted(&entries, "marketing"));
+    // Each is confirmed (each changed the state), in order.
+    until("three confirmations", 30, async || {
+        told(&graph, wa, OPTED_OUT) + told(&graph, wa, OPTED_IN) == 3
+    })
+    .await;
+    let order: Vec<bool> = sent_to(&graph, wa)
+        .iter()
+        .filter_map(|m| m["text"]["body"].as_str())
+        .filter(|b| b.contains(OPTED_OUT) || b.contains(OPTED_IN))
+        .map(|b| b.contains(OPTED_IN))
+        .collect();
+    assert_eq!(order, [false, true, false]);
+}
+both_backends!(stop_start_stop, stop_start_stop_ends_opted_out);
+
+/// The "Stop promotions" quick reply of a marketing template withdraws
+/// marketing consent like STOP does.
+async fn the_stop_promotions_button_opts_out(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505556003";
+    let mut v: Value = serde_json::from_slice(&text_from(wa, "wamid.B1", "", now())).expect("json");
+    let m = &mut v["entry"][0]["changes"][0]["value"]["messages"][0];
+    m["type"] = json!("button");
+    m["button"] = json!({ "payload": "STOP_PROMOTIONS", "text": "Stop promotions" });
+    m["context"] = json!({ "from": "15550001111", "id": "wamid.TEMPLATE" });
+    let resp = app
+        .post_signed(&serde_json::to_vec(&v).expect("json"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(marketing(&app, wa).await, [(false, "button".to_owned())]);
+    until("the confirmation", 30, async || {
+        told(&graph, wa, OPTED_OUT) == 1
+    })
+    .await;
+}
+both_backends!(stop_button, the_stop_promotions_button_opts_out);
+
+/// HELP names the business, says how to reach a person and lists the
+/// privacy commands; it changes no consent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_names_the_business_and_the_commands() {
+    let b = crate::helpers::embedded();
+    let graph = FakeGraph::start().await;
+    let app = app_with(
+        &b.backend,
+        &graph,
+        &[
+            ("WHATSIFY__BUSINESS__NAME", "Acme Shoes"),
+            ("WHATSIFY__BUSINESS__CONTACT", "call +1 555 0100 (9am-5pm)"),
+        ],
+    )
+    .await;
+    let wa = "16505556004";
+    send(&app, wa, "wamid.H1", "HELP").await;
+    until("the answer", 30, async || {
+        told(&graph, wa, "Acme Shoes") == 1
+    })
+    .await;
+    let body = sent_to(&graph, wa)[0]["text"]["body"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for part in ["call +1 555 0100 (9am-5pm)", "STOP", "START", "PRIVACY"] {
+        assert!(body.contains(part), "{part} missing from {body}");
+    }
+    assert!(marketing(&app, wa).await.is_empty());
+}
+
+/// A STOP that arrives while 1,000 marketing messages are queued for the
+/// contact: none is sent after the STOP was acknowledged; the rest are
+/// recorded as not sent for want of consent.
+async fn stop_stops_marketing_already_queued(backend: &Backend) {
+    use whatsify::outbox::{Job, Message, Origin, Recipient};
+    let graph = FakeGraph::start().await;
+    // Meta's pair limit paces them: one a second after the first.
+    let app = app_with(
+        backend,
+        &graph,
+        &[
+            ("WHATSIFY__OUTBOX__PAIR_INTERVAL", "1s"),
+            ("WHATSIFY__OUTBOX__PAIR_BURST", "1"),
+        ],
+    )
+    .await;
+    let wa = "16505556005";
+    send(&app, wa, "wamid.M0", "START").await;
+    until("subscribed", 30, async || told(&graph, wa, OPTED_IN) == 1).await;
+    let jobs: Vec<Job> = (0..1000)
+        .map(|n| Job {
+            id: format!("mkt-{n}"),
+            phone_number_id: "106540352242922".into(),
+            to: Recipient::WaId(wa.into()),
+            message: Message::Template {
+                name: "spring_offer".into(),
+                language: "en_US".into(),
+                header: None,
+                body: vec![],
+                quick_replies: vec!["stop-promotions".into()],
+                marketing: true,
+            },
+            created_at: now(),
+            origin: Origin::Business,
+            window_at: None,
+            purpose: Some("marketing".into()),
+        })
+        .collect();
+    let store = app.store();
+    queue(&store, &app.state.sealer, &contact_key(&app, wa), &jobs).await;
+    let marketing_sent = |g: &FakeGraph| -> Vec<Instant> {
+        g.requests()
+            .into_iter()
+            .filter(|r| r.job.as_deref().is_some_and(|j| j.starts_with("mkt-")))
+            .map(|r| r.at)
+            .collect()
+    };
+    until("two offers out", 30, async || {
+        marketing_sent(&graph).len() >= 2
+    })
+    .await;
+    send(&app, wa, "wamid.M1", "STOP").await;
+    let acknowledged = Instant::now();
+    until("the queue drained", 60, async || {
+        store
+            .read(&whatsify::store::Queue::Outbox(contact_key(&app, wa)), 1)
+            .await
+            .is_ok_and(|e| e.is_empty())
+    })
+    .await;
+    let all = marketing_sent(&graph);
+    let after = all.iter().filter(|at| **at > acknowledged).count();
+    let sent = all.len();
+    println!("{sent} offers sent before the STOP, {after} after");
+    assert_eq!(after, 0, "offers sent after the STOP");
+    let records = store
+        .deliveries(&contact_key(&app, wa))
+        .await
+        .expect("records");
+    let withheld = records
+        .iter()
+        .filter(|d| {
+            d.job.starts_with("mkt-") && d.state == whatsify::store::DeliveryState::NoConsent
+        })
+        .count();
+    assert_eq!(
+        withheld,
+        1000 - sent,
+        "every other offer recorded as withheld"
+    );
+    until("the confirmation", 30, async || {
+        told(&graph, wa, OPTED_OUT) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+both_backends!(stop_during_a_campaign, stop_stops_marketing_already_queued);
+
+/// A marketing message for a contact who never opted in is not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marketing_without_consent_fails_closed() {
+    use whatsify::outbox::{Job, Message, Origin, Recipient};
+    let b = crate::helpers::embedded();
+    let graph = FakeGraph::start().await;
+    let app = app_with(&b.backend, &graph, &[]).await;
+    let wa = "16505556006";
+    let job = Job {
+        id: "mkt-cold".into(),
+        phone_number_id: "106540352242922".into(),
+        to: Recipient::WaId(wa.into()),
+        message: Message::Template {
+            name: "spring_offer".into(),
+            language: "en_US".into(),
+            header: None,
+            body: vec![],
+            quick_replies: vec![],
+            marketing: true,
+        },
+        created_at: now(),
+        origin: Origin::Business,
+        window_at: None,
+        purpose: Some("marketing".into()),
+    };
+    let store = app.store();
+    queue(&store, &app.state.sealer, &contact_key(&app, wa), &[job]).await;
+    until("recorded", 30, async || {
+        store
+            .deliveries(&contact_key(&app, wa))
+            .await
+            .is_ok_and(|r| {
+                r.iter()
+                    .any(|d| d.state == whatsify::store::DeliveryState::NoConsent)
+            })
+    })
+    .await;
+    assert!(graph.requests().is_empty(), "nothing reached Meta");
+}
