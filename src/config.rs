@@ -57,6 +57,7 @@ shutdown_grace = "25s"
 master_key = ""
 pseudonym_key = ""
 policy_version = "1"
+policy_notice = "We've updated our privacy policy. Reply PRIVACY to see how we use your data and what you can do about it."
 retention_days = 365
 erase_confirm_minutes = 10
 
@@ -208,6 +209,7 @@ pub struct RawPrivacy {
     master_key: SecretString,
     pseudonym_key: SecretString,
     policy_version: String,
+    policy_notice: String,
     retention_days: u32,
     erase_confirm_minutes: u32,
 }
@@ -302,6 +304,9 @@ pub struct PrivacySettings {
     /// Keyed hashes of contact ids; derived from the master key when unset.
     pub pseudonym_key: Option<Key32>,
     pub policy_version: String,
+    /// Sent once to each contact who writes in after `policy_version`
+    /// changed.
+    pub policy_notice: String,
     pub retention_days: u32,
     pub erase_confirm_minutes: u32,
 }
@@ -434,6 +439,7 @@ impl RawSettings {
             master_key,
             pseudonym_key: key32("privacy.pseudonym_key", &self.privacy.pseudonym_key)?,
             policy_version: self.privacy.policy_version,
+            policy_notice: self.privacy.policy_notice,
             retention_days: self.privacy.retention_days,
             erase_confirm_minutes: self.privacy.erase_confirm_minutes,
         };

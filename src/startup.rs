@@ -175,7 +175,13 @@ impl Application {
                 clock: clock.clone(),
                 wake: wake.clone(),
                 policy_version: settings.privacy.policy_version.clone(),
-                privacy_texts: crate::privacy::keywords::Texts::new(&settings.business),
+                privacy_texts: crate::privacy::keywords::Texts::new(
+                    &settings.business,
+                    &settings.privacy.policy_notice,
+                ),
+                profile_ttl: std::time::Duration::from_secs(
+                    u64::from(settings.privacy.retention_days.max(1)) * 24 * 3600,
+                ),
                 owner: uuid::Uuid::new_v4().to_string(),
             };
             tasks.push(tokio::spawn(worker.run(shutdown.clone())));
@@ -349,6 +355,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/webhook", web::post().to(webhook::receive))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
+            .route("/admin/contacts/{id}", web::get().to(crate::admin::contact))
             .route(
                 "/admin/contacts/{id}/messages",
                 web::get().to(crate::admin::messages),

@@ -42,7 +42,6 @@ const SWEEP_LIMIT: usize = 64;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     pub session: Option<Session>,
-    pub contact: ContactView,
     /// Where the last message came from, for replies a timeout triggers.
     #[serde(default)]
     pub recipient: Option<Recipient>,
@@ -52,6 +51,32 @@ pub struct Conversation {
     /// the 24-hour window replies rely on.
     #[serde(default)]
     pub last_inbound: Option<u64>,
+}
+
+/// What whatsify keeps about a contact beyond one conversation: sealed in
+/// the store, kept `privacy.retention_days` after the contact's last
+/// message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// The contact as flows see it: the name (one the customer chose wins
+    /// over their WhatsApp profile name) and tags.
+    #[serde(default)]
+    pub contact: ContactView,
+    /// The name on the customer's WhatsApp profile, as Meta last sent it.
+    #[serde(default)]
+    pub whatsapp_name: Option<String>,
+    /// The customer chose `contact.name` (a flow's name step).
+    #[serde(default)]
+    pub name_chosen: bool,
+    /// The customer's first and latest message (Unix s).
+    #[serde(default)]
+    pub first_seen: Option<u64>,
+    #[serde(default)]
+    pub last_seen: Option<u64>,
+    /// The privacy policy version the contact was last shown (or that was
+    /// in force at their first message).
+    #[serde(default)]
+    pub policy_version: Option<String>,
     /// Marketing consent as this contact's messages have set it so far
     /// (the ledger is the record; this decides the confirmations).
     #[serde(default)]
@@ -62,6 +87,11 @@ pub struct Conversation {
     pub opt_out_confirmed_at: Option<u64>,
     #[serde(default)]
     pub opt_in_confirmed_at: Option<u64>,
+}
+
+/// The context a contact's profile is sealed under.
+pub fn profile_context(contact: &ContactKey) -> Vec<u8> {
+    format!("profile:{contact}").into_bytes()
 }
 
 /// What one call to [`Worker::try_work_next`] did.
@@ -93,8 +123,10 @@ pub struct Worker {
     pub wake: crate::shutdown::Wakeups,
     /// `privacy.policy_version`, stamped on consent it records.
     pub policy_version: String,
-    /// The answers to STOP, START and HELP.
+    /// The answers to STOP, START and HELP, and the policy notice.
     pub privacy_texts: crate::privacy::keywords::Texts,
+    /// How long a profile is kept after the contact's last message.
+    pub profile_ttl: Duration,
     /// This worker's lease token.
     pub owner: String,
 }
@@ -268,6 +300,8 @@ impl Worker {
                     window: None,
                     deliveries: Vec::new(),
                     consent: Vec::new(),
+                    profile: None,
+                    profile_ttl: self.profile_ttl,
                 },
             )
             .await
@@ -292,6 +326,12 @@ impl Worker {
     async fn work(&self, claim: Claim, tick: Option<u64>) -> Result<Outcome, StoreError> {
         let contact = claim.contact.clone();
         let mut state = self.open_state(&claim);
+        let mut profile: Profile = claim
+            .profile
+            .as_ref()
+            .and_then(|sealed| self.sealer.open(sealed, &profile_context(&contact)).ok())
+            .and_then(|plain| serde_json::from_slice(&plain).ok())
+            .unwrap_or_default();
         let queue = Queue::Contact(contact.clone());
         let mut jobs = Vec::new();
         let mut acked = Vec::new();
@@ -305,13 +345,13 @@ impl Worker {
             let out = engine::step(
                 &self.flows.current(),
                 state.session.take(),
-                &state.contact,
+                &profile.contact,
                 &Input::Tick,
                 at,
                 self.session_ttl.as_secs(),
             );
             state.session = out.session;
-            state.contact = out.contact;
+            profile.contact = out.contact;
             let number = state.phone_number_id.clone().unwrap_or_default();
             let dest = Destination {
                 to: &to,
@@ -321,7 +361,7 @@ impl Worker {
             };
             self.effects(&contact, out.effects, dest, (&mut jobs, &mut consent), now);
             if let Some(granted) = consent.last().map(|c| c.granted) {
-                state.marketing = Some(granted);
+                profile.marketing = Some(granted);
             }
         }
         for entry in &claim.entries {
@@ -338,7 +378,8 @@ impl Worker {
             match event {
                 Event::Message(m) => {
                     let out = (&mut jobs, &mut consent);
-                    if let Some(at) = self.handle_message(&contact, &m, &mut state, out, now)
+                    if let Some(at) =
+                        self.handle_message(&contact, &m, (&mut state, &mut profile), out, now)
                         && window.as_ref().is_none_or(|(_, w)| at > *w)
                     {
                         window = Some((m.origin.phone_number_id.clone(), at));
@@ -356,7 +397,7 @@ impl Worker {
                                 policy_version: self.policy_version.clone(),
                                 evidence: d.wamid.clone(),
                             });
-                            state.marketing = Some(false);
+                            profile.marketing = Some(false);
                         }
                         deliveries.push(d);
                     }
@@ -373,7 +414,8 @@ impl Worker {
                         } else {
                             Command::OptIn
                         };
-                        self.privacy_command(&contact, command, &mut state, &mut jobs, now);
+                        let turn = (&mut state, &mut profile);
+                        self.privacy_command(&contact, command, turn, &mut jobs, now);
                     }
                 }
                 _ => {}
@@ -393,6 +435,11 @@ impl Worker {
         }
         let events = acked.len();
         let wake_at = state.session.as_ref().and_then(|s| s.deadline);
+        let plain = serde_json::to_vec(&profile).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sealed_profile = self
+            .sealer
+            .seal(&plain, &profile_context(&contact))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let commit = Commit {
             acked,
             session,
@@ -402,6 +449,8 @@ impl Worker {
             window,
             deliveries,
             consent,
+            profile: Some(sealed_profile),
+            profile_ttl: self.profile_ttl,
         };
         match self.store.commit(&claim, commit).await? {
             Committed::LeaseLost => {
@@ -431,11 +480,11 @@ impl Worker {
         &self,
         contact: &ContactKey,
         m: &InboundMessage,
-        state: &mut Conversation,
+        (state, profile): (&mut Conversation, &mut Profile),
         (jobs, consent): Outputs<'_>,
         now: u64,
     ) -> Option<u64> {
-        let (Ok(message), Ok(profile)) = (m.message.parse(), m.contact.parse()) else {
+        let (Ok(message), Ok(meta_profile)) = (m.message.parse(), m.contact.parse()) else {
             tracing::error!(contact = %contact, "inbound message does not parse; skipped");
             return None;
         };
@@ -447,12 +496,20 @@ impl Worker {
             tracing::warn!(contact = %contact, age_s = now - sent_at, "inbound message older than 24 h: no flow answer");
             return Some(sent_at);
         }
-        if state.contact.name.is_none() {
-            state.contact.name = profile.profile.and_then(|p| p.name);
+        profile.first_seen.get_or_insert(sent_at);
+        profile.last_seen = Some(profile.last_seen.unwrap_or(0).max(sent_at));
+        if let Some(name) = meta_profile.profile.and_then(|p| p.name) {
+            profile.whatsapp_name = Some(name);
+        }
+        if !profile.name_chosen {
+            profile.contact.name.clone_from(&profile.whatsapp_name);
         }
         let to = match (
-            message.from.as_ref().or(profile.wa_id.as_ref()),
-            message.from_user_id.as_ref().or(profile.user_id.as_ref()),
+            message.from.as_ref().or(meta_profile.wa_id.as_ref()),
+            message
+                .from_user_id
+                .as_ref()
+                .or(meta_profile.user_id.as_ref()),
         ) {
             (Some(w), _) => Recipient::WaId(w.clone()),
             (None, Some(u)) => Recipient::UserId(u.clone()),
@@ -491,33 +548,47 @@ impl Worker {
             Input::Choice { id, title } => keywords::classify_choice(id, title, &flows.privacy),
             _ => None,
         };
+        let evidence = self.pseudonymizer.tag("wamid", &message.id);
+        self.policy_notice(profile, (jobs, consent), &to, m, (sent_at, &evidence), now);
         if let Some(command) = command {
             // Before any flow, whatever the session: the consent change is
             // on record since ingress; here the customer gets the answer.
-            self.privacy_command(contact, command, state, jobs, now);
+            self.privacy_command(contact, command, (state, profile), jobs, now);
             return Some(sent_at);
         }
         let out = engine::step(
             &flows,
             state.session.take(),
-            &state.contact,
+            &profile.contact,
             &input,
             now,
             self.session_ttl.as_secs(),
         );
         state.session = out.session;
-        state.contact = out.contact;
+        profile.contact = out.contact;
+        if out
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::SetName { .. }))
+        {
+            profile.name_chosen = true;
+        }
         let window_at = state.last_inbound;
         let dest = Destination {
             to: &to,
             phone_number_id: &m.origin.phone_number_id,
             window_at,
-            cause: Some((sent_at, self.pseudonymizer.tag("wamid", &message.id))),
+            cause: Some((sent_at, evidence)),
         };
         let before = consent.len();
         self.effects(contact, out.effects, dest, (jobs, consent), now);
-        if let Some(granted) = consent[before..].last().map(|c| c.granted) {
-            state.marketing = Some(granted);
+        if let Some(granted) = consent[before..]
+            .iter()
+            .rev()
+            .find(|c| c.purpose == MARKETING)
+            .map(|c| c.granted)
+        {
+            profile.marketing = Some(granted);
         }
         Some(sent_at)
     }
@@ -579,7 +650,7 @@ impl Worker {
         &self,
         contact: &ContactKey,
         command: Command,
-        state: &mut Conversation,
+        (state, profile): (&mut Conversation, &mut Profile),
         jobs: &mut Vec<Job>,
         now: u64,
     ) {
@@ -587,16 +658,16 @@ impl Worker {
         else {
             return;
         };
-        let before = state.marketing.unwrap_or(false);
+        let before = profile.marketing.unwrap_or(false);
         let body = match command {
             Command::Help => self.privacy_texts.help.clone(),
             Command::OptOut | Command::OptIn => {
                 let granted = command == Command::OptIn;
-                state.marketing = Some(granted);
+                profile.marketing = Some(granted);
                 let confirmed = if granted {
-                    &mut state.opt_in_confirmed_at
+                    &mut profile.opt_in_confirmed_at
                 } else {
-                    &mut state.opt_out_confirmed_at
+                    &mut profile.opt_out_confirmed_at
                 };
                 let recently = confirmed.is_some_and(|t| now < t + WINDOW_SECS);
                 if before == granted && recently {
@@ -627,6 +698,51 @@ impl Worker {
             window_at: state.last_inbound,
             purpose: None,
         });
+    }
+
+    /// A contact who writes in after `privacy.policy_version` changed gets
+    /// one short notice, and the version shown goes into their ledger. A
+    /// new contact starts under the policy in force, with no notice.
+    fn policy_notice(
+        &self,
+        profile: &mut Profile,
+        (jobs, consent): Outputs<'_>,
+        to: &Recipient,
+        m: &InboundMessage,
+        (sent_at, evidence): (u64, &str),
+        now: u64,
+    ) {
+        let current = &self.policy_version;
+        match &profile.policy_version {
+            None => profile.policy_version = Some(current.clone()),
+            Some(seen) if seen != current => {
+                profile.policy_version = Some(current.clone());
+                jobs.push(Job {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    phone_number_id: m.origin.phone_number_id.clone(),
+                    to: to.clone(),
+                    message: OutMessage::Flow {
+                        message: Outgoing::Text {
+                            body: self.privacy_texts.policy_notice.clone(),
+                            preview_url: false,
+                        },
+                    },
+                    created_at: now,
+                    origin: Origin::Reply,
+                    window_at: Some(sent_at),
+                    purpose: None,
+                });
+                consent.push(ConsentChange {
+                    purpose: crate::privacy::consent::POLICY_NOTICE.to_owned(),
+                    granted: true,
+                    at: sent_at,
+                    source: "notice".to_owned(),
+                    policy_version: current.clone(),
+                    evidence: Some(evidence.to_owned()),
+                });
+            }
+            Some(_) => {}
+        }
     }
 
     /// Works until `stop` is set; sleeps briefly when idle. The contact

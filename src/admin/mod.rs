@@ -1,6 +1,10 @@
 //! The admin API (`/admin/...`), behind `Authorization: Bearer
 //! {admin.token}`. With no token configured it does not exist (404).
 //!
+//! - `GET /admin/contacts/{id}`: the contact's profile (names, tags, first
+//!   and last message, the privacy policy version they were shown) and
+//!   consent: the state of each purpose and the whole ledger. 404 when
+//!   nothing is kept about the contact.
 //! - `GET /admin/contacts/{id}/messages`: the delivery record of each
 //!   message sent to the contact (state, kind, error code; never the
 //!   content). `{id}` is the wa_id or the business-scoped user id.
@@ -55,6 +59,106 @@ fn contact_of(id: &str, state: &AppState) -> Option<crate::domain::ContactKey> {
         (!id.chars().all(|c| c.is_ascii_digit())).then_some(id),
     )?;
     Some(state.pseudonymizer.contact_key(&id))
+}
+
+fn unavailable(e: crate::store::StoreError) -> HttpResponse {
+    tracing::error!(error = %e, "admin: store unavailable");
+    error(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "store unavailable",
+    )
+}
+
+fn bad_id() -> HttpResponse {
+    error(
+        actix_web::http::StatusCode::BAD_REQUEST,
+        "the id must be a wa_id (digits) or a business-scoped user id",
+    )
+}
+
+pub async fn contact(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Some(denied) = authorize(&req, &state) {
+        return denied;
+    }
+    let Some(contact) = contact_of(&path.into_inner(), &state) else {
+        return bad_id();
+    };
+    let (profile, ledger, windows) = match (
+        state.store.profile(&contact).await,
+        state.store.consent(&contact).await,
+        state.store.windows(&contact).await,
+    ) {
+        (Ok(p), Ok(l), Ok(w)) => (p, l, w),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return unavailable(e),
+    };
+    let profile: Option<crate::worker::Profile> = profile.and_then(|sealed| {
+        state
+            .sealer
+            .open(&sealed, &crate::worker::profile_context(&contact))
+            .ok()
+            .and_then(|plain| serde_json::from_slice(&plain).ok())
+    });
+    if profile.is_none() && ledger.is_empty() {
+        return error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "nothing is kept about this contact",
+        );
+    }
+    tracing::info!(contact = %contact, "admin: contact viewed");
+    let mut purposes: Vec<&str> = ledger
+        .iter()
+        .map(|c| c.purpose.as_str())
+        .filter(|p| *p != crate::privacy::consent::POLICY_NOTICE)
+        .collect();
+    purposes.sort_unstable();
+    purposes.dedup();
+    if !purposes.contains(&crate::privacy::consent::MARKETING) {
+        purposes.insert(0, crate::privacy::consent::MARKETING);
+    }
+    let mut consent: serde_json::Map<String, serde_json::Value> = purposes
+        .iter()
+        .map(|p| {
+            let latest = crate::privacy::consent::state(&ledger, p);
+            (
+                (*p).to_owned(),
+                json!({
+                    "granted": latest.is_some_and(|c| c.granted),
+                    "since": latest.map(|c| c.at),
+                    "source": latest.map(|c| c.source.clone()),
+                    "policy_version": latest.map(|c| c.policy_version.clone()),
+                }),
+            )
+        })
+        .collect();
+    if let Some(p) = &profile {
+        // Answering the customer needs no more than their writing to us.
+        consent.insert(
+            "service".into(),
+            json!({ "granted": true, "since": p.first_seen, "source": "implied: the contact wrote to us" }),
+        );
+    }
+    HttpResponse::Ok().json(json!({
+        "contact": contact.as_str(),
+        "profile": profile.map(|p| json!({
+            "name": p.contact.name,
+            "name_chosen_by_customer": p.name_chosen,
+            "whatsapp_name": p.whatsapp_name,
+            "tags": p.contact.tags,
+            "first_seen": p.first_seen,
+            "last_seen": p.last_seen,
+            "policy_version_shown": p.policy_version,
+        })),
+        "consent": consent,
+        "ledger": ledger,
+        "windows": windows
+            .iter()
+            .map(|(number, at)| json!({ "phone_number_id": number, "last_message_at": at }))
+            .collect::<Vec<_>>(),
+    }))
 }
 
 pub async fn messages(

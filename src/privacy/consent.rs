@@ -9,6 +9,9 @@ use crate::store::ConsentChange;
 
 /// The purpose of promotional messages.
 pub const MARKETING: &str = "marketing";
+/// Not a consent but a notice: the privacy policy version a contact was
+/// shown (`granted` is always true).
+pub const POLICY_NOTICE: &str = "policy_notice";
 
 /// Whether `purpose` is granted, with the entry that says so; `None`: no
 /// entry (never asked), which counts as not granted.

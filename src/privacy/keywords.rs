@@ -77,12 +77,14 @@ pub struct Texts {
     pub opt_out: String,
     pub opt_in: String,
     pub help: String,
+    /// `privacy.policy_notice`.
+    pub policy_notice: String,
 }
 
 impl Texts {
     /// The built-in answers, naming the business (`business.name`) and
     /// how to reach a person (`business.contact`).
-    pub fn new(business: &crate::config::BusinessSettings) -> Texts {
+    pub fn new(business: &crate::config::BusinessSettings, policy_notice: &str) -> Texts {
         let intro = match business.name.trim() {
             "" => "This is our WhatsApp service.".to_owned(),
             name => format!("This is {name} on WhatsApp."),
@@ -100,6 +102,7 @@ impl Texts {
                 "{intro} To talk to a person, {person}. Reply STOP to end promotions, START to \
                  get them again, or PRIVACY to get, correct or delete your data."
             ),
+            policy_notice: policy_notice.to_owned(),
         }
     }
 }

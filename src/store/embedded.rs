@@ -20,6 +20,7 @@
 //! | `dead`, `dead_index` | `("d:<contact>", seq)` → sealed dead letter, and contact → time of the last one | until an operator clears them |
 //! | `consent` | `("k:<contact>", seq)` → consent ledger entry (JSON) | kept: it is the evidence of consent |
 //! | `windows` | `(contact, phone_number_id)` → the customer's last message time (Unix s) | kept |
+//! | `profiles` | contact key → (expiry, sealed profile) | `privacy.retention_days` after the last write (not read past its expiry) |
 //!
 //! Rate limits and breakers live in memory, like leases: one process.
 //!
@@ -66,6 +67,7 @@ const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead");
 const DEAD_INDEX: TableDefinition<&str, u64> = TableDefinition::new("dead_index");
 const WINDOWS: TableDefinition<(&str, &str), u64> = TableDefinition::new("windows");
 const CONSENT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("consent");
+const PROFILES: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("profiles");
 
 /// Lease holders: (lane, contact) → (token, expiry).
 type Leases = Arc<Mutex<HashMap<(Lane, String), (String, Instant)>>>;
@@ -130,6 +132,16 @@ fn set_timer(
 }
 
 /// Appends entries to a contact's consent ledger.
+/// A contact's sealed profile, unless it is past its expiry.
+fn read_profile(txn: &redb::ReadTransaction, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let table = txn.open_table(PROFILES).map_err(corrupt)?;
+    let Some(v) = table.get(key).map_err(corrupt)? else {
+        return Ok(None);
+    };
+    let (until, bytes) = v.value();
+    Ok((until > now_secs()).then(|| bytes.to_vec()))
+}
+
 fn append_consent(
     txn: &redb::WriteTransaction,
     contact: &str,
@@ -240,6 +252,7 @@ impl EmbeddedStore {
             txn.open_table(DEAD_INDEX).map_err(corrupt)?;
             txn.open_table(WINDOWS).map_err(corrupt)?;
             txn.open_table(CONSENT).map_err(corrupt)?;
+            txn.open_table(PROFILES).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -598,7 +611,7 @@ impl Store for EmbeddedStore {
         };
         let entries = self.read(&queue, limit).await?;
         let key = contact.as_str().to_owned();
-        let state = self
+        let (state, profile) = self
             .blocking(move |db| {
                 let txn = db.begin_read().map_err(corrupt)?;
                 let t = txn
@@ -607,9 +620,15 @@ impl Store for EmbeddedStore {
                         Lane::Outbox => OUTBOX_HEAD,
                     })
                     .map_err(corrupt)?;
-                Ok(t.get(key.as_str())
+                let state = t
+                    .get(key.as_str())
                     .map_err(corrupt)?
-                    .map(|v| v.value().to_vec()))
+                    .map(|v| v.value().to_vec());
+                let profile = match lane {
+                    Lane::Inbox => read_profile(&txn, &key)?,
+                    Lane::Outbox => None,
+                };
+                Ok((state, profile))
             })
             .await?;
         let (session, head) = match lane {
@@ -623,6 +642,7 @@ impl Store for EmbeddedStore {
             entries,
             session,
             head,
+            profile,
         }))
     }
 
@@ -674,6 +694,13 @@ impl Store for EmbeddedStore {
                     }
                 }
                 set_timer(txn, TIMERS, TIMER_OF, key, commit.wake_at)?;
+                if let Some(profile) = &commit.profile {
+                    let until = now_ms / 1000 + commit.profile_ttl.as_secs().max(1);
+                    txn.open_table(PROFILES)
+                        .map_err(corrupt)?
+                        .insert(key, (until, profile.as_slice()))
+                        .map_err(corrupt)?;
+                }
                 if let Some((number, at)) = &commit.window {
                     let mut windows = txn.open_table(WINDOWS).map_err(corrupt)?;
                     let cur = windows
@@ -706,6 +733,15 @@ impl Store for EmbeddedStore {
             .await;
         Self::unlease(&self.leases, claim);
         result
+    }
+
+    async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = contact.as_str().to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            read_profile(&txn, &key)
+        })
+        .await
     }
 
     async fn due_timers(

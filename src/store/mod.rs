@@ -120,6 +120,8 @@ pub struct Claim {
     /// Outbox lane: the retry state of the queue's first job, as the last
     /// [`Store::defer`] wrote it (cleared when that job is finished).
     pub head: Option<Vec<u8>>,
+    /// Inbox lane: the contact's sealed profile (outlives sessions).
+    pub profile: Option<Vec<u8>>,
 }
 
 /// What a worker writes once it has handled some of a claim's entries.
@@ -142,6 +144,11 @@ pub struct Commit {
     pub deliveries: Vec<Delivery>,
     /// Consent given or withdrawn, appended to the contact's ledger.
     pub consent: Vec<ConsentChange>,
+    /// The contact's new sealed profile; `None` leaves it as it is.
+    pub profile: Option<Vec<u8>>,
+    /// How long a profile is kept after its last write
+    /// (`privacy.retention_days`).
+    pub profile_ttl: Duration,
 }
 
 /// One entry of a contact's consent ledger (append-only: the current
@@ -440,6 +447,9 @@ pub trait Store: Send + Sync + 'static {
     /// Releases a lease; in the outbox lane, also drops the contact from
     /// the ready set when its outbox is empty, and clears its outbox timer.
     async fn release(&self, claim: &Claim) -> Result<(), StoreError>;
+
+    /// The contact's sealed profile, if any (and not past its time).
+    async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// The delivery records of a contact's messages (newest last).
     async fn deliveries(&self, contact: &ContactKey) -> Result<Vec<Delivery>, StoreError>;

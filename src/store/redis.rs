@@ -11,6 +11,7 @@
 //! | `P{s:N}:c:<contact>:inbox` | stream of sealed events (field `e`) | 30 days after the last append |
 //! | `P{s:N}:c:<contact>:seen:<dedup>` | string, de-duplication mark | 8 days |
 //! | `P{s:N}:c:<contact>:session` | string, the sealed session | `flows.session_ttl` after the last write |
+//! | `P{s:N}:c:<contact>:profile` | string, the sealed profile (names, tags, privacy notices and confirmations) | `privacy.retention_days` after the last write |
 //! | `P{s:N}:c:<contact>:outbox` | stream of sealed outbound jobs | 30 days after the last append |
 //! | `P{s:N}:c:<contact>:lease:inbox`, `…:lease:outbox` | string, the lease holder's token | the lease time (deleted on commit or release) |
 //! | `P{s:N}:c:<contact>:outbox:head` | string, the retry state of the outbox's first job | until that job is finished (30 days at most) |
@@ -86,12 +87,15 @@ end
 return false
 "#;
 
-/// KEYS: lease, stream, session (inbox) or head state (outbox).
-/// ARGV: token, lease (ms), limit. Nil when the lease is held elsewhere,
-/// else the pending entries and the session or head state.
+/// KEYS: lease, stream, session (inbox) or head state (outbox), and for
+/// the inbox the profile. ARGV: token, lease (ms), limit. Nil when the
+/// lease is held elsewhere, else the pending entries, the session or head
+/// state, and the profile.
 const CLAIM_LUA: &str = r#"
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
-return {redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3]), redis.call('GET', KEYS[3]) or false}
+local profile = false
+if KEYS[4] then profile = redis.call('GET', KEYS[4]) or false end
+return {redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3]), redis.call('GET', KEYS[3]) or false, profile}
 "#;
 
 /// Merges a delivery record into the hash `key` (see [`Delivery::merge`]):
@@ -123,19 +127,20 @@ end
 "#;
 
 /// KEYS: lease, inbox, session, outbox, window, deliveries, consent,
-/// inbox ready set, outbox ready set, timers.
+/// inbox ready set, outbox ready set, timers, profile.
 /// ARGV: token, session ttl, has session, session, number of acked ids,
 /// number of jobs, window number, window time, number of deliveries,
 /// number of consent entries, contact, now (ms), timer (Unix s, or empty
-/// to cancel), then the acked ids, the jobs, four values per delivery
-/// (job, wamid, rank, json), and the consent entries (json). Answers the
-/// entries left in the inbox, or -1 when the lease was lost (nothing
-/// written).
+/// to cancel), profile (or empty: unchanged), profile ttl (s), then the
+/// acked ids, the jobs, four values per delivery (job, wamid, rank, json),
+/// and the consent entries (json). Answers the entries left in the inbox,
+/// or -1 when the lease was lost (nothing written).
 const COMMIT_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local n, j, d, c = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local member = ARGV[11]
-local at = 14
+if ARGV[14] ~= '' then redis.call('SET', KEYS[11], ARGV[14], 'EX', ARGV[15]) end
+local at = 16
 for i = 1, n do redis.call('XDEL', KEYS[2], ARGV[at + i - 1]) end
 at = at + n
 if ARGV[3] == '1' then
@@ -614,14 +619,18 @@ impl Store for RedisStore {
             Lane::Inbox => Queue::Contact(contact.clone()),
             Lane::Outbox => Queue::Outbox(contact.clone()),
         };
-        let reply: Value = self
-            .claim
+        let mut invocation = self.claim.prepare_invoke();
+        invocation
             .key(self.lease_key(lane, contact))
             .key(self.stream_key(&queue))
             .key(match lane {
                 Lane::Inbox => self.contact_key(contact, "session"),
                 Lane::Outbox => self.contact_key(contact, "outbox:head"),
-            })
+            });
+        if lane == Lane::Inbox {
+            invocation.key(self.contact_key(contact, "profile"));
+        }
+        let reply: Value = invocation
             .arg(owner)
             .arg(lease.as_millis() as u64)
             .arg(limit)
@@ -639,10 +648,12 @@ impl Store for RedisStore {
             }
             None => return Err(StoreError::Corrupt("claim answered nothing".into())),
         };
-        let extra = match parts.next() {
+        let mut bytes = || match parts.next() {
             Some(Value::BulkString(b)) => Some(b),
             _ => None,
         };
+        let extra = bytes();
+        let profile = bytes();
         let entries = entries_of(range)?;
         let (session, head) = match lane {
             Lane::Inbox => (extra, None),
@@ -655,6 +666,7 @@ impl Store for RedisStore {
             entries,
             session,
             head,
+            profile,
         }))
     }
 
@@ -674,6 +686,7 @@ impl Store for RedisStore {
             .key(self.ready_key(Lane::Inbox, shard))
             .key(self.ready_key(Lane::Outbox, shard))
             .key(self.timers_key(Lane::Inbox, shard))
+            .key(self.contact_key(c, "profile"))
             .arg(&claim.owner)
             .arg(commit.session_ttl.as_secs().max(1))
             .arg(if commit.session.is_some() { "1" } else { "0" })
@@ -686,7 +699,9 @@ impl Store for RedisStore {
             .arg(commit.consent.len())
             .arg(c.as_str())
             .arg(super::now_ms())
-            .arg(commit.wake_at.map(|t| t.to_string()).unwrap_or_default());
+            .arg(commit.wake_at.map(|t| t.to_string()).unwrap_or_default())
+            .arg(commit.profile.as_deref().unwrap_or(b""))
+            .arg(commit.profile_ttl.as_secs().max(1));
         for id in &commit.acked {
             inv.arg(id);
         }
@@ -813,6 +828,15 @@ impl Store for RedisStore {
             })
             .await?;
         Ok(())
+    }
+
+    async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(self.contact_key(contact, "profile"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 
     async fn deliveries(&self, contact: &ContactKey) -> Result<Vec<Delivery>, StoreError> {

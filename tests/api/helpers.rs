@@ -372,6 +372,34 @@ pub async fn try_spawn_app_workers(
     })
 }
 
+/// A second server on the store another one uses (its workers should be
+/// stopped first: `app.state.shutdown.trigger()`), with other settings.
+pub async fn spawn_app_on_store(
+    backend: &Backend,
+    extra: &[(&str, String)],
+    store: Arc<dyn Store>,
+    workers: usize,
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("empty.toml");
+    std::fs::write(&file, "").expect("write");
+    let settings = Settings::load_from(Some(&file), test_env(backend, extra)).expect("settings");
+    let app =
+        Application::build_with_pools(&settings, store, workers, workers).expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    let handle = app.handle();
+    let clock = app.clock();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        state,
+        client: reqwest::Client::new(),
+        clock,
+        handle,
+    }
+}
+
 /// A backend for one test, with whatever keeps it alive.
 pub struct TestBackend {
     pub backend: Backend,

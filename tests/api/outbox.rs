@@ -607,6 +607,8 @@ pub(crate) async fn queue(
         window: None,
         deliveries: Vec::new(),
         consent: Vec::new(),
+        profile: None,
+        profile_ttl: Duration::from_secs(3600),
     };
     store.commit(&claim, commit).await.expect("commit");
 }

@@ -329,3 +329,115 @@ async fn marketing_without_consent_fails_closed() {
     .await;
     assert!(graph.requests().is_empty(), "nothing reached Meta");
 }
+
+fn list_pick(wa: &str, wamid: &str, id: &str, title: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&text_from(wa, wamid, "", now())).expect("json");
+    let m = &mut v["entry"][0]["changes"][0]["value"]["messages"][0];
+    m["type"] = json!("interactive");
+    m["interactive"] = json!({ "type": "list_reply", "list_reply": { "id": id, "title": title } });
+    serde_json::to_vec(&v).expect("json")
+}
+
+/// The profile outlives sessions: a name the customer chose wins over
+/// their WhatsApp name; a changed privacy policy is announced once to a
+/// contact who writes in, and recorded in their ledger; the admin API
+/// shows the profile and the consent state, and 404 for an unknown id.
+async fn profile_rectification_policy_notice_and_admin_view(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(
+        backend,
+        &graph,
+        &[("WHATSIFY__PRIVACY__POLICY_VERSION", "1")],
+    )
+    .await;
+    let wa = "16505556010";
+    let (status, _) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(status, 404, "unknown contact");
+
+    say_hi(&app, wa, "wamid.N1").await;
+    until("greeted by name", 30, async || {
+        told(&graph, wa, "Hi Ana") == 1
+    })
+    .await;
+    let (status, view) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(view["profile"]["name"], "Ana");
+    assert_eq!(view["profile"]["policy_version_shown"], "1");
+    assert_eq!(view["consent"]["marketing"]["granted"], false);
+    assert!(
+        view.to_string().find(wa).is_none(),
+        "no phone number in the view"
+    );
+
+    // Rectification through the privacy menu.
+    send(&app, wa, "wamid.N2", "privacy").await;
+    until("the privacy menu", 30, async || {
+        sent_to(&graph, wa)
+            .iter()
+            .any(|m| m["type"] == "interactive")
+    })
+    .await;
+    let resp = app
+        .post_signed(&list_pick(wa, "wamid.N3", "privacy_name", "Change my name"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    until("the question", 30, async || {
+        told(&graph, wa, "What name") == 1
+    })
+    .await;
+    send(&app, wa, "wamid.N4", "Zed").await;
+    until("the new name", 30, async || {
+        told(&graph, wa, "Thanks, Zed") == 1
+    })
+    .await;
+    // WhatsApp still says "Ana"; the customer's choice wins.
+    say_hi(&app, wa, "wamid.N5").await;
+    until("greeted by the chosen name", 30, async || {
+        told(&graph, wa, "Hi Zed") == 1
+    })
+    .await;
+    let (_, view) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(view["profile"]["name"], "Zed");
+    assert_eq!(view["profile"]["whatsapp_name"], "Ana");
+    assert_eq!(view["profile"]["name_chosen_by_customer"], true);
+
+    // The policy changes: the next instance runs version 2.
+    app.state.shutdown.trigger();
+    let app2 = crate::helpers::spawn_app_on_store(
+        backend,
+        &[
+            ("WHATSIFY__META__GRAPH_API_BASE", graph.base.clone()),
+            ("WHATSIFY__OUTBOX__MARK_READ", "false".into()),
+            ("WHATSIFY__PRIVACY__POLICY_VERSION", "2".into()),
+        ],
+        app.store(),
+        2,
+    )
+    .await;
+    let notice = "updated our privacy policy";
+    say_hi(&app2, wa, "wamid.N6").await;
+    until("the notice and the answer", 30, async || {
+        told(&graph, wa, notice) == 1 && told(&graph, wa, "Hi Zed") == 2
+    })
+    .await;
+    say_hi(&app2, wa, "wamid.N7").await;
+    until("the next answer", 30, async || {
+        told(&graph, wa, "Hi Zed") == 3
+    })
+    .await;
+    assert_eq!(told(&graph, wa, notice), 1, "the notice is sent once");
+    let ledger = app2
+        .store()
+        .consent(&contact_key(&app2, wa))
+        .await
+        .expect("ledger");
+    let shown: Vec<&str> = ledger
+        .iter()
+        .filter(|c| c.purpose == "policy_notice")
+        .map(|c| c.policy_version.as_str())
+        .collect();
+    assert_eq!(shown, ["2"]);
+    let (_, view) = app2.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(view["profile"]["policy_version_shown"], "2");
+}
+both_backends!(profile, profile_rectification_policy_notice_and_admin_view);

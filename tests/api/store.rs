@@ -203,6 +203,8 @@ async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend: &Backend) 
                 window: None,
                 deliveries: Vec::new(),
                 consent: Vec::new(),
+                profile: None,
+                profile_ttl: Duration::from_secs(3600),
             },
         )
         .await
@@ -242,6 +244,8 @@ async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend: &Backend) 
                 window: None,
                 deliveries: Vec::new(),
                 consent: Vec::new(),
+                profile: None,
+                profile_ttl: Duration::from_secs(3600),
             },
         )
         .await
@@ -301,6 +305,8 @@ async fn an_expired_lease_cannot_commit(backend: &Backend) {
                 window: None,
                 deliveries: Vec::new(),
                 consent: Vec::new(),
+                profile: None,
+                profile_ttl: Duration::from_secs(3600),
             },
         )
         .await
@@ -345,6 +351,8 @@ async fn a_message_arriving_during_a_claim_keeps_the_contact_ready(backend: &Bac
                 window: None,
                 deliveries: Vec::new(),
                 consent: Vec::new(),
+                profile: None,
+                profile_ttl: Duration::from_secs(3600),
             },
         )
         .await
@@ -379,6 +387,8 @@ async fn the_outbox_lane_sends_in_order_and_empties(backend: &Backend) {
         window: None,
         deliveries: Vec::new(),
         consent: Vec::new(),
+        profile: None,
+        profile_ttl: Duration::from_secs(3600),
     };
     s.commit(&c, commit).await.expect("commit");
     let sender = s
@@ -444,6 +454,8 @@ async fn timers_fire_when_due_and_can_be_cancelled(backend: &Backend) {
         window: None,
         deliveries: Vec::new(),
         consent: Vec::new(),
+        profile: None,
+        profile_ttl: Duration::from_secs(3600),
     };
     s.commit(&claim, commit).await.expect("commit");
     assert!(
@@ -472,6 +484,8 @@ async fn timers_fire_when_due_and_can_be_cancelled(backend: &Backend) {
         window: None,
         deliveries: Vec::new(),
         consent: Vec::new(),
+        profile: None,
+        profile_ttl: Duration::from_secs(3600),
     };
     s.commit(&claim, commit).await.expect("commit");
     assert!(
@@ -539,6 +553,8 @@ async fn queue_jobs(
         window: window.map(|(n, t)| (n.to_owned(), t)),
         deliveries: Vec::new(),
         consent: Vec::new(),
+        profile: None,
+        profile_ttl: Duration::from_secs(3600),
     };
     assert!(matches!(
         s.commit(&c, commit).await.expect("commit"),
@@ -568,6 +584,8 @@ async fn status(s: &Arc<dyn Store>, k: &ContactKey, update: Delivery) {
         window: None,
         deliveries: vec![update],
         consent: Vec::new(),
+        profile: None,
+        profile_ttl: Duration::from_secs(3600),
     };
     s.commit(&c, commit).await.expect("commit");
 }
@@ -1008,6 +1026,8 @@ async fn the_consent_ledger_keeps_every_change_in_order(backend: &Backend) {
         window: None,
         deliveries: Vec::new(),
         consent: vec![change(true, 10, "flow")],
+        profile: None,
+        profile_ttl: Duration::from_secs(3600),
     };
     s.commit(&c, commit).await.expect("commit");
     // … withdrawn as Meta answers a send with 131050 (with the sender's).
@@ -1050,4 +1070,68 @@ async fn the_consent_ledger_keeps_every_change_in_order(backend: &Backend) {
 both_backends!(
     consent_ledger,
     the_consent_ledger_keeps_every_change_in_order
+);
+
+async fn a_profile_outlives_the_session_and_expires_after_its_time(backend: &Backend) {
+    let s = open(backend).await;
+    let k = key(33);
+    let commit = |c: &whatsify::store::Claim, profile: Option<&str>, ttl: u64| Commit {
+        acked: c.entries.iter().map(|e| e.id.clone()).collect(),
+        session: None,
+        session_ttl: Duration::from_secs(60),
+        outbox: Vec::new(),
+        wake_at: None,
+        window: None,
+        deliveries: Vec::new(),
+        consent: Vec::new(),
+        profile: profile.map(|p| p.as_bytes().to_vec()),
+        profile_ttl: Duration::from_secs(ttl),
+    };
+    assert_eq!(s.profile(&k).await.expect("profile"), None);
+    s.append(vec![entry(&Queue::Contact(k.clone()), "p1", "hi")])
+        .await
+        .expect("append");
+    let c = s
+        .claim(Lane::Inbox, &k, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    assert_eq!(c.profile, None);
+    s.commit(&c, commit(&c, Some("v1"), 3600))
+        .await
+        .expect("commit");
+    // The session is gone (None), the profile stays and comes with a claim.
+    s.append(vec![entry(&Queue::Contact(k.clone()), "p2", "again")])
+        .await
+        .expect("append");
+    let c = s
+        .claim(Lane::Inbox, &k, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    assert_eq!(
+        (c.session.clone(), c.profile.clone()),
+        (None, Some(b"v1".to_vec()))
+    );
+    // `None` leaves it as it is; a new one replaces it, with its own time.
+    s.commit(&c, commit(&c, None, 3600)).await.expect("commit");
+    assert_eq!(s.profile(&k).await.expect("profile"), Some(b"v1".to_vec()));
+    s.append(vec![entry(&Queue::Contact(k.clone()), "p3", "bye")])
+        .await
+        .expect("append");
+    let c = s
+        .claim(Lane::Inbox, &k, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    s.commit(&c, commit(&c, Some("v2"), 1))
+        .await
+        .expect("commit");
+    assert_eq!(s.profile(&k).await.expect("profile"), Some(b"v2".to_vec()));
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(s.profile(&k).await.expect("profile"), None, "past its time");
+}
+both_backends!(
+    profiles,
+    a_profile_outlives_the_session_and_expires_after_its_time
 );
