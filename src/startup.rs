@@ -36,6 +36,8 @@ pub struct AppState {
     pub wake: crate::shutdown::Wakeups,
     /// `privacy.policy_version`, stamped on consent recorded at ingress.
     pub policy_version: String,
+    /// The audit log's hash chain.
+    pub audit: crate::privacy::audit::Chain,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             admin_token: settings.admin.token.clone(),
             wake: crate::shutdown::Wakeups::default(),
             policy_version: settings.privacy.policy_version.clone(),
+            audit: crate::privacy::audit::Chain::new(&settings.privacy.master_key),
         }
     }
 }
@@ -179,6 +182,7 @@ impl Application {
                     &settings.business,
                     &settings.privacy.policy_notice,
                 ),
+                audit: crate::privacy::audit::Chain::new(&settings.privacy.master_key),
                 profile_ttl: std::time::Duration::from_secs(
                     u64::from(settings.privacy.retention_days.max(1)) * 24 * 3600,
                 ),
@@ -197,6 +201,7 @@ impl Application {
                 clock: clock.clone(),
                 stop: shutdown.clone(),
                 wake: wake.clone(),
+                audit: crate::privacy::audit::Chain::new(&settings.privacy.master_key),
                 policy_version: settings.privacy.policy_version.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
             };
@@ -356,6 +361,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/admin/contacts/{id}", web::get().to(crate::admin::contact))
+            .route("/admin/audit", web::get().to(crate::admin::audit))
             .route(
                 "/admin/contacts/{id}/messages",
                 web::get().to(crate::admin::messages),

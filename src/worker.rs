@@ -127,6 +127,8 @@ pub struct Worker {
     pub privacy_texts: crate::privacy::keywords::Texts,
     /// How long a profile is kept after the contact's last message.
     pub profile_ttl: Duration,
+    /// The audit log's hash chain.
+    pub audit: crate::privacy::audit::Chain,
     /// This worker's lease token.
     pub owner: String,
 }
@@ -440,6 +442,10 @@ impl Worker {
             .sealer
             .seal(&plain, &profile_context(&contact))
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let audited: Vec<crate::privacy::audit::Event> = consent
+            .iter()
+            .map(|c| crate::privacy::audit::of_consent(contact.as_str(), c))
+            .collect();
         let commit = Commit {
             acked,
             session,
@@ -459,6 +465,9 @@ impl Worker {
             }
             Committed::Done { inbox_left } => {
                 tracing::info!(contact = %contact, events, jobs = jobs.len(), "conversation step");
+                for event in audited {
+                    crate::privacy::audit::note(self.store.as_ref(), &self.audit, event).await;
+                }
                 if !jobs.is_empty() {
                     self.wake.outbox.push(contact.clone());
                 }

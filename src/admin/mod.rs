@@ -10,6 +10,11 @@
 //!   content). `{id}` is the wa_id or the business-scoped user id.
 //! - `GET /admin/outbox/dead-letters`: messages given up after every
 //!   attempt failed, with the last error.
+//! - `GET /admin/audit?contact=&kind=&from=&to=`: the privacy audit log,
+//!   filtered, with whether its hash chain is intact and which requests
+//!   have been open for more than 7 days.
+//!
+//! Every look at one contact's data is itself an audit event.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
@@ -76,6 +81,97 @@ fn bad_id() -> HttpResponse {
     )
 }
 
+async fn admin_access(state: &AppState, contact: &crate::domain::ContactKey, what: &str) {
+    use crate::privacy::audit::{Actor, Event, note};
+    let event = Event {
+        at: crate::store::now_secs(),
+        kind: "admin_access".into(),
+        contact: Some(contact.as_str().to_owned()),
+        actor: Actor::Admin,
+        detail: Some(what.to_owned()),
+    };
+    note(state.store.as_ref(), &state.audit, event).await;
+}
+
+/// Filters of `GET /admin/audit`.
+#[derive(Debug, serde::Deserialize)]
+pub struct AuditQuery {
+    /// A wa_id, a business-scoped user id, or a pseudonymous contact id.
+    contact: Option<String>,
+    kind: Option<String>,
+    /// From and to (Unix s, inclusive).
+    from: Option<u64>,
+    to: Option<u64>,
+}
+
+/// The most audit entries read for one answer.
+const AUDIT_READ_LIMIT: usize = 100_000;
+
+pub async fn audit(
+    req: HttpRequest,
+    query: web::Query<AuditQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Some(denied) = authorize(&req, &state) {
+        return denied;
+    }
+    let q = query.into_inner();
+    let contact = match &q.contact {
+        None => None,
+        Some(id) => match crate::domain::ContactKey::parse(id).or_else(|| contact_of(id, &state)) {
+            Some(k) => Some(k),
+            None => return bad_id(),
+        },
+    };
+    let (head, entries) = match (
+        state.store.audit_head().await,
+        state.store.audit_entries(1, AUDIT_READ_LIMIT).await,
+    ) {
+        (Ok(h), Ok(e)) => (h, e),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e),
+    };
+    // The chain, and its end against the head (a cut-off tail).
+    let broken_at = match state.audit.verify(&entries) {
+        Err(seq) => Some(seq),
+        Ok(()) => {
+            let last = entries
+                .last()
+                .map(|e| (e.seq, e.hash.clone()))
+                .unwrap_or((0, crate::privacy::audit::GENESIS.to_owned()));
+            (entries.len() < AUDIT_READ_LIMIT && last != head).then_some(last.0 + 1)
+        }
+    };
+    if let Some(seq) = broken_at {
+        tracing::error!(seq, "audit log chain broken");
+    }
+    let overdue = crate::privacy::audit::overdue(&entries, crate::store::now_secs());
+    let shown: Vec<serde_json::Value> = entries
+        .iter()
+        .filter(|e| {
+            contact
+                .as_ref()
+                .is_none_or(|k| e.event.contact.as_deref() == Some(k.as_str()))
+                && q.kind.as_ref().is_none_or(|k| &e.event.kind == k)
+                && q.from.is_none_or(|t| e.event.at >= t)
+                && q.to.is_none_or(|t| e.event.at <= t)
+        })
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            v["overdue"] = json!(overdue.contains(&e.seq));
+            v
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "chain": {
+            "intact": broken_at.is_none(),
+            "entries": entries.len(),
+            "broken_at": broken_at,
+        },
+        "overdue_requests": overdue,
+        "entries": shown,
+    }))
+}
+
 pub async fn contact(
     req: HttpRequest,
     path: web::Path<String>,
@@ -109,6 +205,7 @@ pub async fn contact(
         );
     }
     tracing::info!(contact = %contact, "admin: contact viewed");
+    admin_access(&state, &contact, "profile and consent").await;
     let mut purposes: Vec<&str> = ledger
         .iter()
         .map(|c| c.purpose.as_str())
@@ -175,6 +272,7 @@ pub async fn messages(
             "the id must be a wa_id (digits) or a business-scoped user id",
         );
     };
+    admin_access(&state, &contact, "delivery records").await;
     match state.store.deliveries(&contact).await {
         Ok(records) => HttpResponse::Ok().json(json!({
             "contact": contact.as_str(),

@@ -171,6 +171,8 @@ pub struct Sender {
     pub wake: crate::shutdown::Wakeups,
     /// `privacy.policy_version`, stamped on consent it records.
     pub policy_version: String,
+    /// The audit log's hash chain.
+    pub audit: crate::privacy::audit::Chain,
     /// This sender's lease token.
     pub owner: String,
 }
@@ -416,10 +418,17 @@ impl Sender {
             reason = record.reason.as_deref().unwrap_or(""),
             "outbound message not sent"
         );
+        let audited = consent
+            .as_ref()
+            .map(|c| crate::privacy::audit::of_consent(claim.contact.as_str(), c));
         let mut finish = Finish::record(record);
         finish.dead_letter = dead_letter;
         finish.consent = consent;
-        self.finish(claim, id, finish, run).await
+        let next = self.finish(claim, id, finish, run).await?;
+        if let Some(event) = audited {
+            crate::privacy::audit::note(self.store.as_ref(), &self.audit, event).await;
+        }
+        Ok(next)
     }
 
     /// Handles one job.

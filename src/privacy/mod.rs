@@ -1,8 +1,9 @@
 //! Privacy: encryption of stored content ([`crypto`]), pseudonymous ids
 //! for logs and storage keys ([`pseudonym`]), the commands a customer can
-//! send at any moment ([`keywords`]), and the consent ledger's state
-//! ([`consent`]).
+//! send at any moment ([`keywords`]), the consent ledger's state
+//! ([`consent`]), and the audit log ([`audit`]).
 
+pub mod audit;
 pub mod consent;
 pub mod crypto;
 pub mod keywords;

@@ -20,6 +20,7 @@
 //! | `dead`, `dead_index` | `("d:<contact>", seq)` → sealed dead letter, and contact → time of the last one | until an operator clears them |
 //! | `consent` | `("k:<contact>", seq)` → consent ledger entry (JSON) | kept: it is the evidence of consent |
 //! | `windows` | `(contact, phone_number_id)` → the customer's last message time (Unix s) | kept |
+//! | `audit` | sequence number → audit entry (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content) | kept: it is the audit trail |
 //! | `profiles` | contact key → (expiry, sealed profile) | `privacy.retention_days` after the last write (not read past its expiry) |
 //!
 //! Rate limits and breakers live in memory, like leases: one process.
@@ -68,6 +69,7 @@ const DEAD_INDEX: TableDefinition<&str, u64> = TableDefinition::new("dead_index"
 const WINDOWS: TableDefinition<(&str, &str), u64> = TableDefinition::new("windows");
 const CONSENT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("consent");
 const PROFILES: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("profiles");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
 /// Lease holders: (lane, contact) → (token, expiry).
 type Leases = Arc<Mutex<HashMap<(Lane, String), (String, Instant)>>>;
@@ -132,6 +134,18 @@ fn set_timer(
 }
 
 /// Appends entries to a contact's consent ledger.
+/// The audit log's last (sequence number, hash).
+fn audit_last(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<(u64, String), StoreError> {
+    match table.last().map_err(corrupt)? {
+        Some((k, v)) => {
+            let e: crate::privacy::audit::Entry =
+                serde_json::from_slice(v.value()).map_err(corrupt)?;
+            Ok((k.value(), e.hash))
+        }
+        None => Ok((0, crate::privacy::audit::GENESIS.to_owned())),
+    }
+}
+
 /// A contact's sealed profile, unless it is past its expiry.
 fn read_profile(txn: &redb::ReadTransaction, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
     let table = txn.open_table(PROFILES).map_err(corrupt)?;
@@ -253,6 +267,7 @@ impl EmbeddedStore {
             txn.open_table(WINDOWS).map_err(corrupt)?;
             txn.open_table(CONSENT).map_err(corrupt)?;
             txn.open_table(PROFILES).map_err(corrupt)?;
+            txn.open_table(AUDIT).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -733,6 +748,48 @@ impl Store for EmbeddedStore {
             .await;
         Self::unlease(&self.leases, claim);
         result
+    }
+
+    async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn.open_table(AUDIT).map_err(corrupt)?;
+            audit_last(&table)
+        })
+        .await
+    }
+
+    async fn audit_append(&self, entry: &crate::privacy::audit::Entry) -> Result<bool, StoreError> {
+        let entry = entry.clone();
+        let bytes = serde_json::to_vec(&entry).map_err(corrupt)?;
+        self.write(move |txn| {
+            let mut table = txn.open_table(AUDIT).map_err(corrupt)?;
+            let (seq, hash) = audit_last(&table)?;
+            if entry.seq != seq + 1 || entry.prev != hash {
+                return Ok(false);
+            }
+            table.insert(entry.seq, bytes.as_slice()).map_err(corrupt)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn audit_entries(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn.open_table(AUDIT).map_err(corrupt)?;
+            let mut out = Vec::new();
+            for item in table.range(from..).map_err(corrupt)?.take(limit) {
+                let (_, v) = item.map_err(corrupt)?;
+                out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {

@@ -448,6 +448,22 @@ pub trait Store: Send + Sync + 'static {
     /// the ready set when its outbox is empty, and clears its outbox timer.
     async fn release(&self, claim: &Claim) -> Result<(), StoreError>;
 
+    /// The audit log's last entry: (sequence number, hash); (0,
+    /// [`crate::privacy::audit::GENESIS`]) when empty.
+    async fn audit_head(&self) -> Result<(u64, String), StoreError>;
+
+    /// Appends `entry` if it follows the current head (its `seq` is the
+    /// next one and its `prev` the head's hash); false when another
+    /// writer got there first (nothing written).
+    async fn audit_append(&self, entry: &crate::privacy::audit::Entry) -> Result<bool, StoreError>;
+
+    /// Up to `limit` audit entries from sequence number `from`, in order.
+    async fn audit_entries(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError>;
+
     /// The contact's sealed profile, if any (and not past its time).
     async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -25,6 +25,7 @@
 //! | `P{s:N}:dead` | sorted set: contacts with dead letters, by the time of the last one | none: operators clear it |
 //! | `P{sys}:inbox`, `P{sys}:seen:<dedup>` | the same as a contact's, for account-level events | 30 days / 8 days |
 //! | `P{quarantine}:inbox`, `P{quarantine}:seen:<sha>` | unreadable signed bodies | 30 days / 8 days |
+//! | `P{audit}:log`, `P{audit}:head` | stream of audit entries (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content), id `<seq>-1`; and the last entry's sequence number and hash | kept: it is the audit trail |
 //! | `Prate:<name>` | string, a GCRA rate limit's theoretical arrival time (Unix µs) | just past it |
 //! | `Pbreakers`, `Pbreakers:probe` | hashes: phone_number_id → why its sending is paused (JSON), and when the next probe may go | none: a field leaves when the breaker closes |
 //!
@@ -275,6 +276,18 @@ return {redis.call('ZRANDMEMBER', KEYS[1], ARGV[1]),
   redis.call('ZRANGE', KEYS[2], '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0, ARGV[1])}
 "#;
 
+/// KEYS: audit head, audit log. ARGV: seq, prev, hash, entry (JSON).
+/// Appends only after the current head; answers 1, or 0 when it moved.
+const AUDIT_LUA: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'seq', 'hash')
+local seq = tonumber(cur[1] or '0')
+local h = cur[2] or ''
+if seq + 1 ~= tonumber(ARGV[1]) or (seq > 0 and h ~= ARGV[2]) then return 0 end
+redis.call('XADD', KEYS[2], ARGV[1] .. '-1', 'a', ARGV[4])
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'hash', ARGV[3])
+return 1
+"#;
+
 /// KEYS: a due set. Makes every member due now.
 const WAKE_LUA: &str = r#"
 local m = redis.call('ZRANGE', KEYS[1], 0, -1)
@@ -298,6 +311,7 @@ pub struct RedisStore {
     probe: redis::Script,
     wake: redis::Script,
     sweep: redis::Script,
+    audit: redis::Script,
 }
 
 /// A delivery record as stored: `RR|{json}`.
@@ -380,6 +394,7 @@ impl RedisStore {
             probe: redis::Script::new(PROBE_LUA),
             wake: redis::Script::new(WAKE_LUA),
             sweep: redis::Script::new(SWEEP_LUA),
+            audit: redis::Script::new(AUDIT_LUA),
         })
     }
 
@@ -828,6 +843,67 @@ impl Store for RedisStore {
             })
             .await?;
         Ok(())
+    }
+
+    async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        let mut conn = self.conn.clone();
+        let (seq, hash): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+            .arg(format!("{}{{audit}}:head", self.prefix))
+            .arg("seq")
+            .arg("hash")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(match (seq, hash) {
+            (Some(seq), Some(hash)) => (seq, hash),
+            _ => (0, crate::privacy::audit::GENESIS.to_owned()),
+        })
+    }
+
+    async fn audit_append(&self, entry: &crate::privacy::audit::Entry) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let done: i64 = self
+            .audit
+            .key(format!("{}{{audit}}:head", self.prefix))
+            .key(format!("{}{{audit}}:log", self.prefix))
+            .arg(entry.seq)
+            .arg(&entry.prev)
+            .arg(&entry.hash)
+            .arg(json(entry)?)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(done == 1)
+    }
+
+    async fn audit_entries(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(format!("{}{{audit}}:log", self.prefix))
+            .arg(format!("{from}-0"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        reply
+            .ids
+            .iter()
+            .map(|sid| match sid.map.get("a") {
+                Some(Value::BulkString(b)) => {
+                    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+                }
+                _ => Err(StoreError::Corrupt(format!(
+                    "audit entry {} is empty",
+                    sid.id
+                ))),
+            })
+            .collect()
     }
 
     async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {

@@ -230,7 +230,19 @@ async fn handle(
             consent,
         });
     }
+    let audited: Vec<Option<crate::privacy::audit::Event>> = entries
+        .iter()
+        .map(|e| match (&e.queue, &e.consent) {
+            (Queue::Contact(k), Some(c)) => Some(crate::privacy::audit::of_consent(k.as_str(), c)),
+            _ => None,
+        })
+        .collect();
     let results = state.store.append(entries).await?;
+    for (event, appended) in audited.into_iter().zip(&results) {
+        if let (Some(event), Appended::New) = (event, appended) {
+            crate::privacy::audit::note(state.store.as_ref(), &state.audit, event).await;
+        }
+    }
     for (r, appended) in routed.iter().zip(&results) {
         let contact = match &r.queue {
             Queue::Contact(k) => k.as_str(),

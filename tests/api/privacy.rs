@@ -441,3 +441,84 @@ async fn profile_rectification_policy_notice_and_admin_view(backend: &Backend) {
     assert_eq!(view["profile"]["policy_version_shown"], "2");
 }
 both_backends!(profile, profile_rectification_policy_notice_and_admin_view);
+
+/// Privacy events and admin looks at a contact land in the audit log,
+/// with no content; the log filters by contact, kind and time, and says
+/// when its chain is broken (on Redis, an entry deleted behind its back).
+async fn privacy_events_are_audited(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505556020";
+    send(&app, wa, "wamid.A1", "STOP").await;
+    until("the confirmation", 30, async || {
+        told(&graph, wa, OPTED_OUT) == 1
+    })
+    .await;
+    let (status, _) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(status, 200);
+    let (status, log) = app.admin_get(&format!("/admin/audit?contact={wa}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(log["chain"]["intact"], true, "{log}");
+    let kinds: Vec<(String, String)> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or_default().to_owned(),
+                e["actor"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("consent_withdrawn".to_owned(), "customer".to_owned()),
+            ("admin_access".to_owned(), "admin".to_owned())
+        ]
+    );
+    let text = log.to_string();
+    assert!(
+        !text.contains(wa) && !text.contains("STOP"),
+        "no personal data or content: {text}"
+    );
+    assert_eq!(
+        log["entries"][0]["contact"],
+        contact_key(&app, wa).as_str(),
+        "the pseudonymous id"
+    );
+    let (_, only_admin) = app.admin_get("/admin/audit?kind=admin_access").await;
+    assert!(
+        only_admin["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .all(|e| e["kind"] == "admin_access")
+    );
+    let (_, future) = app
+        .admin_get(&format!("/admin/audit?from={}", now() + 3600))
+        .await;
+    assert_eq!(future["entries"].as_array().map(Vec::len), Some(0));
+    let (status, _) = app.admin_get("/admin/audit?from=yesterday").await;
+    assert_eq!(status, 400, "a bad filter is refused");
+
+    if let Backend::Redis { url, prefix } = backend {
+        // Remove the first entry behind the server's back.
+        let client = redis::Client::open(url.as_str()).expect("client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connection");
+        let removed: i64 = redis::cmd("XDEL")
+            .arg(format!("{prefix}{{audit}}:log"))
+            .arg("1-1")
+            .query_async(&mut conn)
+            .await
+            .expect("xdel");
+        assert_eq!(removed, 1);
+        let (_, log) = app.admin_get("/admin/audit").await;
+        assert_eq!(log["chain"]["intact"], false);
+        assert_eq!(log["chain"]["broken_at"], 2);
+    }
+}
+both_backends!(audit, privacy_events_are_audited);

@@ -1135,3 +1135,85 @@ both_backends!(
     profiles,
     a_profile_outlives_the_session_and_expires_after_its_time
 );
+
+fn audit_event(kind: &str, at: u64) -> whatsify::privacy::audit::Event {
+    whatsify::privacy::audit::Event {
+        at,
+        kind: kind.into(),
+        contact: Some("c0ffee".into()),
+        actor: whatsify::privacy::audit::Actor::Customer,
+        detail: None,
+    }
+}
+
+async fn the_audit_log_appends_only_after_its_head(backend: &Backend) {
+    use whatsify::privacy::audit::{Chain, GENESIS, record};
+    let s = open(backend).await;
+    let chain = Chain::new(&whatsify::config::Key32::new([9; 32]));
+    assert_eq!(s.audit_head().await.expect("head"), (0, GENESIS.to_owned()));
+    let first = chain.link(1, GENESIS, audit_event("a", 1));
+    assert!(s.audit_append(&first).await.expect("append"));
+    // A writer that read the head before that append loses and retries.
+    let stale = chain.link(1, GENESIS, audit_event("b", 2));
+    assert!(!s.audit_append(&stale).await.expect("append"));
+    let wrong_prev = chain.link(2, GENESIS, audit_event("b", 2));
+    assert!(!s.audit_append(&wrong_prev).await.expect("append"));
+    // Concurrent writers all get in, once each, in one chain.
+    let writes = (0..20).map(|i| {
+        let s = s.clone();
+        let chain = chain.clone();
+        async move { record(s.as_ref(), &chain, audit_event("c", 10 + i)).await }
+    });
+    for r in join_all(writes).await {
+        r.expect("recorded");
+    }
+    let entries = s.audit_entries(1, 1000).await.expect("entries");
+    assert_eq!(entries.len(), 21);
+    assert_eq!(chain.verify(&entries), Ok(()));
+    let head = s.audit_head().await.expect("head");
+    assert_eq!(head, (21, entries[20].hash.clone()));
+    assert_eq!(s.audit_entries(20, 10).await.expect("tail").len(), 2);
+}
+both_backends!(audit_log, the_audit_log_appends_only_after_its_head);
+
+/// An entry removed from the embedded store's file behind its back breaks
+/// the chain at that point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_audit_entry_is_detected_in_the_embedded_store() {
+    use whatsify::privacy::audit::{Chain, record};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = Backend::Embedded(dir.path().join("data"));
+    let chain = Chain::new(&whatsify::config::Key32::new([9; 32]));
+    {
+        let s = open(&backend).await;
+        for i in 0..3 {
+            record(s.as_ref(), &chain, audit_event("x", i))
+                .await
+                .expect("recorded");
+        }
+    }
+    // The store's writer lets go of the file once the store is dropped.
+    let file = dir.path().join("data/whatsify.redb");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match redb::Database::create(&file) {
+            Ok(db) => break db,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "file still open: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("audit");
+    let txn = db.begin_write().expect("write");
+    txn.open_table(table)
+        .expect("table")
+        .remove(2)
+        .expect("remove");
+    txn.commit().expect("commit");
+    drop(db);
+    let s = open(&backend).await;
+    let entries = s.audit_entries(1, 100).await.expect("entries");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(chain.verify(&entries), Err(3), "broken where the entry was");
+}

@@ -1,0 +1,261 @@
+//! The audit log: an append-only record of every privacy event (consent
+//! changes, policy notices, admin access to a contact, and the requests
+//! of the privacy features to come), with the time, the pseudonymous
+//! contact id, the actor and no content.
+//!
+//! Entries are chained: each carries the hash of the one before it and
+//! its own hash, an HMAC-SHA256 (under a key derived from the master key)
+//! over the previous hash, its sequence number and its content. Removing,
+//! reordering or altering an entry breaks the chain at that point, and
+//! without the key nobody can forge a chain that verifies.
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::config::Key32;
+use crate::store::{Store, StoreError};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The hash before the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How long a request may stay open before it is flagged (GDPR allows a
+/// month, CCPA 45 days; we hold ourselves to a week).
+pub const OPEN_REQUEST_FLAG_SECS: u64 = 7 * 24 * 3600;
+
+/// Who did it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    Customer,
+    Admin,
+    System,
+}
+
+/// One privacy event, as recorded (never message content).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When (Unix s).
+    pub at: u64,
+    /// What: `consent_given`, `consent_withdrawn`, `policy_notice`,
+    /// `admin_access`, `export_request`, `erasure_request`, … Requests end
+    /// in `_request` and are closed by the same kind ending in
+    /// `_completed` (or `_declined`) for the same contact.
+    pub kind: String,
+    /// The pseudonymous contact id, when the event concerns one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    pub actor: Actor,
+    /// A short description with no personal data ("marketing, keyword").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// An event in the log, with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: Event,
+    /// The previous entry's hash ([`GENESIS`] for the first).
+    pub prev: String,
+    pub hash: String,
+}
+
+/// Computes and checks the chain's hashes.
+#[derive(Clone)]
+pub struct Chain {
+    key: Key32,
+}
+
+impl Chain {
+    /// Under a key derived from the master key.
+    pub fn new(master_key: &Key32) -> Chain {
+        let mut m = <HmacSha256 as KeyInit>::new_from_slice(master_key.expose())
+            .expect("HMAC takes keys of any length");
+        m.update(b"whatsify audit chain v1");
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&m.finalize().into_bytes());
+        Chain {
+            key: Key32::new(key),
+        }
+    }
+
+    /// The hash of `event` as entry `seq` after `prev`.
+    pub fn hash(&self, seq: u64, prev: &str, event: &Event) -> String {
+        let mut m = <HmacSha256 as KeyInit>::new_from_slice(self.key.expose())
+            .expect("HMAC takes keys of any length");
+        m.update(prev.as_bytes());
+        m.update(b"\n");
+        m.update(seq.to_string().as_bytes());
+        m.update(b"\n");
+        // serde_json writes struct fields in declaration order: stable.
+        m.update(&serde_json::to_vec(event).unwrap_or_default());
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    /// The entry that follows (`seq`, `prev`).
+    pub fn link(&self, seq: u64, prev: &str, event: Event) -> Entry {
+        let hash = self.hash(seq, prev, &event);
+        Entry {
+            seq,
+            event,
+            prev: prev.to_owned(),
+            hash,
+        }
+    }
+
+    /// Checks a whole log, oldest first: `Err(seq)` names the first entry
+    /// where it is broken (removed, reordered, altered or forged).
+    pub fn verify(&self, entries: &[Entry]) -> Result<(), u64> {
+        let mut prev = GENESIS.to_owned();
+        for (expected, e) in (1..).zip(entries) {
+            if e.seq != expected || e.prev != prev || e.hash != self.hash(e.seq, &e.prev, &e.event)
+            {
+                return Err(e.seq);
+            }
+            prev.clone_from(&e.hash);
+        }
+        Ok(())
+    }
+}
+
+/// Appends `event` to the store's log, retrying when another writer
+/// appended first.
+pub async fn record(store: &dyn Store, chain: &Chain, event: Event) -> Result<(), StoreError> {
+    for _ in 0..50 {
+        let (seq, prev) = store.audit_head().await?;
+        let entry = chain.link(seq + 1, &prev, event.clone());
+        if store.audit_append(&entry).await? {
+            return Ok(());
+        }
+    }
+    Err(StoreError::Unavailable(
+        "the audit log is too busy to append to".into(),
+    ))
+}
+
+/// Records `event`, logging (not failing) when the store is unavailable:
+/// for callers whose own write already succeeded.
+pub async fn note(store: &dyn Store, chain: &Chain, event: Event) {
+    let kind = event.kind.clone();
+    if let Err(e) = record(store, chain, event).await {
+        tracing::error!(error = %e, kind, "audit entry not written");
+    }
+}
+
+/// The audit event of a consent change (or a policy notice) recorded for
+/// `contact`.
+pub fn of_consent(contact: &str, change: &crate::store::ConsentChange) -> Event {
+    use crate::privacy::consent::POLICY_NOTICE;
+    let (kind, actor) = if change.purpose == POLICY_NOTICE {
+        ("policy_notice", Actor::System)
+    } else if change.granted {
+        ("consent_given", Actor::Customer)
+    } else if change.source.starts_with("meta:") {
+        // Meta told us (131050); the customer acted on WhatsApp's side.
+        ("consent_withdrawn", Actor::System)
+    } else {
+        ("consent_withdrawn", Actor::Customer)
+    };
+    Event {
+        at: change.at,
+        kind: kind.to_owned(),
+        contact: Some(contact.to_owned()),
+        actor,
+        detail: Some(format!(
+            "{}, {}, policy {}",
+            change.purpose, change.source, change.policy_version
+        )),
+    }
+}
+
+/// Requests (`*_request`) still open `OPEN_REQUEST_FLAG_SECS` after they
+/// were made, at `now`: their sequence numbers.
+pub fn overdue(entries: &[Entry], now: u64) -> Vec<u64> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let what = e.event.kind.strip_suffix("_request")?;
+            let closed = entries.iter().any(|later| {
+                later.seq > e.seq
+                    && later.event.contact == e.event.contact
+                    && (later.event.kind == format!("{what}_completed")
+                        || later.event.kind == format!("{what}_declined"))
+            });
+            (!closed && now >= e.event.at + OPEN_REQUEST_FLAG_SECS).then_some(e.seq)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, at: u64) -> Event {
+        Event {
+            at,
+            kind: kind.into(),
+            contact: Some("c1".into()),
+            actor: Actor::Customer,
+            detail: None,
+        }
+    }
+
+    fn log(chain: &Chain, kinds: &[(&str, u64)]) -> Vec<Entry> {
+        let mut prev = GENESIS.to_owned();
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, (k, at))| {
+                let e = chain.link(i as u64 + 1, &prev, event(k, *at));
+                prev.clone_from(&e.hash);
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_removed_altered_or_forged_entry_breaks_the_chain_where_it_was() {
+        let chain = Chain::new(&Key32::new([7; 32]));
+        let entries = log(&chain, &[("a", 1), ("b", 2), ("c", 3), ("d", 4)]);
+        assert_eq!(chain.verify(&entries), Ok(()));
+
+        let mut removed = entries.clone();
+        removed.remove(1);
+        assert_eq!(chain.verify(&removed), Err(3));
+
+        let mut altered = entries.clone();
+        altered[2].event.kind = "nothing_happened".into();
+        assert_eq!(chain.verify(&altered), Err(3));
+
+        let mut dropped_last = entries.clone();
+        dropped_last.pop();
+        assert_eq!(
+            chain.verify(&dropped_last),
+            Ok(()),
+            "a shorter log verifies"
+        );
+
+        // Recomputed without the key: does not verify.
+        let forger = Chain::new(&Key32::new([8; 32]));
+        let forged = log(&forger, &[("a", 1), ("b", 2)]);
+        assert_eq!(chain.verify(&forged), Err(1));
+    }
+
+    #[test]
+    fn a_request_open_for_a_week_is_flagged_until_it_is_closed() {
+        let chain = Chain::new(&Key32::new([7; 32]));
+        let week = OPEN_REQUEST_FLAG_SECS;
+        let open = log(&chain, &[("erasure_request", 100)]);
+        assert!(overdue(&open, 100 + week - 1).is_empty());
+        assert_eq!(overdue(&open, 100 + week), [1]);
+        let closed = log(
+            &chain,
+            &[("erasure_request", 100), ("erasure_completed", 200)],
+        );
+        assert!(overdue(&closed, 100 + 2 * week).is_empty());
+    }
+}
