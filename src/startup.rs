@@ -38,6 +38,8 @@ pub struct AppState {
     pub policy_version: String,
     /// The audit log's hash chain.
     pub audit: crate::privacy::audit::Chain,
+    /// `privacy.retention_days`, stated in exports.
+    pub retention_days: u32,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
             wake: crate::shutdown::Wakeups::default(),
             policy_version: settings.privacy.policy_version.clone(),
             audit: crate::privacy::audit::Chain::new(&settings.privacy.master_key),
+            retention_days: settings.privacy.retention_days,
         }
     }
 }
@@ -202,6 +205,7 @@ impl Application {
                 stop: shutdown.clone(),
                 wake: wake.clone(),
                 audit: crate::privacy::audit::Chain::new(&settings.privacy.master_key),
+                retention_days: settings.privacy.retention_days,
                 policy_version: settings.privacy.policy_version.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
             };
@@ -362,6 +366,10 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/readyz", web::get().to(health::readyz))
             .route("/admin/contacts/{id}", web::get().to(crate::admin::contact))
             .route("/admin/audit", web::get().to(crate::admin::audit))
+            .route(
+                "/admin/contacts/{id}/export",
+                web::get().to(crate::admin::export),
+            )
             .route(
                 "/admin/contacts/{id}/messages",
                 web::get().to(crate::admin::messages),

@@ -176,12 +176,23 @@ fn delivery_of(update: &StatusUpdate, pseudonymizer: &Pseudonymizer) -> Option<D
     })
 }
 
-fn session_context(contact: &ContactKey) -> Vec<u8> {
+/// The context a contact's session is sealed under.
+pub fn session_context(contact: &ContactKey) -> Vec<u8> {
     format!("session:{contact}").into_bytes()
 }
 
 fn outbox_context(contact: &ContactKey) -> Vec<u8> {
     Queue::Outbox(contact.clone()).name().into_bytes()
+}
+
+/// A plain text message.
+fn text(body: String) -> OutMessage {
+    OutMessage::Flow {
+        message: Outgoing::Text {
+            body,
+            preview_url: false,
+        },
+    }
 }
 
 /// What the engine sees of an inbound message.
@@ -303,6 +314,7 @@ impl Worker {
                     deliveries: Vec::new(),
                     consent: Vec::new(),
                     profile: None,
+                    history: Vec::new(),
                     profile_ttl: self.profile_ttl,
                 },
             )
@@ -340,6 +352,7 @@ impl Worker {
         let mut deliveries = Vec::new();
         let mut consent = Vec::new();
         let mut window: Option<(String, u64)> = None;
+        let mut history = Vec::new();
         let now = self.clock.now();
         if let Some(at) = tick
             && let Some(to) = state.recipient.clone()
@@ -379,6 +392,15 @@ impl Worker {
             };
             match event {
                 Event::Message(m) => {
+                    if let Ok(message) = m.message.parse() {
+                        // What the customer sent is theirs: kept (sealed)
+                        // for their copy, until the retention period ends.
+                        history.push(crate::privacy::export::inbound(
+                            message.timestamp.0.max(0) as u64,
+                            message.kind.type_name(),
+                            &input_of(&message),
+                        ));
+                    }
                     let out = (&mut jobs, &mut consent);
                     if let Some(at) =
                         self.handle_message(&contact, &m, (&mut state, &mut profile), out, now)
@@ -437,6 +459,16 @@ impl Worker {
         }
         let events = acked.len();
         let wake_at = state.session.as_ref().and_then(|s| s.deadline);
+        history.extend(jobs.iter().filter_map(crate::privacy::export::outbound));
+        let mut sealed_history = Vec::with_capacity(history.len());
+        for item in &history {
+            let plain = serde_json::to_vec(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sealed_history.push(
+                self.sealer
+                    .seal(&plain, &crate::privacy::export::history_context(&contact))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+        }
         let plain = serde_json::to_vec(&profile).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let sealed_profile = self
             .sealer
@@ -456,6 +488,7 @@ impl Worker {
             deliveries,
             consent,
             profile: Some(sealed_profile),
+            history: sealed_history,
             profile_ttl: self.profile_ttl,
         };
         match self.store.commit(&claim, commit).await? {
@@ -644,6 +677,19 @@ impl Worker {
                         evidence: cause.as_ref().map(|(_, e)| e.clone()),
                     });
                 }
+                Effect::Action { action, .. } if action == "export" => {
+                    tracing::info!(contact = %contact, "export requested (flow)");
+                    jobs.push(Job {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        phone_number_id: phone_number_id.to_owned(),
+                        to: to.clone(),
+                        message: OutMessage::Export,
+                        created_at: now,
+                        origin: Origin::Reply,
+                        window_at,
+                        purpose: None,
+                    });
+                }
                 Effect::Action { action, .. } => {
                     tracing::info!(contact = %contact, action, "flow action (handled by later stages)");
                 }
@@ -670,6 +716,13 @@ impl Worker {
         let before = profile.marketing.unwrap_or(false);
         let body = match command {
             Command::Help => self.privacy_texts.help.clone(),
+            Command::Export => {
+                tracing::info!(contact = %contact, "export requested");
+                let ack = self.privacy_texts.export.clone();
+                jobs.push(self.reply(state, &to, &number, text(ack), now));
+                jobs.push(self.reply(state, &to, &number, OutMessage::Export, now));
+                return;
+            }
             Command::OptOut | Command::OptIn => {
                 let granted = command == Command::OptIn;
                 profile.marketing = Some(granted);
@@ -692,21 +745,28 @@ impl Worker {
             }
         };
         tracing::info!(contact = %contact, ?command, "privacy command answered");
-        jobs.push(Job {
+        jobs.push(self.reply(state, &to, &number, text(body), now));
+    }
+
+    /// A reply to the contact's last message.
+    fn reply(
+        &self,
+        state: &Conversation,
+        to: &Recipient,
+        number: &str,
+        message: OutMessage,
+        now: u64,
+    ) -> Job {
+        Job {
             id: uuid::Uuid::new_v4().to_string(),
-            phone_number_id: number,
-            to,
-            message: OutMessage::Flow {
-                message: Outgoing::Text {
-                    body,
-                    preview_url: false,
-                },
-            },
+            phone_number_id: number.to_owned(),
+            to: to.clone(),
+            message,
             created_at: now,
             origin: Origin::Reply,
             window_at: state.last_inbound,
             purpose: None,
-        });
+        }
     }
 
     /// A contact who writes in after `privacy.policy_version` changed gets

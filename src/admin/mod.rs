@@ -5,6 +5,8 @@
 //!   and last message, the privacy policy version they were shown) and
 //!   consent: the state of each purpose and the whole ledger. 404 when
 //!   nothing is kept about the contact.
+//! - `GET /admin/contacts/{id}/export`: the same copy of their data the
+//!   customer gets with MY DATA (`docs/export-schema.json`).
 //! - `GET /admin/contacts/{id}/messages`: the delivery record of each
 //!   message sent to the contact (state, kind, error code; never the
 //!   content). `{id}` is the wa_id or the business-scoped user id.
@@ -256,6 +258,47 @@ pub async fn contact(
             .map(|(number, at)| json!({ "phone_number_id": number, "last_message_at": at }))
             .collect::<Vec<_>>(),
     }))
+}
+
+pub async fn export(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Some(denied) = authorize(&req, &state) {
+        return denied;
+    }
+    let id = path.into_inner();
+    let Some(contact) = contact_of(&id, &state) else {
+        return bad_id();
+    };
+    let known = match (
+        state.store.profile(&contact).await,
+        state.store.consent(&contact).await,
+    ) {
+        (Ok(p), Ok(l)) => p.is_some() || !l.is_empty(),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e),
+    };
+    if !known {
+        return error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "nothing is kept about this contact",
+        );
+    }
+    admin_access(&state, &contact, "export").await;
+    match crate::privacy::export::build(
+        state.store.as_ref(),
+        &state.sealer,
+        &contact,
+        &id,
+        state.retention_days,
+        crate::store::now_secs(),
+    )
+    .await
+    {
+        Ok(doc) => HttpResponse::Ok().json(doc),
+        Err(e) => unavailable(e),
+    }
 }
 
 pub async fn messages(

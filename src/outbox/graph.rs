@@ -129,6 +129,72 @@ impl Graph {
             .map_err(|e| e.to_string())
     }
 
+    /// Uploads a file for sending (`POST {base}/{phone_number_id}/media`,
+    /// multipart: `messaging_product=whatsapp`, `type`, `file`); the
+    /// media id Meta answers, or why not.
+    pub async fn upload(
+        &self,
+        phone_number_id: &str,
+        bytes: Vec<u8>,
+        mime: &str,
+        filename: &str,
+    ) -> Result<String, Failure> {
+        let url = format!("{}/{}/media", self.base, phone_number_id);
+        let token = self.token.get();
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(filename.to_owned())
+            .mime_str(mime)
+            .map_err(|_| Failure {
+                class: Class::Permanent,
+                http: None,
+                code: None,
+                reason: "invalid media type".into(),
+            })?;
+        let form = reqwest::multipart::Form::new()
+            .text("messaging_product", "whatsapp")
+            .text("type", mime.to_owned())
+            .part("file", part);
+        let resp = self
+            .client
+            .post(&url)
+            .bearer_auth(token.expose_secret())
+            .multipart(form)
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(Failure {
+                    class: Class::Transient,
+                    http: None,
+                    code: None,
+                    reason: if e.is_timeout() {
+                        "timeout".into()
+                    } else {
+                        "connection error".into()
+                    },
+                });
+            }
+        };
+        let status = resp.status().as_u16();
+        let body: Option<Value> = resp.json().await.ok();
+        if (200..300).contains(&status)
+            && let Some(id) = body.as_ref().and_then(|b| b["id"].as_str())
+        {
+            return Ok(id.to_owned());
+        }
+        let code = body.as_ref().and_then(|b| b["error"]["code"].as_i64());
+        Err(Failure {
+            class: classify(status, code),
+            http: Some(status),
+            code,
+            reason: match code {
+                Some(c) => format!("media upload: HTTP {status}, Meta error {c}"),
+                None => format!("media upload: HTTP {status}"),
+            },
+        })
+    }
+
     /// Posts one job.
     pub async fn send(&self, job: &Job) -> Answer {
         let url = format!("{}/{}/messages", self.base, job.phone_number_id);

@@ -102,6 +102,10 @@ pub enum Message {
     Reaction { message_id: String, emoji: String },
     /// Marks the customer's message (and the earlier ones) as read.
     MarkRead { message_id: String },
+    /// A copy of the customer's data ("MY DATA"): built when its turn
+    /// comes (never stored), uploaded as a JSON file and sent as a
+    /// document.
+    Export,
 }
 
 impl Message {
@@ -132,6 +136,7 @@ impl Message {
             Message::Template { .. } => "template",
             Message::Reaction { .. } => "reaction",
             Message::MarkRead { .. } => "read",
+            Message::Export => "export",
         }
     }
 }
@@ -355,6 +360,12 @@ pub fn graph_body(job: &Job) -> Value {
         Message::Reaction { message_id, emoji } => (
             "reaction",
             json!({ "message_id": message_id, "emoji": emoji }),
+        ),
+        // The sender uploads the file and sends it as a document job; this
+        // body only stands in if it is ever sent as is.
+        Message::Export => (
+            "text",
+            json!({ "body": "A copy of your data is on its way.", "preview_url": false }),
         ),
     };
     let mut body = json!({

@@ -47,6 +47,8 @@ use crate::store::{
 /// How long a sender may hold a contact's outbox: longer than one request
 /// may take ([`super::graph::TIMEOUT`]), so a live sender keeps it.
 pub const LEASE: Duration = Duration::from_secs(60);
+/// The name of the file an export is sent as.
+const EXPORT_FILE: &str = "my-data.json";
 /// Most jobs taken in one claim.
 pub const BATCH: usize = 20;
 /// How often the store is swept for outboxes this instance was not handed
@@ -173,6 +175,8 @@ pub struct Sender {
     pub policy_version: String,
     /// The audit log's hash chain.
     pub audit: crate::privacy::audit::Chain,
+    /// `privacy.retention_days`, stated in exports.
+    pub retention_days: u32,
     /// This sender's lease token.
     pub owner: String,
 }
@@ -540,8 +544,21 @@ impl Sender {
             let r = no_consent(state.attempts);
             return self.give_up(claim, id, (r, None, None), run).await;
         }
-        match self.graph.send(&job).await {
+        let answer = if matches!(job.message, super::Message::Export) {
+            if state.attempts == 0 {
+                self.audit_export(&claim.contact, "export_request", job.created_at)
+                    .await;
+            }
+            self.send_export(&claim.contact, &job, now).await?
+        } else {
+            self.graph.send(&job).await
+        };
+        match answer {
             Answer::Accepted { wamid } => {
+                if matches!(job.message, super::Message::Export) {
+                    self.audit_export(&claim.contact, "export_completed", now)
+                        .await;
+                }
                 if probing {
                     self.store.close_breaker(Some(&number)).await?;
                     self.breakers.set(&number, None);
@@ -673,6 +690,66 @@ impl Sender {
                 self.defer(claim, run, Some(head), state.next_at_ms).await
             }
         }
+    }
+
+    /// Builds the contact's export (never stored), uploads it as a JSON
+    /// file and sends it as a document.
+    async fn send_export(
+        &self,
+        contact: &ContactKey,
+        job: &Job,
+        now: u64,
+    ) -> Result<Answer, StoreError> {
+        let id = match &job.to {
+            super::Recipient::WaId(w) => w.clone(),
+            super::Recipient::UserId(u) => u.clone(),
+        };
+        let doc = crate::privacy::export::build(
+            self.store.as_ref(),
+            &self.sealer,
+            contact,
+            &id,
+            self.retention_days,
+            now,
+        )
+        .await?;
+        let bytes =
+            serde_json::to_vec_pretty(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let media = match self
+            .graph
+            .upload(&job.phone_number_id, bytes, "application/json", EXPORT_FILE)
+            .await
+        {
+            Ok(media) => media,
+            Err(f) => return Ok(Answer::Failed(f)),
+        };
+        let document = Job {
+            message: super::Message::Media {
+                media: "document".into(),
+                source: super::MediaRef::Id(media),
+                caption: Some("A copy of the data we keep about you.".into()),
+                filename: Some(EXPORT_FILE.into()),
+            },
+            ..job.clone()
+        };
+        Ok(self.graph.send(&document).await)
+    }
+
+    async fn audit_export(&self, contact: &ContactKey, kind: &str, at: u64) {
+        use crate::privacy::audit::{Actor, Event, note};
+        let actor = if kind.ends_with("_request") {
+            Actor::Customer
+        } else {
+            Actor::System
+        };
+        let event = Event {
+            at,
+            kind: kind.to_owned(),
+            contact: Some(contact.as_str().to_owned()),
+            actor,
+            detail: None,
+        };
+        note(self.store.as_ref(), &self.audit, event).await;
     }
 
     /// Does the contact's ledger allow the job now? (Always, for a

@@ -24,6 +24,8 @@ pub enum Command {
     OptIn,
     /// What the business is, how to reach a person, the commands.
     Help,
+    /// A copy of the customer's data ("MY DATA").
+    Export,
 }
 
 impl Command {
@@ -33,6 +35,7 @@ impl Command {
             Command::OptOut => "STOP",
             Command::OptIn => "START",
             Command::Help => "HELP",
+            Command::Export => "MY DATA",
         }
     }
 }
@@ -54,6 +57,19 @@ const OPT_OUT: &[&str] = &[
 ];
 const OPT_IN: &[&str] = &["start", "unstop", "subscribe"];
 const HELP: &[&str] = &["help", "info"];
+const EXPORT: &[&str] = &[
+    "my data",
+    "mydata",
+    "export my data",
+    "get my data",
+    "send me my data",
+    "download my data",
+    "a copy of my data",
+    "copy of my data",
+    "what data do you have on me",
+    "what data do you have about me",
+    "what do you know about me",
+];
 
 /// The built-in keyword of each command (for messages and validation).
 pub fn builtin(command: Command) -> &'static [&'static str] {
@@ -61,14 +77,20 @@ pub fn builtin(command: Command) -> &'static [&'static str] {
         Command::OptOut => OPT_OUT,
         Command::OptIn => OPT_IN,
         Command::Help => HELP,
+        Command::Export => EXPORT,
     }
 }
 
 /// Is `word` (normalised) a built-in keyword of any command?
 pub fn is_builtin(word: &str) -> Option<Command> {
-    [Command::OptOut, Command::OptIn, Command::Help]
-        .into_iter()
-        .find(|c| builtin(*c).contains(&word))
+    [
+        Command::OptOut,
+        Command::OptIn,
+        Command::Help,
+        Command::Export,
+    ]
+    .into_iter()
+    .find(|c| builtin(*c).contains(&word))
 }
 
 /// The answers to the commands.
@@ -79,6 +101,8 @@ pub struct Texts {
     pub help: String,
     /// `privacy.policy_notice`.
     pub policy_notice: String,
+    /// Before the copy of their data arrives.
+    pub export: String,
 }
 
 impl Texts {
@@ -103,6 +127,9 @@ impl Texts {
                  get them again, or PRIVACY to get, correct or delete your data."
             ),
             policy_notice: policy_notice.to_owned(),
+            export: "We're preparing a copy of your data. It will arrive here as a file in a \
+                     moment."
+                .to_owned(),
         }
     }
 }
@@ -113,6 +140,7 @@ pub struct Extra {
     pub opt_out: HashSet<String>,
     pub opt_in: HashSet<String>,
     pub help: HashSet<String>,
+    pub export: HashSet<String>,
 }
 
 /// Reads a text message.
@@ -122,6 +150,7 @@ pub fn classify(text: &str, extra: &Extra) -> Option<Command> {
         (Command::OptOut, &extra.opt_out),
         (Command::OptIn, &extra.opt_in),
         (Command::Help, &extra.help),
+        (Command::Export, &extra.export),
     ] {
         if builtin(command).contains(&n.as_str()) || words.contains(&n) {
             return Some(command);

@@ -6,5 +6,6 @@
 pub mod audit;
 pub mod consent;
 pub mod crypto;
+pub mod export;
 pub mod keywords;
 pub mod pseudonym;

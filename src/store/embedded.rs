@@ -20,6 +20,7 @@
 //! | `dead`, `dead_index` | `("d:<contact>", seq)` → sealed dead letter, and contact → time of the last one | until an operator clears them |
 //! | `consent` | `("k:<contact>", seq)` → consent ledger entry (JSON) | kept: it is the evidence of consent |
 //! | `windows` | `(contact, phone_number_id)` → the customer's last message time (Unix s) | kept |
+//! | `history` | `("h:<contact>", seq)` → (time in Unix ms, sealed message history entry) | `privacy.retention_days` (purged by the retention job) |
 //! | `audit` | sequence number → audit entry (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content) | kept: it is the audit trail |
 //! | `profiles` | contact key → (expiry, sealed profile) | `privacy.retention_days` after the last write (not read past its expiry) |
 //!
@@ -70,6 +71,7 @@ const WINDOWS: TableDefinition<(&str, &str), u64> = TableDefinition::new("window
 const CONSENT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("consent");
 const PROFILES: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("profiles");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const HISTORY: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new("history");
 
 /// Lease holders: (lane, contact) → (token, expiry).
 type Leases = Arc<Mutex<HashMap<(Lane, String), (String, Instant)>>>;
@@ -268,6 +270,7 @@ impl EmbeddedStore {
             txn.open_table(CONSENT).map_err(corrupt)?;
             txn.open_table(PROFILES).map_err(corrupt)?;
             txn.open_table(AUDIT).map_err(corrupt)?;
+            txn.open_table(HISTORY).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -709,6 +712,23 @@ impl Store for EmbeddedStore {
                     }
                 }
                 set_timer(txn, TIMERS, TIMER_OF, key, commit.wake_at)?;
+                if !commit.history.is_empty() {
+                    let q = format!("h:{key}");
+                    let mut seq = txn.open_table(SEQ).map_err(corrupt)?;
+                    let mut n = seq
+                        .get(q.as_str())
+                        .map_err(corrupt)?
+                        .map(|v| v.value())
+                        .unwrap_or(0);
+                    let mut history = txn.open_table(HISTORY).map_err(corrupt)?;
+                    for item in &commit.history {
+                        history
+                            .insert((q.as_str(), n), (now_ms, item.as_slice()))
+                            .map_err(corrupt)?;
+                        n += 1;
+                    }
+                    seq.insert(q.as_str(), n).map_err(corrupt)?;
+                }
                 if let Some(profile) = &commit.profile {
                     let until = now_ms / 1000 + commit.profile_ttl.as_secs().max(1);
                     txn.open_table(PROFILES)
@@ -786,6 +806,43 @@ impl Store for EmbeddedStore {
             for item in table.range(from..).map_err(corrupt)?.take(limit) {
                 let (_, v) = item.map_err(corrupt)?;
                 out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn session(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = contact.as_str().to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn.open_table(SESSIONS).map_err(corrupt)?;
+            Ok(table
+                .get(key.as_str())
+                .map_err(corrupt)?
+                .map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        contact: &ContactKey,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let q = format!("h:{contact}");
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn.open_table(HISTORY).map_err(corrupt)?;
+            let mut out = Vec::new();
+            for item in table
+                .range((q.as_str(), 0)..=(q.as_str(), u64::MAX))
+                .map_err(corrupt)?
+                .take(limit)
+            {
+                let (_, v) = item.map_err(corrupt)?;
+                let (at, bytes) = v.value();
+                out.push((at, bytes.to_vec()));
             }
             Ok(out)
         })

@@ -146,8 +146,11 @@ pub struct Commit {
     pub consent: Vec<ConsentChange>,
     /// The contact's new sealed profile; `None` leaves it as it is.
     pub profile: Option<Vec<u8>>,
-    /// How long a profile is kept after its last write
-    /// (`privacy.retention_days`).
+    /// Sealed message history entries (what the customer sent, what we
+    /// queued for them), appended to the contact's history.
+    pub history: Vec<Vec<u8>>,
+    /// How long a profile (and the history, after its last entry) is kept
+    /// after its last write (`privacy.retention_days`).
     pub profile_ttl: Duration,
 }
 
@@ -463,6 +466,17 @@ pub trait Store: Send + Sync + 'static {
         from: u64,
         limit: usize,
     ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError>;
+
+    /// The contact's sealed session, if a conversation is under way.
+    async fn session(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Up to `limit` of the contact's sealed history entries, oldest
+    /// first, each with its time (Unix ms).
+    async fn history(
+        &self,
+        contact: &ContactKey,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
     /// The contact's sealed profile, if any (and not past its time).
     async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError>;

@@ -11,6 +11,7 @@
 //! | `P{s:N}:c:<contact>:inbox` | stream of sealed events (field `e`) | 30 days after the last append |
 //! | `P{s:N}:c:<contact>:seen:<dedup>` | string, de-duplication mark | 8 days |
 //! | `P{s:N}:c:<contact>:session` | string, the sealed session | `flows.session_ttl` after the last write |
+//! | `P{s:N}:c:<contact>:history` | stream of sealed message history entries (field `h`; the id's time is when it was written) | `privacy.retention_days` after the last entry (older entries are purged by the retention job) |
 //! | `P{s:N}:c:<contact>:profile` | string, the sealed profile (names, tags, privacy notices and confirmations) | `privacy.retention_days` after the last write |
 //! | `P{s:N}:c:<contact>:outbox` | stream of sealed outbound jobs | 30 days after the last append |
 //! | `P{s:N}:c:<contact>:lease:inbox`, `…:lease:outbox` | string, the lease holder's token | the lease time (deleted on commit or release) |
@@ -59,6 +60,10 @@ use super::{
     Finish, INBOX_TTL, InboxEntry, Lane, Queue, RateGrant, Store, StoreError, StoredEntry,
 };
 use crate::domain::ContactKey;
+
+/// The largest COUNT Redis takes (a signed 64-bit number); callers may
+/// ask for "everything" with `usize::MAX`.
+const MAX_COUNT: usize = i64::MAX as usize;
 
 /// How many shards contacts are spread over (see the module docs). The
 /// layout of every key depends on it: changing it strands what is queued.
@@ -128,20 +133,22 @@ end
 "#;
 
 /// KEYS: lease, inbox, session, outbox, window, deliveries, consent,
-/// inbox ready set, outbox ready set, timers, profile.
+/// inbox ready set, outbox ready set, timers, profile, history.
 /// ARGV: token, session ttl, has session, session, number of acked ids,
 /// number of jobs, window number, window time, number of deliveries,
 /// number of consent entries, contact, now (ms), timer (Unix s, or empty
-/// to cancel), profile (or empty: unchanged), profile ttl (s), then the
-/// acked ids, the jobs, four values per delivery (job, wamid, rank, json),
-/// and the consent entries (json). Answers the entries left in the inbox,
+/// to cancel), profile (or empty: unchanged), profile ttl (s), number of
+/// history entries, then the acked ids, the jobs, four values per delivery
+/// (job, wamid, rank, json), the consent entries (json) and the history
+/// entries. Answers the entries left in the inbox,
 /// or -1 when the lease was lost (nothing written).
 const COMMIT_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local n, j, d, c = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local member = ARGV[11]
 if ARGV[14] ~= '' then redis.call('SET', KEYS[11], ARGV[14], 'EX', ARGV[15]) end
-local at = 16
+local hn = tonumber(ARGV[16])
+local at = 17
 for i = 1, n do redis.call('XDEL', KEYS[2], ARGV[at + i - 1]) end
 at = at + n
 if ARGV[3] == '1' then
@@ -166,6 +173,11 @@ for i = 0, d - 1 do
 end
 at = at + 4 * d
 for i = 0, c - 1 do redis.call('XADD', KEYS[7], '*', 'c', ARGV[at + i]) end
+at = at + c
+if hn > 0 then
+  for i = 0, hn - 1 do redis.call('XADD', KEYS[12], '*', 'h', ARGV[at + i]) end
+  redis.call('EXPIRE', KEYS[12], ARGV[15])
+end
 if ARGV[13] ~= '' then
   redis.call('ZADD', KEYS[10], ARGV[13], member)
 else
@@ -702,6 +714,7 @@ impl Store for RedisStore {
             .key(self.ready_key(Lane::Outbox, shard))
             .key(self.timers_key(Lane::Inbox, shard))
             .key(self.contact_key(c, "profile"))
+            .key(self.contact_key(c, "history"))
             .arg(&claim.owner)
             .arg(commit.session_ttl.as_secs().max(1))
             .arg(if commit.session.is_some() { "1" } else { "0" })
@@ -716,7 +729,8 @@ impl Store for RedisStore {
             .arg(super::now_ms())
             .arg(commit.wake_at.map(|t| t.to_string()).unwrap_or_default())
             .arg(commit.profile.as_deref().unwrap_or(b""))
-            .arg(commit.profile_ttl.as_secs().max(1));
+            .arg(commit.profile_ttl.as_secs().max(1))
+            .arg(commit.history.len());
         for id in &commit.acked {
             inv.arg(id);
         }
@@ -730,6 +744,9 @@ impl Store for RedisStore {
         }
         for change in &commit.consent {
             inv.arg(json(change)?);
+        }
+        for item in &commit.history {
+            inv.arg(&item[..]);
         }
         let left: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         if left < 0 {
@@ -887,7 +904,7 @@ impl Store for RedisStore {
             .arg(format!("{from}-0"))
             .arg("+")
             .arg("COUNT")
-            .arg(limit)
+            .arg(limit.min(MAX_COUNT))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -904,6 +921,43 @@ impl Store for RedisStore {
                 ))),
             })
             .collect()
+    }
+
+    async fn session(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(self.contact_key(contact, "session"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn history(
+        &self,
+        contact: &ContactKey,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.contact_key(contact, "history"))
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit.min(MAX_COUNT))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .filter_map(|sid| {
+                let at = sid.id.split('-').next()?.parse().ok()?;
+                match sid.map.get("h") {
+                    Some(Value::BulkString(b)) => Some((at, b.clone())),
+                    _ => None,
+                }
+            })
+            .collect())
     }
 
     async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {

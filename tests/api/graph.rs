@@ -1,7 +1,9 @@
-//! A fake of Meta's Graph API messages endpoint, following Meta's
-//! documented request and response bodies and error envelope: it checks
-//! the bearer token and the body, records what was sent, and answers like
-//! `POST /{phone_number_id}/messages` does.
+//! A fake of Meta's Graph API messages and media endpoints, following
+//! Meta's documented request and response bodies and error envelope: it
+//! checks the bearer token and the body, records what was sent, and
+//! answers like `POST /{phone_number_id}/messages` and `POST
+//! /{phone_number_id}/media` (multipart: `messaging_product`, `type`,
+//! `file`; answers `{"id": MEDIA_ID}`) do.
 
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +17,18 @@ use crate::helpers::ACCESS_TOKEN;
 pub struct Sent {
     pub phone_number_id: String,
     pub body: Value,
+}
+
+/// One file uploaded to the media endpoint.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub id: String,
+    pub phone_number_id: String,
+    /// The text fields (`messaging_product`, `type`).
+    pub fields: std::collections::HashMap<String, String>,
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+    pub file: Vec<u8>,
 }
 
 /// One request the fake received, whatever it answered.
@@ -41,6 +55,7 @@ struct State {
     failing: Option<(u16, i64)>,
     /// Answer each request only after this long.
     delay: Option<std::time::Duration>,
+    uploads: Vec<Upload>,
 }
 
 #[derive(Clone)]
@@ -134,15 +149,127 @@ fn answer(number: &str, body: &Value, state: &Arc<Mutex<State>>) -> HttpResponse
     }))
 }
 
+/// The parts of a multipart/form-data body: (headers, content) each.
+fn multipart_parts(content_type: &str, body: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    let boundary = content_type.split("boundary=").nth(1)?.trim_matches('"');
+    let delimiter = format!("--{boundary}");
+    let text = body;
+    let mut parts = Vec::new();
+    let mut rest = text;
+    // Skip the preamble up to the first delimiter.
+    let first = find(rest, delimiter.as_bytes())?;
+    rest = &rest[first + delimiter.len()..];
+    loop {
+        if rest.starts_with(b"--") {
+            return Some(parts);
+        }
+        rest = rest.strip_prefix(b"\r\n")?;
+        let end = find(rest, delimiter.as_bytes())?;
+        let part = &rest[..end];
+        let split = find(part, b"\r\n\r\n")?;
+        let headers = String::from_utf8_lossy(&part[..split]).into_owned();
+        let mut content = part[split + 4..].to_vec();
+        if content.ends_with(b"\r\n") {
+            content.truncate(content.len() - 2);
+        }
+        parts.push((headers, content));
+        rest = &rest[end + delimiter.len()..];
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The value of `key="…"` in a header line.
+fn header_param(headers: &str, key: &str) -> Option<String> {
+    let start = headers.find(&format!("{key}=\""))? + key.len() + 2;
+    let end = headers[start..].find('"')?;
+    Some(headers[start..start + end].to_owned())
+}
+
+async fn media(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<Arc<Mutex<State>>>,
+) -> HttpResponse {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    if auth != Some(&format!("Bearer {ACCESS_TOKEN}")) {
+        return error(401, 190, "Invalid OAuth access token");
+    }
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(parts) = multipart_parts(content_type, &body) else {
+        return error(400, 100, "Invalid parameter");
+    };
+    let mut upload = Upload {
+        id: String::new(),
+        phone_number_id: path.into_inner().1,
+        fields: Default::default(),
+        filename: None,
+        content_type: None,
+        file: Vec::new(),
+    };
+    for (headers, content) in parts {
+        let Some(name) = header_param(&headers, "name") else {
+            continue;
+        };
+        if name == "file" {
+            upload.filename = header_param(&headers, "filename");
+            upload.content_type = headers.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type:")
+                    .map(|v| v.trim().to_owned())
+            });
+            upload.file = content;
+        } else {
+            upload
+                .fields
+                .insert(name, String::from_utf8_lossy(&content).into_owned());
+        }
+    }
+    if upload.fields.get("messaging_product").map(String::as_str) != Some("whatsapp")
+        || upload.file.is_empty()
+        || !upload.fields.contains_key("type")
+    {
+        return error(400, 100, "Invalid parameter");
+    }
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    upload.id = format!("{}", 900_000_000_000_000u64 + st.uploads.len() as u64);
+    let id = upload.id.clone();
+    st.uploads.push(upload);
+    HttpResponse::Ok().json(json!({ "id": id }))
+}
+
 impl FakeGraph {
+    /// The files uploaded to the media endpoint, in order.
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .uploads
+            .clone()
+    }
+
     pub async fn start() -> FakeGraph {
         let state = Arc::new(Mutex::new(State::default()));
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
-            App::new().app_data(data.clone()).route(
-                "/{version}/{phone_number_id}/messages",
-                web::post().to(messages),
-            )
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+                .route(
+                    "/{version}/{phone_number_id}/messages",
+                    web::post().to(messages),
+                )
+                .route("/{version}/{phone_number_id}/media", web::post().to(media))
         })
         .workers(1)
         .bind("127.0.0.1:0")

@@ -608,6 +608,7 @@ pub(crate) async fn queue(
         deliveries: Vec::new(),
         consent: Vec::new(),
         profile: None,
+        history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
     };
     store.commit(&claim, commit).await.expect("commit");

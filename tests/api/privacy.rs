@@ -522,3 +522,114 @@ async fn privacy_events_are_audited(backend: &Backend) {
     }
 }
 both_backends!(audit, privacy_events_are_audited);
+
+fn export_validator() -> jsonschema::Validator {
+    let path = format!("{}/docs/export-schema.json", env!("CARGO_MANIFEST_DIR"));
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema")).expect("json");
+    jsonschema::meta::validate(&schema).expect("a valid JSON Schema");
+    jsonschema::validator_for(&schema).expect("validator")
+}
+
+fn assert_valid(doc: &Value) {
+    let v = export_validator();
+    let errors: Vec<String> = v.iter_errors(doc).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "not a valid export: {errors:#?}\n{doc:#}"
+    );
+}
+
+/// MY DATA: the customer gets a copy of everything kept about them (the
+/// profile, consent now and its history, the messages decrypted, the
+/// conversation, their privacy requests, how the data is used), uploaded
+/// as a JSON file with Meta's media endpoint and sent as a document; the
+/// admin API returns the same document; both follow the published schema.
+async fn my_data_sends_a_copy_of_everything(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505556030";
+    say_hi(&app, wa, "wamid.E1").await;
+    until("the welcome", 30, async || told(&graph, wa, "Hi Ana") == 1).await;
+    send(&app, wa, "wamid.E2", "STOP").await;
+    until("the confirmation", 30, async || {
+        told(&graph, wa, OPTED_OUT) == 1
+    })
+    .await;
+    send(&app, wa, "wamid.E3", "my data").await;
+    until("the document", 30, async || {
+        sent_to(&graph, wa).iter().any(|m| m["type"] == "document")
+    })
+    .await;
+    assert_eq!(told(&graph, wa, "preparing a copy of your data"), 1);
+    let uploads = graph.uploads();
+    assert_eq!(uploads.len(), 1);
+    let up = &uploads[0];
+    assert_eq!(up.phone_number_id, "106540352242922");
+    assert_eq!(up.fields["messaging_product"], "whatsapp");
+    assert_eq!(up.fields["type"], "application/json");
+    assert_eq!(up.filename.as_deref(), Some("my-data.json"));
+    assert_eq!(up.content_type.as_deref(), Some("application/json"));
+    let document = sent_to(&graph, wa)
+        .into_iter()
+        .find(|m| m["type"] == "document")
+        .expect("document");
+    assert_eq!(document["document"]["id"], up.id.as_str());
+    assert_eq!(document["document"]["filename"], "my-data.json");
+
+    let doc: Value = serde_json::from_slice(&up.file).expect("the file is JSON");
+    assert_valid(&doc);
+    assert_eq!(doc["contact"]["id"], wa);
+    assert_eq!(doc["contact"]["name"], "Ana");
+    assert_eq!(doc["consent"]["marketing"]["granted"], false);
+    assert_eq!(doc["consent"]["history"][0]["source"], "keyword");
+    let texts: Vec<(String, String)> = doc["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["direction"].as_str().unwrap_or_default().to_owned(),
+                m["text"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("in", "hi"),
+        ("out", "Hi Ana 👋"),
+        ("in", "STOP"),
+        ("in", "my data"),
+    ] {
+        assert!(
+            texts
+                .iter()
+                .any(|(d, t)| d == expected.0 && t.starts_with(expected.1)),
+            "{expected:?} missing from {texts:?}"
+        );
+    }
+    assert!(
+        doc["privacy_requests"]
+            .as_array()
+            .expect("requests")
+            .iter()
+            .any(|r| r["kind"] == "export_request" && r["by"] == "customer")
+    );
+
+    let (status, admin_doc) = app.admin_get(&format!("/admin/contacts/{wa}/export")).await;
+    assert_eq!(status, 200);
+    assert_valid(&admin_doc);
+    assert_eq!(
+        admin_doc["contact"]["pseudonymous_id"],
+        contact_key(&app, wa).as_str()
+    );
+    let (status, _) = app.admin_get("/admin/contacts/16505559999/export").await;
+    assert_eq!(status, 404);
+    until("the export in the audit log", 30, async || {
+        let (_, log) = app
+            .admin_get(&format!("/admin/audit?contact={wa}&kind=export_completed"))
+            .await;
+        log["entries"].as_array().is_some_and(|e| e.len() == 1)
+    })
+    .await;
+}
+both_backends!(export, my_data_sends_a_copy_of_everything);

@@ -204,6 +204,7 @@ async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend: &Backend) 
                 deliveries: Vec::new(),
                 consent: Vec::new(),
                 profile: None,
+                history: Vec::new(),
                 profile_ttl: Duration::from_secs(3600),
             },
         )
@@ -245,6 +246,7 @@ async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend: &Backend) 
                 deliveries: Vec::new(),
                 consent: Vec::new(),
                 profile: None,
+                history: Vec::new(),
                 profile_ttl: Duration::from_secs(3600),
             },
         )
@@ -306,6 +308,7 @@ async fn an_expired_lease_cannot_commit(backend: &Backend) {
                 deliveries: Vec::new(),
                 consent: Vec::new(),
                 profile: None,
+                history: Vec::new(),
                 profile_ttl: Duration::from_secs(3600),
             },
         )
@@ -352,6 +355,7 @@ async fn a_message_arriving_during_a_claim_keeps_the_contact_ready(backend: &Bac
                 deliveries: Vec::new(),
                 consent: Vec::new(),
                 profile: None,
+                history: Vec::new(),
                 profile_ttl: Duration::from_secs(3600),
             },
         )
@@ -388,6 +392,7 @@ async fn the_outbox_lane_sends_in_order_and_empties(backend: &Backend) {
         deliveries: Vec::new(),
         consent: Vec::new(),
         profile: None,
+        history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
     };
     s.commit(&c, commit).await.expect("commit");
@@ -455,6 +460,7 @@ async fn timers_fire_when_due_and_can_be_cancelled(backend: &Backend) {
         deliveries: Vec::new(),
         consent: Vec::new(),
         profile: None,
+        history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
     };
     s.commit(&claim, commit).await.expect("commit");
@@ -485,6 +491,7 @@ async fn timers_fire_when_due_and_can_be_cancelled(backend: &Backend) {
         deliveries: Vec::new(),
         consent: Vec::new(),
         profile: None,
+        history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
     };
     s.commit(&claim, commit).await.expect("commit");
@@ -554,6 +561,7 @@ async fn queue_jobs(
         deliveries: Vec::new(),
         consent: Vec::new(),
         profile: None,
+        history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
     };
     assert!(matches!(
@@ -585,6 +593,7 @@ async fn status(s: &Arc<dyn Store>, k: &ContactKey, update: Delivery) {
         deliveries: vec![update],
         consent: Vec::new(),
         profile: None,
+        history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
     };
     s.commit(&c, commit).await.expect("commit");
@@ -1027,6 +1036,7 @@ async fn the_consent_ledger_keeps_every_change_in_order(backend: &Backend) {
         deliveries: Vec::new(),
         consent: vec![change(true, 10, "flow")],
         profile: None,
+        history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
     };
     s.commit(&c, commit).await.expect("commit");
@@ -1085,6 +1095,7 @@ async fn a_profile_outlives_the_session_and_expires_after_its_time(backend: &Bac
         deliveries: Vec::new(),
         consent: Vec::new(),
         profile: profile.map(|p| p.as_bytes().to_vec()),
+        history: Vec::new(),
         profile_ttl: Duration::from_secs(ttl),
     };
     assert_eq!(s.profile(&k).await.expect("profile"), None);
