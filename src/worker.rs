@@ -714,11 +714,17 @@ impl Worker {
             return;
         };
         let before = profile.marketing.unwrap_or(false);
+        // A flow file may reword the answers.
+        let flows = self.flows.current();
+        let worded = &flows.privacy_texts;
+        let builtin = &self.privacy_texts;
+        let pick =
+            |own: &Option<String>, default: &String| own.clone().unwrap_or_else(|| default.clone());
         let body = match command {
-            Command::Help => self.privacy_texts.help.clone(),
+            Command::Help => pick(&worded.help, &builtin.help),
             Command::Export => {
                 tracing::info!(contact = %contact, "export requested");
-                let ack = self.privacy_texts.export.clone();
+                let ack = pick(&worded.export, &builtin.export);
                 jobs.push(self.reply(state, &to, &number, text(ack), now));
                 jobs.push(self.reply(state, &to, &number, OutMessage::Export, now));
                 return;
@@ -738,9 +744,9 @@ impl Worker {
                 }
                 *confirmed = Some(now);
                 if granted {
-                    self.privacy_texts.opt_in.clone()
+                    pick(&worded.opt_in, &builtin.opt_in)
                 } else {
-                    self.privacy_texts.opt_out.clone()
+                    pick(&worded.opt_out, &builtin.opt_out)
                 }
             }
         };

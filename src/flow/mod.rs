@@ -46,6 +46,8 @@ pub struct Flows {
     pub keywords: HashMap<String, FlowIdx>,
     /// Words the flow files add to the built-in privacy commands.
     pub privacy: crate::privacy::keywords::Extra,
+    /// Answers to the privacy commands that flow files reword.
+    pub privacy_texts: PrivacyTexts,
     pub regexes: Vec<(Regex, FlowIdx)>,
     /// Interactive reply id or quick-reply payload → flow.
     pub replies: HashMap<String, FlowIdx>,
@@ -239,6 +241,16 @@ impl Flows {
     pub fn flow(&self, id: &str) -> Option<&Flow> {
         self.by_id.get(id).map(|&i| &self.flows[i])
     }
+}
+
+/// The answers to the privacy commands a flow file rewords (`None`: the
+/// built-in wording).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrivacyTexts {
+    pub opt_out: Option<String>,
+    pub opt_in: Option<String>,
+    pub help: Option<String>,
+    pub export: Option<String>,
 }
 
 /// Normalises a message for keyword matching: lower case, accents removed,

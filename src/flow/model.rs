@@ -23,7 +23,35 @@ pub struct FlowFile {
     /// (an image, a sticker, an unknown type) while the flow waits.
     #[serde(default)]
     pub fallback: Option<Spanned<String>>,
+    /// Words for the built-in privacy commands (other languages), and the
+    /// wording of their answers.
+    #[serde(default)]
+    pub privacy: Option<PrivacySpec>,
     pub steps: Vec<Step>,
+}
+
+/// `privacy:` in a flow file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySpec {
+    #[serde(default)]
+    pub keywords: PrivacyWords<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub texts: PrivacyWords<Option<Spanned<String>>>,
+}
+
+/// One value per privacy command.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyWords<T> {
+    #[serde(default)]
+    pub opt_out: T,
+    #[serde(default)]
+    pub opt_in: T,
+    #[serde(default)]
+    pub help: T,
+    #[serde(default)]
+    pub export: T,
 }
 
 /// What starts a flow. Exactly one key per trigger.

@@ -182,6 +182,10 @@ struct Compiler {
     set_vars: HashSet<String>,
     /// Variables read, with where.
     used_vars: Vec<(String, PathBuf, u64, u64)>,
+    privacy: crate::privacy::keywords::Extra,
+    privacy_texts: super::PrivacyTexts,
+    /// Which file set each privacy text.
+    privacy_text_files: HashMap<&'static str, PathBuf>,
 }
 
 fn at<T>(s: &Spanned<T>) -> (u64, u64) {
@@ -243,8 +247,106 @@ impl Compiler {
                 });
             }
         }
+        for (path, f) in &order {
+            if let Some(p) = &f.privacy {
+                self.privacy(path, p);
+            }
+        }
         if self.errors.is_empty() {
             self.check_loops(&order);
+        }
+    }
+
+    /// `privacy:`: words in other languages for the built-in commands, and
+    /// their answers reworded. A word may not mean two commands, nor be a
+    /// flow's keyword (it would never reach the flow).
+    fn privacy(&mut self, path: &Path, p: &super::model::PrivacySpec) {
+        use crate::privacy::keywords::{Command, is_builtin};
+        let k = &p.keywords;
+        let t = &p.texts;
+        for (command, words, text) in [
+            (Command::OptOut, &k.opt_out, &t.opt_out),
+            (Command::OptIn, &k.opt_in, &t.opt_in),
+            (Command::Help, &k.help, &t.help),
+            (Command::Export, &k.export, &t.export),
+        ] {
+            for w in words {
+                let n = normalize(&w.value);
+                let other = is_builtin(&n).or_else(|| {
+                    [
+                        (Command::OptOut, &self.privacy.opt_out),
+                        (Command::OptIn, &self.privacy.opt_in),
+                        (Command::Help, &self.privacy.help),
+                        (Command::Export, &self.privacy.export),
+                    ]
+                    .into_iter()
+                    .find(|(_, set)| set.contains(&n))
+                    .map(|(c, _)| c)
+                });
+                if n.is_empty() {
+                    self.err(path, w, "empty keyword: expected a word or phrase");
+                } else if let Some(other) = other.filter(|o| *o != command) {
+                    self.err(
+                        path,
+                        w,
+                        format!(
+                            "privacy keyword {:?} already means {}; it cannot also mean {}",
+                            w.value,
+                            other.name(),
+                            command.name()
+                        ),
+                    );
+                } else if let Some(&flow) = self.keywords.get(&n) {
+                    let flow = self.flows[flow].id.clone();
+                    self.err(
+                        path,
+                        w,
+                        format!(
+                            "privacy keyword {:?} is also a keyword of flow `{flow}`: privacy commands are answered before any flow",
+                            w.value
+                        ),
+                    );
+                } else {
+                    let set = match command {
+                        Command::OptOut => &mut self.privacy.opt_out,
+                        Command::OptIn => &mut self.privacy.opt_in,
+                        Command::Help => &mut self.privacy.help,
+                        Command::Export => &mut self.privacy.export,
+                    };
+                    set.insert(n);
+                }
+            }
+            let Some(text) = text else { continue };
+            let chars = text.value.chars().count();
+            if text.value.trim().is_empty() || chars > 4096 {
+                self.err(
+                    path,
+                    text,
+                    format!(
+                        "the {} answer must be 1 to 4096 characters; found {chars}",
+                        command.name()
+                    ),
+                );
+                continue;
+            }
+            let key = command.name();
+            if let Some(first) = self.privacy_text_files.get(key) {
+                let first = first.display().to_string();
+                self.err(
+                    path,
+                    text,
+                    format!("the {key} answer is already worded in {first}"),
+                );
+                continue;
+            }
+            self.privacy_text_files.insert(key, path.to_path_buf());
+            let slot = match command {
+                Command::OptOut => &mut self.privacy_texts.opt_out,
+                Command::OptIn => &mut self.privacy_texts.opt_in,
+                Command::Help => &mut self.privacy_texts.help,
+                Command::Export => &mut self.privacy_texts.export,
+            };
+            *slot = Some(text.value.clone());
         }
     }
 
@@ -259,7 +361,8 @@ impl Compiler {
             flows: self.flows,
             by_id: self.by_id,
             keywords: self.keywords,
-            privacy: Default::default(),
+            privacy: self.privacy,
+            privacy_texts: self.privacy_texts,
             regexes: self.regexes,
             replies: self.replies,
             default,

@@ -633,3 +633,20 @@ async fn my_data_sends_a_copy_of_everything(backend: &Backend) {
     .await;
 }
 both_backends!(export, my_data_sends_a_copy_of_everything);
+
+/// Words a flow file adds for the privacy commands work like the built-in
+/// ones (the shipped privacy flow adds Spanish ones).
+async fn words_from_flow_files_work_too(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505556040";
+    send(&app, wa, "wamid.S1", "Baja").await;
+    assert_eq!(marketing(&app, wa).await, [(false, "keyword".to_owned())]);
+    until("the confirmation", 30, async || {
+        told(&graph, wa, OPTED_OUT) == 1
+    })
+    .await;
+    send(&app, wa, "wamid.S2", "alta!").await;
+    assert_eq!(granted(&marketing(&app, wa).await), Some(true));
+}
+both_backends!(flow_words, words_from_flow_files_work_too);
