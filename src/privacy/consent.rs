@@ -2,8 +2,11 @@
 //!
 //! The ledger is append-only evidence; the state of a purpose is its
 //! latest entry by the time of the customer's action (`at`: the message
-//! time Meta reports), entries of the same second in the order they were
-//! written. Marketing consent is absent (no) until given explicitly.
+//! time Meta reports, in seconds). Within one second the order of two
+//! actions is not known for sure (a STOP is written when it arrives, a
+//! flow's opt-in when the flow runs), so a withdrawal in that second wins:
+//! in doubt, no marketing. Marketing consent is absent (no) until given
+//! explicitly.
 
 use crate::store::ConsentChange;
 
@@ -19,8 +22,9 @@ pub fn state<'a>(ledger: &'a [ConsentChange], purpose: &str) -> Option<&'a Conse
     ledger
         .iter()
         .filter(|c| c.purpose == purpose)
-        // max_by_key keeps the last of equal keys: ledger order breaks ties.
-        .max_by_key(|c| c.at)
+        // The latest second; in it, a withdrawal over a grant; among
+        // equals, the last written (max_by_key keeps the last).
+        .max_by_key(|c| (c.at, !c.granted))
 }
 
 /// Is `purpose` granted now?
@@ -109,7 +113,7 @@ mod tests {
     }
 
     #[test]
-    fn the_latest_action_wins_and_same_second_ties_go_by_ledger_order() {
+    fn the_latest_action_wins_and_in_one_second_a_withdrawal_does() {
         assert!(!granted(
             &[entry(false, 5), entry(true, 5), entry(false, 5)],
             MARKETING
@@ -117,5 +121,8 @@ mod tests {
         assert!(granted(&[entry(false, 5), entry(true, 6)], MARKETING));
         // Written late (a flow's opt-in) but for an earlier action.
         assert!(!granted(&[entry(false, 9), entry(true, 8)], MARKETING));
+        // A STOP written at ingress before a flow's opt-in of the same
+        // second, written later: no marketing.
+        assert!(!granted(&[entry(false, 7), entry(true, 7)], MARKETING));
     }
 }
