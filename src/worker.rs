@@ -608,11 +608,13 @@ impl Worker {
         );
         state.session = out.session;
         profile.contact = out.contact;
-        if out
-            .effects
-            .iter()
-            .any(|e| matches!(e, Effect::SetName { .. }))
-        {
+        // A name the customer gives (a flow's `set` of contact.name, or its
+        // `update_name` action) wins over the WhatsApp name from now on.
+        if out.effects.iter().any(|e| match e {
+            Effect::SetName { .. } => true,
+            Effect::Action { action, .. } => action == "update_name",
+            _ => false,
+        }) {
             profile.name_chosen = true;
         }
         let window_at = state.last_inbound;
@@ -689,6 +691,9 @@ impl Worker {
                         window_at,
                         purpose: None,
                     });
+                }
+                Effect::Action { action, .. } if action == "update_name" => {
+                    tracing::info!(contact = %contact, "name set by the customer");
                 }
                 Effect::Action { action, .. } => {
                     tracing::info!(contact = %contact, action, "flow action (handled by later stages)");
