@@ -91,8 +91,9 @@ pub struct Hints {
 struct HintsInner {
     queue: Mutex<Queued>,
     notify: Notify,
-    /// When the last sweep started; `None`: sweep at the next chance.
-    swept: Mutex<Option<Instant>>,
+    /// When the last sweep started (`None`: never), and whether one was
+    /// asked for once the hints are done.
+    swept: Mutex<(Option<Instant>, bool)>,
 }
 
 #[derive(Default)]
@@ -103,8 +104,9 @@ struct Queued {
     waiting: HashMap<ContactKey, bool>,
     /// Contacts a task of this lane is working on, and whether more work
     /// was handed over for them meanwhile (they are queued again when the
-    /// task is done, instead of being tried while held).
-    active: HashMap<ContactKey, bool>,
+    /// task is done, instead of being tried while held), and whether a
+    /// timer came due meanwhile.
+    active: HashMap<ContactKey, (bool, bool)>,
 }
 
 impl Hints {
@@ -121,8 +123,9 @@ impl Hints {
     fn add(&self, contact: ContactKey, due: bool) {
         {
             let mut q = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(more) = q.active.get_mut(&contact) {
+            if let Some((more, was_due)) = q.active.get_mut(&contact) {
                 *more = true;
+                *was_due |= due;
                 return;
             }
             let full = q.order.len() >= MAX_HINTS;
@@ -144,7 +147,7 @@ impl Hints {
         let mut q = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
         let contact = q.order.pop_front()?;
         let due = q.waiting.remove(&contact).unwrap_or(false);
-        q.active.insert(contact.clone(), false);
+        q.active.insert(contact.clone(), (false, false));
         Some((
             Taken {
                 hints: self.clone(),
@@ -155,30 +158,43 @@ impl Hints {
     }
 
     fn done(&self, contact: &ContactKey) {
-        let more = {
+        let (more, due) = {
             let mut q = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-            q.active.remove(contact).unwrap_or(false)
+            q.active.remove(contact).unwrap_or((false, false))
         };
         if more {
-            self.push(contact.clone());
+            self.add(contact.clone(), due);
         }
     }
 
-    /// True for one caller when the last sweep is `every` old (or a sweep
-    /// was asked for): that caller sweeps the store.
+    /// For a task with no hints: true for one caller when the last sweep
+    /// is `every` old, or a sweep was asked for: that caller sweeps.
     pub fn sweep_due(&self, every: Duration) -> bool {
-        let mut swept = self.inner.swept.lock().unwrap_or_else(|p| p.into_inner());
-        if swept.is_some_and(|t| t.elapsed() < every) {
+        self.take_sweep(every, true)
+    }
+
+    /// For a busy task: true for one caller when the last sweep is `every`
+    /// old, whatever was asked for (so that hints never starve the sweep).
+    pub fn sweep_overdue(&self, every: Duration) -> bool {
+        self.take_sweep(every, false)
+    }
+
+    fn take_sweep(&self, every: Duration, asked_counts: bool) -> bool {
+        let mut g = self.inner.swept.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, asked) = &mut *g;
+        if !(asked_counts && *asked) && last.is_some_and(|t| t.elapsed() < every) {
             return false;
         }
-        *swept = Some(Instant::now());
+        *last = Some(Instant::now());
+        *asked = false;
         true
     }
 
-    /// Asks for a sweep at the next chance (the last one found work, or
-    /// deferred work was made due) and wakes an idle task for it.
+    /// Asks for a sweep once the hints are done (the last one found more
+    /// than it could hand over, or deferred work was made due) and wakes
+    /// an idle task for it.
     pub fn sweep_soon(&self) {
-        *self.inner.swept.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.inner.swept.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
         self.inner.notify.notify_one();
     }
 
@@ -230,6 +246,10 @@ mod tests {
         assert!(h.sweep_due(Duration::from_secs(60)));
         assert!(!h.sweep_due(Duration::from_secs(60)));
         h.sweep_soon();
+        // A busy task does not sweep for the asking; an idle one does.
+        assert!(!h.sweep_overdue(Duration::from_secs(60)));
         assert!(h.sweep_due(Duration::from_secs(60)));
+        assert!(!h.sweep_due(Duration::from_secs(60)));
+        assert!(h.sweep_overdue(Duration::ZERO), "overdue: swept anyway");
     }
 }

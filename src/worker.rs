@@ -36,6 +36,9 @@ pub const BATCH: usize = 50;
 const SWEEP: Duration = Duration::from_millis(100);
 /// Most contacts one sweep hands over.
 const SWEEP_LIMIT: usize = 64;
+/// However much handed-over work there is, the store is swept at least
+/// this often.
+const SWEEP_ANYWAY: Duration = Duration::from_secs(1);
 
 /// What a contact's conversation keeps between messages (sealed in the
 /// store as its session).
@@ -220,11 +223,14 @@ impl Worker {
     /// those the sweep of the store finds (queued elsewhere, left by a
     /// crash, or with a timeout due).
     pub async fn try_work_next(&self) -> Result<Outcome, StoreError> {
-        if let Some((taken, due)) = self.wake.inbox.pop() {
+        // Busy with handed-over work, the store is still swept now and then
+        // (timeouts come due; other instances' work waits).
+        let overdue = self.wake.inbox.sweep_overdue(SWEEP_ANYWAY);
+        if !overdue && let Some((taken, due)) = self.wake.inbox.pop() {
             let tick = due.then(|| self.clock.now());
             return self.try_contact(taken.contact.clone(), tick).await;
         }
-        if self.wake.inbox.sweep_due(SWEEP) {
+        if overdue || self.wake.inbox.sweep_due(SWEEP) {
             let now = self.clock.now();
             let (ready, due) = self.store.sweep(Lane::Inbox, now, SWEEP_LIMIT).await?;
             if ready.len() >= SWEEP_LIMIT || due.len() >= SWEEP_LIMIT {
@@ -340,12 +346,18 @@ impl Worker {
     async fn work(&self, claim: Claim, tick: Option<u64>) -> Result<Outcome, StoreError> {
         let contact = claim.contact.clone();
         let mut state = self.open_state(&claim);
-        let mut profile: Profile = claim
+        let opened: Option<Profile> = claim
             .profile
             .as_ref()
             .and_then(|sealed| self.sealer.open(sealed, &profile_context(&contact)).ok())
-            .and_then(|plain| serde_json::from_slice(&plain).ok())
-            .unwrap_or_default();
+            .and_then(|plain| serde_json::from_slice(&plain).ok());
+        // A profile that is there but cannot be read is not overwritten.
+        let unreadable = claim.profile.is_some() && opened.is_none();
+        if unreadable {
+            tracing::error!(contact = %contact, "profile cannot be opened; left as it is");
+        }
+        let mut profile = opened.unwrap_or_default();
+        let profile_before = profile.clone();
         let queue = Queue::Contact(contact.clone());
         let mut jobs = Vec::new();
         let mut acked = Vec::new();
@@ -469,11 +481,19 @@ impl Worker {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             );
         }
-        let plain = serde_json::to_vec(&profile).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let sealed_profile = self
-            .sealer
-            .seal(&plain, &profile_context(&contact))
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Written only when something changed (a status update is not
+        // the contact writing in, and does not extend the profile's life).
+        let sealed_profile = if profile != profile_before && !unreadable {
+            let plain =
+                serde_json::to_vec(&profile).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Some(
+                self.sealer
+                    .seal(&plain, &profile_context(&contact))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let audited: Vec<crate::privacy::audit::Event> = consent
             .iter()
             .map(|c| crate::privacy::audit::of_consent(contact.as_str(), c))
@@ -487,7 +507,7 @@ impl Worker {
             window,
             deliveries,
             consent,
-            profile: Some(sealed_profile),
+            profile: sealed_profile,
             history: sealed_history,
             profile_ttl: self.profile_ttl,
         };
@@ -585,10 +605,18 @@ impl Worker {
         }
         let input = input_of(&message);
         let flows = self.flows.current();
-        let command = match &input {
-            Input::Text(t) => keywords::classify(t, &flows.privacy),
-            Input::Choice { id, title } => keywords::classify_choice(id, title, &flows.privacy),
-            _ => None,
+        // STOP and START were decided at ingress, where the consent was
+        // recorded: the answer follows that decision, not a second reading
+        // (the flows may have been reloaded since).
+        let command = match m.consent {
+            Some(false) => Some(Command::OptOut),
+            Some(true) => Some(Command::OptIn),
+            None => match &input {
+                Input::Text(t) => keywords::classify(t, &flows.privacy),
+                Input::Choice { id, title } => keywords::classify_choice(id, title, &flows.privacy),
+                _ => None,
+            }
+            .filter(|c| !matches!(c, Command::OptOut | Command::OptIn)),
         };
         let evidence = self.pseudonymizer.tag("wamid", &message.id);
         self.policy_notice(profile, (jobs, consent), &to, m, (sent_at, &evidence), now);
@@ -654,16 +682,28 @@ impl Worker {
         } = dest;
         for effect in effects {
             match effect {
-                Effect::Send { message } => jobs.push(Job {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    phone_number_id: phone_number_id.to_owned(),
-                    to: to.clone(),
-                    message: OutMessage::Flow { message },
-                    created_at: now,
-                    origin: Origin::Reply,
-                    window_at,
-                    purpose: None,
-                }),
+                Effect::Send { message } => {
+                    // A marketing template needs marketing consent when
+                    // its turn comes, even inside a conversation.
+                    let purpose = matches!(
+                        message,
+                        Outgoing::Template {
+                            marketing: true,
+                            ..
+                        }
+                    )
+                    .then(|| MARKETING.to_owned());
+                    jobs.push(Job {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        phone_number_id: phone_number_id.to_owned(),
+                        to: to.clone(),
+                        message: OutMessage::Flow { message },
+                        created_at: now,
+                        origin: Origin::Reply,
+                        window_at,
+                        purpose,
+                    })
+                }
                 Effect::BudgetExceeded { flow, step } => {
                     tracing::error!(contact = %contact, flow, step, "flow step budget exceeded");
                 }

@@ -132,16 +132,17 @@ pub async fn audit(
         (Ok(h), Ok(e)) => (h, e),
         (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
-    // The chain, and its end against the head (a cut-off tail).
+    // The chain, and its end against the head read before it (a cut-off
+    // tail): the entry at the head's place must be there with the head's
+    // hash; entries appended since are after it.
     let broken_at = match state.audit.verify(&entries) {
         Err(seq) => Some(seq),
-        Ok(()) => {
-            let last = entries
-                .last()
-                .map(|e| (e.seq, e.hash.clone()))
-                .unwrap_or((0, crate::privacy::audit::GENESIS.to_owned()));
-            (entries.len() < AUDIT_READ_LIMIT && last != head).then_some(last.0 + 1)
-        }
+        Ok(()) if head.0 == 0 || entries.len() >= AUDIT_READ_LIMIT => None,
+        Ok(()) => match entries.iter().find(|e| e.seq == head.0) {
+            Some(e) if e.hash == head.1 => None,
+            Some(e) => Some(e.seq),
+            None => Some(entries.last().map_or(1, |e| e.seq + 1)),
+        },
     };
     if let Some(seq) = broken_at {
         tracing::error!(seq, "audit log chain broken");
@@ -233,7 +234,7 @@ pub async fn contact(
             )
         })
         .collect();
-    if let Some(p) = &profile {
+    if let Some(p) = profile.as_ref().filter(|p| p.first_seen.is_some()) {
         // Answering the customer needs no more than their writing to us.
         consent.insert(
             "service".into(),

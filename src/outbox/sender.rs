@@ -56,6 +56,13 @@ pub const BATCH: usize = 20;
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Most contacts one sweep hands over.
 const SWEEP_LIMIT: usize = 64;
+/// However much handed-over work there is, the store is swept at least
+/// this often.
+const SWEEP_ANYWAY: Duration = Duration::from_secs(1);
+/// Rate-limit slots taken ahead for a claim's later jobs are used only
+/// this soon after they were taken: a slot used late would add to the
+/// slots other senders take meanwhile and overshoot the number's rate.
+const SLOT_LIFE: Duration = Duration::from_millis(250);
 /// A rate-limit wait up to this is slept through holding the contact;
 /// longer ones defer it.
 const SHORT_WAIT_MS: u64 = 250;
@@ -253,8 +260,9 @@ struct Run {
     /// Read receipts sent whose removal rides on the next write of the
     /// claim (sending one twice after a crash changes nothing).
     sent: Vec<String>,
-    /// Rate-limit slots taken ahead for the claim's later jobs, per number.
-    slots: HashMap<String, u32>,
+    /// Rate-limit slots taken ahead for the claim's later jobs, per number,
+    /// and when: a slot is used only while fresh (see [`SLOT_LIFE`]).
+    slots: HashMap<String, (u32, Instant)>,
     /// Jobs of the claim from the current one on.
     left: u32,
     /// The current job is the claim's last: its finish releases the claim.
@@ -269,10 +277,13 @@ impl Sender {
     /// the sweep of the store finds (queued elsewhere, left by a crash, or
     /// deferred and now due).
     pub async fn try_send_next(&self) -> Result<SendOutcome, StoreError> {
-        if let Some((taken, _)) = self.wake.outbox.pop() {
+        // Busy with handed-over work, the store is still swept now and then
+        // (deferred outboxes come due; other instances' work waits).
+        let overdue = self.wake.outbox.sweep_overdue(SWEEP_ANYWAY);
+        if !overdue && let Some((taken, _)) = self.wake.outbox.pop() {
             return self.try_contact(taken.contact.clone()).await;
         }
-        if self.wake.outbox.sweep_due(IDLE_POLL) {
+        if overdue || self.wake.outbox.sweep_due(IDLE_POLL) {
             let now_ms = self.clock.now() * 1000;
             let (ready, due) = self.store.sweep(Lane::Outbox, now_ms, SWEEP_LIMIT).await?;
             if ready.len() >= SWEEP_LIMIT || due.len() >= SWEEP_LIMIT {
@@ -784,8 +795,9 @@ impl Sender {
             }
         }
         let number = &job.phone_number_id;
-        if let Some(n) = run.slots.get_mut(number)
+        if let Some((n, taken)) = run.slots.get_mut(number)
             && *n > 0
+            && taken.elapsed() < SLOT_LIFE
         {
             *n -= 1;
             return Ok(None);
@@ -800,7 +812,8 @@ impl Sender {
             .await?
         {
             Ok(granted) => {
-                run.slots.insert(number.clone(), granted.saturating_sub(1));
+                run.slots
+                    .insert(number.clone(), (granted.saturating_sub(1), Instant::now()));
                 Ok(None)
             }
             Err(wait) => Ok(Some(wait)),

@@ -125,12 +125,17 @@ impl Chain {
 /// Appends `event` to the store's log, retrying when another writer
 /// appended first.
 pub async fn record(store: &dyn Store, chain: &Chain, event: Event) -> Result<(), StoreError> {
-    for _ in 0..50 {
+    for attempt in 0..50u32 {
         let (seq, prev) = store.audit_head().await?;
         let entry = chain.link(seq + 1, &prev, event.clone());
         if store.audit_append(&entry).await? {
             return Ok(());
         }
+        // Another writer got there first: back off a little, at random, so
+        // that contending writers spread out.
+        let ceiling = 1u64 << attempt.min(6);
+        let ms = rand::random_range(0..=ceiling);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
     Err(StoreError::Unavailable(
         "the audit log is too busy to append to".into(),

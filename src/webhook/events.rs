@@ -46,6 +46,10 @@ pub struct InboundMessage {
     /// The sender as `contacts[]` describes them (ids at least).
     pub contact: Raw<Contact>,
     pub message: Raw<Message>,
+    /// Marketing consent this message gave (`true`, START) or withdrew
+    /// (`false`, STOP), as decided and recorded at ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -330,6 +334,7 @@ impl Splitter<'_> {
                     origin: origin.clone(),
                     contact,
                     message: raw,
+                    consent: None,
                 })),
             });
         }

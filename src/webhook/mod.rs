@@ -200,19 +200,15 @@ async fn handle(
         Ok(n) if n.object == "whatsapp_business_account" => n,
         other => return quarantine(state, &body, other.err()).await,
     };
-    let routed = events::split(notification, &state.pseudonymizer, received_at);
+    let mut routed = events::split(notification, &state.pseudonymizer, received_at);
     let mut entries = Vec::with_capacity(routed.len());
     let flows = state.flows.as_ref().map(|f| f.current());
     let no_extra = crate::privacy::keywords::Extra::default();
     let extra = flows.as_deref().map_or(&no_extra, |f| &f.privacy);
-    for r in &routed {
-        let plain = serde_json::to_vec(&r.event).map_err(|_| WebhookError::Seal)?;
-        let sealed = state
-            .sealer
-            .seal(&plain, r.queue.name().as_bytes())
-            .map_err(|_| WebhookError::Seal)?;
+    for r in &mut routed {
         // STOP, START, "Stop promotions" and WhatsApp's Stop/Resume are on
-        // record before the delivery is acknowledged.
+        // record before the delivery is acknowledged; the event carries the
+        // decision so that the worker answers what was recorded.
         let consent = match &r.queue {
             Queue::Contact(_) => crate::privacy::consent::of_event(
                 &r.event,
@@ -223,6 +219,14 @@ async fn handle(
             ),
             _ => None,
         };
+        if let (events::Event::Message(m), Some(c)) = (&mut r.event, &consent) {
+            m.consent = Some(c.granted);
+        }
+        let plain = serde_json::to_vec(&r.event).map_err(|_| WebhookError::Seal)?;
+        let sealed = state
+            .sealer
+            .seal(&plain, r.queue.name().as_bytes())
+            .map_err(|_| WebhookError::Seal)?;
         entries.push(InboxEntry {
             queue: r.queue.clone(),
             dedup: r.dedup.clone(),

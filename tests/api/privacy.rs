@@ -650,3 +650,75 @@ async fn words_from_flow_files_work_too(backend: &Backend) {
     assert_eq!(granted(&marketing(&app, wa).await), Some(true));
 }
 both_backends!(flow_words, words_from_flow_files_work_too);
+
+/// A marketing template a flow sends needs marketing consent when its
+/// turn comes: not sent to a contact who never opted in or sent STOP, sent
+/// to one who opted in.
+async fn a_flow_s_marketing_template_needs_consent(backend: &Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("deals.yaml"),
+        r#"
+id: deals
+triggers:
+  - default: true
+steps:
+  - id: deal
+    template:
+      name: spring_offer
+      language: en_US
+      category: marketing
+  - id: done
+    end: true
+"#,
+    )
+    .expect("flow");
+    let graph = FakeGraph::start().await;
+    let flows = dir.path().display().to_string();
+    let app = app_with(backend, &graph, &[("WHATSIFY__FLOWS__DIR", flows.as_str())]).await;
+    let templates = |wa: &str| {
+        sent_to(&graph, wa)
+            .iter()
+            .filter(|m| m["type"] == "template")
+            .count()
+    };
+    let records = async |wa: &str| {
+        app.store()
+            .deliveries(&contact_key(&app, wa))
+            .await
+            .expect("records")
+            .iter()
+            .map(|d| d.state)
+            .collect::<Vec<_>>()
+    };
+    // Never opted in: withheld.
+    let cold = "16505556050";
+    send(&app, cold, "wamid.T1", "hello").await;
+    until("recorded", 30, async || {
+        records(cold)
+            .await
+            .contains(&whatsify::store::DeliveryState::NoConsent)
+    })
+    .await;
+    assert_eq!(templates(cold), 0);
+    // Opted in: sent; after STOP: withheld again.
+    let warm = "16505556051";
+    send(&app, warm, "wamid.T2", "START").await;
+    until("subscribed", 30, async || told(&graph, warm, OPTED_IN) == 1).await;
+    send(&app, warm, "wamid.T3", "hello").await;
+    until("the offer", 30, async || templates(warm) == 1).await;
+    send(&app, warm, "wamid.T4", "STOP").await;
+    until("the confirmation", 30, async || {
+        told(&graph, warm, OPTED_OUT) == 1
+    })
+    .await;
+    send(&app, warm, "wamid.T5", "hello again").await;
+    until("withheld", 30, async || {
+        records(warm)
+            .await
+            .contains(&whatsify::store::DeliveryState::NoConsent)
+    })
+    .await;
+    assert_eq!(templates(warm), 1, "nothing after the STOP");
+}
+both_backends!(flow_marketing, a_flow_s_marketing_template_needs_consent);
