@@ -186,6 +186,9 @@ impl Application {
                     &settings.privacy.policy_notice,
                 ),
                 audit: crate::privacy::audit::Chain::new(&settings.privacy.master_key),
+                erase_confirm: std::time::Duration::from_secs(
+                    u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,
+                ),
                 profile_ttl: std::time::Duration::from_secs(
                     u64::from(settings.privacy.retention_days.max(1)) * 24 * 3600,
                 ),
@@ -365,6 +368,10 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/admin/contacts/{id}", web::get().to(crate::admin::contact))
+            .route(
+                "/admin/contacts/{id}",
+                web::delete().to(crate::admin::erase),
+            )
             .route("/admin/audit", web::get().to(crate::admin::audit))
             .route(
                 "/admin/contacts/{id}/export",

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::domain::ContactKey;
 use crate::flow::engine::{self, ContactView, Effect, Input, Outgoing, Session};
+use crate::flow::normalize;
 pub use crate::outbox::{Job, Recipient};
 use crate::outbox::{Message as OutMessage, Origin, WINDOW_SECS};
 use crate::privacy::consent::MARKETING;
@@ -90,7 +91,17 @@ pub struct Profile {
     pub opt_out_confirmed_at: Option<u64>,
     #[serde(default)]
     pub opt_in_confirmed_at: Option<u64>,
+    /// When the customer asked to erase their data (the buttons to
+    /// confirm are valid `privacy.erase_confirm_minutes`).
+    #[serde(default)]
+    pub erase_asked_at: Option<u64>,
 }
+
+/// The ids of the buttons that confirm or decline an erasure.
+pub const ERASE_YES: &str = "whatsify_erase_yes";
+pub const ERASE_NO: &str = "whatsify_erase_no";
+const ERASE_YES_TITLE: &str = "Yes, delete it";
+const ERASE_NO_TITLE: &str = "No, keep it";
 
 /// The context a contact's profile is sealed under.
 pub fn profile_context(contact: &ContactKey) -> Vec<u8> {
@@ -130,6 +141,8 @@ pub struct Worker {
     pub privacy_texts: crate::privacy::keywords::Texts,
     /// How long a profile is kept after the contact's last message.
     pub profile_ttl: Duration,
+    /// How long the buttons that confirm an erasure are valid.
+    pub erase_confirm: Duration,
     /// The audit log's hash chain.
     pub audit: crate::privacy::audit::Chain,
     /// This worker's lease token.
@@ -494,10 +507,26 @@ impl Worker {
         } else {
             None
         };
-        let audited: Vec<crate::privacy::audit::Event> = consent
+        let mut audited: Vec<crate::privacy::audit::Event> = consent
             .iter()
             .map(|c| crate::privacy::audit::of_consent(contact.as_str(), c))
             .collect();
+        let erase_event = |kind: &str| crate::privacy::audit::Event {
+            at: now,
+            kind: kind.to_owned(),
+            contact: Some(contact.as_str().to_owned()),
+            actor: crate::privacy::audit::Actor::Customer,
+            detail: None,
+        };
+        let confirmed = jobs.iter().any(|j| matches!(j.message, OutMessage::Erase));
+        match (profile_before.erase_asked_at, profile.erase_asked_at) {
+            (None, Some(_)) => audited.push(erase_event("erasure_request")),
+            (Some(_), None) if !confirmed => audited.push(erase_event("erasure_declined")),
+            _ => {}
+        }
+        if confirmed {
+            audited.push(erase_event("erasure_confirmed"));
+        }
         let commit = Commit {
             acked,
             session,
@@ -620,6 +649,54 @@ impl Worker {
         };
         let evidence = self.pseudonymizer.tag("wamid", &message.id);
         self.policy_notice(profile, (jobs, consent), &to, m, (sent_at, &evidence), now);
+        if let Some(asked) = profile.erase_asked_at.take() {
+            // The answer to "Delete everything?", while it is valid; any
+            // other message lets the request lapse and goes on as usual.
+            let yes = normalize(ERASE_YES_TITLE);
+            let no = normalize(ERASE_NO_TITLE);
+            let answer = match &input {
+                Input::Choice { id, .. } if id == ERASE_YES => Some(true),
+                Input::Choice { id, .. } if id == ERASE_NO => Some(false),
+                Input::Text(t) if normalize(t) == yes => Some(true),
+                Input::Text(t) if normalize(t) == no => Some(false),
+                _ => None,
+            };
+            if now < asked + self.erase_confirm.as_secs() {
+                match answer {
+                    Some(true) => {
+                        tracing::info!(contact = %contact, "erasure confirmed");
+                        let done = self.privacy_texts.erase_done.clone();
+                        jobs.push(self.reply(
+                            state,
+                            &to,
+                            &m.origin.phone_number_id,
+                            text(done),
+                            now,
+                        ));
+                        jobs.push(self.reply(
+                            state,
+                            &to,
+                            &m.origin.phone_number_id,
+                            OutMessage::Erase,
+                            now,
+                        ));
+                        return Some(sent_at);
+                    }
+                    Some(false) => {
+                        let kept = self.privacy_texts.erase_kept.clone();
+                        jobs.push(self.reply(
+                            state,
+                            &to,
+                            &m.origin.phone_number_id,
+                            text(kept),
+                            now,
+                        ));
+                        return Some(sent_at);
+                    }
+                    None => {}
+                }
+            }
+        }
         if let Some(command) = command {
             // Before any flow, whatever the session: the consent change is
             // on record since ingress; here the customer gets the answer.
@@ -732,6 +809,23 @@ impl Worker {
                         purpose: None,
                     });
                 }
+                Effect::Action { action, .. } if action == "erase" => {
+                    // The flow asked and the customer confirmed.
+                    tracing::info!(contact = %contact, "erasure confirmed (flow)");
+                    let done = self.privacy_texts.erase_done.clone();
+                    for message in [text(done), OutMessage::Erase] {
+                        jobs.push(Job {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            phone_number_id: phone_number_id.to_owned(),
+                            to: to.clone(),
+                            message,
+                            created_at: now,
+                            origin: Origin::Reply,
+                            window_at,
+                            purpose: None,
+                        });
+                    }
+                }
                 Effect::Action { action, .. } if action == "update_name" => {
                     tracing::info!(contact = %contact, "name set by the customer");
                 }
@@ -767,6 +861,23 @@ impl Worker {
             |own: &Option<String>, default: &String| own.clone().unwrap_or_else(|| default.clone());
         let body = match command {
             Command::Help => pick(&worded.help, &builtin.help),
+            Command::Erase => {
+                tracing::info!(contact = %contact, "erasure requested");
+                profile.erase_asked_at = Some(now);
+                let ask = OutMessage::Flow {
+                    message: Outgoing::Buttons {
+                        body: builtin.erase_ask.clone(),
+                        header: None,
+                        footer: None,
+                        buttons: vec![
+                            (ERASE_YES.to_owned(), ERASE_YES_TITLE.to_owned()),
+                            (ERASE_NO.to_owned(), ERASE_NO_TITLE.to_owned()),
+                        ],
+                    },
+                };
+                jobs.push(self.reply(state, &to, &number, ask, now));
+                return;
+            }
             Command::Export => {
                 tracing::info!(contact = %contact, "export requested");
                 let ack = pick(&worded.export, &builtin.export);

@@ -5,6 +5,9 @@
 //!   and last message, the privacy policy version they were shown) and
 //!   consent: the state of each purpose and the whole ledger. 404 when
 //!   nothing is kept about the contact.
+//! - `DELETE /admin/contacts/{id}`: erases everything kept about the
+//!   contact at once (a request made through the support team), as a
+//!   confirmed DELETE MY DATA does; 404 when nothing is kept.
 //! - `GET /admin/contacts/{id}/export`: the same copy of their data the
 //!   customer gets with MY DATA (`docs/export-schema.json`).
 //! - `GET /admin/contacts/{id}/messages`: the delivery record of each
@@ -259,6 +262,53 @@ pub async fn contact(
             .map(|(number, at)| json!({ "phone_number_id": number, "last_message_at": at }))
             .collect::<Vec<_>>(),
     }))
+}
+
+pub async fn erase(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    use crate::privacy::audit::{Actor, Event, note};
+    if let Some(denied) = authorize(&req, &state) {
+        return denied;
+    }
+    let Some(contact) = contact_of(&path.into_inner(), &state) else {
+        return bad_id();
+    };
+    let known = match (
+        state.store.profile(&contact).await,
+        state.store.consent(&contact).await,
+    ) {
+        (Ok(p), Ok(l)) => p.is_some() || !l.is_empty(),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e),
+    };
+    if !known {
+        return error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "nothing is kept about this contact",
+        );
+    }
+    let now = crate::store::now_secs();
+    let event = |kind: &str| Event {
+        at: now,
+        kind: kind.to_owned(),
+        contact: Some(contact.as_str().to_owned()),
+        actor: Actor::Admin,
+        detail: Some("through the support team".into()),
+    };
+    note(state.store.as_ref(), &state.audit, event("erasure_request")).await;
+    if let Err(e) = state.store.erase(&contact, now).await {
+        return unavailable(e);
+    }
+    tracing::info!(contact = %contact, "admin: contact erased");
+    note(
+        state.store.as_ref(),
+        &state.audit,
+        event("erasure_completed"),
+    )
+    .await;
+    HttpResponse::Ok().json(json!({ "contact": contact.as_str(), "erased": true }))
 }
 
 pub async fn export(

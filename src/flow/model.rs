@@ -52,6 +52,9 @@ pub struct PrivacyWords<T> {
     pub help: T,
     #[serde(default)]
     pub export: T,
+    /// Only for `keywords` (the erasure's wording is built in).
+    #[serde(default)]
+    pub erase: T,
 }
 
 /// What starts a flow. Exactly one key per trigger.

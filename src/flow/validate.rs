@@ -269,6 +269,7 @@ impl Compiler {
             (Command::OptIn, &k.opt_in, &t.opt_in),
             (Command::Help, &k.help, &t.help),
             (Command::Export, &k.export, &t.export),
+            (Command::Erase, &k.erase, &t.erase),
         ] {
             for w in words {
                 let n = normalize(&w.value);
@@ -278,6 +279,7 @@ impl Compiler {
                         (Command::OptIn, &self.privacy.opt_in),
                         (Command::Help, &self.privacy.help),
                         (Command::Export, &self.privacy.export),
+                        (Command::Erase, &self.privacy.erase),
                     ]
                     .into_iter()
                     .find(|(_, set)| set.contains(&n))
@@ -312,11 +314,20 @@ impl Compiler {
                         Command::OptIn => &mut self.privacy.opt_in,
                         Command::Help => &mut self.privacy.help,
                         Command::Export => &mut self.privacy.export,
+                        Command::Erase => &mut self.privacy.erase,
                     };
                     set.insert(n);
                 }
             }
             let Some(text) = text else { continue };
+            if command == Command::Erase {
+                self.err(
+                    path,
+                    text,
+                    "the DELETE MY DATA answers cannot be reworded in flow files yet",
+                );
+                continue;
+            }
             let chars = text.value.chars().count();
             if text.value.trim().is_empty() || chars > 4096 {
                 self.err(
@@ -344,7 +355,7 @@ impl Compiler {
                 Command::OptOut => &mut self.privacy_texts.opt_out,
                 Command::OptIn => &mut self.privacy_texts.opt_in,
                 Command::Help => &mut self.privacy_texts.help,
-                Command::Export => &mut self.privacy_texts.export,
+                Command::Export | Command::Erase => &mut self.privacy_texts.export,
             };
             *slot = Some(text.value.clone());
         }

@@ -106,6 +106,9 @@ pub enum Message {
     /// comes (never stored), uploaded as a JSON file and sent as a
     /// document.
     Export,
+    /// Not a message: erase everything kept about the contact, once the
+    /// messages queued before it (the final confirmation) are out.
+    Erase,
 }
 
 impl Message {
@@ -116,6 +119,7 @@ impl Message {
             self,
             Message::Template { .. }
                 | Message::MarkRead { .. }
+                | Message::Erase
                 | Message::Flow {
                     message: Outgoing::Template { .. }
                 }
@@ -137,6 +141,7 @@ impl Message {
             Message::Reaction { .. } => "reaction",
             Message::MarkRead { .. } => "read",
             Message::Export => "export",
+            Message::Erase => "erase",
         }
     }
 }
@@ -367,6 +372,8 @@ pub fn graph_body(job: &Job) -> Value {
             "text",
             json!({ "body": "A copy of your data is on its way.", "preview_url": false }),
         ),
+        // Never sent: the sender erases instead.
+        Message::Erase => ("text", json!({ "body": "", "preview_url": false })),
     };
     let mut body = json!({
         "messaging_product": "whatsapp",

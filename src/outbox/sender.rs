@@ -490,6 +490,15 @@ impl Sender {
         let record = |state: DeliveryState, code: Option<i64>, reason: &str, attempts: u32| {
             record_of(&job, state, now, code, reason, attempts)
         };
+        if matches!(job.message, super::Message::Erase) {
+            // Everything before it (the final confirmation) is out: erase.
+            // The outbox goes too, with this job and the claim's lease.
+            self.store.erase(&claim.contact, now).await?;
+            tracing::info!(contact = %claim.contact, "contact erased");
+            self.audit_export(&claim.contact, "erasure_completed", now)
+                .await;
+            return Ok(Next::Stop);
+        }
         if now > job.created_at + self.settings.max_age.as_secs() {
             let r = record(
                 DeliveryState::Expired,

@@ -58,7 +58,7 @@ pub fn of_event(
             let granted = match command {
                 Command::OptOut => false,
                 Command::OptIn => true,
-                Command::Help | Command::Export => return None,
+                Command::Help | Command::Export | Command::Erase => return None,
             };
             let at = message.timestamp.0.max(0) as u64;
             (granted, at, source, pseudonymizer.tag("wamid", &message.id))

@@ -69,7 +69,7 @@ pub fn inbound(at: u64, kind: &str, input: &Input) -> HistoryItem {
 /// The history entry of a message we queued (none for a read receipt).
 pub fn outbound(job: &Job) -> Option<HistoryItem> {
     let text = match &job.message {
-        Message::MarkRead { .. } => return None,
+        Message::MarkRead { .. } | Message::Erase => return None,
         Message::Flow { message } => match message {
             Outgoing::Text { body, .. }
             | Outgoing::Buttons { body, .. }

@@ -26,6 +26,8 @@ pub enum Command {
     Help,
     /// A copy of the customer's data ("MY DATA").
     Export,
+    /// Erase the customer's data ("DELETE MY DATA"), once confirmed.
+    Erase,
 }
 
 impl Command {
@@ -36,6 +38,7 @@ impl Command {
             Command::OptIn => "START",
             Command::Help => "HELP",
             Command::Export => "MY DATA",
+            Command::Erase => "DELETE MY DATA",
         }
     }
 }
@@ -57,6 +60,15 @@ const OPT_OUT: &[&str] = &[
 ];
 const OPT_IN: &[&str] = &["start", "unstop", "subscribe"];
 const HELP: &[&str] = &["help", "info"];
+const ERASE: &[&str] = &[
+    "delete my data",
+    "erase my data",
+    "forget me",
+    "remove my data",
+    "delete all my data",
+    "erase all my data",
+    "delete everything about me",
+];
 const EXPORT: &[&str] = &[
     "my data",
     "mydata",
@@ -78,6 +90,7 @@ pub fn builtin(command: Command) -> &'static [&'static str] {
         Command::OptIn => OPT_IN,
         Command::Help => HELP,
         Command::Export => EXPORT,
+        Command::Erase => ERASE,
     }
 }
 
@@ -88,6 +101,7 @@ pub fn is_builtin(word: &str) -> Option<Command> {
         Command::OptIn,
         Command::Help,
         Command::Export,
+        Command::Erase,
     ]
     .into_iter()
     .find(|c| builtin(*c).contains(&word))
@@ -103,6 +117,10 @@ pub struct Texts {
     pub policy_notice: String,
     /// Before the copy of their data arrives.
     pub export: String,
+    /// The question before an erasure, and the two answers' outcomes.
+    pub erase_ask: String,
+    pub erase_kept: String,
+    pub erase_done: String,
 }
 
 impl Texts {
@@ -130,6 +148,13 @@ impl Texts {
             export: "We're preparing a copy of your data. It will arrive here as a file in a \
                      moment."
                 .to_owned(),
+            erase_ask: "This deletes your profile, your preferences and our chat history, and \
+                        can't be undone. Delete everything?"
+                .to_owned(),
+            erase_kept: "Nothing was deleted.".to_owned(),
+            erase_done: "Done: we've deleted your data. If you write to us again, we'll start \
+                         afresh."
+                .to_owned(),
         }
     }
 }
@@ -141,6 +166,7 @@ pub struct Extra {
     pub opt_in: HashSet<String>,
     pub help: HashSet<String>,
     pub export: HashSet<String>,
+    pub erase: HashSet<String>,
 }
 
 /// Reads a text message.
@@ -151,6 +177,7 @@ pub fn classify(text: &str, extra: &Extra) -> Option<Command> {
         (Command::OptIn, &extra.opt_in),
         (Command::Help, &extra.help),
         (Command::Export, &extra.export),
+        (Command::Erase, &extra.erase),
     ] {
         if builtin(command).contains(&n.as_str()) || words.contains(&n) {
             return Some(command);

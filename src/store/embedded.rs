@@ -21,6 +21,7 @@
 //! | `consent` | `("k:<contact>", seq)` → consent ledger entry (JSON) | kept: it is the evidence of consent |
 //! | `windows` | `(contact, phone_number_id)` → the customer's last message time (Unix s) | kept |
 //! | `history` | `("h:<contact>", seq)` → (time in Unix ms, sealed message history entry) | `privacy.retention_days` (purged by the retention job) |
+//! | `suppressed` | pseudonymous key of an erased contact → when (Unix s) | kept: their opt-out survives |
 //! | `audit` | sequence number → audit entry (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content) | kept: it is the audit trail |
 //! | `profiles` | contact key → (expiry, sealed profile) | `privacy.retention_days` after the last write (not read past its expiry) |
 //!
@@ -72,6 +73,7 @@ const CONSENT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("conse
 const PROFILES: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("profiles");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const HISTORY: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new("history");
+const SUPPRESSED: TableDefinition<&str, u64> = TableDefinition::new("suppressed");
 
 /// Lease holders: (lane, contact) → (token, expiry).
 type Leases = Arc<Mutex<HashMap<(Lane, String), (String, Instant)>>>;
@@ -271,6 +273,7 @@ impl EmbeddedStore {
             txn.open_table(PROFILES).map_err(corrupt)?;
             txn.open_table(AUDIT).map_err(corrupt)?;
             txn.open_table(HISTORY).map_err(corrupt)?;
+            txn.open_table(SUPPRESSED).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -808,6 +811,116 @@ impl Store for EmbeddedStore {
                 out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn erase(&self, contact: &ContactKey, at: u64) -> Result<(), StoreError> {
+        let k = contact.as_str().to_owned();
+        self.write(move |txn| {
+            let k = k.as_str();
+            let after = format!("{k}\0");
+            let c =
+                ContactKey::parse(k).ok_or_else(|| StoreError::Corrupt("contact key".into()))?;
+            // Queues and numbered logs: (name, seq) keys, and their counters.
+            let inbox_q = Queue::Contact(c.clone()).name();
+            let outbox_q = Queue::Outbox(c.clone()).name();
+            {
+                let mut inbox = txn.open_table(INBOX).map_err(corrupt)?;
+                for q in [&inbox_q, &outbox_q] {
+                    inbox
+                        .retain_in((q.as_str(), 0)..=(q.as_str(), u64::MAX), |_, _| false)
+                        .map_err(corrupt)?;
+                }
+            }
+            let history_q = format!("h:{k}");
+            let consent_q = format!("k:{k}");
+            let dead_q = format!("d:{k}");
+            txn.open_table(HISTORY)
+                .map_err(corrupt)?
+                .retain_in(
+                    (history_q.as_str(), 0)..=(history_q.as_str(), u64::MAX),
+                    |_, _| false,
+                )
+                .map_err(corrupt)?;
+            txn.open_table(CONSENT)
+                .map_err(corrupt)?
+                .retain_in(
+                    (consent_q.as_str(), 0)..=(consent_q.as_str(), u64::MAX),
+                    |_, _| false,
+                )
+                .map_err(corrupt)?;
+            txn.open_table(DEAD)
+                .map_err(corrupt)?
+                .retain_in(
+                    (dead_q.as_str(), 0)..=(dead_q.as_str(), u64::MAX),
+                    |_, _| false,
+                )
+                .map_err(corrupt)?;
+            {
+                let mut seq = txn.open_table(SEQ).map_err(corrupt)?;
+                for q in [&inbox_q, &outbox_q, &history_q, &consent_q, &dead_q] {
+                    seq.remove(q.as_str()).map_err(corrupt)?;
+                }
+            }
+            // (contact, …) keys.
+            txn.open_table(DELIVERIES)
+                .map_err(corrupt)?
+                .retain_in((k, "")..(after.as_str(), ""), |_, _| false)
+                .map_err(corrupt)?;
+            txn.open_table(WAMIDS)
+                .map_err(corrupt)?
+                .retain_in((k, "")..(after.as_str(), ""), |_, _| false)
+                .map_err(corrupt)?;
+            txn.open_table(WINDOWS)
+                .map_err(corrupt)?
+                .retain_in((k, "")..(after.as_str(), ""), |_, _| false)
+                .map_err(corrupt)?;
+            // Contact keys.
+            txn.open_table(SESSIONS)
+                .map_err(corrupt)?
+                .remove(k)
+                .map_err(corrupt)?;
+            txn.open_table(PROFILES)
+                .map_err(corrupt)?
+                .remove(k)
+                .map_err(corrupt)?;
+            txn.open_table(OUTBOX_HEAD)
+                .map_err(corrupt)?
+                .remove(k)
+                .map_err(corrupt)?;
+            txn.open_table(DEAD_INDEX)
+                .map_err(corrupt)?
+                .remove(k)
+                .map_err(corrupt)?;
+            txn.open_table(READY)
+                .map_err(corrupt)?
+                .remove(k)
+                .map_err(corrupt)?;
+            txn.open_table(OUTBOX_READY)
+                .map_err(corrupt)?
+                .remove(k)
+                .map_err(corrupt)?;
+            set_timer(txn, TIMERS, TIMER_OF, k, None)?;
+            set_timer(txn, OUTBOX_DUE, OUTBOX_DUE_OF, k, None)?;
+            txn.open_table(SUPPRESSED)
+                .map_err(corrupt)?
+                .insert(k, at)
+                .map_err(corrupt)?;
+            Ok(())
+        })
+        .await?;
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases.retain(|(_, key), _| key != contact.as_str());
+        Ok(())
+    }
+
+    async fn suppressed(&self, contact: &ContactKey) -> Result<Option<u64>, StoreError> {
+        let key = contact.as_str().to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let t = txn.open_table(SUPPRESSED).map_err(corrupt)?;
+            Ok(t.get(key.as_str()).map_err(corrupt)?.map(|v| v.value()))
         })
         .await
     }

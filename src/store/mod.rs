@@ -467,6 +467,17 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError>;
 
+    /// Erases everything kept about a contact: queued and pending entries,
+    /// session, profile, history, consent ledger, delivery records, windows,
+    /// dead letters, retry state, leases and its places in the shard's
+    /// sets; and puts the contact's pseudonymous key on the suppression
+    /// list with the time (Unix s). (Redis de-duplication marks, which hold
+    /// no personal data, expire on their own within 8 days.)
+    async fn erase(&self, contact: &ContactKey, at: u64) -> Result<(), StoreError>;
+
+    /// When the contact was erased (their key is on the suppression list).
+    async fn suppressed(&self, contact: &ContactKey) -> Result<Option<u64>, StoreError>;
+
     /// The contact's sealed session, if a conversation is under way.
     async fn session(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError>;
 

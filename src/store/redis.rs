@@ -27,6 +27,7 @@
 //! | `P{sys}:inbox`, `P{sys}:seen:<dedup>` | the same as a contact's, for account-level events | 30 days / 8 days |
 //! | `P{quarantine}:inbox`, `P{quarantine}:seen:<sha>` | unreadable signed bodies | 30 days / 8 days |
 //! | `P{audit}:log`, `P{audit}:head` | stream of audit entries (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content), id `<seq>-1`; and the last entry's sequence number and hash | kept: it is the audit trail |
+//! | `P{suppressed}` | hash: pseudonymous key of an erased contact → when (Unix s); so their opt-out survives and a later import cannot re-subscribe them | kept |
 //! | `Prate:<name>` | string, a GCRA rate limit's theoretical arrival time (Unix µs) | just past it |
 //! | `Pbreakers`, `Pbreakers:probe` | hashes: phone_number_id → why its sending is paused (JSON), and when the next probe may go | none: a field leaves when the breaker closes |
 //!
@@ -300,6 +301,16 @@ redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'hash', ARGV[3])
 return 1
 "#;
 
+/// KEYS: the contact's keys (deleted), then its shard's inbox and outbox
+/// ready sets, timers, due set and dead index (it leaves them). ARGV:
+/// number of contact keys, contact.
+const ERASE_LUA: &str = r#"
+local n = tonumber(ARGV[1])
+for i = 1, n do redis.call('DEL', KEYS[i]) end
+for i = n + 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[2]) end
+return 1
+"#;
+
 /// KEYS: a due set. Makes every member due now.
 const WAKE_LUA: &str = r#"
 local m = redis.call('ZRANGE', KEYS[1], 0, -1)
@@ -324,6 +335,7 @@ pub struct RedisStore {
     wake: redis::Script,
     sweep: redis::Script,
     audit: redis::Script,
+    erase: redis::Script,
 }
 
 /// A delivery record as stored: `RR|{json}`.
@@ -407,6 +419,7 @@ impl RedisStore {
             wake: redis::Script::new(WAKE_LUA),
             sweep: redis::Script::new(SWEEP_LUA),
             audit: redis::Script::new(AUDIT_LUA),
+            erase: redis::Script::new(ERASE_LUA),
         })
     }
 
@@ -921,6 +934,57 @@ impl Store for RedisStore {
                 ))),
             })
             .collect()
+    }
+
+    async fn erase(&self, contact: &ContactKey, at: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        // The suppression mark first: a crash after it leaves the data,
+        // and erasing again is safe.
+        let _: i64 = redis::cmd("HSET")
+            .arg(format!("{}{{suppressed}}", self.prefix))
+            .arg(contact.as_str())
+            .arg(at)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let own = [
+            "inbox",
+            "outbox",
+            "session",
+            "profile",
+            "history",
+            "consent",
+            "deliveries",
+            "window",
+            "dead",
+            "outbox:head",
+            "lease:inbox",
+            "lease:outbox",
+        ];
+        let shard = shard_of(contact);
+        let mut inv = self.erase.prepare_invoke();
+        for suffix in own {
+            inv.key(self.contact_key(contact, suffix));
+        }
+        inv.key(self.ready_key(Lane::Inbox, shard))
+            .key(self.ready_key(Lane::Outbox, shard))
+            .key(self.timers_key(Lane::Inbox, shard))
+            .key(self.timers_key(Lane::Outbox, shard))
+            .key(self.shard_key(shard, "dead"))
+            .arg(own.len())
+            .arg(contact.as_str());
+        let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn suppressed(&self, contact: &ContactKey) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("HGET")
+            .arg(format!("{}{{suppressed}}", self.prefix))
+            .arg(contact.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 
     async fn session(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {

@@ -722,3 +722,281 @@ steps:
     assert_eq!(templates(warm), 1, "nothing after the STOP");
 }
 both_backends!(flow_marketing, a_flow_s_marketing_template_needs_consent);
+
+fn tap_button(wa: &str, wamid: &str, id: &str, title: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&text_from(wa, wamid, "", now())).expect("json");
+    let m = &mut v["entry"][0]["changes"][0]["value"]["messages"][0];
+    m["type"] = json!("interactive");
+    m["interactive"] =
+        json!({ "type": "button_reply", "button_reply": { "id": id, "title": title } });
+    serde_json::to_vec(&v).expect("json")
+}
+
+/// Every value under the test's key prefix in Redis, as text (strings,
+/// hashes, streams, sorted sets), with its key.
+async fn redis_dump(url: &str, prefix: &str) -> Vec<(String, String)> {
+    let client = redis::Client::open(url).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut out = Vec::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("type");
+        let mut cmd = match kind.as_str() {
+            "string" => redis::cmd("GET"),
+            "hash" => redis::cmd("HGETALL"),
+            "stream" => redis::cmd("XRANGE"),
+            "zset" => redis::cmd("ZRANGE"),
+            "set" => redis::cmd("SMEMBERS"),
+            _ => redis::cmd("LRANGE"),
+        };
+        cmd.arg(&key);
+        match kind.as_str() {
+            "stream" => {
+                cmd.arg("-").arg("+");
+            }
+            "zset" | "list" => {
+                cmd.arg(0).arg(-1);
+            }
+            _ => {}
+        }
+        let value: redis::Value = cmd.query_async(&mut conn).await.expect("value");
+        out.push((key, format!("{value:?}")));
+    }
+    out
+}
+
+/// Where the store keeps its data, as bytes to search: every Redis key and
+/// value under the prefix, or the embedded store's files.
+async fn stored_bytes(backend: &Backend) -> Vec<u8> {
+    match backend {
+        Backend::Redis { url, prefix } => redis_dump(url, prefix)
+            .await
+            .into_iter()
+            .flat_map(|(k, v)| format!("{k}\n{v}\n").into_bytes())
+            .collect(),
+        Backend::Embedded(path) => {
+            let mut all = Vec::new();
+            for entry in std::fs::read_dir(path).expect("store folder") {
+                let p = entry.expect("entry").path();
+                all.extend(std::fs::read(&p).expect("file"));
+            }
+            all
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// DELETE MY DATA: asked to confirm with two buttons; "Yes" sends one final
+/// confirmation, then erases everything about the contact (profile,
+/// consent, history, records), keeping only the pseudonymous key on the
+/// suppression list and in the audit log; no phone number, name or
+/// message text is stored in clear, before or after; a later message
+/// starts a fresh contact. "No" keeps everything.
+async fn delete_my_data_erases_everything(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505556060";
+    let secret_text = "my order number is 48213 and my address is 9 Elm Row";
+    // A name long enough that ciphertext cannot contain it by chance.
+    let name = "Zelda Quixote-Marlowe";
+    let send = async |wamid: &str, text: &str| {
+        let mut v: Value =
+            serde_json::from_slice(&text_from(wa, wamid, text, now())).expect("json");
+        v["entry"][0]["changes"][0]["value"]["contacts"][0]["profile"]["name"] = json!(name);
+        let resp = app
+            .post_signed(&serde_json::to_vec(&v).expect("json"))
+            .await;
+        assert_eq!(resp.status(), 200);
+    };
+    send("wamid.D1", "hi").await;
+    until("the welcome", 30, async || {
+        told(&graph, wa, "Hi Zelda") == 1
+    })
+    .await;
+    send("wamid.D2", secret_text).await;
+    send("wamid.D3", "STOP").await;
+    until("the confirmation", 30, async || {
+        told(&graph, wa, OPTED_OUT) == 1
+    })
+    .await;
+    // While data is kept: nothing personal in clear in the store.
+    let before = stored_bytes(backend).await;
+    for needle in [wa, name, "48213", "Elm Row"] {
+        assert!(!contains(&before, needle), "{needle:?} stored in clear");
+    }
+
+    // "No" keeps everything.
+    send("wamid.D4", "delete my data").await;
+    until("the question", 30, async || {
+        sent_to(&graph, wa).iter().any(|m| {
+            m["interactive"]["body"]["text"]
+                .as_str()
+                .is_some_and(|b| b.contains("Delete everything?"))
+        })
+    })
+    .await;
+    let resp = app
+        .post_signed(&tap_button(
+            wa,
+            "wamid.D5",
+            "whatsify_erase_no",
+            "No, keep it",
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    until("kept", 30, async || {
+        told(&graph, wa, "Nothing was deleted") == 1
+    })
+    .await;
+    let (status, _) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(status, 200);
+
+    // "Yes" erases.
+    send("wamid.D6", "Delete my data!").await;
+    until("the question again", 30, async || {
+        sent_to(&graph, wa)
+            .iter()
+            .filter(|m| m["type"] == "interactive")
+            .count()
+            >= 3
+    })
+    .await;
+    let resp = app
+        .post_signed(&tap_button(
+            wa,
+            "wamid.D7",
+            "whatsify_erase_yes",
+            "Yes, delete it",
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    until("the final confirmation", 30, async || {
+        told(&graph, wa, "we've deleted your data") == 1
+    })
+    .await;
+    let key = contact_key(&app, wa);
+    let store = app.store();
+    until("erased", 30, async || {
+        store.suppressed(&key).await.is_ok_and(|s| s.is_some())
+    })
+    .await;
+    assert!(store.profile(&key).await.expect("profile").is_none());
+    assert!(store.consent(&key).await.expect("ledger").is_empty());
+    assert!(store.history(&key, 100).await.expect("history").is_empty());
+    assert!(store.deliveries(&key).await.expect("records").is_empty());
+    assert!(store.windows(&key).await.expect("windows").is_empty());
+    assert!(store.session(&key).await.expect("session").is_none());
+    let (status, _) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(status, 404);
+    let after = stored_bytes(backend).await;
+    for needle in [wa, name, "48213", "Elm Row"] {
+        assert!(!contains(&after, needle), "{needle:?} stored in clear");
+    }
+    if let Backend::Redis { url, prefix } = backend {
+        // Only the de-duplication marks (keyed hashes, 8 days) still name
+        // the contact's pseudonym.
+        let left: Vec<String> = redis_dump(url, prefix)
+            .await
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.contains(key.as_str()) && !k.contains(":seen:"))
+            .collect();
+        assert!(left.is_empty(), "keys left: {left:?}");
+    }
+    let (_, log) = app
+        .admin_get(&format!("/admin/audit?contact={}", key.as_str()))
+        .await;
+    let kinds: Vec<&str> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .filter(|k| k.starts_with("erasure"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "erasure_request",
+            "erasure_declined",
+            "erasure_request",
+            "erasure_confirmed",
+            "erasure_completed"
+        ]
+    );
+
+    // A later message starts afresh: no old consent, no old history.
+    send("wamid.D8", "hi").await;
+    until("a fresh welcome", 30, async || {
+        told(&graph, wa, "Hi Zelda") == 2
+    })
+    .await;
+    assert!(marketing(&app, wa).await.is_empty(), "no old consent");
+    let inbound: Vec<String> = store
+        .history(&key, 100)
+        .await
+        .expect("history")
+        .iter()
+        .filter_map(|(_, sealed)| {
+            let plain = app
+                .state
+                .sealer
+                .open(sealed, &whatsify::privacy::export::history_context(&key))
+                .ok()?;
+            let item: whatsify::privacy::export::HistoryItem =
+                serde_json::from_slice(&plain).ok()?;
+            (item.direction == whatsify::privacy::export::Direction::In)
+                .then(|| item.text.unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(inbound, ["hi"], "only the new message");
+}
+both_backends!(erase, delete_my_data_erases_everything);
+
+/// DELETE /admin/contacts/{id}: the support team erases at once.
+async fn the_support_team_can_erase(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505556070";
+    say_hi(&app, wa, "wamid.X1").await;
+    until("the welcome", 30, async || told(&graph, wa, "Hi Ana") == 1).await;
+    let delete = |path: String| {
+        app.client
+            .delete(format!("{}{path}", app.address))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .send()
+    };
+    let resp = delete(format!("/admin/contacts/{wa}"))
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 200);
+    let (status, _) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(status, 404);
+    let resp = delete(format!("/admin/contacts/{wa}"))
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 404, "nothing left to erase");
+    let unauthorized = app
+        .client
+        .delete(format!("{}/admin/contacts/{wa}", app.address))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(unauthorized.status(), 401);
+}
+both_backends!(admin_erase, the_support_team_can_erase);
