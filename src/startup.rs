@@ -170,6 +170,13 @@ impl Application {
             )
         };
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(crate::privacy::retention::run(
+            Arc::downgrade(&store),
+            std::time::Duration::from_secs(
+                u64::from(settings.privacy.retention_days.max(1)) * 86_400,
+            ),
+            shutdown.clone(),
+        )));
         for _ in 0..workers {
             let worker = crate::worker::Worker {
                 store: store.clone(),

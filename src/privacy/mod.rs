@@ -9,3 +9,4 @@ pub mod crypto;
 pub mod export;
 pub mod keywords;
 pub mod pseudonym;
+pub mod retention;

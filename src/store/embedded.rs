@@ -21,6 +21,7 @@
 //! | `consent` | `("k:<contact>", seq)` → consent ledger entry (JSON) | kept: it is the evidence of consent |
 //! | `windows` | `(contact, phone_number_id)` → the customer's last message time (Unix s) | kept |
 //! | `history` | `("h:<contact>", seq)` → (time in Unix ms, sealed message history entry) | `privacy.retention_days` (purged by the retention job) |
+//! | `history_age` | `(time, "h:<contact>", seq)` → (): the history by age, for the retention purge | with its entry |
 //! | `suppressed` | pseudonymous key of an erased contact → when (Unix s) | kept: their opt-out survives |
 //! | `audit` | sequence number → audit entry (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content) | kept: it is the audit trail |
 //! | `profiles` | contact key → (expiry, sealed profile) | `privacy.retention_days` after the last write (not read past its expiry) |
@@ -74,6 +75,7 @@ const PROFILES: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("prof
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const HISTORY: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new("history");
 const SUPPRESSED: TableDefinition<&str, u64> = TableDefinition::new("suppressed");
+const HISTORY_AGE: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new("history_age");
 
 /// Lease holders: (lane, contact) → (token, expiry).
 type Leases = Arc<Mutex<HashMap<(Lane, String), (String, Instant)>>>;
@@ -274,6 +276,7 @@ impl EmbeddedStore {
             txn.open_table(AUDIT).map_err(corrupt)?;
             txn.open_table(HISTORY).map_err(corrupt)?;
             txn.open_table(SUPPRESSED).map_err(corrupt)?;
+            txn.open_table(HISTORY_AGE).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -670,7 +673,7 @@ impl Store for EmbeddedStore {
     async fn commit(&self, claim: &Claim, commit: Commit) -> Result<Committed, StoreError> {
         let leases = self.leases.clone();
         let c = claim.clone();
-        let now_ms = now_secs() * 1000;
+        let now_ms = super::now_ms();
         let result = self
             .write(move |txn| {
                 // Checked on the writer thread, in the transaction's turn.
@@ -724,10 +727,12 @@ impl Store for EmbeddedStore {
                         .map(|v| v.value())
                         .unwrap_or(0);
                     let mut history = txn.open_table(HISTORY).map_err(corrupt)?;
+                    let mut age = txn.open_table(HISTORY_AGE).map_err(corrupt)?;
                     for item in &commit.history {
                         history
                             .insert((q.as_str(), n), (now_ms, item.as_slice()))
                             .map_err(corrupt)?;
+                        age.insert((now_ms, q.as_str(), n), ()).map_err(corrupt)?;
                         n += 1;
                     }
                     seq.insert(q.as_str(), n).map_err(corrupt)?;
@@ -836,13 +841,27 @@ impl Store for EmbeddedStore {
             let history_q = format!("h:{k}");
             let consent_q = format!("k:{k}");
             let dead_q = format!("d:{k}");
-            txn.open_table(HISTORY)
-                .map_err(corrupt)?
-                .retain_in(
-                    (history_q.as_str(), 0)..=(history_q.as_str(), u64::MAX),
-                    |_, _| false,
-                )
-                .map_err(corrupt)?;
+            {
+                let mut history = txn.open_table(HISTORY).map_err(corrupt)?;
+                let mut age = txn.open_table(HISTORY_AGE).map_err(corrupt)?;
+                let mut stamps = Vec::new();
+                for item in history
+                    .range((history_q.as_str(), 0)..=(history_q.as_str(), u64::MAX))
+                    .map_err(corrupt)?
+                {
+                    let (key, value) = item.map_err(corrupt)?;
+                    stamps.push((value.value().0, key.value().1));
+                }
+                for (at, seq) in stamps {
+                    age.remove((at, history_q.as_str(), seq)).map_err(corrupt)?;
+                }
+                history
+                    .retain_in(
+                        (history_q.as_str(), 0)..=(history_q.as_str(), u64::MAX),
+                        |_, _| false,
+                    )
+                    .map_err(corrupt)?;
+            }
             txn.open_table(CONSENT)
                 .map_err(corrupt)?
                 .retain_in(
@@ -913,6 +932,31 @@ impl Store for EmbeddedStore {
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         leases.retain(|(_, key), _| key != contact.as_str());
         Ok(())
+    }
+
+    async fn purge_history(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        self.write(move |txn| {
+            let mut age = txn.open_table(HISTORY_AGE).map_err(corrupt)?;
+            let mut history = txn.open_table(HISTORY).map_err(corrupt)?;
+            let mut old = Vec::new();
+            for item in age
+                .range((0, "", 0)..(before_ms, "", 0))
+                .map_err(corrupt)?
+                .take(limit.saturating_mul(100))
+            {
+                let (key, _) = item.map_err(corrupt)?;
+                let (at, q, seq) = key.value();
+                old.push((at, q.to_owned(), seq));
+            }
+            let mut contacts = std::collections::HashSet::new();
+            for (at, q, seq) in &old {
+                history.remove((q.as_str(), *seq)).map_err(corrupt)?;
+                age.remove((*at, q.as_str(), *seq)).map_err(corrupt)?;
+                contacts.insert(q.clone());
+            }
+            Ok(contacts.len())
+        })
+        .await
     }
 
     async fn suppressed(&self, contact: &ContactKey) -> Result<Option<u64>, StoreError> {

@@ -478,6 +478,11 @@ pub trait Store: Send + Sync + 'static {
     /// When the contact was erased (their key is on the suppression list).
     async fn suppressed(&self, contact: &ContactKey) -> Result<Option<u64>, StoreError>;
 
+    /// Removes message history entries written before `before_ms` (Unix
+    /// ms), for at most `limit` contacts; answers how many contacts it
+    /// looked at (0: nothing older is left).
+    async fn purge_history(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError>;
+
     /// The contact's sealed session, if a conversation is under way.
     async fn session(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -23,6 +23,7 @@
 //! | `P{s:N}:ready:inbox`, `P{s:N}:ready:outbox` | sorted sets: the shard's contacts with pending entries, by when they became ready (Unix ms) | none: a member leaves when its queue is drained |
 //! | `P{s:N}:timers` | sorted set: contacts by when their session's timeout is due (Unix s) | none: a member leaves when its timer fires or is cancelled |
 //! | `P{s:N}:due` | sorted set: contacts whose outbox waits (backoff, rate limit, paused number) by when to try again (Unix ms) | none: a member leaves when its outbox is released |
+//! | `P{s:N}:history` | sorted set: the shard's contacts with history, by the time of their oldest entry (Unix ms), for the retention purge | none: a member leaves when its history is purged or erased |
 //! | `P{s:N}:dead` | sorted set: contacts with dead letters, by the time of the last one | none: operators clear it |
 //! | `P{sys}:inbox`, `P{sys}:seen:<dedup>` | the same as a contact's, for account-level events | 30 days / 8 days |
 //! | `P{quarantine}:inbox`, `P{quarantine}:seen:<sha>` | unreadable signed bodies | 30 days / 8 days |
@@ -134,7 +135,8 @@ end
 "#;
 
 /// KEYS: lease, inbox, session, outbox, window, deliveries, consent,
-/// inbox ready set, outbox ready set, timers, profile, history.
+/// inbox ready set, outbox ready set, timers, profile, history, the
+/// shard's history index.
 /// ARGV: token, session ttl, has session, session, number of acked ids,
 /// number of jobs, window number, window time, number of deliveries,
 /// number of consent entries, contact, now (ms), timer (Unix s, or empty
@@ -178,6 +180,7 @@ at = at + c
 if hn > 0 then
   for i = 0, hn - 1 do redis.call('XADD', KEYS[12], '*', 'h', ARGV[at + i]) end
   redis.call('EXPIRE', KEYS[12], ARGV[15])
+  redis.call('ZADD', KEYS[13], 'NX', ARGV[12], member)
 end
 if ARGV[13] ~= '' then
   redis.call('ZADD', KEYS[10], ARGV[13], member)
@@ -311,6 +314,20 @@ for i = n + 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[2]) end
 return 1
 "#;
 
+/// KEYS: a contact's history, its shard's history index. ARGV: cutoff
+/// (Unix ms), contact. Drops the entries written before the cutoff and
+/// moves the contact's place in the index to its oldest entry left.
+const PURGE_LUA: &str = r#"
+redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  return 0
+end
+redis.call('ZADD', KEYS[2], tonumber(string.match(first[1][1], '^(%d+)')), ARGV[2])
+return 1
+"#;
+
 /// KEYS: a due set. Makes every member due now.
 const WAKE_LUA: &str = r#"
 local m = redis.call('ZRANGE', KEYS[1], 0, -1)
@@ -336,6 +353,7 @@ pub struct RedisStore {
     sweep: redis::Script,
     audit: redis::Script,
     erase: redis::Script,
+    purge: redis::Script,
 }
 
 /// A delivery record as stored: `RR|{json}`.
@@ -420,6 +438,7 @@ impl RedisStore {
             sweep: redis::Script::new(SWEEP_LUA),
             audit: redis::Script::new(AUDIT_LUA),
             erase: redis::Script::new(ERASE_LUA),
+            purge: redis::Script::new(PURGE_LUA),
         })
     }
 
@@ -728,6 +747,7 @@ impl Store for RedisStore {
             .key(self.timers_key(Lane::Inbox, shard))
             .key(self.contact_key(c, "profile"))
             .key(self.contact_key(c, "history"))
+            .key(self.shard_key(shard, "history"))
             .arg(&claim.owner)
             .arg(commit.session_ttl.as_secs().max(1))
             .arg(if commit.session.is_some() { "1" } else { "0" })
@@ -971,10 +991,49 @@ impl Store for RedisStore {
             .key(self.timers_key(Lane::Inbox, shard))
             .key(self.timers_key(Lane::Outbox, shard))
             .key(self.shard_key(shard, "dead"))
+            .key(self.shard_key(shard, "history"))
             .arg(own.len())
             .arg(contact.as_str());
         let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn purge_history(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        let per_shard: Vec<Vec<String>> = self
+            .pipeline(|| {
+                let mut pipe = redis::pipe();
+                for shard in 0..SHARDS {
+                    pipe.cmd("ZRANGE")
+                        .arg(self.shard_key(shard, "history"))
+                        .arg("-inf")
+                        .arg(format!("({before_ms}"))
+                        .arg("BYSCORE")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(limit);
+                }
+                pipe
+            })
+            .await?;
+        let contacts: Vec<ContactKey> = per_shard
+            .iter()
+            .flatten()
+            .filter_map(|m| ContactKey::parse(m))
+            .take(limit)
+            .collect();
+        let mut conn = self.conn.clone();
+        for c in &contacts {
+            let _: i64 = self
+                .purge
+                .key(self.contact_key(c, "history"))
+                .key(self.shard_key(shard_of(c), "history"))
+                .arg(before_ms)
+                .arg(c.as_str())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(contacts.len())
     }
 
     async fn suppressed(&self, contact: &ContactKey) -> Result<Option<u64>, StoreError> {

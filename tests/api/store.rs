@@ -1228,3 +1228,66 @@ async fn a_removed_audit_entry_is_detected_in_the_embedded_store() {
     assert_eq!(entries.len(), 2);
     assert_eq!(chain.verify(&entries), Err(3), "broken where the entry was");
 }
+
+async fn old_message_history_is_purged(backend: &Backend) {
+    let s = open(backend).await;
+    let k = key(34);
+    let write = async |dedup: &str, items: &[&str]| {
+        s.append(vec![entry(&Queue::Contact(k.clone()), dedup, "x")])
+            .await
+            .expect("append");
+        let c = s
+            .claim(Lane::Inbox, &k, "w", LEASE, 10)
+            .await
+            .expect("claim")
+            .expect("free");
+        let commit = Commit {
+            acked: c.entries.iter().map(|e| e.id.clone()).collect(),
+            session: None,
+            session_ttl: Duration::from_secs(60),
+            outbox: Vec::new(),
+            wake_at: None,
+            window: None,
+            deliveries: Vec::new(),
+            consent: Vec::new(),
+            profile: None,
+            history: items.iter().map(|i| i.as_bytes().to_vec()).collect(),
+            profile_ttl: Duration::from_secs(3600),
+        };
+        s.commit(&c, commit).await.expect("commit");
+    };
+    let texts = async || -> Vec<String> {
+        s.history(&k, 100)
+            .await
+            .expect("history")
+            .into_iter()
+            .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
+            .collect()
+    };
+    write("h1", &["old-1", "old-2"]).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let cutoff = whatsify::store::now_ms();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    write("h2", &["new-1"]).await;
+    // Nothing is older than a cutoff before it all.
+    s.purge_history(cutoff - 10_000, 100).await.expect("purge");
+    assert_eq!(texts().await, ["old-1", "old-2", "new-1"]);
+    // Entries written before the cutoff go; later ones stay.
+    assert!(s.purge_history(cutoff, 100).await.expect("purge") >= 1);
+    assert_eq!(texts().await, ["new-1"]);
+    // The contact's place in the index moved to what is left.
+    s.purge_history(cutoff, 100).await.expect("purge");
+    assert_eq!(texts().await, ["new-1"]);
+    s.purge_history(whatsify::store::now_ms() + 1, 100)
+        .await
+        .expect("purge");
+    assert!(texts().await.is_empty());
+    assert_eq!(
+        s.purge_history(whatsify::store::now_ms() + 1, 100)
+            .await
+            .expect("purge"),
+        0,
+        "nothing left to look at"
+    );
+}
+both_backends!(history_purge, old_message_history_is_purged);

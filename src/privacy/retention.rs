@@ -1,0 +1,50 @@
+//! Keeping data only as long as needed: message history older than
+//! `privacy.retention_days` is purged by a background job on every
+//! instance (each pass is safe to run concurrently). Profiles expire
+//! `privacy.retention_days` after the contact's last message, sessions
+//! after `flows.session_ttl`, by their own time to live.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use crate::shutdown::Shutdown;
+use crate::store::{Store, now_ms};
+
+/// How often the purge runs.
+pub const EVERY: Duration = Duration::from_secs(3600);
+/// Contacts looked at per store call.
+const BATCH: usize = 500;
+
+/// One pass: purges history written more than `keep` ago; answers how many
+/// contacts were looked at.
+pub async fn purge(store: &dyn Store, keep: Duration) -> Result<usize, crate::store::StoreError> {
+    let before = now_ms().saturating_sub(keep.as_millis() as u64);
+    let mut total = 0;
+    // Bounded: a pass never runs away, the next one goes on.
+    for _ in 0..1000 {
+        let n = store.purge_history(before, BATCH).await?;
+        total += n;
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Runs the purge now and every [`EVERY`] until the shutdown, or until
+/// the application is gone (it holds the store only during a pass, so a
+/// stopped application's store is not kept open).
+pub async fn run(store: Weak<dyn Store>, keep: Duration, stop: Shutdown) {
+    while !stop.is_stopping() {
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        match purge(store.as_ref(), keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(contacts = n, "retention: old message history purged"),
+            Err(e) => tracing::warn!(error = %e, "retention: purge failed; will retry"),
+        }
+        drop(store);
+        stop.sleep(EVERY).await;
+    }
+}
