@@ -38,7 +38,7 @@ pub struct Request {
     pub phone_number_id: String,
     /// `biz_opaque_callback_data` (our job id), when present.
     pub job: Option<String>,
-    /// The HTTP status answered.
+    /// The HTTP status answered (0 while it is being answered).
     pub status: u16,
 }
 
@@ -98,18 +98,28 @@ async fn messages(
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
+    // Recorded before it is answered (and the answer recorded in `sent`),
+    // so that once a message shows in `sent()` its request shows in
+    // `requests()` too; the status is filled in after.
+    let index = {
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        st.requests.push(Request {
+            at: arrived,
+            phone_number_id: number.clone(),
+            job: body["biz_opaque_callback_data"].as_str().map(str::to_owned),
+            status: 0,
+        });
+        st.requests.len() - 1
+    };
     let answer = if auth != Some(&format!("Bearer {ACCESS_TOKEN}")) {
         error(401, 190, "Invalid OAuth access token")
     } else {
         answer(&number, &body, &state)
     };
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-    st.requests.push(Request {
-        at: arrived,
-        phone_number_id: number,
-        job: body["biz_opaque_callback_data"].as_str().map(str::to_owned),
-        status: answer.status().as_u16(),
-    });
+    if let Some(r) = st.requests.get_mut(index) {
+        r.status = answer.status().as_u16();
+    }
     answer
 }
 
