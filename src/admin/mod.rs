@@ -79,6 +79,22 @@ fn unavailable(e: crate::store::StoreError) -> HttpResponse {
     )
 }
 
+/// `Some(404)` when nothing is kept about the contact (no profile, no
+/// consent ledger), `Some(503)` when the store cannot say; `None`: known.
+async fn unknown(state: &AppState, contact: &crate::domain::ContactKey) -> Option<HttpResponse> {
+    match (
+        state.store.profile(contact).await,
+        state.store.consent(contact).await,
+    ) {
+        (Ok(p), Ok(l)) if p.is_some() || !l.is_empty() => None,
+        (Ok(_), Ok(_)) => Some(error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "nothing is kept about this contact",
+        )),
+        (Err(e), _) | (_, Err(e)) => Some(unavailable(e)),
+    }
+}
+
 fn bad_id() -> HttpResponse {
     error(
         actix_web::http::StatusCode::BAD_REQUEST,
@@ -276,18 +292,8 @@ pub async fn erase(
     let Some(contact) = contact_of(&path.into_inner(), &state) else {
         return bad_id();
     };
-    let known = match (
-        state.store.profile(&contact).await,
-        state.store.consent(&contact).await,
-    ) {
-        (Ok(p), Ok(l)) => p.is_some() || !l.is_empty(),
-        (Err(e), _) | (_, Err(e)) => return unavailable(e),
-    };
-    if !known {
-        return error(
-            actix_web::http::StatusCode::NOT_FOUND,
-            "nothing is kept about this contact",
-        );
+    if let Some(answer) = unknown(&state, &contact).await {
+        return answer;
     }
     let now = crate::store::now_secs();
     let event = |kind: &str| Event {
@@ -323,18 +329,8 @@ pub async fn export(
     let Some(contact) = contact_of(&id, &state) else {
         return bad_id();
     };
-    let known = match (
-        state.store.profile(&contact).await,
-        state.store.consent(&contact).await,
-    ) {
-        (Ok(p), Ok(l)) => p.is_some() || !l.is_empty(),
-        (Err(e), _) | (_, Err(e)) => return unavailable(e),
-    };
-    if !known {
-        return error(
-            actix_web::http::StatusCode::NOT_FOUND,
-            "nothing is kept about this contact",
-        );
+    if let Some(answer) = unknown(&state, &contact).await {
+        return answer;
     }
     admin_access(&state, &contact, "export").await;
     match crate::privacy::export::build(

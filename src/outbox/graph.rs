@@ -103,6 +103,20 @@ pub fn classify(http: u16, code: Option<i64>) -> Class {
     }
 }
 
+/// A request that got no answer (timeout, connection error): transient.
+fn transport(e: &reqwest::Error) -> Failure {
+    Failure {
+        class: Class::Transient,
+        http: None,
+        code: None,
+        reason: if e.is_timeout() {
+            "timeout".into()
+        } else {
+            "connection error".into()
+        },
+    }
+}
+
 /// The Graph API client.
 #[derive(Clone)]
 pub struct Graph {
@@ -161,21 +175,7 @@ impl Graph {
             .multipart(form)
             .send()
             .await;
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(Failure {
-                    class: Class::Transient,
-                    http: None,
-                    code: None,
-                    reason: if e.is_timeout() {
-                        "timeout".into()
-                    } else {
-                        "connection error".into()
-                    },
-                });
-            }
-        };
+        let resp = resp.map_err(|e| transport(&e))?;
         let status = resp.status().as_u16();
         let body: Option<Value> = resp.json().await.ok();
         if (200..300).contains(&status)
@@ -208,18 +208,7 @@ impl Graph {
             .await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => {
-                return Answer::Failed(Failure {
-                    class: Class::Transient,
-                    http: None,
-                    code: None,
-                    reason: if e.is_timeout() {
-                        "timeout".into()
-                    } else {
-                        "connection error".into()
-                    },
-                });
-            }
+            Err(e) => return Answer::Failed(transport(&e)),
         };
         let status = resp.status().as_u16();
         let body: Option<Value> = resp.json().await.ok();
