@@ -95,6 +95,19 @@ async fn unknown(state: &AppState, contact: &crate::domain::ContactKey) -> Optio
     }
 }
 
+/// The contact a `/admin/contacts/{id}…` request names, once the caller
+/// is authorized; else the answer to give (404/401, or 400 for a bad id).
+fn one_contact(
+    req: &HttpRequest,
+    path: &str,
+    state: &AppState,
+) -> Result<crate::domain::ContactKey, Box<HttpResponse>> {
+    if let Some(denied) = authorize(req, state) {
+        return Err(Box::new(denied));
+    }
+    contact_of(path, state).ok_or_else(|| Box::new(bad_id()))
+}
+
 fn bad_id() -> HttpResponse {
     error(
         actix_web::http::StatusCode::BAD_REQUEST,
@@ -199,11 +212,9 @@ pub async fn contact(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state) {
-        return denied;
-    }
-    let Some(contact) = contact_of(&path.into_inner(), &state) else {
-        return bad_id();
+    let contact = match one_contact(&req, &path, &state) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
     };
     let (profile, ledger, windows) = match (
         state.store.profile(&contact).await,
@@ -286,11 +297,9 @@ pub async fn erase(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     use crate::privacy::audit::{Actor, Event, note};
-    if let Some(denied) = authorize(&req, &state) {
-        return denied;
-    }
-    let Some(contact) = contact_of(&path.into_inner(), &state) else {
-        return bad_id();
+    let contact = match one_contact(&req, &path, &state) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
     };
     if let Some(answer) = unknown(&state, &contact).await {
         return answer;
@@ -322,12 +331,10 @@ pub async fn export(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state) {
-        return denied;
-    }
     let id = path.into_inner();
-    let Some(contact) = contact_of(&id, &state) else {
-        return bad_id();
+    let contact = match one_contact(&req, &id, &state) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
     };
     if let Some(answer) = unknown(&state, &contact).await {
         return answer;
@@ -353,14 +360,9 @@ pub async fn messages(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state) {
-        return denied;
-    }
-    let Some(contact) = contact_of(&path.into_inner(), &state) else {
-        return error(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "the id must be a wa_id (digits) or a business-scoped user id",
-        );
+    let contact = match one_contact(&req, &path, &state) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
     };
     admin_access(&state, &contact, "delivery records").await;
     match state.store.deliveries(&contact).await {

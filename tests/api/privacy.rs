@@ -202,11 +202,33 @@ async fn help_names_the_business_and_the_commands() {
     assert!(marketing(&app, wa).await.is_empty());
 }
 
+/// A marketing template (a campaign's offer) for `wa`, needing consent.
+fn offer(id: &str, wa: &str) -> whatsify::outbox::Job {
+    use whatsify::outbox::{Job, Message, Origin, Recipient};
+    Job {
+        id: id.to_owned(),
+        phone_number_id: "106540352242922".into(),
+        to: Recipient::WaId(wa.into()),
+        message: Message::Template {
+            name: "spring_offer".into(),
+            language: "en_US".into(),
+            header: None,
+            body: vec![],
+            quick_replies: vec!["stop-promotions".into()],
+            marketing: true,
+        },
+        created_at: now(),
+        origin: Origin::Business,
+        window_at: None,
+        purpose: Some("marketing".into()),
+    }
+}
+
 /// A STOP that arrives while 1,000 marketing messages are queued for the
 /// contact: none is sent after the STOP was acknowledged; the rest are
 /// recorded as not sent for want of consent.
 async fn stop_stops_marketing_already_queued(backend: &Backend) {
-    use whatsify::outbox::{Job, Message, Origin, Recipient};
+    use whatsify::outbox::Job;
     let graph = FakeGraph::start().await;
     // Meta's pair limit paces them: one a second after the first.
     let app = app_with(
@@ -221,25 +243,7 @@ async fn stop_stops_marketing_already_queued(backend: &Backend) {
     let wa = "16505556005";
     send(&app, wa, "wamid.M0", "START").await;
     until("subscribed", 30, async || told(&graph, wa, OPTED_IN) == 1).await;
-    let jobs: Vec<Job> = (0..1000)
-        .map(|n| Job {
-            id: format!("mkt-{n}"),
-            phone_number_id: "106540352242922".into(),
-            to: Recipient::WaId(wa.into()),
-            message: Message::Template {
-                name: "spring_offer".into(),
-                language: "en_US".into(),
-                header: None,
-                body: vec![],
-                quick_replies: vec!["stop-promotions".into()],
-                marketing: true,
-            },
-            created_at: now(),
-            origin: Origin::Business,
-            window_at: None,
-            purpose: Some("marketing".into()),
-        })
-        .collect();
+    let jobs: Vec<Job> = (0..1000).map(|n| offer(&format!("mkt-{n}"), wa)).collect();
     let store = app.store();
     queue(&store, &app.state.sealer, &contact_key(&app, wa), &jobs).await;
     let marketing_sent = |g: &FakeGraph| -> Vec<Instant> {
@@ -293,28 +297,11 @@ both_backends!(stop_during_a_campaign, stop_stops_marketing_already_queued);
 /// A marketing message for a contact who never opted in is not sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketing_without_consent_fails_closed() {
-    use whatsify::outbox::{Job, Message, Origin, Recipient};
     let b = crate::helpers::embedded();
     let graph = FakeGraph::start().await;
     let app = app_with(&b.backend, &graph, &[]).await;
     let wa = "16505556006";
-    let job = Job {
-        id: "mkt-cold".into(),
-        phone_number_id: "106540352242922".into(),
-        to: Recipient::WaId(wa.into()),
-        message: Message::Template {
-            name: "spring_offer".into(),
-            language: "en_US".into(),
-            header: None,
-            body: vec![],
-            quick_replies: vec![],
-            marketing: true,
-        },
-        created_at: now(),
-        origin: Origin::Business,
-        window_at: None,
-        purpose: Some("marketing".into()),
-    };
+    let job = offer("mkt-cold", wa);
     let store = app.store();
     queue(&store, &app.state.sealer, &contact_key(&app, wa), &[job]).await;
     until("recorded", 30, async || {
