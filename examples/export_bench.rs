@@ -59,6 +59,7 @@ async fn main() {
                 dedup: format!("seed-{start}"),
                 sealed: b"x".to_vec(),
                 consent: None,
+                key: None,
             }])
             .await
             .expect("append");
@@ -119,7 +120,7 @@ async fn main() {
     let started = Instant::now();
     let doc = build(
         store.as_ref(),
-        &sealer,
+        Some(&sealer),
         &contact,
         "16505550101",
         365,

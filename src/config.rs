@@ -55,6 +55,7 @@ shutdown_grace = "25s"
 
 [privacy]
 master_key = ""
+master_key_previous = ""
 pseudonym_key = ""
 policy_version = "1"
 policy_notice = "We've updated our privacy policy. Reply PRIVACY to see how we use your data and what you can do about it."
@@ -207,6 +208,7 @@ pub struct OutboxSettings {
 #[serde(deny_unknown_fields)]
 pub struct RawPrivacy {
     master_key: SecretString,
+    master_key_previous: SecretString,
     pseudonym_key: SecretString,
     policy_version: String,
     policy_notice: String,
@@ -300,8 +302,13 @@ pub struct StoreSettings {
 
 #[derive(Debug, Clone)]
 pub struct PrivacySettings {
-    pub master_key: Key32,
-    /// Keyed hashes of contact ids; derived from the master key when unset.
+    /// Wraps the per-contact data keys. `None`: the embedded store keeps
+    /// its own key file (the Redis store refuses to start).
+    pub master_key: Option<Key32>,
+    /// Older master keys, still accepted while data keys are rewrapped.
+    pub master_key_previous: Vec<Key32>,
+    /// Keyed hashes of contact ids; derived from the master key when unset
+    /// (or, with the embedded key file, kept in it).
     pub pseudonym_key: Option<Key32>,
     pub policy_version: String,
     /// Sent once to each contact who writes in after `policy_version`
@@ -428,15 +435,22 @@ impl RawSettings {
             graph_api_base: self.meta.graph_api_base.trim_end_matches('/').to_owned(),
             phone_number_id: Some(self.meta.phone_number_id).filter(|s| !s.is_empty()),
         };
-        let master_key =
-            key32("privacy.master_key", &self.privacy.master_key)?.ok_or_else(|| {
-                ConfigError::Missing {
-                    key: "privacy.master_key",
-                    env: env_var("privacy.master_key"),
-                }
-            })?;
+        let master_key = key32("privacy.master_key", &self.privacy.master_key)?;
+        let mut master_key_previous = Vec::new();
+        for k in crate::privacy::keys::key_list(self.privacy.master_key_previous.expose_secret()) {
+            if let Some(k) = key32("privacy.master_key_previous", &SecretString::from(k))? {
+                master_key_previous.push(k);
+            }
+        }
+        if master_key.is_none() && !master_key_previous.is_empty() {
+            return Err(ConfigError::Missing {
+                key: "privacy.master_key",
+                env: env_var("privacy.master_key"),
+            });
+        }
         let privacy = PrivacySettings {
             master_key,
+            master_key_previous,
             pseudonym_key: key32("privacy.pseudonym_key", &self.privacy.pseudonym_key)?,
             policy_version: self.privacy.policy_version,
             policy_notice: self.privacy.policy_notice,
@@ -552,7 +566,10 @@ mod tests {
         assert_eq!(s.outbox.max_age, Duration::from_secs(4 * 3600));
         assert!(s.admin.token.is_none());
         assert!(s.meta.app_secret_previous.is_none());
-        assert_eq!(s.privacy.master_key.expose()[1], 1);
+        assert_eq!(
+            s.privacy.master_key.as_ref().map(|k| k.expose()[1]),
+            Some(1)
+        );
     }
 
     #[test]
@@ -573,6 +590,22 @@ mod tests {
             .to_string();
         assert!(err.contains("WHATSIFY__META__VERIFY_TOKEN"), "{err}");
         assert!(!err.contains("tiny-token"), "{err}");
+    }
+
+    #[test]
+    fn previous_master_keys_are_a_list_and_need_a_current_one() {
+        let list = format!("{KEY}, {KEY}");
+        let s = load(env(&[(
+            "WHATSIFY__PRIVACY__MASTER_KEY_PREVIOUS",
+            list.as_str(),
+        )]))
+        .expect("settings");
+        assert_eq!(s.privacy.master_key_previous.len(), 2);
+        let bad = load(env(&[("WHATSIFY__PRIVACY__MASTER_KEY_PREVIOUS", "nope")]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(bad.contains("privacy.master_key_previous"), "{bad}");
     }
 
     #[test]

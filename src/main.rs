@@ -39,6 +39,17 @@ enum Command {
         #[arg(long, default_value = "flows")]
         flows: PathBuf,
     },
+    /// Introduce a new master key (the previous one stays readable), or
+    /// with --rewrap, wrap every data key under the current master key.
+    RotateKey {
+        /// Settings file (TOML); default: whatsify.toml when present.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Rewrap the stored data keys under the current master key now
+        /// (a running `serve` also does it in the background).
+        #[arg(long)]
+        rewrap: bool,
+    },
     /// Run the conversation transcripts in DIR/tests against the flows.
     Test {
         /// Folder of flow files (default: flows); transcripts in DIR/tests.
@@ -53,6 +64,7 @@ fn main() -> ExitCode {
         Command::Check { dir } => check(dir.unwrap_or_else(|| PathBuf::from("flows"))),
         Command::Chat { wa_id, name, flows } => chat(flows, &wa_id, name),
         Command::Test { dir } => test(dir.unwrap_or_else(|| PathBuf::from("flows"))),
+        Command::RotateKey { config, rewrap } => rotate_key(config, rewrap),
     }
 }
 
@@ -134,6 +146,88 @@ fn check(dir: PathBuf) -> ExitCode {
             }
             eprintln!("{} error(s) in {}", errors.len(), dir.display());
             ExitCode::from(1)
+        }
+    }
+}
+
+fn rotate_key(config: Option<PathBuf>, rewrap: bool) -> ExitCode {
+    use whatsify::privacy::keys;
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("whatsify: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !rewrap {
+        return match keys::rotate(&settings) {
+            Ok(keys::Rotated::File {
+                path,
+                new_id,
+                old_id,
+            }) => {
+                println!(
+                    "new master key {new_id} written to {}; the previous key {old_id} stays in the file and readable.",
+                    path.display()
+                );
+                println!(
+                    "Next: send SIGHUP to the running server (or restart it); it rewraps the data keys under {new_id} in the background. With the server stopped, `whatsify rotate-key --rewrap` does it at once."
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(keys::Rotated::Settings { new_id, lines }) => {
+                println!(
+                    "# New master key {new_id}. Put these settings on every instance (they are secrets),"
+                );
+                println!(
+                    "# then SIGHUP or restart each one; the data keys are rewrapped in the background."
+                );
+                println!(
+                    "# Once `whatsify rotate-key --rewrap` reports nothing left, drop master_key_previous."
+                );
+                print!("{lines}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("whatsify: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("whatsify: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let secrets = keys::load(&settings)?;
+        let keyring = keys::Keyring::new(&secrets.master);
+        let store = whatsify::store::open(&settings.store).await?;
+        let done = keys::rewrap_all(store.as_ref(), &keyring).await?;
+        Ok::<_, anyhow::Error>((done, keyring.current_id()))
+    });
+    match result {
+        Ok((done, id)) => {
+            println!(
+                "{} data keys rewrapped under master key {id}; {} already were; {} cannot be unwrapped by any configured key",
+                done.rewrapped, done.current, done.unreadable
+            );
+            if done.unreadable > 0 {
+                return ExitCode::FAILURE;
+            }
+            println!(
+                "Every data key is under {id}: the previous master keys can be removed (account events and quarantined bodies sealed under them are kept 30 days at most, then unreadable without them)."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("whatsify: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -63,6 +63,11 @@ pub struct TokenReload {
     pub breakers: crate::outbox::sender::Breakers,
     /// To sweep for the outboxes made due at once.
     pub wake: crate::shutdown::Wakeups,
+    /// The master keys in force: a rotated key is put in force, and the
+    /// data keys are rewrapped under it.
+    pub keyring: crate::privacy::keys::Keyring,
+    /// The id of the pseudonym key in force, which must not change.
+    pub pepper_id: [u8; 4],
 }
 
 impl TokenReload {
@@ -74,6 +79,7 @@ impl TokenReload {
                 return;
             }
         };
+        self.reload_keys(&settings);
         if !self.token.set(settings.meta.access_token) {
             return;
         }
@@ -88,6 +94,37 @@ impl TokenReload {
             tracing::error!(error = %e, "cannot resume paused numbers; the next probe will");
         }
         self.wake.outbox.sweep_soon();
+    }
+}
+
+impl TokenReload {
+    /// Puts new master keys in force (`whatsify rotate-key`), and starts a
+    /// rewrap of the data keys under the new current key.
+    fn reload_keys(&self, settings: &crate::config::Settings) {
+        let secrets = match crate::privacy::keys::load(settings) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "keys not reloaded; the current ones stay in force");
+                return;
+            }
+        };
+        if crate::privacy::keys::key_id(&secrets.pseudonym_key) != self.pepper_id {
+            tracing::error!(
+                "privacy.pseudonym_key changed: refused (every contact would lose its data); the keys in force stay"
+            );
+            return;
+        }
+        if !self.keyring.replace(&secrets.master) {
+            return;
+        }
+        tracing::info!(key_id = %self.keyring.current_id(), "master keys reloaded");
+        let Some(store) = self.store.upgrade() else {
+            return;
+        };
+        let keyring = self.keyring.clone();
+        tokio::spawn(async move {
+            crate::privacy::retention::rewrap(store.as_ref(), &keyring).await;
+        });
     }
 }
 

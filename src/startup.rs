@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use tracing::Instrument;
 
 use crate::config::Settings;
-use crate::privacy::crypto::Sealer;
+use crate::privacy::keys::{Crypto, KeyError, Keyring};
 use crate::privacy::pseudonym::Pseudonymizer;
 use crate::store::{self, Store};
 use crate::webhook::signature::SignatureVerifier;
@@ -22,7 +22,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub verifier: SignatureVerifier,
     pub verify_token: SecretString,
-    pub sealer: Sealer,
+    /// The master keys and the contacts' data keys.
+    pub keyring: Keyring,
     pub pseudonymizer: Pseudonymizer,
     pub max_body_bytes: usize,
     pub body_timeout: std::time::Duration,
@@ -43,7 +44,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: &Settings, store: Arc<dyn Store>) -> Self {
+    pub fn new(settings: &Settings, store: Arc<dyn Store>, crypto: &Crypto) -> Self {
         AppState {
             store,
             verifier: SignatureVerifier::new(
@@ -51,11 +52,8 @@ impl AppState {
                 settings.meta.app_secret_previous.clone(),
             ),
             verify_token: settings.meta.verify_token.clone(),
-            sealer: Sealer::new(&settings.privacy.master_key),
-            pseudonymizer: Pseudonymizer::new(
-                &settings.privacy.master_key,
-                settings.privacy.pseudonym_key.as_ref(),
-            ),
+            keyring: crypto.keyring.clone(),
+            pseudonymizer: crypto.pseudonymizer.clone(),
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: settings.server.body_timeout,
             flows: None,
@@ -63,7 +61,7 @@ impl AppState {
             admin_token: settings.admin.token.clone(),
             wake: crate::shutdown::Wakeups::default(),
             policy_version: settings.privacy.policy_version.clone(),
-            audit: crate::privacy::audit::Chain::new(&settings.privacy.master_key),
+            audit: crypto.audit.clone(),
             retention_days: settings.privacy.retention_days,
         }
     }
@@ -81,6 +79,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("the flows in {dir} are invalid:\n{errors}")]
     Flows { dir: String, errors: String },
+    #[error(transparent)]
+    Keys(#[from] KeyError),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
 }
@@ -144,6 +144,8 @@ impl Application {
                     .join("\n"),
             })?;
         let flows = crate::flow::SharedFlows::new(flows);
+        let secrets = crate::privacy::keys::load(settings)?;
+        let crypto = Crypto::new(&secrets);
         let token = crate::outbox::graph::SharedToken::new(settings.meta.access_token.clone());
         let breakers = crate::outbox::sender::Breakers::default();
         let wake = crate::shutdown::Wakeups::default();
@@ -156,6 +158,8 @@ impl Application {
                 store: Arc::downgrade(&store),
                 breakers: breakers.clone(),
                 wake: wake.clone(),
+                keyring: crypto.keyring.clone(),
+                pepper_id: crate::privacy::keys::key_id(&secrets.pseudonym_key),
             }),
         ));
         let client = crate::outbox::graph::Graph::client().map_err(StartError::Client)?;
@@ -163,25 +167,20 @@ impl Application {
             crate::outbox::graph::Graph::new(client, &settings.meta.graph_api_base, token.clone());
         let clock = crate::clock::Clock::system();
         let shutdown = crate::shutdown::Shutdown::new();
-        let pseudonymizer = || {
-            Pseudonymizer::new(
-                &settings.privacy.master_key,
-                settings.privacy.pseudonym_key.as_ref(),
-            )
-        };
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(crate::privacy::retention::run(
             Arc::downgrade(&store),
             std::time::Duration::from_secs(
                 u64::from(settings.privacy.retention_days.max(1)) * 86_400,
             ),
+            crypto.keyring.clone(),
             shutdown.clone(),
         )));
         for _ in 0..workers {
             let worker = crate::worker::Worker {
                 store: store.clone(),
-                sealer: Sealer::new(&settings.privacy.master_key),
-                pseudonymizer: pseudonymizer(),
+                keyring: crypto.keyring.clone(),
+                pseudonymizer: crypto.pseudonymizer.clone(),
                 flows: flows.clone(),
                 session_ttl: settings.flows.session_ttl,
                 mark_read: settings.outbox.mark_read,
@@ -192,7 +191,7 @@ impl Application {
                     &settings.business,
                     &settings.privacy.policy_notice,
                 ),
-                audit: crate::privacy::audit::Chain::new(&settings.privacy.master_key),
+                audit: crypto.audit.clone(),
                 erase_confirm: std::time::Duration::from_secs(
                     u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,
                 ),
@@ -206,15 +205,15 @@ impl Application {
         for _ in 0..senders {
             let sender = crate::outbox::sender::Sender {
                 store: store.clone(),
-                sealer: Sealer::new(&settings.privacy.master_key),
-                pseudonymizer: pseudonymizer(),
+                keyring: crypto.keyring.clone(),
+                pseudonymizer: crypto.pseudonymizer.clone(),
                 graph: graph.clone(),
                 settings: settings.outbox.clone(),
                 breakers: breakers.clone(),
                 clock: clock.clone(),
                 stop: shutdown.clone(),
                 wake: wake.clone(),
-                audit: crate::privacy::audit::Chain::new(&settings.privacy.master_key),
+                audit: crypto.audit.clone(),
                 retention_days: settings.privacy.retention_days,
                 policy_version: settings.privacy.policy_version.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
@@ -230,7 +229,7 @@ impl Application {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?
             .port();
-        let mut state = AppState::new(settings, store);
+        let mut state = AppState::new(settings, store, &crypto);
         state.flows = Some(flows);
         state.shutdown = shutdown;
         state.wake = wake;

@@ -19,6 +19,7 @@ pub use crate::outbox::{Job, Recipient};
 use crate::outbox::{Message as OutMessage, Origin, WINDOW_SECS};
 use crate::privacy::consent::MARKETING;
 use crate::privacy::crypto::Sealer;
+use crate::privacy::keys::Keyring;
 use crate::privacy::keywords::{self, Command};
 use crate::privacy::pseudonym::Pseudonymizer;
 use crate::store::{
@@ -127,7 +128,8 @@ pub enum Outcome {
 
 pub struct Worker {
     pub store: Arc<dyn Store>,
-    pub sealer: Sealer,
+    /// The master keys, to unwrap (or make) the contact's data key.
+    pub keyring: Keyring,
     pub pseudonymizer: Pseudonymizer,
     pub flows: crate::flow::SharedFlows,
     pub session_ttl: Duration,
@@ -281,7 +283,11 @@ impl Worker {
         if claim.entries.is_empty() && tick.is_none() {
             // Drained already: commit nothing (keeping the session and its
             // timer), which clears the ready mark.
-            let wake_at = self.open_state(&claim).session.and_then(|s| s.deadline);
+            let sealer = self.keyring_sealer(&claim)?;
+            let wake_at = self
+                .open_state(&claim, sealer.as_ref())
+                .session
+                .and_then(|s| s.deadline);
             let c = self
                 .commit(
                     &claim,
@@ -299,15 +305,51 @@ impl Worker {
         self.work_or_release(claim, tick).await
     }
 
-    fn open_state(&self, claim: &Claim) -> Conversation {
+    /// The contact's data key, when it has one.
+    fn keyring_sealer(&self, claim: &Claim) -> Result<Option<Sealer>, StoreError> {
+        claim
+            .data_key
+            .as_ref()
+            .map(|wrapped| {
+                self.keyring.unwrap(&claim.contact, wrapped).map_err(|e| {
+                    // Nothing is acknowledged: the work waits for the key.
+                    StoreError::Corrupt(format!(
+                        "the contact's data key cannot be unwrapped ({e}); is every master key in force configured?"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// The contact's data key, made now if it has none (a timeout firing
+    /// after the key expired).
+    async fn sealer_for(&self, claim: &Claim) -> Result<Sealer, StoreError> {
+        if let Some(sealer) = self.keyring_sealer(claim)? {
+            return Ok(sealer);
+        }
+        let (_, wrapped) = self
+            .keyring
+            .new_data_key(&claim.contact)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let stored = self
+            .store
+            .create_data_key(
+                &claim.contact,
+                wrapped,
+                crate::privacy::keys::data_key_ttl_for(self.profile_ttl),
+            )
+            .await?;
+        self.keyring
+            .unwrap(&claim.contact, &stored)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    fn open_state(&self, claim: &Claim, sealer: Option<&Sealer>) -> Conversation {
         claim
             .session
             .as_ref()
-            .and_then(|sealed| {
-                self.sealer
-                    .open(sealed, &session_context(&claim.contact))
-                    .ok()
-            })
+            .zip(sealer)
+            .and_then(|(sealed, sealer)| sealer.open(sealed, &session_context(&claim.contact)).ok())
             .and_then(|plain| serde_json::from_slice(&plain).ok())
             .unwrap_or_default()
     }
@@ -358,11 +400,12 @@ impl Worker {
     /// Handles a claim's entries; with `tick`, first fires a due timeout.
     async fn work(&self, claim: Claim, tick: Option<u64>) -> Result<Outcome, StoreError> {
         let contact = claim.contact.clone();
-        let mut state = self.open_state(&claim);
+        let sealer = self.sealer_for(&claim).await?;
+        let mut state = self.open_state(&claim, Some(&sealer));
         let opened: Option<Profile> = claim
             .profile
             .as_ref()
-            .and_then(|sealed| self.sealer.open(sealed, &profile_context(&contact)).ok())
+            .and_then(|sealed| sealer.open(sealed, &profile_context(&contact)).ok())
             .and_then(|plain| serde_json::from_slice(&plain).ok());
         // A profile that is there but cannot be read is not overwritten.
         let unreadable = claim.profile.is_some() && opened.is_none();
@@ -406,8 +449,7 @@ impl Worker {
         }
         for entry in &claim.entries {
             acked.push(entry.id.clone());
-            let event: Option<Event> = self
-                .sealer
+            let event: Option<Event> = sealer
                 .open(&entry.sealed, queue.name().as_bytes())
                 .ok()
                 .and_then(|plain| serde_json::from_slice(&plain).ok());
@@ -472,12 +514,11 @@ impl Worker {
         }
         let session = serde_json::to_vec(&state)
             .ok()
-            .and_then(|plain| self.sealer.seal(&plain, &session_context(&contact)).ok());
+            .and_then(|plain| sealer.seal(&plain, &session_context(&contact)).ok());
         let mut outbox = Vec::with_capacity(jobs.len());
         for job in &jobs {
             let plain = serde_json::to_vec(job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let sealed = self
-                .sealer
+            let sealed = sealer
                 .seal(&plain, &outbox_context(&contact))
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             outbox.push(sealed);
@@ -489,7 +530,7 @@ impl Worker {
         for item in &history {
             let plain = serde_json::to_vec(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sealed_history.push(
-                self.sealer
+                sealer
                     .seal(&plain, &crate::privacy::export::history_context(&contact))
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             );
@@ -500,7 +541,7 @@ impl Worker {
             let plain =
                 serde_json::to_vec(&profile).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             Some(
-                self.sealer
+                sealer
                     .seal(&plain, &profile_context(&contact))
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             )

@@ -71,6 +71,19 @@ fn contact_of(id: &str, state: &AppState) -> Option<crate::domain::ContactKey> {
     Some(state.pseudonymizer.contact_key(&id))
 }
 
+/// The contact's data key, when it has one that the master keys in force
+/// unwrap.
+async fn contact_sealer(
+    state: &AppState,
+    contact: &crate::domain::ContactKey,
+) -> Result<Option<crate::privacy::crypto::Sealer>, crate::store::StoreError> {
+    Ok(state
+        .store
+        .data_key(contact)
+        .await?
+        .and_then(|wrapped| state.keyring.unwrap(contact, &wrapped).ok()))
+}
+
 fn unavailable(e: crate::store::StoreError) -> HttpResponse {
     tracing::error!(error = %e, "admin: store unavailable");
     error(
@@ -224,9 +237,13 @@ pub async fn contact(
         (Ok(p), Ok(l), Ok(w)) => (p, l, w),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return unavailable(e),
     };
+    let sealer = match contact_sealer(&state, &contact).await {
+        Ok(k) => k,
+        Err(e) => return unavailable(e),
+    };
     let profile: Option<crate::worker::Profile> = profile.and_then(|sealed| {
-        state
-            .sealer
+        sealer
+            .as_ref()?
             .open(&sealed, &crate::worker::profile_context(&contact))
             .ok()
             .and_then(|plain| serde_json::from_slice(&plain).ok())
@@ -313,6 +330,8 @@ pub async fn erase(
         detail: Some("through the support team".into()),
     };
     note(state.store.as_ref(), &state.audit, event("erasure_request")).await;
+    // The data key is destroyed with the rest; this process forgets it too.
+    state.keyring.forget(&contact);
     if let Err(e) = state.store.erase(&contact, now).await {
         return unavailable(e);
     }
@@ -340,9 +359,13 @@ pub async fn export(
         return answer;
     }
     admin_access(&state, &contact, "export").await;
+    let sealer = match contact_sealer(&state, &contact).await {
+        Ok(k) => k,
+        Err(e) => return unavailable(e),
+    };
     match crate::privacy::export::build(
         state.store.as_ref(),
-        &state.sealer,
+        sealer.as_ref(),
         &contact,
         &id,
         state.retention_days,
@@ -394,13 +417,22 @@ pub async fn dead_letters(req: HttpRequest, state: web::Data<AppState>) -> HttpR
             );
         }
     };
+    let mut sealers = std::collections::HashMap::new();
+    for d in &letters {
+        if !sealers.contains_key(&d.contact) {
+            match contact_sealer(&state, &d.contact).await {
+                Ok(k) => sealers.insert(d.contact.clone(), k),
+                Err(e) => return unavailable(e),
+            };
+        }
+    }
     let items: Vec<_> = letters
         .iter()
         .map(|d| {
-            let letter: Option<Letter> = state
-                .sealer
-                .open(&d.entry.sealed, &dead_context(&d.contact))
-                .ok()
+            let letter: Option<Letter> = sealers
+                .get(&d.contact)
+                .and_then(Option::as_ref)
+                .and_then(|k| k.open(&d.entry.sealed, &dead_context(&d.contact)).ok())
                 .and_then(|p| serde_json::from_slice(&p).ok());
             match letter {
                 Some(l) => json!({

@@ -168,7 +168,8 @@ impl Breakers {
 
 pub struct Sender {
     pub store: Arc<dyn Store>,
-    pub sealer: Sealer,
+    /// The master keys, to unwrap the contact's data key.
+    pub keyring: crate::privacy::keys::Keyring,
     pub pseudonymizer: Pseudonymizer,
     pub graph: Graph,
     pub settings: OutboxSettings,
@@ -269,6 +270,8 @@ struct Run {
     last: bool,
     /// A finish released the claim.
     released: bool,
+    /// The contact's data key (its queued jobs are sealed under it).
+    sealer: Option<Sealer>,
 }
 
 impl Sender {
@@ -326,6 +329,16 @@ impl Sender {
             .and_then(|h| serde_json::from_slice(h).ok());
         let mut finished = 0;
         let mut run = Run::default();
+        if let Some(wrapped) = &claim.data_key {
+            // A key that cannot be unwrapped (its master key is not
+            // configured) leaves the jobs queued, untouched.
+            let sealer = self.keyring.unwrap(&contact, wrapped).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "the contact's data key cannot be unwrapped ({e}); is every master key in force configured?"
+                ))
+            })?;
+            run.sealer = Some(sealer);
+        }
         let claimed = Instant::now();
         let n = claim.entries.len();
         for (i, entry) in claim.entries.iter().enumerate() {
@@ -417,11 +430,16 @@ impl Sender {
             Some(l) => {
                 let plain =
                     serde_json::to_vec(&l).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Some(
-                    self.sealer
-                        .seal(&plain, &dead_context(&claim.contact))
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                )
+                // Without a data key the letter is recorded without its
+                // (unreadable) message.
+                match &run.sealer {
+                    Some(sealer) => Some(
+                        sealer
+                            .seal(&plain, &dead_context(&claim.contact))
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    ),
+                    None => None,
+                }
             }
             None => None,
         };
@@ -460,10 +478,10 @@ impl Sender {
         if state.next_at_ms > now_ms {
             return self.defer(claim, run, None, state.next_at_ms).await;
         }
-        let job: Option<Job> = self
+        let job: Option<Job> = run
             .sealer
-            .open(sealed, &outbox_context(&claim.contact))
-            .ok()
+            .as_ref()
+            .and_then(|sealer| sealer.open(sealed, &outbox_context(&claim.contact)).ok())
             .and_then(|p| serde_json::from_slice(&p).ok());
         let Some(job) = job else {
             let record = Delivery {
@@ -494,6 +512,9 @@ impl Sender {
             // Everything before it (the final confirmation) is out: erase.
             // The outbox goes too, with this job and the claim's lease.
             self.store.erase(&claim.contact, now).await?;
+            // The data key is destroyed with the rest; this process forgets
+            // it too (a later message starts with a new key).
+            self.keyring.forget(&claim.contact);
             tracing::info!(contact = %claim.contact, "contact erased");
             self.audit_export(&claim.contact, "erasure_completed", now)
                 .await;
@@ -569,7 +590,8 @@ impl Sender {
                 self.audit_export(&claim.contact, "export_request", job.created_at)
                     .await;
             }
-            self.send_export(&claim.contact, &job, now).await?
+            self.send_export(&claim.contact, run.sealer.as_ref(), &job, now)
+                .await?
         } else {
             self.graph.send(&job).await
         };
@@ -717,6 +739,7 @@ impl Sender {
     async fn send_export(
         &self,
         contact: &ContactKey,
+        sealer: Option<&Sealer>,
         job: &Job,
         now: u64,
     ) -> Result<Answer, StoreError> {
@@ -726,7 +749,7 @@ impl Sender {
         };
         let doc = crate::privacy::export::build(
             self.store.as_ref(),
-            &self.sealer,
+            sealer,
             contact,
             &id,
             self.retention_days,

@@ -71,9 +71,10 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Under a key derived from the master key.
-    pub fn new(master_key: &Key32) -> Chain {
-        let mut m = <HmacSha256 as KeyInit>::new_from_slice(master_key.expose())
+    /// Under a key derived from `key` (the pseudonym key: it stays the same
+    /// when the master key is rotated).
+    pub fn new(key: &Key32) -> Chain {
+        let mut m = <HmacSha256 as KeyInit>::new_from_slice(key.expose())
             .expect("HMAC takes keys of any length");
         m.update(b"whatsify audit chain v1");
         let mut key = [0u8; 32];

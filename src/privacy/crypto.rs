@@ -3,8 +3,8 @@
 //! A sealed value is `version (1 byte) || nonce (24 bytes) || ciphertext`.
 //! The associated data binds a value to where it is stored (for example the
 //! contact's pseudonymous key), so a ciphertext moved to another contact's
-//! record fails to open. Until per-contact data keys arrive, everything is
-//! sealed under the master key.
+//! record fails to open. Contacts' values are sealed under the contact's
+//! own data key ([`crate::privacy::keys`]).
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -23,6 +23,8 @@ pub enum CryptoError {
     Forged,
     #[error("encryption failed")]
     Seal,
+    #[error("sealed under a master key that is not configured")]
+    UnknownKey,
 }
 
 /// Seals and opens values under one key.

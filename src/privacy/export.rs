@@ -121,20 +121,18 @@ pub fn processing(retention_days: u32) -> Value {
 /// their business-scoped user id): the copy is theirs.
 pub async fn build(
     store: &dyn Store,
-    sealer: &Sealer,
+    sealer: Option<&Sealer>,
     contact: &ContactKey,
     id: &str,
     retention_days: u32,
     now: u64,
 ) -> Result<Value, StoreError> {
+    // Without a data key nothing sealed can be read (and none was kept).
+    let open = |sealed: &[u8], context: &[u8]| sealer.and_then(|k| k.open(sealed, context).ok());
     let profile: Option<crate::worker::Profile> = store
         .profile(contact)
         .await?
-        .and_then(|s| {
-            sealer
-                .open(&s, &crate::worker::profile_context(contact))
-                .ok()
-        })
+        .and_then(|s| open(&s, &crate::worker::profile_context(contact)))
         .and_then(|p| serde_json::from_slice(&p).ok());
     let ledger = store.consent(contact).await?;
     let deliveries = store.deliveries(contact).await?;
@@ -149,7 +147,7 @@ pub async fn build(
         .await?
         .iter()
         .filter_map(|(_, sealed)| {
-            let plain = sealer.open(sealed, &history_context(contact)).ok()?;
+            let plain = open(sealed, &history_context(contact))?;
             let item: HistoryItem = serde_json::from_slice(&plain).ok()?;
             let mut v = serde_json::to_value(&item).ok()?;
             if let Some(state) = item.job.as_deref().and_then(state_of) {
@@ -178,11 +176,7 @@ pub async fn build(
     let conversation: Option<crate::worker::Conversation> = store
         .session(contact)
         .await?
-        .and_then(|s| {
-            sealer
-                .open(&s, &crate::worker::session_context(contact))
-                .ok()
-        })
+        .and_then(|s| open(&s, &crate::worker::session_context(contact)))
         .and_then(|p| serde_json::from_slice(&p).ok());
     let conversation = conversation.and_then(|c| c.session).map(|s| {
         json!({

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod consent;
 pub mod crypto;
 pub mod export;
+pub mod keys;
 pub mod keywords;
 pub mod pseudonym;
 pub mod retention;

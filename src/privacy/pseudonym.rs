@@ -30,6 +30,11 @@ impl Pseudonymizer {
         Pseudonymizer { key }
     }
 
+    /// Uses `key` as it is (the pepper [`crate::privacy::keys::load`] gives).
+    pub fn with_key(key: &Key32) -> Self {
+        Pseudonymizer { key: key.clone() }
+    }
+
     /// The pseudonymous id of a contact.
     pub fn contact_key(&self, id: &ContactId) -> ContactKey {
         let full = mac(self.key.expose(), id.canonical().as_bytes());

@@ -2,11 +2,13 @@
 //! `privacy.retention_days` is purged by a background job on every
 //! instance (each pass is safe to run concurrently). Profiles expire
 //! `privacy.retention_days` after the contact's last message, sessions
-//! after `flows.session_ttl`, by their own time to live.
+//! after `flows.session_ttl`, by their own time to live. The same job
+//! rewraps data keys while a master key is being rotated.
 
 use std::sync::Weak;
 use std::time::Duration;
 
+use crate::privacy::keys::Keyring;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, now_ms};
 
@@ -33,8 +35,9 @@ pub async fn purge(store: &dyn Store, keep: Duration) -> Result<usize, crate::st
 
 /// Runs the purge now and every [`EVERY`] until the shutdown, or until
 /// the application is gone (it holds the store only during a pass, so a
-/// stopped application's store is not kept open).
-pub async fn run(store: Weak<dyn Store>, keep: Duration, stop: Shutdown) {
+/// stopped application's store is not kept open). While a previous master
+/// key is in force, each pass also rewraps the data keys still under it.
+pub async fn run(store: Weak<dyn Store>, keep: Duration, keyring: Keyring, stop: Shutdown) {
     while !stop.is_stopping() {
         let Some(store) = store.upgrade() else {
             return;
@@ -44,7 +47,24 @@ pub async fn run(store: Weak<dyn Store>, keep: Duration, stop: Shutdown) {
             Ok(n) => tracing::info!(contacts = n, "retention: old message history purged"),
             Err(e) => tracing::warn!(error = %e, "retention: purge failed; will retry"),
         }
+        if keyring.rotating() {
+            rewrap(store.as_ref(), &keyring).await;
+        }
         drop(store);
         stop.sleep(EVERY).await;
+    }
+}
+
+/// One rewrap pass, logged.
+pub async fn rewrap(store: &dyn Store, keyring: &Keyring) {
+    match crate::privacy::keys::rewrap_all(store, keyring).await {
+        Ok(r) => tracing::info!(
+            rewrapped = r.rewrapped,
+            already = r.current,
+            unreadable = r.unreadable,
+            key_id = %keyring.current_id(),
+            "data keys rewrapped under the current master key"
+        ),
+        Err(e) => tracing::warn!(error = %e, "rewrapping data keys failed; will retry"),
     }
 }

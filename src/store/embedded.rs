@@ -76,6 +76,8 @@ const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const HISTORY: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new("history");
 const SUPPRESSED: TableDefinition<&str, u64> = TableDefinition::new("suppressed");
 const HISTORY_AGE: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new("history_age");
+/// contact → (expiry, Unix s; wrapped data key).
+const DATA_KEYS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("data_keys");
 
 /// Lease holders: (lane, contact) → (token, expiry).
 type Leases = Arc<Mutex<HashMap<(Lane, String), (String, Instant)>>>;
@@ -150,6 +152,16 @@ fn audit_last(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<(u64, St
         }
         None => Ok((0, crate::privacy::audit::GENESIS.to_owned())),
     }
+}
+
+/// A contact's wrapped data key, unless it is past its expiry.
+fn read_data_key(txn: &redb::ReadTransaction, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let table = txn.open_table(DATA_KEYS).map_err(corrupt)?;
+    let Some(v) = table.get(key).map_err(corrupt)? else {
+        return Ok(None);
+    };
+    let (until, bytes) = v.value();
+    Ok((until > now_secs()).then(|| bytes.to_vec()))
 }
 
 /// A contact's sealed profile, unless it is past its expiry.
@@ -277,6 +289,7 @@ impl EmbeddedStore {
             txn.open_table(HISTORY).map_err(corrupt)?;
             txn.open_table(SUPPRESSED).map_err(corrupt)?;
             txn.open_table(HISTORY_AGE).map_err(corrupt)?;
+            txn.open_table(DATA_KEYS).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -465,9 +478,26 @@ fn apply_appends(
         let mut seq = txn.open_table(SEQ)?;
         let mut ready = txn.open_table(READY)?;
         let mut consent = txn.open_table(CONSENT)?;
+        let mut data_keys = txn.open_table(DATA_KEYS)?;
         for entries in batches {
             let mut out = Vec::with_capacity(entries.len());
             for e in *entries {
+                if let (Queue::Contact(k), Some(key)) = (&e.queue, &e.key) {
+                    let stored = data_keys.get(k.as_str())?.and_then(|v| {
+                        let (until, bytes) = v.value();
+                        (until > now).then(|| bytes.to_vec())
+                    });
+                    let fits = match &stored {
+                        Some(w) => *w == key.wrapped,
+                        None => key.fresh,
+                    };
+                    if !fits {
+                        out.push(Appended::KeyMismatch);
+                        continue;
+                    }
+                    let until = now + key.ttl.as_secs().max(1);
+                    data_keys.insert(k.as_str(), (until, key.wrapped.as_slice()))?;
+                }
                 let queue = e.queue.name();
                 let seen_key = format!("{queue}/{}", e.dedup);
                 let fresh = match seen.get(seen_key.as_str())? {
@@ -635,7 +665,7 @@ impl Store for EmbeddedStore {
         };
         let entries = self.read(&queue, limit).await?;
         let key = contact.as_str().to_owned();
-        let (state, profile) = self
+        let (state, profile, data_key) = self
             .blocking(move |db| {
                 let txn = db.begin_read().map_err(corrupt)?;
                 let t = txn
@@ -652,7 +682,7 @@ impl Store for EmbeddedStore {
                     Lane::Inbox => read_profile(&txn, &key)?,
                     Lane::Outbox => None,
                 };
-                Ok((state, profile))
+                Ok((state, profile, read_data_key(&txn, &key)?))
             })
             .await?;
         let (session, head) = match lane {
@@ -667,6 +697,7 @@ impl Store for EmbeddedStore {
             session,
             head,
             profile,
+            data_key,
         }))
     }
 
@@ -904,6 +935,10 @@ impl Store for EmbeddedStore {
                 .map_err(corrupt)?
                 .remove(k)
                 .map_err(corrupt)?;
+            txn.open_table(DATA_KEYS)
+                .map_err(corrupt)?
+                .remove(k)
+                .map_err(corrupt)?;
             txn.open_table(OUTBOX_HEAD)
                 .map_err(corrupt)?
                 .remove(k)
@@ -955,6 +990,97 @@ impl Store for EmbeddedStore {
                 contacts.insert(q.clone());
             }
             Ok(contacts.len())
+        })
+        .await
+    }
+
+    async fn data_key(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = contact.as_str().to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            read_data_key(&txn, &key)
+        })
+        .await
+    }
+
+    async fn create_data_key(
+        &self,
+        contact: &ContactKey,
+        wrapped: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, StoreError> {
+        let key = contact.as_str().to_owned();
+        self.write(move |txn| {
+            let mut t = txn.open_table(DATA_KEYS).map_err(corrupt)?;
+            let now = now_secs();
+            let stored = t.get(key.as_str()).map_err(corrupt)?.and_then(|v| {
+                let (until, bytes) = v.value();
+                (until > now).then(|| bytes.to_vec())
+            });
+            if let Some(w) = stored {
+                return Ok(w);
+            }
+            t.insert(
+                key.as_str(),
+                (now + ttl.as_secs().max(1), wrapped.as_slice()),
+            )
+            .map_err(corrupt)?;
+            Ok(wrapped)
+        })
+        .await
+    }
+
+    async fn data_keys(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<(ContactKey, Vec<u8>)>, Option<String>), StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let t = txn.open_table(DATA_KEYS).map_err(corrupt)?;
+            let now = now_secs();
+            let mut out = Vec::new();
+            let mut last = None;
+            let range = match &cursor {
+                Some(c) => t.range::<&str>((
+                    std::ops::Bound::Excluded(c.as_str()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => t.range::<&str>(..),
+            }
+            .map_err(corrupt)?;
+            for item in range.take(limit.max(1)) {
+                let (k, v) = item.map_err(corrupt)?;
+                let (until, bytes) = v.value();
+                last = Some(k.value().to_owned());
+                if until > now
+                    && let Some(c) = ContactKey::parse(k.value())
+                {
+                    out.push((c, bytes.to_vec()));
+                }
+            }
+            Ok((out, last))
+        })
+        .await
+    }
+
+    async fn replace_data_key(
+        &self,
+        contact: &ContactKey,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let key = contact.as_str().to_owned();
+        let (old, new) = (old.to_vec(), new.to_vec());
+        self.write(move |txn| {
+            let mut t = txn.open_table(DATA_KEYS).map_err(corrupt)?;
+            let until = match t.get(key.as_str()).map_err(corrupt)? {
+                Some(v) if v.value().1 == old.as_slice() => v.value().0,
+                _ => return Ok(false),
+            };
+            t.insert(key.as_str(), (until, new.as_slice()))
+                .map_err(corrupt)?;
+            Ok(true)
         })
         .await
     }
@@ -1342,6 +1468,7 @@ mod tests {
             dedup: "k".into(),
             sealed: b"x".to_vec(),
             consent: None,
+            key: None,
         };
         let batch: &[InboxEntry] = std::slice::from_ref(&entry);
         let t0 = 1_000_000;

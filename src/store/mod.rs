@@ -70,6 +70,21 @@ pub struct InboxEntry {
     /// atomic write as the entry, and only if the entry is new, so it is on
     /// record before the webhook is acknowledged.
     pub consent: Option<ConsentChange>,
+    /// The contact's wrapped data key the entry is sealed under (contact
+    /// queues only; see [`crate::privacy::keys`]).
+    pub key: Option<EntryKey>,
+}
+
+/// The data key an inbox entry was sealed under.
+#[derive(Debug, Clone)]
+pub struct EntryKey {
+    /// As stored (wrapped under a master key).
+    pub wrapped: Vec<u8>,
+    /// A key just made: stored when the contact has none. Otherwise it must
+    /// be the one stored.
+    pub fresh: bool,
+    /// How long the key is kept after the contact's last message.
+    pub ttl: Duration,
 }
 
 /// An entry as read back from the inbox.
@@ -85,6 +100,10 @@ pub struct StoredEntry {
 pub enum Appended {
     New,
     Duplicate,
+    /// Not stored: the contact's data key is not the one the entry was
+    /// sealed under (it was erased, or made elsewhere). Seal it again under
+    /// the stored key ([`Store::data_key`]) or a fresh one, and retry.
+    KeyMismatch,
 }
 
 /// The two pipelines that take contacts one at a time.
@@ -122,6 +141,8 @@ pub struct Claim {
     pub head: Option<Vec<u8>>,
     /// Inbox lane: the contact's sealed profile (outlives sessions).
     pub profile: Option<Vec<u8>>,
+    /// The contact's wrapped data key, if it has one.
+    pub data_key: Option<Vec<u8>>,
 }
 
 /// What a worker writes once it has handled some of a claim's entries.
@@ -469,11 +490,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// Erases everything kept about a contact: queued and pending entries,
     /// session, profile, history, consent ledger, delivery records, windows,
-    /// dead letters, retry state, leases and its places in the shard's
+    /// dead letters, retry state, leases, its data key and its places in
+    /// the shard's
     /// sets; and puts the contact's pseudonymous key on the suppression
     /// list with the time (Unix s). (Redis de-duplication marks, which hold
     /// no personal data, expire on their own within 8 days.)
     async fn erase(&self, contact: &ContactKey, at: u64) -> Result<(), StoreError>;
+
+    /// The contact's wrapped data key, if it has one.
+    async fn data_key(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores `wrapped` as the contact's data key, kept `ttl`, unless it
+    /// has one; answers the key in force (the stored one, or `wrapped`).
+    async fn create_data_key(
+        &self,
+        contact: &ContactKey,
+        wrapped: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, StoreError>;
+
+    /// A page of stored data keys, from `cursor` (`None`: the start);
+    /// answers the keys and the cursor of the next page (`None`: done).
+    async fn data_keys(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<(ContactKey, Vec<u8>)>, Option<String>), StoreError>;
+
+    /// Replaces a contact's data key by `new` if it is still `old` (the
+    /// same key rewrapped); answers whether it did.
+    async fn replace_data_key(
+        &self,
+        contact: &ContactKey,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
 
     /// When the contact was erased (their key is on the suppression list).
     async fn suppressed(&self, contact: &ContactKey) -> Result<Option<u64>, StoreError>;

@@ -85,25 +85,54 @@ fn shard_of(contact: &ContactKey) -> u16 {
 /// and its consent ledger. ARGV: dedup TTL (s), sealed event, stream TTL
 /// (s), now (ms), contact, consent entry (JSON) or empty.
 const APPEND_LUA: &str = r#"
+if KEYS[5] then
+  local cur = redis.call('GET', KEYS[5])
+  if cur then
+    if cur ~= ARGV[7] then return -1 end
+  elseif ARGV[8] == '1' then
+    redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[9])
+  else
+    return -1
+  end
+end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[3])
   if KEYS[3] then redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5]) end
   if KEYS[4] and ARGV[6] ~= '' then redis.call('XADD', KEYS[4], '*', 'c', ARGV[6]) end
+  if KEYS[5] then redis.call('EXPIRE', KEYS[5], ARGV[9]) end
   return id
 end
 return false
 "#;
 
-/// KEYS: lease, stream, session (inbox) or head state (outbox), and for
-/// the inbox the profile. ARGV: token, lease (ms), limit. Nil when the
-/// lease is held elsewhere, else the pending entries, the session or head
-/// state, and the profile.
+/// KEYS: a contact's data key. ARGV: a wrapped key, its time to live (s).
+/// Stores the key unless one is there; answers the key in force.
+const DATA_KEY_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur then return cur end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return ARGV[1]
+"#;
+
+/// KEYS: a contact's data key. ARGV: the stored key, its replacement.
+const REWRAP_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+"#;
+
+/// KEYS: lease, stream, session (inbox) or head state (outbox), the data
+/// key, and for the inbox the profile. ARGV: token, lease (ms), limit. Nil
+/// when the lease is held elsewhere, else the pending entries, the session
+/// or head state, the data key and the profile.
 const CLAIM_LUA: &str = r#"
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
 local profile = false
-if KEYS[4] then profile = redis.call('GET', KEYS[4]) or false end
-return {redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3]), redis.call('GET', KEYS[3]) or false, profile}
+if KEYS[5] then profile = redis.call('GET', KEYS[5]) or false end
+return {redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3]), redis.call('GET', KEYS[3]) or false, redis.call('GET', KEYS[4]) or false, profile}
 "#;
 
 /// Merges a delivery record into the hash `key` (see [`Delivery::merge`]):
@@ -354,6 +383,8 @@ pub struct RedisStore {
     audit: redis::Script,
     erase: redis::Script,
     purge: redis::Script,
+    data_key: redis::Script,
+    rewrap: redis::Script,
 }
 
 /// A delivery record as stored: `RR|{json}`.
@@ -439,6 +470,8 @@ impl RedisStore {
             audit: redis::Script::new(AUDIT_LUA),
             erase: redis::Script::new(ERASE_LUA),
             purge: redis::Script::new(PURGE_LUA),
+            data_key: redis::Script::new(DATA_KEY_LUA),
+            rewrap: redis::Script::new(REWRAP_LUA),
         })
     }
 
@@ -544,9 +577,16 @@ impl Store for RedisStore {
                         Queue::Contact(k) => {
                             keys.push(self.ready_key(Lane::Inbox, shard_of(k)));
                             keys.push(self.contact_key(k, "consent"));
+                            if e.key.is_some() {
+                                keys.push(self.contact_key(k, "key"));
+                            }
                             k.as_str()
                         }
                         _ => "",
+                    };
+                    let (wrapped, fresh, ttl) = match &e.key {
+                        Some(k) => (&k.wrapped[..], k.fresh, k.ttl.as_secs().max(1)),
+                        None => (&b""[..], false, 1),
                     };
                     Self::evalsha(&mut pipe, &self.append, &keys)
                         .arg(DEDUP_TTL.as_secs())
@@ -554,7 +594,10 @@ impl Store for RedisStore {
                         .arg(INBOX_TTL.as_secs())
                         .arg(now)
                         .arg(member)
-                        .arg(consents[i].as_str());
+                        .arg(consents[i].as_str())
+                        .arg(wrapped)
+                        .arg(if fresh { "1" } else { "0" })
+                        .arg(ttl);
                 }
                 pipe
             })
@@ -570,6 +613,7 @@ impl Store for RedisStore {
             .into_iter()
             .map(|v| match v {
                 Value::Nil => Appended::Duplicate,
+                Value::Int(-1) => Appended::KeyMismatch,
                 _ => Appended::New,
             })
             .collect())
@@ -686,6 +730,7 @@ impl Store for RedisStore {
                 Lane::Inbox => self.contact_key(contact, "session"),
                 Lane::Outbox => self.contact_key(contact, "outbox:head"),
             });
+        invocation.key(self.contact_key(contact, "key"));
         if lane == Lane::Inbox {
             invocation.key(self.contact_key(contact, "profile"));
         }
@@ -712,6 +757,7 @@ impl Store for RedisStore {
             _ => None,
         };
         let extra = bytes();
+        let data_key = bytes();
         let profile = bytes();
         let entries = entries_of(range)?;
         let (session, head) = match lane {
@@ -726,6 +772,7 @@ impl Store for RedisStore {
             session,
             head,
             profile,
+            data_key,
         }))
     }
 
@@ -980,6 +1027,7 @@ impl Store for RedisStore {
             "outbox:head",
             "lease:inbox",
             "lease:outbox",
+            "key",
         ];
         let shard = shard_of(contact);
         let mut inv = self.erase.prepare_invoke();
@@ -1034,6 +1082,98 @@ impl Store for RedisStore {
                 .map_err(unavailable)?;
         }
         Ok(contacts.len())
+    }
+
+    async fn data_key(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(self.contact_key(contact, "key"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn create_data_key(
+        &self,
+        contact: &ContactKey,
+        wrapped: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.data_key
+            .key(self.contact_key(contact, "key"))
+            .arg(wrapped)
+            .arg(ttl.as_secs().max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn data_keys(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<(ContactKey, Vec<u8>)>, Option<String>), StoreError> {
+        let mut conn = self.conn.clone();
+        let start: u64 = cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let escaped: String = self
+            .prefix
+            .chars()
+            .flat_map(|c| {
+                let special = matches!(c, '*' | '?' | '[' | ']' | '\\');
+                special
+                    .then_some('\\')
+                    .into_iter()
+                    .chain(std::iter::once(c))
+            })
+            .collect();
+        let (next, names): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(start)
+            .arg("MATCH")
+            .arg(format!("{escaped}{{s:*}}:c:*:key"))
+            .arg("COUNT")
+            .arg(limit.max(10))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::with_capacity(names.len());
+        if !names.is_empty() {
+            // One GET each (a multi-key MGET would span Cluster slots).
+            let mut pipe = redis::pipe();
+            for name in &names {
+                pipe.cmd("GET").arg(name);
+            }
+            let values: Vec<Option<Vec<u8>>> =
+                pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            for (name, value) in names.iter().zip(values) {
+                let contact = name
+                    .rsplit_once(":c:")
+                    .and_then(|(_, rest)| rest.strip_suffix(":key"))
+                    .and_then(ContactKey::parse);
+                if let (Some(c), Some(v)) = (contact, value) {
+                    out.push((c, v));
+                }
+            }
+        }
+        Ok((out, (next != 0).then(|| next.to_string())))
+    }
+
+    async fn replace_data_key(
+        &self,
+        contact: &ContactKey,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let done: i64 = self
+            .rewrap
+            .key(self.contact_key(contact, "key"))
+            .arg(old)
+            .arg(new)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(done == 1)
     }
 
     async fn suppressed(&self, contact: &ContactKey) -> Result<Option<u64>, StoreError> {

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::startup::AppState;
-use crate::store::{Appended, InboxEntry, Queue, StoreError};
+use crate::store::{Appended, EntryKey, InboxEntry, Queue, StoreError};
 use signature::SignatureError;
 
 /// Why a delivery was not acknowledged.
@@ -202,6 +202,7 @@ async fn handle(
     };
     let mut routed = events::split(notification, &state.pseudonymizer, received_at);
     let mut entries = Vec::with_capacity(routed.len());
+    let mut plains = Vec::with_capacity(routed.len());
     let flows = state.flows.as_ref().map(|f| f.current());
     let no_extra = crate::privacy::keywords::Extra::default();
     let extra = flows.as_deref().map_or(&no_extra, |f| &f.privacy);
@@ -223,16 +224,15 @@ async fn handle(
             m.consent = Some(c.granted);
         }
         let plain = serde_json::to_vec(&r.event).map_err(|_| WebhookError::Seal)?;
-        let sealed = state
-            .sealer
-            .seal(&plain, r.queue.name().as_bytes())
-            .map_err(|_| WebhookError::Seal)?;
+        let (sealed, key) = seal_entry(state, &r.queue, &plain, None)?;
         entries.push(InboxEntry {
             queue: r.queue.clone(),
             dedup: r.dedup.clone(),
             sealed,
             consent,
+            key,
         });
+        plains.push(plain);
     }
     let audited: Vec<Option<crate::privacy::audit::Event>> = entries
         .iter()
@@ -241,7 +241,7 @@ async fn handle(
             _ => None,
         })
         .collect();
-    let results = state.store.append(entries).await?;
+    let results = append_sealed(state, entries, &plains).await?;
     for (event, appended) in audited.into_iter().zip(&results) {
         if let (Some(event), Appended::New) = (event, appended) {
             crate::privacy::audit::note(state.store.as_ref(), &state.audit, event).await;
@@ -280,14 +280,118 @@ async fn handle(
         .body("EVENT_RECEIVED"))
 }
 
+/// Seals an event: a contact's under its data key (the one this process
+/// used last, `stored` as read from the store, or a fresh one), anything
+/// else under the master key.
+fn seal_entry(
+    state: &AppState,
+    queue: &Queue,
+    plain: &[u8],
+    stored: Option<Option<Vec<u8>>>,
+) -> Result<(Vec<u8>, Option<EntryKey>), WebhookError> {
+    let context = queue.name();
+    let Queue::Contact(contact) = queue else {
+        let sealed = state
+            .keyring
+            .seal_system(plain, context.as_bytes())
+            .map_err(|_| WebhookError::Seal)?;
+        return Ok((sealed, None));
+    };
+    let known = match stored {
+        // Read from the store after a mismatch: that key, if any.
+        Some(Some(wrapped)) => {
+            let sealer = state
+                .keyring
+                .unwrap(contact, &wrapped)
+                .map_err(|_| WebhookError::Seal)?;
+            Some((wrapped, sealer))
+        }
+        Some(None) => None,
+        None => state.keyring.cached(contact),
+    };
+    let (wrapped, sealer, fresh) = match known {
+        Some((wrapped, sealer)) => (wrapped, sealer, false),
+        None => {
+            let (sealer, wrapped) = state
+                .keyring
+                .new_data_key(contact)
+                .map_err(|_| WebhookError::Seal)?;
+            state.keyring.remember(contact, &wrapped, &sealer);
+            (wrapped, sealer, true)
+        }
+    };
+    let sealed = sealer
+        .seal(plain, context.as_bytes())
+        .map_err(|_| WebhookError::Seal)?;
+    Ok((
+        sealed,
+        Some(EntryKey {
+            wrapped,
+            fresh,
+            ttl: crate::privacy::keys::data_key_ttl(state.retention_days),
+        }),
+    ))
+}
+
+/// Appends the entries; those sealed under a data key that is not the
+/// contact's stored one (this process's copy is stale: the contact was
+/// erased, or another instance made its key first) are sealed again under
+/// the stored key, or a fresh one, and appended again.
+async fn append_sealed(
+    state: &AppState,
+    entries: Vec<InboxEntry>,
+    plains: &[Vec<u8>],
+) -> Result<Vec<Appended>, WebhookError> {
+    // What a retry needs besides the sealed bytes (cheap to copy).
+    let heads: Vec<(Queue, String, Option<crate::store::ConsentChange>)> = entries
+        .iter()
+        .map(|e| (e.queue.clone(), e.dedup.clone(), e.consent.clone()))
+        .collect();
+    let mut pending: Vec<usize> = (0..entries.len()).collect();
+    let mut results = vec![Appended::KeyMismatch; entries.len()];
+    let mut batch = entries;
+    for _ in 0..4 {
+        let got = state.store.append(batch).await?;
+        let mut again = Vec::new();
+        let mut retry = Vec::new();
+        for (i, result) in pending.iter().zip(got) {
+            results[*i] = result;
+            let (queue, dedup, consent) = &heads[*i];
+            let (Appended::KeyMismatch, Queue::Contact(contact)) = (result, queue) else {
+                continue;
+            };
+            state.keyring.forget(contact);
+            let stored = state.store.data_key(contact).await?;
+            let (sealed, key) = seal_entry(state, queue, &plains[*i], Some(stored))?;
+            again.push(*i);
+            retry.push(InboxEntry {
+                queue: queue.clone(),
+                dedup: dedup.clone(),
+                sealed,
+                consent: consent.clone(),
+                key,
+            });
+        }
+        if retry.is_empty() {
+            return Ok(results);
+        }
+        pending = again;
+        batch = retry;
+    }
+    // Still racing after several tries: refuse; Meta delivers again.
+    Err(WebhookError::Store(crate::store::StoreError::Unavailable(
+        "a contact's data key kept changing".into(),
+    )))
+}
+
 async fn quarantine(
     state: &AppState,
     body: &[u8],
     error: Option<serde_json::Error>,
 ) -> Result<HttpResponse, WebhookError> {
     let sealed = state
-        .sealer
-        .seal(body, Queue::Quarantine.name().as_bytes())
+        .keyring
+        .seal_system(body, Queue::Quarantine.name().as_bytes())
         .map_err(|_| WebhookError::Seal)?;
     let dedup = events::quarantine_dedup(&state.pseudonymizer, body);
     state
@@ -297,6 +401,7 @@ async fn quarantine(
             dedup,
             sealed,
             consent: None,
+            key: None,
         }])
         .await?;
     // serde's messages can quote the input; log only where it failed.

@@ -301,20 +301,49 @@ impl TestApp {
         self.store().read(queue, 10_000).await.expect("store read")
     }
 
-    /// The events of a queue, opened with the master key.
-    pub async fn events(&self, queue: &Queue) -> Vec<Event> {
-        self.entries(queue)
+    /// The contact's data key, as the application unwraps it.
+    pub async fn sealer_of(
+        &self,
+        contact: &whatsify::domain::ContactKey,
+    ) -> whatsify::privacy::crypto::Sealer {
+        let wrapped = self
+            .store()
+            .data_key(contact)
             .await
-            .iter()
-            .map(|e| {
-                let plain = self
-                    .state
-                    .sealer
-                    .open(&e.sealed, queue.name().as_bytes())
-                    .expect("inbox entry opens with the master key");
-                serde_json::from_slice(&plain).expect("inbox entry is an event")
-            })
-            .collect()
+            .expect("store read")
+            .expect("the contact has a data key");
+        self.state
+            .keyring
+            .unwrap(contact, &wrapped)
+            .expect("the data key unwraps under the master key")
+    }
+
+    /// Opens an entry of `queue`: a contact's under its data key, anything
+    /// else under the master key.
+    pub async fn open_entry(&self, queue: &Queue, sealed: &[u8]) -> Vec<u8> {
+        let context = queue.name();
+        match queue {
+            Queue::Contact(k) | Queue::Outbox(k) => self
+                .sealer_of(k)
+                .await
+                .open(sealed, context.as_bytes())
+                .expect("the entry opens under the contact's data key"),
+            _ => self
+                .state
+                .keyring
+                .open_system(sealed, context.as_bytes())
+                .expect("the entry opens under the master key"),
+        }
+    }
+
+    /// The events of a queue, opened.
+    pub async fn events(&self, queue: &Queue) -> Vec<Event> {
+        let mut out = Vec::new();
+        for e in self.entries(queue).await {
+            let plain = self.open_entry(queue, &e.sealed).await;
+            out.push(serde_json::from_slice(&plain).expect("inbox entry is an event"));
+        }
+        out
     }
 
     pub async fn stop(&self) {

@@ -9,6 +9,7 @@ mod graph;
 mod handshake;
 mod ingest;
 mod instances;
+mod keys;
 mod logs;
 mod outbox;
 mod privacy;

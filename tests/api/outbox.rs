@@ -560,7 +560,7 @@ async fn the_admin_api_wants_its_token() {
 /// contact's outbox, in one commit.
 pub(crate) async fn queue(
     store: &std::sync::Arc<dyn whatsify::store::Store>,
-    sealer: &whatsify::privacy::crypto::Sealer,
+    keyring: &whatsify::privacy::keys::Keyring,
     contact: &whatsify::domain::ContactKey,
     jobs: &[whatsify::outbox::Job],
 ) {
@@ -572,6 +572,7 @@ pub(crate) async fn queue(
             dedup: uuid::Uuid::new_v4().to_string(),
             sealed: b"x".to_vec(),
             consent: None,
+            key: None,
         }])
         .await
         .expect("append");
@@ -589,6 +590,13 @@ pub(crate) async fn queue(
         assert!(Instant::now() < deadline, "the contact stays held");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    // The jobs are sealed under the contact's data key, as the worker's.
+    let (_, fresh) = keyring.new_data_key(contact).expect("new key");
+    let wrapped = store
+        .create_data_key(contact, fresh, Duration::from_secs(86_400))
+        .await
+        .expect("data key");
+    let sealer = keyring.unwrap(contact, &wrapped).expect("unwraps");
     let context = Queue::Outbox(contact.clone()).name();
     let outbox = jobs
         .iter()
@@ -631,7 +639,7 @@ async fn business_messages_are_paced_per_recipient_and_replies_are_not() {
     )
     .await;
     let store = app.store();
-    let sealer = app.state.sealer.clone();
+    let sealer = app.state.keyring.clone();
     let key = |wa: &str| {
         app.state
             .pseudonymizer

@@ -245,7 +245,7 @@ async fn stop_stops_marketing_already_queued(backend: &Backend) {
     until("subscribed", 30, async || told(&graph, wa, OPTED_IN) == 1).await;
     let jobs: Vec<Job> = (0..1000).map(|n| offer(&format!("mkt-{n}"), wa)).collect();
     let store = app.store();
-    queue(&store, &app.state.sealer, &contact_key(&app, wa), &jobs).await;
+    queue(&store, &app.state.keyring, &contact_key(&app, wa), &jobs).await;
     let marketing_sent = |g: &FakeGraph| -> Vec<Instant> {
         g.requests()
             .into_iter()
@@ -303,7 +303,7 @@ async fn marketing_without_consent_fails_closed() {
     let wa = "16505556006";
     let job = offer("mkt-cold", wa);
     let store = app.store();
-    queue(&store, &app.state.sealer, &contact_key(&app, wa), &[job]).await;
+    queue(&store, &app.state.keyring, &contact_key(&app, wa), &[job]).await;
     until("recorded", 30, async || {
         store
             .deliveries(&contact_key(&app, wa))
@@ -854,6 +854,12 @@ async fn delete_my_data_erases_everything(backend: &Backend) {
     let (status, _) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
     assert_eq!(status, 200);
 
+    // The contact's data key, destroyed by the erasure below.
+    let key = contact_key(&app, wa);
+    let old_key = app.store().data_key(&key).await.expect("read");
+    assert!(old_key.is_some(), "a contact has a data key");
+    let old_sealer = app.sealer_of(&key).await;
+
     // "Yes" erases.
     send("wamid.D6", "Delete my data!").await;
     until("the question again", 30, async || {
@@ -877,7 +883,6 @@ async fn delete_my_data_erases_everything(backend: &Backend) {
         told(&graph, wa, "we've deleted your data") == 1
     })
     .await;
-    let key = contact_key(&app, wa);
     let store = app.store();
     until("erased", 30, async || {
         store.suppressed(&key).await.is_ok_and(|s| s.is_some())
@@ -889,6 +894,10 @@ async fn delete_my_data_erases_everything(backend: &Backend) {
     assert!(store.deliveries(&key).await.expect("records").is_empty());
     assert!(store.windows(&key).await.expect("windows").is_empty());
     assert!(store.session(&key).await.expect("session").is_none());
+    assert!(
+        store.data_key(&key).await.expect("key").is_none(),
+        "the data key is destroyed"
+    );
     let (status, _) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
     assert_eq!(status, 404);
     let after = stored_bytes(backend).await;
@@ -934,15 +943,14 @@ async fn delete_my_data_erases_everything(backend: &Backend) {
     })
     .await;
     assert!(marketing(&app, wa).await.is_empty(), "no old consent");
+    let sealer = app.sealer_of(&key).await;
     let inbound: Vec<String> = store
         .history(&key, 100)
         .await
         .expect("history")
         .iter()
         .filter_map(|(_, sealed)| {
-            let plain = app
-                .state
-                .sealer
+            let plain = sealer
                 .open(sealed, &whatsify::privacy::export::history_context(&key))
                 .ok()?;
             let item: whatsify::privacy::export::HistoryItem =
@@ -952,6 +960,15 @@ async fn delete_my_data_erases_everything(backend: &Backend) {
         })
         .collect();
     assert_eq!(inbound, ["hi"], "only the new message");
+    // Under a new data key: the destroyed one opens none of it.
+    assert_ne!(store.data_key(&key).await.expect("key"), old_key);
+    for (_, sealed) in store.history(&key, 100).await.expect("history") {
+        assert!(
+            old_sealer
+                .open(&sealed, &whatsify::privacy::export::history_context(&key))
+                .is_err()
+        );
+    }
 }
 both_backends!(erase, delete_my_data_erases_everything);
 

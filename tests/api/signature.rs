@@ -168,11 +168,7 @@ async fn signed_bodies_we_cannot_read_are_quarantined_sealed_and_acknowledged() 
                 "stored in clear"
             );
         }
-        let opened = app
-            .state
-            .sealer
-            .open(&entry.sealed, Queue::Quarantine.name().as_bytes())
-            .expect("opens");
+        let opened = app.open_entry(&Queue::Quarantine, &entry.sealed).await;
         assert_eq!(&opened, body);
     }
     assert_eq!(app.get("/healthz").await.status(), 200);

@@ -45,6 +45,7 @@ fn entry(queue: &Queue, dedup: &str, body: &str) -> InboxEntry {
         dedup: dedup.to_owned(),
         sealed: body.as_bytes().to_vec(),
         consent: None,
+        key: None,
     }
 }
 
@@ -1291,3 +1292,101 @@ async fn old_message_history_is_purged(backend: &Backend) {
     );
 }
 both_backends!(history_purge, old_message_history_is_purged);
+
+fn keyed(queue: &Queue, dedup: &str, wrapped: &str, fresh: bool) -> InboxEntry {
+    InboxEntry {
+        key: Some(whatsify::store::EntryKey {
+            wrapped: wrapped.as_bytes().to_vec(),
+            fresh,
+            ttl: Duration::from_secs(3600),
+        }),
+        ..entry(queue, dedup, dedup)
+    }
+}
+
+/// An entry is stored only under the contact's data key: a fresh key when
+/// it has none, else the stored one; anything else is refused untouched.
+/// Keys are made once, rewrapped only from the value read, listed page by
+/// page, and destroyed with the contact.
+async fn entries_are_stored_only_under_the_contact_s_data_key(backend: &Backend) {
+    let s = open(backend).await;
+    let q = contact(40);
+    let Queue::Contact(c) = q.clone() else {
+        unreachable!()
+    };
+    let r = s
+        .append(vec![
+            keyed(&q, "e1", "k1", false),
+            keyed(&q, "e2", "k1", true),
+            keyed(&q, "e3", "k2", false),
+            keyed(&q, "e4", "k2", true),
+            keyed(&q, "e5", "k1", false),
+        ])
+        .await
+        .expect("append");
+    assert_eq!(
+        r,
+        [
+            Appended::KeyMismatch,
+            Appended::New,
+            Appended::KeyMismatch,
+            Appended::KeyMismatch,
+            Appended::New
+        ]
+    );
+    assert_eq!(bodies(&s.read(&q, 10).await.expect("read")), ["e2", "e5"]);
+    // A refused entry left no de-duplication mark.
+    let r = s
+        .append(vec![keyed(&q, "e1", "k1", false)])
+        .await
+        .expect("append");
+    assert_eq!(r, [Appended::New]);
+    assert_eq!(s.data_key(&c).await.expect("key"), Some(b"k1".to_vec()));
+    assert_eq!(
+        s.create_data_key(&c, b"k9".to_vec(), Duration::from_secs(60))
+            .await
+            .expect("create"),
+        b"k1"
+    );
+    let fresh = ContactKey::parse(&format!("{:032x}", 0xfee1u128)).expect("key");
+    assert_eq!(
+        s.create_data_key(&fresh, b"k7".to_vec(), Duration::from_secs(60))
+            .await
+            .expect("create"),
+        b"k7"
+    );
+    assert!(!s.replace_data_key(&c, b"kx", b"k3").await.expect("replace"));
+    assert!(s.replace_data_key(&c, b"k1", b"k3").await.expect("replace"));
+    assert_eq!(s.data_key(&c).await.expect("key"), Some(b"k3".to_vec()));
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for _ in 0..1000 {
+        let (page, next) = s.data_keys(cursor, 1).await.expect("page");
+        seen.extend(page);
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [(c.clone(), b"k3".to_vec()), (fresh.clone(), b"k7".to_vec())]
+    );
+
+    s.erase(&c, 1).await.expect("erase");
+    assert_eq!(s.data_key(&c).await.expect("key"), None);
+    let r = s
+        .append(vec![
+            keyed(&q, "e6", "k3", false),
+            keyed(&q, "e7", "k4", true),
+        ])
+        .await
+        .expect("append");
+    assert_eq!(r, [Appended::KeyMismatch, Appended::New]);
+}
+both_backends!(
+    data_keys,
+    entries_are_stored_only_under_the_contact_s_data_key
+);
