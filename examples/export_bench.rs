@@ -106,6 +106,7 @@ async fn main() {
                     profile: None,
                     history,
                     profile_ttl: Duration::from_secs(3600),
+                    stats: Vec::new(),
                 },
             )
             .await

@@ -379,6 +379,11 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
                 web::delete().to(crate::admin::erase),
             )
             .route("/admin/audit", web::get().to(crate::admin::audit))
+            .route("/admin/stats", web::get().to(crate::admin::stats))
+            .route(
+                "/admin/contacts/{id}/consent",
+                web::post().to(crate::admin::record_consent),
+            )
             .route(
                 "/admin/contacts/{id}/export",
                 web::get().to(crate::admin::export),

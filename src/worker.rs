@@ -56,6 +56,21 @@ pub struct Conversation {
     /// the 24-hour window replies rely on.
     #[serde(default)]
     pub last_inbound: Option<u64>,
+    /// The flow steps run while handling this claim (anonymous statistics;
+    /// never stored with the session).
+    #[serde(skip)]
+    pub steps_run: Vec<String>,
+}
+
+/// The statistics' names of the steps an engine run visited.
+fn steps_run(flows: &crate::flow::Flows, visited: &[(usize, usize)]) -> Vec<String> {
+    visited
+        .iter()
+        .filter_map(|(f, s)| {
+            let flow = flows.flows.get(*f)?;
+            Some(crate::store::stats::step(&flow.id, &flow.steps.get(*s)?.id))
+        })
+        .collect()
 }
 
 /// What whatsify keeps about a contact beyond one conversation: sealed in
@@ -377,6 +392,7 @@ impl Worker {
                     profile: None,
                     history: Vec::new(),
                     profile_ttl: self.profile_ttl,
+                    stats: Vec::new(),
                 },
             )
             .await
@@ -421,18 +437,21 @@ impl Worker {
         let mut consent = Vec::new();
         let mut window: Option<(String, u64)> = None;
         let mut history = Vec::new();
+        let mut messages_in = 0u64;
         let now = self.clock.now();
         if let Some(at) = tick
             && let Some(to) = state.recipient.clone()
         {
+            let flows = self.flows.current();
             let out = engine::step(
-                &self.flows.current(),
+                &flows,
                 state.session.take(),
                 &profile.contact,
                 &Input::Tick,
                 at,
                 self.session_ttl.as_secs(),
             );
+            state.steps_run.extend(steps_run(&flows, &out.visited));
             state.session = out.session;
             profile.contact = out.contact;
             let number = state.phone_number_id.clone().unwrap_or_default();
@@ -459,6 +478,7 @@ impl Worker {
             };
             match event {
                 Event::Message(m) => {
+                    messages_in += 1;
                     if let Ok(message) = m.message.parse() {
                         // What the customer sent is theirs: kept (sealed)
                         // for their copy, until the retention period ends.
@@ -568,6 +588,16 @@ impl Worker {
         if confirmed {
             audited.push(erase_event("erasure_confirmed"));
         }
+        // Anonymous: how many messages came in, which steps ran.
+        let mut stats: crate::store::Counts = Vec::new();
+        if messages_in > 0 {
+            stats.push((crate::store::stats::MESSAGES_IN.to_owned(), messages_in));
+        }
+        let mut steps: std::collections::BTreeMap<String, u64> = Default::default();
+        for step in std::mem::take(&mut state.steps_run) {
+            *steps.entry(step).or_default() += 1;
+        }
+        stats.extend(steps);
         let commit = Commit {
             acked,
             session,
@@ -580,6 +610,7 @@ impl Worker {
             profile: sealed_profile,
             history: sealed_history,
             profile_ttl: self.profile_ttl,
+            stats,
         };
         match self.store.commit(&claim, commit).await? {
             Committed::LeaseLost => {
@@ -752,6 +783,7 @@ impl Worker {
             now,
             self.session_ttl.as_secs(),
         );
+        state.steps_run.extend(steps_run(&flows, &out.visited));
         state.session = out.session;
         profile.contact = out.contact;
         // A name the customer gives (a flow's `set` of contact.name, or its

@@ -151,6 +151,57 @@ pub struct AuditQuery {
     to: Option<u64>,
 }
 
+/// The days `GET /admin/stats` covers (YYYY-MM-DD, UTC, inclusive).
+#[derive(Debug, serde::Deserialize)]
+pub struct StatsQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The most days one statistics answer covers.
+const STATS_MAX_DAYS: u64 = crate::store::stats::KEEP_DAYS;
+
+/// `GET /admin/stats`: the anonymous daily counters (default: the last 30
+/// days). They name no contact, so reading them is not audited.
+pub async fn stats(
+    req: HttpRequest,
+    query: web::Query<StatsQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    use crate::store::stats::{day, parse_day};
+    if let Some(denied) = authorize(&req, &state) {
+        return denied;
+    }
+    let today = crate::store::now_secs() / 86_400;
+    let parse = |v: &Option<String>, default: u64| match v {
+        None => Some(default),
+        Some(t) => parse_day(t),
+    };
+    let to = parse(&query.to, today);
+    let from = to.and_then(|to| parse(&query.from, to.saturating_sub(29)));
+    let (Some(from), Some(to)) = (from, to) else {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "from and to are days written YYYY-MM-DD (UTC)",
+        );
+    };
+    if from > to || to - from >= STATS_MAX_DAYS {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            &format!("from must not be after to, and at most {STATS_MAX_DAYS} days apart"),
+        );
+    }
+    let days: Vec<String> = (from..=to).map(|d| day(d * 86_400)).collect();
+    match state.store.stats(&days).await {
+        Ok(counts) => HttpResponse::Ok().json(json!({
+            "from": day(from * 86_400),
+            "to": day(to * 86_400),
+            "days": counts,
+        })),
+        Err(e) => unavailable(e),
+    }
+}
+
 /// The most audit entries read for one answer.
 const AUDIT_READ_LIMIT: usize = 100_000;
 
@@ -305,6 +356,94 @@ pub async fn contact(
             .iter()
             .map(|(number, at)| json!({ "phone_number_id": number, "last_message_at": at }))
             .collect::<Vec<_>>(),
+    }))
+}
+
+/// The body of `POST /admin/contacts/{id}/consent`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentBody {
+    purpose: String,
+    granted: bool,
+    /// Where the support team got it (a ticket or call reference); no
+    /// personal data.
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+/// The longest reference accepted.
+const REFERENCE_MAX: usize = 100;
+
+/// `POST /admin/contacts/{id}/consent`: the support team records a grant
+/// or a withdrawal the customer gave them (by phone, on paper), with
+/// source `admin`. An erased contact cannot be re-subscribed (409).
+pub async fn record_consent(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    use crate::privacy::consent::{ADMIN_SOURCE, MARKETING};
+    let contact = match one_contact(&req, &path, &state) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    let bad = |m: String| error(actix_web::http::StatusCode::BAD_REQUEST, &m);
+    let body: ConsentBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        // serde's message names the field and the position, never values.
+        Err(e) => {
+            return bad(format!(
+                "the body must be {{\"purpose\": \"marketing\", \"granted\": true|false, \"reference\": \"...\"}}: {e}"
+            ));
+        }
+    };
+    if body.purpose != MARKETING {
+        return bad(format!(
+            "purpose must be \"{MARKETING}\" (service needs no consent: the customer writing to us is enough)"
+        ));
+    }
+    let reference = body.reference.unwrap_or_default();
+    if reference.chars().count() > REFERENCE_MAX || reference.chars().any(char::is_control) {
+        return bad(format!(
+            "reference must be at most {REFERENCE_MAX} printable characters (a ticket or call reference, no personal data)"
+        ));
+    }
+    match state.store.suppressed(&contact).await {
+        Ok(Some(_)) => {
+            return error(
+                actix_web::http::StatusCode::CONFLICT,
+                "this contact's data was erased at their request; they cannot be subscribed again",
+            );
+        }
+        Ok(None) => {}
+        Err(e) => return unavailable(e),
+    }
+    let change = crate::store::ConsentChange {
+        purpose: MARKETING.to_owned(),
+        granted: body.granted,
+        at: crate::store::now_secs(),
+        source: ADMIN_SOURCE.to_owned(),
+        policy_version: state.policy_version.clone(),
+        evidence: (!reference.is_empty()).then(|| format!("admin:{reference}")),
+    };
+    if let Err(e) = state.store.append_consent(&contact, change.clone()).await {
+        return unavailable(e);
+    }
+    crate::privacy::audit::note(
+        state.store.as_ref(),
+        &state.audit,
+        crate::privacy::audit::of_consent(contact.as_str(), &change),
+    )
+    .await;
+    tracing::info!(contact = %contact, granted = change.granted, "admin: consent recorded");
+    HttpResponse::Ok().json(json!({
+        "contact": contact.as_str(),
+        "purpose": change.purpose,
+        "granted": change.granted,
+        "since": change.at,
+        "source": change.source,
+        "policy_version": change.policy_version,
     }))
 }
 

@@ -40,6 +40,7 @@ use crate::config::OutboxSettings;
 use crate::domain::ContactKey;
 use crate::privacy::crypto::Sealer;
 use crate::privacy::pseudonym::Pseudonymizer;
+use crate::store::stats;
 use crate::store::{
     Breaker, Claim, Delivery, DeliveryState, Finish, Lane, Queue, Store, StoreError,
 };
@@ -622,7 +623,14 @@ impl Sender {
                     r.job.clear();
                     r.wamid = None;
                 }
-                self.finish(claim, id, Finish::record(r), run).await
+                let mut done = Finish::record(r);
+                if !matches!(job.message, super::Message::MarkRead { .. }) {
+                    done.stats.push((stats::MESSAGES_OUT.to_owned(), 1));
+                }
+                if matches!(job.message, super::Message::Export) {
+                    done.stats.push((stats::EXPORTS.to_owned(), 1));
+                }
+                self.finish(claim, id, done, run).await
             }
             Answer::Failed(f) => {
                 self.failed(claim, id, (&job, f), &mut state, now_ms, run)

@@ -158,6 +158,14 @@ pub fn of_consent(contact: &str, change: &crate::store::ConsentChange) -> Event 
     use crate::privacy::consent::POLICY_NOTICE;
     let (kind, actor) = if change.purpose == POLICY_NOTICE {
         ("policy_notice", Actor::System)
+    } else if change.source == crate::privacy::consent::ADMIN_SOURCE {
+        // Recorded by the support team, for the customer.
+        let kind = if change.granted {
+            "consent_given"
+        } else {
+            "consent_withdrawn"
+        };
+        (kind, Actor::Admin)
     } else if change.granted {
         ("consent_given", Actor::Customer)
     } else if change.source.starts_with("meta:") {

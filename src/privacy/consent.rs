@@ -11,6 +11,9 @@
 use crate::store::ConsentChange;
 
 /// The purpose of promotional messages.
+/// The source of consent recorded by the support team
+/// (`POST /admin/contacts/{id}/consent`).
+pub const ADMIN_SOURCE: &str = "admin";
 pub const MARKETING: &str = "marketing";
 /// Not a consent but a notice: the privacy policy version a contact was
 /// shown (`granted` is always true).

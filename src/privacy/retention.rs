@@ -2,7 +2,9 @@
 //! `privacy.retention_days` is purged by a background job on every
 //! instance (each pass is safe to run concurrently). Profiles expire
 //! `privacy.retention_days` after the contact's last message, sessions
-//! after `flows.session_ttl`, by their own time to live. The same job
+//! after `flows.session_ttl`, delivery records and dead letters after 30
+//! days: Redis by the keys' time to live, the embedded store by the same
+//! pass ([`crate::store::Store::purge_expired`]). The same job
 //! rewraps data keys while a master key is being rotated.
 
 use std::sync::Weak;
@@ -45,6 +47,11 @@ pub async fn run(store: Weak<dyn Store>, keep: Duration, keyring: Keyring, stop:
         match purge(store.as_ref(), keep).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(contacts = n, "retention: old message history purged"),
+            Err(e) => tracing::warn!(error = %e, "retention: purge failed; will retry"),
+        }
+        match store.purge_expired(crate::store::now_secs()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(records = n, "retention: records past their time purged"),
             Err(e) => tracing::warn!(error = %e, "retention: purge failed; will retry"),
         }
         if keyring.rotating() {

@@ -12,19 +12,27 @@
 //! | `ready` | contact key → first arrival (Unix ms; read in random order) | until the inbox is drained |
 //! | `outbox_ready` | contact key → first job (Unix ms) | until the outbox is drained |
 //! | `timers`, `timer_of` | `(due, contact)` → (), and contact → due | until the timer fires or is cancelled |
-//! | `sessions` | contact key → sealed session | until the conversation ends (the engine ignores one idle past `flows.session_ttl`) |
+//! | `sessions`, `session_expiry` | contact key → sealed session, and contact key → when it expires | `flows.session_ttl` after the last write (purged hourly) |
 //! | `outbox_head` | contact key → retry state of the outbox's first job | until that job is finished |
 //! | `outbox_due`, `outbox_due_of` | `(due, contact)` → (), and contact → due: outboxes that wait | until the outbox is released |
-//! | `deliveries` | `(contact, job id)` → delivery record (JSON; state, never content) | kept (retention is the privacy issue's sweep) |
+//! | `deliveries` | `(contact, job id)` → delivery record (JSON; state, never content) | 30 days after the record's time (purged hourly) |
 //! | `wamids` | `(contact, wamid hash)` → job id | with its record |
-//! | `dead`, `dead_index` | `("d:<contact>", seq)` → sealed dead letter, and contact → time of the last one | until an operator clears them |
+//! | `dead`, `dead_index` | `("d:<contact>", seq)` → sealed dead letter, and contact → time of the last one | 30 days after the contact's last one (purged hourly) |
 //! | `consent` | `("k:<contact>", seq)` → consent ledger entry (JSON) | kept: it is the evidence of consent |
-//! | `windows` | `(contact, phone_number_id)` → the customer's last message time (Unix s) | kept |
+//! | `windows` | `(contact, phone_number_id)` → the customer's last message time (Unix s) | 2 days after it (purged hourly) |
 //! | `history` | `("h:<contact>", seq)` → (time in Unix ms, sealed message history entry) | `privacy.retention_days` (purged by the retention job) |
 //! | `history_age` | `(time, "h:<contact>", seq)` → (): the history by age, for the retention purge | with its entry |
 //! | `suppressed` | pseudonymous key of an erased contact → when (Unix s) | kept: their opt-out survives |
 //! | `audit` | sequence number → audit entry (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content) | kept: it is the audit trail |
-//! | `profiles` | contact key → (expiry, sealed profile) | `privacy.retention_days` after the last write (not read past its expiry) |
+//! | `profiles` | contact key → (expiry, sealed profile) | `privacy.retention_days` after the last write (not read past its expiry; purged hourly) |
+//! | `data_keys` | contact key → (expiry, wrapped data key) | `privacy.retention_days` + 2 days after the contact's last message (likewise) |
+//! | `stats` | `(day, counter)` → amount: the anonymous daily statistics | 400 days |
+//!
+//! redb is copy-on-write: a removed value's bytes stay in the file's free
+//! pages until they are reused. Message content is only ever stored
+//! sealed, so what lingers is ciphertext; an erased contact's data key is
+//! among what lingers, and with the master key it could open it. Keep the
+//! store's folder as protected as the master key.
 //!
 //! Rate limits and breakers live in memory, like leases: one process.
 //!
@@ -49,7 +57,7 @@ use tokio::sync::oneshot;
 
 use super::{
     Appended, Breaker, Claim, Commit, Committed, ConsentChange, DEDUP_TTL, DeadLetter, Delivery,
-    Finish, InboxEntry, Lane, Queue, RateGrant, Store, StoreError, StoredEntry, now_secs,
+    Finish, InboxEntry, Lane, Queue, RateGrant, Store, StoreError, StoredEntry, now_secs, stats,
 };
 use crate::domain::ContactKey;
 
@@ -60,6 +68,9 @@ const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
 const READY: TableDefinition<&str, u64> = TableDefinition::new("ready");
 const OUTBOX_READY: TableDefinition<&str, u64> = TableDefinition::new("outbox_ready");
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// contact → when its session expires (Unix s): `flows.session_ttl` after
+/// the last write.
+const SESSION_EXPIRY: TableDefinition<&str, u64> = TableDefinition::new("session_expiry");
 const TIMERS: TableDefinition<(u64, &str), ()> = TableDefinition::new("timers");
 const TIMER_OF: TableDefinition<&str, u64> = TableDefinition::new("timer_of");
 const OUTBOX_HEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox_head");
@@ -76,6 +87,8 @@ const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const HISTORY: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new("history");
 const SUPPRESSED: TableDefinition<&str, u64> = TableDefinition::new("suppressed");
 const HISTORY_AGE: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new("history_age");
+/// (day, counter) → amount: the anonymous daily statistics.
+const STATS: TableDefinition<(&str, &str), u64> = TableDefinition::new("stats");
 /// contact → (expiry, Unix s; wrapped data key).
 const DATA_KEYS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("data_keys");
 
@@ -172,6 +185,167 @@ fn read_profile(txn: &redb::ReadTransaction, key: &str) -> Result<Option<Vec<u8>
     };
     let (until, bytes) = v.value();
     Ok((until > now_secs()).then(|| bytes.to_vec()))
+}
+
+/// How long delivery records and dead letters are kept (as on Redis).
+const RECORDS_KEEP: u64 = 30 * 86_400;
+/// How long a window (the customer's last message time) is kept.
+const WINDOW_KEEP: u64 = 2 * 86_400;
+/// The most records one purge pass removes per table (the next pass, an
+/// hour later, goes on).
+const PURGE_BATCH: usize = 50_000;
+
+/// Keys of `table` whose value says they are past their time.
+fn expired<V: redb::Value + 'static>(
+    table: &impl ReadableTable<&'static str, V>,
+    gone: impl Fn(V::SelfType<'_>) -> bool,
+) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for item in table.iter().map_err(corrupt)? {
+        let (k, v) = item.map_err(corrupt)?;
+        if gone(v.value()) {
+            out.push(k.value().to_owned());
+            if out.len() >= PURGE_BATCH {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// See [`Store::purge_expired`].
+fn purge_expired(txn: &redb::WriteTransaction, now: u64) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    // Delivery records (and their wamid links) 30 days after their time.
+    {
+        let mut deliveries = txn.open_table(DELIVERIES).map_err(corrupt)?;
+        let mut old: Vec<(String, String)> = Vec::new();
+        for item in deliveries.iter().map_err(corrupt)? {
+            let (k, v) = item.map_err(corrupt)?;
+            let at = serde_json::from_slice::<Delivery>(v.value()).map_or(0, |d| d.at);
+            if at + RECORDS_KEEP <= now {
+                let (c, job) = k.value();
+                old.push((c.to_owned(), job.to_owned()));
+                if old.len() >= PURGE_BATCH {
+                    break;
+                }
+            }
+        }
+        let mut wamids = txn.open_table(WAMIDS).map_err(corrupt)?;
+        let mut links: Vec<(String, String)> = Vec::new();
+        for (c, job) in &old {
+            deliveries
+                .remove((c.as_str(), job.as_str()))
+                .map_err(corrupt)?;
+            let after = format!("{c}\0");
+            for item in wamids
+                .range((c.as_str(), "")..(after.as_str(), ""))
+                .map_err(corrupt)?
+            {
+                let (k, v) = item.map_err(corrupt)?;
+                if v.value() == job {
+                    links.push((c.clone(), k.value().1.to_owned()));
+                }
+            }
+        }
+        for (c, w) in &links {
+            wamids.remove((c.as_str(), w.as_str())).map_err(corrupt)?;
+        }
+        removed += old.len();
+    }
+    // Dead letters: all of a contact's, 30 days after its last one.
+    {
+        let mut index = txn.open_table(DEAD_INDEX).map_err(corrupt)?;
+        let old: Vec<String> = {
+            let mut v = Vec::new();
+            for item in index.iter().map_err(corrupt)? {
+                let (k, at) = item.map_err(corrupt)?;
+                if at.value() + RECORDS_KEEP <= now {
+                    v.push(k.value().to_owned());
+                }
+            }
+            v
+        };
+        let mut dead = txn.open_table(DEAD).map_err(corrupt)?;
+        let mut seq = txn.open_table(SEQ).map_err(corrupt)?;
+        for c in &old {
+            let q = format!("d:{c}");
+            dead.retain_in((q.as_str(), 0)..=(q.as_str(), u64::MAX), |_, _| false)
+                .map_err(corrupt)?;
+            seq.remove(q.as_str()).map_err(corrupt)?;
+            index.remove(c.as_str()).map_err(corrupt)?;
+        }
+        removed += old.len();
+    }
+    // Windows two days after the customer's last message.
+    {
+        let mut windows = txn.open_table(WINDOWS).map_err(corrupt)?;
+        let mut old: Vec<(String, String)> = Vec::new();
+        for item in windows.iter().map_err(corrupt)? {
+            let (k, at) = item.map_err(corrupt)?;
+            if at.value() + WINDOW_KEEP <= now {
+                let (c, n) = k.value();
+                old.push((c.to_owned(), n.to_owned()));
+            }
+        }
+        for (c, n) in &old {
+            windows.remove((c.as_str(), n.as_str())).map_err(corrupt)?;
+        }
+        removed += old.len();
+    }
+    // Profiles and data keys past their expiry; sessions idle past theirs.
+    for table in [PROFILES, DATA_KEYS] {
+        let mut t = txn.open_table(table).map_err(corrupt)?;
+        let old: Vec<String> = expired(&t, |v| v.0 <= now)?;
+        for k in &old {
+            t.remove(k.as_str()).map_err(corrupt)?;
+        }
+        removed += old.len();
+    }
+    {
+        let mut expiry = txn.open_table(SESSION_EXPIRY).map_err(corrupt)?;
+        let old: Vec<String> = expired(&expiry, |v| v <= now)?;
+        let mut sessions = txn.open_table(SESSIONS).map_err(corrupt)?;
+        for k in &old {
+            sessions.remove(k.as_str()).map_err(corrupt)?;
+            expiry.remove(k.as_str()).map_err(corrupt)?;
+        }
+        removed += old.len();
+    }
+    // Statistics older than they are kept.
+    {
+        let oldest = stats::day(now.saturating_sub(stats::KEEP_DAYS * 86_400));
+        let mut t = txn.open_table(STATS).map_err(corrupt)?;
+        let mut old: Vec<(String, String)> = Vec::new();
+        for item in t.range(("", "")..(oldest.as_str(), "")).map_err(corrupt)? {
+            let (k, _) = item.map_err(corrupt)?;
+            let (d, n) = k.value();
+            old.push((d.to_owned(), n.to_owned()));
+        }
+        for (d, n) in &old {
+            t.remove((d.as_str(), n.as_str())).map_err(corrupt)?;
+        }
+        removed += old.len();
+    }
+    Ok(removed)
+}
+
+/// Adds anonymous counters to today's statistics.
+fn count(txn: &redb::WriteTransaction, counts: &[(String, u64)]) -> Result<(), StoreError> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let day = stats::today();
+    let mut t = txn.open_table(STATS).map_err(corrupt)?;
+    for (name, n) in counts {
+        let cur = t
+            .get((day.as_str(), name.as_str()))
+            .map_err(corrupt)?
+            .map_or(0, |v| v.value());
+        t.insert((day.as_str(), name.as_str()), cur + n)
+            .map_err(corrupt)?;
+    }
+    Ok(())
 }
 
 fn append_consent(
@@ -290,6 +464,8 @@ impl EmbeddedStore {
             txn.open_table(SUPPRESSED).map_err(corrupt)?;
             txn.open_table(HISTORY_AGE).map_err(corrupt)?;
             txn.open_table(DATA_KEYS).map_err(corrupt)?;
+            txn.open_table(STATS).map_err(corrupt)?;
+            txn.open_table(SESSION_EXPIRY).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -479,6 +655,7 @@ fn apply_appends(
         let mut ready = txn.open_table(READY)?;
         let mut consent = txn.open_table(CONSENT)?;
         let mut data_keys = txn.open_table(DATA_KEYS)?;
+        let mut counters = txn.open_table(STATS)?;
         for entries in batches {
             let mut out = Vec::with_capacity(entries.len());
             for e in *entries {
@@ -529,6 +706,11 @@ fn apply_appends(
                     let n = seq.get(q.as_str())?.map(|v| v.value()).unwrap_or(0);
                     consent.insert((q.as_str(), n), bytes.as_slice())?;
                     seq.insert(q.as_str(), n + 1)?;
+                    if let Some(name) = stats::of_consent(change) {
+                        let day = stats::day(now);
+                        let cur = counters.get((day.as_str(), name))?.map_or(0, |v| v.value());
+                        counters.insert((day.as_str(), name), cur + 1)?;
+                    }
                 }
                 out.push(Appended::New);
             }
@@ -721,12 +903,17 @@ impl Store for EmbeddedStore {
                         .map_err(corrupt)?;
                 }
                 let mut sessions = txn.open_table(SESSIONS).map_err(corrupt)?;
+                let mut session_expiry = txn.open_table(SESSION_EXPIRY).map_err(corrupt)?;
                 match &commit.session {
                     Some(bytes) => {
                         sessions.insert(key, bytes.as_slice()).map_err(corrupt)?;
+                        session_expiry
+                            .insert(key, now_secs() + commit.session_ttl.as_secs().max(1))
+                            .map_err(corrupt)?;
                     }
                     None => {
                         sessions.remove(key).map_err(corrupt)?;
+                        session_expiry.remove(key).map_err(corrupt)?;
                     }
                 }
                 if !commit.outbox.is_empty() {
@@ -792,6 +979,10 @@ impl Store for EmbeddedStore {
                     merge_delivery(txn, key, d)?;
                 }
                 append_consent(txn, key, &commit.consent)?;
+                count(
+                    txn,
+                    &stats::with_consent(&commit.stats, commit.consent.iter()),
+                )?;
                 let left = inbox
                     .range((inbox_q.as_str(), 0)..=(inbox_q.as_str(), u64::MAX))
                     .map_err(corrupt)?
@@ -939,6 +1130,10 @@ impl Store for EmbeddedStore {
                 .map_err(corrupt)?
                 .remove(k)
                 .map_err(corrupt)?;
+            txn.open_table(SESSION_EXPIRY)
+                .map_err(corrupt)?
+                .remove(k)
+                .map_err(corrupt)?;
             txn.open_table(OUTBOX_HEAD)
                 .map_err(corrupt)?
                 .remove(k)
@@ -961,12 +1156,17 @@ impl Store for EmbeddedStore {
                 .map_err(corrupt)?
                 .insert(k, at)
                 .map_err(corrupt)?;
+            count(txn, &[(stats::ERASURES.to_owned(), 1)])?;
             Ok(())
         })
         .await?;
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         leases.retain(|(_, key), _| key != contact.as_str());
         Ok(())
+    }
+
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+        self.write(move |txn| purge_expired(txn, now)).await
     }
 
     async fn purge_history(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
@@ -990,6 +1190,49 @@ impl Store for EmbeddedStore {
                 contacts.insert(q.clone());
             }
             Ok(contacts.len())
+        })
+        .await
+    }
+
+    async fn stats(
+        &self,
+        days: &[String],
+    ) -> Result<
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+        StoreError,
+    > {
+        let days = days.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let t = txn.open_table(STATS).map_err(corrupt)?;
+            let mut out = std::collections::BTreeMap::new();
+            for day in &days {
+                let mut totals = std::collections::BTreeMap::new();
+                for item in t
+                    .range((day.as_str(), "")..(format!("{day}\0").as_str(), ""))
+                    .map_err(corrupt)?
+                {
+                    let (k, v) = item.map_err(corrupt)?;
+                    totals.insert(k.value().1.to_owned(), v.value());
+                }
+                if !totals.is_empty() {
+                    out.insert(day.clone(), totals);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn append_consent(
+        &self,
+        contact: &ContactKey,
+        change: ConsentChange,
+    ) -> Result<(), StoreError> {
+        let key = contact.as_str().to_owned();
+        self.write(move |txn| {
+            append_consent(txn, &key, std::slice::from_ref(&change))?;
+            count(txn, &stats::with_consent(&[], std::iter::once(&change)))
         })
         .await
     }
@@ -1194,6 +1437,10 @@ impl Store for EmbeddedStore {
                     .map_err(corrupt)?;
                 merge_delivery(txn, key, &finish.record)?;
                 append_consent(txn, key, finish.consent.as_slice())?;
+                count(
+                    txn,
+                    &stats::with_consent(&finish.stats, finish.consent.iter()),
+                )?;
                 if let Some(letter) = &finish.dead_letter {
                     let dq = format!("d:{key}");
                     let mut seqs = txn.open_table(SEQ).map_err(corrupt)?;

@@ -14,23 +14,25 @@
 //! | `P{s:N}:c:<contact>:history` | stream of sealed message history entries (field `h`; the id's time is when it was written) | `privacy.retention_days` after the last entry (older entries are purged by the retention job) |
 //! | `P{s:N}:c:<contact>:profile` | string, the sealed profile (names, tags, privacy notices and confirmations) | `privacy.retention_days` after the last write |
 //! | `P{s:N}:c:<contact>:outbox` | stream of sealed outbound jobs | 30 days after the last append |
-//! | `P{s:N}:c:<contact>:lease:inbox`, `…:lease:outbox` | string, the lease holder's token | the lease time (deleted on commit or release) |
+//! | `P{s:N}:c:<contact>:lease:inbox`, `P{s:N}:c:<contact>:lease:outbox` | string, the lease holder's token | the lease time (deleted on commit or release) |
 //! | `P{s:N}:c:<contact>:outbox:head` | string, the retry state of the outbox's first job | until that job is finished (30 days at most) |
 //! | `P{s:N}:c:<contact>:deliveries` | hash: job id → `RR\|{json}` delivery record (rank, state, code; never content), and `w:<wamid hash>` → job id | 30 days after the last write |
 //! | `P{s:N}:c:<contact>:dead` | stream of sealed dead letters (the job and its last error) | 30 days after the last one |
 //! | `P{s:N}:c:<contact>:consent` | stream: the consent ledger (JSON entries: purpose, granted, time, source, policy version; no message content) | kept: it is the evidence of consent |
 //! | `P{s:N}:c:<contact>:window` | hash: business phone_number_id → the customer's last message time (Unix s) | 2 days after the last write |
-//! | `P{s:N}:ready:inbox`, `P{s:N}:ready:outbox` | sorted sets: the shard's contacts with pending entries, by when they became ready (Unix ms) | none: a member leaves when its queue is drained |
-//! | `P{s:N}:timers` | sorted set: contacts by when their session's timeout is due (Unix s) | none: a member leaves when its timer fires or is cancelled |
-//! | `P{s:N}:due` | sorted set: contacts whose outbox waits (backoff, rate limit, paused number) by when to try again (Unix ms) | none: a member leaves when its outbox is released |
-//! | `P{s:N}:history` | sorted set: the shard's contacts with history, by the time of their oldest entry (Unix ms), for the retention purge | none: a member leaves when its history is purged or erased |
-//! | `P{s:N}:dead` | sorted set: contacts with dead letters, by the time of the last one | none: operators clear it |
+//! | `P{s:N}:c:<contact>:key` | string: the contact's data key, wrapped under a master key (see `privacy::keys`) | `privacy.retention_days` + 2 days after the contact's last message |
+//! | `P{s:N}:stats:<day>` | hash: the shard's anonymous counters of a UTC day (messages in and out, opt-outs, opt-ins, exports, erasures, `step:<flow>/<step>`); no contact | 400 days |
+//! | `P{s:N}:ready:inbox`, `P{s:N}:ready:outbox` | sorted sets: the shard's contacts with pending entries, by when they became ready (Unix ms); a member leaves when its queue is drained | 35 days after the last addition (longer than any entry it points to lives) |
+//! | `P{s:N}:timers` | sorted set: contacts by when their session's timeout is due (Unix s); a member leaves when its timer fires or is cancelled | 35 days (at least `flows.session_ttl` + 1 day) after the last addition |
+//! | `P{s:N}:due` | sorted set: contacts whose outbox waits (backoff, rate limit, paused number) by when to try again (Unix ms); a member leaves when its outbox is released | 35 days after the last addition |
+//! | `P{s:N}:history` | sorted set: the shard's contacts with history, by the time of their oldest entry (Unix ms), for the retention purge; a member leaves when its history is purged or erased | 35 days (at least `privacy.retention_days` + 2 days) after the last addition |
+//! | `P{s:N}:dead` | sorted set: contacts with dead letters, by the time of the last one | 35 days after the last one |
 //! | `P{sys}:inbox`, `P{sys}:seen:<dedup>` | the same as a contact's, for account-level events | 30 days / 8 days |
 //! | `P{quarantine}:inbox`, `P{quarantine}:seen:<sha>` | unreadable signed bodies | 30 days / 8 days |
-//! | `P{audit}:log`, `P{audit}:head` | stream of audit entries (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content), id `<seq>-1`; and the last entry's sequence number and hash | kept: it is the audit trail |
+//! | `P{audit}:log`, `P{audit}:head` | stream of audit entries (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content), id `<seq>-1`; and the last entry's sequence number and hash | kept: it is the accountability record (GDPR Art. 5(2)), and a gap would break its chain |
 //! | `P{suppressed}` | hash: pseudonymous key of an erased contact → when (Unix s); so their opt-out survives and a later import cannot re-subscribe them | kept |
 //! | `Prate:<name>` | string, a GCRA rate limit's theoretical arrival time (Unix µs) | just past it |
-//! | `Pbreakers`, `Pbreakers:probe` | hashes: phone_number_id → why its sending is paused (JSON), and when the next probe may go | none: a field leaves when the breaker closes |
+//! | `Pbreakers`, `Pbreakers:probe` | hashes: phone_number_id → why its sending is paused (JSON), and when the next probe may go; a field leaves when the breaker closes | 30 days after the last opening |
 //!
 //! `<contact>` is the pseudonymous contact key, never a phone number;
 //! `<dedup>` is a keyed hash.
@@ -59,7 +61,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     Appended, Breaker, Claim, Commit, Committed, ConsentChange, DEDUP_TTL, DeadLetter, Delivery,
-    Finish, INBOX_TTL, InboxEntry, Lane, Queue, RateGrant, Store, StoreError, StoredEntry,
+    Finish, INBOX_TTL, InboxEntry, Lane, Queue, RateGrant, Store, StoreError, StoredEntry, stats,
 };
 use crate::domain::ContactKey;
 
@@ -85,7 +87,7 @@ fn shard_of(contact: &ContactKey) -> u16 {
 /// and its consent ledger. ARGV: dedup TTL (s), sealed event, stream TTL
 /// (s), now (ms), contact, consent entry (JSON) or empty.
 const APPEND_LUA: &str = r#"
-if KEYS[5] then
+if KEYS[5] and ARGV[7] ~= '' then
   local cur = redis.call('GET', KEYS[5])
   if cur then
     if cur ~= ARGV[7] then return -1 end
@@ -98,9 +100,16 @@ end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[3])
-  if KEYS[3] then redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5]) end
+  if KEYS[3] then
+    redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
+    redis.call('EXPIRE', KEYS[3], 3024000)
+  end
   if KEYS[4] and ARGV[6] ~= '' then redis.call('XADD', KEYS[4], '*', 'c', ARGV[6]) end
-  if KEYS[5] then redis.call('EXPIRE', KEYS[5], ARGV[9]) end
+  if KEYS[5] and ARGV[7] ~= '' then redis.call('EXPIRE', KEYS[5], ARGV[9]) end
+  if KEYS[6] and ARGV[10] ~= '' then
+    redis.call('HINCRBY', KEYS[6], ARGV[10], 1)
+    redis.call('EXPIRE', KEYS[6], ARGV[11])
+  end
   return id
 end
 return false
@@ -113,6 +122,18 @@ local cur = redis.call('GET', KEYS[1])
 if cur then return cur end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return ARGV[1]
+"#;
+
+/// KEYS: a contact's consent ledger, its shard's statistics of the day.
+/// ARGV: the ledger entry (JSON), the counter ('' for none), the
+/// statistics' TTL.
+const CONSENT_LUA: &str = r#"
+redis.call('XADD', KEYS[1], '*', 'c', ARGV[1])
+if ARGV[2] ~= '' then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return 1
 "#;
 
 /// KEYS: a contact's data key. ARGV: the stored key, its replacement.
@@ -140,6 +161,11 @@ return {redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3]), redis.call('G
 /// rank, or anything after a final state (rank 10), changes nothing. A
 /// record with no job id is matched through its wamid hash.
 const MERGE_LUA: &str = r#"
+local function count(key, at, n, ttl)
+  if n == 0 then return end
+  for i = 0, n - 1 do redis.call('HINCRBY', key, ARGV[at + 2 * i], ARGV[at + 2 * i + 1]) end
+  redis.call('EXPIRE', key, ttl)
+end
 local function merge(key, job, wamid, rank, json)
   if job == '' then
     if wamid == '' then return 0 end
@@ -172,7 +198,9 @@ end
 /// to cancel), profile (or empty: unchanged), profile ttl (s), number of
 /// history entries, then the acked ids, the jobs, four values per delivery
 /// (job, wamid, rank, json), the consent entries (json) and the history
-/// entries. Answers the entries left in the inbox,
+/// entries, then the number of counters, the statistics' TTL and (name,
+/// amount) per counter (KEYS[14]: the shard's statistics of the day).
+/// Answers the entries left in the inbox,
 /// or -1 when the lease was lost (nothing written).
 const COMMIT_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
@@ -192,6 +220,7 @@ if j > 0 then
   for i = 0, j - 1 do redis.call('XADD', KEYS[4], '*', 'e', ARGV[at + i]) end
   redis.call('EXPIRE', KEYS[4], 2592000)
   redis.call('ZADD', KEYS[9], 'NX', ARGV[12], member)
+  redis.call('EXPIRE', KEYS[9], 3024000)
 end
 at = at + j
 if ARGV[7] ~= '' then
@@ -210,9 +239,13 @@ if hn > 0 then
   for i = 0, hn - 1 do redis.call('XADD', KEYS[12], '*', 'h', ARGV[at + i]) end
   redis.call('EXPIRE', KEYS[12], ARGV[15])
   redis.call('ZADD', KEYS[13], 'NX', ARGV[12], member)
+  redis.call('EXPIRE', KEYS[13], math.max(3024000, tonumber(ARGV[15]) + 172800))
 end
+at = at + hn
+count(KEYS[14], at + 2, tonumber(ARGV[at]), ARGV[at + 1])
 if ARGV[13] ~= '' then
   redis.call('ZADD', KEYS[10], ARGV[13], member)
+  redis.call('EXPIRE', KEYS[10], math.max(3024000, tonumber(ARGV[2]) + 86400))
 else
   redis.call('ZREM', KEYS[10], member)
 end
@@ -223,21 +256,25 @@ return left
 "#;
 
 /// KEYS: lease, outbox, head, deliveries, dead, dead index, consent,
-/// outbox ready set, due set.
+/// outbox ready set, due set, the shard's statistics of the day.
 /// ARGV: token, entry id, job, wamid hash, rank, json, dead letter (or
 /// empty), now, contact, consent entry (or empty), release ('1' or ''),
-/// number of other entry ids, then those ids. Returns 1 if the lease is
+/// number of other entry ids, then those ids, the number of counters,
+/// the statistics' TTL, and (name, amount) per counter. Returns 1 if the lease is
 /// still held, else 0; the job is finished either way.
 const FINISH_LUA: &str = r#"
 if ARGV[10] ~= '' then redis.call('XADD', KEYS[7], '*', 'c', ARGV[10]) end
 redis.call('XDEL', KEYS[2], ARGV[2])
-for i = 1, tonumber(ARGV[12]) do redis.call('XDEL', KEYS[2], ARGV[12 + i]) end
+local also = tonumber(ARGV[12])
+for i = 1, also do redis.call('XDEL', KEYS[2], ARGV[12 + i]) end
+count(KEYS[10], 15 + also, tonumber(ARGV[13 + also]), ARGV[14 + also])
 redis.call('DEL', KEYS[3])
 merge(KEYS[4], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 if ARGV[7] ~= '' then
   redis.call('XADD', KEYS[5], '*', 'e', ARGV[7])
   redis.call('EXPIRE', KEYS[5], 2592000)
   redis.call('ZADD', KEYS[6], ARGV[8], ARGV[9])
+  redis.call('EXPIRE', KEYS[6], 3024000)
 end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[11] == '1' then
@@ -256,6 +293,7 @@ const DEFER_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '1' then redis.call('SET', KEYS[2], ARGV[3], 'EX', 2592000) end
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+redis.call('EXPIRE', KEYS[3], 3024000)
 redis.call('ZREM', KEYS[4], ARGV[5])
 redis.call('DEL', KEYS[1])
 return 1
@@ -334,12 +372,15 @@ return 1
 "#;
 
 /// KEYS: the contact's keys (deleted), then its shard's inbox and outbox
-/// ready sets, timers, due set and dead index (it leaves them). ARGV:
-/// number of contact keys, contact.
+/// ready sets, timers, due set and dead index (it leaves them), and the
+/// shard's statistics of the day (erasures + 1). ARGV: number of contact
+/// keys, contact, the statistics' TTL.
 const ERASE_LUA: &str = r#"
 local n = tonumber(ARGV[1])
 for i = 1, n do redis.call('DEL', KEYS[i]) end
-for i = n + 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[2]) end
+for i = n + 1, #KEYS - 1 do redis.call('ZREM', KEYS[i], ARGV[2]) end
+redis.call('HINCRBY', KEYS[#KEYS], 'erasures', 1)
+redis.call('EXPIRE', KEYS[#KEYS], ARGV[3])
 return 1
 "#;
 
@@ -353,7 +394,7 @@ if #first == 0 then
   redis.call('ZREM', KEYS[2], ARGV[2])
   return 0
 end
-redis.call('ZADD', KEYS[2], tonumber(string.match(first[1][1], '^(%d+)')), ARGV[2])
+redis.call('ZADD', KEYS[2], 'XX', tonumber(string.match(first[1][1], '^(%d+)')), ARGV[2])
 return 1
 "#;
 
@@ -385,6 +426,7 @@ pub struct RedisStore {
     purge: redis::Script,
     data_key: redis::Script,
     rewrap: redis::Script,
+    consent: redis::Script,
 }
 
 /// A delivery record as stored: `RR|{json}`.
@@ -424,6 +466,13 @@ fn unavailable(e: RedisError) -> StoreError {
 fn no_script(e: &RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
+
+/// How long an open breaker is kept without news (s): long past any
+/// probe; if it lapses, the next send finds out again.
+const BREAKER_TTL: u64 = 30 * 86_400;
+
+/// How long a day's statistics are kept (s).
+const STATS_TTL: u64 = stats::KEEP_DAYS * 86_400;
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -472,6 +521,7 @@ impl RedisStore {
             purge: redis::Script::new(PURGE_LUA),
             data_key: redis::Script::new(DATA_KEY_LUA),
             rewrap: redis::Script::new(REWRAP_LUA),
+            consent: redis::Script::new(CONSENT_LUA),
         })
     }
 
@@ -498,6 +548,11 @@ impl RedisStore {
             Queue::Outbox(_) => self.queue_key(queue, "outbox"),
             _ => self.queue_key(queue, "inbox"),
         }
+    }
+
+    /// A shard's anonymous counters of one day: `P{s:N}:stats:<day>`.
+    fn stats_key(&self, shard: u16, day: &str) -> String {
+        self.shard_key(shard, &format!("stats:{day}"))
     }
 
     fn ready_key(&self, lane: Lane, shard: u16) -> String {
@@ -561,6 +616,7 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         let now = super::now_ms();
+        let today = stats::today();
         let consents = entries
             .iter()
             .map(|e| e.consent.as_ref().map_or(Ok(String::new()), json))
@@ -577,9 +633,8 @@ impl Store for RedisStore {
                         Queue::Contact(k) => {
                             keys.push(self.ready_key(Lane::Inbox, shard_of(k)));
                             keys.push(self.contact_key(k, "consent"));
-                            if e.key.is_some() {
-                                keys.push(self.contact_key(k, "key"));
-                            }
+                            keys.push(self.contact_key(k, "key"));
+                            keys.push(self.stats_key(shard_of(k), &today));
                             k.as_str()
                         }
                         _ => "",
@@ -597,7 +652,9 @@ impl Store for RedisStore {
                         .arg(consents[i].as_str())
                         .arg(wrapped)
                         .arg(if fresh { "1" } else { "0" })
-                        .arg(ttl);
+                        .arg(ttl)
+                        .arg(e.consent.as_ref().and_then(stats::of_consent).unwrap_or(""))
+                        .arg(STATS_TTL);
                 }
                 pipe
             })
@@ -795,6 +852,7 @@ impl Store for RedisStore {
             .key(self.contact_key(c, "profile"))
             .key(self.contact_key(c, "history"))
             .key(self.shard_key(shard, "history"))
+            .key(self.stats_key(shard, &stats::today()))
             .arg(&claim.owner)
             .arg(commit.session_ttl.as_secs().max(1))
             .arg(if commit.session.is_some() { "1" } else { "0" })
@@ -827,6 +885,11 @@ impl Store for RedisStore {
         }
         for item in &commit.history {
             inv.arg(&item[..]);
+        }
+        let counts = stats::with_consent(&commit.stats, commit.consent.iter());
+        inv.arg(counts.len()).arg(STATS_TTL);
+        for (name, n) in &counts {
+            inv.arg(name).arg(*n);
         }
         let left: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         if left < 0 {
@@ -877,6 +940,7 @@ impl Store for RedisStore {
             .key(self.contact_key(c, "consent"))
             .key(self.ready_key(Lane::Outbox, shard))
             .key(self.timers_key(Lane::Outbox, shard))
+            .key(self.stats_key(shard, &stats::today()))
             .arg(&claim.owner)
             .arg(id);
         for a in record_args(&finish.record)? {
@@ -894,6 +958,11 @@ impl Store for RedisStore {
             .arg(finish.also.len());
         for other in &finish.also {
             inv.arg(other);
+        }
+        let counts = stats::with_consent(&finish.stats, finish.consent.iter());
+        inv.arg(counts.len()).arg(STATS_TTL);
+        for (name, n) in &counts {
+            inv.arg(name).arg(*n);
         }
         let held: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(held == 1)
@@ -1040,8 +1109,10 @@ impl Store for RedisStore {
             .key(self.timers_key(Lane::Outbox, shard))
             .key(self.shard_key(shard, "dead"))
             .key(self.shard_key(shard, "history"))
+            .key(self.stats_key(shard, &stats::today()))
             .arg(own.len())
-            .arg(contact.as_str());
+            .arg(contact.as_str())
+            .arg(STATS_TTL);
         let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
@@ -1082,6 +1153,57 @@ impl Store for RedisStore {
                 .map_err(unavailable)?;
         }
         Ok(contacts.len())
+    }
+
+    async fn stats(
+        &self,
+        days: &[String],
+    ) -> Result<
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+        StoreError,
+    > {
+        let mut out = std::collections::BTreeMap::new();
+        if days.is_empty() {
+            return Ok(out);
+        }
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for day in days {
+            for shard in 0..SHARDS {
+                pipe.cmd("HGETALL").arg(self.stats_key(shard, day));
+            }
+        }
+        let all: Vec<std::collections::HashMap<String, u64>> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        for (i, counts) in all.into_iter().enumerate() {
+            let day = &days[i / SHARDS as usize];
+            let totals: &mut std::collections::BTreeMap<String, u64> =
+                out.entry(day.clone()).or_default();
+            for (name, n) in counts {
+                *totals.entry(name).or_default() += n;
+            }
+        }
+        out.retain(|_, v| !v.is_empty());
+        Ok(out)
+    }
+
+    async fn append_consent(
+        &self,
+        contact: &ContactKey,
+        change: ConsentChange,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .consent
+            .key(self.contact_key(contact, "consent"))
+            .key(self.stats_key(shard_of(contact), &stats::today()))
+            .arg(json(&change)?)
+            .arg(stats::of_consent(&change).unwrap_or(""))
+            .arg(STATS_TTL)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn data_key(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
@@ -1362,6 +1484,14 @@ impl Store for RedisStore {
             .arg(format!("{}breakers:probe", self.prefix))
             .arg(number)
             .arg(breaker.probe_at)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(format!("{}breakers", self.prefix))
+            .arg(BREAKER_TTL)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(format!("{}breakers:probe", self.prefix))
+            .arg(BREAKER_TTL)
             .ignore()
             .query_async(&mut conn)
             .await

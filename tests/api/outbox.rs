@@ -618,6 +618,7 @@ pub(crate) async fn queue(
         profile: None,
         history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
+        stats: Vec::new(),
     };
     store.commit(&claim, commit).await.expect("commit");
 }

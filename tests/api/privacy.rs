@@ -1004,3 +1004,356 @@ async fn the_support_team_can_erase(backend: &Backend) {
     assert_eq!(unauthorized.status(), 401);
 }
 both_backends!(admin_erase, the_support_team_can_erase);
+
+/// Today's anonymous counters, as `GET /admin/stats` gives them, and the
+/// raw answer.
+async fn today_stats(app: &TestApp) -> (Value, String) {
+    let resp = app
+        .client
+        .get(format!("{}/admin/stats", app.address))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("stats");
+    assert_eq!(resp.status(), 200);
+    let raw = resp.text().await.expect("body");
+    let v: Value = serde_json::from_str(&raw).expect("json");
+    let today = whatsify::store::stats::today();
+    (v["days"][today].clone(), raw)
+}
+
+/// Anonymous daily statistics: messages in and out, opt-outs and opt-ins,
+/// exports, erasures and flow steps are counted as they happen, outlive the
+/// contacts they came from, and name none of them.
+async fn anonymous_daily_statistics(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let (ana, bob) = ("16505556081", "16505556082");
+    say_hi(&app, ana, "wamid.S1").await;
+    until("the welcome", 30, async || !sent_to(&graph, ana).is_empty()).await;
+    send(&app, ana, "wamid.S2", "STOP").await;
+    until("the opt-out confirmation", 30, async || {
+        told(&graph, ana, OPTED_OUT) == 1
+    })
+    .await;
+    send(&app, ana, "wamid.S3", "START").await;
+    say_hi(&app, bob, "wamid.S4").await;
+    send(&app, bob, "wamid.S5", "my data").await;
+    until("the export", 30, async || {
+        sent_to(&graph, bob).iter().any(|m| m["type"] == "document")
+    })
+    .await;
+    until("the opt-in confirmation", 30, async || {
+        told(&graph, ana, OPTED_IN) == 1
+    })
+    .await;
+    let resp = app
+        .client
+        .delete(format!("{}/admin/contacts/{ana}", app.address))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 200);
+
+    // Every message Meta accepted is counted once (the counter is written
+    // with the send's record).
+    until("the counters", 30, async || {
+        let (day, _) = today_stats(&app).await;
+        day["messages_out"].as_u64() == Some(graph.sent().len() as u64)
+    })
+    .await;
+    let (day, raw) = today_stats(&app).await;
+    assert_eq!(day["messages_in"], 5, "{day}");
+    assert_eq!(day["opt_outs"], 1, "{day}");
+    assert_eq!(day["opt_ins"], 1, "{day}");
+    assert_eq!(day["exports"], 1, "{day}");
+    assert_eq!(day["erasures"], 1, "{day}");
+    let welcome_steps = day
+        .as_object()
+        .expect("counters")
+        .iter()
+        .filter(|(k, _)| k.starts_with("step:welcome/"))
+        .map(|(_, v)| v.as_u64().unwrap_or(0))
+        .sum::<u64>();
+    assert!(welcome_steps >= 2, "{day}");
+    for secret in [
+        ana,
+        bob,
+        "Ana",
+        contact_key(&app, ana).as_str(),
+        contact_key(&app, bob).as_str(),
+    ] {
+        assert!(!raw.contains(secret), "{secret:?} in {raw}");
+    }
+
+    let (status, _) = app.admin_get("/admin/stats?from=2026-02-30").await;
+    assert_eq!(status, 400);
+    let (status, _) = app
+        .admin_get("/admin/stats?from=2020-01-01&to=2026-01-01")
+        .await;
+    assert_eq!(status, 400, "too many days");
+    let (status, body) = app
+        .admin_get("/admin/stats?from=2001-01-01&to=2001-01-31")
+        .await;
+    assert_eq!((status, body["days"].clone()), (200, json!({})));
+}
+both_backends!(statistics, anonymous_daily_statistics);
+
+/// The class of a stored key, as the key table at the top of
+/// src/store/redis.rs names it (`P{s:N}:c:<contact>:inbox`, …).
+fn key_class(key: &str, prefix: &str) -> String {
+    let rest = key.strip_prefix(prefix).unwrap_or(key);
+    let rules = [
+        (r"\{s:\d+\}", "{s:N}"),
+        (r"c:[0-9a-f]{32}", "c:<contact>"),
+        (r"seen:[0-9a-zA-Z_-]+$", "seen:<dedup>"),
+        (r"stats:\d{4}-\d\d-\d\d$", "stats:<day>"),
+        (r"^rate:.*$", "rate:<name>"),
+    ];
+    let mut class = rest.to_owned();
+    for (pattern, with) in rules {
+        class = regex::Regex::new(pattern)
+            .expect("regex")
+            .replace_all(&class, with)
+            .into_owned();
+    }
+    format!("P{class}")
+}
+
+/// A store seeded with every kind of state (conversations, consent
+/// changes, an export, an erasure, a dead letter, statistics, the audit
+/// log): every key's class is in the documented key table, and every key
+/// expires except the records kept on purpose (consent ledgers, the
+/// suppression list, the audit trail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
+    let b = crate::helpers::redis();
+    let Backend::Redis { url, prefix } = &b.backend else {
+        unreachable!()
+    };
+    let graph = FakeGraph::start().await;
+    let app = app_with(
+        &b.backend,
+        &graph,
+        &[("WHATSIFY__OUTBOX__MAX_ATTEMPTS", "2")],
+    )
+    .await;
+    let (ana, bob, cy, dee) = ("16505556091", "16505556092", "16505556093", "16505556094");
+    say_hi(&app, ana, "wamid.T1").await;
+    send(&app, ana, "wamid.T2", "STOP").await;
+    send(&app, ana, "wamid.T3", "START").await;
+    say_hi(&app, bob, "wamid.T4").await;
+    send(&app, bob, "wamid.T5", "my data").await;
+    say_hi(&app, cy, "wamid.T6").await;
+    until("the answers", 30, async || {
+        told(&graph, ana, OPTED_IN) == 1
+            && sent_to(&graph, bob).iter().any(|m| m["type"] == "document")
+            && !sent_to(&graph, cy).is_empty()
+    })
+    .await;
+    let resp = app
+        .client
+        .delete(format!("{}/admin/contacts/{cy}", app.address))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 200);
+    // A reply Meta keeps refusing until the attempts run out: a dead letter.
+    graph.fail_next(&[(500, 131000), (500, 131000)]);
+    say_hi(&app, dee, "wamid.T7").await;
+    let store = app.store();
+    until("the dead letter", 30, async || {
+        store.dead_letters(10).await.is_ok_and(|d| !d.is_empty())
+    })
+    .await;
+    // Something still waiting: an entry no worker takes (they stopped).
+    app.state.shutdown.trigger();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store
+        .append(vec![whatsify::store::InboxEntry {
+            queue: whatsify::store::Queue::Contact(contact_key(&app, ana)),
+            dedup: "waiting".into(),
+            sealed: b"sealed".to_vec(),
+            consent: None,
+            key: None,
+        }])
+        .await
+        .expect("append");
+
+    let documented = include_str!("../../src/store/redis.rs");
+    let kept = [
+        "P{s:N}:c:<contact>:consent",
+        "P{suppressed}",
+        "P{audit}:log",
+        "P{audit}:head",
+    ];
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut classes = std::collections::BTreeMap::<String, (usize, i64)>::new();
+    for key in &keys {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("ttl");
+        let class = key_class(key, prefix);
+        let e = classes.entry(class).or_insert((0, ttl));
+        e.0 += 1;
+        e.1 = e.1.min(ttl);
+    }
+    println!("key class: count, smallest TTL (s)");
+    for (class, (n, ttl)) in &classes {
+        println!("  {class}: {n}, {ttl}");
+        assert!(
+            documented.contains(&format!("`{class}`")),
+            "{class} is not in the key table of src/store/redis.rs"
+        );
+        if kept.contains(&class.as_str()) {
+            assert_eq!(*ttl, -1, "{class} is kept");
+        } else {
+            assert!(*ttl > 0, "{class} has no time to live");
+        }
+    }
+    for class in [
+        "P{s:N}:c:<contact>:inbox",
+        "P{s:N}:c:<contact>:key",
+        "P{s:N}:c:<contact>:history",
+        "P{s:N}:c:<contact>:profile",
+        "P{s:N}:c:<contact>:deliveries",
+        "P{s:N}:c:<contact>:dead",
+        "P{s:N}:stats:<day>",
+        "P{s:N}:ready:inbox",
+        "P{s:N}:history",
+        "P{s:N}:dead",
+        "P{suppressed}",
+        "P{audit}:log",
+    ] {
+        assert!(classes.contains_key(class), "seeding made no {class}");
+    }
+}
+
+/// The support team records a consent the customer gave them (source
+/// `admin`): on the ledger with its reference, audited as the admin's act,
+/// counted; a bad body is refused with what is wrong, and an erased
+/// contact cannot be subscribed again.
+async fn the_support_team_records_consent(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505556101";
+    say_hi(&app, wa, "wamid.A1").await;
+    until("the welcome", 30, async || !sent_to(&graph, wa).is_empty()).await;
+    let post = async |path: String, body: Value, token: Option<&str>| {
+        let mut req = app
+            .client
+            .post(format!("{}{path}", app.address))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("post");
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let token = Some(crate::helpers::ADMIN_TOKEN);
+    let path = format!("/admin/contacts/{wa}/consent");
+    let grant = json!({"purpose": "marketing", "granted": true, "reference": "call #4411"});
+    assert_eq!(post(path.clone(), grant.clone(), None).await.0, 401);
+    let (status, body) = post(path.clone(), grant, token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["source"], "admin");
+    assert_eq!(
+        marketing(&app, wa).await,
+        [(true, "admin".to_owned())],
+        "on the ledger"
+    );
+    let ledger = app
+        .store()
+        .consent(&contact_key(&app, wa))
+        .await
+        .expect("ledger");
+    assert_eq!(ledger[0].evidence.as_deref(), Some("admin:call #4411"));
+    let (_, shown) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(shown["consent"]["marketing"]["granted"], true, "{shown}");
+    let (status, _) = post(
+        path.clone(),
+        json!({"purpose": "marketing", "granted": false}),
+        token,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(granted(&marketing(&app, wa).await), Some(false));
+
+    let (_, log) = app
+        .admin_get(&format!(
+            "/admin/audit?contact={}",
+            contact_key(&app, wa).as_str()
+        ))
+        .await;
+    let by_admin: Vec<&str> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| {
+            e["actor"] == "admin"
+                && e["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("consent_"))
+        })
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(by_admin, ["consent_given", "consent_withdrawn"]);
+    let (day, _) = today_stats(&app).await;
+    assert_eq!(
+        (day["opt_ins"].clone(), day["opt_outs"].clone()),
+        (json!(1), json!(1))
+    );
+
+    for (bad, needle) in [
+        (json!({"purpose": "service", "granted": true}), "purpose"),
+        (json!({"purpose": "marketing"}), "granted"),
+        (json!({"purpose": "marketing", "granted": "yes"}), "granted"),
+        (
+            json!({"purpose": "marketing", "granted": true, "reference": "x".repeat(101)}),
+            "reference",
+        ),
+        (
+            json!({"purpose": "marketing", "granted": true, "email": "a@b.c"}),
+            "email",
+        ),
+    ] {
+        let (status, body) = post(path.clone(), bad.clone(), token).await;
+        assert_eq!(status, 400, "{bad}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{bad}: {message}");
+        assert!(!message.contains("a@b.c"), "no value echoed: {message}");
+    }
+    assert_eq!(marketing(&app, wa).await.len(), 2, "nothing recorded");
+
+    let resp = app
+        .client
+        .delete(format!("{}/admin/contacts/{wa}", app.address))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 200);
+    let (status, body) = post(
+        path,
+        json!({"purpose": "marketing", "granted": true}),
+        token,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(marketing(&app, wa).await.is_empty());
+}
+both_backends!(admin_consent, the_support_team_records_consent);

@@ -207,6 +207,7 @@ async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend: &Backend) 
                 profile: None,
                 history: Vec::new(),
                 profile_ttl: Duration::from_secs(3600),
+                stats: Vec::new(),
             },
         )
         .await
@@ -249,6 +250,7 @@ async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend: &Backend) 
                 profile: None,
                 history: Vec::new(),
                 profile_ttl: Duration::from_secs(3600),
+                stats: Vec::new(),
             },
         )
         .await
@@ -311,6 +313,7 @@ async fn an_expired_lease_cannot_commit(backend: &Backend) {
                 profile: None,
                 history: Vec::new(),
                 profile_ttl: Duration::from_secs(3600),
+                stats: Vec::new(),
             },
         )
         .await
@@ -358,6 +361,7 @@ async fn a_message_arriving_during_a_claim_keeps_the_contact_ready(backend: &Bac
                 profile: None,
                 history: Vec::new(),
                 profile_ttl: Duration::from_secs(3600),
+                stats: Vec::new(),
             },
         )
         .await
@@ -395,6 +399,7 @@ async fn the_outbox_lane_sends_in_order_and_empties(backend: &Backend) {
         profile: None,
         history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
+        stats: Vec::new(),
     };
     s.commit(&c, commit).await.expect("commit");
     let sender = s
@@ -463,6 +468,7 @@ async fn timers_fire_when_due_and_can_be_cancelled(backend: &Backend) {
         profile: None,
         history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
+        stats: Vec::new(),
     };
     s.commit(&claim, commit).await.expect("commit");
     assert!(
@@ -494,6 +500,7 @@ async fn timers_fire_when_due_and_can_be_cancelled(backend: &Backend) {
         profile: None,
         history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
+        stats: Vec::new(),
     };
     s.commit(&claim, commit).await.expect("commit");
     assert!(
@@ -530,6 +537,7 @@ fn accepted(job: &str) -> Finish {
         consent: None,
         also: Vec::new(),
         release: false,
+        stats: Vec::new(),
     }
 }
 
@@ -564,6 +572,7 @@ async fn queue_jobs(
         profile: None,
         history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
+        stats: Vec::new(),
     };
     assert!(matches!(
         s.commit(&c, commit).await.expect("commit"),
@@ -596,6 +605,7 @@ async fn status(s: &Arc<dyn Store>, k: &ContactKey, update: Delivery) {
         profile: None,
         history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
+        stats: Vec::new(),
     };
     s.commit(&c, commit).await.expect("commit");
 }
@@ -754,6 +764,7 @@ async fn a_dead_letter_leaves_the_outbox_and_is_listed(backend: &Backend) {
         consent: None,
         also: Vec::new(),
         release: false,
+        stats: Vec::new(),
     };
     assert!(s.finish(&c, &c.entries[0].id, dead).await.expect("finish"));
     s.release(&c).await.expect("release");
@@ -1039,6 +1050,7 @@ async fn the_consent_ledger_keeps_every_change_in_order(backend: &Backend) {
         profile: None,
         history: Vec::new(),
         profile_ttl: Duration::from_secs(3600),
+        stats: Vec::new(),
     };
     s.commit(&c, commit).await.expect("commit");
     // … withdrawn as Meta answers a send with 131050 (with the sender's).
@@ -1056,6 +1068,7 @@ async fn the_consent_ledger_keeps_every_change_in_order(backend: &Backend) {
         consent: Some(change(false, 20, "meta:131050")),
         also: Vec::new(),
         release: false,
+        stats: Vec::new(),
     };
     s.finish(&c, &c.entries[0].id, failed)
         .await
@@ -1098,6 +1111,7 @@ async fn a_profile_outlives_the_session_and_expires_after_its_time(backend: &Bac
         profile: profile.map(|p| p.as_bytes().to_vec()),
         history: Vec::new(),
         profile_ttl: Duration::from_secs(ttl),
+        stats: Vec::new(),
     };
     assert_eq!(s.profile(&k).await.expect("profile"), None);
     s.append(vec![entry(&Queue::Contact(k.clone()), "p1", "hi")])
@@ -1254,6 +1268,7 @@ async fn old_message_history_is_purged(backend: &Backend) {
             profile: None,
             history: items.iter().map(|i| i.as_bytes().to_vec()).collect(),
             profile_ttl: Duration::from_secs(3600),
+            stats: Vec::new(),
         };
         s.commit(&c, commit).await.expect("commit");
     };
@@ -1390,3 +1405,81 @@ both_backends!(
     data_keys,
     entries_are_stored_only_under_the_contact_s_data_key
 );
+
+/// The embedded store's purge (Redis expires keys itself): each kind of
+/// record goes when its time is up, and not before.
+#[tokio::test]
+async fn the_embedded_purge_removes_what_is_past_its_time() {
+    let b = crate::helpers::embedded();
+    let s = open(&b.backend).await;
+    let k = key(50);
+    let now = whatsify::store::now_secs();
+    queue_jobs(&s, &k, &["x"], Some(("pn-1", now))).await;
+    let c = s
+        .claim(Lane::Outbox, &k, "sender", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let dead = Finish {
+        dead_letter: Some(b"sealed-x".to_vec()),
+        ..Finish::record(record("job-x", DeliveryState::Dead, now))
+    };
+    s.finish(&c, &c.entries[0].id, dead).await.expect("finish");
+    s.append(vec![entry(&Queue::Contact(k.clone()), "in-2", "in")])
+        .await
+        .expect("append");
+    let c = s
+        .claim(Lane::Inbox, &k, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let commit = Commit {
+        acked: c.entries.iter().map(|e| e.id.clone()).collect(),
+        session: Some(b"session".to_vec()),
+        session_ttl: Duration::from_secs(60),
+        outbox: Vec::new(),
+        wake_at: None,
+        window: None,
+        deliveries: Vec::new(),
+        consent: Vec::new(),
+        profile: Some(b"profile".to_vec()),
+        history: Vec::new(),
+        profile_ttl: Duration::from_secs(10 * 86_400),
+        stats: vec![("messages_in".to_owned(), 1)],
+    };
+    s.commit(&c, commit).await.expect("commit");
+    s.create_data_key(&k, b"wrapped".to_vec(), Duration::from_secs(12 * 86_400))
+        .await
+        .expect("key");
+    let today = whatsify::store::stats::today();
+    let day = 86_400;
+
+    assert_eq!(s.purge_expired(now + 10).await.expect("purge"), 0);
+    assert_eq!(s.purge_expired(now + 120).await.expect("purge"), 1);
+    assert_eq!(s.session(&k).await.expect("session"), None);
+    assert!(!s.windows(&k).await.expect("windows").is_empty());
+    assert_eq!(s.purge_expired(now + 3 * day).await.expect("purge"), 1);
+    assert!(s.windows(&k).await.expect("windows").is_empty());
+    assert!(s.profile(&k).await.expect("profile").is_some());
+    assert!(!s.deliveries(&k).await.expect("records").is_empty());
+    // The delivery record, the dead letters, the profile and the data key.
+    assert_eq!(s.purge_expired(now + 31 * day).await.expect("purge"), 4);
+    assert!(s.deliveries(&k).await.expect("records").is_empty());
+    assert!(s.dead_letters(10).await.expect("dead").is_empty());
+    assert_eq!(s.purge_expired(now + 31 * day).await.expect("purge"), 0);
+    assert_eq!(
+        s.stats(std::slice::from_ref(&today))
+            .await
+            .expect("stats")
+            .len(),
+        1,
+        "statistics outlive the contact's data"
+    );
+    assert_eq!(s.purge_expired(now + 401 * day).await.expect("purge"), 1);
+    assert!(
+        s.stats(std::slice::from_ref(&today))
+            .await
+            .expect("stats")
+            .is_empty()
+    );
+}
