@@ -257,6 +257,11 @@ async fn stop_stops_marketing_already_queued(backend: &Backend) {
         marketing_sent(&graph).len() >= 2
     })
     .await;
+    // While they are queued: neither the number nor the template in clear.
+    let queued = stored_bytes(backend).await;
+    for needle in [wa, "spring_offer", "stop-promotions"] {
+        assert!(!contains(&queued, needle), "{needle:?} stored in clear");
+    }
     send(&app, wa, "wamid.M1", "STOP").await;
     let acknowledged = Instant::now();
     until("the queue drained", 60, async || {
@@ -758,13 +763,39 @@ async fn redis_dump(url: &str, prefix: &str) -> Vec<(String, String)> {
             _ => {}
         }
         let value: redis::Value = cmd.query_async(&mut conn).await.expect("value");
-        out.push((key, format!("{value:?}")));
+        // The raw bytes (Debug would print binary values as numbers, where
+        // a phone number could hide from a text search).
+        let mut bytes = Vec::new();
+        raw_bytes(&value, &mut bytes);
+        out.push((key, String::from_utf8_lossy(&bytes).into_owned()));
     }
     out
 }
 
 /// Where the store keeps its data, as bytes to search: every Redis key and
 /// value under the prefix, or the embedded store's files.
+/// Every byte string inside a Redis reply, concatenated.
+fn raw_bytes(value: &redis::Value, out: &mut Vec<u8>) {
+    use redis::Value as V;
+    match value {
+        V::BulkString(b) => {
+            out.extend_from_slice(b);
+            out.push(b'\n');
+        }
+        V::SimpleString(t) => {
+            out.extend_from_slice(t.as_bytes());
+            out.push(b'\n');
+        }
+        V::Int(n) => out.extend_from_slice(format!("{n}\n").as_bytes()),
+        V::Array(items) | V::Set(items) => items.iter().for_each(|v| raw_bytes(v, out)),
+        V::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+            raw_bytes(k, out);
+            raw_bytes(v, out);
+        }),
+        other => out.extend_from_slice(format!("{other:?}\n").as_bytes()),
+    }
+}
+
 async fn stored_bytes(backend: &Backend) -> Vec<u8> {
     match backend {
         Backend::Redis { url, prefix } => redis_dump(url, prefix)
