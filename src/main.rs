@@ -69,18 +69,36 @@ fn main() -> ExitCode {
 }
 
 fn chat(dir: PathBuf, wa_id: &str, name: Option<String>) -> ExitCode {
-    let flows = match whatsify::flow::load_dir(&dir) {
-        Ok(f) => f,
-        Err(errors) => {
-            for e in &errors {
-                println!("{e}");
-            }
-            return ExitCode::from(1);
+    if let Err(errors) = whatsify::flow::load_dir(&dir) {
+        for e in &errors {
+            println!("{e}");
+        }
+        return ExitCode::from(1);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("whatsify chat: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
         }
     };
-    let ttl = std::time::Duration::from_secs(24 * 3600);
+    let options = whatsify::chat::Options {
+        wa_id: wa_id.to_owned(),
+        name,
+        flows: dir,
+    };
     let stdin = std::io::stdin();
-    match whatsify::flow::chat::run(&flows, wa_id, name, ttl, stdin.lock(), std::io::stdout()) {
+    let result = runtime.block_on(whatsify::chat::run(
+        options,
+        stdin.lock(),
+        std::io::stdout(),
+    ));
+    // The server's tasks end with the runtime.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("whatsify chat: {e}");

@@ -123,8 +123,8 @@ fn test_reports_a_failing_transcript_with_a_readable_diff_and_exit_1() {
     assert!(out.contains("1 passed, 1 failed"), "{out}");
 }
 
-#[test]
-fn chat_shows_numbered_choices_takes_numbers_and_text_and_moves_the_clock() {
+/// Runs `whatsify chat` with `input` typed in; answers what it printed.
+fn chat(input: &[u8]) -> String {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_whatsify"))
         .args([
@@ -145,11 +145,19 @@ fn chat_shows_numbered_choices_takes_numbers_and_text_and_moves_the_clock() {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(b"hi\n1\nno, thanks\n1\nmenu\n/wait 1h\n/image\n/nonsense\n/quit\n")
+        .write_all(input)
         .expect("write");
     let out = child.wait_with_output().expect("chat ends");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}");
+    text
+}
+
+/// `whatsify chat` runs the real server on a temporary store: numbered
+/// choices picked by number or text, `/wait` firing a timeout.
+#[test]
+fn chat_shows_numbered_choices_takes_numbers_and_text_and_moves_the_clock() {
+    let text = chat(b"hi\n1\nno, thanks\n1\nmenu\n/wait 1h\n/session\n/nonsense\n/quit\n");
     for expected in [
         "Chatting with the flows as customer 16505550101 (Ana)",
         "bot> Hi Ana 👋",
@@ -159,13 +167,50 @@ fn chat_shows_numbered_choices_takes_numbers_and_text_and_moves_the_clock() {
         "bot> No problem, we won't send you offers.",
         "     (1h later)",
         "bot> We're here whenever you need us. Just say hi.",
+        "(no conversation under way)",
         "(unknown command; /help lists them)",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
-    // After the offers flow ended, "1" is a plain text again (no stale choice):
-    // it starts the default flow rather than tapping "Yes, send offers".
-    assert!(!text.contains("opt_in"), "{text}");
+    // After the offers flow ended, "1" is a plain text again (no stale
+    // choice): it starts the default flow rather than tapping "Yes, send
+    // offers".
+    assert!(!text.contains("You'll get our offers"), "{text}");
+    assert_eq!(text.matches("bot> Hi Ana 👋").count(), 3, "{text}");
+}
+
+/// The privacy commands work in the chat as on WhatsApp, before any flow:
+/// STOP and START with their confirmations, MY DATA sends the document,
+/// DELETE MY DATA asks and erases, and the next message starts afresh.
+#[test]
+fn chat_runs_the_real_privacy_commands() {
+    let text = chat(
+        b"hi\n/session\nSTOP\nSTART\nmy data\ndelete my data\nYes, delete it\n/session\nhi\n/quit\n",
+    );
+    for expected in [
+        "(at welcome/menu",
+        "you won't get promotions from us anymore",
+        "reply START",
+        "bot> We're preparing a copy of your data.",
+        "bot> (document: my-data.json) A copy of the data we keep about you.",
+        "Delete everything?",
+        "     [1] Yes, delete it",
+        "we've deleted your data",
+        "(no conversation under way)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let preparing = text.find("preparing a copy").unwrap_or(usize::MAX);
+    let document = text.find("(document: my-data.json)").unwrap_or(0);
+    assert!(
+        preparing < document,
+        "the note comes before the file:\n{text}"
+    );
+    let erased = text.find("we've deleted your data").unwrap_or(usize::MAX);
+    assert!(
+        text[erased..].contains("bot> Hi Ana 👋"),
+        "a fresh start after the erasure:\n{text}"
+    );
 }
 
 #[test]

@@ -8,7 +8,6 @@
 //! The compiled [`Flows`] is what the engine runs: ids resolved to
 //! indexes, limits checked, regular expressions built.
 
-pub mod chat;
 pub mod engine;
 pub mod model;
 pub mod text;
