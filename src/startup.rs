@@ -41,6 +41,8 @@ pub struct AppState {
     pub audit: crate::privacy::audit::Chain,
     /// `privacy.retention_days`, stated in exports.
     pub retention_days: u32,
+    /// The workers' clock (tests and `whatsify chat` move it).
+    pub clock: crate::clock::Clock,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
             policy_version: settings.privacy.policy_version.clone(),
             audit: crypto.audit.clone(),
             retention_days: settings.privacy.retention_days,
+            clock: crate::clock::Clock::system(),
         }
     }
 }
@@ -233,6 +236,7 @@ impl Application {
         state.flows = Some(flows);
         state.shutdown = shutdown;
         state.wake = wake;
+        state.clock = clock.clone();
         let state = web::Data::new(state);
         let server = run(listener, state.clone())?;
         Ok(Application {
@@ -383,6 +387,14 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route(
                 "/admin/contacts/{id}/consent",
                 web::post().to(crate::admin::record_consent),
+            )
+            .route(
+                "/admin/contacts/{id}/messages",
+                web::post().to(crate::admin::agent_message),
+            )
+            .route(
+                "/admin/contacts/{id}/handoff/close",
+                web::post().to(crate::admin::close_handoff),
             )
             .route(
                 "/admin/contacts/{id}/export",

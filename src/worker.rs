@@ -26,7 +26,7 @@ use crate::store::{
     Claim, Commit, Committed, ConsentChange, Delivery, DeliveryState, Lane, Queue, Store,
     StoreError,
 };
-use crate::webhook::events::{Event, InboundMessage, StatusUpdate};
+use crate::webhook::events::{AgentAction, Event, InboundMessage, StatusUpdate};
 use crate::webhook::payload::{Message, MessageKind, StatusKind};
 
 /// How long a claim may take before another worker may take the contact.
@@ -60,6 +60,13 @@ pub struct Conversation {
     /// never stored with the session).
     #[serde(skip)]
     pub steps_run: Vec<String>,
+}
+
+/// Whether the engine's effects hand the conversation to a person.
+fn hands_off(effects: &[Effect]) -> bool {
+    effects
+        .iter()
+        .any(|e| matches!(e, Effect::Action { action, .. } if action == "handoff"))
 }
 
 /// The statistics' names of the steps an engine run visited.
@@ -111,6 +118,10 @@ pub struct Profile {
     /// confirm are valid `privacy.erase_confirm_minutes`).
     #[serde(default)]
     pub erase_asked_at: Option<u64>,
+    /// Since when a person has the conversation (a flow's `handoff`):
+    /// flows do not answer until the agent closes it.
+    #[serde(default)]
+    pub handed_off_at: Option<u64>,
 }
 
 /// The ids of the buttons that confirm or decline an erasure.
@@ -454,6 +465,9 @@ impl Worker {
             state.steps_run.extend(steps_run(&flows, &out.visited));
             state.session = out.session;
             profile.contact = out.contact;
+            if hands_off(&out.effects) {
+                profile.handed_off_at = Some(now);
+            }
             let number = state.phone_number_id.clone().unwrap_or_default();
             let dest = Destination {
                 to: &to,
@@ -529,6 +543,30 @@ impl Worker {
                         self.privacy_command(&contact, command, turn, &mut jobs, now);
                     }
                 }
+                Event::Agent(a) => match a.action {
+                    AgentAction::Message { message } => {
+                        match (state.recipient.clone(), state.phone_number_id.clone()) {
+                            (Some(to), Some(number)) => {
+                                let origin = if message.needs_window() {
+                                    Origin::Reply
+                                } else {
+                                    Origin::Business
+                                };
+                                let mut job = self.reply(&state, &to, &number, message, now);
+                                job.origin = origin;
+                                jobs.push(job);
+                            }
+                            _ => {
+                                tracing::warn!(contact = %contact, "agent message for a contact with no conversation; dropped")
+                            }
+                        }
+                    }
+                    AgentAction::Close => {
+                        tracing::info!(contact = %contact, "handoff closed; flows answer again");
+                        profile.handed_off_at = None;
+                        state.session = None;
+                    }
+                },
                 _ => {}
             }
         }
@@ -775,6 +813,12 @@ impl Worker {
             self.privacy_command(contact, command, (state, profile), jobs, now);
             return Some(sent_at);
         }
+        if profile.handed_off_at.is_some() {
+            // A person has the conversation: the flows stay quiet (the
+            // message is in the history for the agent).
+            tracing::info!(contact = %contact, "handed off: not answered by the flows");
+            return Some(sent_at);
+        }
         let out = engine::step(
             &flows,
             state.session.take(),
@@ -786,6 +830,10 @@ impl Worker {
         state.steps_run.extend(steps_run(&flows, &out.visited));
         state.session = out.session;
         profile.contact = out.contact;
+        if hands_off(&out.effects) {
+            tracing::info!(contact = %contact, "conversation handed off to a person");
+            profile.handed_off_at = Some(now);
+        }
         // A name the customer gives (a flow's `set` of contact.name, or its
         // `update_name` action) wins over the WhatsApp name from now on.
         if out.effects.iter().any(|e| match e {

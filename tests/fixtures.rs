@@ -61,6 +61,7 @@ fn summary(routed: &[Routed]) -> Vec<String> {
                 )
             }
             Event::System(s) => format!("system:{}:-", s.field),
+            Event::Agent(_) => unreachable!("a webhook carries no agent events"),
         })
         .collect()
 }

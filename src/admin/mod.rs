@@ -349,6 +349,7 @@ pub async fn contact(
             "first_seen": p.first_seen,
             "last_seen": p.last_seen,
             "policy_version_shown": p.policy_version,
+            "handed_off_since": p.handed_off_at,
         })),
         "consent": consent,
         "ledger": ledger,
@@ -515,6 +516,193 @@ pub async fn export(
         Ok(doc) => HttpResponse::Ok().json(doc),
         Err(e) => unavailable(e),
     }
+}
+
+/// The body of `POST /admin/contacts/{id}/messages`: exactly one of a
+/// text and a template.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentMessage {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    template: Option<AgentTemplate>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentTemplate {
+    name: String,
+    language: TemplateLanguage,
+    /// The body's parameters, in order.
+    #[serde(default)]
+    body_parameters: Vec<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateLanguage {
+    code: String,
+}
+
+/// The longest text WhatsApp takes.
+const TEXT_MAX: usize = 4096;
+
+/// Queues an agent's action in the contact's inbox, in order with the
+/// customer's messages (the worker carries it out under the contact's
+/// lease), sealed under the contact's data key.
+async fn queue_agent_event(
+    state: &AppState,
+    contact: &crate::domain::ContactKey,
+    action: crate::webhook::events::AgentAction,
+) -> Result<(), HttpResponse> {
+    let Some(wrapped) = state.store.data_key(contact).await.map_err(unavailable)? else {
+        return Err(error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "nothing is kept about this contact",
+        ));
+    };
+    let sealer = state
+        .keyring
+        .unwrap(contact, &wrapped)
+        .map_err(|_| unavailable(crate::store::StoreError::Corrupt("data key".into())))?;
+    let event = crate::webhook::events::Event::Agent(crate::webhook::events::AgentEvent {
+        at: crate::store::now_secs(),
+        action,
+    });
+    let queue = crate::store::Queue::Contact(contact.clone());
+    let plain = serde_json::to_vec(&event)
+        .map_err(|e| unavailable(crate::store::StoreError::Corrupt(e.to_string())))?;
+    let sealed = sealer
+        .seal(&plain, queue.name().as_bytes())
+        .map_err(|e| unavailable(crate::store::StoreError::Corrupt(e.to_string())))?;
+    let appended = state
+        .store
+        .append(vec![crate::store::InboxEntry {
+            queue,
+            dedup: format!("agent:{}", uuid::Uuid::new_v4()),
+            sealed,
+            consent: None,
+            key: Some(crate::store::EntryKey {
+                wrapped,
+                fresh: false,
+                ttl: crate::privacy::keys::data_key_ttl(state.retention_days),
+            }),
+        }])
+        .await
+        .map_err(unavailable)?;
+    if appended.first() != Some(&crate::store::Appended::New) {
+        // The key changed under us (an erasure): nothing was queued.
+        return Err(error(
+            actix_web::http::StatusCode::CONFLICT,
+            "the contact changed meanwhile (erased?); nothing was queued",
+        ));
+    }
+    state.wake.inbox.push(contact.clone());
+    Ok(())
+}
+
+/// `POST /admin/contacts/{id}/messages`: an agent answers a customer,
+/// free-form within the 24-hour window, with a template outside it.
+pub async fn agent_message(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    use crate::outbox::{Message, TemplateParam};
+    let contact = match one_contact(&req, &path, &state) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    let bad = |m: &str| error(actix_web::http::StatusCode::BAD_REQUEST, m);
+    let body: AgentMessage = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return bad(&format!(
+                "the body must be {{\"text\": \"...\"}} or {{\"template\": {{\"name\", \"language\": {{\"code\"}}, \"body_parameters\": [...]}}}}: {e}"
+            ));
+        }
+    };
+    let message = match (body.text, body.template) {
+        (Some(text), None) => {
+            let n = text.chars().count();
+            if text.trim().is_empty() || n > TEXT_MAX {
+                return bad(&format!(
+                    "text must have 1 to {TEXT_MAX} characters ({n} given)"
+                ));
+            }
+            let windows = match state.store.windows(&contact).await {
+                Ok(w) => w,
+                Err(e) => return unavailable(e),
+            };
+            let last = windows.iter().map(|(_, at)| *at).max();
+            let now = state.clock.now();
+            if last.is_none_or(|at| at + 24 * 3600 <= now) {
+                return error(
+                    actix_web::http::StatusCode::CONFLICT,
+                    "outside the 24-hour window (the customer last wrote more than 24 hours ago): send an approved template instead",
+                );
+            }
+            Message::Flow {
+                message: crate::flow::engine::Outgoing::Text {
+                    body: text,
+                    preview_url: false,
+                },
+            }
+        }
+        (None, Some(t)) => {
+            if t.name.is_empty() || t.language.code.is_empty() {
+                return bad("template.name and template.language.code must not be empty");
+            }
+            Message::Template {
+                name: t.name,
+                language: t.language.code,
+                header: None,
+                body: t
+                    .body_parameters
+                    .into_iter()
+                    .map(|text| TemplateParam { name: None, text })
+                    .collect(),
+                quick_replies: Vec::new(),
+                marketing: false,
+            }
+        }
+        _ => return bad("give exactly one of text and template"),
+    };
+    let kind = message.kind();
+    if let Err(answer) = queue_agent_event(
+        &state,
+        &contact,
+        crate::webhook::events::AgentAction::Message { message },
+    )
+    .await
+    {
+        return answer;
+    }
+    admin_access(&state, &contact, "agent message").await;
+    tracing::info!(contact = %contact, kind, "admin: agent message queued");
+    HttpResponse::Accepted().json(json!({ "contact": contact.as_str(), "queued": true }))
+}
+
+/// `POST /admin/contacts/{id}/handoff/close`: the agent is done; flows
+/// answer the customer again.
+pub async fn close_handoff(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let contact = match one_contact(&req, &path, &state) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    if let Err(answer) =
+        queue_agent_event(&state, &contact, crate::webhook::events::AgentAction::Close).await
+    {
+        return answer;
+    }
+    tracing::info!(contact = %contact, "admin: handoff closed");
+    HttpResponse::Accepted().json(json!({ "contact": contact.as_str(), "closed": true }))
 }
 
 pub async fn messages(

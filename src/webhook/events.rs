@@ -28,6 +28,27 @@ pub enum Event {
     Status(StatusUpdate),
     Preference(PreferenceChange),
     System(SystemEvent),
+    /// A person of the business acting on a handed-off conversation
+    /// (through the admin API), queued in order with the customer's
+    /// messages.
+    Agent(AgentEvent),
+}
+
+/// What an agent did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentEvent {
+    /// When the admin API took it (Unix s).
+    pub at: u64,
+    pub action: AgentAction,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AgentAction {
+    /// A message to the customer (free-form text or a template).
+    Message { message: crate::outbox::Message },
+    /// The handoff is over: flows answer again.
+    Close,
 }
 
 /// Where an event came in: the WhatsApp Business Account and number.
@@ -101,6 +122,7 @@ impl Event {
             Event::Status(_) => "status",
             Event::Preference(_) => "preference",
             Event::System(_) => "system",
+            Event::Agent(_) => "agent",
         }
     }
 }

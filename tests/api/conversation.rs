@@ -144,17 +144,23 @@ both_backends!(
 );
 
 /// The customer's side of one contact's 20 messages: 5 rounds of
-/// hi → Get help → order number → problem.
+/// hi → See offers → No, thanks → a text of its own (which starts the
+/// welcome again). (Support would hand the conversation to a person after
+/// the first round, and the flows would stay quiet.)
 fn script(n: usize) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for round in 0..5 {
         out.push(text("hi"));
-        out.push(button_reply("menu_help", "Get help"));
-        out.push(text(&format!("#{}", 10_000 + n * 10 + round)));
-        out.push(text("the parcel arrived damaged"));
+        out.push(button_reply("menu_offers", "See offers"));
+        out.push(button_reply("promo_no", "No, thanks"));
+        out.push(text(&format!("order #{}", 10_000 + n * 10 + round)));
     }
     out
 }
+
+/// Answers per contact: 2 (welcome) + 2 (offer, question) + 1 + 2, five
+/// times.
+const ANSWERS: usize = 35;
 
 async fn fifty_contacts_in_parallel_end_as_a_serial_replay(backend: &Backend) {
     let graph = FakeGraph::start().await;
@@ -188,8 +194,8 @@ async fn fifty_contacts_in_parallel_end_as_a_serial_replay(backend: &Backend) {
         }
     }))
     .await;
-    let sent = graph.wait_for(50 * 25).await;
-    assert_eq!(sent.len(), 50 * 25);
+    let sent = graph.wait_for(50 * ANSWERS).await;
+    assert_eq!(sent.len(), 50 * ANSWERS);
     let flows = whatsify::flow::load_dir(std::path::Path::new("flows")).expect("flows");
     for (n, wa_id) in contacts.iter().enumerate() {
         let got: Vec<String> = sent
@@ -212,8 +218,14 @@ async fn fifty_contacts_in_parallel_end_as_a_serial_replay(backend: &Backend) {
                     m["text"]["body"].as_str().unwrap_or("").to_owned(),
                 ),
                 _ => whatsify::flow::engine::Input::Choice {
-                    id: "menu_help".into(),
-                    title: "Get help".into(),
+                    id: m["interactive"]["button_reply"]["id"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                    title: m["interactive"]["button_reply"]["title"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
                 },
             };
             want.extend(

@@ -6,6 +6,7 @@ mod helpers;
 mod conversation;
 mod crash;
 mod graph;
+mod handoff;
 mod handshake;
 mod ingest;
 mod instances;
