@@ -257,6 +257,8 @@ impl Session {
                 .route("/{v}/{pn}/media", web::post().to(graph_media))
         })
         .workers(1)
+        // Ctrl-C ends the chat, not just this stand-in.
+        .disable_signals()
         .bind(("127.0.0.1", 0))
         .map_err(|e| setup(&e))?;
         let graph_port = graph

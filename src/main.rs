@@ -201,6 +201,9 @@ fn rotate_key(config: Option<PathBuf>, rewrap: bool) -> ExitCode {
                     "# then SIGHUP or restart each one; the data keys are rewrapped in the background."
                 );
                 println!(
+                    "# Several instances: first add the new key to master_key_previous everywhere, then swap."
+                );
+                println!(
                     "# Once `whatsify rotate-key --rewrap` reports nothing left, drop master_key_previous."
                 );
                 print!("{lines}");

@@ -101,7 +101,7 @@ impl TokenReload {
     /// Puts new master keys in force (`whatsify rotate-key`), and starts a
     /// rewrap of the data keys under the new current key.
     fn reload_keys(&self, settings: &crate::config::Settings) {
-        let secrets = match crate::privacy::keys::load(settings) {
+        let secrets = match crate::privacy::keys::reload(settings) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "keys not reloaded; the current ones stay in force");

@@ -103,6 +103,7 @@ impl Application {
     /// Opens the store the settings choose and binds `server.bind`.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         let store = store::open(&settings.store).await?;
+        Self::check_keys(settings, store.as_ref()).await?;
         Self::build_with_pools(
             settings,
             store,
@@ -115,7 +116,15 @@ impl Application {
     /// senders (0: ingress only, for tests that look at the inbox itself).
     pub async fn build_with(settings: &Settings, workers: usize) -> Result<Self, StartError> {
         let store = store::open(&settings.store).await?;
+        Self::check_keys(settings, store.as_ref()).await?;
         Self::build_with_store(settings, store, workers)
+    }
+
+    /// Loads the keys (making the embedded key file for a new store) and
+    /// checks the store was written under the same pseudonym key.
+    pub async fn check_keys(settings: &Settings, store: &dyn Store) -> Result<(), StartError> {
+        let secrets = crate::privacy::keys::load(settings)?;
+        crate::privacy::keys::check_store(store, &secrets).await
     }
 
     /// As [`Application::build`], with a store already opened. Loads the

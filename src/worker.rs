@@ -348,8 +348,9 @@ impl Worker {
     }
 
     /// The contact's data key, made now if it has none (a timeout firing
-    /// after the key expired).
-    async fn sealer_for(&self, claim: &Claim) -> Result<Sealer, StoreError> {
+    /// after the key expired); the claim then names it, so the commit
+    /// checks it is still the contact's.
+    async fn sealer_for(&self, claim: &mut Claim) -> Result<Sealer, StoreError> {
         if let Some(sealer) = self.keyring_sealer(claim)? {
             return Ok(sealer);
         }
@@ -365,9 +366,12 @@ impl Worker {
                 crate::privacy::keys::data_key_ttl_for(self.profile_ttl),
             )
             .await?;
-        self.keyring
+        let sealer = self
+            .keyring
             .unwrap(&claim.contact, &stored)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        claim.data_key = Some(stored);
+        Ok(sealer)
     }
 
     fn open_state(&self, claim: &Claim, sealer: Option<&Sealer>) -> Conversation {
@@ -425,9 +429,9 @@ impl Worker {
     }
 
     /// Handles a claim's entries; with `tick`, first fires a due timeout.
-    async fn work(&self, claim: Claim, tick: Option<u64>) -> Result<Outcome, StoreError> {
+    async fn work(&self, mut claim: Claim, tick: Option<u64>) -> Result<Outcome, StoreError> {
         let contact = claim.contact.clone();
-        let sealer = self.sealer_for(&claim).await?;
+        let sealer = self.sealer_for(&mut claim).await?;
         let mut state = self.open_state(&claim, Some(&sealer));
         let opened: Option<Profile> = claim
             .profile

@@ -71,17 +71,21 @@ fn contact_of(id: &str, state: &AppState) -> Option<crate::domain::ContactKey> {
     Some(state.pseudonymizer.contact_key(&id))
 }
 
-/// The contact's data key, when it has one that the master keys in force
-/// unwrap.
+/// The contact's data key, when it has one. A key the master keys in
+/// force cannot unwrap is an error (503): an export or a view without the
+/// sealed data would look complete and be wrong.
 async fn contact_sealer(
     state: &AppState,
     contact: &crate::domain::ContactKey,
 ) -> Result<Option<crate::privacy::crypto::Sealer>, crate::store::StoreError> {
-    Ok(state
-        .store
-        .data_key(contact)
-        .await?
-        .and_then(|wrapped| state.keyring.unwrap(contact, &wrapped).ok()))
+    match state.store.data_key(contact).await? {
+        None => Ok(None),
+        Some(wrapped) => state.keyring.unwrap(contact, &wrapped).map(Some).map_err(|e| {
+            crate::store::StoreError::Corrupt(format!(
+                "the contact's data key cannot be unwrapped ({e}); is every master key in force configured?"
+            ))
+        }),
+    }
 }
 
 fn unavailable(e: crate::store::StoreError) -> HttpResponse {

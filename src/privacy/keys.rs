@@ -371,6 +371,34 @@ pub enum KeyError {
         "privacy.pseudonym_key must be set while privacy.master_key_previous is: pseudonyms derived from the master key would change with it and every contact would lose its data (`whatsify rotate-key` prints the value to pin)"
     )]
     PseudonymNotPinned,
+    #[error(
+        "the store's contacts are named under pseudonym key {stored}, but these settings give key {given}: with it every contact would lose its data and erased contacts could be subscribed again. Restore the key file or privacy.pseudonym_key (or privacy.master_key) this store was written with"
+    )]
+    WrongStore { stored: String, given: String },
+    #[error(
+        "the key file {path} is missing: restore it (a new one would make the stored data unreadable)"
+    )]
+    FileMissing { path: String },
+}
+
+/// The name of the store's pin of its pseudonym key's id.
+pub const PEPPER_PIN: &str = "pseudonym_key_id";
+
+/// Checks the store was written under this pseudonym key (pinning it on
+/// first use). On a mismatch a key file made just now is removed again.
+pub async fn check_store(
+    store: &dyn crate::store::Store,
+    secrets: &Secrets,
+) -> Result<(), crate::startup::StartError> {
+    let given = hex::encode(key_id(&secrets.pseudonym_key));
+    let stored = store.pin(PEPPER_PIN, &given).await?;
+    if stored == given {
+        return Ok(());
+    }
+    if let (true, Some(path)) = (secrets.key_file_created, &secrets.key_file) {
+        let _ = std::fs::remove_file(path);
+    }
+    Err(KeyError::WrongStore { stored, given }.into())
 }
 
 /// Every secret derived from the settings (and the embedded key file).
@@ -380,6 +408,8 @@ pub struct Secrets {
     pub pseudonym_key: Key32,
     /// The key file in use, when the keys came from one.
     pub key_file: Option<PathBuf>,
+    /// The key file was made by this call (the store was new to it).
+    pub key_file_created: bool,
 }
 
 /// What the application derives from the secrets: the master keys, the
@@ -461,9 +491,12 @@ fn read_key_file(path: &Path) -> Result<Option<(MasterKeys, Key32)>, KeyError> {
         .add_source(config::File::from_str(&text, config::FileFormat::Toml))
         .build()
         .and_then(config::Config::try_deserialize)
-        .map_err(|e| KeyError::File {
+        // The parser's message can quote the line, a key: not repeated.
+        .map_err(|_| KeyError::File {
             path: path.display().to_string(),
-            problem: e.to_string(),
+            problem:
+                "not valid TOML with the fields master_key, master_key_previous and pseudonym_key"
+                    .into(),
         })?;
     let current = decode_key(&file.master_key, path, "master_key")?;
     let previous = key_list(&file.master_key_previous)
@@ -496,10 +529,16 @@ fn write_key_file(path: &Path, keys: &MasterKeys, pepper: &Key32) -> Result<(), 
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     let tmp = path.with_extension("toml.tmp");
+    // A leftover (or planted) temporary file is not written through.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
     {
         use std::io::Write as _;
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt as _;
@@ -509,12 +548,14 @@ fn write_key_file(path: &Path, keys: &MasterKeys, pepper: &Key32) -> Result<(), 
         f.write_all(text.as_bytes()).map_err(err)?;
         f.sync_all().map_err(err)?;
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    // The rename itself survives a crash only once the folder is synced.
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
     }
-    std::fs::rename(&tmp, path).map_err(err)
+    Ok(())
 }
 
 /// Derives the pseudonym key from a master key (when none is configured).
@@ -531,6 +572,15 @@ fn derived_pepper(master: &Key32) -> Key32 {
 /// embedded store and none configured, the store folder's key file
 /// (created on first use).
 pub fn load(settings: &Settings) -> Result<Secrets, KeyError> {
+    load_keys(settings, true)
+}
+
+/// As [`load`], but never creates a key file (a SIGHUP must not).
+pub fn reload(settings: &Settings) -> Result<Secrets, KeyError> {
+    load_keys(settings, false)
+}
+
+fn load_keys(settings: &Settings, create: bool) -> Result<Secrets, KeyError> {
     let p = &settings.privacy;
     if let Some(master) = &p.master_key {
         let master = MasterKeys {
@@ -546,15 +596,23 @@ pub fn load(settings: &Settings) -> Result<Secrets, KeyError> {
             master,
             pseudonym_key: pepper,
             key_file: None,
+            key_file_created: false,
         });
     }
     if settings.store.backend != Backend::Embedded {
         return Err(KeyError::Missing);
     }
     let path = key_file_path(&settings.store.path);
+    let mut created = false;
     let (master, file_pepper) = match read_key_file(&path)? {
         Some(found) => found,
+        None if !create => {
+            return Err(KeyError::FileMissing {
+                path: path.display().to_string(),
+            });
+        }
         None => {
+            created = true;
             let keys = MasterKeys {
                 current: random_key(),
                 previous: Vec::new(),
@@ -573,6 +631,7 @@ pub fn load(settings: &Settings) -> Result<Secrets, KeyError> {
         master,
         pseudonym_key: p.pseudonym_key.clone().unwrap_or(file_pepper),
         key_file: Some(path),
+        key_file_created: created,
     })
 }
 

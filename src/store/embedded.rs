@@ -27,6 +27,7 @@
 //! | `profiles` | contact key → (expiry, sealed profile) | `privacy.retention_days` after the last write (not read past its expiry; purged hourly) |
 //! | `data_keys` | contact key → (expiry, wrapped data key) | `privacy.retention_days` + 2 days after the contact's last message (likewise) |
 //! | `stats` | `(day, counter)` → amount: the anonymous daily statistics | 400 days |
+//! | `pins` | name → value: the store's identity (the id of the pseudonym key its contacts are named under) | kept |
 //!
 //! redb is copy-on-write: a removed value's bytes stay in the file's free
 //! pages until they are reused. Message content is only ever stored
@@ -87,6 +88,8 @@ const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const HISTORY: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new("history");
 const SUPPRESSED: TableDefinition<&str, u64> = TableDefinition::new("suppressed");
 const HISTORY_AGE: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new("history_age");
+/// name → value: the store's pins (see [`Store::pin`]).
+const PINS: TableDefinition<&str, &str> = TableDefinition::new("pins");
 /// (day, counter) → amount: the anonymous daily statistics.
 const STATS: TableDefinition<(&str, &str), u64> = TableDefinition::new("stats");
 /// contact → (expiry, Unix s; wrapped data key).
@@ -466,6 +469,7 @@ impl EmbeddedStore {
             txn.open_table(DATA_KEYS).map_err(corrupt)?;
             txn.open_table(STATS).map_err(corrupt)?;
             txn.open_table(SESSION_EXPIRY).map_err(corrupt)?;
+            txn.open_table(PINS).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -672,8 +676,6 @@ fn apply_appends(
                         out.push(Appended::KeyMismatch);
                         continue;
                     }
-                    let until = now + key.ttl.as_secs().max(1);
-                    data_keys.insert(k.as_str(), (until, key.wrapped.as_slice()))?;
                 }
                 let queue = e.queue.name();
                 let seen_key = format!("{queue}/{}", e.dedup);
@@ -690,6 +692,11 @@ fn apply_appends(
                     expiry.remove((old.value(), seen_key.as_str()))?;
                 }
                 expiry.insert((until, seen_key.as_str()), ())?;
+                // A key is stored (or kept longer) only with a new entry.
+                if let (Queue::Contact(k), Some(key)) = (&e.queue, &e.key) {
+                    let until = now + key.ttl.as_secs().max(1);
+                    data_keys.insert(k.as_str(), (until, key.wrapped.as_slice()))?;
+                }
                 let n = seq.get(queue.as_str())?.map(|v| v.value()).unwrap_or(0);
                 seq.insert(queue.as_str(), n + 1)?;
                 inbox.insert((queue.as_str(), n), e.sealed.as_slice())?;
@@ -894,6 +901,18 @@ impl Store for EmbeddedStore {
                     return Ok(Committed::LeaseLost);
                 }
                 let key = c.contact.as_str();
+                // Sealed under a data key that is no longer the contact's
+                // (erased meanwhile): nothing is written.
+                if let Some(wrapped) = &c.data_key {
+                    let mut keys = txn.open_table(DATA_KEYS).map_err(corrupt)?;
+                    let until = match keys.get(key).map_err(corrupt)? {
+                        Some(v) if v.value().1 == wrapped.as_slice() => v.value().0,
+                        _ => return Ok(Committed::LeaseLost),
+                    };
+                    let keep = now_secs() + commit.profile_ttl.as_secs() + 2 * 86_400;
+                    keys.insert(key, (until.max(keep), wrapped.as_slice()))
+                        .map_err(corrupt)?;
+                }
                 let inbox_q = Queue::Contact(c.contact.clone()).name();
                 let outbox_q = Queue::Outbox(c.contact.clone()).name();
                 let mut inbox = txn.open_table(INBOX).map_err(corrupt)?;
@@ -1224,6 +1243,19 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn pin(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.write(move |txn| {
+            let mut t = txn.open_table(PINS).map_err(corrupt)?;
+            if let Some(cur) = t.get(name.as_str()).map_err(corrupt)? {
+                return Ok(cur.value().to_owned());
+            }
+            t.insert(name.as_str(), value.as_str()).map_err(corrupt)?;
+            Ok(value)
+        })
+        .await
+    }
+
     async fn append_consent(
         &self,
         contact: &ContactKey,
@@ -1424,6 +1456,18 @@ impl Store for EmbeddedStore {
         let held = self
             .write(move |txn| {
                 let key = c.contact.as_str();
+                if let Some(wrapped) = &c.data_key {
+                    let stored = txn
+                        .open_table(DATA_KEYS)
+                        .map_err(corrupt)?
+                        .get(key)
+                        .map_err(corrupt)?
+                        .map(|v| v.value().1.to_vec());
+                    if stored.as_deref() != Some(wrapped.as_slice()) {
+                        // The contact was erased meanwhile: nothing to write.
+                        return Ok(false);
+                    }
+                }
                 let q = Queue::Outbox(c.contact.clone()).name();
                 {
                     let mut inbox = txn.open_table(INBOX).map_err(corrupt)?;

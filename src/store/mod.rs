@@ -504,6 +504,11 @@ pub trait Store: Send + Sync + 'static {
     /// no personal data, expire on their own within 8 days.)
     async fn erase(&self, contact: &ContactKey, at: u64) -> Result<(), StoreError>;
 
+    /// Stores `value` under `name` unless a value is there; answers the
+    /// value in force. The store's identity (the id of the pseudonym key
+    /// its contacts are named under) is pinned this way.
+    async fn pin(&self, name: &str, value: &str) -> Result<String, StoreError>;
+
     /// The contact's wrapped data key, if it has one.
     async fn data_key(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError>;
 

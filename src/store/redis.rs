@@ -30,6 +30,7 @@
 //! | `P{sys}:inbox`, `P{sys}:seen:<dedup>` | the same as a contact's, for account-level events | 30 days / 8 days |
 //! | `P{quarantine}:inbox`, `P{quarantine}:seen:<sha>` | unreadable signed bodies | 30 days / 8 days |
 //! | `P{audit}:log`, `P{audit}:head` | stream of audit entries (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content), id `<seq>-1`; and the last entry's sequence number and hash | kept: it is the accountability record (GDPR Art. 5(2)), and a gap would break its chain |
+//! | `P{meta}:pin:<name>` | string: the store's identity, the id (8 hex digits) of the pseudonym key its contacts are named under; a server with another key refuses to start | kept: it names the store, not a contact |
 //! | `P{suppressed}` | hash: pseudonymous key of an erased contact → when (Unix s); so their opt-out survives and a later import cannot re-subscribe them | kept |
 //! | `Prate:<name>` | string, a GCRA rate limit's theoretical arrival time (Unix µs) | just past it |
 //! | `Pbreakers`, `Pbreakers:probe` | hashes: phone_number_id → why its sending is paused (JSON), and when the next probe may go; a field leaves when the breaker closes | 30 days after the last opening |
@@ -83,21 +84,29 @@ fn shard_of(contact: &ContactKey) -> u16 {
         % SHARDS
 }
 
-/// KEYS: seen mark, stream, and for a contact its shard's inbox ready set
-/// and its consent ledger. ARGV: dedup TTL (s), sealed event, stream TTL
-/// (s), now (ms), contact, consent entry (JSON) or empty.
+/// KEYS: seen mark, stream, and for a contact its shard's inbox ready set,
+/// its consent ledger, its data key and its shard's statistics of the day.
+/// ARGV: dedup TTL (s), sealed event, stream TTL (s), now (ms), contact,
+/// consent entry (JSON) or empty, the wrapped data key the entry is sealed
+/// under (or empty), '1' when that key is new, the key's TTL (s), the
+/// counter the consent entry adds (or empty), the statistics' TTL.
+/// Answers the entry's id, nil for a duplicate, or -1 (nothing written)
+/// when the data key is not the stored one. A key is stored only with a
+/// new entry (a duplicate of a message from before an erasure makes none).
 const APPEND_LUA: &str = r#"
+local make_key = false
 if KEYS[5] and ARGV[7] ~= '' then
   local cur = redis.call('GET', KEYS[5])
   if cur then
     if cur ~= ARGV[7] then return -1 end
   elseif ARGV[8] == '1' then
-    redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[9])
+    make_key = true
   else
     return -1
   end
 end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  if make_key then redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[9]) end
   local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[3])
   if KEYS[3] then
@@ -134,6 +143,15 @@ if ARGV[2] ~= '' then
   redis.call('EXPIRE', KEYS[2], ARGV[3])
 end
 return 1
+"#;
+
+/// KEYS: a pin. ARGV: a value. Stores it unless one is there; answers the
+/// value in force.
+const PIN_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur then return cur end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
 "#;
 
 /// KEYS: a contact's data key. ARGV: the stored key, its replacement.
@@ -199,11 +217,19 @@ end
 /// history entries, then the acked ids, the jobs, four values per delivery
 /// (job, wamid, rank, json), the consent entries (json) and the history
 /// entries, then the number of counters, the statistics' TTL and (name,
-/// amount) per counter (KEYS[14]: the shard's statistics of the day).
+/// amount) per counter (KEYS[14]: the shard's statistics of the day), and
+/// last the wrapped data key the claim was sealed under, or empty (KEYS[15]:
+/// the contact's data key). A data key that is no longer the stored one
+/// (the contact was erased meanwhile) writes nothing, as a lost lease.
 /// Answers the entries left in the inbox,
 /// or -1 when the lease was lost (nothing written).
 const COMMIT_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local dk = ARGV[#ARGV]
+if dk ~= '' then
+  if redis.call('GET', KEYS[15]) ~= dk then return -1 end
+  redis.call('EXPIRE', KEYS[15], tonumber(ARGV[15]) + 172800)
+end
 local n, j, d, c = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local member = ARGV[11]
 if ARGV[14] ~= '' then redis.call('SET', KEYS[11], ARGV[14], 'EX', ARGV[15]) end
@@ -260,9 +286,14 @@ return left
 /// ARGV: token, entry id, job, wamid hash, rank, json, dead letter (or
 /// empty), now, contact, consent entry (or empty), release ('1' or ''),
 /// number of other entry ids, then those ids, the number of counters,
-/// the statistics' TTL, and (name, amount) per counter. Returns 1 if the lease is
+/// the statistics' TTL, (name, amount) per counter, and last the claim's
+/// wrapped data key or empty (KEYS[11]: the contact's data key). When the
+/// data key is no longer the stored one (the contact was erased), nothing
+/// is written and 0 is answered. Returns 1 if the lease is
 /// still held, else 0; the job is finished either way.
 const FINISH_LUA: &str = r#"
+local dk = ARGV[#ARGV]
+if dk ~= '' and redis.call('GET', KEYS[11]) ~= dk then return 0 end
 if ARGV[10] ~= '' then redis.call('XADD', KEYS[7], '*', 'c', ARGV[10]) end
 redis.call('XDEL', KEYS[2], ARGV[2])
 local also = tonumber(ARGV[12])
@@ -427,6 +458,7 @@ pub struct RedisStore {
     data_key: redis::Script,
     rewrap: redis::Script,
     consent: redis::Script,
+    pin: redis::Script,
 }
 
 /// A delivery record as stored: `RR|{json}`.
@@ -522,6 +554,7 @@ impl RedisStore {
             data_key: redis::Script::new(DATA_KEY_LUA),
             rewrap: redis::Script::new(REWRAP_LUA),
             consent: redis::Script::new(CONSENT_LUA),
+            pin: redis::Script::new(PIN_LUA),
         })
     }
 
@@ -853,6 +886,7 @@ impl Store for RedisStore {
             .key(self.contact_key(c, "history"))
             .key(self.shard_key(shard, "history"))
             .key(self.stats_key(shard, &stats::today()))
+            .key(self.contact_key(c, "key"))
             .arg(&claim.owner)
             .arg(commit.session_ttl.as_secs().max(1))
             .arg(if commit.session.is_some() { "1" } else { "0" })
@@ -891,6 +925,7 @@ impl Store for RedisStore {
         for (name, n) in &counts {
             inv.arg(name).arg(*n);
         }
+        inv.arg(claim.data_key.as_deref().unwrap_or(b""));
         let left: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         if left < 0 {
             return Ok(Committed::LeaseLost);
@@ -941,6 +976,7 @@ impl Store for RedisStore {
             .key(self.ready_key(Lane::Outbox, shard))
             .key(self.timers_key(Lane::Outbox, shard))
             .key(self.stats_key(shard, &stats::today()))
+            .key(self.contact_key(c, "key"))
             .arg(&claim.owner)
             .arg(id);
         for a in record_args(&finish.record)? {
@@ -964,6 +1000,7 @@ impl Store for RedisStore {
         for (name, n) in &counts {
             inv.arg(name).arg(*n);
         }
+        inv.arg(claim.data_key.as_deref().unwrap_or(b""));
         let held: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(held == 1)
     }
@@ -1185,6 +1222,16 @@ impl Store for RedisStore {
         }
         out.retain(|_, v| !v.is_empty());
         Ok(out)
+    }
+
+    async fn pin(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        let mut conn = self.conn.clone();
+        self.pin
+            .key(format!("{}{{meta}}:pin:{name}", self.prefix))
+            .arg(value)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 
     async fn append_consent(

@@ -268,6 +268,11 @@ async fn handle(
             state.wake.inbox.push(k.clone());
         }
     }
+    if results.contains(&Appended::KeyMismatch) {
+        return Err(WebhookError::Store(StoreError::Unavailable(
+            "a contact's data key kept changing".into(),
+        )));
+    }
     tracing::info!(
         outcome = "ok",
         events = results.len(),
@@ -378,10 +383,10 @@ async fn append_sealed(
         pending = again;
         batch = retry;
     }
-    // Still racing after several tries: refuse; Meta delivers again.
-    Err(WebhookError::Store(crate::store::StoreError::Unavailable(
-        "a contact's data key kept changing".into(),
-    )))
+    // Still racing after several tries: those entries stay
+    // `KeyMismatch`; the caller refuses the delivery once the others are
+    // audited and handed over (Meta delivers again).
+    Ok(results)
 }
 
 async fn quarantine(

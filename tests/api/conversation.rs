@@ -260,11 +260,12 @@ async fn two_instances_on_one_redis_share_the_work_and_answer_each_message_once(
         }
     }))
     .await;
-    let sent = graph.wait_for(10 * 5).await;
+    // One round of the script: 7 answers per contact.
+    let sent = graph.wait_for(10 * 7).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         graph.sent().len(),
-        10 * 5,
+        10 * 7,
         "each message answered exactly once"
     );
     for wa_id in &contacts {
@@ -273,11 +274,16 @@ async fn two_instances_on_one_redis_share_the_work_and_answer_each_message_once(
             .filter(|s| s.body["to"] == format!("+{wa_id}"))
             .map(|s| describe(&s.body))
             .collect();
-        assert_eq!(got.len(), 5, "{wa_id}: {got:#?}");
+        assert_eq!(got.len(), 7, "{wa_id}: {got:#?}");
         assert_eq!(got[0], "text: Hi Two 👋");
+        assert!(got[2].starts_with("text: This week: 20% off"), "{got:#?}");
         assert!(
-            got[4]
-                .starts_with("text: Got it. A teammate will reply here shortly about your order #")
+            got[4].starts_with("text: No problem, we won't send you offers."),
+            "{got:#?}"
+        );
+        assert_eq!(
+            got[5], "text: Hi Two 👋",
+            "the text starts the welcome again"
         );
     }
     graph.stop().await;

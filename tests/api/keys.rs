@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::Value;
 use whatsify::config::Settings;
 use whatsify::privacy::export::history_context;
@@ -399,4 +400,55 @@ async fn the_embedded_key_file_and_rotate_key() {
     let text = serve.export_text(wa).await;
     assert!(text.contains(SECRET), "{text}");
     serve.stop();
+}
+
+/// A server whose settings would name the contacts under another
+/// pseudonym key than the store was written with refuses to start, and
+/// says how to fix it.
+#[tokio::test]
+async fn a_store_refuses_other_keys() {
+    let b = redis();
+    let first = try_spawn_app(&b.backend, &[]).await;
+    assert!(first.is_ok(), "the store is pinned to its keys");
+    let other = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let err = try_spawn_app(&b.backend, &[("WHATSIFY__PRIVACY__MASTER_KEY", other)])
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("pseudonym key") && err.contains("Restore"),
+        "{err}"
+    );
+}
+
+/// The embedded store's key file is made only for a new store: a store
+/// pinned to other keys refuses it, and the file made is removed again.
+#[tokio::test]
+async fn a_key_file_is_not_made_for_a_store_written_under_another() {
+    let b = embedded();
+    let mut settings = settings(
+        &b.backend,
+        &[("WHATSIFY__PRIVACY__MASTER_KEY", String::new())],
+    );
+    let store = whatsify::store::open(&settings.store).await.expect("store");
+    store.pin(keys::PEPPER_PIN, "0badc0de").await.expect("pin");
+    let secrets = keys::load(&settings).expect("keys");
+    assert!(secrets.key_file_created);
+    let path = secrets.key_file.clone().expect("a key file");
+    assert!(path.exists());
+    let err = keys::check_store(store.as_ref(), &secrets)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("0badc0de"), "{err}");
+    assert!(!path.exists(), "the new key file is removed again");
+    // A reload never makes one.
+    settings.privacy.pseudonym_key = None;
+    let err = keys::reload(&settings)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("missing"), "{err}");
 }

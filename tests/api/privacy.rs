@@ -1141,6 +1141,7 @@ fn key_class(key: &str, prefix: &str) -> String {
         (r"seen:[0-9a-zA-Z_-]+$", "seen:<dedup>"),
         (r"stats:\d{4}-\d\d-\d\d$", "stats:<day>"),
         (r"^rate:.*$", "rate:<name>"),
+        (r"pin:[a-z_]+$", "pin:<name>"),
     ];
     let mut class = rest.to_owned();
     for (pattern, with) in rules {
@@ -1219,6 +1220,7 @@ async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
         "P{suppressed}",
         "P{audit}:log",
         "P{audit}:head",
+        "P{meta}:pin:<name>",
     ];
     let client = redis::Client::open(url.as_str()).expect("client");
     let mut conn = client

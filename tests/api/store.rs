@@ -1483,3 +1483,83 @@ async fn the_embedded_purge_removes_what_is_past_its_time() {
             .is_empty()
     );
 }
+
+/// A worker or sender that claimed a contact before it was erased writes
+/// nothing afterwards: its data key is gone, so its commit or finish would
+/// bring back data sealed under a destroyed key.
+async fn nothing_is_written_under_an_erased_contact_s_key(backend: &Backend) {
+    let s = open(backend).await;
+    let q = contact(41);
+    let Queue::Contact(c) = q.clone() else {
+        unreachable!()
+    };
+    s.append(vec![keyed(&q, "m1", "k1", true)])
+        .await
+        .expect("append");
+    let claim = s
+        .claim(Lane::Inbox, &c, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    assert_eq!(claim.data_key.as_deref(), Some(&b"k1"[..]));
+    s.erase(&c, 1).await.expect("erase");
+    let commit = Commit {
+        acked: claim.entries.iter().map(|e| e.id.clone()).collect(),
+        session: Some(b"session".to_vec()),
+        session_ttl: Duration::from_secs(60),
+        outbox: vec![b"job".to_vec()],
+        wake_at: None,
+        window: Some(("pn".into(), 5)),
+        deliveries: Vec::new(),
+        consent: Vec::new(),
+        profile: Some(b"profile".to_vec()),
+        history: vec![b"said".to_vec()],
+        profile_ttl: Duration::from_secs(3600),
+        stats: Vec::new(),
+    };
+    // The lease may or may not have survived the erasure: either way the
+    // commit is refused.
+    let _ = s.commit(&claim, commit).await;
+    assert_eq!(s.profile(&c).await.expect("profile"), None);
+    assert_eq!(s.session(&c).await.expect("session"), None);
+    assert!(s.history(&c, 10).await.expect("history").is_empty());
+    assert!(s.windows(&c).await.expect("windows").is_empty());
+    assert!(
+        s.read(&Queue::Outbox(c.clone()), 10)
+            .await
+            .expect("outbox")
+            .is_empty()
+    );
+
+    // A sender's claim from before the erasure.
+    let k = key(42);
+    queue_jobs(&s, &k, &["x"], None).await;
+    s.create_data_key(&k, b"k9".to_vec(), Duration::from_secs(60))
+        .await
+        .expect("key");
+    let sender = s
+        .claim(Lane::Outbox, &k, "sender", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    assert!(sender.data_key.is_some());
+    s.erase(&k, 1).await.expect("erase");
+    let done = Finish {
+        dead_letter: Some(b"letter".to_vec()),
+        ..Finish::record(record("job-x", DeliveryState::Dead, 100))
+    };
+    assert!(
+        !s.finish(&sender, &sender.entries[0].id, done)
+            .await
+            .expect("finish")
+    );
+    assert!(s.deliveries(&k).await.expect("records").is_empty());
+    assert!(
+        s.dead_letters(10)
+            .await
+            .expect("dead")
+            .iter()
+            .all(|d| d.contact != k)
+    );
+}
+both_backends!(erased_key, nothing_is_written_under_an_erased_contact_s_key);
