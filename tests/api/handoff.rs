@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::graph::FakeGraph;
-use crate::helpers::{ADMIN_TOKEN, Backend, TestApp};
+use crate::helpers::{Backend, TestApp};
 use crate::outbox::{app_with, now, say_hi, sent_to, text_from, until};
 
 async fn send(app: &TestApp, wa: &str, wamid: &str, text: &str) {
@@ -16,16 +16,7 @@ async fn send(app: &TestApp, wa: &str, wamid: &str, text: &str) {
 }
 
 async fn admin_post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let resp = app
-        .client
-        .post(format!("{}{path}", app.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("post");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    app.admin_post(path, &body).await
 }
 
 fn texts(graph: &FakeGraph, wa: &str) -> Vec<String> {

@@ -261,6 +261,37 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// `DELETE path` with the admin token: the status.
+    pub async fn admin_delete(&self, path: &str) -> u16 {
+        self.client
+            .delete(format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request sent")
+            .status()
+            .as_u16()
+    }
+
+    /// `POST path` with a JSON body and the admin token: the status and
+    /// the JSON answer.
+    pub async fn admin_post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub async fn post_raw(&self, body: Vec<u8>, signature: Option<String>) -> reqwest::Response {
         let mut req = self
             .client
