@@ -170,24 +170,31 @@ fn audit_last(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<(u64, St
     }
 }
 
+/// The value of an `(expiry, value)` row, unless it is past its expiry
+/// at `now` (Unix s).
+fn unexpired((until, bytes): (u64, &[u8]), now: u64) -> Option<Vec<u8>> {
+    (until > now).then(|| bytes.to_vec())
+}
+
+/// An `(expiry, value)` row of `table`, unless it is past its expiry.
+fn read_unexpired(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<&str, (u64, &[u8])>,
+    key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let table = txn.open_table(table).map_err(corrupt)?;
+    let v = table.get(key).map_err(corrupt)?;
+    Ok(v.and_then(|v| unexpired(v.value(), now_secs())))
+}
+
 /// A contact's wrapped data key, unless it is past its expiry.
 fn read_data_key(txn: &redb::ReadTransaction, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-    let table = txn.open_table(DATA_KEYS).map_err(corrupt)?;
-    let Some(v) = table.get(key).map_err(corrupt)? else {
-        return Ok(None);
-    };
-    let (until, bytes) = v.value();
-    Ok((until > now_secs()).then(|| bytes.to_vec()))
+    read_unexpired(txn, DATA_KEYS, key)
 }
 
 /// A contact's sealed profile, unless it is past its expiry.
 fn read_profile(txn: &redb::ReadTransaction, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-    let table = txn.open_table(PROFILES).map_err(corrupt)?;
-    let Some(v) = table.get(key).map_err(corrupt)? else {
-        return Ok(None);
-    };
-    let (until, bytes) = v.value();
-    Ok((until > now_secs()).then(|| bytes.to_vec()))
+    read_unexpired(txn, PROFILES, key)
 }
 
 /// How long delivery records and dead letters are kept (as on Redis).
@@ -664,10 +671,9 @@ fn apply_appends(
             let mut out = Vec::with_capacity(entries.len());
             for e in *entries {
                 if let (Queue::Contact(k), Some(key)) = (&e.queue, &e.key) {
-                    let stored = data_keys.get(k.as_str())?.and_then(|v| {
-                        let (until, bytes) = v.value();
-                        (until > now).then(|| bytes.to_vec())
-                    });
+                    let stored = data_keys
+                        .get(k.as_str())?
+                        .and_then(|v| unexpired(v.value(), now));
                     let fits = match &stored {
                         Some(w) => *w == key.wrapped,
                         None => key.fresh,
@@ -1213,13 +1219,7 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn stats(
-        &self,
-        days: &[String],
-    ) -> Result<
-        std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
-        StoreError,
-    > {
+    async fn stats(&self, days: &[String]) -> Result<super::DailyStats, StoreError> {
         let days = days.to_vec();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(corrupt)?;
@@ -1288,10 +1288,10 @@ impl Store for EmbeddedStore {
         self.write(move |txn| {
             let mut t = txn.open_table(DATA_KEYS).map_err(corrupt)?;
             let now = now_secs();
-            let stored = t.get(key.as_str()).map_err(corrupt)?.and_then(|v| {
-                let (until, bytes) = v.value();
-                (until > now).then(|| bytes.to_vec())
-            });
+            let stored = t
+                .get(key.as_str())
+                .map_err(corrupt)?
+                .and_then(|v| unexpired(v.value(), now));
             if let Some(w) = stored {
                 return Ok(w);
             }

@@ -540,13 +540,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// The anonymous statistics of `days` (YYYY-MM-DD): per day, each
     /// counter's total across the store.
-    async fn stats(
-        &self,
-        days: &[String],
-    ) -> Result<
-        std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
-        StoreError,
-    >;
+    async fn stats(&self, days: &[String]) -> Result<DailyStats, StoreError>;
 
     /// When the contact was erased (their key is on the suppression list).
     async fn suppressed(&self, contact: &ContactKey) -> Result<Option<u64>, StoreError>;
@@ -645,6 +639,9 @@ pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
 /// Anonymous counters: (name, amount). Names are fixed words or a flow's
 /// and step's ids, never anything about a contact.
 pub type Counts = Vec<(String, u64)>;
+
+/// Statistics per day (YYYY-MM-DD): each counter's total.
+pub type DailyStats = std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>;
 
 /// The anonymous daily statistics whatsify keeps (`GET /admin/stats`),
 /// which outlive every contact's data: per UTC day, messages in and out,

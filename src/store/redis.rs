@@ -558,6 +558,16 @@ impl RedisStore {
         })
     }
 
+    /// The value of a string key, if any.
+    async fn get_bytes(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
     /// A key of a shard: `P{s:N}:<suffix>`.
     fn shard_key(&self, shard: u16, suffix: &str) -> String {
         format!("{}{{s:{shard}}}:{suffix}", self.prefix)
@@ -1192,13 +1202,7 @@ impl Store for RedisStore {
         Ok(contacts.len())
     }
 
-    async fn stats(
-        &self,
-        days: &[String],
-    ) -> Result<
-        std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
-        StoreError,
-    > {
+    async fn stats(&self, days: &[String]) -> Result<super::DailyStats, StoreError> {
         let mut out = std::collections::BTreeMap::new();
         if days.is_empty() {
             return Ok(out);
@@ -1254,12 +1258,7 @@ impl Store for RedisStore {
     }
 
     async fn data_key(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("GET")
-            .arg(self.contact_key(contact, "key"))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)
+        self.get_bytes(self.contact_key(contact, "key")).await
     }
 
     async fn create_data_key(
@@ -1356,12 +1355,7 @@ impl Store for RedisStore {
     }
 
     async fn session(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("GET")
-            .arg(self.contact_key(contact, "session"))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)
+        self.get_bytes(self.contact_key(contact, "session")).await
     }
 
     async fn history(
@@ -1393,12 +1387,7 @@ impl Store for RedisStore {
     }
 
     async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("GET")
-            .arg(self.contact_key(contact, "profile"))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)
+        self.get_bytes(self.contact_key(contact, "profile")).await
     }
 
     async fn deliveries(&self, contact: &ContactKey) -> Result<Vec<Delivery>, StoreError> {

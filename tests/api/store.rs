@@ -542,6 +542,24 @@ fn accepted(job: &str) -> Finish {
 }
 
 /// Queues `jobs` in the contact's outbox through an inbox commit.
+/// A commit that acknowledges a claim's entries and changes nothing else.
+fn ack_all(c: &whatsify::store::Claim) -> Commit {
+    Commit {
+        acked: c.entries.iter().map(|e| e.id.clone()).collect(),
+        session: None,
+        session_ttl: Duration::from_secs(60),
+        outbox: Vec::new(),
+        wake_at: None,
+        window: None,
+        deliveries: Vec::new(),
+        consent: Vec::new(),
+        profile: None,
+        history: Vec::new(),
+        profile_ttl: Duration::from_secs(3600),
+        stats: Vec::new(),
+    }
+}
+
 async fn queue_jobs(
     s: &Arc<dyn Store>,
     k: &ContactKey,
@@ -561,18 +579,9 @@ async fn queue_jobs(
         .expect("claim")
         .expect("free");
     let commit = Commit {
-        acked: c.entries.iter().map(|e| e.id.clone()).collect(),
-        session: None,
-        session_ttl: Duration::from_secs(60),
         outbox: jobs.iter().map(|j| j.as_bytes().to_vec()).collect(),
-        wake_at: None,
         window: window.map(|(n, t)| (n.to_owned(), t)),
-        deliveries: Vec::new(),
-        consent: Vec::new(),
-        profile: None,
-        history: Vec::new(),
-        profile_ttl: Duration::from_secs(3600),
-        stats: Vec::new(),
+        ..ack_all(&c)
     };
     assert!(matches!(
         s.commit(&c, commit).await.expect("commit"),
@@ -1434,18 +1443,11 @@ async fn the_embedded_purge_removes_what_is_past_its_time() {
         .expect("claim")
         .expect("free");
     let commit = Commit {
-        acked: c.entries.iter().map(|e| e.id.clone()).collect(),
         session: Some(b"session".to_vec()),
-        session_ttl: Duration::from_secs(60),
-        outbox: Vec::new(),
-        wake_at: None,
-        window: None,
-        deliveries: Vec::new(),
-        consent: Vec::new(),
         profile: Some(b"profile".to_vec()),
-        history: Vec::new(),
         profile_ttl: Duration::from_secs(10 * 86_400),
         stats: vec![("messages_in".to_owned(), 1)],
+        ..ack_all(&c)
     };
     s.commit(&c, commit).await.expect("commit");
     s.create_data_key(&k, b"wrapped".to_vec(), Duration::from_secs(12 * 86_400))
@@ -1504,18 +1506,12 @@ async fn nothing_is_written_under_an_erased_contact_s_key(backend: &Backend) {
     assert_eq!(claim.data_key.as_deref(), Some(&b"k1"[..]));
     s.erase(&c, 1).await.expect("erase");
     let commit = Commit {
-        acked: claim.entries.iter().map(|e| e.id.clone()).collect(),
         session: Some(b"session".to_vec()),
-        session_ttl: Duration::from_secs(60),
         outbox: vec![b"job".to_vec()],
-        wake_at: None,
         window: Some(("pn".into(), 5)),
-        deliveries: Vec::new(),
-        consent: Vec::new(),
         profile: Some(b"profile".to_vec()),
         history: vec![b"said".to_vec()],
-        profile_ttl: Duration::from_secs(3600),
-        stats: Vec::new(),
+        ..ack_all(&claim)
     };
     // The lease may or may not have survived the erasure: either way the
     // commit is refused.
