@@ -52,6 +52,7 @@ mark_read = true
 workers = 4
 senders = 32
 shutdown_grace = "25s"
+unconfirmed_wait = "60s"
 
 [privacy]
 master_key = ""
@@ -202,6 +203,11 @@ pub struct OutboxSettings {
     /// On SIGTERM, how long sends in flight may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// A business-initiated message whose request got no answer (the
+    /// process died, the request timed out) is sent again only when no
+    /// status webhook for it came within this: Meta may have it.
+    #[serde(with = "humantime_serde")]
+    pub unconfirmed_wait: Duration,
 }
 
 #[derive(Debug, Deserialize)]

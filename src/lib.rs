@@ -17,6 +17,7 @@
 //! Later stages (flow engine, outbox, admin API) plug in after the inbox.
 
 pub mod admin;
+pub mod campaign;
 pub mod chat;
 pub mod clock;
 pub mod config;

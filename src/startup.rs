@@ -43,6 +43,8 @@ pub struct AppState {
     pub retention_days: u32,
     /// The workers' clock (tests and `whatsify chat` move it).
     pub clock: crate::clock::Clock,
+    /// What a campaign request is checked against.
+    pub campaign_limits: crate::campaign::Limits,
 }
 
 impl AppState {
@@ -66,6 +68,10 @@ impl AppState {
             audit: crypto.audit.clone(),
             retention_days: settings.privacy.retention_days,
             clock: crate::clock::Clock::system(),
+            campaign_limits: crate::campaign::Limits {
+                phone_number_id: settings.meta.phone_number_id.clone(),
+                messages_per_second: settings.outbox.messages_per_second,
+            },
         }
     }
 }
@@ -231,6 +237,18 @@ impl Application {
                 owner: uuid::Uuid::new_v4().to_string(),
             };
             tasks.push(tokio::spawn(sender.run(shutdown.clone())));
+        }
+        if senders > 0 {
+            let dispatcher = crate::campaign::dispatch::Dispatcher {
+                store: store.clone(),
+                keyring: crypto.keyring.clone(),
+                clock: clock.clone(),
+                retention_days: settings.privacy.retention_days,
+                wake: wake.clone(),
+                owner: uuid::Uuid::new_v4().to_string(),
+                messages_per_second: settings.outbox.messages_per_second,
+            };
+            tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
         }
         let addr = settings.server.bind.clone();
         let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
@@ -412,6 +430,21 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route(
                 "/admin/contacts/{id}/messages",
                 web::get().to(crate::admin::messages),
+            )
+            .service(
+                web::resource("/admin/campaigns")
+                    // An audience of up to 100,000 wa_ids with variables.
+                    .app_data(web::PayloadConfig::new(crate::admin::campaigns::MAX_BODY))
+                    .route(web::post().to(crate::admin::campaigns::create))
+                    .route(web::get().to(crate::admin::campaigns::list)),
+            )
+            .route(
+                "/admin/campaigns/{id}",
+                web::get().to(crate::admin::campaigns::show),
+            )
+            .route(
+                "/admin/campaigns/{id}",
+                web::delete().to(crate::admin::campaigns::cancel),
             )
             .route(
                 "/admin/outbox/dead-letters",

@@ -122,6 +122,11 @@ pub struct Profile {
     /// flows do not answer until the agent closes it.
     #[serde(default)]
     pub handed_off_at: Option<u64>,
+    /// Where the contact's messages go (their wa_id, or their
+    /// business-scoped user id): campaigns addressed by tag or to every
+    /// consenting contact reach them through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<Recipient>,
 }
 
 /// The ids of the buttons that confirm or decline an erasure.
@@ -724,6 +729,7 @@ impl Worker {
             state.last_inbound = None;
         }
         state.recipient = Some(to.clone());
+        profile.recipient = Some(to.clone());
         state.phone_number_id = Some(m.origin.phone_number_id.clone());
         state.last_inbound = Some(state.last_inbound.unwrap_or(0).max(sent_at));
         if self.mark_read {

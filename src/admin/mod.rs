@@ -21,6 +21,8 @@
 //!
 //! Every look at one contact's data is itself an audit event.
 
+pub mod campaigns;
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
 use serde_json::json;

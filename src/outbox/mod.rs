@@ -98,6 +98,10 @@ pub enum Message {
         #[serde(default)]
         marketing: bool,
     },
+    /// A campaign's approved template, as Meta's `template` object (name,
+    /// language, components), its parameters already filled in for the
+    /// contact.
+    CampaignTemplate { template: Value },
     /// A reaction to one of the customer's messages (empty emoji removes it).
     Reaction { message_id: String, emoji: String },
     /// Marks the customer's message (and the earlier ones) as read.
@@ -118,6 +122,7 @@ impl Message {
         !matches!(
             self,
             Message::Template { .. }
+                | Message::CampaignTemplate { .. }
                 | Message::MarkRead { .. }
                 | Message::Erase
                 | Message::Flow {
@@ -137,7 +142,7 @@ impl Message {
                 Outgoing::Template { .. } => "template",
             },
             Message::Media { .. } => "media",
-            Message::Template { .. } => "template",
+            Message::Template { .. } | Message::CampaignTemplate { .. } => "template",
             Message::Reaction { .. } => "reaction",
             Message::MarkRead { .. } => "read",
             Message::Export => "export",
@@ -362,6 +367,7 @@ pub fn graph_body(job: &Job) -> Value {
             "template",
             template_content(name, language, header.as_ref(), body, quick_replies),
         ),
+        Message::CampaignTemplate { template } => ("template", template.clone()),
         Message::Reaction { message_id, emoji } => (
             "reaction",
             json!({ "message_id": message_id, "emoji": emoji }),

@@ -105,6 +105,12 @@ pub struct HeadState {
     pub last_error: String,
     #[serde(default)]
     pub pair_hits: u32,
+    /// A business-initiated message's request went out at this time (Unix
+    /// ms) and its answer is not known (the process died, or no answer
+    /// came): before sending it again, wait up to
+    /// `outbox.unconfirmed_wait` for a status webhook that says Meta has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight_at: Option<u64>,
 }
 
 /// A dead letter: the job and why it was given up (sealed).
@@ -351,7 +357,7 @@ impl Sender {
             run.last = i + 1 == n;
             let state = head
                 .clone()
-                .filter(|h| i == 0 && h.entry == entry.id)
+                .filter(|h| h.entry == entry.id)
                 .unwrap_or_else(|| HeadState {
                     entry: entry.id.clone(),
                     ..HeadState::default()
@@ -567,24 +573,68 @@ impl Sender {
         // takes a rate-limit slot, and again right before the request: a
         // STOP acknowledged before that point stops it; no record at all
         // means no.
-        let no_consent = |attempts| {
-            record(
-                DeliveryState::NoConsent,
-                None,
-                "no consent for this purpose",
-                attempts,
-            )
-        };
-        if !self.consented(claim, &job).await? {
-            let r = no_consent(state.attempts);
+        // The reason is `opted_out` (withdrawn) or `no_consent` (never
+        // given): campaign reports count skips by it.
+        if let Some(reason) = self.refused(claim, &job).await? {
+            let r = record(DeliveryState::NoConsent, None, reason, state.attempts);
             return self.give_up(claim, id, (r, None, None), run).await;
+        }
+        if let Some(campaign) = crate::store::campaign_of_job(&job.id) {
+            // A cancelled campaign sends nothing more, even what is queued.
+            let cancelled = self
+                .store
+                .campaign(campaign)
+                .await?
+                .is_some_and(|c| c.status == crate::campaign::CANCELLED);
+            if cancelled {
+                let r = record(
+                    DeliveryState::Cancelled,
+                    None,
+                    "the campaign was cancelled",
+                    state.attempts,
+                );
+                return self.give_up(claim, id, (r, None, None), run).await;
+            }
+        }
+        if let Some(at) = state.in_flight_at {
+            // An earlier request's answer is not known: if a status webhook
+            // says Meta has the message, it is done; else wait for one.
+            let known = self
+                .store
+                .deliveries(&claim.contact)
+                .await?
+                .into_iter()
+                .any(|d| d.job == job.id);
+            if known {
+                tracing::info!(contact = %claim.contact, job = %job.id, "a message sent before a crash or timeout was confirmed by Meta; not sent again");
+                let mut done =
+                    Finish::record(record(DeliveryState::Accepted, None, "", state.attempts));
+                done.stats.push((stats::MESSAGES_OUT.to_owned(), 1));
+                return self.finish(claim, id, done, run).await;
+            }
+            let wait_until = at + self.settings.unconfirmed_wait.as_millis() as u64;
+            if now_ms < wait_until {
+                return self.defer(claim, run, None, wait_until).await;
+            }
+            tracing::warn!(contact = %claim.contact, job = %job.id, "no status came for a message whose request got no answer; sending it again");
         }
         if let Some(wait) = self.pace(&job, &claim.contact, run).await? {
             return self.defer(claim, run, None, now_ms + wait).await;
         }
-        if !self.consented(claim, &job).await? {
-            let r = no_consent(state.attempts);
+        if let Some(reason) = self.refused(claim, &job).await? {
+            let r = record(DeliveryState::NoConsent, None, reason, state.attempts);
             return self.give_up(claim, id, (r, None, None), run).await;
+        }
+        if job.origin == Origin::Business {
+            // Recorded before the request: if the process dies before the
+            // answer is written, the next sender waits for Meta's status
+            // instead of sending the message a second time.
+            state.in_flight_at = Some(now_ms);
+            let head =
+                serde_json::to_vec(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if !self.store.set_head(claim, head).await? {
+                return Ok(Next::Stop);
+            }
         }
         let answer = if matches!(job.message, super::Message::Export) {
             if state.attempts == 0 {
@@ -694,6 +744,10 @@ impl Sender {
                 self.defer(claim, run, None, (now + probe) * 1000).await
             }
             Class::Transient | Class::Throttled | Class::PairLimit => {
+                if f.code.is_some() || f.http.is_some() {
+                    // Meta answered: the message is not there.
+                    state.in_flight_at = None;
+                }
                 state.attempts += 1;
                 state.last_code = f.code;
                 state.last_error = f.reason.clone();
@@ -803,14 +857,15 @@ impl Sender {
         note(self.store.as_ref(), &self.audit, event).await;
     }
 
-    /// Does the contact's ledger allow the job now? (Always, for a
-    /// service message.)
-    async fn consented(&self, claim: &Claim, job: &Job) -> Result<bool, StoreError> {
+    /// Why the contact's ledger does not allow the job now: `opted_out`
+    /// (withdrawn) or `no_consent` (never given); `None`: it may go (a
+    /// service message always may).
+    async fn refused(&self, claim: &Claim, job: &Job) -> Result<Option<&'static str>, StoreError> {
         let Some(purpose) = &job.purpose else {
-            return Ok(true);
+            return Ok(None);
         };
         let ledger = self.store.consent(&claim.contact).await?;
-        Ok(crate::privacy::consent::granted(&ledger, purpose))
+        Ok(crate::privacy::consent::refusal(&ledger, purpose))
     }
 
     /// Takes the rate-limit slots a job needs; `Some(ms)` when it must

@@ -35,6 +35,16 @@ pub fn granted(ledger: &[ConsentChange], purpose: &str) -> bool {
     state(ledger, purpose).is_some_and(|c| c.granted)
 }
 
+/// Why `purpose` is not granted now: `opted_out` (withdrawn) or
+/// `no_consent` (never given); `None` when it is granted.
+pub fn refusal(ledger: &[ConsentChange], purpose: &str) -> Option<&'static str> {
+    match state(ledger, purpose) {
+        Some(c) if c.granted => None,
+        Some(_) => Some("opted_out"),
+        None => Some("no_consent"),
+    }
+}
+
 /// The consent an inbound event gives or withdraws by itself, before any
 /// flow: STOP, START and their variants typed, the "Stop promotions"
 /// quick reply, and WhatsApp's own marketing Stop/Resume. Recorded at

@@ -80,6 +80,10 @@ pub fn outbound(job: &Job) -> Option<HistoryItem> {
         },
         Message::Media { caption, .. } => caption.clone(),
         Message::Template { name, .. } => Some(format!("template: {name}")),
+        Message::CampaignTemplate { template } => Some(format!(
+            "template: {}",
+            template["name"].as_str().unwrap_or("")
+        )),
         Message::Reaction { emoji, .. } => Some(emoji.clone()),
         Message::Export => Some("a copy of your data".to_owned()),
     };

@@ -28,6 +28,12 @@
 //! | `data_keys` | contact key → (expiry, wrapped data key) | `privacy.retention_days` + 2 days after the contact's last message (likewise) |
 //! | `stats` | `(day, counter)` → amount: the anonymous daily statistics | 400 days |
 //! | `pins` | name → value: the store's identity (the id of the pseudonym key its contacts are named under) | kept |
+//! | `campaigns` | campaign id → (creation time in Unix ms, status, definition JSON) | 400 days after its creation ([`super::CAMPAIGN_TTL`]; purged hourly) |
+//! | `campaign_index` | `(creation time in Unix ms, campaign id)` → (): campaigns oldest first | with its campaign |
+//! | `campaign_audience` | `(campaign id, seq)` → sealed audience entry, taken from the front | until dispatched, or with its campaign |
+//! | `campaign_counts` | `(campaign id, counter)` → amount (`queued`, `sent`, `skipped:<reason>`, …; may go back to 0) | with its campaign |
+//! | `campaign_marks` | `(contact, campaign id)` → (expiry, Unix s; `q` queued, `s` skipped, `d` done): the contact had its turn | as long as the contact's data key (not read past its expiry; purged hourly); erased with the contact |
+//! | `last_campaign` | contact → (expiry, campaign id): the campaign whose message was last sent to the contact, to which an opt-out is attributed (once) | 24 hours after that message (likewise) |
 //!
 //! redb is copy-on-write: a removed value's bytes stay in the file's free
 //! pages until they are reused. Message content is only ever stored
@@ -35,7 +41,8 @@
 //! among what lingers, and with the master key it could open it. Keep the
 //! store's folder as protected as the master key.
 //!
-//! Rate limits and breakers live in memory, like leases: one process.
+//! Rate limits, breakers and campaign leases live in memory, like leases:
+//! one process.
 //!
 //! The outbox shares the `inbox` table under the queue name `o:<contact>`.
 //! Leases live in memory: one process owns the file, and a restart frees
@@ -94,6 +101,36 @@ const PINS: TableDefinition<&str, &str> = TableDefinition::new("pins");
 const STATS: TableDefinition<(&str, &str), u64> = TableDefinition::new("stats");
 /// contact → (expiry, Unix s; wrapped data key).
 const DATA_KEYS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("data_keys");
+/// campaign id → (creation time, Unix ms; status; definition JSON).
+const CAMPAIGNS: TableDefinition<&str, (u64, &str, &[u8])> = TableDefinition::new("campaigns");
+/// (creation time, Unix ms; campaign id) → (): the campaigns in order.
+const CAMPAIGN_INDEX: TableDefinition<(u64, &str), ()> = TableDefinition::new("campaign_index");
+/// (campaign id, seq) → sealed audience entry; dispatched from the front,
+/// so the entries left are contiguous.
+const CAMPAIGN_AUDIENCE: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("campaign_audience");
+/// (campaign id, counter) → amount.
+const CAMPAIGN_COUNTS: TableDefinition<(&str, &str), i64> = TableDefinition::new("campaign_counts");
+/// (contact, campaign id) → (expiry, Unix s; mark): the contact's turn in
+/// a campaign (see [`MARK_QUEUED`]).
+const CAMPAIGN_MARKS: TableDefinition<(&str, &str), (u64, &str)> =
+    TableDefinition::new("campaign_marks");
+/// contact → (expiry, Unix s; campaign id): the campaign whose message the
+/// contact was last sent, for a day.
+const LAST_CAMPAIGN: TableDefinition<&str, (u64, &str)> = TableDefinition::new("last_campaign");
+
+/// A campaign mark: the contact's job is queued (no record yet).
+const MARK_QUEUED: &str = "q";
+/// A campaign mark: the contact was skipped.
+const MARK_SKIPPED: &str = "s";
+/// A campaign mark: the contact's job has a delivery record.
+const MARK_DONE: &str = "d";
+/// How long an opt-out is attributed to the campaign whose message came
+/// last (as on Redis).
+const LAST_CAMPAIGN_KEEP: u64 = 86_400;
+
+/// Campaign leases: campaign id → (owner, expiry).
+type CampaignLeases = Arc<Mutex<HashMap<String, (String, Instant)>>>;
 
 /// Lease holders: (lane, contact) → (token, expiry).
 type Leases = Arc<Mutex<HashMap<(Lane, String), (String, Instant)>>>;
@@ -128,6 +165,8 @@ pub struct EmbeddedStore {
     /// Rate limits: key → theoretical arrival time (Unix µs).
     rates: Arc<Mutex<HashMap<String, u64>>>,
     breakers: Arc<Mutex<HashMap<String, Breaker>>>,
+    /// Who dispatches each campaign (see [`Store::campaign_lease`]).
+    campaign_leases: CampaignLeases,
 }
 
 fn now_us() -> u64 {
@@ -322,6 +361,63 @@ fn purge_expired(txn: &redb::WriteTransaction, now: u64) -> Result<usize, StoreE
         }
         removed += old.len();
     }
+    // Campaign marks and last campaigns past their expiry.
+    {
+        let mut marks = txn.open_table(CAMPAIGN_MARKS).map_err(corrupt)?;
+        let mut old: Vec<(String, String)> = Vec::new();
+        for item in marks.iter().map_err(corrupt)? {
+            let (k, v) = item.map_err(corrupt)?;
+            if v.value().0 <= now {
+                let (c, id) = k.value();
+                old.push((c.to_owned(), id.to_owned()));
+                if old.len() >= PURGE_BATCH {
+                    break;
+                }
+            }
+        }
+        for (c, id) in &old {
+            marks.remove((c.as_str(), id.as_str())).map_err(corrupt)?;
+        }
+        removed += old.len();
+        let mut last = txn.open_table(LAST_CAMPAIGN).map_err(corrupt)?;
+        let old: Vec<String> = expired(&last, |v| v.0 <= now)?;
+        for k in &old {
+            last.remove(k.as_str()).map_err(corrupt)?;
+        }
+        removed += old.len();
+    }
+    // Campaigns (their audience left and their counters) 400 days after
+    // their creation.
+    {
+        let cutoff_ms = now.saturating_sub(super::CAMPAIGN_TTL.as_secs()) * 1000;
+        let mut index = txn.open_table(CAMPAIGN_INDEX).map_err(corrupt)?;
+        let mut old: Vec<(u64, String)> = Vec::new();
+        for item in index
+            .range((0, "")..(cutoff_ms + 1, ""))
+            .map_err(corrupt)?
+            .take(PURGE_BATCH)
+        {
+            let (k, _) = item.map_err(corrupt)?;
+            let (at, id) = k.value();
+            old.push((at, id.to_owned()));
+        }
+        let mut campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
+        let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
+        let mut counts = txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
+        for (at, id) in &old {
+            let id = id.as_str();
+            index.remove((*at, id)).map_err(corrupt)?;
+            campaigns.remove(id).map_err(corrupt)?;
+            audience
+                .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+                .map_err(corrupt)?;
+            let after = format!("{id}\0");
+            counts
+                .retain_in((id, "")..(after.as_str(), ""), |_, _| false)
+                .map_err(corrupt)?;
+        }
+        removed += old.len();
+    }
     // Statistics older than they are kept.
     {
         let oldest = stats::day(now.saturating_sub(stats::KEEP_DAYS * 86_400));
@@ -408,7 +504,7 @@ fn merge_delivery(
         .get((contact, job.as_str()))
         .map_err(corrupt)?
         .and_then(|v| serde_json::from_slice(v.value()).ok());
-    let record = match current {
+    let record = match current.clone() {
         Some(mut cur) => {
             if !cur.merge(update) {
                 return Ok(());
@@ -428,6 +524,83 @@ fn merge_delivery(
         wamids
             .insert((contact, w.as_str()), job.as_str())
             .map_err(corrupt)?;
+    }
+    if let Some(cid) = super::campaign_of_job(&job) {
+        tally_campaign(txn, contact, cid, current.as_ref(), update, now_secs())?;
+    }
+    Ok(())
+}
+
+/// A campaign job's delivery record changed from `old` (`None`: it had
+/// none) with `update`: moves the campaign's counters (see
+/// [`super::campaign_tally`]), marks the contact's turn done once its job
+/// has a record, and once the message went out remembers the campaign as
+/// the contact's last for a day (an opt-out then counts for it).
+fn tally_campaign(
+    txn: &redb::WriteTransaction,
+    contact: &str,
+    cid: &str,
+    old: Option<&Delivery>,
+    update: &Delivery,
+    now: u64,
+) -> Result<(), StoreError> {
+    let deltas = super::campaign_tally(old, update);
+    {
+        let mut counts = txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
+        for (name, delta) in &deltas {
+            add_count(&mut counts, cid, name, *delta).map_err(corrupt)?;
+        }
+    }
+    if old.is_none() {
+        let mut marks = txn.open_table(CAMPAIGN_MARKS).map_err(corrupt)?;
+        let queued = marks.get((contact, cid)).map_err(corrupt)?.and_then(|v| {
+            let (until, mark) = v.value();
+            (mark == MARK_QUEUED).then_some(until)
+        });
+        if let Some(until) = queued {
+            marks
+                .insert((contact, cid), (until, MARK_DONE))
+                .map_err(corrupt)?;
+        }
+    }
+    if deltas.iter().any(|(name, _)| name == "sent") {
+        txn.open_table(LAST_CAMPAIGN)
+            .map_err(corrupt)?
+            .insert(contact, (now + LAST_CAMPAIGN_KEEP, cid))
+            .map_err(corrupt)?;
+    }
+    Ok(())
+}
+
+/// Adds `delta` to a campaign's counter (a counter back at 0 is kept, as
+/// on Redis).
+fn add_count(
+    counts: &mut redb::Table<(&str, &str), i64>,
+    cid: &str,
+    name: &str,
+    delta: i64,
+) -> Result<(), redb::StorageError> {
+    let cur = counts.get((cid, name))?.map_or(0, |v| v.value());
+    counts.insert((cid, name), cur + delta)?;
+    Ok(())
+}
+
+/// A marketing opt-out of `contact` at `now`: counts for the campaign
+/// whose message the contact was sent within the last day, once (the
+/// campaign is forgotten).
+fn attribute_opt_out(
+    last: &mut redb::Table<&str, (u64, &str)>,
+    counts: &mut redb::Table<(&str, &str), i64>,
+    contact: &str,
+    now: u64,
+) -> Result<(), redb::StorageError> {
+    let cid = last.get(contact)?.and_then(|v| {
+        let (until, cid) = v.value();
+        (until > now).then(|| cid.to_owned())
+    });
+    if let Some(cid) = cid {
+        add_count(counts, &cid, stats::OPT_OUTS, 1)?;
+        last.remove(contact)?;
     }
     Ok(())
 }
@@ -477,6 +650,12 @@ impl EmbeddedStore {
             txn.open_table(STATS).map_err(corrupt)?;
             txn.open_table(SESSION_EXPIRY).map_err(corrupt)?;
             txn.open_table(PINS).map_err(corrupt)?;
+            txn.open_table(CAMPAIGNS).map_err(corrupt)?;
+            txn.open_table(CAMPAIGN_INDEX).map_err(corrupt)?;
+            txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
+            txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
+            txn.open_table(CAMPAIGN_MARKS).map_err(corrupt)?;
+            txn.open_table(LAST_CAMPAIGN).map_err(corrupt)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -492,6 +671,7 @@ impl EmbeddedStore {
             leases: Arc::new(Mutex::new(HashMap::new())),
             rates: Arc::new(Mutex::new(HashMap::new())),
             breakers: Arc::new(Mutex::new(HashMap::new())),
+            campaign_leases: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -561,6 +741,40 @@ impl EmbeddedStore {
             map.remove(&key);
         }
     }
+}
+
+/// The first and last sequence numbers of a campaign's audience left
+/// (`None`: nothing is left). Entries are taken from the front only, so
+/// those between are all there.
+fn audience_bounds(
+    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    id: &str,
+) -> Result<Option<(u64, u64)>, StoreError> {
+    let mut range = table.range((id, 0)..=(id, u64::MAX)).map_err(corrupt)?;
+    let Some(first) = range.next() else {
+        return Ok(None);
+    };
+    let first = first.map_err(corrupt)?.0.value().1;
+    let last = match range.next_back() {
+        Some(item) => item.map_err(corrupt)?.0.value().1,
+        None => first,
+    };
+    Ok(Some((first, last)))
+}
+
+/// A campaign as stored, if there is one.
+fn read_campaign(
+    table: &impl ReadableTable<&'static str, (u64, &'static str, &'static [u8])>,
+    id: &str,
+) -> Result<Option<super::StoredCampaign>, StoreError> {
+    Ok(table.get(id).map_err(corrupt)?.map(|v| {
+        let (_, status, record) = v.value();
+        super::StoredCampaign {
+            id: id.to_owned(),
+            record: record.to_vec(),
+            status: status.to_owned(),
+        }
+    }))
 }
 
 fn seq_of(id: &str) -> Result<u64, StoreError> {
@@ -667,6 +881,8 @@ fn apply_appends(
         let mut consent = txn.open_table(CONSENT)?;
         let mut data_keys = txn.open_table(DATA_KEYS)?;
         let mut counters = txn.open_table(STATS)?;
+        let mut last_campaign = txn.open_table(LAST_CAMPAIGN)?;
+        let mut campaign_counts = txn.open_table(CAMPAIGN_COUNTS)?;
         for entries in batches {
             let mut out = Vec::with_capacity(entries.len());
             for e in *entries {
@@ -723,6 +939,14 @@ fn apply_appends(
                         let day = stats::day(now);
                         let cur = counters.get((day.as_str(), name))?.map_or(0, |v| v.value());
                         counters.insert((day.as_str(), name), cur + 1)?;
+                        if name == stats::OPT_OUTS {
+                            attribute_opt_out(
+                                &mut last_campaign,
+                                &mut campaign_counts,
+                                k.as_str(),
+                                now,
+                            )?;
+                        }
                     }
                 }
                 out.push(Appended::New);
@@ -1008,6 +1232,15 @@ impl Store for EmbeddedStore {
                     txn,
                     &stats::with_consent(&commit.stats, commit.consent.iter()),
                 )?;
+                if commit
+                    .consent
+                    .iter()
+                    .any(|c| stats::of_consent(c) == Some(stats::OPT_OUTS))
+                {
+                    let mut last = txn.open_table(LAST_CAMPAIGN).map_err(corrupt)?;
+                    let mut counts = txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
+                    attribute_opt_out(&mut last, &mut counts, key, now_secs()).map_err(corrupt)?;
+                }
                 let left = inbox
                     .range((inbox_q.as_str(), 0)..=(inbox_q.as_str(), u64::MAX))
                     .map_err(corrupt)?
@@ -1141,6 +1374,34 @@ impl Store for EmbeddedStore {
             txn.open_table(WINDOWS)
                 .map_err(corrupt)?
                 .retain_in((k, "")..(after.as_str(), ""), |_, _| false)
+                .map_err(corrupt)?;
+            // A campaign job still queued will not go: it counts as skipped.
+            {
+                let now = now_secs();
+                let mut marks = txn.open_table(CAMPAIGN_MARKS).map_err(corrupt)?;
+                let mut queued = Vec::new();
+                for item in marks
+                    .range((k, "")..(after.as_str(), ""))
+                    .map_err(corrupt)?
+                {
+                    let (key, value) = item.map_err(corrupt)?;
+                    let (until, mark) = value.value();
+                    if mark == MARK_QUEUED && until > now {
+                        queued.push(key.value().1.to_owned());
+                    }
+                }
+                let mut counts = txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
+                for cid in &queued {
+                    add_count(&mut counts, cid, "queued", -1).map_err(corrupt)?;
+                    add_count(&mut counts, cid, "skipped:suppressed", 1).map_err(corrupt)?;
+                }
+                marks
+                    .retain_in((k, "")..(after.as_str(), ""), |_, _| false)
+                    .map_err(corrupt)?;
+            }
+            txn.open_table(LAST_CAMPAIGN)
+                .map_err(corrupt)?
+                .remove(k)
                 .map_err(corrupt)?;
             // Contact keys.
             txn.open_table(SESSIONS)
@@ -1547,6 +1808,23 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
+    async fn set_head(&self, claim: &Claim, head: Vec<u8>) -> Result<bool, StoreError> {
+        let leases = self.leases.clone();
+        let c = claim.clone();
+        self.write(move |txn| {
+            // Checked on the writer thread, in the transaction's turn.
+            if !Self::holds(&leases, &c) {
+                return Ok(false);
+            }
+            txn.open_table(OUTBOX_HEAD)
+                .map_err(corrupt)?
+                .insert(c.contact.as_str(), head.as_slice())
+                .map_err(corrupt)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn wake_deferred(&self) -> Result<(), StoreError> {
         self.write(move |txn| {
             let mut all = Vec::new();
@@ -1733,6 +2011,347 @@ impl Store for EmbeddedStore {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn create_campaign(
+        &self,
+        id: &str,
+        record: &[u8],
+        audience: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let (id, record) = (id.to_owned(), record.to_vec());
+        let created = super::now_ms();
+        self.write(move |txn| {
+            let id = id.as_str();
+            let mut campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
+            let mut index = txn.open_table(CAMPAIGN_INDEX).map_err(corrupt)?;
+            // Created again (as on Redis: the record replaced, the audience
+            // added to): it moves to its new place in the order.
+            let before = campaigns.get(id).map_err(corrupt)?.map(|v| v.value().0);
+            if let Some(at) = before {
+                index.remove((at, id)).map_err(corrupt)?;
+            }
+            let mut table = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
+            let next = audience_bounds(&table, id)?.map_or(0, |(_, last)| last + 1);
+            for (n, entry) in (next..).zip(&audience) {
+                table.insert((id, n), entry.as_slice()).map_err(corrupt)?;
+            }
+            campaigns
+                .insert(id, (created, crate::campaign::SCHEDULED, record.as_slice()))
+                .map_err(corrupt)?;
+            index.insert((created, id), ()).map_err(corrupt)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn campaigns(&self) -> Result<Vec<super::StoredCampaign>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let index = txn.open_table(CAMPAIGN_INDEX).map_err(corrupt)?;
+            let campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
+            let mut out = Vec::new();
+            for item in index.iter().map_err(corrupt)? {
+                let (k, _) = item.map_err(corrupt)?;
+                let id = k.value().1;
+                if let Some(c) = read_campaign(&campaigns, id)? {
+                    out.push(c);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn campaign(&self, id: &str) -> Result<Option<super::StoredCampaign>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
+            read_campaign(&campaigns, &id)
+        })
+        .await
+    }
+
+    async fn set_campaign_status(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        let from: Vec<String> = from.iter().map(|f| (*f).to_owned()).collect();
+        let to = to.to_owned();
+        self.write(move |txn| {
+            let mut campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
+            let cur = campaigns.get(id.as_str()).map_err(corrupt)?.map(|v| {
+                let (at, status, record) = v.value();
+                (at, status.to_owned(), record.to_vec())
+            });
+            let Some((at, status, record)) = cur else {
+                return Ok(false);
+            };
+            if !from.contains(&status) {
+                return Ok(false);
+            }
+            campaigns
+                .insert(id.as_str(), (at, to.as_str(), record.as_slice()))
+                .map_err(corrupt)?;
+            if to == crate::campaign::CANCELLED {
+                // What was not dispatched will never be: its numbers go.
+                let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
+                let mut left = Vec::new();
+                for item in audience
+                    .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
+                    .map_err(corrupt)?
+                {
+                    left.push(item.map_err(corrupt)?.0.value().1);
+                }
+                for n in left {
+                    audience.remove((id.as_str(), n)).map_err(corrupt)?;
+                }
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn campaign_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut map = self
+            .campaign_leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if map
+            .get(id)
+            .is_some_and(|(holder, until)| *until > now && holder != owner)
+        {
+            return Ok(false);
+        }
+        map.insert(id.to_owned(), (owner.to_owned(), now + lease));
+        Ok(true)
+    }
+
+    async fn campaign_audience(&self, id: &str, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
+            let mut out = Vec::new();
+            for item in table
+                .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
+                .map_err(corrupt)?
+                .take(limit)
+            {
+                let (_, v) = item.map_err(corrupt)?;
+                out.push(v.value().to_vec());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn campaign_dispatch(
+        &self,
+        id: &str,
+        sends: Vec<super::CampaignSend>,
+        consumed: usize,
+        now_ms: u64,
+    ) -> Result<(Vec<super::Dispatched>, u64), StoreError> {
+        use super::Dispatched;
+        let id = id.to_owned();
+        self.write(move |txn| {
+            let id = id.as_str();
+            let now = now_secs();
+            let mut marks = txn.open_table(CAMPAIGN_MARKS).map_err(corrupt)?;
+            let mut counts = txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
+            let mut keys = txn.open_table(DATA_KEYS).map_err(corrupt)?;
+            let mut inbox = txn.open_table(INBOX).map_err(corrupt)?;
+            let mut seq = txn.open_table(SEQ).map_err(corrupt)?;
+            let mut ready = txn.open_table(OUTBOX_READY).map_err(corrupt)?;
+            let mut done = Vec::with_capacity(sends.len());
+            for send in &sends {
+                let contact = send.contact.as_str();
+                let had_turn = marks
+                    .get((contact, id))
+                    .map_err(corrupt)?
+                    .is_some_and(|v| v.value().0 > now);
+                if had_turn {
+                    done.push(Dispatched::Already);
+                    continue;
+                }
+                let until = now + send.ttl.as_secs().max(1);
+                match &send.job {
+                    Ok(job) => {
+                        // The data key check of `append`; a job must name
+                        // the key it is sealed under.
+                        let Some(key) = &send.key else {
+                            done.push(Dispatched::KeyMismatch);
+                            continue;
+                        };
+                        let stored = keys
+                            .get(contact)
+                            .map_err(corrupt)?
+                            .and_then(|v| unexpired(v.value(), now));
+                        match stored {
+                            // The key outlives the queued job (as a
+                            // message's append does).
+                            Some(w) if w == key.wrapped => {
+                                keys.insert(contact, (until, key.wrapped.as_slice()))
+                                    .map_err(corrupt)?;
+                            }
+                            // Kept as long as the marks (`send.ttl`, as
+                            // on Redis).
+                            None if key.fresh => {
+                                keys.insert(contact, (until, key.wrapped.as_slice()))
+                                    .map_err(corrupt)?;
+                            }
+                            _ => {
+                                done.push(Dispatched::KeyMismatch);
+                                continue;
+                            }
+                        }
+                        // Queued as `commit` queues outbox jobs.
+                        let q = Queue::Outbox(send.contact.clone()).name();
+                        let n = seq
+                            .get(q.as_str())
+                            .map_err(corrupt)?
+                            .map_or(0, |v| v.value());
+                        inbox
+                            .insert((q.as_str(), n), job.as_slice())
+                            .map_err(corrupt)?;
+                        seq.insert(q.as_str(), n + 1).map_err(corrupt)?;
+                        if ready.get(contact).map_err(corrupt)?.is_none() {
+                            ready.insert(contact, now_ms).map_err(corrupt)?;
+                        }
+                        marks
+                            .insert((contact, id), (until, MARK_QUEUED))
+                            .map_err(corrupt)?;
+                        add_count(&mut counts, id, "queued", 1).map_err(corrupt)?;
+                    }
+                    Err(reason) => {
+                        marks
+                            .insert((contact, id), (until, MARK_SKIPPED))
+                            .map_err(corrupt)?;
+                        add_count(&mut counts, id, &format!("skipped:{reason}"), 1)
+                            .map_err(corrupt)?;
+                    }
+                }
+                add_count(&mut counts, id, "dispatched", 1).map_err(corrupt)?;
+                done.push(Dispatched::Done);
+            }
+            let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
+            if consumed > 0 && !done.contains(&Dispatched::KeyMismatch) {
+                let mut front = Vec::with_capacity(consumed);
+                for item in audience
+                    .range((id, 0)..=(id, u64::MAX))
+                    .map_err(corrupt)?
+                    .take(consumed)
+                {
+                    let (k, _) = item.map_err(corrupt)?;
+                    front.push(k.value().1);
+                }
+                for n in front {
+                    audience.remove((id, n)).map_err(corrupt)?;
+                }
+            }
+            let left = audience_bounds(&audience, id)?.map_or(0, |(first, last)| last - first + 1);
+            Ok((done, left))
+        })
+        .await
+    }
+
+    async fn campaign_left(&self, id: &str) -> Result<u64, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
+            Ok(audience_bounds(&table, &id)?.map_or(0, |(first, last)| last - first + 1))
+        })
+        .await
+    }
+
+    async fn campaign_counts(
+        &self,
+        id: &str,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
+            let after = format!("{id}\0");
+            let mut out = std::collections::BTreeMap::new();
+            for item in table
+                .range((id.as_str(), "")..(after.as_str(), ""))
+                .map_err(corrupt)?
+            {
+                let (k, v) = item.map_err(corrupt)?;
+                out.insert(k.value().1.to_owned(), v.value());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn briefs(&self, contacts: &[ContactKey]) -> Result<Vec<super::Brief>, StoreError> {
+        let contacts = contacts.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let now = now_secs();
+            let keys = txn.open_table(DATA_KEYS).map_err(corrupt)?;
+            let profiles = txn.open_table(PROFILES).map_err(corrupt)?;
+            let sessions = txn.open_table(SESSIONS).map_err(corrupt)?;
+            let session_expiry = txn.open_table(SESSION_EXPIRY).map_err(corrupt)?;
+            let ledger = txn.open_table(CONSENT).map_err(corrupt)?;
+            let suppressed = txn.open_table(SUPPRESSED).map_err(corrupt)?;
+            let mut out = Vec::with_capacity(contacts.len());
+            for c in &contacts {
+                let k = c.as_str();
+                let live_session = session_expiry
+                    .get(k)
+                    .map_err(corrupt)?
+                    .is_none_or(|v| v.value() > now);
+                let session = if live_session {
+                    sessions
+                        .get(k)
+                        .map_err(corrupt)?
+                        .map(|v| v.value().to_vec())
+                } else {
+                    None
+                };
+                let q = format!("k:{k}");
+                let mut consent = Vec::new();
+                for item in ledger
+                    .range((q.as_str(), 0)..=(q.as_str(), u64::MAX))
+                    .map_err(corrupt)?
+                {
+                    let (_, v) = item.map_err(corrupt)?;
+                    if let Ok(change) = serde_json::from_slice(v.value()) {
+                        consent.push(change);
+                    }
+                }
+                out.push(super::Brief {
+                    data_key: keys
+                        .get(k)
+                        .map_err(corrupt)?
+                        .and_then(|v| unexpired(v.value(), now)),
+                    profile: profiles
+                        .get(k)
+                        .map_err(corrupt)?
+                        .and_then(|v| unexpired(v.value(), now)),
+                    session,
+                    consent,
+                    suppressed: suppressed.get(k).map_err(corrupt)?.map(|v| v.value()),
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn release(&self, claim: &Claim) -> Result<(), StoreError> {

@@ -227,12 +227,31 @@ pub enum DeliveryState {
     /// Not sent: the consent it needs (marketing) was not given, or was
     /// withdrawn before it could go.
     NoConsent,
+    /// Not sent: its campaign was cancelled first.
+    Cancelled,
 }
 
 impl DeliveryState {
     /// Final states never change again.
     pub fn is_final(self) -> bool {
         self >= DeliveryState::Failed
+    }
+
+    /// The state as serialized (`no_consent`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryState::Accepted => "accepted",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Read => "read",
+            DeliveryState::Played => "played",
+            DeliveryState::Failed => "failed",
+            DeliveryState::OutsideWindow => "outside_window",
+            DeliveryState::Expired => "expired",
+            DeliveryState::Dead => "dead",
+            DeliveryState::NoConsent => "no_consent",
+            DeliveryState::Cancelled => "cancelled",
+        }
     }
 
     /// The rank used to merge updates: higher wins; final states win over
@@ -463,6 +482,10 @@ pub trait Store: Send + Sync + 'static {
         until: u64,
     ) -> Result<(), StoreError>;
 
+    /// Outbox lane: writes the head job's retry state while the claim still
+    /// holds its lease (nothing else changes); answers whether it did.
+    async fn set_head(&self, claim: &Claim, head: Vec<u8>) -> Result<bool, StoreError>;
+
     /// Contacts whose timer in `lane` is due at `now` (Unix seconds),
     /// earliest first: session timeouts (inbox) or deferred sends (outbox).
     async fn due_timers(
@@ -623,6 +646,179 @@ pub trait Store: Send + Sync + 'static {
     /// Takes the right to probe a paused number: true for exactly one
     /// caller once `probe_at` has passed, and moves `probe_at` to `next`.
     async fn take_probe(&self, number: &str, now: u64, next: u64) -> Result<bool, StoreError>;
+
+    /// Stores a new campaign (status `scheduled`) and its audience, in
+    /// order: sealed entries the dispatcher takes from the front.
+    async fn create_campaign(
+        &self,
+        id: &str,
+        record: &[u8],
+        audience: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError>;
+
+    /// Every campaign, oldest first.
+    async fn campaigns(&self) -> Result<Vec<StoredCampaign>, StoreError>;
+
+    /// The campaigns still to dispatch (`scheduled` or `running`), oldest
+    /// first: what the dispatchers look at several times a second.
+    async fn active_campaigns(&self) -> Result<Vec<StoredCampaign>, StoreError> {
+        Ok(self
+            .campaigns()
+            .await?
+            .into_iter()
+            .filter(|c| crate::campaign::is_active(&c.status))
+            .collect())
+    }
+
+    /// One campaign.
+    async fn campaign(&self, id: &str) -> Result<Option<StoredCampaign>, StoreError>;
+
+    /// Moves a campaign's status to `to` if it is one of `from`; answers
+    /// whether it did. Moving to `cancelled` drops what is left of the
+    /// audience.
+    async fn set_campaign_status(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes (or keeps) the right to dispatch a campaign for `lease`:
+    /// true for one owner at a time.
+    async fn campaign_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Up to `limit` audience entries from the front of what is left.
+    async fn campaign_audience(&self, id: &str, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// Queues each job (or counts each skip) unless the contact already had
+    /// its turn in this campaign, each atomically with that mark and the
+    /// campaign's counters (`dispatched`, and `queued` or
+    /// `skipped:<reason>`); then, unless a
+    /// send came back [`Dispatched::KeyMismatch`], drops the first
+    /// `consumed` audience entries. Answers, in order, what was done, and
+    /// how many entries are left.
+    async fn campaign_dispatch(
+        &self,
+        id: &str,
+        sends: Vec<CampaignSend>,
+        consumed: usize,
+        now_ms: u64,
+    ) -> Result<(Vec<Dispatched>, u64), StoreError>;
+
+    /// The audience entries left to dispatch.
+    async fn campaign_left(&self, id: &str) -> Result<u64, StoreError>;
+
+    /// A campaign's counters, summed over the store (see
+    /// [`campaign_tally`], plus `queued`, `skipped:<reason>` and
+    /// `opt_outs`).
+    async fn campaign_counts(
+        &self,
+        id: &str,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError>;
+
+    /// What the dispatcher needs about each contact, in order.
+    async fn briefs(&self, contacts: &[ContactKey]) -> Result<Vec<Brief>, StoreError>;
+}
+
+/// One audience member, as the campaign dispatcher hands it to the store.
+#[derive(Debug, Clone)]
+pub struct CampaignSend {
+    pub contact: ContactKey,
+    /// The sealed job to queue in the contact's outbox, or why the contact
+    /// is skipped (`no_consent`, `opted_out`, `suppressed`, `unknown`, …).
+    pub job: Result<Vec<u8>, String>,
+    /// With a job: the contact's data key it is sealed under. A fresh one
+    /// is stored unless the contact has one; otherwise it must be the one
+    /// stored, or nothing is done ([`Dispatched::KeyMismatch`]).
+    pub key: Option<EntryKey>,
+    /// How long the contact's campaign marks (and a fresh data key) are
+    /// kept: as long as its data key.
+    pub ttl: Duration,
+}
+
+/// What [`Store::campaign_dispatch`] did with one [`CampaignSend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatched {
+    /// Queued (or counted as skipped) now.
+    Done,
+    /// This contact already had its turn in this campaign: nothing done.
+    Already,
+    /// Not done: the contact's data key changed (made elsewhere, or the
+    /// contact was erased). Read it again and retry.
+    KeyMismatch,
+}
+
+/// What the campaign dispatcher reads about an audience member.
+#[derive(Debug, Clone, Default)]
+pub struct Brief {
+    pub data_key: Option<Vec<u8>>,
+    pub profile: Option<Vec<u8>>,
+    /// The sealed session (its variables), if a conversation is under way.
+    pub session: Option<Vec<u8>>,
+    pub consent: Vec<ConsentChange>,
+    pub suppressed: Option<u64>,
+}
+
+/// A campaign as stored: its definition (JSON, see
+/// [`crate::campaign::Campaign`]) and its status, kept apart so a status
+/// change is a compare-and-set.
+#[derive(Debug, Clone)]
+pub struct StoredCampaign {
+    pub id: String,
+    pub record: Vec<u8>,
+    pub status: String,
+}
+
+/// How campaign jobs are named (`cmp.<campaign id>.<n>`): the store reads
+/// the campaign from a delivery record's job id to count its progress.
+pub fn campaign_of_job(job: &str) -> Option<&str> {
+    let rest = job.strip_prefix("cmp.")?;
+    let (id, _) = rest.split_once('.')?;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(id)
+}
+
+/// How long a campaign's counters and its contacts' marks are kept after
+/// their last change.
+pub const CAMPAIGN_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// The campaign counters a delivery record's change moves (the same rules
+/// as the Redis store's Lua `tally`): the first record of a queued job
+/// takes it off `queued`; reaching accepted, delivered and read counts
+/// `sent`, `delivered` and `read` once each; a final state counts
+/// `skipped:<reason>` (consent missing at the moment of sending),
+/// `cancelled`, or `failed:<code>` (`failed:<state>` with no code).
+pub fn campaign_tally(old: Option<&Delivery>, new: &Delivery) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    let old_rank = old.map(|d| d.state.rank()).unwrap_or(0);
+    let new_rank = new.state.rank();
+    if old.is_none() {
+        out.push(("queued".to_owned(), -1));
+    }
+    if new_rank >= 10 {
+        let field = match new.state {
+            DeliveryState::NoConsent => {
+                format!("skipped:{}", new.reason.as_deref().unwrap_or("no_consent"))
+            }
+            DeliveryState::Cancelled => "cancelled".to_owned(),
+            other => match new.code {
+                Some(code) => format!("failed:{code}"),
+                None => format!("failed:{}", other.name()),
+            },
+        };
+        out.push((field, 1));
+    } else {
+        for (threshold, name) in [(1, "sent"), (3, "delivered"), (4, "read")] {
+            if old_rank < threshold && new_rank >= threshold {
+                out.push((name.to_owned(), 1));
+            }
+        }
+    }
+    out
 }
 
 /// Opens the backend the settings choose.

@@ -22,6 +22,14 @@
 //! | `P{s:N}:c:<contact>:window` | hash: business phone_number_id → the customer's last message time (Unix s) | 2 days after the last write |
 //! | `P{s:N}:c:<contact>:key` | string: the contact's data key, wrapped under a master key (see `privacy::keys`) | `privacy.retention_days` + 2 days after the contact's last message |
 //! | `P{s:N}:stats:<day>` | hash: the shard's anonymous counters of a UTC day (messages in and out, opt-outs, opt-ins, exports, erasures, `step:<flow>/<step>`); no contact | 400 days |
+//! | `P{s:N}:c:<contact>:cmp` | hash: campaign id → the contact's turn in it (`q` queued, `s` skipped, `d` done): never twice per campaign | as long as the contact's data key (`privacy.retention_days` + 2 days) after the last campaign |
+//! | `P{s:N}:c:<contact>:lastcmp` | string: the campaign whose message the contact got last, so an opt-out within 24 hours counts for it | 24 hours |
+//! | `P{s:N}:cmp:<id>` | hash: the shard's counters of one campaign (queued, sent, delivered, read, `failed:<code>`, `skipped:<reason>`, cancelled, opt_outs); no contact | 400 days after the last change |
+//! | `P{cmp:<id>}` | hash: a campaign's definition (name, template, rate, audience kind; no contact) and status | 400 days |
+//! | `P{cmp:<id>}:audience` | list of sealed audience entries (pseudonymous key, number, variables) left to dispatch; each leaves once dispatched | 400 days (empty once dispatched) |
+//! | `P{cmp:<id>}:lease` | string: the dispatcher holding the campaign | 10 s |
+//! | `P{cmp}:index` | sorted set: campaign ids by creation time | 400 days after the last campaign |
+//! | `P{cmp}:active` | sorted set: the campaigns still to dispatch (scheduled, running), by creation time; one leaves when it is dispatched or cancelled | 400 days after the last campaign |
 //! | `P{s:N}:ready:inbox`, `P{s:N}:ready:outbox` | sorted sets: the shard's contacts with pending entries, by when they became ready (Unix ms); a member leaves when its queue is drained | 35 days after the last addition (longer than any entry it points to lives) |
 //! | `P{s:N}:timers` | sorted set: contacts by when their session's timeout is due (Unix s); a member leaves when its timer fires or is cancelled | 35 days (at least `flows.session_ttl` + 1 day) after the last addition |
 //! | `P{s:N}:due` | sorted set: contacts whose outbox waits (backoff, rate limit, paused number) by when to try again (Unix ms); a member leaves when its outbox is released | 35 days after the last addition |
@@ -85,11 +93,14 @@ fn shard_of(contact: &ContactKey) -> u16 {
 }
 
 /// KEYS: seen mark, stream, and for a contact its shard's inbox ready set,
-/// its consent ledger, its data key and its shard's statistics of the day.
+/// its consent ledger, its data key, its shard's statistics of the day,
+/// its last campaign mark and its shard's campaign counters prefix.
 /// ARGV: dedup TTL (s), sealed event, stream TTL (s), now (ms), contact,
 /// consent entry (JSON) or empty, the wrapped data key the entry is sealed
 /// under (or empty), '1' when that key is new, the key's TTL (s), the
-/// counter the consent entry adds (or empty), the statistics' TTL.
+/// counter the consent entry adds (or empty), the statistics' TTL, the
+/// campaign counters' TTL. An opt-out within 24 hours of a campaign
+/// message counts for that campaign (once).
 /// Answers the entry's id, nil for a duplicate, or -1 (nothing written)
 /// when the data key is not the stored one. A key is stored only with a
 /// new entry (a duplicate of a message from before an erasure makes none).
@@ -118,6 +129,14 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   if KEYS[6] and ARGV[10] ~= '' then
     redis.call('HINCRBY', KEYS[6], ARGV[10], 1)
     redis.call('EXPIRE', KEYS[6], ARGV[11])
+  end
+  if KEYS[7] and ARGV[10] == 'opt_outs' then
+    local cid = redis.call('GET', KEYS[7])
+    if cid then
+      redis.call('HINCRBY', KEYS[8] .. cid, 'opt_outs', 1)
+      redis.call('EXPIRE', KEYS[8] .. cid, ARGV[12])
+      redis.call('DEL', KEYS[7])
+    end
   end
   return id
 end
@@ -184,7 +203,41 @@ local function count(key, at, n, ttl)
   for i = 0, n - 1 do redis.call('HINCRBY', key, ARGV[at + 2 * i], ARGV[at + 2 * i + 1]) end
   redis.call('EXPIRE', key, ttl)
 end
-local function merge(key, job, wamid, rank, json)
+-- A campaign job's record moved from rank `old` (0: none) to `rank`:
+-- count it in the campaign's counters (the rules of store::campaign_tally).
+-- cmp: the shard's campaign counters prefix, the contact's campaign marks,
+-- its last campaign mark, the counters' TTL.
+local function tally(cmp, job, old, rank, rec)
+  local cid = string.match(job, '^cmp%.(%w+)%.')
+  if not cid or not cmp then return end
+  local k = cmp[1] .. cid
+  if old == 0 then
+    redis.call('HINCRBY', k, 'queued', -1)
+    if redis.call('HEXISTS', cmp[2], cid) == 1 then redis.call('HSET', cmp[2], cid, 'd') end
+  end
+  if rank >= 10 then
+    local f
+    if rec['state'] == 'no_consent' then
+      f = 'skipped:' .. (rec['reason'] or 'no_consent')
+    elseif rec['state'] == 'cancelled' then
+      f = 'cancelled'
+    elseif type(rec['code']) == 'number' then
+      f = 'failed:' .. string.format('%d', rec['code'])
+    else
+      f = 'failed:' .. rec['state']
+    end
+    redis.call('HINCRBY', k, f, 1)
+  else
+    if old < 1 and rank >= 1 then
+      redis.call('HINCRBY', k, 'sent', 1)
+      redis.call('SET', cmp[3], cid, 'EX', 86400)
+    end
+    if old < 3 and rank >= 3 then redis.call('HINCRBY', k, 'delivered', 1) end
+    if old < 4 and rank >= 4 then redis.call('HINCRBY', k, 'read', 1) end
+  end
+  redis.call('EXPIRE', k, cmp[4])
+end
+local function merge(key, job, wamid, rank, json, cmp)
   if job == '' then
     if wamid == '' then return 0 end
     job = redis.call('HGET', key, 'w:' .. wamid)
@@ -192,8 +245,11 @@ local function merge(key, job, wamid, rank, json)
   end
   local cur = redis.call('HGET', key, job)
   rank = tonumber(rank)
+  local old = 0
+  local rec = cjson.decode(json)
   if cur then
     local r = tonumber(string.sub(cur, 1, 2))
+    old = r
     if r >= 10 or r >= rank then return 0 end
     local old = cjson.decode(string.sub(cur, 4))
     for k, v in pairs(cjson.decode(json)) do old[k] = v end
@@ -203,6 +259,7 @@ local function merge(key, job, wamid, rank, json)
   redis.call('HSET', key, job, string.format('%02d', rank) .. '|' .. json)
   if wamid ~= '' then redis.call('HSET', key, 'w:' .. wamid, job) end
   redis.call('EXPIRE', key, 2592000)
+  tally(cmp, job, old, rank, rec)
   return 1
 end
 "#;
@@ -217,9 +274,12 @@ end
 /// history entries, then the acked ids, the jobs, four values per delivery
 /// (job, wamid, rank, json), the consent entries (json) and the history
 /// entries, then the number of counters, the statistics' TTL and (name,
-/// amount) per counter (KEYS[14]: the shard's statistics of the day), and
-/// last the wrapped data key the claim was sealed under, or empty (KEYS[15]:
-/// the contact's data key). A data key that is no longer the stored one
+/// amount) per counter (KEYS[14]: the shard's statistics of the day), the
+/// campaign counters' TTL, and last the wrapped data key the claim was
+/// sealed under, or empty (KEYS[15]: the contact's data key). KEYS[16..18]:
+/// the shard's campaign counters prefix, the contact's campaign marks and
+/// last campaign mark (see `tally`; an opt-out counts for the campaign
+/// whose message came within 24 hours). A data key that is no longer the stored one
 /// (the contact was erased meanwhile) writes nothing, as a lost lease.
 /// Answers the entries left in the inbox,
 /// or -1 when the lease was lost (nothing written).
@@ -232,6 +292,7 @@ if dk ~= '' then
 end
 local n, j, d, c = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local member = ARGV[11]
+local cmp = {KEYS[16], KEYS[17], KEYS[18], ARGV[#ARGV - 1]}
 if ARGV[14] ~= '' then redis.call('SET', KEYS[11], ARGV[14], 'EX', ARGV[15]) end
 local hn = tonumber(ARGV[16])
 local at = 17
@@ -256,7 +317,7 @@ if ARGV[7] ~= '' then
 end
 for i = 0, d - 1 do
   local b = at + 4 * i
-  merge(KEYS[6], ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3])
+  merge(KEYS[6], ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], cmp)
 end
 at = at + 4 * d
 for i = 0, c - 1 do redis.call('XADD', KEYS[7], '*', 'c', ARGV[at + i]) end
@@ -269,6 +330,16 @@ if hn > 0 then
 end
 at = at + hn
 count(KEYS[14], at + 2, tonumber(ARGV[at]), ARGV[at + 1])
+for i = 0, tonumber(ARGV[at]) - 1 do
+  if ARGV[at + 2 + 2 * i] == 'opt_outs' then
+    local cid = redis.call('GET', KEYS[18])
+    if cid then
+      redis.call('HINCRBY', KEYS[16] .. cid, 'opt_outs', 1)
+      redis.call('EXPIRE', KEYS[16] .. cid, cmp[4])
+      redis.call('DEL', KEYS[18])
+    end
+  end
+end
 if ARGV[13] ~= '' then
   redis.call('ZADD', KEYS[10], ARGV[13], member)
   redis.call('EXPIRE', KEYS[10], math.max(3024000, tonumber(ARGV[2]) + 86400))
@@ -286,8 +357,10 @@ return left
 /// ARGV: token, entry id, job, wamid hash, rank, json, dead letter (or
 /// empty), now, contact, consent entry (or empty), release ('1' or ''),
 /// number of other entry ids, then those ids, the number of counters,
-/// the statistics' TTL, (name, amount) per counter, and last the claim's
-/// wrapped data key or empty (KEYS[11]: the contact's data key). When the
+/// the statistics' TTL, (name, amount) per counter, the campaign counters'
+/// TTL, and last the claim's wrapped data key or empty (KEYS[11]: the
+/// contact's data key). KEYS[12..14]: the shard's campaign counters prefix,
+/// the contact's campaign marks and last campaign mark. When the
 /// data key is no longer the stored one (the contact was erased), nothing
 /// is written and 0 is answered. Returns 1 if the lease is
 /// still held, else 0; the job is finished either way.
@@ -300,7 +373,7 @@ local also = tonumber(ARGV[12])
 for i = 1, also do redis.call('XDEL', KEYS[2], ARGV[12 + i]) end
 count(KEYS[10], 15 + also, tonumber(ARGV[13 + also]), ARGV[14 + also])
 redis.call('DEL', KEYS[3])
-merge(KEYS[4], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+merge(KEYS[4], ARGV[3], ARGV[4], ARGV[5], ARGV[6], {KEYS[12], KEYS[13], KEYS[14], ARGV[#ARGV - 1]})
 if ARGV[7] ~= '' then
   redis.call('XADD', KEYS[5], '*', 'e', ARGV[7])
   redis.call('EXPIRE', KEYS[5], 2592000)
@@ -405,9 +478,21 @@ return 1
 /// KEYS: the contact's keys (deleted), then its shard's inbox and outbox
 /// ready sets, timers, due set and dead index (it leaves them), and the
 /// shard's statistics of the day (erasures + 1). ARGV: number of contact
-/// keys, contact, the statistics' TTL.
+/// keys, contact, the statistics' TTL, the index in KEYS of the contact's
+/// campaign marks, the shard's campaign counters prefix (same slot), the
+/// counters' TTL: a campaign message still queued counts as skipped
+/// (`suppressed`).
 const ERASE_LUA: &str = r#"
 local n = tonumber(ARGV[1])
+local marks = redis.call('HGETALL', KEYS[tonumber(ARGV[4])])
+for i = 1, #marks, 2 do
+  if marks[i + 1] == 'q' then
+    local k = ARGV[5] .. marks[i]
+    redis.call('HINCRBY', k, 'queued', -1)
+    redis.call('HINCRBY', k, 'skipped:suppressed', 1)
+    redis.call('EXPIRE', k, ARGV[6])
+  end
+end
 for i = 1, n do redis.call('DEL', KEYS[i]) end
 for i = n + 1, #KEYS - 1 do redis.call('ZREM', KEYS[i], ARGV[2]) end
 redis.call('HINCRBY', KEYS[#KEYS], 'erasures', 1)
@@ -426,6 +511,74 @@ if #first == 0 then
   return 0
 end
 redis.call('ZADD', KEYS[2], 'XX', tonumber(string.match(first[1][1], '^(%d+)')), ARGV[2])
+return 1
+"#;
+
+/// KEYS: the contact's campaign marks, data key, outbox, its shard's
+/// outbox ready set and the campaign's counters in the shard. ARGV:
+/// campaign id, sealed job (or empty: skipped), skip reason, wrapped data
+/// key, '1' when that key is new, the key's (and marks') TTL, now (ms),
+/// contact, the counters' TTL. Answers 1 (done), 0 (the contact already had
+/// its turn), -1 (the data key is not the stored one: nothing written).
+const DISPATCH_LUA: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+if ARGV[2] ~= '' then
+  local cur = redis.call('GET', KEYS[2])
+  if cur then
+    if cur ~= ARGV[4] then return -1 end
+    -- The key outlives the queued job (as a message's append does).
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+  elseif ARGV[5] == '1' then
+    redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[6])
+  else
+    return -1
+  end
+  redis.call('XADD', KEYS[3], '*', 'e', ARGV[2])
+  redis.call('EXPIRE', KEYS[3], 2592000)
+  redis.call('ZADD', KEYS[4], 'NX', ARGV[7], ARGV[8])
+  redis.call('EXPIRE', KEYS[4], 3024000)
+  redis.call('HSET', KEYS[1], ARGV[1], 'q')
+  redis.call('HINCRBY', KEYS[5], 'queued', 1)
+else
+  redis.call('HSET', KEYS[1], ARGV[1], 's')
+  redis.call('HINCRBY', KEYS[5], 'skipped:' .. ARGV[3], 1)
+end
+redis.call('HINCRBY', KEYS[5], 'dispatched', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[5], ARGV[9])
+return 1
+"#;
+
+/// KEYS: a campaign's record hash, its audience. ARGV: the new status,
+/// then the statuses it may move from. Answers 1 when it moved. A
+/// cancelled campaign's audience left is dropped: its numbers go.
+const STATUS_LUA: &str = r#"
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return 0 end
+for i = 2, #ARGV do
+  if cur == ARGV[i] then
+    redis.call('HSET', KEYS[1], 'status', ARGV[1])
+    if ARGV[1] == 'cancelled' then redis.call('DEL', KEYS[2]) end
+    return 1
+  end
+end
+return 0
+"#;
+
+/// KEYS: a lease. ARGV: owner, lease (ms). Takes it when free, renews it
+/// when held by the owner; answers 1 when the owner holds it.
+const LEASE_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+/// KEYS: lease, head. ARGV: token, head. Writes the head's retry state if
+/// the lease is held; answers 1 when it did.
+const SET_HEAD_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', 2592000)
 return 1
 "#;
 
@@ -459,6 +612,10 @@ pub struct RedisStore {
     rewrap: redis::Script,
     consent: redis::Script,
     pin: redis::Script,
+    dispatch: redis::Script,
+    status: redis::Script,
+    lease: redis::Script,
+    set_head: redis::Script,
 }
 
 /// A delivery record as stored: `RR|{json}`.
@@ -505,6 +662,8 @@ const BREAKER_TTL: u64 = 30 * 86_400;
 
 /// How long a day's statistics are kept (s).
 const STATS_TTL: u64 = stats::KEEP_DAYS * 86_400;
+/// How long a campaign's keys are kept after their last change (s).
+const CAMPAIGN_TTL_S: u64 = super::CAMPAIGN_TTL.as_secs();
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -555,6 +714,10 @@ impl RedisStore {
             rewrap: redis::Script::new(REWRAP_LUA),
             consent: redis::Script::new(CONSENT_LUA),
             pin: redis::Script::new(PIN_LUA),
+            dispatch: redis::Script::new(DISPATCH_LUA),
+            status: redis::Script::new(STATUS_LUA),
+            lease: redis::Script::new(LEASE_LUA),
+            set_head: redis::Script::new(SET_HEAD_LUA),
         })
     }
 
@@ -612,6 +775,11 @@ impl RedisStore {
         )
     }
 
+    /// A campaign's keys, in its own slot: `P{cmp:<id>}<suffix>`.
+    fn campaign_key(&self, id: &str, suffix: &str) -> String {
+        format!("{}{{cmp:{id}}}{suffix}", self.prefix)
+    }
+
     fn lease_key(&self, lane: Lane, contact: &ContactKey) -> String {
         self.contact_key(contact, &format!("lease:{}", lane.name()))
     }
@@ -626,7 +794,7 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         match build().query_async(&mut conn).await {
             Err(e) if no_script(&e) => {
-                for script in [&self.append, &self.wake, &self.sweep] {
+                for script in [&self.append, &self.wake, &self.sweep, &self.dispatch] {
                     script
                         .prepare_invoke()
                         .load_async(&mut conn)
@@ -678,6 +846,8 @@ impl Store for RedisStore {
                             keys.push(self.contact_key(k, "consent"));
                             keys.push(self.contact_key(k, "key"));
                             keys.push(self.stats_key(shard_of(k), &today));
+                            keys.push(self.contact_key(k, "lastcmp"));
+                            keys.push(self.shard_key(shard_of(k), "cmp:"));
                             k.as_str()
                         }
                         _ => "",
@@ -697,7 +867,8 @@ impl Store for RedisStore {
                         .arg(if fresh { "1" } else { "0" })
                         .arg(ttl)
                         .arg(e.consent.as_ref().and_then(stats::of_consent).unwrap_or(""))
-                        .arg(STATS_TTL);
+                        .arg(STATS_TTL)
+                        .arg(CAMPAIGN_TTL_S);
                 }
                 pipe
             })
@@ -897,6 +1068,9 @@ impl Store for RedisStore {
             .key(self.shard_key(shard, "history"))
             .key(self.stats_key(shard, &stats::today()))
             .key(self.contact_key(c, "key"))
+            .key(self.shard_key(shard, "cmp:"))
+            .key(self.contact_key(c, "cmp"))
+            .key(self.contact_key(c, "lastcmp"))
             .arg(&claim.owner)
             .arg(commit.session_ttl.as_secs().max(1))
             .arg(if commit.session.is_some() { "1" } else { "0" })
@@ -935,7 +1109,8 @@ impl Store for RedisStore {
         for (name, n) in &counts {
             inv.arg(name).arg(*n);
         }
-        inv.arg(claim.data_key.as_deref().unwrap_or(b""));
+        inv.arg(CAMPAIGN_TTL_S)
+            .arg(claim.data_key.as_deref().unwrap_or(b""));
         let left: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         if left < 0 {
             return Ok(Committed::LeaseLost);
@@ -987,6 +1162,9 @@ impl Store for RedisStore {
             .key(self.timers_key(Lane::Outbox, shard))
             .key(self.stats_key(shard, &stats::today()))
             .key(self.contact_key(c, "key"))
+            .key(self.shard_key(shard, "cmp:"))
+            .key(self.contact_key(c, "cmp"))
+            .key(self.contact_key(c, "lastcmp"))
             .arg(&claim.owner)
             .arg(id);
         for a in record_args(&finish.record)? {
@@ -1010,7 +1188,8 @@ impl Store for RedisStore {
         for (name, n) in &counts {
             inv.arg(name).arg(*n);
         }
-        inv.arg(claim.data_key.as_deref().unwrap_or(b""));
+        inv.arg(CAMPAIGN_TTL_S)
+            .arg(claim.data_key.as_deref().unwrap_or(b""));
         let held: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(held == 1)
     }
@@ -1039,6 +1218,21 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn set_head(&self, claim: &Claim, head: Vec<u8>) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let c = &claim.contact;
+        let held: i64 = self
+            .set_head
+            .key(self.lease_key(Lane::Outbox, c))
+            .key(self.contact_key(c, "outbox:head"))
+            .arg(&claim.owner)
+            .arg(&head[..])
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(held == 1)
     }
 
     async fn wake_deferred(&self) -> Result<(), StoreError> {
@@ -1144,6 +1338,8 @@ impl Store for RedisStore {
             "lease:inbox",
             "lease:outbox",
             "key",
+            "lastcmp",
+            "cmp",
         ];
         let shard = shard_of(contact);
         let mut inv = self.erase.prepare_invoke();
@@ -1159,7 +1355,10 @@ impl Store for RedisStore {
             .key(self.stats_key(shard, &stats::today()))
             .arg(own.len())
             .arg(contact.as_str())
-            .arg(STATS_TTL);
+            .arg(STATS_TTL)
+            .arg(own.len())
+            .arg(self.shard_key(shard, "cmp:"))
+            .arg(CAMPAIGN_TTL_S);
         let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
@@ -1591,6 +1790,369 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(got == 1)
+    }
+
+    async fn create_campaign(
+        &self,
+        id: &str,
+        record: &[u8],
+        audience: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let hash = self.campaign_key(id, "");
+        let list = self.campaign_key(id, ":audience");
+        let mut conn = self.conn.clone();
+        // The audience first (in chunks), then the record: a campaign is
+        // visible only once its audience is stored.
+        for chunk in audience.chunks(1000) {
+            let mut pipe = redis::pipe();
+            pipe.cmd("RPUSH").arg(&list);
+            for entry in chunk {
+                pipe.arg(&entry[..]);
+            }
+            pipe.ignore();
+            pipe.cmd("EXPIRE").arg(&list).arg(CAMPAIGN_TTL_S).ignore();
+            let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        }
+        let index = format!("{}{{cmp}}:index", self.prefix);
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(&hash)
+            .arg("record")
+            .arg(record)
+            .arg("status")
+            .arg(crate::campaign::SCHEDULED)
+            .ignore();
+        pipe.cmd("EXPIRE").arg(&hash).arg(CAMPAIGN_TTL_S).ignore();
+        let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let active = format!("{}{{cmp}}:active", self.prefix);
+        let mut pipe = redis::pipe();
+        for key in [&index, &active] {
+            pipe.cmd("ZADD")
+                .arg(key)
+                .arg(super::now_ms())
+                .arg(id)
+                .ignore();
+            pipe.cmd("EXPIRE").arg(key).arg(CAMPAIGN_TTL_S).ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn campaigns(&self) -> Result<Vec<super::StoredCampaign>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(format!("{}{{cmp}}:index", self.prefix))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET")
+                .arg(self.campaign_key(id, ""))
+                .arg("record")
+                .arg("status");
+        }
+        let rows: Vec<(Option<Vec<u8>>, Option<String>)> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        let mut expired = Vec::new();
+        for (id, row) in ids.into_iter().zip(rows) {
+            match row {
+                (Some(record), Some(status)) => {
+                    out.push(super::StoredCampaign { id, record, status })
+                }
+                // Expired: its index entry outlived it, and leaves now.
+                _ => expired.push(id),
+            }
+        }
+        if !expired.is_empty() {
+            let () = redis::cmd("ZREM")
+                .arg(format!("{}{{cmp}}:index", self.prefix))
+                .arg(&expired)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(out)
+    }
+
+    async fn campaign(&self, id: &str) -> Result<Option<super::StoredCampaign>, StoreError> {
+        let mut conn = self.conn.clone();
+        let row: (Option<Vec<u8>>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.campaign_key(id, ""))
+            .arg("record")
+            .arg("status")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(match row {
+            (Some(record), Some(status)) => Some(super::StoredCampaign {
+                id: id.to_owned(),
+                record,
+                status,
+            }),
+            _ => None,
+        })
+    }
+
+    async fn set_campaign_status(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut inv = self.status.prepare_invoke();
+        inv.key(self.campaign_key(id, ""))
+            .key(self.campaign_key(id, ":audience"))
+            .arg(to);
+        for f in from {
+            inv.arg(*f);
+        }
+        let moved: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        if moved == 1 && !crate::campaign::is_active(to) {
+            let () = redis::cmd("ZREM")
+                .arg(format!("{}{{cmp}}:active", self.prefix))
+                .arg(id)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(moved == 1)
+    }
+
+    async fn active_campaigns(&self) -> Result<Vec<super::StoredCampaign>, StoreError> {
+        let mut conn = self.conn.clone();
+        let active = format!("{}{{cmp}}:active", self.prefix);
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&active)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET")
+                .arg(self.campaign_key(id, ""))
+                .arg("record")
+                .arg("status");
+        }
+        let rows: Vec<(Option<Vec<u8>>, Option<String>)> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        let mut stale = Vec::new();
+        for (id, row) in ids.into_iter().zip(rows) {
+            match row {
+                (Some(record), Some(status)) if crate::campaign::is_active(&status) => {
+                    out.push(super::StoredCampaign { id, record, status })
+                }
+                // Finished, or its status moved between the two writes
+                // of `set_campaign_status`: it leaves the index.
+                _ => stale.push(id),
+            }
+        }
+        if !stale.is_empty() {
+            let () = redis::cmd("ZREM")
+                .arg(&active)
+                .arg(&stale)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(out)
+    }
+
+    async fn campaign_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let held: i64 = self
+            .lease
+            .key(self.campaign_key(id, ":lease"))
+            .arg(owner)
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(held == 1)
+    }
+
+    async fn campaign_audience(&self, id: &str, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        redis::cmd("LRANGE")
+            .arg(self.campaign_key(id, ":audience"))
+            .arg(0)
+            .arg(limit - 1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn campaign_dispatch(
+        &self,
+        id: &str,
+        sends: Vec<super::CampaignSend>,
+        consumed: usize,
+        now_ms: u64,
+    ) -> Result<(Vec<super::Dispatched>, u64), StoreError> {
+        let values: Vec<i64> = if sends.is_empty() {
+            Vec::new()
+        } else {
+            self.pipeline(|| {
+                let mut pipe = redis::pipe();
+                for send in &sends {
+                    let c = &send.contact;
+                    let shard = shard_of(c);
+                    let keys = [
+                        self.contact_key(c, "cmp"),
+                        self.contact_key(c, "key"),
+                        self.contact_key(c, "outbox"),
+                        self.ready_key(Lane::Outbox, shard),
+                        self.shard_key(shard, &format!("cmp:{id}")),
+                    ];
+                    let (job, reason): (&[u8], &str) = match &send.job {
+                        Ok(job) => (job, ""),
+                        Err(reason) => (b"", reason),
+                    };
+                    let (wrapped, fresh) = match &send.key {
+                        Some(k) => (&k.wrapped[..], k.fresh),
+                        None => (&b""[..], false),
+                    };
+                    let ttl = send.ttl.as_secs().max(1);
+                    Self::evalsha(&mut pipe, &self.dispatch, &keys)
+                        .arg(id)
+                        .arg(job)
+                        .arg(reason)
+                        .arg(wrapped)
+                        .arg(if fresh { "1" } else { "" })
+                        .arg(ttl)
+                        .arg(now_ms)
+                        .arg(c.as_str())
+                        .arg(CAMPAIGN_TTL_S);
+                }
+                pipe
+            })
+            .await?
+        };
+        let done: Vec<super::Dispatched> = values
+            .iter()
+            .map(|v| match v {
+                1 => super::Dispatched::Done,
+                0 => super::Dispatched::Already,
+                _ => super::Dispatched::KeyMismatch,
+            })
+            .collect();
+        let list = self.campaign_key(id, ":audience");
+        let mut conn = self.conn.clone();
+        if consumed > 0 && !done.contains(&super::Dispatched::KeyMismatch) {
+            let () = redis::cmd("LTRIM")
+                .arg(&list)
+                .arg(consumed)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        let left: u64 = redis::cmd("LLEN")
+            .arg(&list)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok((done, left))
+    }
+
+    async fn campaign_left(&self, id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("LLEN")
+            .arg(self.campaign_key(id, ":audience"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn campaign_counts(
+        &self,
+        id: &str,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let per_shard: Vec<Vec<(String, i64)>> = self
+            .pipeline(|| {
+                let mut pipe = redis::pipe();
+                for shard in 0..SHARDS {
+                    pipe.cmd("HGETALL")
+                        .arg(self.shard_key(shard, &format!("cmp:{id}")));
+                }
+                pipe
+            })
+            .await?;
+        let mut out = std::collections::BTreeMap::new();
+        for (name, n) in per_shard.into_iter().flatten() {
+            *out.entry(name).or_insert(0) += n;
+        }
+        Ok(out)
+    }
+
+    async fn briefs(&self, contacts: &[ContactKey]) -> Result<Vec<super::Brief>, StoreError> {
+        if contacts.is_empty() {
+            return Ok(Vec::new());
+        }
+        type Row = (
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+            redis::streams::StreamRangeReply,
+            Option<u64>,
+        );
+        let suppressed = format!("{}{{suppressed}}", self.prefix);
+        let mut pipe = redis::pipe();
+        for c in contacts {
+            pipe.cmd("GET").arg(self.contact_key(c, "key"));
+            pipe.cmd("GET").arg(self.contact_key(c, "profile"));
+            pipe.cmd("GET").arg(self.contact_key(c, "session"));
+            pipe.cmd("XRANGE")
+                .arg(self.contact_key(c, "consent"))
+                .arg("-")
+                .arg("+");
+            pipe.cmd("HGET").arg(&suppressed).arg(c.as_str());
+        }
+        let mut conn = self.conn.clone();
+        let flat: Vec<Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut out = Vec::with_capacity(contacts.len());
+        for row in flat.chunks(5) {
+            let row: Row = redis::FromRedisValue::from_redis_value(Value::Array(row.to_vec()))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let (data_key, profile, session, ledger, suppressed) = row;
+            let consent = ledger
+                .ids
+                .iter()
+                .filter_map(|sid| match sid.map.get("c") {
+                    Some(Value::BulkString(b)) => serde_json::from_slice(b).ok(),
+                    _ => None,
+                })
+                .collect();
+            out.push(super::Brief {
+                data_key,
+                profile,
+                session,
+                consent,
+                suppressed,
+            });
+        }
+        Ok(out)
     }
 
     async fn release(&self, claim: &Claim) -> Result<(), StoreError> {

@@ -621,3 +621,205 @@ async fn sighup_with_a_new_access_token_resumes_a_paused_number() {
     );
     assert_eq!(readiness(&client).await, "ready");
 }
+
+/// A campaign survives `kill -9` mid-drain: the next start goes on from
+/// what is left, and every consenting contact gets exactly one message.
+/// A message whose request was in flight at the kill is not sent again
+/// once Meta's status webhook says it has it (the status poster below
+/// plays Meta's part); one whose request never left is sent after
+/// `outbox.unconfirmed_wait`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_campaign_sends_each_consenting_contact_one_message() {
+    use std::sync::Mutex;
+    let graph = FakeGraph::start().await;
+    // Requests take a while, so the kills land with some in flight.
+    graph.set_delay(Some(Duration::from_millis(200)));
+    let b = redis();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let env = test_env(
+        &b.backend,
+        &[
+            ("WHATSIFY__META__GRAPH_API_BASE", graph.base.clone()),
+            ("WHATSIFY__META__PHONE_NUMBER_ID", "106540352242922".into()),
+            ("WHATSIFY__OUTBOX__MESSAGES_PER_SECOND", "1000".into()),
+            ("WHATSIFY__OUTBOX__MARK_READ", "false".into()),
+            ("WHATSIFY__OUTBOX__UNCONFIRMED_WAIT", "3s".into()),
+        ],
+    );
+    let mut logs = Logs::default();
+    let mut bin = Binary::start(dir.path(), port, &env, &mut logs).await;
+    let client = reqwest::Client::new();
+    // 200 contacts say START (consent through the real path); 50 only
+    // say hi.
+    let consenting: Vec<String> = (0..200).map(|i| format!("1555020{i:04}")).collect();
+    let others: Vec<String> = (0..50).map(|i| format!("1555030{i:04}")).collect();
+    let bodies: Vec<Vec<u8>> = consenting
+        .iter()
+        .map(|w| {
+            delivery(
+                w,
+                "Yes",
+                &format!("wamid.K9{w}"),
+                json!({"type": "text", "text": {"body": "START"}}),
+            )
+        })
+        .chain(
+            others
+                .iter()
+                .map(|w| delivery(w, "No", &format!("wamid.K9{w}"), hi())),
+        )
+        .collect();
+    let url = bin.url("/webhook");
+    futures_util::stream::iter(bodies.iter())
+        .for_each_concurrent(16, |body| post_until_taken(&client, &url, body))
+        .await;
+    let audience: Vec<String> = consenting.iter().chain(&others).cloned().collect();
+    let campaign = json!({
+        "name": "Kill nine",
+        "template": {"name": "flash_sale", "language": {"code": "en_US"}},
+        "audience": {"wa_ids": audience},
+        "opt_out": {"button": 0},
+        "rate_per_second": 60,
+    });
+    let created: serde_json::Value = client
+        .post(bin.url("/admin/campaigns"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .json(&campaign)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("campaign id").to_owned();
+    let prefix = format!("cmp.{id}.");
+    let of_campaign = |sent: &[Sent]| -> Vec<Sent> {
+        sent.iter()
+            .filter(|s| {
+                s.body["biz_opaque_callback_data"]
+                    .as_str()
+                    .is_some_and(|j| j.starts_with(&prefix))
+            })
+            .cloned()
+            .collect()
+    };
+    // Meta's part: a `sent` status for every message it accepted, posted
+    // until the server takes it (it may be down).
+    let posted = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(Mutex::new(false));
+    let poster = {
+        let graph = graph.clone();
+        let posted = posted.clone();
+        let stop = stop.clone();
+        let client = client.clone();
+        let url = format!("http://127.0.0.1:{port}/webhook");
+        let prefix = prefix.clone();
+        tokio::spawn(async move {
+            loop {
+                if *stop.lock().unwrap_or_else(|p| p.into_inner()) {
+                    return;
+                }
+                let sent = graph.sent();
+                let from = posted.load(Ordering::SeqCst);
+                for (i, s) in sent.iter().enumerate().skip(from) {
+                    let job = s.body["biz_opaque_callback_data"].as_str().unwrap_or("");
+                    if job.starts_with(&prefix) {
+                        let body =
+                            crate::campaigns::status(s, &format!("wamid.FAKE{i:08}"), "sent", None);
+                        let taken = client
+                            .post(&url)
+                            .header("Content-Type", "application/json")
+                            .header("X-Hub-Signature-256", sign(APP_SECRET, &body))
+                            .body(body)
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status() == 200);
+                        if !taken {
+                            break;
+                        }
+                    }
+                    posted.store(i + 1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    // Kill it while the campaign drains (200 at 60/s: about 3 s), with
+    // about a dozen requests in flight.
+    let mut at_kill = Vec::new();
+    for pause in [1500] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        bin.kill_9();
+        at_kill.push(of_campaign(&graph.sent()).len());
+        bin = Binary::start(dir.path(), port, &env, &mut logs).await;
+    }
+    // Contacts a killed sender held wait for their lease (60 s).
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let report = loop {
+        let r: serde_json::Value = match client
+            .get(bin.url(&format!("/admin/campaigns/{id}")))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .send()
+            .await
+        {
+            Ok(resp) => resp.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        if r["status"] == "dispatched" && r["queued"] == 0 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "campaign not drained: {r}{}",
+            logs.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    *stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    let _ = poster.await;
+    let sends = of_campaign(&graph.sent());
+    let mut per: HashMap<String, usize> = HashMap::new();
+    for s in &sends {
+        *per.entry(
+            s.body["to"]
+                .as_str()
+                .unwrap_or("")
+                .trim_start_matches('+')
+                .to_owned(),
+        )
+        .or_default() += 1;
+    }
+    let logged = |what: &str| -> usize {
+        logs.0
+            .iter()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .matches(what)
+                    .count()
+            })
+            .sum()
+    };
+    eprintln!(
+        "campaign kill -9: {} accepted requests for {} contacts, sent at each kill {at_kill:?}, \
+         {} in flight at a kill and confirmed by a status, {} sent again after no status came, report {report}",
+        sends.len(),
+        per.len(),
+        logged("confirmed by Meta; not sent again"),
+        logged("sending it again"),
+    );
+    assert_eq!(
+        per.len(),
+        consenting.len(),
+        "every consenting contact, no one else{}",
+        logs.tail()
+    );
+    assert!(
+        consenting.iter().all(|w| per.get(w) == Some(&1)),
+        "exactly one message each: {per:?}"
+    );
+    assert_eq!(report["sent"], consenting.len(), "{report}");
+    assert_eq!(report["skipped"]["no_consent"], others.len(), "{report}");
+}

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod campaigns;
 mod conversation;
 mod crash;
 mod graph;

@@ -1135,6 +1135,7 @@ fn key_class(key: &str, prefix: &str) -> String {
     let rest = key.strip_prefix(prefix).unwrap_or(key);
     let rules = [
         (r"\{s:\d+\}", "{s:N}"),
+        (r"cmp:[0-9a-f]{32}", "cmp:<id>"),
         (r"c:[0-9a-f]{32}", "c:<contact>"),
         (r"seen:[0-9a-zA-Z_-]+$", "seen:<dedup>"),
         (r"stats:\d{4}-\d\d-\d\d$", "stats:<day>"),
@@ -1186,6 +1187,53 @@ async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
         app.admin_delete(&format!("/admin/contacts/{cy}")).await,
         200
     );
+    // A campaign that reached bob (consent recorded by the support team)
+    // and skipped a stranger, and one that waits for its time. (Ana's
+    // STOP and START came in the same second: the STOP wins.)
+    let (status, _) = app
+        .admin_post(
+            &format!("/admin/contacts/{bob}/consent"),
+            &json!({"purpose": "marketing", "granted": true, "reference": "T-1"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let campaign = |send_at: Option<String>| {
+        let mut c = json!({
+            "name": "TTL", "phone_number_id": "106540352242922",
+            "template": {"name": "ttl_promo", "language": {"code": "en"}},
+            "audience": {"wa_ids": [bob, "16505556099"]},
+            "opt_out": {"text": true},
+        });
+        if let Some(at) = send_at {
+            c["send_at"] = json!(at);
+        }
+        c
+    };
+    let (status, created) = app.admin_post("/admin/campaigns", &campaign(None)).await;
+    assert_eq!(status, 202);
+    let first = created["id"].as_str().unwrap_or_default().to_owned();
+    let (status, _) = app
+        .admin_post(
+            "/admin/campaigns",
+            &campaign(Some("2099-01-01T00:00:00Z".into())),
+        )
+        .await;
+    assert_eq!(status, 400, "more than a year ahead");
+    let later = whatsify::store::now_secs() + 86_400;
+    let day = whatsify::store::stats::day(later);
+    let (status, _) = app
+        .admin_post(
+            "/admin/campaigns",
+            &campaign(Some(format!("{day}T12:00:00Z"))),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sent_to(&graph, bob).iter().any(|m| m["type"] == "template") {
+        let (_, r) = app.admin_get(&format!("/admin/campaigns/{first}")).await;
+        assert!(Instant::now() < deadline, "the campaign message: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // A reply Meta keeps refusing until the attempts run out: a dead letter.
     graph.fail_next(&[(500, 131000), (500, 131000)]);
     say_hi(&app, dee, "wamid.T7").await;
@@ -1269,6 +1317,12 @@ async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
         "P{s:N}:dead",
         "P{suppressed}",
         "P{audit}:log",
+        "P{s:N}:c:<contact>:cmp",
+        "P{s:N}:c:<contact>:lastcmp",
+        "P{s:N}:cmp:<id>",
+        "P{cmp:<id>}",
+        "P{cmp:<id>}:audience",
+        "P{cmp}:index",
     ] {
         assert!(classes.contains_key(class), "seeding made no {class}");
     }

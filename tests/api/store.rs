@@ -10,8 +10,8 @@ use whatsify::config::{Backend as Kind, StoreSettings};
 use whatsify::domain::ContactKey;
 
 use whatsify::store::{
-    self, Appended, Breaker, Commit, Committed, Delivery, DeliveryState, Finish, InboxEntry, Lane,
-    Queue, Store,
+    self, Appended, Breaker, CampaignSend, Commit, Committed, Delivery, DeliveryState, Dispatched,
+    Finish, InboxEntry, Lane, Queue, Store,
 };
 
 use crate::both_backends;
@@ -1559,3 +1559,843 @@ async fn nothing_is_written_under_an_erased_contact_s_key(backend: &Backend) {
     );
 }
 both_backends!(erased_key, nothing_is_written_under_an_erased_contact_s_key);
+
+// Campaigns.
+
+/// A campaign send: the sealed job `job` under the data key `wrapped`.
+fn campaign_job(c: &ContactKey, job: &str, wrapped: &str, fresh: bool) -> CampaignSend {
+    CampaignSend {
+        contact: c.clone(),
+        job: Ok(job.as_bytes().to_vec()),
+        key: Some(whatsify::store::EntryKey {
+            wrapped: wrapped.as_bytes().to_vec(),
+            fresh,
+            ttl: Duration::from_secs(3600),
+        }),
+        ttl: Duration::from_secs(3600),
+    }
+}
+
+/// A campaign send that skips the contact for `reason`.
+fn campaign_skip(c: &ContactKey, reason: &str) -> CampaignSend {
+    CampaignSend {
+        contact: c.clone(),
+        job: Err(reason.to_owned()),
+        key: None,
+        ttl: Duration::from_secs(3600),
+    }
+}
+
+/// A campaign with an audience of `n` entries (`m0`, `m1`, …).
+async fn new_campaign(s: &Arc<dyn Store>, id: &str, n: usize) {
+    let audience = (0..n).map(|i| format!("m{i}").into_bytes()).collect();
+    s.create_campaign(id, format!("{{\"id\":\"{id}\"}}").as_bytes(), audience)
+        .await
+        .expect("create");
+}
+
+/// One campaign counter (0 when it was never counted).
+async fn counter(s: &Arc<dyn Store>, id: &str, name: &str) -> i64 {
+    let counts = s.campaign_counts(id).await.expect("counts");
+    counts.get(name).copied().unwrap_or(0)
+}
+
+/// The campaign's counters that are not 0 (but `dispatched`, which every
+/// done send adds to, checked on its own).
+async fn nonzero(s: &Arc<dyn Store>, id: &str) -> Vec<(String, i64)> {
+    s.campaign_counts(id)
+        .await
+        .expect("counts")
+        .into_iter()
+        .filter(|(name, n)| *n != 0 && name != "dispatched")
+        .collect()
+}
+
+fn counts(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
+    pairs.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect()
+}
+
+/// Sends the contact's first outbox job and finishes it with `record`.
+async fn finish_first(s: &Arc<dyn Store>, k: &ContactKey, record: Delivery) {
+    let c = s
+        .claim(Lane::Outbox, k, "sender", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    assert!(!c.entries.is_empty(), "a job is queued");
+    let mut done = Finish::record(record);
+    done.release = true;
+    assert!(s.finish(&c, &c.entries[0].id, done).await.expect("finish"));
+}
+
+/// A campaign job's accepted record (as a sender writes it).
+fn campaign_accepted(job: &str) -> Delivery {
+    Delivery {
+        wamid: Some(format!("w-{job}")),
+        kind: Some("template".into()),
+        ..record(job, DeliveryState::Accepted, whatsify::store::now_secs())
+    }
+}
+
+fn marketing(granted: bool, source: &str) -> whatsify::store::ConsentChange {
+    whatsify::store::ConsentChange {
+        purpose: whatsify::privacy::consent::MARKETING.into(),
+        granted,
+        at: whatsify::store::now_secs(),
+        source: source.into(),
+        policy_version: "v1".into(),
+        evidence: None,
+    }
+}
+
+/// A campaign is stored scheduled with its audience in order; each
+/// contact is queued once (a second dispatch finds its mark), in one job
+/// in its outbox, counted `queued`; the audience shrinks from the front.
+async fn a_campaign_queues_each_contact_once(backend: &Backend) {
+    let s = open(backend).await;
+    new_campaign(&s, "cq1", 3).await;
+    let stored = s.campaign("cq1").await.expect("campaign").expect("stored");
+    assert_eq!(stored.status, whatsify::campaign::SCHEDULED);
+    assert_eq!(stored.record, b"{\"id\":\"cq1\"}");
+    assert!(s.campaign("nope").await.expect("campaign").is_none());
+    assert_eq!(s.campaign_left("cq1").await.expect("left"), 3);
+    assert_eq!(
+        s.campaign_audience("cq1", 2).await.expect("audience"),
+        [b"m0".to_vec(), b"m1".to_vec()]
+    );
+    assert!(
+        s.campaign_audience("cq1", 0)
+            .await
+            .expect("audience")
+            .is_empty()
+    );
+
+    let k = key(100);
+    let (done, left) = s
+        .campaign_dispatch(
+            "cq1",
+            vec![campaign_job(&k, "job-1", "k1", true)],
+            1,
+            whatsify::store::now_ms(),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!((done, left), (vec![Dispatched::Done], 2));
+    assert_eq!(
+        s.campaign_audience("cq1", 10).await.expect("audience"),
+        [b"m1".to_vec(), b"m2".to_vec()],
+        "taken from the front"
+    );
+    assert_eq!(
+        s.data_key(&k).await.expect("key"),
+        Some(b"k1".to_vec()),
+        "the fresh key is stored"
+    );
+    // The same contact again (a retried batch): nothing is done.
+    let (done, left) = s
+        .campaign_dispatch(
+            "cq1",
+            vec![campaign_job(&k, "job-1 again", "k1", false)],
+            1,
+            whatsify::store::now_ms(),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!((done, left), (vec![Dispatched::Already], 1));
+    assert_eq!(
+        bodies(&s.read(&Queue::Outbox(k.clone()), 10).await.expect("read")),
+        ["job-1"]
+    );
+    assert!(
+        s.ready_contacts(Lane::Outbox, 100)
+            .await
+            .expect("ready")
+            .contains(&k),
+        "the contact is ready for a sender"
+    );
+    assert_eq!(nonzero(&s, "cq1").await, counts(&[("queued", 1)]));
+    // Another campaign is another turn.
+    new_campaign(&s, "cq2", 1).await;
+    let (done, left) = s
+        .campaign_dispatch(
+            "cq2",
+            vec![campaign_job(&k, "job-2", "k1", false)],
+            1,
+            whatsify::store::now_ms(),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!((done, left), (vec![Dispatched::Done], 0));
+    assert_eq!(
+        bodies(&s.read(&Queue::Outbox(k.clone()), 10).await.expect("read")),
+        ["job-1", "job-2"]
+    );
+    assert_eq!(nonzero(&s, "cq1").await, counts(&[("queued", 1)]));
+    assert_eq!(s.campaign_left("cq2").await.expect("left"), 0);
+    assert!(
+        s.campaign_audience("cq2", 10)
+            .await
+            .expect("audience")
+            .is_empty()
+    );
+}
+both_backends!(campaign_queue_once, a_campaign_queues_each_contact_once);
+
+/// Campaigns are listed oldest first (not by name).
+async fn campaigns_are_listed_oldest_first(backend: &Backend) {
+    let s = open(backend).await;
+    assert!(s.campaigns().await.expect("campaigns").is_empty());
+    for id in ["zz", "mm", "aa"] {
+        new_campaign(&s, id, 1).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let all = s.campaigns().await.expect("campaigns");
+    let ids: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["zz", "mm", "aa"]);
+    assert!(
+        all.iter()
+            .all(|c| c.status == whatsify::campaign::SCHEDULED)
+    );
+}
+both_backends!(campaign_order, campaigns_are_listed_oldest_first);
+
+/// A skipped contact is marked (a second dispatch finds it) and counted by
+/// its reason; nothing is queued for it.
+async fn skips_are_counted_by_reason(backend: &Backend) {
+    let s = open(backend).await;
+    new_campaign(&s, "cs", 4).await;
+    let (a, b, c) = (key(101), key(102), key(103));
+    let (done, left) = s
+        .campaign_dispatch(
+            "cs",
+            vec![
+                campaign_skip(&a, "no_consent"),
+                campaign_skip(&b, "opted_out"),
+                campaign_skip(&c, "no_consent"),
+            ],
+            3,
+            whatsify::store::now_ms(),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!((done, left), (vec![Dispatched::Done; 3], 1));
+    let (done, _) = s
+        .campaign_dispatch(
+            "cs",
+            vec![
+                campaign_skip(&a, "no_consent"),
+                campaign_job(&b, "j", "k", true),
+            ],
+            0,
+            whatsify::store::now_ms(),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!(done, [Dispatched::Already, Dispatched::Already]);
+    assert_eq!(
+        nonzero(&s, "cs").await,
+        counts(&[("skipped:no_consent", 2), ("skipped:opted_out", 1)])
+    );
+    for k in [&a, &b, &c] {
+        assert!(
+            s.read(&Queue::Outbox(k.clone()), 10)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+        assert_eq!(s.data_key(k).await.expect("key"), None, "no key was made");
+    }
+    assert_eq!(s.campaign_left("cs").await.expect("left"), 1);
+}
+both_backends!(campaign_skips, skips_are_counted_by_reason);
+
+/// A job sealed under a key that is not the contact's is refused untouched
+/// (the other sends of the batch are done), and then the audience is not
+/// trimmed: the dispatcher reads the batch again.
+async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
+    let s = open(backend).await;
+    new_campaign(&s, "ck", 3).await;
+    let (a, b, c) = (key(104), key(105), key(106));
+    s.create_data_key(&a, b"stored".to_vec(), Duration::from_secs(3600))
+        .await
+        .expect("key");
+    let (done, left) = s
+        .campaign_dispatch(
+            "ck",
+            vec![
+                campaign_job(&a, "for a", "other", false),
+                campaign_skip(&b, "unknown"),
+                // No key stored and not a fresh one: refused too.
+                campaign_job(&c, "for c", "old", false),
+            ],
+            3,
+            whatsify::store::now_ms(),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!(
+        (done, left),
+        (
+            vec![
+                Dispatched::KeyMismatch,
+                Dispatched::Done,
+                Dispatched::KeyMismatch
+            ],
+            3
+        ),
+        "nothing taken from the audience"
+    );
+    assert!(
+        s.read(&Queue::Outbox(a.clone()), 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert_eq!(
+        s.data_key(&a).await.expect("key"),
+        Some(b"stored".to_vec()),
+        "the stored key is kept"
+    );
+    assert_eq!(s.data_key(&c).await.expect("key"), None);
+    assert_eq!(nonzero(&s, "ck").await, counts(&[("skipped:unknown", 1)]));
+    // Sealed again under the stored key: done, and now the batch goes.
+    let (done, left) = s
+        .campaign_dispatch(
+            "ck",
+            vec![
+                campaign_job(&a, "for a", "stored", false),
+                campaign_skip(&b, "unknown"),
+                campaign_job(&c, "for c", "new", true),
+            ],
+            3,
+            whatsify::store::now_ms(),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!(
+        (done, left),
+        (
+            vec![Dispatched::Done, Dispatched::Already, Dispatched::Done],
+            0
+        )
+    );
+    assert_eq!(
+        bodies(&s.read(&Queue::Outbox(a.clone()), 10).await.expect("read")),
+        ["for a"]
+    );
+    assert_eq!(s.data_key(&c).await.expect("key"), Some(b"new".to_vec()));
+    assert_eq!(
+        nonzero(&s, "ck").await,
+        counts(&[("queued", 2), ("skipped:unknown", 1)])
+    );
+    // An erased contact's key is gone: a job under it is refused.
+    s.erase(&a, 1).await.expect("erase");
+    new_campaign(&s, "ck2", 1).await;
+    let (done, left) = s
+        .campaign_dispatch(
+            "ck2",
+            vec![campaign_job(&a, "again", "stored", false)],
+            1,
+            whatsify::store::now_ms(),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!((done, left), (vec![Dispatched::KeyMismatch], 1));
+}
+both_backends!(campaign_key_mismatch, a_key_mismatch_keeps_the_audience);
+
+/// A campaign job's records move its counters: accepted takes it off
+/// `queued` and counts `sent`; delivered and read count once each, however
+/// often (or late, or by wamid alone) they come.
+async fn delivery_records_count_a_campaign_s_progress_once(backend: &Backend) {
+    let s = open(backend).await;
+    new_campaign(&s, "cd", 2).await;
+    let (a, b) = (key(107), key(108));
+    s.campaign_dispatch(
+        "cd",
+        vec![
+            campaign_job(&a, "ja", "ka", true),
+            campaign_job(&b, "jb", "kb", true),
+        ],
+        2,
+        whatsify::store::now_ms(),
+    )
+    .await
+    .expect("dispatch");
+    assert_eq!(nonzero(&s, "cd").await, counts(&[("queued", 2)]));
+    finish_first(&s, &a, campaign_accepted("cmp.cd.1")).await;
+    assert_eq!(
+        nonzero(&s, "cd").await,
+        counts(&[("queued", 1), ("sent", 1)])
+    );
+    // Sent: the contact has still had its turn.
+    let (done, _) = s
+        .campaign_dispatch(
+            "cd",
+            vec![campaign_job(&a, "ja again", "ka", false)],
+            0,
+            whatsify::store::now_ms(),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!(done, [Dispatched::Already]);
+    let at = whatsify::store::now_secs();
+    status(&s, &a, record("cmp.cd.1", DeliveryState::Delivered, at + 1)).await;
+    status(&s, &a, record("cmp.cd.1", DeliveryState::Delivered, at + 1)).await;
+    assert_eq!(counter(&s, "cd", "delivered").await, 1);
+    status(&s, &a, record("cmp.cd.1", DeliveryState::Read, at + 2)).await;
+    let by_wamid = Delivery {
+        wamid: Some("w-cmp.cd.1".into()),
+        ..record("", DeliveryState::Read, at + 3)
+    };
+    status(&s, &a, by_wamid).await;
+    status(&s, &a, record("cmp.cd.1", DeliveryState::Delivered, at + 4)).await;
+    assert_eq!(
+        nonzero(&s, "cd").await,
+        counts(&[("delivered", 1), ("queued", 1), ("read", 1), ("sent", 1)])
+    );
+    // A read that comes before any delivered counts both.
+    finish_first(&s, &b, campaign_accepted("cmp.cd.2")).await;
+    status(&s, &b, record("cmp.cd.2", DeliveryState::Read, at + 5)).await;
+    assert_eq!(
+        nonzero(&s, "cd").await,
+        counts(&[("delivered", 2), ("read", 2), ("sent", 2)])
+    );
+    assert_eq!(
+        counter(&s, "cd", "queued").await,
+        0,
+        "nothing is queued any more"
+    );
+    // Records of other jobs count nowhere.
+    queue_jobs(&s, &a, &["plain"], None).await;
+    finish_first(&s, &a, campaign_accepted("reply-1")).await;
+    assert_eq!(
+        nonzero(&s, "cd").await,
+        counts(&[("delivered", 2), ("read", 2), ("sent", 2)])
+    );
+}
+both_backends!(
+    campaign_progress,
+    delivery_records_count_a_campaign_s_progress_once
+);
+
+/// A job that ends without being sent counts why: `failed:<code>`,
+/// `failed:<state>` with no code, `skipped:<reason>` for consent, and
+/// `cancelled`; a later status changes nothing.
+async fn a_campaign_job_that_ends_unsent_counts_why(backend: &Backend) {
+    let s = open(backend).await;
+    new_campaign(&s, "cf", 4).await;
+    let ks = [key(109), key(110), key(111), key(112)];
+    let sends = ks
+        .iter()
+        .enumerate()
+        .map(|(i, k)| campaign_job(k, &format!("j{i}"), &format!("k{i}"), true))
+        .collect();
+    s.campaign_dispatch("cf", sends, 4, whatsify::store::now_ms())
+        .await
+        .expect("dispatch");
+    let now = whatsify::store::now_secs();
+    let failed = Delivery {
+        code: Some(131026),
+        attempts: Some(1),
+        ..record("cmp.cf.1", DeliveryState::Failed, now)
+    };
+    finish_first(&s, &ks[0], failed).await;
+    finish_first(&s, &ks[1], record("cmp.cf.2", DeliveryState::Expired, now)).await;
+    let no_consent = Delivery {
+        reason: Some("opted_out".into()),
+        ..record("cmp.cf.3", DeliveryState::NoConsent, now)
+    };
+    finish_first(&s, &ks[2], no_consent).await;
+    finish_first(
+        &s,
+        &ks[3],
+        record("cmp.cf.4", DeliveryState::Cancelled, now),
+    )
+    .await;
+    let want = counts(&[
+        ("cancelled", 1),
+        ("failed:131026", 1),
+        ("failed:expired", 1),
+        ("skipped:opted_out", 1),
+    ]);
+    assert_eq!(nonzero(&s, "cf").await, want);
+    assert_eq!(counter(&s, "cf", "queued").await, 0);
+    status(
+        &s,
+        &ks[0],
+        record("cmp.cf.1", DeliveryState::Delivered, now + 1),
+    )
+    .await;
+    assert_eq!(nonzero(&s, "cf").await, want, "a final state is kept");
+    // A sent job that fails later counts both.
+    new_campaign(&s, "cg", 1).await;
+    let k = key(113);
+    s.campaign_dispatch(
+        "cg",
+        vec![campaign_job(&k, "j", "k", true)],
+        1,
+        whatsify::store::now_ms(),
+    )
+    .await
+    .expect("dispatch");
+    finish_first(&s, &k, campaign_accepted("cmp.cg.1")).await;
+    let failed = Delivery {
+        code: Some(131049),
+        ..record("cmp.cg.1", DeliveryState::Failed, now + 1)
+    };
+    status(&s, &k, failed).await;
+    assert_eq!(
+        nonzero(&s, "cg").await,
+        counts(&[("failed:131049", 1), ("sent", 1)])
+    );
+}
+both_backends!(campaign_unsent, a_campaign_job_that_ends_unsent_counts_why);
+
+/// A marketing opt-out within a day of a campaign message counts for that
+/// campaign, once, whether it comes with an inbox entry or in a commit;
+/// one recorded by the support team does not.
+async fn an_opt_out_after_a_campaign_message_counts_once(backend: &Backend) {
+    let s = open(backend).await;
+    new_campaign(&s, "co", 3).await;
+    let (a, b, c) = (key(114), key(115), key(116));
+    let sends = vec![
+        campaign_job(&a, "ja", "ka", true),
+        campaign_job(&b, "jb", "kb", true),
+        campaign_skip(&c, "no_consent"),
+    ];
+    s.campaign_dispatch("co", sends, 3, whatsify::store::now_ms())
+        .await
+        .expect("dispatch");
+    // Not yet sent: an opt-out counts for no campaign.
+    let stop = |k: &ContactKey, dedup: &str| InboxEntry {
+        consent: Some(marketing(false, "keyword")),
+        ..entry(&Queue::Contact(k.clone()), dedup, "STOP")
+    };
+    s.append(vec![stop(&a, "early")]).await.expect("append");
+    assert_eq!(counter(&s, "co", "opt_outs").await, 0);
+    finish_first(&s, &a, campaign_accepted("cmp.co.1")).await;
+    finish_first(&s, &b, campaign_accepted("cmp.co.2")).await;
+    // An opt-out recorded by the support team is not the campaign's doing.
+    s.append_consent(&a, marketing(false, "admin"))
+        .await
+        .expect("consent");
+    assert_eq!(counter(&s, "co", "opt_outs").await, 0);
+    // The customer's own STOP is, once.
+    s.append(vec![stop(&a, "stop-1")]).await.expect("append");
+    s.append(vec![stop(&a, "stop-1")]).await.expect("duplicate");
+    s.append(vec![stop(&a, "stop-2")]).await.expect("append");
+    assert_eq!(counter(&s, "co", "opt_outs").await, 1);
+    // An opt-in counts nothing.
+    s.append(vec![InboxEntry {
+        consent: Some(marketing(true, "keyword")),
+        ..entry(&Queue::Contact(b.clone()), "start", "START")
+    }])
+    .await
+    .expect("append");
+    assert_eq!(counter(&s, "co", "opt_outs").await, 1);
+    // In a commit (a flow's opt-out step, the Stop button), once.
+    let claim = s
+        .claim(Lane::Inbox, &b, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let commit = Commit {
+        consent: vec![marketing(false, "button"), marketing(false, "flow")],
+        ..ack_all(&claim)
+    };
+    s.commit(&claim, commit).await.expect("commit");
+    assert_eq!(counter(&s, "co", "opt_outs").await, 2);
+    let claim = s
+        .claim(Lane::Inbox, &b, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let commit = Commit {
+        consent: vec![marketing(false, "button")],
+        ..ack_all(&claim)
+    };
+    s.commit(&claim, commit).await.expect("commit");
+    assert_eq!(counter(&s, "co", "opt_outs").await, 2);
+    // A skipped contact was sent nothing.
+    s.append(vec![stop(&c, "stop-c")]).await.expect("append");
+    assert_eq!(counter(&s, "co", "opt_outs").await, 2);
+}
+both_backends!(
+    campaign_opt_outs,
+    an_opt_out_after_a_campaign_message_counts_once
+);
+
+/// An erased contact's queued campaign job will not go: it counts as
+/// skipped (`suppressed`); a job already recorded, or a skip, is left as
+/// counted.
+async fn erasing_a_contact_with_a_queued_campaign_job_counts_it_suppressed(backend: &Backend) {
+    let s = open(backend).await;
+    new_campaign(&s, "ce", 3).await;
+    let (a, b, c) = (key(117), key(118), key(119));
+    let sends = vec![
+        campaign_job(&a, "ja", "ka", true),
+        campaign_job(&b, "jb", "kb", true),
+        campaign_skip(&c, "no_consent"),
+    ];
+    s.campaign_dispatch("ce", sends, 3, whatsify::store::now_ms())
+        .await
+        .expect("dispatch");
+    finish_first(&s, &b, campaign_accepted("cmp.ce.2")).await;
+    assert_eq!(counter(&s, "ce", "dispatched").await, 3);
+    assert_eq!(
+        nonzero(&s, "ce").await,
+        counts(&[("queued", 1), ("sent", 1), ("skipped:no_consent", 1)])
+    );
+    for k in [&a, &b, &c] {
+        s.erase(k, 5).await.expect("erase");
+    }
+    assert_eq!(counter(&s, "ce", "queued").await, 0);
+    assert_eq!(
+        nonzero(&s, "ce").await,
+        counts(&[
+            ("sent", 1),
+            ("skipped:no_consent", 1),
+            ("skipped:suppressed", 1)
+        ])
+    );
+    assert!(
+        s.read(&Queue::Outbox(a.clone()), 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    // Erasing again counts nothing more.
+    s.erase(&a, 6).await.expect("erase");
+    assert_eq!(counter(&s, "ce", "skipped:suppressed").await, 1);
+    // The marks went with the contact (the dispatcher skips a suppressed
+    // contact itself).
+    let (done, _) = s
+        .campaign_dispatch(
+            "ce",
+            vec![campaign_skip(&a, "suppressed")],
+            0,
+            whatsify::store::now_ms(),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!(done, [Dispatched::Done]);
+    assert_eq!(counter(&s, "ce", "skipped:suppressed").await, 2);
+}
+both_backends!(
+    campaign_erase,
+    erasing_a_contact_with_a_queued_campaign_job_counts_it_suppressed
+);
+
+/// A status moves only from one of the statuses named.
+async fn a_campaign_status_is_compared_and_set(backend: &Backend) {
+    use whatsify::campaign::{CANCELLED, DISPATCHED, RUNNING, SCHEDULED};
+    let s = open(backend).await;
+    new_campaign(&s, "cst", 1).await;
+    new_campaign(&s, "cst2", 1).await;
+    let active = async || -> Vec<String> {
+        s.active_campaigns()
+            .await
+            .expect("active")
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
+    };
+    assert_eq!(active().await, ["cst", "cst2"]);
+    assert!(
+        s.set_campaign_status("cst", &[SCHEDULED], RUNNING)
+            .await
+            .expect("status")
+    );
+    assert_eq!(active().await, ["cst", "cst2"], "running is active");
+    assert!(
+        !s.set_campaign_status("cst", &[SCHEDULED], RUNNING)
+            .await
+            .expect("status"),
+        "no longer scheduled"
+    );
+    assert!(
+        !s.set_campaign_status("cst", &[], CANCELLED)
+            .await
+            .expect("status")
+    );
+    assert!(
+        s.set_campaign_status("cst", &[SCHEDULED, RUNNING], CANCELLED)
+            .await
+            .expect("status")
+    );
+    assert!(
+        !s.set_campaign_status("cst", &[SCHEDULED, RUNNING], DISPATCHED)
+            .await
+            .expect("status")
+    );
+    let c = s.campaign("cst").await.expect("campaign").expect("stored");
+    assert_eq!(c.status, CANCELLED);
+    assert_eq!(
+        active().await,
+        ["cst2"],
+        "a cancelled campaign is not active"
+    );
+    assert_eq!(
+        s.campaign_left("cst").await.expect("left"),
+        0,
+        "a cancelled campaign's audience is dropped"
+    );
+    assert_eq!(s.campaign_left("cst2").await.expect("left"), 1);
+    assert!(
+        s.set_campaign_status("cst2", &[SCHEDULED], DISPATCHED)
+            .await
+            .expect("status")
+    );
+    assert!(active().await.is_empty());
+    assert_eq!(s.campaigns().await.expect("all").len(), 2);
+    assert_eq!(c.record, b"{\"id\":\"cst\"}", "the record is kept");
+    assert!(
+        !s.set_campaign_status("unknown", &[SCHEDULED], RUNNING)
+            .await
+            .expect("status")
+    );
+    assert!(s.campaign("unknown").await.expect("campaign").is_none());
+}
+both_backends!(campaign_status, a_campaign_status_is_compared_and_set);
+
+/// One dispatcher at a time holds a campaign; its holder renews it; an
+/// expired lease is free.
+async fn a_campaign_lease_is_exclusive(backend: &Backend) {
+    let s = open(backend).await;
+    assert!(s.campaign_lease("cl", "a", LEASE).await.expect("lease"));
+    assert!(!s.campaign_lease("cl", "b", LEASE).await.expect("lease"));
+    assert!(
+        s.campaign_lease("cl", "a", LEASE).await.expect("lease"),
+        "renewed"
+    );
+    assert!(
+        s.campaign_lease("other", "b", LEASE).await.expect("lease"),
+        "per campaign"
+    );
+    let takers = join_all((0..10).map(|i| {
+        let s = s.clone();
+        async move {
+            s.campaign_lease("race", &format!("o{i}"), LEASE)
+                .await
+                .expect("lease")
+        }
+    }))
+    .await;
+    assert_eq!(takers.iter().filter(|t| **t).count(), 1);
+    let short = Duration::from_millis(50);
+    assert!(s.campaign_lease("cx", "a", short).await.expect("lease"));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        s.campaign_lease("cx", "b", LEASE).await.expect("lease"),
+        "expired"
+    );
+    assert!(!s.campaign_lease("cx", "a", LEASE).await.expect("lease"));
+}
+both_backends!(campaign_lease, a_campaign_lease_is_exclusive);
+
+/// What the dispatcher reads about each contact, in order: data key,
+/// profile, session, consent ledger and suppression.
+async fn briefs_tell_the_dispatcher_about_each_contact(backend: &Backend) {
+    let s = open(backend).await;
+    let (known, erased, stranger) = (key(120), key(121), key(122));
+    s.append(vec![InboxEntry {
+        consent: Some(marketing(true, "keyword")),
+        ..keyed(&Queue::Contact(known.clone()), "in-1", "kk", true)
+    }])
+    .await
+    .expect("append");
+    let claim = s
+        .claim(Lane::Inbox, &known, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let commit = Commit {
+        session: Some(b"session".to_vec()),
+        profile: Some(b"profile".to_vec()),
+        consent: vec![marketing(false, "button")],
+        ..ack_all(&claim)
+    };
+    s.commit(&claim, commit).await.expect("commit");
+    s.append(vec![keyed(
+        &Queue::Contact(erased.clone()),
+        "in-2",
+        "ke",
+        true,
+    )])
+    .await
+    .expect("append");
+    s.erase(&erased, 77).await.expect("erase");
+
+    assert!(s.briefs(&[]).await.expect("briefs").is_empty());
+    let briefs = s
+        .briefs(&[stranger.clone(), known.clone(), erased.clone()])
+        .await
+        .expect("briefs");
+    assert_eq!(briefs.len(), 3);
+    let b = &briefs[0];
+    assert!(b.data_key.is_none() && b.profile.is_none() && b.session.is_none());
+    assert!(b.consent.is_empty() && b.suppressed.is_none());
+    let b = &briefs[1];
+    assert_eq!(b.data_key.as_deref(), Some(&b"kk"[..]));
+    assert_eq!(b.profile.as_deref(), Some(&b"profile"[..]));
+    assert_eq!(b.session.as_deref(), Some(&b"session"[..]));
+    let ledger: Vec<(bool, &str)> = b
+        .consent
+        .iter()
+        .map(|c| (c.granted, c.source.as_str()))
+        .collect();
+    assert_eq!(
+        ledger,
+        [(true, "keyword"), (false, "button")],
+        "oldest first"
+    );
+    assert_eq!(b.suppressed, None);
+    let b = &briefs[2];
+    assert_eq!(b.suppressed, Some(77));
+    assert!(b.data_key.is_none() && b.consent.is_empty());
+}
+both_backends!(
+    campaign_briefs,
+    briefs_tell_the_dispatcher_about_each_contact
+);
+
+/// The embedded store's purge: campaign marks when their time is up (the
+/// contact could then be dispatched again), the last campaign a day after
+/// its message, and a campaign 400 days after its creation.
+#[tokio::test]
+async fn the_embedded_purge_removes_campaign_marks_and_old_campaigns() {
+    let b = crate::helpers::embedded();
+    let s = open(&b.backend).await;
+    new_campaign(&s, "cp", 3).await;
+    let (a, skipped) = (key(123), key(124));
+    let job = CampaignSend {
+        ttl: Duration::from_secs(60),
+        ..campaign_job(&a, "ja", "ka", true)
+    };
+    let skip = CampaignSend {
+        ttl: Duration::from_secs(60),
+        ..campaign_skip(&skipped, "no_consent")
+    };
+    s.campaign_dispatch("cp", vec![job, skip], 2, whatsify::store::now_ms())
+        .await
+        .expect("dispatch");
+    finish_first(&s, &a, campaign_accepted("cmp.cp.1")).await;
+    let now = whatsify::store::now_secs();
+    let day = 86_400;
+    assert_eq!(s.purge_expired(now + 10).await.expect("purge"), 0);
+    // The two marks, and the data key made with them (kept as long).
+    assert_eq!(s.purge_expired(now + 120).await.expect("purge"), 3);
+    // The last campaign, a day after its message.
+    assert_eq!(s.purge_expired(now + 2 * day).await.expect("purge"), 1);
+    // The delivery record.
+    assert_eq!(s.purge_expired(now + 31 * day).await.expect("purge"), 1);
+    assert!(s.campaign("cp").await.expect("campaign").is_some());
+    assert_eq!(s.campaign_left("cp").await.expect("left"), 1);
+    // The campaign (its audience left and its counters with it).
+    assert_eq!(s.purge_expired(now + 401 * day).await.expect("purge"), 1);
+    assert!(s.campaign("cp").await.expect("campaign").is_none());
+    assert!(s.campaigns().await.expect("campaigns").is_empty());
+    assert_eq!(s.campaign_left("cp").await.expect("left"), 0);
+    assert!(s.campaign_counts("cp").await.expect("counts").is_empty());
+}

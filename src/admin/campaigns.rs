@@ -1,0 +1,281 @@
+//! `/admin/campaigns`: promotional campaigns (see [`crate::campaign`]).
+//!
+//! - `POST /admin/campaigns`: checks the request, resolves the audience
+//!   and stores the campaign: 202 with its id; 400 with what is wrong.
+//! - `GET /admin/campaigns`: every campaign, with its status.
+//! - `GET /admin/campaigns/{id}`: the report (targeted, skipped by reason,
+//!   queued, sent, delivered, read, failed by error code, cancelled,
+//!   opt-outs).
+//! - `DELETE /admin/campaigns/{id}`: cancels what has not been sent yet.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::{authorize, error, unavailable};
+use crate::campaign::{self, Audience, Campaign, Member, member_context};
+use crate::domain::{ContactId, ContactKey};
+use crate::outbox::Recipient;
+use crate::privacy::consent::{self, MARKETING};
+use crate::startup::AppState;
+use crate::store::StoreError;
+
+/// The largest campaign request body: 100,000 wa_ids with variables.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Contacts read per page while resolving a tag or consent audience.
+const PAGE: usize = 500;
+
+fn not_found() -> HttpResponse {
+    error(StatusCode::NOT_FOUND, "no such campaign")
+}
+
+/// A campaign id as whatsify makes them (hex).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+async fn audit(state: &AppState, kind: &str, detail: String) {
+    use crate::privacy::audit::{Actor, Event, note};
+    let event = Event {
+        at: crate::store::now_secs(),
+        kind: kind.to_owned(),
+        contact: None,
+        actor: Actor::Admin,
+        detail: Some(detail),
+    };
+    note(state.store.as_ref(), &state.audit, event).await;
+}
+
+/// `POST /admin/campaigns`.
+pub async fn create(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Some(denied) = authorize(&req, &state) {
+        return denied;
+    }
+    let now = state.clock.now();
+    let request = match campaign::parse(&body, &state.campaign_limits, now) {
+        Ok(r) => r,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (kind, tags) = match &request.audience {
+        Audience::WaIds(_) => ("wa_ids", Vec::new()),
+        Audience::Tags(t) => ("tags", t.clone()),
+        Audience::AllConsenting => ("all_consenting", Vec::new()),
+    };
+    let members = match resolve(&state, &request.audience).await {
+        Ok(m) => m,
+        Err(e) => return unavailable(e),
+    };
+    let mut audience = Vec::with_capacity(members.len());
+    for m in &members {
+        let sealed = serde_json::to_vec(m)
+            .ok()
+            .and_then(|plain| state.keyring.seal_system(&plain, &member_context(&id)).ok());
+        match sealed {
+            Some(s) => audience.push(s),
+            None => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the audience could not be sealed",
+                );
+            }
+        }
+    }
+    let record = Campaign {
+        id: id.clone(),
+        name: request.name,
+        template: request.template,
+        audience: kind.to_owned(),
+        tags,
+        phone_number_id: request.phone_number_id,
+        rate_per_second: request.rate_per_second,
+        send_at: request.send_at.unwrap_or(now),
+        created_at: now,
+        opt_out: request.opt_out,
+        targeted: audience.len() as u64,
+    };
+    let Ok(json) = serde_json::to_vec(&record) else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the campaign could not be stored",
+        );
+    };
+    if let Err(e) = state.store.create_campaign(&id, &json, audience).await {
+        return unavailable(e);
+    }
+    audit(
+        &state,
+        "campaign_created",
+        format!("campaign {id}: {} contacts", record.targeted),
+    )
+    .await;
+    tracing::info!(campaign = %id, targeted = record.targeted, audience = kind, "campaign accepted");
+    HttpResponse::Accepted()
+        .insert_header(("Location", format!("/admin/campaigns/{id}")))
+        .json(json!({
+            "id": id,
+            "status": campaign::SCHEDULED,
+            "targeted": record.targeted,
+            "send_at": record.send_at,
+            "rate_per_second": record.rate_per_second,
+        }))
+}
+
+/// The audience's members: the wa_ids given, or the contacts found.
+async fn resolve(state: &AppState, audience: &Audience) -> Result<Vec<Member>, StoreError> {
+    if let Audience::WaIds(ids) = audience {
+        return Ok(ids
+            .iter()
+            .filter_map(|(wa_id, vars)| {
+                let id = ContactId::from_parts(Some(wa_id), None)?;
+                Some(Member {
+                    contact: state.pseudonymizer.contact_key(&id).as_str().to_owned(),
+                    to: Some(Recipient::WaId(wa_id.clone())),
+                    vars: vars.clone(),
+                })
+            })
+            .collect());
+    }
+    // Every contact whatsify knows has a data key: page through them and
+    // read what decides (tags from the sealed profile, consent).
+    let mut members = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = state.store.data_keys(cursor, PAGE).await?;
+        let contacts: Vec<ContactKey> = page.iter().map(|(k, _)| k.clone()).collect();
+        let briefs = state.store.briefs(&contacts).await?;
+        for ((contact, wrapped), brief) in page.iter().zip(briefs) {
+            let wanted = match audience {
+                Audience::AllConsenting => {
+                    brief.suppressed.is_none() && consent::granted(&brief.consent, MARKETING)
+                }
+                Audience::Tags(tags) => {
+                    let profile = state
+                        .keyring
+                        .unwrap(contact, wrapped)
+                        .ok()
+                        .and_then(|sealer| {
+                            let p = brief.profile.as_deref()?;
+                            sealer
+                                .open(p, &crate::worker::profile_context(contact))
+                                .ok()
+                        })
+                        .and_then(|p| serde_json::from_slice::<crate::worker::Profile>(&p).ok());
+                    profile.is_some_and(|p| tags.iter().any(|t| p.contact.tags.contains(t)))
+                }
+                Audience::WaIds(_) => false,
+            };
+            if wanted {
+                members.push(Member {
+                    contact: contact.as_str().to_owned(),
+                    to: None,
+                    vars: Default::default(),
+                });
+            }
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(members)
+}
+
+/// `GET /admin/campaigns`.
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(denied) = authorize(&req, &state) {
+        return denied;
+    }
+    let all = match state.store.campaigns().await {
+        Ok(all) => all,
+        Err(e) => return unavailable(e),
+    };
+    let rows: Vec<_> = all
+        .iter()
+        .filter_map(|s| {
+            let c: Campaign = serde_json::from_slice(&s.record).ok()?;
+            Some(json!({
+                "id": c.id,
+                "name": c.name,
+                "status": s.status,
+                "template": c.template["name"],
+                "targeted": c.targeted,
+                "send_at": c.send_at,
+                "created_at": c.created_at,
+            }))
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "campaigns": rows }))
+}
+
+async fn report(state: &AppState, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    let Some(stored) = state.store.campaign(id).await? else {
+        return Ok(None);
+    };
+    let c: Campaign = serde_json::from_slice(&stored.record)
+        .map_err(|e| StoreError::Corrupt(format!("campaign record: {e}")))?;
+    let counts = state.store.campaign_counts(id).await?;
+    let left = state.store.campaign_left(id).await?;
+    Ok(Some(campaign::report(&c, &stored.status, left, &counts)))
+}
+
+/// `GET /admin/campaigns/{id}`.
+pub async fn show(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Some(denied) = authorize(&req, &state) {
+        return denied;
+    }
+    if !valid_id(&path) {
+        return not_found();
+    }
+    match report(&state, &path).await {
+        Ok(Some(r)) => HttpResponse::Ok().json(r),
+        Ok(None) => not_found(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `DELETE /admin/campaigns/{id}`: nothing more is dispatched, and what is
+/// queued but not sent is recorded as cancelled by the senders.
+pub async fn cancel(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Some(denied) = authorize(&req, &state) {
+        return denied;
+    }
+    let id = path.into_inner();
+    if !valid_id(&id) {
+        return not_found();
+    }
+    let moved = state
+        .store
+        .set_campaign_status(
+            &id,
+            &[campaign::SCHEDULED, campaign::RUNNING, campaign::DISPATCHED],
+            campaign::CANCELLED,
+        )
+        .await;
+    match moved {
+        Ok(true) => {
+            audit(&state, "campaign_cancelled", format!("campaign {id}")).await;
+            tracing::info!(campaign = %id, "campaign cancelled");
+        }
+        Ok(false) => {}
+        Err(e) => return unavailable(e),
+    }
+    match report(&state, &id).await {
+        Ok(Some(r)) => HttpResponse::Ok().json(r),
+        Ok(None) => not_found(),
+        Err(e) => unavailable(e),
+    }
+}

@@ -1,0 +1,319 @@
+//! The campaign dispatcher: every instance runs one; one at a time holds a
+//! campaign (a lease in the store) and moves its audience, at the
+//! campaign's rate, into the contacts' outboxes.
+//!
+//! Each contact is checked right there (erased, marketing consent, an
+//! address, the template's parameters) and either queued or counted as
+//! skipped, atomically with the mark that it had its turn: after a crash
+//! the next holder starts again from the front of what is left, and what
+//! was done is not done twice. The senders check consent once more right
+//! before each request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Campaign, ContactValues, Member, member_context};
+use crate::clock::Clock;
+use crate::domain::ContactKey;
+use crate::outbox::{Job, Message, Origin, Recipient};
+use crate::privacy::consent::{self, MARKETING};
+use crate::privacy::keys::Keyring;
+use crate::store::{
+    Brief, CampaignSend, Dispatched, EntryKey, Queue, Store, StoreError, StoredCampaign,
+};
+
+/// How long a dispatcher holds a campaign without renewing it.
+const LEASE: Duration = Duration::from_secs(10);
+/// How often campaigns are looked at.
+const TICK: Duration = Duration::from_millis(100);
+/// The most contacts dispatched in one step.
+const BATCH: u32 = 200;
+
+pub struct Dispatcher {
+    pub store: Arc<dyn Store>,
+    pub keyring: Keyring,
+    pub clock: Clock,
+    /// `privacy.retention_days`: how long a data key made here is kept.
+    pub retention_days: u32,
+    /// Hands queued contacts to this instance's senders.
+    pub wake: crate::shutdown::Wakeups,
+    /// This dispatcher's lease token.
+    pub owner: String,
+    /// `outbox.messages_per_second`: campaigns share
+    /// [`super::RATE_SHARE_PERCENT`] of it per number.
+    pub messages_per_second: u32,
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub queued: usize,
+    pub skipped: usize,
+}
+
+impl Dispatcher {
+    /// Dispatches until `stop` is set.
+    pub async fn run(self, stop: crate::shutdown::Shutdown) {
+        while !stop.is_stopping() {
+            match self.tick().await {
+                Ok(step) if step.queued + step.skipped > 0 => {}
+                Ok(_) => stop.sleep(TICK).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "campaigns: store unavailable; retrying");
+                    stop.sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// One step of every campaign due that this instance may hold.
+    pub async fn tick(&self) -> Result<Step, StoreError> {
+        let now = self.clock.now();
+        let mut total = Step::default();
+        for stored in self.store.active_campaigns().await? {
+            let Ok(campaign) = serde_json::from_slice::<Campaign>(&stored.record) else {
+                tracing::error!(campaign = %stored.id, "campaign record does not parse; skipped");
+                continue;
+            };
+            if campaign.send_at > now {
+                continue;
+            }
+            if !self
+                .store
+                .campaign_lease(&stored.id, &self.owner, LEASE)
+                .await?
+            {
+                continue;
+            }
+            let step = self.step(&stored, &campaign).await?;
+            total.queued += step.queued;
+            total.skipped += step.skipped;
+        }
+        Ok(total)
+    }
+
+    async fn step(&self, stored: &StoredCampaign, c: &Campaign) -> Result<Step, StoreError> {
+        if stored.status == super::SCHEDULED
+            && self
+                .store
+                .set_campaign_status(&c.id, &[super::SCHEDULED], super::RUNNING)
+                .await?
+        {
+            tracing::info!(campaign = %c.id, targeted = c.targeted, "campaign started");
+        }
+        // The campaign's own rate, and the campaigns' share of the number.
+        let rate = c.rate_per_second.max(1);
+        let interval = 1_000_000 / u64::from(rate);
+        let burst = (rate / 10).clamp(1, BATCH);
+        let grant = self
+            .store
+            .take_rate(&format!("cmp:{}", c.id), interval, burst, BATCH)
+            .await?;
+        if grant.granted == 0 {
+            return Ok(Step::default());
+        }
+        let share = (self
+            .messages_per_second
+            .saturating_mul(super::RATE_SHARE_PERCENT)
+            / 100)
+            .max(1);
+        let number = self
+            .store
+            .take_rate(
+                &format!("cmpn:{}", c.phone_number_id),
+                1_000_000 / u64::from(share),
+                (share / 10).clamp(1, BATCH),
+                grant.granted,
+            )
+            .await?;
+        if number.granted == 0 {
+            return Ok(Step::default());
+        }
+        let entries = self
+            .store
+            .campaign_audience(&c.id, number.granted as usize)
+            .await?;
+        if entries.is_empty() {
+            if self
+                .store
+                .set_campaign_status(&c.id, &[super::RUNNING], super::DISPATCHED)
+                .await?
+            {
+                tracing::info!(campaign = %c.id, "campaign dispatched");
+            }
+            return Ok(Step::default());
+        }
+        let members: Vec<Option<(ContactKey, Member)>> = entries
+            .iter()
+            .map(|sealed| {
+                let plain = self
+                    .keyring
+                    .open_system(sealed, &member_context(&c.id))
+                    .ok()?;
+                let m: Member = serde_json::from_slice(&plain).ok()?;
+                Some((ContactKey::parse(&m.contact)?, m))
+            })
+            .collect();
+        let contacts: Vec<ContactKey> = members.iter().flatten().map(|(k, _)| k.clone()).collect();
+        let mut briefs = self.store.briefs(&contacts).await?.into_iter();
+        let mut sends = Vec::with_capacity(contacts.len());
+        for member in &members {
+            let Some((contact, m)) = member else {
+                tracing::error!(campaign = %c.id, "an audience entry cannot be opened; skipped");
+                continue;
+            };
+            let brief = briefs.next().unwrap_or_default();
+            sends.push(self.prepare(c, contact, m, brief));
+        }
+        let mut step = Step::default();
+        // The batch's entries are dropped from the audience only once every
+        // send is done; a send whose data key changed meanwhile (made by a
+        // webhook, or the contact erased) is prepared again and retried.
+        // What was done is not done again.
+        for _ in 0..3 {
+            let now_ms = self.clock.now() * 1000;
+            let (done, _left) = self
+                .store
+                .campaign_dispatch(&c.id, sends.clone(), entries.len(), now_ms)
+                .await?;
+            let mut retry = Vec::new();
+            for (send, d) in sends.into_iter().zip(done) {
+                match d {
+                    Dispatched::Done if send.job.is_ok() => {
+                        step.queued += 1;
+                        self.wake.outbox.push(send.contact);
+                    }
+                    Dispatched::Done => step.skipped += 1,
+                    Dispatched::Already => {}
+                    Dispatched::KeyMismatch => retry.push(send.contact),
+                }
+            }
+            if retry.is_empty() {
+                return Ok(step);
+            }
+            for k in &retry {
+                self.keyring.forget(k);
+            }
+            let briefs = self.store.briefs(&retry).await?;
+            sends = Vec::new();
+            for (contact, brief) in retry.iter().zip(briefs) {
+                if let Some((_, m)) = members.iter().flatten().find(|(k, _)| k == contact) {
+                    sends.push(self.prepare(c, contact, m, brief));
+                }
+            }
+        }
+        tracing::warn!(campaign = %c.id, contacts = sends.len(), "campaign: data keys kept changing; the batch is tried again at the next step");
+        Ok(step)
+    }
+
+    /// Decides one contact: the sealed job, or why it is skipped.
+    fn prepare(
+        &self,
+        c: &Campaign,
+        contact: &ContactKey,
+        m: &Member,
+        brief: Brief,
+    ) -> CampaignSend {
+        let ttl = crate::privacy::keys::data_key_ttl(self.retention_days);
+        let skip = |reason: &str| CampaignSend {
+            contact: contact.clone(),
+            job: Err(reason.to_owned()),
+            key: None,
+            ttl,
+        };
+        if brief.suppressed.is_some() {
+            return skip("suppressed");
+        }
+        let known =
+            brief.data_key.is_some() || brief.profile.is_some() || !brief.consent.is_empty();
+        if let Some(reason) = consent::refusal(&brief.consent, MARKETING) {
+            return skip(if known { reason } else { "unknown" });
+        }
+        // The contact's data key (made now if it has none: its consent is
+        // on record, its other data expired).
+        let (sealer, key) = match &brief.data_key {
+            Some(wrapped) => match self.keyring.unwrap(contact, wrapped) {
+                Ok(s) => (
+                    s,
+                    EntryKey {
+                        wrapped: wrapped.clone(),
+                        fresh: false,
+                        ttl,
+                    },
+                ),
+                Err(_) => {
+                    tracing::error!(contact = %contact, "campaign: the contact's data key cannot be unwrapped; is every master key in force configured?");
+                    return skip("key_unavailable");
+                }
+            },
+            None => match self.keyring.new_data_key(contact) {
+                Ok((s, wrapped)) => (
+                    s,
+                    EntryKey {
+                        wrapped,
+                        fresh: true,
+                        ttl,
+                    },
+                ),
+                Err(_) => return skip("key_unavailable"),
+            },
+        };
+        let profile: Option<crate::worker::Profile> = brief
+            .profile
+            .as_deref()
+            .and_then(|p| {
+                sealer
+                    .open(p, &crate::worker::profile_context(contact))
+                    .ok()
+            })
+            .and_then(|p| serde_json::from_slice(&p).ok());
+        let session: Option<crate::flow::engine::Session> = brief
+            .session
+            .as_deref()
+            .and_then(|s| {
+                sealer
+                    .open(s, &crate::worker::session_context(contact))
+                    .ok()
+            })
+            .and_then(|s| serde_json::from_slice(&s).ok());
+        let to: Option<Recipient> =
+            m.to.clone()
+                .or_else(|| profile.as_ref().and_then(|p| p.recipient.clone()));
+        let Some(to) = to else {
+            return skip("unknown");
+        };
+        let no_vars = std::collections::BTreeMap::new();
+        let values = ContactValues {
+            name: profile.as_ref().and_then(|p| p.contact.name.as_deref()),
+            vars: &m.vars,
+            session_vars: session.as_ref().map(|s| &s.vars).unwrap_or(&no_vars),
+        };
+        let Some(template) = super::render(c, &values) else {
+            return skip("missing_parameter");
+        };
+        let job = Job {
+            id: format!("cmp.{}.{}", c.id, uuid::Uuid::new_v4().simple()),
+            phone_number_id: c.phone_number_id.clone(),
+            to,
+            message: Message::CampaignTemplate { template },
+            created_at: self.clock.now(),
+            origin: Origin::Business,
+            window_at: None,
+            purpose: Some(MARKETING.to_owned()),
+        };
+        let sealed = serde_json::to_vec(&job).ok().and_then(|plain| {
+            sealer
+                .seal(&plain, Queue::Outbox(contact.clone()).name().as_bytes())
+                .ok()
+        });
+        match sealed {
+            Some(sealed) => CampaignSend {
+                contact: contact.clone(),
+                job: Ok(sealed),
+                key: Some(key),
+                ttl,
+            },
+            None => skip("key_unavailable"),
+        }
+    }
+}
