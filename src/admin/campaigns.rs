@@ -77,7 +77,15 @@ pub async fn create(
             .ok()
             .and_then(|plain| state.keyring.seal_system(&plain, &member_context(&id)).ok());
         match sealed {
-            Some(s) => audience.push(s),
+            Some(sealed) => {
+                // The key in the clear: an erasure finds the entry by it.
+                let key = ContactKey::parse(&m.contact);
+                let mut entry = key
+                    .map(|k| crate::store::audience_prefix(&k))
+                    .unwrap_or_default();
+                entry.extend_from_slice(&sealed);
+                audience.push(entry);
+            }
             None => {
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -28,6 +28,9 @@ const LEASE: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(100);
 /// The most contacts dispatched in one step.
 const BATCH: u32 = 200;
+/// However slow the campaign, this many of its messages may wait in the
+/// outboxes (more: about two seconds' worth).
+const MIN_BACKLOG: u32 = 20;
 
 pub struct Dispatcher {
     pub store: Arc<dyn Store>,
@@ -101,8 +104,31 @@ impl Dispatcher {
         {
             tracing::info!(campaign = %c.id, targeted = c.targeted, "campaign started");
         }
-        // The campaign's own rate, and the campaigns' share of the number.
+        // Nothing is queued while the number is paused (Meta refused its
+        // token), and no more than about two seconds' worth waits in the
+        // outboxes: a backlog would compete with replies when sending
+        // resumes.
         let rate = c.rate_per_second.max(1);
+        if self
+            .store
+            .breakers()
+            .await?
+            .iter()
+            .any(|(number, _)| *number == c.phone_number_id)
+        {
+            return Ok(Step::default());
+        }
+        let backlog = self
+            .store
+            .campaign_counts(&c.id)
+            .await?
+            .get("queued")
+            .copied()
+            .unwrap_or(0);
+        if backlog > i64::from(rate.saturating_mul(2).max(MIN_BACKLOG)) {
+            return Ok(Step::default());
+        }
+        // The campaign's own rate, and the campaigns' share of the number.
         let interval = 1_000_000 / u64::from(rate);
         let burst = (rate / 10).clamp(1, BATCH);
         let grant = self
@@ -145,10 +171,12 @@ impl Dispatcher {
         }
         let members: Vec<Option<(ContactKey, Member)>> = entries
             .iter()
-            .map(|sealed| {
+            .map(|entry| {
+                // `<contact key>|<sealed member>`.
+                let bar = entry.iter().position(|b| *b == b'|')?;
                 let plain = self
                     .keyring
-                    .open_system(sealed, &member_context(&c.id))
+                    .open_system(&entry[bar + 1..], &member_context(&c.id))
                     .ok()?;
                 let m: Member = serde_json::from_slice(&plain).ok()?;
                 Some((ContactKey::parse(&m.contact)?, m))
@@ -174,7 +202,7 @@ impl Dispatcher {
             let now_ms = self.clock.now() * 1000;
             let (done, _left) = self
                 .store
-                .campaign_dispatch(&c.id, sends.clone(), entries.len(), now_ms)
+                .campaign_dispatch(&c.id, &self.owner, sends.clone(), entries.len(), now_ms)
                 .await?;
             let mut retry = Vec::new();
             for (send, d) in sends.into_iter().zip(done) {
@@ -267,7 +295,7 @@ impl Dispatcher {
                     .ok()
             })
             .and_then(|p| serde_json::from_slice(&p).ok());
-        let session: Option<crate::flow::engine::Session> = brief
+        let conversation: Option<crate::worker::Conversation> = brief
             .session
             .as_deref()
             .and_then(|s| {
@@ -276,9 +304,13 @@ impl Dispatcher {
                     .ok()
             })
             .and_then(|s| serde_json::from_slice(&s).ok());
+        // The number given, else the one the contact last wrote from (the
+        // profile's; a conversation's for contacts whose profile predates
+        // it).
         let to: Option<Recipient> =
             m.to.clone()
-                .or_else(|| profile.as_ref().and_then(|p| p.recipient.clone()));
+                .or_else(|| profile.as_ref().and_then(|p| p.recipient.clone()))
+                .or_else(|| conversation.as_ref().and_then(|c| c.recipient.clone()));
         let Some(to) = to else {
             return skip("unknown");
         };
@@ -286,7 +318,11 @@ impl Dispatcher {
         let values = ContactValues {
             name: profile.as_ref().and_then(|p| p.contact.name.as_deref()),
             vars: &m.vars,
-            session_vars: session.as_ref().map(|s| &s.vars).unwrap_or(&no_vars),
+            session_vars: conversation
+                .as_ref()
+                .and_then(|c| c.session.as_ref())
+                .map(|s| &s.vars)
+                .unwrap_or(&no_vars),
         };
         let Some(template) = super::render(c, &values) else {
             return skip("missing_parameter");

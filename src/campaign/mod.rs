@@ -209,8 +209,8 @@ const BODY_SHAPE: &str = "the body must be {\"name\": \"...\", \"template\": {\"
 /// Checks a `POST /admin/campaigns` body. The error says what is wrong and
 /// where, never echoing a value (it could be a phone number).
 pub fn parse(body: &[u8], limits: &Limits, now: u64) -> Result<Request, String> {
-    // serde's message names the field and the position, never values.
-    let raw: RawRequest = serde_json::from_slice(body).map_err(|e| format!("{BODY_SHAPE}: {e}"))?;
+    let raw: RawRequest =
+        serde_json::from_slice(body).map_err(|e| format!("{BODY_SHAPE}: {}", redact(&e)))?;
     let name = raw.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 120 || name.chars().any(char::is_control) {
         return Err("name must be 1 to 120 printable characters".into());
@@ -363,6 +363,23 @@ pub fn parse(body: &[u8], limits: &Limits, now: u64) -> Result<Request, String> 
         send_at,
         opt_out,
     })
+}
+
+/// serde's message, without the value it quotes for a wrong type or value
+/// (it could be a phone number): it keeps the field, the kind and the
+/// position.
+fn redact(e: &serde_json::Error) -> String {
+    static QUOTED: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(invalid (?:type|value|length): [a-z]+(?: point)?) (?:"[^"]*"|`[^`]*`)"#,
+        )
+        .ok()
+    });
+    let text = e.to_string();
+    match QUOTED.as_ref() {
+        Some(re) => re.replace_all(&text, "$1").into_owned(),
+        None => "the body is not valid".to_owned(),
+    }
 }
 
 /// A component must be Meta's shape; its text parameters may hold
@@ -588,11 +605,22 @@ mod tests {
                 "template.components[0].parameters[0].text: unknown placeholder",
             ),
             (json!({"surprise": 1}), "unknown field `surprise`"),
+            (
+                json!({"name": 447700900123u64}),
+                "invalid type: integer, expected a string",
+            ),
+            (
+                json!({"rate_per_second": "447700900123"}),
+                "invalid type: string, expected u32",
+            ),
         ];
         for (extra, want) in cases {
             let e = parse(&body(extra.clone()), &limits(), 0).expect_err("invalid");
             assert!(e.contains(want), "{extra}: {e}");
-            assert!(!e.contains("12ab") && !e.contains("tomorrow"), "{e}");
+            assert!(
+                !e.contains("12ab") && !e.contains("tomorrow") && !e.contains("447700900123"),
+                "{e}"
+            );
         }
     }
 

@@ -111,6 +111,10 @@ pub struct HeadState {
     /// `outbox.unconfirmed_wait` for a status webhook that says Meta has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight_at: Option<u64>,
+    /// When a sender first found the request's answer unknown (Unix ms):
+    /// the wait for a status is counted from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed_since: Option<u64>,
 }
 
 /// A dead letter: the job and why it was given up (sealed).
@@ -569,6 +573,42 @@ impl Sender {
                 return self.defer(claim, run, None, until).await;
             }
         }
+        if state.in_flight_at.is_some() {
+            // An earlier request's answer is not known (the process died,
+            // or no answer came): if a status webhook says Meta has the
+            // message, it is done; else wait `outbox.unconfirmed_wait` for
+            // one, counted from when this is first seen (a restart may come
+            // long after the request), then send it.
+            let known = self
+                .store
+                .deliveries(&claim.contact)
+                .await?
+                .into_iter()
+                .any(|d| d.job == job.id);
+            if known {
+                tracing::info!(contact = %claim.contact, job = %job.id, "a message sent before a crash or timeout was confirmed by Meta; not sent again");
+                let mut done =
+                    Finish::record(record(DeliveryState::Accepted, None, "", state.attempts));
+                done.stats.push((stats::MESSAGES_OUT.to_owned(), 1));
+                return self.finish(claim, id, done, run).await;
+            }
+            let wait = self.settings.unconfirmed_wait.as_millis() as u64;
+            match state.unconfirmed_since {
+                None => {
+                    state.unconfirmed_since = Some(now_ms);
+                    let head = serde_json::to_vec(&state)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    return self.defer(claim, run, Some(head), now_ms + wait).await;
+                }
+                Some(since) if now_ms < since + wait => {
+                    return self.defer(claim, run, None, since + wait).await;
+                }
+                Some(_) => {
+                    tracing::warn!(contact = %claim.contact, job = %job.id, "no status came for a message whose request got no answer; sending it again");
+                    state.unconfirmed_since = None;
+                }
+            }
+        }
         // A message that needs consent (marketing) is checked before it
         // takes a rate-limit slot, and again right before the request: a
         // STOP acknowledged before that point stops it; no record at all
@@ -595,28 +635,6 @@ impl Sender {
                 );
                 return self.give_up(claim, id, (r, None, None), run).await;
             }
-        }
-        if let Some(at) = state.in_flight_at {
-            // An earlier request's answer is not known: if a status webhook
-            // says Meta has the message, it is done; else wait for one.
-            let known = self
-                .store
-                .deliveries(&claim.contact)
-                .await?
-                .into_iter()
-                .any(|d| d.job == job.id);
-            if known {
-                tracing::info!(contact = %claim.contact, job = %job.id, "a message sent before a crash or timeout was confirmed by Meta; not sent again");
-                let mut done =
-                    Finish::record(record(DeliveryState::Accepted, None, "", state.attempts));
-                done.stats.push((stats::MESSAGES_OUT.to_owned(), 1));
-                return self.finish(claim, id, done, run).await;
-            }
-            let wait_until = at + self.settings.unconfirmed_wait.as_millis() as u64;
-            if now_ms < wait_until {
-                return self.defer(claim, run, None, wait_until).await;
-            }
-            tracing::warn!(contact = %claim.contact, job = %job.id, "no status came for a message whose request got no answer; sending it again");
         }
         if let Some(wait) = self.pace(&job, &claim.contact, run).await? {
             return self.defer(claim, run, None, now_ms + wait).await;

@@ -1398,6 +1398,41 @@ impl Store for EmbeddedStore {
                 marks
                     .retain_in((k, "")..(after.as_str(), ""), |_, _| false)
                     .map_err(corrupt)?;
+                // Their entries in campaigns not dispatched yet (their
+                // number, sealed) go too: counted as skipped.
+                let prefix = super::audience_prefix(&c);
+                let active: Vec<String> = {
+                    let campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
+                    let mut ids = Vec::new();
+                    for item in campaigns.iter().map_err(corrupt)? {
+                        let (id, value) = item.map_err(corrupt)?;
+                        if crate::campaign::is_active(value.value().1) {
+                            ids.push(id.value().to_owned());
+                        }
+                    }
+                    ids
+                };
+                let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
+                for cid in &active {
+                    let mut gone = Vec::new();
+                    for item in audience
+                        .range((cid.as_str(), 0)..=(cid.as_str(), u64::MAX))
+                        .map_err(corrupt)?
+                    {
+                        let (key, value) = item.map_err(corrupt)?;
+                        if value.value().starts_with(&prefix) {
+                            gone.push(key.value().1);
+                        }
+                    }
+                    for n in &gone {
+                        audience.remove((cid.as_str(), *n)).map_err(corrupt)?;
+                    }
+                    if !gone.is_empty() {
+                        let n = gone.len() as i64;
+                        add_count(&mut counts, cid, "skipped:suppressed", n).map_err(corrupt)?;
+                        add_count(&mut counts, cid, "dispatched", n).map_err(corrupt)?;
+                    }
+                }
             }
             txn.open_table(LAST_CAMPAIGN)
                 .map_err(corrupt)?
@@ -2159,11 +2194,19 @@ impl Store for EmbeddedStore {
     async fn campaign_dispatch(
         &self,
         id: &str,
+        owner: &str,
         sends: Vec<super::CampaignSend>,
         consumed: usize,
         now_ms: u64,
     ) -> Result<(Vec<super::Dispatched>, u64), StoreError> {
         use super::Dispatched;
+        // Only the lease's holder drops audience entries.
+        let held = self
+            .campaign_leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .is_some_and(|(holder, until)| holder == owner && *until > Instant::now());
         let id = id.to_owned();
         self.write(move |txn| {
             let id = id.as_str();
@@ -2199,12 +2242,10 @@ impl Store for EmbeddedStore {
                             .map_err(corrupt)?
                             .and_then(|v| unexpired(v.value(), now));
                         match stored {
-                            // The key outlives the queued job (as a
-                            // message's append does).
-                            Some(w) if w == key.wrapped => {
-                                keys.insert(contact, (until, key.wrapped.as_slice()))
-                                    .map_err(corrupt)?;
-                            }
+                            // A campaign does not lengthen the key's
+                            // life: it is counted from the contact's last
+                            // message (`privacy.retention_days`).
+                            Some(w) if w == key.wrapped => {}
                             // Kept as long as the marks (`send.ttl`, as
                             // on Redis).
                             None if key.fresh => {
@@ -2246,7 +2287,7 @@ impl Store for EmbeddedStore {
                 done.push(Dispatched::Done);
             }
             let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
-            if consumed > 0 && !done.contains(&Dispatched::KeyMismatch) {
+            if held && consumed > 0 && !done.contains(&Dispatched::KeyMismatch) {
                 let mut front = Vec::with_capacity(consumed);
                 for item in audience
                     .range((id, 0)..=(id, u64::MAX))

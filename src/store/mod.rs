@@ -518,7 +518,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError>;
 
-    /// Erases everything kept about a contact: queued and pending entries,
+    /// Erases everything kept about a contact: their entries in the
+    /// audiences of campaigns not dispatched yet (counted as
+    /// `skipped:suppressed`), queued and pending entries,
     /// session, profile, history, consent ledger, delivery records, windows,
     /// dead letters, retry state, leases, its data key and its places in
     /// the shard's
@@ -698,13 +700,16 @@ pub trait Store: Send + Sync + 'static {
     /// Queues each job (or counts each skip) unless the contact already had
     /// its turn in this campaign, each atomically with that mark and the
     /// campaign's counters (`dispatched`, and `queued` or
-    /// `skipped:<reason>`); then, unless a
-    /// send came back [`Dispatched::KeyMismatch`], drops the first
-    /// `consumed` audience entries. Answers, in order, what was done, and
-    /// how many entries are left.
+    /// `skipped:<reason>`); then drops the first `consumed` audience
+    /// entries, unless a send came back [`Dispatched::KeyMismatch`] or
+    /// `owner` no longer holds the campaign's lease (a dispatcher that
+    /// stalled past it drops nothing: the next holder read the same
+    /// entries, and drops them itself). Answers, in order, what was done,
+    /// and how many entries are left.
     async fn campaign_dispatch(
         &self,
         id: &str,
+        owner: &str,
         sends: Vec<CampaignSend>,
         consumed: usize,
         now_ms: u64,
@@ -772,6 +777,13 @@ pub struct StoredCampaign {
     pub id: String,
     pub record: Vec<u8>,
     pub status: String,
+}
+
+/// How a campaign's audience entry starts: the contact's pseudonymous key
+/// and `|`, then the sealed entry. An erasure finds (and removes) the
+/// contact's entries in campaigns not dispatched yet by it.
+pub fn audience_prefix(contact: &ContactKey) -> Vec<u8> {
+    format!("{contact}|").into_bytes()
 }
 
 /// How campaign jobs are named (`cmp.<campaign id>.<n>`): the store reads

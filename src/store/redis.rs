@@ -26,7 +26,7 @@
 //! | `P{s:N}:c:<contact>:lastcmp` | string: the campaign whose message the contact got last, so an opt-out within 24 hours counts for it | 24 hours |
 //! | `P{s:N}:cmp:<id>` | hash: the shard's counters of one campaign (queued, sent, delivered, read, `failed:<code>`, `skipped:<reason>`, cancelled, opt_outs); no contact | 400 days after the last change |
 //! | `P{cmp:<id>}` | hash: a campaign's definition (name, template, rate, audience kind; no contact) and status | 400 days |
-//! | `P{cmp:<id>}:audience` | list of sealed audience entries (pseudonymous key, number, variables) left to dispatch; each leaves once dispatched | 400 days (empty once dispatched) |
+//! | `P{cmp:<id>}:audience` | list of audience entries left to dispatch: the pseudonymous key, `\|`, and the sealed number and variables; each leaves once dispatched, when the contact is erased, or when the campaign is cancelled | until dispatched (`send_at` is at most a year ahead; 400 days at most) |
 //! | `P{cmp:<id>}:lease` | string: the dispatcher holding the campaign | 10 s |
 //! | `P{cmp}:index` | sorted set: campaign ids by creation time | 400 days after the last campaign |
 //! | `P{cmp}:active` | sorted set: the campaigns still to dispatch (scheduled, running), by creation time; one leaves when it is dispatched or cancelled | 400 days after the last campaign |
@@ -525,9 +525,9 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 if ARGV[2] ~= '' then
   local cur = redis.call('GET', KEYS[2])
   if cur then
+    -- A campaign does not lengthen the key's life: it is counted from
+    -- the contact's last message (privacy.retention_days).
     if cur ~= ARGV[4] then return -1 end
-    -- The key outlives the queued job (as a message's append does).
-    redis.call('EXPIRE', KEYS[2], ARGV[6])
   elseif ARGV[5] == '1' then
     redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[6])
   else
@@ -563,6 +563,28 @@ for i = 2, #ARGV do
   end
 end
 return 0
+"#;
+
+/// KEYS: a campaign's lease, its audience. ARGV: owner, entries to drop.
+/// Drops them only while the owner holds the lease; answers what is left.
+const TRIM_LUA: &str = r#"
+local n = tonumber(ARGV[2])
+if n > 0 and redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('LTRIM', KEYS[2], n, -1)
+end
+return redis.call('LLEN', KEYS[2])
+"#;
+
+/// KEYS: a campaign's audience. ARGV: a contact's entry prefix. Removes
+/// the contact's entries; answers how many.
+const UNLIST_LUA: &str = r#"
+local n = 0
+for _, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if string.sub(v, 1, #ARGV[1]) == ARGV[1] then
+    n = n + redis.call('LREM', KEYS[1], 0, v)
+  end
+end
+return n
 "#;
 
 /// KEYS: a lease. ARGV: owner, lease (ms). Takes it when free, renews it
@@ -616,6 +638,8 @@ pub struct RedisStore {
     status: redis::Script,
     lease: redis::Script,
     set_head: redis::Script,
+    trim: redis::Script,
+    unlist: redis::Script,
 }
 
 /// A delivery record as stored: `RR|{json}`.
@@ -718,6 +742,8 @@ impl RedisStore {
             status: redis::Script::new(STATUS_LUA),
             lease: redis::Script::new(LEASE_LUA),
             set_head: redis::Script::new(SET_HEAD_LUA),
+            trim: redis::Script::new(TRIM_LUA),
+            unlist: redis::Script::new(UNLIST_LUA),
         })
     }
 
@@ -1360,6 +1386,38 @@ impl Store for RedisStore {
             .arg(self.shard_key(shard, "cmp:"))
             .arg(CAMPAIGN_TTL_S);
         let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        // Their entries in campaigns not dispatched yet (their number,
+        // sealed) go too, counted as skipped. (Another slot: its own
+        // writes; erasing again after a crash is safe.)
+        let prefix = super::audience_prefix(contact);
+        for c in self.active_campaigns().await? {
+            let gone: i64 = self
+                .unlist
+                .key(self.campaign_key(&c.id, ":audience"))
+                .arg(&prefix[..])
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if gone > 0 {
+                let counters = self.shard_key(shard, &format!("cmp:{}", c.id));
+                let mut pipe = redis::pipe();
+                pipe.cmd("HINCRBY")
+                    .arg(&counters)
+                    .arg("skipped:suppressed")
+                    .arg(gone)
+                    .ignore();
+                pipe.cmd("HINCRBY")
+                    .arg(&counters)
+                    .arg("dispatched")
+                    .arg(gone)
+                    .ignore();
+                pipe.cmd("EXPIRE")
+                    .arg(&counters)
+                    .arg(CAMPAIGN_TTL_S)
+                    .ignore();
+                let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            }
+        }
         Ok(())
     }
 
@@ -2006,6 +2064,7 @@ impl Store for RedisStore {
     async fn campaign_dispatch(
         &self,
         id: &str,
+        owner: &str,
         sends: Vec<super::CampaignSend>,
         consumed: usize,
         now_ms: u64,
@@ -2057,20 +2116,15 @@ impl Store for RedisStore {
                 _ => super::Dispatched::KeyMismatch,
             })
             .collect();
-        let list = self.campaign_key(id, ":audience");
         let mut conn = self.conn.clone();
-        if consumed > 0 && !done.contains(&super::Dispatched::KeyMismatch) {
-            let () = redis::cmd("LTRIM")
-                .arg(&list)
-                .arg(consumed)
-                .arg(-1)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-        }
-        let left: u64 = redis::cmd("LLEN")
-            .arg(&list)
-            .query_async(&mut conn)
+        let trim = consumed > 0 && !done.contains(&super::Dispatched::KeyMismatch);
+        let left: u64 = self
+            .trim
+            .key(self.campaign_key(id, ":lease"))
+            .key(self.campaign_key(id, ":audience"))
+            .arg(owner)
+            .arg(if trim { consumed } else { 0 })
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok((done, left))

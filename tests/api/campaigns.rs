@@ -626,7 +626,8 @@ async fn a_tag_audience_is_the_tagged_contacts(backend: &Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let body = json!({
         "name": "VIP night",
-        "template": {"name": "vip_night", "language": {"code": "en_GB"}},
+        "template": {"name": "vip_night", "language": {"code": "en_GB"}, "components": [
+            {"type": "body", "parameters": [{"type": "text", "text": "{{vars.level}}"}]}]},
         "audience": {"tags": ["vip"]},
         "opt_out": {"button": 0},
     });
@@ -636,6 +637,12 @@ async fn a_tag_audience_is_the_tagged_contacts(backend: &Backend) {
     let sends = campaign_sends(&sent, &id);
     let to: Vec<&str> = sends.iter().filter_map(|s| s.body["to"].as_str()).collect();
     assert_eq!(to, vec![format!("+{ann}").as_str()], "{r}");
+    // The variable of the conversation under way (the flow waits for an
+    // answer).
+    assert_eq!(
+        sends[0].body["template"]["components"][0]["parameters"][0]["text"],
+        "gold"
+    );
     assert_eq!(r["targeted"], 2, "{r}");
     assert_eq!(r["skipped"]["no_consent"], 1, "{r}");
     assert_eq!(r["sent"], 1, "{r}");
@@ -645,4 +652,92 @@ async fn a_tag_audience_is_the_tagged_contacts(backend: &Backend) {
 crate::both_backends!(
     a_tag_audience_is_the_tagged_contacts_,
     a_tag_audience_is_the_tagged_contacts
+);
+
+/// A contact erased while a scheduled campaign waits leaves its audience
+/// at once (their number goes with the rest of their data), counted as
+/// skipped; the others still get it.
+async fn an_erasure_removes_the_contact_from_waiting_campaigns(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = campaign_app(backend, &graph, &[]).await;
+    let store = app.store();
+    let now = whatsify::store::now_secs();
+    let (gone, stays) = ("447722000001".to_owned(), "447722000002".to_owned());
+    for w in [&gone, &stays] {
+        store
+            .append_consent(&key_of(&app, w), consent(true, now - 60))
+            .await
+            .expect("consent");
+    }
+    let mut body = body_for(&[gone.clone(), stays.clone()], 5);
+    body["send_at"] = json!(time_text(now + 600));
+    let id = create(&app, &body).await;
+    assert_eq!(report(&app, &id).await["waiting"], 2);
+    assert_eq!(
+        app.admin_delete(&format!("/admin/contacts/{gone}")).await,
+        200
+    );
+    let r = report(&app, &id).await;
+    assert_eq!(r["waiting"], 1, "{r}");
+    assert_eq!(r["skipped"]["suppressed"], 1, "{r}");
+    app.clock.advance(601);
+    let r = drained(&app, &id, Duration::from_secs(30)).await;
+    let sent = graph.sent();
+    let by = per_recipient(&campaign_sends(&sent, &id));
+    assert_eq!(by.keys().collect::<Vec<_>>(), [&stays], "{r}");
+    assert_eq!(r["targeted"], 2);
+    assert_eq!(r["sent"], 1);
+    assert_eq!(r["skipped"]["suppressed"], 1, "{r}");
+    app.stop().await;
+}
+crate::both_backends!(
+    an_erasure_removes_the_contact_from_waiting_campaigns_,
+    an_erasure_removes_the_contact_from_waiting_campaigns
+);
+
+/// A STOP that arrives after the message was queued, before it could go
+/// (Meta was failing, so it waited to be retried): the sender's check
+/// right before the request stops it.
+async fn a_stop_after_queueing_is_honoured_right_before_the_send(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = campaign_app(
+        backend,
+        &graph,
+        &[("WHATSIFY__OUTBOX__RETRY_BASE", "2s".to_owned())],
+    )
+    .await;
+    let now = whatsify::store::now_secs();
+    let who = "447733000001".to_owned();
+    app.store()
+        .append_consent(&key_of(&app, &who), consent(true, now - 60))
+        .await
+        .expect("consent");
+    graph.fail_all(Some((500, 131000)));
+    let id = create(&app, &body_for(std::slice::from_ref(&who), 5)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while graph.requests().is_empty() {
+        assert!(Instant::now() < deadline, "no attempt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = report(&app, &id).await;
+    assert_eq!(r["queued"], 1, "dispatched, waiting for a retry: {r}");
+    assert_eq!(
+        app.post_signed(&delivery(&who, "Late", "wamid.LATE", text("STOP")))
+            .await
+            .status(),
+        200
+    );
+    graph.fail_all(None);
+    let r = drained(&app, &id, Duration::from_secs(60)).await;
+    assert!(
+        campaign_sends(&graph.sent(), &id).is_empty(),
+        "sent after STOP"
+    );
+    assert_eq!(r["skipped"]["opted_out"], 1, "{r}");
+    assert_eq!(r["sent"], 0, "{r}");
+    app.stop().await;
+}
+crate::both_backends!(
+    a_stop_after_queueing_is_honoured_right_before_the_send_,
+    a_stop_after_queueing_is_honoured_right_before_the_send
 );

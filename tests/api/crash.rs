@@ -622,6 +622,19 @@ async fn sighup_with_a_new_access_token_resumes_a_paused_number() {
     assert_eq!(readiness(&client).await, "ready");
 }
 
+/// How many times the instances logged `what`.
+fn logged(logs: &Logs, what: &str) -> usize {
+    logs.0
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .matches(what)
+                .count()
+        })
+        .sum()
+}
+
 /// A campaign survives `kill -9` mid-drain: the next start goes on from
 /// what is left, and every consenting contact gets exactly one message.
 /// A message whose request was in flight at the kill is not sent again
@@ -674,6 +687,20 @@ async fn kill_9_mid_campaign_sends_each_consenting_contact_one_message() {
     futures_util::stream::iter(bodies.iter())
         .for_each_concurrent(16, |body| post_until_taken(&client, &url, body))
         .await;
+    // Their answers are all out before the campaign starts, so the
+    // requests in flight at the kill are the campaign's.
+    let mut last = (usize::MAX, Instant::now());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = graph.sent().len();
+        if n != last.0 || graph.in_flight() > 0 {
+            last = (n, Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(700) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the answers did not settle");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let audience: Vec<String> = consenting.iter().chain(&others).cloned().collect();
     let campaign = json!({
         "name": "Kill nine",
@@ -748,10 +775,23 @@ async fn kill_9_mid_campaign_sends_each_consenting_contact_one_message() {
     // Kill it while the campaign drains (200 at 60/s: about 3 s), with
     // about a dozen requests in flight.
     let mut at_kill = Vec::new();
-    for pause in [1500] {
+    let mut in_flight_at_kill = 0;
+    for pause in [1000] {
         tokio::time::sleep(Duration::from_millis(pause)).await;
+        // Kill when campaign requests are in flight.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while graph.in_flight() < 3 || of_campaign(&graph.sent()).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "no requests in flight{}",
+                logs.tail()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let fl = graph.in_flight();
         bin.kill_9();
         at_kill.push(of_campaign(&graph.sent()).len());
+        in_flight_at_kill = fl;
         bin = Binary::start(dir.path(), port, &env, &mut logs).await;
     }
     // Contacts a killed sender held wait for their lease (60 s).
@@ -766,7 +806,12 @@ async fn kill_9_mid_campaign_sends_each_consenting_contact_one_message() {
             Ok(resp) => resp.json().await.unwrap_or_default(),
             Err(_) => serde_json::Value::Null,
         };
-        if r["status"] == "dispatched" && r["queued"] == 0 {
+        // The messages in flight at the kill come back to a sender once
+        // their lease expires (60 s): it finds Meta's status and does not
+        // send them again (or, with no status, sends them).
+        let settled =
+            logged(&logs, "confirmed by Meta; not sent again") + logged(&logs, "sending it again");
+        if r["status"] == "dispatched" && r["queued"] == 0 && settled >= in_flight_at_kill {
             break r;
         }
         assert!(
@@ -791,24 +836,18 @@ async fn kill_9_mid_campaign_sends_each_consenting_contact_one_message() {
         )
         .or_default() += 1;
     }
-    let logged = |what: &str| -> usize {
-        logs.0
-            .iter()
-            .map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap_or_default()
-                    .matches(what)
-                    .count()
-            })
-            .sum()
-    };
     eprintln!(
         "campaign kill -9: {} accepted requests for {} contacts, sent at each kill {at_kill:?}, \
-         {} in flight at a kill and confirmed by a status, {} sent again after no status came, report {report}",
+         {in_flight_at_kill} requests in flight at the kill, {} in flight at a kill and confirmed by a status, {} sent again after no status came, report {report}",
         sends.len(),
         per.len(),
-        logged("confirmed by Meta; not sent again"),
-        logged("sending it again"),
+        logged(&logs, "confirmed by Meta; not sent again"),
+        logged(&logs, "sending it again"),
+    );
+    assert!(
+        logged(&logs, "confirmed by Meta; not sent again") > 0,
+        "the kill should land with requests in flight (200 ms each, 60 a second){}",
+        logs.tail()
     );
     assert_eq!(
         per.len(),

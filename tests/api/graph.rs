@@ -55,6 +55,8 @@ struct State {
     failing: Option<(u16, i64)>,
     /// Answer each request only after this long.
     delay: Option<std::time::Duration>,
+    /// Message requests received and not answered yet.
+    in_flight: usize,
     uploads: Vec<Upload>,
 }
 
@@ -88,6 +90,9 @@ async fn messages(
     state: web::Data<Arc<Mutex<State>>>,
 ) -> HttpResponse {
     let arrived = std::time::Instant::now();
+    state.lock().unwrap_or_else(|p| p.into_inner()).in_flight += 1;
+    // Counted down however the handler ends (the client may go away).
+    let _in_flight = InFlight(state.get_ref().clone());
     let auth = req
         .headers()
         .get("authorization")
@@ -121,6 +126,16 @@ async fn messages(
         r.status = answer.status().as_u16();
     }
     answer
+}
+
+/// Counts a request down when its handler ends.
+struct InFlight(Arc<Mutex<State>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        st.in_flight = st.in_flight.saturating_sub(1);
+    }
 }
 
 fn answer(number: &str, body: &Value, state: &Arc<Mutex<State>>) -> HttpResponse {
@@ -325,6 +340,14 @@ impl FakeGraph {
     /// `None` answers normally again.
     pub fn fail_all(&self, failure: Option<(u16, i64)>) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).failing = failure;
+    }
+
+    /// Message requests received and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .in_flight
     }
 
     /// Answers each request only after `delay`.

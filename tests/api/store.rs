@@ -1592,6 +1592,12 @@ async fn new_campaign(s: &Arc<dyn Store>, id: &str, n: usize) {
     s.create_campaign(id, format!("{{\"id\":\"{id}\"}}").as_bytes(), audience)
         .await
         .expect("create");
+    // The dispatcher "d" holds it: only the holder drops audience entries.
+    assert!(
+        s.campaign_lease(id, "d", Duration::from_secs(3600))
+            .await
+            .expect("lease")
+    );
 }
 
 /// One campaign counter (0 when it was never counted).
@@ -1674,6 +1680,7 @@ async fn a_campaign_queues_each_contact_once(backend: &Backend) {
     let (done, left) = s
         .campaign_dispatch(
             "cq1",
+            "d",
             vec![campaign_job(&k, "job-1", "k1", true)],
             1,
             whatsify::store::now_ms(),
@@ -1695,6 +1702,7 @@ async fn a_campaign_queues_each_contact_once(backend: &Backend) {
     let (done, left) = s
         .campaign_dispatch(
             "cq1",
+            "d",
             vec![campaign_job(&k, "job-1 again", "k1", false)],
             1,
             whatsify::store::now_ms(),
@@ -1719,6 +1727,7 @@ async fn a_campaign_queues_each_contact_once(backend: &Backend) {
     let (done, left) = s
         .campaign_dispatch(
             "cq2",
+            "d",
             vec![campaign_job(&k, "job-2", "k1", false)],
             1,
             whatsify::store::now_ms(),
@@ -1768,6 +1777,7 @@ async fn skips_are_counted_by_reason(backend: &Backend) {
     let (done, left) = s
         .campaign_dispatch(
             "cs",
+            "d",
             vec![
                 campaign_skip(&a, "no_consent"),
                 campaign_skip(&b, "opted_out"),
@@ -1782,6 +1792,7 @@ async fn skips_are_counted_by_reason(backend: &Backend) {
     let (done, _) = s
         .campaign_dispatch(
             "cs",
+            "d",
             vec![
                 campaign_skip(&a, "no_consent"),
                 campaign_job(&b, "j", "k", true),
@@ -1822,6 +1833,7 @@ async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
     let (done, left) = s
         .campaign_dispatch(
             "ck",
+            "d",
             vec![
                 campaign_job(&a, "for a", "other", false),
                 campaign_skip(&b, "unknown"),
@@ -1862,6 +1874,7 @@ async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
     let (done, left) = s
         .campaign_dispatch(
             "ck",
+            "d",
             vec![
                 campaign_job(&a, "for a", "stored", false),
                 campaign_skip(&b, "unknown"),
@@ -1894,6 +1907,7 @@ async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
     let (done, left) = s
         .campaign_dispatch(
             "ck2",
+            "d",
             vec![campaign_job(&a, "again", "stored", false)],
             1,
             whatsify::store::now_ms(),
@@ -1913,6 +1927,7 @@ async fn delivery_records_count_a_campaign_s_progress_once(backend: &Backend) {
     let (a, b) = (key(107), key(108));
     s.campaign_dispatch(
         "cd",
+        "d",
         vec![
             campaign_job(&a, "ja", "ka", true),
             campaign_job(&b, "jb", "kb", true),
@@ -1932,6 +1947,7 @@ async fn delivery_records_count_a_campaign_s_progress_once(backend: &Backend) {
     let (done, _) = s
         .campaign_dispatch(
             "cd",
+            "d",
             vec![campaign_job(&a, "ja again", "ka", false)],
             0,
             whatsify::store::now_ms(),
@@ -1991,7 +2007,7 @@ async fn a_campaign_job_that_ends_unsent_counts_why(backend: &Backend) {
         .enumerate()
         .map(|(i, k)| campaign_job(k, &format!("j{i}"), &format!("k{i}"), true))
         .collect();
-    s.campaign_dispatch("cf", sends, 4, whatsify::store::now_ms())
+    s.campaign_dispatch("cf", "d", sends, 4, whatsify::store::now_ms())
         .await
         .expect("dispatch");
     let now = whatsify::store::now_secs();
@@ -2033,6 +2049,7 @@ async fn a_campaign_job_that_ends_unsent_counts_why(backend: &Backend) {
     let k = key(113);
     s.campaign_dispatch(
         "cg",
+        "d",
         vec![campaign_job(&k, "j", "k", true)],
         1,
         whatsify::store::now_ms(),
@@ -2064,7 +2081,7 @@ async fn an_opt_out_after_a_campaign_message_counts_once(backend: &Backend) {
         campaign_job(&b, "jb", "kb", true),
         campaign_skip(&c, "no_consent"),
     ];
-    s.campaign_dispatch("co", sends, 3, whatsify::store::now_ms())
+    s.campaign_dispatch("co", "d", sends, 3, whatsify::store::now_ms())
         .await
         .expect("dispatch");
     // Not yet sent: an opt-out counts for no campaign.
@@ -2138,7 +2155,7 @@ async fn erasing_a_contact_with_a_queued_campaign_job_counts_it_suppressed(backe
         campaign_job(&b, "jb", "kb", true),
         campaign_skip(&c, "no_consent"),
     ];
-    s.campaign_dispatch("ce", sends, 3, whatsify::store::now_ms())
+    s.campaign_dispatch("ce", "d", sends, 3, whatsify::store::now_ms())
         .await
         .expect("dispatch");
     finish_first(&s, &b, campaign_accepted("cmp.ce.2")).await;
@@ -2173,6 +2190,7 @@ async fn erasing_a_contact_with_a_queued_campaign_job_counts_it_suppressed(backe
     let (done, _) = s
         .campaign_dispatch(
             "ce",
+            "d",
             vec![campaign_skip(&a, "suppressed")],
             0,
             whatsify::store::now_ms(),
@@ -2377,7 +2395,7 @@ async fn the_embedded_purge_removes_campaign_marks_and_old_campaigns() {
         ttl: Duration::from_secs(60),
         ..campaign_skip(&skipped, "no_consent")
     };
-    s.campaign_dispatch("cp", vec![job, skip], 2, whatsify::store::now_ms())
+    s.campaign_dispatch("cp", "d", vec![job, skip], 2, whatsify::store::now_ms())
         .await
         .expect("dispatch");
     finish_first(&s, &a, campaign_accepted("cmp.cp.1")).await;
@@ -2399,3 +2417,45 @@ async fn the_embedded_purge_removes_campaign_marks_and_old_campaigns() {
     assert_eq!(s.campaign_left("cp").await.expect("left"), 0);
     assert!(s.campaign_counts("cp").await.expect("counts").is_empty());
 }
+
+/// A dispatcher that stalled past its lease drops no audience entry: the
+/// next holder read the same ones (what the first did is `Already` for
+/// it) and drops them itself.
+async fn only_the_lease_holder_drops_audience_entries(backend: &Backend) {
+    let s = open(backend).await;
+    new_campaign(&s, "cf2", 3).await;
+    let a = key(131);
+    let (done, left) = s
+        .campaign_dispatch(
+            "cf2",
+            "stalled",
+            vec![campaign_skip(&a, "no_consent")],
+            1,
+            whatsify::store::now_ms(),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!(
+        done,
+        [Dispatched::Done],
+        "the contact's turn is still taken"
+    );
+    assert_eq!(left, 3, "not the holder: nothing dropped");
+    let (done, left) = s
+        .campaign_dispatch(
+            "cf2",
+            "d",
+            vec![campaign_skip(&a, "no_consent")],
+            1,
+            whatsify::store::now_ms(),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!(done, [Dispatched::Already]);
+    assert_eq!(left, 2, "the holder drops it");
+    assert_eq!(counter(&s, "cf2", "skipped:no_consent").await, 1);
+}
+both_backends!(
+    campaign_lease_fence,
+    only_the_lease_holder_drops_audience_entries
+);
