@@ -169,17 +169,21 @@ impl Dispatcher {
             }
             return Ok(Step::default());
         }
-        let members: Vec<Option<(ContactKey, Member)>> = entries
+        // `<contact key>|<sealed member>`. An entry whose sealed part does
+        // not open (its master key is gone) is counted as `unreadable`
+        // against the key it names.
+        let members: Vec<Option<(ContactKey, Option<Member>)>> = entries
             .iter()
             .map(|entry| {
-                // `<contact key>|<sealed member>`.
                 let bar = entry.iter().position(|b| *b == b'|')?;
-                let plain = self
+                let key = ContactKey::parse(std::str::from_utf8(&entry[..bar]).ok()?)?;
+                let member = self
                     .keyring
                     .open_system(&entry[bar + 1..], &member_context(&c.id))
-                    .ok()?;
-                let m: Member = serde_json::from_slice(&plain).ok()?;
-                Some((ContactKey::parse(&m.contact)?, m))
+                    .ok()
+                    .and_then(|plain| serde_json::from_slice::<Member>(&plain).ok())
+                    .filter(|m| m.contact == key.as_str());
+                Some((key, member))
             })
             .collect();
         let contacts: Vec<ContactKey> = members.iter().flatten().map(|(k, _)| k.clone()).collect();
@@ -187,10 +191,20 @@ impl Dispatcher {
         let mut sends = Vec::with_capacity(contacts.len());
         for member in &members {
             let Some((contact, m)) = member else {
-                tracing::error!(campaign = %c.id, "an audience entry cannot be opened; skipped");
+                tracing::error!(campaign = %c.id, "an audience entry names no contact; dropped");
                 continue;
             };
             let brief = briefs.next().unwrap_or_default();
+            let Some(m) = m else {
+                tracing::error!(campaign = %c.id, contact = %contact, "an audience entry cannot be opened; skipped as unreadable");
+                sends.push(CampaignSend {
+                    contact: contact.clone(),
+                    job: Err("unreadable".to_owned()),
+                    key: None,
+                    ttl: crate::privacy::keys::data_key_ttl(self.retention_days),
+                });
+                continue;
+            };
             sends.push(self.prepare(c, contact, m, brief));
         }
         let mut step = Step::default();
@@ -225,7 +239,7 @@ impl Dispatcher {
             let briefs = self.store.briefs(&retry).await?;
             sends = Vec::new();
             for (contact, brief) in retry.iter().zip(briefs) {
-                if let Some((_, m)) = members.iter().flatten().find(|(k, _)| k == contact) {
+                if let Some((_, Some(m))) = members.iter().flatten().find(|(k, _)| k == contact) {
                     sends.push(self.prepare(c, contact, m, brief));
                 }
             }

@@ -391,7 +391,7 @@ fn check_component(i: usize, c: &Value) -> Result<(), String> {
         "header" | "body" | "button" | "footer" | "carousel" | "limited_time_offer"
     ) {
         return Err(format!(
-            "template.components[{i}].type must be header, body or button"
+            "template.components[{i}].type must be header, body, footer, button, carousel or limited_time_offer"
         ));
     }
     if kind == "button" && !c["index"].is_string() {

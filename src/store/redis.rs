@@ -55,6 +55,15 @@
 //! claim's release when it is the last). A ready mark is therefore never
 //! missing while its queue holds entries, and never dropped while it does.
 //!
+//! Campaign counters are per shard (`P{s:N}:cmp:<id>`), so a contact's
+//! progress is counted in the same script as the write that makes it
+//! (a finished job, a status webhook, an opt-out, an erasure). Where the
+//! campaign is only known inside the script (a status update that names
+//! just the wamid, the contact's last campaign, its marks), the script
+//! names the counters key from the shard's declared prefix key
+//! (`P{s:N}:cmp:`): the same hash tag, so the same slot, which Redis
+//! Cluster accepts; a proxy that routes by declared keys only would not.
+//!
 //! The hot path costs one command per step (append, claim, commit, claim,
 //! rate, finish); contacts are handed from the webhook to the workers and
 //! from the workers to the senders inside the process, so the shared sets
