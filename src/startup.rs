@@ -247,6 +247,7 @@ impl Application {
                 wake: wake.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
                 messages_per_second: settings.outbox.messages_per_second,
+                checked: Default::default(),
             };
             tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
         }

@@ -24,8 +24,15 @@ use crate::store::{
 
 /// How long a dispatcher holds a campaign without renewing it.
 const LEASE: Duration = Duration::from_secs(10);
-/// How often campaigns are looked at.
-const TICK: Duration = Duration::from_millis(100);
+/// How often campaigns are looked at: small steps, so a campaign's
+/// messages reach the senders evenly rather than in bursts that replies
+/// would queue behind.
+const TICK: Duration = Duration::from_millis(20);
+/// A campaign's rate limit lets this many ticks' worth through at once
+/// (a late tick catches up instead of losing its share).
+const BURST_TICKS: u32 = 2;
+/// How often the number's pause and the campaign's backlog are read.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// The most contacts dispatched in one step.
 const BATCH: u32 = 200;
 /// However slow the campaign, this many of its messages may wait in the
@@ -45,6 +52,15 @@ pub struct Dispatcher {
     /// `outbox.messages_per_second`: campaigns share
     /// [`super::RATE_SHARE_PERCENT`] of it per number.
     pub messages_per_second: u32,
+    /// Per campaign: when its number's pause and backlog were last read,
+    /// and whether it may go on.
+    pub checked: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, bool)>>,
+}
+
+/// How many a rate allows per `ticks` ticks (at least one).
+fn per_ticks(rate: u32, ticks: u32) -> u32 {
+    let per_second = 1000 / TICK.as_millis().max(1) as u32;
+    (rate.saturating_mul(ticks) / per_second.max(1)).clamp(1, BATCH)
 }
 
 /// What one step did.
@@ -109,28 +125,12 @@ impl Dispatcher {
         // outboxes: a backlog would compete with replies when sending
         // resumes.
         let rate = c.rate_per_second.max(1);
-        if self
-            .store
-            .breakers()
-            .await?
-            .iter()
-            .any(|(number, _)| *number == c.phone_number_id)
-        {
-            return Ok(Step::default());
-        }
-        let backlog = self
-            .store
-            .campaign_counts(&c.id)
-            .await?
-            .get("queued")
-            .copied()
-            .unwrap_or(0);
-        if backlog > i64::from(rate.saturating_mul(2).max(MIN_BACKLOG)) {
+        if !self.may_go(c, rate).await? {
             return Ok(Step::default());
         }
         // The campaign's own rate, and the campaigns' share of the number.
         let interval = 1_000_000 / u64::from(rate);
-        let burst = (rate / 10).clamp(1, BATCH);
+        let burst = per_ticks(rate, BURST_TICKS);
         let grant = self
             .store
             .take_rate(&format!("cmp:{}", c.id), interval, burst, BATCH)
@@ -148,7 +148,7 @@ impl Dispatcher {
             .take_rate(
                 &format!("cmpn:{}", c.phone_number_id),
                 1_000_000 / u64::from(share),
-                (share / 10).clamp(1, BATCH),
+                per_ticks(share, BURST_TICKS),
                 grant.granted,
             )
             .await?;
@@ -246,6 +246,42 @@ impl Dispatcher {
         }
         tracing::warn!(campaign = %c.id, contacts = sends.len(), "campaign: data keys kept changing; the batch is tried again at the next step");
         Ok(step)
+    }
+
+    /// Whether the campaign may queue more now: not while its number is
+    /// paused (Meta refused the token), and not while more than about two
+    /// seconds of it wait in the outboxes (a backlog would compete with
+    /// replies when sending resumes). Read every [`CHECK_EVERY`].
+    async fn may_go(&self, c: &Campaign, rate: u32) -> Result<bool, StoreError> {
+        let cached = {
+            let checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+            checked
+                .get(&c.id)
+                .filter(|(at, _)| at.elapsed() < CHECK_EVERY)
+                .map(|(_, ok)| *ok)
+        };
+        if let Some(ok) = cached {
+            return Ok(ok);
+        }
+        let paused = self
+            .store
+            .breakers()
+            .await?
+            .iter()
+            .any(|(number, _)| *number == c.phone_number_id);
+        let backlog = self
+            .store
+            .campaign_counts(&c.id)
+            .await?
+            .get("queued")
+            .copied()
+            .unwrap_or(0);
+        let ok = !paused && backlog <= i64::from(rate.saturating_mul(2).max(MIN_BACKLOG));
+        self.checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(c.id.clone(), (std::time::Instant::now(), ok));
+        Ok(ok)
     }
 
     /// Decides one contact: the sealed job, or why it is skipped.

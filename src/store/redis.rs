@@ -216,9 +216,10 @@ end
 -- count it in the campaign's counters (the rules of store::campaign_tally).
 -- cmp: the shard's campaign counters prefix, the contact's campaign marks,
 -- its last campaign mark, the counters' TTL.
-local function tally(cmp, job, old, rank, rec)
+local function tally(cmp, job, old, rank, json)
   local cid = string.match(job, '^cmp%.(%w+)%.')
   if not cid or not cmp then return end
+  local rec = cjson.decode(json)
   local k = cmp[1] .. cid
   if old == 0 then
     redis.call('HINCRBY', k, 'queued', -1)
@@ -255,20 +256,20 @@ local function merge(key, job, wamid, rank, json, cmp)
   local cur = redis.call('HGET', key, job)
   rank = tonumber(rank)
   local old = 0
-  local rec = cjson.decode(json)
+  local update = json
   if cur then
     local r = tonumber(string.sub(cur, 1, 2))
     old = r
     if r >= 10 or r >= rank then return 0 end
-    local old = cjson.decode(string.sub(cur, 4))
-    for k, v in pairs(cjson.decode(json)) do old[k] = v end
-    old['job'] = job
-    json = cjson.encode(old)
+    local merged = cjson.decode(string.sub(cur, 4))
+    for k, v in pairs(cjson.decode(json)) do merged[k] = v end
+    merged['job'] = job
+    json = cjson.encode(merged)
   end
   redis.call('HSET', key, job, string.format('%02d', rank) .. '|' .. json)
   if wamid ~= '' then redis.call('HSET', key, 'w:' .. wamid, job) end
   redis.call('EXPIRE', key, 2592000)
-  tally(cmp, job, old, rank, rec)
+  tally(cmp, job, old, rank, update)
   return 1
 end
 "#;
