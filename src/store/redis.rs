@@ -1870,7 +1870,9 @@ impl Store for RedisStore {
         let list = self.campaign_key(id, ":audience");
         let mut conn = self.conn.clone();
         // The audience first (in chunks), then the record: a campaign is
-        // visible only once its audience is stored.
+        // visible only once its audience is stored. Until the record is
+        // written the audience lives an hour: what a crash in between
+        // leaves goes by itself.
         for chunk in audience.chunks(1000) {
             let mut pipe = redis::pipe();
             pipe.cmd("RPUSH").arg(&list);
@@ -1878,11 +1880,13 @@ impl Store for RedisStore {
                 pipe.arg(&entry[..]);
             }
             pipe.ignore();
-            pipe.cmd("EXPIRE").arg(&list).arg(CAMPAIGN_TTL_S).ignore();
+            pipe.cmd("EXPIRE").arg(&list).arg(3600).ignore();
             let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         }
         let index = format!("{}{{cmp}}:index", self.prefix);
+        // The record and the audience's full life together (one slot).
         let mut pipe = redis::pipe();
+        pipe.atomic();
         pipe.cmd("HSET")
             .arg(&hash)
             .arg("record")
@@ -1891,6 +1895,7 @@ impl Store for RedisStore {
             .arg(crate::campaign::SCHEDULED)
             .ignore();
         pipe.cmd("EXPIRE").arg(&hash).arg(CAMPAIGN_TTL_S).ignore();
+        pipe.cmd("EXPIRE").arg(&list).arg(CAMPAIGN_TTL_S).ignore();
         let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         let active = format!("{}{{cmp}}:active", self.prefix);
         let mut pipe = redis::pipe();
