@@ -244,7 +244,12 @@ pub async fn show(
     if !valid_id(&path) {
         return not_found();
     }
-    match report(&state, &path).await {
+    answer_report(&state, &path).await
+}
+
+/// 200 with the campaign's report; 404 for an unknown one.
+async fn answer_report(state: &AppState, id: &str) -> HttpResponse {
+    match report(state, id).await {
         Ok(Some(r)) => HttpResponse::Ok().json(r),
         Ok(None) => not_found(),
         Err(e) => unavailable(e),
@@ -281,9 +286,5 @@ pub async fn cancel(
         Ok(false) => {}
         Err(e) => return unavailable(e),
     }
-    match report(&state, &id).await {
-        Ok(Some(r)) => HttpResponse::Ok().json(r),
-        Ok(None) => not_found(),
-        Err(e) => unavailable(e),
-    }
+    answer_report(&state, &id).await
 }

@@ -811,6 +811,58 @@ impl RedisStore {
         )
     }
 
+    /// The campaigns of an index (`P{cmp}:index` or `P{cmp}:active`),
+    /// oldest first, whose status `keep` accepts; the ids of the others
+    /// (expired, or no longer active) leave the index.
+    async fn indexed_campaigns(
+        &self,
+        index: &str,
+        keep: fn(&str) -> bool,
+    ) -> Result<Vec<super::StoredCampaign>, StoreError> {
+        let mut conn = self.conn.clone();
+        let index = format!("{}{{cmp}}:{index}", self.prefix);
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&index)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET")
+                .arg(self.campaign_key(id, ""))
+                .arg("record")
+                .arg("status");
+        }
+        let rows: Vec<(Option<Vec<u8>>, Option<String>)> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        let mut stale = Vec::new();
+        for (id, row) in ids.into_iter().zip(rows) {
+            match row {
+                (Some(record), Some(status)) if keep(&status) => {
+                    out.push(super::StoredCampaign { id, record, status })
+                }
+                // Expired, or finished (the status moved between the two
+                // writes of `set_campaign_status`).
+                _ => stale.push(id),
+            }
+        }
+        if !stale.is_empty() {
+            let () = redis::cmd("ZREM")
+                .arg(&index)
+                .arg(&stale)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(out)
+    }
+
     /// A campaign's keys, in its own slot: `P{cmp:<id>}<suffix>`.
     fn campaign_key(&self, id: &str, suffix: &str) -> String {
         format!("{}{{cmp:{id}}}{suffix}", self.prefix)
@@ -1912,46 +1964,7 @@ impl Store for RedisStore {
     }
 
     async fn campaigns(&self) -> Result<Vec<super::StoredCampaign>, StoreError> {
-        let mut conn = self.conn.clone();
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(format!("{}{{cmp}}:index", self.prefix))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HMGET")
-                .arg(self.campaign_key(id, ""))
-                .arg("record")
-                .arg("status");
-        }
-        let rows: Vec<(Option<Vec<u8>>, Option<String>)> =
-            pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        let mut out = Vec::new();
-        let mut expired = Vec::new();
-        for (id, row) in ids.into_iter().zip(rows) {
-            match row {
-                (Some(record), Some(status)) => {
-                    out.push(super::StoredCampaign { id, record, status })
-                }
-                // Expired: its index entry outlived it, and leaves now.
-                _ => expired.push(id),
-            }
-        }
-        if !expired.is_empty() {
-            let () = redis::cmd("ZREM")
-                .arg(format!("{}{{cmp}}:index", self.prefix))
-                .arg(&expired)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(out)
+        self.indexed_campaigns("index", |_| true).await
     }
 
     async fn campaign(&self, id: &str) -> Result<Option<super::StoredCampaign>, StoreError> {
@@ -2000,48 +2013,8 @@ impl Store for RedisStore {
     }
 
     async fn active_campaigns(&self) -> Result<Vec<super::StoredCampaign>, StoreError> {
-        let mut conn = self.conn.clone();
-        let active = format!("{}{{cmp}}:active", self.prefix);
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(&active)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut conn)
+        self.indexed_campaigns("active", crate::campaign::is_active)
             .await
-            .map_err(unavailable)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HMGET")
-                .arg(self.campaign_key(id, ""))
-                .arg("record")
-                .arg("status");
-        }
-        let rows: Vec<(Option<Vec<u8>>, Option<String>)> =
-            pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        let mut out = Vec::new();
-        let mut stale = Vec::new();
-        for (id, row) in ids.into_iter().zip(rows) {
-            match row {
-                (Some(record), Some(status)) if crate::campaign::is_active(&status) => {
-                    out.push(super::StoredCampaign { id, record, status })
-                }
-                // Finished, or its status moved between the two writes
-                // of `set_campaign_status`: it leaves the index.
-                _ => stale.push(id),
-            }
-        }
-        if !stale.is_empty() {
-            let () = redis::cmd("ZREM")
-                .arg(&active)
-                .arg(&stale)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(out)
     }
 
     async fn campaign_lease(
