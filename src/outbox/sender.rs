@@ -725,6 +725,11 @@ impl Sender {
         let record = |st: DeliveryState, attempts: u32| {
             record_of(job, st, now, f.code, reason, attempts.max(1))
         };
+        if f.code.is_some() || f.http.is_some() {
+            // Meta answered: it does not have the message, so a retry needs
+            // not wait for a status.
+            state.in_flight_at = None;
+        }
         match f.class {
             Class::Permanent => {
                 let r = record(DeliveryState::Failed, state.attempts + 1);
@@ -759,13 +764,12 @@ impl Sender {
                     .open_breaker(&job.phone_number_id, b.clone())
                     .await?;
                 self.breakers.set(&job.phone_number_id, Some(b));
-                self.defer(claim, run, None, (now + probe) * 1000).await
+                let head =
+                    serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                self.defer(claim, run, Some(head), (now + probe) * 1000)
+                    .await
             }
             Class::Transient | Class::Throttled | Class::PairLimit => {
-                if f.code.is_some() || f.http.is_some() {
-                    // Meta answered: the message is not there.
-                    state.in_flight_at = None;
-                }
                 state.attempts += 1;
                 state.last_code = f.code;
                 state.last_error = f.reason.clone();
