@@ -405,6 +405,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/webhook", web::post().to(webhook::receive))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
+            .route("/metrics", web::get().to(crate::metrics::endpoint))
             .route("/admin/contacts/{id}", web::get().to(crate::admin::contact))
             .route(
                 "/admin/contacts/{id}",

@@ -659,12 +659,14 @@ impl Worker {
             profile_ttl: self.profile_ttl,
             stats,
         };
+        let counted = (commit.stats.clone(), commit.consent.clone());
         match self.store.commit(&claim, commit).await? {
             Committed::LeaseLost => {
                 tracing::warn!(contact = %contact, "lease lost; another worker redoes the batch");
                 Ok(Outcome::LeaseLost(contact))
             }
             Committed::Done { inbox_left } => {
+                crate::metrics::global().counted(&counted.0, counted.1.iter());
                 tracing::info!(contact = %contact, events, jobs = jobs.len(), "conversation step");
                 for event in audited {
                     crate::privacy::audit::note(self.store.as_ref(), &self.audit, event).await;

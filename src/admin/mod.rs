@@ -437,6 +437,7 @@ pub async fn record_consent(
     if let Err(e) = state.store.append_consent(&contact, change.clone()).await {
         return unavailable(e);
     }
+    crate::metrics::global().counted(&[], std::iter::once(&change));
     crate::privacy::audit::note(
         state.store.as_ref(),
         &state.audit,
@@ -481,6 +482,10 @@ pub async fn erase(
     if let Err(e) = state.store.erase(&contact, now).await {
         return unavailable(e);
     }
+    crate::metrics::global()
+        .events
+        .with_label_values(&[crate::store::stats::ERASURES])
+        .inc();
     tracing::info!(contact = %contact, "admin: contact erased");
     note(
         state.store.as_ref(),

@@ -406,7 +406,24 @@ impl Sender {
     ) -> Result<Next, StoreError> {
         finish.also = std::mem::take(&mut run.sent);
         finish.release = run.last;
+        let m = crate::metrics::global();
+        let (stats, consent, record) = (
+            finish.stats.clone(),
+            finish.consent.clone(),
+            finish.record.clone(),
+        );
         let held = self.store.finish(claim, id, finish).await?;
+        m.counted(&stats, consent.iter());
+        if !record.job.is_empty() {
+            // A message's outcome (read receipts have no record).
+            let code = record.code.map(|c| c.to_string()).unwrap_or_default();
+            m.sends
+                .with_label_values(&[record.state.name(), code.as_str()])
+                .inc();
+            if record.state == DeliveryState::Dead {
+                m.dead_letters.inc();
+            }
+        }
         run.released = run.last;
         Ok(if held { Next::Finished } else { Next::Stop })
     }
@@ -523,6 +540,10 @@ impl Sender {
             // Everything before it (the final confirmation) is out: erase.
             // The outbox goes too, with this job and the claim's lease.
             self.store.erase(&claim.contact, now).await?;
+            crate::metrics::global()
+                .events
+                .with_label_values(&[stats::ERASURES])
+                .inc();
             // The data key is destroyed with the rest; this process forgets
             // it too (a later message starts with a new key).
             self.keyring.forget(&claim.contact);
@@ -770,6 +791,17 @@ impl Sender {
                     .await
             }
             Class::Transient | Class::Throttled | Class::PairLimit => {
+                if state.attempts + 1 < self.settings.max_attempts {
+                    let class = match f.class {
+                        Class::Throttled => "throttled",
+                        Class::PairLimit => "pair_limit",
+                        _ => "transient",
+                    };
+                    crate::metrics::global()
+                        .retries
+                        .with_label_values(&[class])
+                        .inc();
+                }
                 state.attempts += 1;
                 state.last_code = f.code;
                 state.last_error = f.reason.clone();

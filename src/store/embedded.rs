@@ -60,7 +60,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::{
@@ -1856,6 +1856,35 @@ impl Store for EmbeddedStore {
                 .insert(c.contact.as_str(), head.as_slice())
                 .map_err(corrupt)?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn backlog(&self, lane: Lane) -> Result<(u64, Option<u64>), StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn
+                .open_table(match lane {
+                    Lane::Inbox => READY,
+                    Lane::Outbox => OUTBOX_READY,
+                })
+                .map_err(corrupt)?;
+            let mut count = 0;
+            let mut oldest: Option<u64> = None;
+            for item in table.iter().map_err(corrupt)? {
+                let (_, since) = item.map_err(corrupt)?;
+                count += 1;
+                oldest = Some(oldest.map_or(since.value(), |o| o.min(since.value())));
+            }
+            if lane == Lane::Outbox {
+                // Outboxes that wait (backoff, rate, a paused number).
+                count += txn
+                    .open_table(OUTBOX_DUE_OF)
+                    .map_err(corrupt)?
+                    .len()
+                    .map_err(corrupt)?;
+            }
+            Ok((count, oldest))
         })
         .await
     }

@@ -495,6 +495,11 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<ContactKey>, StoreError>;
 
+    /// How many contacts have pending entries in `lane` (for the outbox,
+    /// ready or waiting to be retried), and since when (Unix ms) the oldest
+    /// ready one has waited (for `GET /metrics`).
+    async fn backlog(&self, lane: Lane) -> Result<(u64, Option<u64>), StoreError>;
+
     /// Makes every deferred outbox due now (a paused number resumed).
     async fn wake_deferred(&self) -> Result<(), StoreError>;
 

@@ -1323,6 +1323,48 @@ impl Store for RedisStore {
         Ok(held == 1)
     }
 
+    async fn backlog(&self, lane: Lane) -> Result<(u64, Option<u64>), StoreError> {
+        let replies: Vec<(u64, Vec<(String, f64)>)> = self
+            .pipeline(|| {
+                let mut pipe = redis::pipe();
+                for shard in 0..SHARDS {
+                    let key = self.ready_key(lane, shard);
+                    pipe.cmd("ZCARD").arg(&key);
+                    pipe.cmd("ZRANGE").arg(&key).arg(0).arg(0).arg("WITHSCORES");
+                }
+                pipe
+            })
+            .await
+            .map(|flat: Vec<Value>| {
+                flat.chunks(2)
+                    .filter_map(|pair| {
+                        redis::FromRedisValue::from_redis_value(Value::Array(pair.to_vec())).ok()
+                    })
+                    .collect()
+            })?;
+        // Outboxes that wait (backoff, rate, a paused number) are pending
+        // too: they left the ready set for the due set.
+        let waiting: u64 = if lane == Lane::Outbox {
+            self.pipeline(|| {
+                let mut pipe = redis::pipe();
+                for shard in 0..SHARDS {
+                    pipe.cmd("ZCARD").arg(self.timers_key(Lane::Outbox, shard));
+                }
+                pipe
+            })
+            .await
+            .map(|n: Vec<u64>| n.iter().sum())?
+        } else {
+            0
+        };
+        let count = replies.iter().map(|(n, _)| n).sum::<u64>() + waiting;
+        let oldest = replies
+            .iter()
+            .flat_map(|(_, first)| first.iter().map(|(_, score)| *score as u64))
+            .min();
+        Ok((count, oldest))
+    }
+
     async fn wake_deferred(&self) -> Result<(), StoreError> {
         let _: Vec<i64> = self
             .pipeline(|| {

@@ -148,19 +148,31 @@ pub async fn receive(
 ) -> Result<HttpResponse, WebhookError> {
     // Meta retries a refused delivery; another instance (or this one,
     // restarted) takes it.
+    let started = std::time::Instant::now();
+    let m = crate::metrics::global();
     if state.shutdown.is_stopping() {
         tracing::info!(outcome = "shutting_down", "webhook refused");
+        m.webhook_requests
+            .with_label_values(&["shutting_down"])
+            .inc();
         return Err(WebhookError::ShuttingDown);
     }
     let result = handle(&req, payload, &state).await;
-    match &result {
-        Ok(_) => {}
+    let label = match &result {
+        Ok((_, label)) => *label,
         Err(e @ WebhookError::Store(_)) => {
-            tracing::error!(outcome = "store_unavailable", error = %e, "webhook refused")
+            tracing::error!(outcome = "store_unavailable", error = %e, "webhook refused");
+            outcome(e)
         }
-        Err(e) => tracing::warn!(outcome = %outcome(e), "webhook refused"),
-    }
-    result
+        Err(e) => {
+            tracing::warn!(outcome = %outcome(e), "webhook refused");
+            outcome(e)
+        }
+    };
+    m.webhook_requests.with_label_values(&[label]).inc();
+    m.webhook_ack_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result.map(|(response, _)| response)
 }
 
 fn outcome(e: &WebhookError) -> &'static str {
@@ -177,11 +189,13 @@ fn outcome(e: &WebhookError) -> &'static str {
     }
 }
 
+/// Handles a delivery: the answer, and its outcome for the metrics (`ok`
+/// or `quarantined`).
 async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<HttpResponse, WebhookError> {
+) -> Result<(HttpResponse, &'static str), WebhookError> {
     let body = tokio::time::timeout(
         state.body_timeout,
         read_limited(req, payload, state.max_body_bytes),
@@ -198,7 +212,11 @@ async fn handle(
     let parsed = payload::parse(&body);
     let notification = match parsed {
         Ok(n) if n.object == "whatsapp_business_account" => n,
-        other => return quarantine(state, &body, other.err()).await,
+        other => {
+            return quarantine(state, &body, other.err())
+                .await
+                .map(|r| (r, "quarantined"));
+        }
     };
     let mut routed = events::split(notification, &state.pseudonymizer, received_at);
     let mut entries = Vec::with_capacity(routed.len());
@@ -234,6 +252,8 @@ async fn handle(
         });
         plains.push(plain);
     }
+    let consents: Vec<Option<crate::store::ConsentChange>> =
+        entries.iter().map(|e| e.consent.clone()).collect();
     let audited: Vec<Option<crate::privacy::audit::Event>> = entries
         .iter()
         .map(|e| match (&e.queue, &e.consent) {
@@ -242,6 +262,15 @@ async fn handle(
         })
         .collect();
     let results = append_sealed(state, entries, &plains).await?;
+    // Opt-outs and opt-ins recorded with new entries.
+    crate::metrics::global().counted(
+        &[],
+        consents
+            .iter()
+            .zip(&results)
+            .filter(|(_, a)| **a == Appended::New)
+            .filter_map(|(c, _)| c.as_ref()),
+    );
     for (event, appended) in audited.into_iter().zip(&results) {
         if let (Some(event), Appended::New) = (event, appended) {
             crate::privacy::audit::note(state.store.as_ref(), &state.audit, event).await;
@@ -280,9 +309,12 @@ async fn handle(
         duplicates = results.len() - new,
         "webhook accepted"
     );
-    Ok(HttpResponse::Ok()
-        .content_type(ContentType::plaintext())
-        .body("EVENT_RECEIVED"))
+    Ok((
+        HttpResponse::Ok()
+            .content_type(ContentType::plaintext())
+            .body("EVENT_RECEIVED"),
+        "ok",
+    ))
 }
 
 /// Seals an event: a contact's under its data key (the one this process

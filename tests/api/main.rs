@@ -13,6 +13,7 @@ mod ingest;
 mod instances;
 mod keys;
 mod logs;
+mod metrics;
 mod outbox;
 mod privacy;
 mod property;
