@@ -125,4 +125,29 @@ mod tests {
             Err(CryptoError::Malformed)
         );
     }
+
+    proptest::proptest! {
+        /// Any value under any context opens again to itself, and only
+        /// with the same key and context: a flipped bit anywhere, another
+        /// context or another key is refused.
+        #[test]
+        fn sealing_round_trips_and_rejects_tampering(
+            plain in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            context in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            flip in proptest::prelude::any::<proptest::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let s = sealer(7);
+            let sealed = s.seal(&plain, &context).expect("seal");
+            proptest::prop_assert_eq!(s.open(&sealed, &context).expect("open"), plain);
+            let mut tampered = sealed.clone();
+            let at = flip.index(tampered.len());
+            tampered[at] ^= 1 << bit;
+            proptest::prop_assert!(s.open(&tampered, &context).is_err());
+            let mut other = context.clone();
+            other.push(0);
+            proptest::prop_assert!(s.open(&sealed, &other).is_err());
+            proptest::prop_assert!(sealer(8).open(&sealed, &context).is_err());
+        }
+    }
 }

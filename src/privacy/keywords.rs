@@ -667,4 +667,20 @@ mod tests {
         );
         assert_eq!(classify_choice("offers", "See offers", &e), None);
     }
+
+    proptest::proptest! {
+        /// What a message means does not depend on its case or on the
+        /// spaces around it.
+        #[test]
+        fn keywords_are_invariant_to_case_and_surrounding_whitespace(
+            text in "[A-Za-z !.']{0,24}|(stop|start|help|unsubscribe|my data|delete my data|stop promotions)",
+            upper in proptest::prelude::any::<bool>(),
+            left in "[ \t\n]{0,3}",
+            right in "[ \t\n]{0,3}",
+        ) {
+            let varied = if upper { text.to_uppercase() } else { text.to_lowercase() };
+            let padded = format!("{left}{varied}{right}");
+            proptest::prop_assert_eq!(c(&padded), c(&text));
+        }
+    }
 }

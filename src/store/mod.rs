@@ -973,3 +973,87 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod merge_tests {
+    use super::{Delivery, DeliveryState, campaign_tally};
+    use proptest::prelude::*;
+
+    fn state() -> impl Strategy<Value = DeliveryState> {
+        prop::sample::select(vec![
+            DeliveryState::Accepted,
+            DeliveryState::Sent,
+            DeliveryState::Delivered,
+            DeliveryState::Read,
+            DeliveryState::Played,
+            DeliveryState::Failed,
+            DeliveryState::OutsideWindow,
+            DeliveryState::Expired,
+            DeliveryState::Dead,
+            DeliveryState::NoConsent,
+            DeliveryState::Cancelled,
+        ])
+    }
+
+    fn update(state: DeliveryState, at: u64) -> Delivery {
+        Delivery {
+            job: "cmp.c1.j".into(),
+            state,
+            at,
+            wamid: None,
+            kind: None,
+            code: (state == DeliveryState::Failed).then_some(131_026),
+            reason: None,
+            attempts: None,
+        }
+    }
+
+    proptest! {
+        /// Status updates in any order and with any repeats: a record's
+        /// state only moves forward, a final state never changes, the end
+        /// state is the first final one (else the furthest), and the
+        /// campaign counters count each milestone at most once.
+        #[test]
+        fn status_updates_are_monotonic(states in prop::collection::vec(state(), 1..12)) {
+            let mut stored: Option<Delivery> = None;
+            let mut counted: std::collections::BTreeMap<String, i64> = Default::default();
+            for (i, s) in states.iter().enumerate() {
+                let u = update(*s, i as u64);
+                let before = stored.clone();
+                let changed = match stored.as_mut() {
+                    None => {
+                        stored = Some(u.clone());
+                        true
+                    }
+                    Some(d) => d.merge(&u),
+                };
+                if changed {
+                    for (name, n) in campaign_tally(before.as_ref(), &u) {
+                        *counted.entry(name).or_default() += n;
+                    }
+                }
+                let now = stored.as_ref().map(|d| d.state).unwrap_or(*s);
+                if let Some(b) = &before {
+                    prop_assert!(now.rank() >= b.state.rank());
+                    if b.state.is_final() {
+                        prop_assert_eq!(now, b.state);
+                    }
+                }
+            }
+            let end = stored.map(|d| d.state);
+            let first_final = states.iter().find(|s| s.is_final()).copied();
+            let expected = first_final.or_else(|| states.iter().max_by_key(|s| s.rank()).copied());
+            prop_assert_eq!(end, expected);
+            prop_assert_eq!(counted.get("queued").copied(), Some(-1));
+            for milestone in ["sent", "delivered", "read"] {
+                prop_assert!(counted.get(milestone).copied().unwrap_or(0) <= 1);
+            }
+            let finals: i64 = counted
+                .iter()
+                .filter(|(k, _)| k.starts_with("failed:") || k.starts_with("skipped:") || *k == "cancelled")
+                .map(|(_, v)| *v)
+                .sum();
+            prop_assert!(finals <= 1);
+        }
+    }
+}

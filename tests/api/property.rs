@@ -94,3 +94,92 @@ fn any_body_with_any_header_gets_200_401_or_413_and_never_crashes_the_server() {
     let health = rt.block_on(app.get("/healthz")).status();
     assert_eq!(health, 200);
 }
+
+/// Property: any multiset of deliveries (each message repeated, batched
+/// with others, in any order, as Meta's retries and batching produce) is
+/// stored as exactly one inbox entry per message id, per contact.
+#[test]
+fn any_delivery_multiset_gives_one_entry_per_message_id() {
+    use crate::helpers::spawn_app;
+    use whatsify::webhook::events::Event;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut runner = TestRunner::new(Config {
+        cases: 12,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let contacts = ["16505559101", "16505559102", "16505559103"];
+    // (message index 0..9, copies 1..3), and how the copies are grouped
+    // into deliveries (1..3 messages each), shuffled.
+    let strategy = (
+        prop::collection::vec((0usize..9, 1usize..4), 1..10),
+        1usize..4,
+        any::<u64>(),
+    );
+    runner
+        .run(&strategy, |(picks, per_delivery, seed)| {
+            let b = embedded();
+            let app = rt.block_on(spawn_app(&b.backend));
+            let message = |i: usize| {
+                let wa = contacts[i % contacts.len()];
+                serde_json::json!({
+                    "from": wa, "id": format!("wamid.MS{seed:016x}{i}"),
+                    "timestamp": whatsify::store::now_secs().to_string(),
+                    "type": "text", "text": { "body": format!("hello {i}") },
+                })
+            };
+            let mut copies: Vec<usize> = picks
+                .iter()
+                .flat_map(|(i, n)| std::iter::repeat_n(*i, *n))
+                .collect();
+            // A deterministic shuffle from the seed.
+            let mut s = seed | 1;
+            for k in (1..copies.len()).rev() {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                copies.swap(k, (s % (k as u64 + 1)) as usize);
+            }
+            for group in copies.chunks(per_delivery) {
+                let body = serde_json::to_vec(&serde_json::json!({
+                    "object": "whatsapp_business_account",
+                    "entry": [{ "id": "240017555501234", "changes": [{ "field": "messages", "value": {
+                        "messaging_product": "whatsapp",
+                        "metadata": { "display_phone_number": "15550001111", "phone_number_id": "106540352242922" },
+                        "contacts": contacts.iter().map(|w| serde_json::json!({"profile": {"name": "P"}, "wa_id": w})).collect::<Vec<_>>(),
+                        "messages": group.iter().map(|i| message(*i)).collect::<Vec<_>>(),
+                    }}]}]
+                }))
+                .expect("json");
+                let status = rt.block_on(app.post_signed(&body)).status().as_u16();
+                prop_assert_eq!(status, 200);
+            }
+            for (c, wa) in contacts.iter().enumerate() {
+                let mut want: Vec<String> = picks
+                    .iter()
+                    .map(|(i, _)| *i)
+                    .filter(|i| i % contacts.len() == c)
+                    .map(|i| format!("wamid.MS{seed:016x}{i}"))
+                    .collect();
+                want.sort();
+                want.dedup();
+                let mut got: Vec<String> = rt
+                    .block_on(app.events(&app.queue_of(wa)))
+                    .iter()
+                    .filter_map(|e| match e {
+                        Event::Message(m) => m.message.parse().ok().map(|t| t.id),
+                        _ => None,
+                    })
+                    .collect();
+                got.sort();
+                prop_assert_eq!(got, want, "contact {}", wa);
+            }
+            rt.block_on(app.stop());
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
