@@ -657,3 +657,24 @@ mod tests {
         assert!(!shown.contains(KEY));
     }
 }
+
+/// A setting SIGHUP may replace while the process runs: readers take a
+/// copy of the value in force.
+#[derive(Debug, Clone)]
+pub struct Live<T>(std::sync::Arc<std::sync::RwLock<T>>);
+
+impl<T: Clone> Live<T> {
+    pub fn new(value: T) -> Live<T> {
+        Live(std::sync::Arc::new(std::sync::RwLock::new(value)))
+    }
+
+    /// The value in force.
+    pub fn get(&self) -> T {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `value` in force.
+    pub fn set(&self, value: T) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = value;
+    }
+}

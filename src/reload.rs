@@ -68,6 +68,14 @@ pub struct TokenReload {
     pub keyring: crate::privacy::keys::Keyring,
     /// The id of the pseudonym key in force, which must not change.
     pub pepper_id: [u8; 4],
+    /// The app secrets webhooks are verified with, the verify token, the
+    /// admin token, the campaigns' limits and `outbox.*`: put in force at
+    /// once (a request under way keeps what it read).
+    pub verifier: crate::config::Live<crate::webhook::signature::SignatureVerifier>,
+    pub verify_token: crate::config::Live<secrecy::SecretString>,
+    pub admin_token: crate::config::Live<Option<secrecy::SecretString>>,
+    pub campaign_limits: crate::config::Live<crate::campaign::Limits>,
+    pub outbox: crate::config::Live<crate::config::OutboxSettings>,
 }
 
 impl TokenReload {
@@ -80,6 +88,7 @@ impl TokenReload {
             }
         };
         self.reload_keys(&settings);
+        self.reload_settings(&settings);
         if !self.token.set(settings.meta.access_token) {
             return;
         }
@@ -98,6 +107,30 @@ impl TokenReload {
 }
 
 impl TokenReload {
+    /// Puts the reloadable settings in force: secrets (app secrets, verify
+    /// and admin tokens) and limits (`outbox.*` but the worker and sender
+    /// counts, which need a restart; the campaigns' share of the rate).
+    fn reload_settings(&self, settings: &crate::config::Settings) {
+        self.verifier
+            .set(crate::webhook::signature::SignatureVerifier::new(
+                settings.meta.app_secret.clone(),
+                settings.meta.app_secret_previous.clone(),
+            ));
+        self.verify_token.set(settings.meta.verify_token.clone());
+        self.admin_token.set(settings.admin.token.clone());
+        self.campaign_limits
+            .set(crate::campaign::Limits::of(settings));
+        let mut outbox = settings.outbox.clone();
+        let running = self.outbox.get();
+        if (outbox.workers, outbox.senders) != (running.workers, running.senders) {
+            tracing::warn!("outbox.workers and outbox.senders take effect at the next start");
+        }
+        outbox.workers = running.workers;
+        outbox.senders = running.senders;
+        self.outbox.set(outbox);
+        tracing::info!("settings reloaded: app secrets, verify and admin tokens, outbox limits");
+    }
+
     /// Puts new master keys in force (`whatsify rotate-key`), and starts a
     /// rewrap of the data keys under the new current key.
     fn reload_keys(&self, settings: &crate::config::Settings) {

@@ -20,8 +20,9 @@ use crate::{health, webhook};
 /// What every request handler can reach.
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub verifier: SignatureVerifier,
-    pub verify_token: SecretString,
+    /// The app secrets webhooks are signed with (SIGHUP reloads them).
+    pub verifier: crate::config::Live<SignatureVerifier>,
+    pub verify_token: crate::config::Live<SecretString>,
     /// The master keys and the contacts' data keys.
     pub keyring: Keyring,
     pub pseudonymizer: Pseudonymizer,
@@ -32,7 +33,7 @@ pub struct AppState {
     /// Set on SIGTERM: the webhook answers 503 from then on.
     pub shutdown: crate::shutdown::Shutdown,
     /// The admin API's bearer token; `None`: the admin API is off.
-    pub admin_token: Option<SecretString>,
+    pub admin_token: crate::config::Live<Option<SecretString>>,
     /// Wakes this instance's workers when a delivery was stored.
     pub wake: crate::shutdown::Wakeups,
     /// `privacy.policy_version`, stamped on consent recorded at ingress.
@@ -44,34 +45,31 @@ pub struct AppState {
     /// The workers' clock (tests and `whatsify chat` move it).
     pub clock: crate::clock::Clock,
     /// What a campaign request is checked against.
-    pub campaign_limits: crate::campaign::Limits,
+    pub campaign_limits: crate::config::Live<crate::campaign::Limits>,
 }
 
 impl AppState {
     pub fn new(settings: &Settings, store: Arc<dyn Store>, crypto: &Crypto) -> Self {
         AppState {
             store,
-            verifier: SignatureVerifier::new(
+            verifier: crate::config::Live::new(SignatureVerifier::new(
                 settings.meta.app_secret.clone(),
                 settings.meta.app_secret_previous.clone(),
-            ),
-            verify_token: settings.meta.verify_token.clone(),
+            )),
+            verify_token: crate::config::Live::new(settings.meta.verify_token.clone()),
             keyring: crypto.keyring.clone(),
             pseudonymizer: crypto.pseudonymizer.clone(),
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: settings.server.body_timeout,
             flows: None,
             shutdown: crate::shutdown::Shutdown::new(),
-            admin_token: settings.admin.token.clone(),
+            admin_token: crate::config::Live::new(settings.admin.token.clone()),
             wake: crate::shutdown::Wakeups::default(),
             policy_version: settings.privacy.policy_version.clone(),
             audit: crypto.audit.clone(),
             retention_days: settings.privacy.retention_days,
             clock: crate::clock::Clock::system(),
-            campaign_limits: crate::campaign::Limits {
-                phone_number_id: settings.meta.phone_number_id.clone(),
-                messages_per_second: settings.outbox.messages_per_second,
-            },
+            campaign_limits: crate::config::Live::new(crate::campaign::Limits::of(settings)),
         }
     }
 }
@@ -167,6 +165,10 @@ impl Application {
         let token = crate::outbox::graph::SharedToken::new(settings.meta.access_token.clone());
         let breakers = crate::outbox::sender::Breakers::default();
         let wake = crate::shutdown::Wakeups::default();
+        // What SIGHUP replaces in force: shared by the HTTP handlers, the
+        // senders and the dispatcher.
+        let mut state = AppState::new(settings, store.clone(), &crypto);
+        let outbox = crate::config::Live::new(settings.outbox.clone());
         tokio::spawn(crate::reload::watch(
             settings.flows.dir.clone(),
             flows.clone(),
@@ -178,6 +180,11 @@ impl Application {
                 wake: wake.clone(),
                 keyring: crypto.keyring.clone(),
                 pepper_id: crate::privacy::keys::key_id(&secrets.pseudonym_key),
+                verifier: state.verifier.clone(),
+                verify_token: state.verify_token.clone(),
+                admin_token: state.admin_token.clone(),
+                campaign_limits: state.campaign_limits.clone(),
+                outbox: outbox.clone(),
             }),
         ));
         let client = crate::outbox::graph::Graph::client().map_err(StartError::Client)?;
@@ -226,7 +233,7 @@ impl Application {
                 keyring: crypto.keyring.clone(),
                 pseudonymizer: crypto.pseudonymizer.clone(),
                 graph: graph.clone(),
-                settings: settings.outbox.clone(),
+                settings: outbox.clone(),
                 breakers: breakers.clone(),
                 clock: clock.clone(),
                 stop: shutdown.clone(),
@@ -246,7 +253,7 @@ impl Application {
                 retention_days: settings.privacy.retention_days,
                 wake: wake.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
-                messages_per_second: settings.outbox.messages_per_second,
+                outbox: outbox.clone(),
                 checked: Default::default(),
             };
             tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
@@ -260,7 +267,6 @@ impl Application {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?
             .port();
-        let mut state = AppState::new(settings, store, &crypto);
         state.flows = Some(flows);
         state.shutdown = shutdown;
         state.wake = wake;

@@ -57,7 +57,7 @@ pub async fn create(
         return denied;
     }
     let now = state.clock.now();
-    let request = match campaign::parse(&body, &state.campaign_limits, now) {
+    let request = match campaign::parse(&body, &state.campaign_limits.get(), now) {
         Ok(r) => r,
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };

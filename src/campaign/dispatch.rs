@@ -49,9 +49,9 @@ pub struct Dispatcher {
     pub wake: crate::shutdown::Wakeups,
     /// This dispatcher's lease token.
     pub owner: String,
-    /// `outbox.messages_per_second`: campaigns share
-    /// [`super::RATE_SHARE_PERCENT`] of it per number.
-    pub messages_per_second: u32,
+    /// `outbox.*` in force: campaigns share
+    /// [`super::RATE_SHARE_PERCENT`] of `messages_per_second` per number.
+    pub outbox: crate::config::Live<crate::config::OutboxSettings>,
     /// Per campaign: when its number's pause and backlog were last read,
     /// and whether it may go on.
     pub checked: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, bool)>>,
@@ -139,6 +139,8 @@ impl Dispatcher {
             return Ok(Step::default());
         }
         let share = (self
+            .outbox
+            .get()
             .messages_per_second
             .saturating_mul(super::RATE_SHARE_PERCENT)
             / 100)

@@ -198,6 +198,14 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// From the settings in force.
+    pub fn of(settings: &crate::config::Settings) -> Limits {
+        Limits {
+            phone_number_id: settings.meta.phone_number_id.clone(),
+            messages_per_second: settings.outbox.messages_per_second,
+        }
+    }
+
     /// The fastest a campaign may go: its share of the number's rate.
     pub fn max_rate(&self) -> u32 {
         (self.messages_per_second.saturating_mul(RATE_SHARE_PERCENT) / 100).max(1)

@@ -183,7 +183,8 @@ pub struct Sender {
     pub keyring: crate::privacy::keys::Keyring,
     pub pseudonymizer: Pseudonymizer,
     pub graph: Graph,
-    pub settings: OutboxSettings,
+    /// `outbox.*` in force (SIGHUP reloads them).
+    pub settings: crate::config::Live<OutboxSettings>,
     pub breakers: Breakers,
     pub clock: Clock,
     /// Set on SIGTERM: the request in flight finishes, the rest stays
@@ -552,7 +553,7 @@ impl Sender {
                 .await;
             return Ok(Next::Stop);
         }
-        if now > job.created_at + self.settings.max_age.as_secs() {
+        if now > job.created_at + self.settings.get().max_age.as_secs() {
             let r = record(
                 DeliveryState::Expired,
                 None,
@@ -585,7 +586,7 @@ impl Sender {
         let number = job.phone_number_id.clone();
         let mut probing = false;
         if let Some(b) = self.breakers.get(self.store.as_ref(), &number).await? {
-            let next = now + self.settings.probe_interval.as_secs().max(1);
+            let next = now + self.settings.get().probe_interval.as_secs().max(1);
             if self.store.take_probe(&number, now, next).await? {
                 tracing::info!(phone_number_id = %number, "sending paused; probing with the next message");
                 probing = true;
@@ -613,7 +614,7 @@ impl Sender {
                 done.stats.push((stats::MESSAGES_OUT.to_owned(), 1));
                 return self.finish(claim, id, done, run).await;
             }
-            let wait = self.settings.unconfirmed_wait.as_millis() as u64;
+            let wait = self.settings.get().unconfirmed_wait.as_millis() as u64;
             match state.unconfirmed_since {
                 None => {
                     state.unconfirmed_since = Some(now_ms);
@@ -768,7 +769,7 @@ impl Sender {
                 self.give_up(claim, id, (r, None, consent), run).await
             }
             Class::Credentials => {
-                let probe = self.settings.probe_interval.as_secs().max(1);
+                let probe = self.settings.get().probe_interval.as_secs().max(1);
                 let b = Breaker {
                     code: f.code.unwrap_or(0),
                     reason: f.reason.clone(),
@@ -791,7 +792,7 @@ impl Sender {
                     .await
             }
             Class::Transient | Class::Throttled | Class::PairLimit => {
-                if state.attempts + 1 < self.settings.max_attempts {
+                if state.attempts + 1 < self.settings.get().max_attempts {
                     let class = match f.class {
                         Class::Throttled => "throttled",
                         Class::PairLimit => "pair_limit",
@@ -805,7 +806,7 @@ impl Sender {
                 state.attempts += 1;
                 state.last_code = f.code;
                 state.last_error = f.reason.clone();
-                if state.attempts >= self.settings.max_attempts {
+                if state.attempts >= self.settings.get().max_attempts {
                     let letter = Letter {
                         job: Some(job.clone()),
                         attempts: state.attempts,
@@ -820,11 +821,11 @@ impl Sender {
                     // Meta: retry after 4^X seconds, X = 0, 1, 2, …
                     let d = Duration::from_secs(4u64.saturating_pow(state.pair_hits));
                     state.pair_hits += 1;
-                    d.min(self.settings.retry_cap)
+                    d.min(self.settings.get().retry_cap)
                 } else {
                     backoff(
-                        self.settings.retry_base,
-                        self.settings.retry_cap,
+                        self.settings.get().retry_base,
+                        self.settings.get().retry_cap,
                         state.attempts,
                     )
                 };
@@ -934,9 +935,9 @@ impl Sender {
     ) -> Result<Option<u64>, StoreError> {
         if job.origin == Origin::Business {
             let key = format!("pair:{contact}");
-            let interval = self.settings.pair_interval.as_micros() as u64;
+            let interval = self.settings.get().pair_interval.as_micros() as u64;
             if let Some(wait) = self
-                .take(&key, interval, self.settings.pair_burst, 1)
+                .take(&key, interval, self.settings.get().pair_burst, 1)
                 .await?
                 .err()
             {
@@ -951,11 +952,11 @@ impl Sender {
             *n -= 1;
             return Ok(None);
         }
-        let mps = u64::from(self.settings.messages_per_second.max(1));
+        let mps = u64::from(self.settings.get().messages_per_second.max(1));
         // In microseconds: 80/s is 12,500 µs (milliseconds would round it
         // to 12 ms, a little over Meta's limit, and cap the rate at 1,000/s).
         let interval = (1_000_000 / mps).max(1);
-        let burst = (self.settings.messages_per_second / 10).max(1);
+        let burst = (self.settings.get().messages_per_second / 10).max(1);
         match self
             .take(&format!("pn:{number}"), interval, burst, run.left)
             .await?

@@ -622,6 +622,144 @@ async fn sighup_with_a_new_access_token_resumes_a_paused_number() {
     assert_eq!(readiness(&client).await, "ready");
 }
 
+/// SIGHUP puts new secrets and limits in force without a restart or a
+/// dropped request: a rotated app secret (the old one kept as previous,
+/// then dropped), a new admin token, and a lower send rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_secrets_and_limits() {
+    let graph = FakeGraph::start().await;
+    let b = embedded();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut env = test_env(
+        &b.backend,
+        &[
+            ("WHATSIFY__META__GRAPH_API_BASE", graph.base.clone()),
+            ("WHATSIFY__OUTBOX__MARK_READ", "false".into()),
+        ],
+    );
+    // These come from the file, which SIGHUP re-reads.
+    env.retain(|(k, _)| {
+        !matches!(
+            k.as_str(),
+            "WHATSIFY__META__APP_SECRET"
+                | "WHATSIFY__META__APP_SECRET_PREVIOUS"
+                | "WHATSIFY__ADMIN__TOKEN"
+        )
+    });
+    let (old_secret, new_secret) = ("old-app-secret-0123456789", "new-app-secret-9876543210");
+    let (old_admin, new_admin) = ("old-admin-token-0123456789-abcdefgh", "new-admin-token-9876543210-hgfedcba");
+    let file = |secret: &str, previous: &str, admin: &str, rate: u32| {
+        format!(
+            "[meta]\napp_secret = \"{secret}\"\napp_secret_previous = \"{previous}\"\n\
+             [admin]\ntoken = \"{admin}\"\n[outbox]\nmessages_per_second = {rate}\n"
+        )
+    };
+    let mut logs = Logs::default();
+    let bin = Binary::start_with(
+        dir.path(),
+        port,
+        &env,
+        &mut logs,
+        &file(old_secret, "", old_admin, 1000),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let post = async |secret: &str, n: usize| -> u16 {
+        let body = delivery("16505550171", "Reload", &format!("wamid.RL{n}"), hi());
+        client
+            .post(bin.url("/webhook"))
+            .header("Content-Type", "application/json")
+            .header("X-Hub-Signature-256", sign(secret, &body))
+            .body(body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    let admin = async |token: &str| -> u16 {
+        client
+            .get(bin.url("/admin/stats"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(post(old_secret, 1).await, 200);
+    assert_eq!(post(new_secret, 2).await, 401);
+    assert_eq!(admin(old_admin).await, 200);
+    // Rotation: the new secret in force, the old one still accepted.
+    std::fs::write(
+        dir.path().join("whatsify.toml"),
+        file(new_secret, old_secret, new_admin, 2),
+    )
+    .expect("rewrite");
+    bin.signal("-HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while post(new_secret, 3).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "new secret not in force{}",
+            logs.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        post(old_secret, 4).await,
+        200,
+        "the previous secret is still accepted"
+    );
+    assert_eq!(
+        admin(old_admin).await,
+        401,
+        "the old admin token is refused"
+    );
+    assert_eq!(admin(new_admin).await, 200);
+    // The lower rate is in force: five his get ten answers.
+    let before = graph.sent().len();
+    let started = Instant::now();
+    for n in 10..15 {
+        assert_eq!(post(new_secret, n).await, 200);
+    }
+    let sent = wait_for_jobs(&graph, before + 10, Duration::from_secs(30)).await;
+    let span = started.elapsed();
+    assert!(sent.len() >= before + 10, "the replies{}", logs.tail());
+    // Ten replies at two a second cannot take less than 4.5 s (a lower
+    // bound: the pacing in force, not a speed).
+    assert!(
+        span >= Duration::from_millis(3500),
+        "ten replies in {span:?}: the new rate is not in force"
+    );
+    // The old secret dropped.
+    std::fs::write(
+        dir.path().join("whatsify.toml"),
+        file(new_secret, "", new_admin, 2),
+    )
+    .expect("rewrite");
+    bin.signal("-HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while post(old_secret, 20).await != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "old secret still accepted{}",
+            logs.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged(&logs, "settings reloaded") >= 2);
+    assert!(
+        !logs.0.iter().any(|p| {
+            let t = std::fs::read_to_string(p).unwrap_or_default();
+            [old_secret, new_secret, old_admin, new_admin]
+                .iter()
+                .any(|s| t.contains(s))
+        }),
+        "a secret in the logs"
+    );
+    eprintln!("ten replies at outbox.messages_per_second = 2 after SIGHUP took {span:?}");
+}
+
 /// How many times the instances logged `what`.
 fn logged(logs: &Logs, what: &str) -> usize {
     logs.0
