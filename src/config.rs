@@ -53,6 +53,7 @@ workers = 4
 senders = 32
 shutdown_grace = "25s"
 unconfirmed_wait = "60s"
+request_timeout = "30s"
 
 [privacy]
 master_key = ""
@@ -208,6 +209,10 @@ pub struct OutboxSettings {
     /// status webhook for it came within this: Meta may have it.
     #[serde(with = "humantime_serde")]
     pub unconfirmed_wait: Duration,
+    /// How long a Graph API request may take before it counts as
+    /// unanswered (1 s to 30 s: a contact's lease must outlive it).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -504,6 +509,15 @@ impl RawSettings {
                     problem: "must be at least 1".into(),
                 });
             }
+        }
+        if self.outbox.request_timeout < Duration::from_secs(1)
+            || self.outbox.request_timeout > crate::outbox::graph::TIMEOUT
+        {
+            return Err(ConfigError::Invalid {
+                key: "outbox.request_timeout",
+                env: env_var("outbox.request_timeout"),
+                problem: "must be 1s to 30s (a contact's lease must outlive a request)".into(),
+            });
         }
         if self.outbox.retry_base.is_zero() || self.outbox.retry_cap < self.outbox.retry_base {
             return Err(ConfigError::Invalid {

@@ -187,7 +187,8 @@ impl Application {
                 outbox: outbox.clone(),
             }),
         ));
-        let client = crate::outbox::graph::Graph::client().map_err(StartError::Client)?;
+        let client = crate::outbox::graph::Graph::client(settings.outbox.request_timeout)
+            .map_err(StartError::Client)?;
         let graph =
             crate::outbox::graph::Graph::new(client, &settings.meta.graph_api_base, token.clone());
         let clock = crate::clock::Clock::system();

@@ -134,10 +134,11 @@ impl Graph {
         }
     }
 
-    /// Builds the pooled client every sender shares.
-    pub fn client() -> Result<reqwest::Client, String> {
+    /// Builds the pooled client every sender shares; a request that takes
+    /// longer than `timeout` (at most [`TIMEOUT`]) fails as unanswered.
+    pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
         reqwest::Client::builder()
-            .timeout(TIMEOUT)
+            .timeout(timeout.min(TIMEOUT))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| e.to_string())

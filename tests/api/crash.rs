@@ -648,7 +648,10 @@ async fn sighup_reloads_secrets_and_limits() {
         )
     });
     let (old_secret, new_secret) = ("old-app-secret-0123456789", "new-app-secret-9876543210");
-    let (old_admin, new_admin) = ("old-admin-token-0123456789-abcdefgh", "new-admin-token-9876543210-hgfedcba");
+    let (old_admin, new_admin) = (
+        "old-admin-token-0123456789-abcdefgh",
+        "new-admin-token-9876543210-hgfedcba",
+    );
     let file = |secret: &str, previous: &str, admin: &str, rate: u32| {
         format!(
             "[meta]\napp_secret = \"{secret}\"\napp_secret_previous = \"{previous}\"\n\

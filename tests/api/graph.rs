@@ -57,6 +57,9 @@ struct State {
     delay: Option<std::time::Duration>,
     /// Message requests received and not answered yet.
     in_flight: usize,
+    /// The next this many message requests are never answered (the
+    /// Graph API hanging).
+    hang: usize,
     uploads: Vec<Upload>,
 }
 
@@ -93,6 +96,16 @@ async fn messages(
     state.lock().unwrap_or_else(|p| p.into_inner()).in_flight += 1;
     // Counted down however the handler ends (the client may go away).
     let _in_flight = InFlight(state.get_ref().clone());
+    let hang = {
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        let hang = st.hang > 0;
+        st.hang = st.hang.saturating_sub(1);
+        hang
+    };
+    if hang {
+        // Never answered: the client gives up (and this is dropped).
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    }
     let auth = req
         .headers()
         .get("authorization")
@@ -340,6 +353,11 @@ impl FakeGraph {
     /// `None` answers normally again.
     pub fn fail_all(&self, failure: Option<(u16, i64)>) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).failing = failure;
+    }
+
+    /// The next `n` message requests are never answered.
+    pub fn hang_next(&self, n: usize) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).hang += n;
     }
 
     /// Message requests received and not answered yet.

@@ -806,3 +806,60 @@ async fn consent_is_recorded_from_the_flow_whatsapp_and_meta(backend: &Backend) 
     );
 }
 both_backends!(consent, consent_is_recorded_from_the_flow_whatsapp_and_meta);
+
+/// The Graph API hangs on one request: it is given up after
+/// `outbox.request_timeout` and tried again (sent once: the hung request
+/// never reached Meta's answer), while other contacts' replies go out
+/// meanwhile; nobody is blocked behind it.
+async fn a_hanging_graph_api_times_out_and_blocks_no_one(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(
+        backend,
+        &graph,
+        &[("WHATSIFY__OUTBOX__REQUEST_TIMEOUT", "2s")],
+    )
+    .await;
+    let (slow, others) = ("16505554701", ["16505554702", "16505554703", "16505554704"]);
+    graph.hang_next(1);
+    say_hi(&app, slow, "wamid.HANG1").await;
+    until("the hung request", 30, async || graph.in_flight() == 1).await;
+    for (i, wa) in others.iter().enumerate() {
+        say_hi(&app, wa, &format!("wamid.HANG{}", i + 2)).await;
+    }
+    // Every other contact gets both replies while the request hangs.
+    until("the others' replies", 30, async || {
+        others.iter().all(|wa| sent_to(&graph, wa).len() == 2)
+    })
+    .await;
+    assert!(
+        sent_to(&graph, slow).is_empty(),
+        "answered before the timeout"
+    );
+    assert_eq!(
+        graph.in_flight(),
+        1,
+        "still hanging while the others were answered"
+    );
+    // After the timeout the reply is tried again, in order, once.
+    until("the slow contact's replies", 30, async || {
+        sent_to(&graph, slow).len() == 2
+    })
+    .await;
+    let got = sent_to(&graph, slow);
+    assert_eq!(got[0]["type"], "text");
+    assert_eq!(got[1]["type"], "interactive");
+    let job = got[0]["biz_opaque_callback_data"].as_str().expect("job");
+    let tries = graph
+        .requests()
+        .iter()
+        .filter(|r| r.job.as_deref() == Some(job))
+        .count();
+    assert_eq!(tries, 1, "only the answered attempt reached the fake's log");
+    let rec = records(&app, slow).await;
+    assert!(
+        rec.iter()
+            .any(|r| r["state"] == "accepted" && r["attempts"] == 1),
+        "the retry is recorded as the second attempt: {rec:?}"
+    );
+}
+both_backends!(graph_hang, a_hanging_graph_api_times_out_and_blocks_no_one);
