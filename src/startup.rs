@@ -225,6 +225,7 @@ impl Application {
                     u64::from(settings.privacy.retention_days.max(1)) * 24 * 3600,
                 ),
                 owner: uuid::Uuid::new_v4().to_string(),
+                stranded: Default::default(),
             };
             tasks.push(tokio::spawn(worker.run(shutdown.clone())));
         }
@@ -243,6 +244,7 @@ impl Application {
                 retention_days: settings.privacy.retention_days,
                 policy_version: settings.privacy.policy_version.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
+                stranded: Default::default(),
             };
             tasks.push(tokio::spawn(sender.run(shutdown.clone())));
         }

@@ -180,6 +180,9 @@ pub struct Worker {
     pub audit: crate::privacy::audit::Chain,
     /// This worker's lease token.
     pub owner: String,
+    /// Claims a store error kept it from releasing (see
+    /// [`crate::store::Stranded`]).
+    pub stranded: crate::store::Stranded,
 }
 
 /// What handling an event adds to the commit: outbound jobs and consent
@@ -269,6 +272,7 @@ impl Worker {
     /// those the sweep of the store finds (queued elsewhere, left by a
     /// crash, or with a timeout due).
     pub async fn try_work_next(&self) -> Result<Outcome, StoreError> {
+        self.stranded.release_all(self.store.as_ref()).await?;
         // Busy with handed-over work, the store is still swept now and then
         // (timeouts come due; other instances' work waits).
         let overdue = self.wake.inbox.sweep_overdue(SWEEP_ANYWAY);
@@ -427,8 +431,9 @@ impl Worker {
     ) -> Result<Outcome, StoreError> {
         let held = claim.clone();
         let result = self.work(claim, tick).await;
-        if result.is_err() {
-            let _ = self.store.release(&held).await;
+        if result.is_err() && self.store.release(&held).await.is_err() {
+            // Released once the store answers again.
+            self.stranded.keep(held);
         }
         result
     }

@@ -199,6 +199,10 @@ pub struct Sender {
     pub retention_days: u32,
     /// This sender's lease token.
     pub owner: String,
+    /// Claims a store error kept it from releasing: released as soon as
+    /// the store answers again, so the contacts are not held for a whole
+    /// lease time after a Redis restart.
+    pub stranded: crate::store::Stranded,
 }
 
 fn outbox_context(contact: &ContactKey) -> Vec<u8> {
@@ -292,6 +296,7 @@ impl Sender {
     /// the sweep of the store finds (queued elsewhere, left by a crash, or
     /// deferred and now due).
     pub async fn try_send_next(&self) -> Result<SendOutcome, StoreError> {
+        self.stranded.release_all(self.store.as_ref()).await?;
         // Busy with handed-over work, the store is still swept now and then
         // (deferred outboxes come due; other instances' work waits).
         let overdue = self.wake.outbox.sweep_overdue(SWEEP_ANYWAY);
@@ -326,9 +331,11 @@ impl Sender {
         };
         let result = self.work(&claim).await;
         if result.is_err() {
-            // Best effort: do not leave the contact held for a lease
-            // time after a store error.
-            let _ = self.store.release(&claim).await;
+            // Do not leave the contact held for a lease time after a
+            // store error: released now, or once the store is back.
+            if self.store.release(&claim).await.is_err() {
+                self.stranded.keep(claim);
+            }
         }
         result
     }

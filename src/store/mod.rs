@@ -838,6 +838,40 @@ pub fn campaign_tally(old: Option<&Delivery>, new: &Delivery) -> Vec<(String, i6
     out
 }
 
+/// Claims a worker or sender could not release because the store failed:
+/// released as soon as it answers again (otherwise their contacts would
+/// wait for their leases to expire).
+#[derive(Default)]
+pub struct Stranded(std::sync::Mutex<Vec<Claim>>);
+
+impl Stranded {
+    /// Keeps a claim to release later.
+    pub fn keep(&self, claim: Claim) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(claim);
+    }
+
+    /// Releases the claims kept; those the store still refuses stay.
+    pub async fn release_all(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let kept = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut failed = None;
+        let mut left = Vec::new();
+        for claim in kept {
+            if failed.is_none() {
+                match store.release(&claim).await {
+                    Ok(()) => continue,
+                    Err(e) => failed = Some(e),
+                }
+            }
+            left.push(claim);
+        }
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(left);
+        failed.map_or(Ok(()), Err)
+    }
+}
+
 /// Opens the backend the settings choose.
 pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match settings.backend {

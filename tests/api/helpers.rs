@@ -82,6 +82,9 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// `appendonly yes`, `appendfsync always`: what was acknowledged
+    /// survives a kill -9 of Redis.
+    durable: bool,
 }
 
 impl RedisServer {
@@ -91,6 +94,21 @@ impl RedisServer {
             port: free_port(),
             child: None,
             dir,
+            durable: false,
+        };
+        server.restart();
+        server
+    }
+
+    /// A server that keeps what it acknowledged across a kill -9
+    /// (`appendonly yes`, `appendfsync always`, as docs/deploy.md says).
+    pub fn start_durable() -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            dir,
+            durable: true,
         };
         server.restart();
         server
@@ -104,7 +122,12 @@ impl RedisServer {
     pub fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", ""])
+            .args(if self.durable {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
