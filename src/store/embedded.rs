@@ -762,6 +762,14 @@ fn audience_bounds(
     Ok(Some((first, last)))
 }
 
+/// The table of a lane's ready contacts.
+fn ready_table(lane: Lane) -> TableDefinition<'static, &'static str, u64> {
+    match lane {
+        Lane::Inbox => READY,
+        Lane::Outbox => OUTBOX_READY,
+    }
+}
+
 /// A campaign as stored, if there is one.
 fn read_campaign(
     table: &impl ReadableTable<&'static str, (u64, &'static str, &'static [u8])>,
@@ -1025,12 +1033,7 @@ impl Store for EmbeddedStore {
         let start = hex::encode(rand::random::<[u8; 16]>());
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(corrupt)?;
-            let table = txn
-                .open_table(match lane {
-                    Lane::Inbox => READY,
-                    Lane::Outbox => OUTBOX_READY,
-                })
-                .map_err(corrupt)?;
+            let table = txn.open_table(ready_table(lane)).map_err(corrupt)?;
             let mut out = Vec::with_capacity(limit);
             for item in table.range(start.as_str()..).map_err(corrupt)?.take(limit) {
                 let (k, _) = item.map_err(corrupt)?;
@@ -1863,12 +1866,7 @@ impl Store for EmbeddedStore {
     async fn backlog(&self, lane: Lane) -> Result<(u64, Option<u64>), StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(corrupt)?;
-            let table = txn
-                .open_table(match lane {
-                    Lane::Inbox => READY,
-                    Lane::Outbox => OUTBOX_READY,
-                })
-                .map_err(corrupt)?;
+            let table = txn.open_table(ready_table(lane)).map_err(corrupt)?;
             let mut count = 0;
             let mut oldest: Option<u64> = None;
             for item in table.iter().map_err(corrupt)? {

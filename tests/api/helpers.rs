@@ -89,26 +89,22 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = RedisServer {
-            port: free_port(),
-            child: None,
-            dir,
-            durable: false,
-        };
-        server.restart();
-        server
+        Self::start_with(false)
     }
 
     /// A server that keeps what it acknowledged across a kill -9
     /// (`appendonly yes`, `appendfsync always`, as docs/deploy.md says).
     pub fn start_durable() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = RedisServer {
             port: free_port(),
             child: None,
             dir,
-            durable: true,
+            durable,
         };
         server.restart();
         server
