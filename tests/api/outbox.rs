@@ -272,6 +272,12 @@ async fn a_refused_token_pauses_the_number_until_a_probe_passes(backend: &Backen
         readiness(&app).await == "sending_paused"
     })
     .await;
+    // Requests already under way when it opened were sent before it: they
+    // are not what the pause must hold back.
+    until("the requests under way", 30, async || {
+        graph.in_flight() == 0
+    })
+    .await;
     let opened = Instant::now();
     let at_open = graph.requests().len();
     tokio::time::sleep(Duration::from_millis(3_500)).await;
