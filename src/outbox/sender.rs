@@ -321,15 +321,7 @@ impl Sender {
     }
 
     /// Sends `contact`'s pending jobs unless another sender holds them.
-    /// Every line logged meanwhile carries the pseudonymous contact id (the
-    /// `send` span).
     async fn try_contact(&self, contact: ContactKey) -> Result<SendOutcome, StoreError> {
-        use tracing::Instrument as _;
-        let span = tracing::info_span!("send", contact = %contact);
-        self.try_contact_in_span(contact).instrument(span).await
-    }
-
-    async fn try_contact_in_span(&self, contact: ContactKey) -> Result<SendOutcome, StoreError> {
         let Some(claim) = self
             .store
             .claim(Lane::Outbox, &contact, &self.owner, LEASE, BATCH)
