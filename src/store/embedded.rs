@@ -26,6 +26,7 @@
 //! | `audit` | sequence number → audit entry (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content) | kept: it is the audit trail |
 //! | `profiles` | contact key → (expiry, sealed profile) | `privacy.retention_days` after the last write (not read past its expiry; purged hourly) |
 //! | `data_keys` | contact key → (expiry, wrapped data key) | `privacy.retention_days` + 2 days after the contact's last message (likewise) |
+//! | `data_keys_rewrapped` | contact key → (expiry, the data key's previous wrapping): a claim taken before a rewrap still commits | [`super::REWRAPPED_KEEP`] after the rewrap (likewise); erased with the contact |
 //! | `stats` | `(day, counter)` → amount: the anonymous daily statistics | 400 days |
 //! | `pins` | name → value: the store's identity (the id of the pseudonym key its contacts are named under) | kept |
 //! | `campaigns` | campaign id → (creation time in Unix ms, status, definition JSON) | 400 days after its creation ([`super::CAMPAIGN_TTL`]; purged hourly) |
@@ -101,6 +102,9 @@ const PINS: TableDefinition<&str, &str> = TableDefinition::new("pins");
 const STATS: TableDefinition<(&str, &str), u64> = TableDefinition::new("stats");
 /// contact → (expiry, Unix s; wrapped data key).
 const DATA_KEYS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("data_keys");
+/// contact → (expiry, Unix s; the data key's previous wrapping), for
+/// [`super::REWRAPPED_KEEP`] after a rewrap.
+const REWRAPPED: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("data_keys_rewrapped");
 /// campaign id → (creation time, Unix ms; status; definition JSON).
 const CAMPAIGNS: TableDefinition<&str, (u64, &str, &[u8])> = TableDefinition::new("campaigns");
 /// (creation time, Unix ms; campaign id) → (): the campaigns in order.
@@ -231,6 +235,36 @@ fn read_data_key(txn: &redb::ReadTransaction, key: &str) -> Result<Option<Vec<u8
     read_unexpired(txn, DATA_KEYS, key)
 }
 
+/// The contact's stored data key (its expiry and wrapping) when a claim
+/// that read `wrapped` may still write under it: it is the stored
+/// wrapping, or the one a rewrap replaced lately. `None` when the key
+/// went (erased) or is another.
+fn key_in_force(
+    txn: &redb::WriteTransaction,
+    contact: &str,
+    wrapped: &[u8],
+) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    let Some((until, current)) = txn
+        .open_table(DATA_KEYS)
+        .map_err(corrupt)?
+        .get(contact)
+        .map_err(corrupt)?
+        .map(|v| (v.value().0, v.value().1.to_vec()))
+    else {
+        return Ok(None);
+    };
+    if current == wrapped {
+        return Ok(Some((until, current)));
+    }
+    let was = txn
+        .open_table(REWRAPPED)
+        .map_err(corrupt)?
+        .get(contact)
+        .map_err(corrupt)?
+        .and_then(|v| unexpired(v.value(), now_secs()));
+    Ok((was.as_deref() == Some(wrapped)).then_some((until, current)))
+}
+
 /// A contact's sealed profile, unless it is past its expiry.
 fn read_profile(txn: &redb::ReadTransaction, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
     read_unexpired(txn, PROFILES, key)
@@ -343,7 +377,7 @@ fn purge_expired(txn: &redb::WriteTransaction, now: u64) -> Result<usize, StoreE
         removed += old.len();
     }
     // Profiles and data keys past their expiry; sessions idle past theirs.
-    for table in [PROFILES, DATA_KEYS] {
+    for table in [PROFILES, DATA_KEYS, REWRAPPED] {
         let mut t = txn.open_table(table).map_err(corrupt)?;
         let old: Vec<String> = expired(&t, |v| v.0 <= now)?;
         for k in &old {
@@ -647,6 +681,7 @@ impl EmbeddedStore {
             txn.open_table(SUPPRESSED).map_err(corrupt)?;
             txn.open_table(HISTORY_AGE).map_err(corrupt)?;
             txn.open_table(DATA_KEYS).map_err(corrupt)?;
+            txn.open_table(REWRAPPED).map_err(corrupt)?;
             txn.open_table(STATS).map_err(corrupt)?;
             txn.open_table(SESSION_EXPIRY).map_err(corrupt)?;
             txn.open_table(PINS).map_err(corrupt)?;
@@ -1137,13 +1172,13 @@ impl Store for EmbeddedStore {
                 // Sealed under a data key that is no longer the contact's
                 // (erased meanwhile): nothing is written.
                 if let Some(wrapped) = &c.data_key {
-                    let mut keys = txn.open_table(DATA_KEYS).map_err(corrupt)?;
-                    let until = match keys.get(key).map_err(corrupt)? {
-                        Some(v) if v.value().1 == wrapped.as_slice() => v.value().0,
-                        _ => return Ok(Committed::LeaseLost),
+                    let Some((until, current)) = key_in_force(txn, key, wrapped)? else {
+                        return Ok(Committed::LeaseLost);
                     };
                     let keep = now_secs() + commit.profile_ttl.as_secs() + 2 * 86_400;
-                    keys.insert(key, (until.max(keep), wrapped.as_slice()))
+                    txn.open_table(DATA_KEYS)
+                        .map_err(corrupt)?
+                        .insert(key, (until.max(keep), current.as_slice()))
                         .map_err(corrupt)?;
                 }
                 let inbox_q = Queue::Contact(c.contact.clone()).name();
@@ -1454,6 +1489,10 @@ impl Store for EmbeddedStore {
                 .map_err(corrupt)?
                 .remove(k)
                 .map_err(corrupt)?;
+            txn.open_table(REWRAPPED)
+                .map_err(corrupt)?
+                .remove(k)
+                .map_err(corrupt)?;
             txn.open_table(SESSION_EXPIRY)
                 .map_err(corrupt)?
                 .remove(k)
@@ -1654,6 +1693,13 @@ impl Store for EmbeddedStore {
             };
             t.insert(key.as_str(), (until, new.as_slice()))
                 .map_err(corrupt)?;
+            txn.open_table(REWRAPPED)
+                .map_err(corrupt)?
+                .insert(
+                    key.as_str(),
+                    (now_secs() + super::REWRAPPED_KEEP.as_secs(), old.as_slice()),
+                )
+                .map_err(corrupt)?;
             Ok(true)
         })
         .await
@@ -1755,17 +1801,11 @@ impl Store for EmbeddedStore {
         let held = self
             .write(move |txn| {
                 let key = c.contact.as_str();
-                if let Some(wrapped) = &c.data_key {
-                    let stored = txn
-                        .open_table(DATA_KEYS)
-                        .map_err(corrupt)?
-                        .get(key)
-                        .map_err(corrupt)?
-                        .map(|v| v.value().1.to_vec());
-                    if stored.as_deref() != Some(wrapped.as_slice()) {
-                        // The contact was erased meanwhile: nothing to write.
-                        return Ok(false);
-                    }
+                if let Some(wrapped) = &c.data_key
+                    && key_in_force(txn, key, wrapped)?.is_none()
+                {
+                    // The contact was erased meanwhile: nothing to write.
+                    return Ok(false);
                 }
                 let q = Queue::Outbox(c.contact.clone()).name();
                 {

@@ -32,6 +32,10 @@ pub const DEDUP_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 /// message time-to-live is 30 days; an event older than that is useless.
 pub const INBOX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// How long a data key's previous wrapping is still accepted from a claim
+/// after [`Store::replace_data_key`]: well past any claim's lease.
+pub const REWRAPPED_KEEP: Duration = Duration::from_secs(3600);
+
 /// Which inbox queue an entry belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Queue {
@@ -560,7 +564,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<(ContactKey, Vec<u8>)>, Option<String>), StoreError>;
 
     /// Replaces a contact's data key by `new` if it is still `old` (the
-    /// same key rewrapped); answers whether it did.
+    /// same key rewrapped); answers whether it did. For [`REWRAPPED_KEEP`]
+    /// afterwards, a claim taken under `old` still commits and finishes:
+    /// a rewrap changes the wrapping, not the key its entries are sealed
+    /// under.
     async fn replace_data_key(
         &self,
         contact: &ContactKey,

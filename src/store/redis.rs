@@ -21,6 +21,7 @@
 //! | `P{s:N}:c:<contact>:consent` | stream: the consent ledger (JSON entries: purpose, granted, time, source, policy version; no message content) | kept: it is the evidence of consent |
 //! | `P{s:N}:c:<contact>:window` | hash: business phone_number_id → the customer's last message time (Unix s) | 2 days after the last write |
 //! | `P{s:N}:c:<contact>:key` | string: the contact's data key, wrapped under a master key (see `privacy::keys`) | `privacy.retention_days` + 2 days after the contact's last message |
+//! | `P{s:N}:c:<contact>:key:was` | string: the data key's previous wrapping after a rewrap; a claim taken under it still commits and finishes (the key is the same) | [`super::REWRAPPED_KEEP`] (one hour) |
 //! | `P{s:N}:stats:<day>` | hash: the shard's anonymous counters of a UTC day (messages in and out, opt-outs, opt-ins, exports, erasures, `step:<flow>/<step>`); no contact | 400 days |
 //! | `P{s:N}:c:<contact>:cmp` | hash: campaign id → the contact's turn in it (`q` queued, `s` skipped, `d` done): never twice per campaign | as long as the contact's data key (`privacy.retention_days` + 2 days) after the last campaign |
 //! | `P{s:N}:c:<contact>:lastcmp` | string: the campaign whose message the contact got last, so an opt-out within 24 hours counts for it | 24 hours |
@@ -182,10 +183,12 @@ redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 "#;
 
-/// KEYS: a contact's data key. ARGV: the stored key, its replacement.
+/// KEYS: a contact's data key, its previous wrapping. ARGV: the stored
+/// key, its replacement, how long the previous wrapping is kept (s).
 const REWRAP_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
   return 1
 end
 return 0
@@ -286,7 +289,8 @@ end
 /// entries, then the number of counters, the statistics' TTL and (name,
 /// amount) per counter (KEYS[14]: the shard's statistics of the day), the
 /// campaign counters' TTL, and last the wrapped data key the claim was
-/// sealed under, or empty (KEYS[15]: the contact's data key). KEYS[16..18]:
+/// sealed under, or empty (KEYS[15]: the contact's data key; its previous
+/// wrapping, `KEYS[15]:was`, is accepted too). KEYS[16..18]:
 /// the shard's campaign counters prefix, the contact's campaign marks and
 /// last campaign mark (see `tally`; an opt-out counts for the campaign
 /// whose message came within 24 hours). A data key that is no longer the stored one
@@ -297,7 +301,8 @@ const COMMIT_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local dk = ARGV[#ARGV]
 if dk ~= '' then
-  if redis.call('GET', KEYS[15]) ~= dk then return -1 end
+  local cur = redis.call('GET', KEYS[15])
+  if cur ~= dk and (not cur or redis.call('GET', KEYS[15] .. ':was') ~= dk) then return -1 end
   redis.call('EXPIRE', KEYS[15], tonumber(ARGV[15]) + 172800)
 end
 local n, j, d, c = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -369,14 +374,18 @@ return left
 /// number of other entry ids, then those ids, the number of counters,
 /// the statistics' TTL, (name, amount) per counter, the campaign counters'
 /// TTL, and last the claim's wrapped data key or empty (KEYS[11]: the
-/// contact's data key). KEYS[12..14]: the shard's campaign counters prefix,
+/// contact's data key; its previous wrapping, `KEYS[11]:was`, is accepted
+/// too). KEYS[12..14]: the shard's campaign counters prefix,
 /// the contact's campaign marks and last campaign mark. When the
 /// data key is no longer the stored one (the contact was erased), nothing
 /// is written and 0 is answered. Returns 1 if the lease is
 /// still held, else 0; the job is finished either way.
 const FINISH_LUA: &str = r#"
 local dk = ARGV[#ARGV]
-if dk ~= '' and redis.call('GET', KEYS[11]) ~= dk then return 0 end
+if dk ~= '' then
+  local cur = redis.call('GET', KEYS[11])
+  if cur ~= dk and (not cur or redis.call('GET', KEYS[11] .. ':was') ~= dk) then return 0 end
+end
 if ARGV[10] ~= '' then redis.call('XADD', KEYS[7], '*', 'c', ARGV[10]) end
 redis.call('XDEL', KEYS[2], ARGV[2])
 local also = tonumber(ARGV[12])
@@ -1468,6 +1477,7 @@ impl Store for RedisStore {
             "lease:inbox",
             "lease:outbox",
             "key",
+            "key:was",
             "lastcmp",
             "cmp",
         ];
@@ -1697,8 +1707,10 @@ impl Store for RedisStore {
         let done: i64 = self
             .rewrap
             .key(self.contact_key(contact, "key"))
+            .key(self.contact_key(contact, "key:was"))
             .arg(old)
             .arg(new)
+            .arg(super::REWRAPPED_KEEP.as_secs())
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
