@@ -302,8 +302,21 @@ impl Worker {
     }
 
     /// Works on `contact` unless another worker holds it; with `tick`,
-    /// first fires its due timeout.
+    /// first fires its due timeout. Every line logged meanwhile carries the
+    /// pseudonymous contact id (the `conversation` span).
     async fn try_contact(
+        &self,
+        contact: ContactKey,
+        tick: Option<u64>,
+    ) -> Result<Outcome, StoreError> {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!("conversation", contact = %contact);
+        self.try_contact_in_span(contact, tick)
+            .instrument(span)
+            .await
+    }
+
+    async fn try_contact_in_span(
         &self,
         contact: ContactKey,
         tick: Option<u64>,

@@ -321,7 +321,15 @@ impl Sender {
     }
 
     /// Sends `contact`'s pending jobs unless another sender holds them.
+    /// Every line logged meanwhile carries the pseudonymous contact id (the
+    /// `send` span).
     async fn try_contact(&self, contact: ContactKey) -> Result<SendOutcome, StoreError> {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!("send", contact = %contact);
+        self.try_contact_in_span(contact).instrument(span).await
+    }
+
+    async fn try_contact_in_span(&self, contact: ContactKey) -> Result<SendOutcome, StoreError> {
         let Some(claim) = self
             .store
             .claim(Lane::Outbox, &contact, &self.owner, LEASE, BATCH)
@@ -431,6 +439,12 @@ impl Sender {
             if record.state == DeliveryState::Dead {
                 m.dead_letters.inc();
             }
+            // The contact is the `send` span's.
+            tracing::debug!(
+                state = record.state.name(),
+                code = record.code,
+                "send finished"
+            );
         }
         run.released = run.last;
         Ok(if held { Next::Finished } else { Next::Stop })

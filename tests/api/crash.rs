@@ -82,8 +82,8 @@ impl Binary {
         let child = Command::new(env!("CARGO_BIN_EXE_whatsify"))
             .args(["serve", "--config"])
             .arg(&config)
-            .envs(env)
             .env("RUST_LOG", "info")
+            .envs(env)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -761,6 +761,78 @@ async fn sighup_reloads_secrets_and_limits() {
         "a secret in the logs"
     );
     eprintln!("ten replies at outbox.messages_per_second = 2 after SIGHUP took {span:?}");
+}
+
+/// `log.format = "json"`: every line is a JSON object; every line of a
+/// webhook request carries its request id, and every line of a
+/// conversation step or a send carries the pseudonymous contact id (never
+/// the number).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id_and_the_contact_id() {
+    let graph = FakeGraph::start().await;
+    let b = embedded();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let env = test_env(
+        &b.backend,
+        &[
+            ("WHATSIFY__META__GRAPH_API_BASE", graph.base.clone()),
+            ("WHATSIFY__LOG__FORMAT", "json".into()),
+            (
+                "RUST_LOG",
+                "debug,h2=info,hyper=info,reqwest=info,rustls=info".into(),
+            ),
+        ],
+    );
+    let mut logs = Logs::default();
+    let bin = Binary::start(dir.path(), port, &env, &mut logs).await;
+    let client = reqwest::Client::new();
+    let wa = "16505550191";
+    post_until_taken(
+        &client,
+        &bin.url("/webhook"),
+        &delivery(wa, "Jay", "wamid.J1", hi()),
+    )
+    .await;
+    let stop = json!({"type": "text", "text": {"body": "STOP"}});
+    post_until_taken(
+        &client,
+        &bin.url("/webhook"),
+        &delivery(wa, "Jay", "wamid.J2", stop),
+    )
+    .await;
+    // The welcome (two messages) and the opt-out confirmation.
+    wait_for_jobs(&graph, 3, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = std::fs::read_to_string(&logs.0[0]).expect("log");
+    let (mut requests, mut steps, mut sends) = (0, 0, 0);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let target = v["target"].as_str().unwrap_or("");
+        assert!(!line.contains(wa), "the number in a log line: {line}");
+        let in_request = v["spans"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["request_id"].is_string()));
+        if target.starts_with("whatsify::webhook") {
+            requests += 1;
+            assert!(in_request, "no request id: {line}");
+        }
+        if target.starts_with("whatsify::outbox") {
+            sends += 1;
+        }
+        if target.starts_with("whatsify::worker") || target.starts_with("whatsify::outbox") {
+            steps += 1;
+            let contact = v["contact"].as_str().or(v["span"]["contact"].as_str());
+            assert!(
+                contact.is_some_and(|c| c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit())),
+                "no pseudonymous contact id: {line}"
+            );
+        }
+    }
+    assert!(requests >= 2, "request lines: {requests}{}", logs.tail());
+    assert!(steps >= 2, "conversation lines: {steps}{}", logs.tail());
+    assert!(sends >= 3, "send lines: {sends}{}", logs.tail());
 }
 
 /// How many times the instances logged `what`.
