@@ -275,6 +275,8 @@ impl std::fmt::Debug for Key32 {
 pub enum Backend {
     Embedded,
     Redis,
+    /// A Redis Cluster; `store.redis_url` lists one or more of its nodes.
+    RedisCluster,
 }
 
 /// Validated settings: what the rest of the program reads.
@@ -471,11 +473,14 @@ impl RawSettings {
         let backend = match self.store.backend.as_str() {
             "embedded" => Backend::Embedded,
             "redis" => Backend::Redis,
+            "redis-cluster" => Backend::RedisCluster,
             other => {
                 return Err(ConfigError::Invalid {
                     key: "store.backend",
                     env: env_var("store.backend"),
-                    problem: format!("{other:?} is not \"embedded\" or \"redis\""),
+                    problem: format!(
+                        "{other:?} is not \"embedded\", \"redis\" or \"redis-cluster\""
+                    ),
                 });
             }
         };
@@ -653,6 +658,23 @@ mod tests {
         assert_eq!(s.server.bind, "0.0.0.0:9000");
         assert_eq!(s.outbox.max_attempts, 5);
         assert_eq!(s.store.backend, Backend::Redis);
+    }
+
+    #[test]
+    fn the_store_backend_is_one_of_three() {
+        let backend = |b: &str| {
+            Settings::load_from(None, env(&[("WHATSIFY__STORE__BACKEND", b)]))
+                .map(|s| s.store.backend)
+        };
+        assert_eq!(
+            backend("redis-cluster").expect("valid"),
+            Backend::RedisCluster
+        );
+        let err = backend("cluster").expect_err("invalid").to_string();
+        assert!(
+            err.contains("store.backend") && err.contains("redis-cluster"),
+            "{err}"
+        );
     }
 
     #[test]

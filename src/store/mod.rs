@@ -16,6 +16,7 @@
 
 pub mod embedded;
 pub mod redis;
+mod redis_conn;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -886,6 +887,9 @@ pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
         Backend::Redis => {
             Arc::new(redis::RedisStore::connect(&settings.redis_url, &settings.key_prefix).await?)
         }
+        Backend::RedisCluster => Arc::new(
+            redis::RedisStore::connect_cluster(&settings.redis_url, &settings.key_prefix).await?,
+        ),
     })
 }
 

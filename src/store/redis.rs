@@ -75,6 +75,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::redis_conn::Conn;
 use redis::{RedisError, Value};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -633,7 +635,7 @@ return #m
 /// The Redis store; cheap to clone (one multiplexed connection).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     append: redis::Script,
     claim: redis::Script,
@@ -736,7 +738,31 @@ impl RedisStore {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(unavailable)?;
-        Ok(RedisStore {
+        Ok(Self::with(Conn::Single(conn), prefix))
+    }
+
+    /// Connects to a Redis Cluster through `urls`: one or more of its
+    /// nodes, separated by commas (the rest are found from them).
+    pub async fn connect_cluster(urls: &SecretString, prefix: &str) -> Result<Self, StoreError> {
+        let nodes: Vec<&str> = urls
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let invalid =
+            || StoreError::Unavailable("store.redis_url is not a list of valid Redis URLs".into());
+        let client = redis::cluster::ClusterClientBuilder::new(nodes)
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|_| invalid())?;
+        let conn = client.get_async_connection().await.map_err(unavailable)?;
+        Ok(Self::with(Conn::Cluster(conn), prefix))
+    }
+
+    fn with(conn: Conn, prefix: &str) -> Self {
+        RedisStore {
             conn,
             prefix: prefix.to_owned(),
             append: redis::Script::new(APPEND_LUA),
@@ -763,7 +789,7 @@ impl RedisStore {
             set_head: redis::Script::new(SET_HEAD_LUA),
             trim: redis::Script::new(TRIM_LUA),
             unlist: redis::Script::new(UNLIST_LUA),
-        })
+        }
     }
 
     /// The value of a string key, if any.
@@ -1654,7 +1680,6 @@ impl Store for RedisStore {
         limit: usize,
     ) -> Result<(Vec<(ContactKey, Vec<u8>)>, Option<String>), StoreError> {
         let mut conn = self.conn.clone();
-        let start: u64 = cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
         let escaped: String = self
             .prefix
             .chars()
@@ -1666,15 +1691,54 @@ impl Store for RedisStore {
                     .chain(std::iter::once(c))
             })
             .collect();
-        let (next, names): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(start)
-            .arg("MATCH")
-            .arg(format!("{escaped}{{s:*}}:c:*:key"))
-            .arg("COUNT")
-            .arg(limit.max(10))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let (next, names): (Option<String>, Vec<String>) = match &self.conn {
+            Conn::Single(_) => {
+                let start: u64 = cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
+                let (next, names): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(start)
+                    .arg("MATCH")
+                    .arg(format!("{escaped}{{s:*}}:c:*:key"))
+                    .arg("COUNT")
+                    .arg(limit.max(10))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                ((next != 0).then(|| next.to_string()), names)
+            }
+            Conn::Cluster(cluster) => {
+                // SCAN walks one node: each shard in turn, on the node that
+                // holds its slot (cursor `shard:cursor`).
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let (shard, at) = cursor
+                    .as_deref()
+                    .and_then(|c| c.split_once(':'))
+                    .and_then(|(s, c)| Some((s.parse::<u16>().ok()?, c.parse::<u64>().ok()?)))
+                    .unwrap_or((0, 0));
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(at)
+                    .arg("MATCH")
+                    .arg(format!("{escaped}{{s:{shard}}}:c:*:key"))
+                    .arg("COUNT")
+                    .arg(limit.max(10));
+                let route = Route::with_key(self.shard_key(shard, "scan"), SlotAddr::Master);
+                let answer = cluster
+                    .clone()
+                    .route_command(
+                        scan,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                let (n, names): (u64, Vec<String>) = redis::from_redis_value(answer)
+                    .map_err(|e| StoreError::Corrupt(format!("SCAN answered: {e}")))?;
+                let next = if n != 0 {
+                    Some(format!("{shard}:{n}"))
+                } else {
+                    (shard + 1 < SHARDS).then(|| format!("{}:0", shard + 1))
+                };
+                (next, names)
+            }
+        };
         let mut out = Vec::with_capacity(names.len());
         if !names.is_empty() {
             // One GET each (a multi-key MGET would span Cluster slots).
@@ -1694,7 +1758,7 @@ impl Store for RedisStore {
                 }
             }
         }
-        Ok((out, (next != 0).then(|| next.to_string())))
+        Ok((out, next))
     }
 
     async fn replace_data_key(

@@ -244,9 +244,13 @@ both_backends!(ordering, fifty_contacts_in_parallel_end_as_a_serial_replay);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_redis_share_the_work_and_answer_each_message_once() {
     let b = crate::helpers::redis();
+    two_instances_share_the_work_and_answer_each_message_once(&b.backend).await;
+}
+
+async fn two_instances_share_the_work_and_answer_each_message_once(backend: &Backend) {
     let graph = FakeGraph::start().await;
-    let one = running(&b.backend, &graph, 2).await;
-    let two = running(&b.backend, &graph, 2).await;
+    let one = running(backend, &graph, 2).await;
+    let two = running(backend, &graph, 2).await;
     let contacts: Vec<String> = (0..10).map(|i| format!("1650555{:04}", 3000 + i)).collect();
     join_all(contacts.iter().enumerate().map(|(n, wa_id)| {
         let (one, two) = (&one, &two);
@@ -319,3 +323,19 @@ async fn a_timeout_fires_in_serve_without_any_message(backend: &Backend) {
     graph.stop().await;
 }
 both_backends!(timeout_fires, a_timeout_fires_in_serve_without_any_message);
+
+/// The conversation scenarios on a real 3-master Redis Cluster (issue 7,
+/// point 4), one of them through two instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_on_a_redis_cluster() {
+    let cluster = crate::helpers::RedisCluster::start();
+    crate::on_cluster!(
+        cluster,
+        two_instances_share_the_work_and_answer_each_message_once,
+        a_conversation_runs_from_webhook_to_graph_api,
+        a_contact_known_only_by_user_id_is_answered_by_recipient,
+        a_transient_graph_error_is_retried_and_order_is_kept,
+        fifty_contacts_in_parallel_end_as_a_serial_replay,
+        a_timeout_fires_in_serve_without_any_message,
+    );
+}

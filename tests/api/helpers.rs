@@ -148,6 +148,105 @@ impl Drop for RedisServer {
     }
 }
 
+/// A 3-master Redis Cluster on loopback ports, owned by one test and
+/// killed on drop: three `redis-server --cluster-enabled yes` joined by
+/// `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    children: Vec<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 3 {
+            // The cluster bus listens on the port + 10000.
+            let p = free_port();
+            if p < 55_000
+                && !ports.contains(&p)
+                && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+            {
+                ports.push(p);
+            }
+        }
+        let mut children = Vec::new();
+        for p in &ports {
+            let child = Command::new("redis-server")
+                .args(["--port", &p.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", &format!("nodes-{p}.conf")])
+                .args(["--cluster-node-timeout", "5000"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (scripts/test installs it)");
+            children.push(child);
+        }
+        let cluster = RedisCluster {
+            ports,
+            children,
+            _dir: dir,
+        };
+        for url in cluster.urls() {
+            wait_for_redis(&url);
+        }
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli must be installed with redis-server");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        // Every node must see every slot served before the test starts.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for url in cluster.urls() {
+            let client = redis::Client::open(url.as_str()).expect("url");
+            loop {
+                let info: String = client
+                    .get_connection()
+                    .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query(&mut c))
+                    .unwrap_or_default();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster never became ok");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        cluster
+    }
+
+    /// Each node's URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// The nodes as `store.redis_url` takes them (commas between).
+    pub fn redis_url(&self) -> String {
+        self.urls().join(",")
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn wait_for_redis(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let client = redis::Client::open(url).expect("url");
@@ -212,7 +311,15 @@ impl Drop for TestRedis {
 #[derive(Clone, Debug)]
 pub enum Backend {
     Embedded(PathBuf),
-    Redis { url: String, prefix: String },
+    Redis {
+        url: String,
+        prefix: String,
+    },
+    /// A Redis Cluster: `urls` lists its nodes, separated by commas.
+    Cluster {
+        urls: String,
+        prefix: String,
+    },
 }
 
 /// The environment a test server runs with.
@@ -243,6 +350,11 @@ pub fn test_env(backend: &Backend, extra: &[(&str, String)]) -> Vec<(String, Str
         Backend::Redis { url, prefix } => {
             env.push(("WHATSIFY__STORE__BACKEND", "redis".into()));
             env.push(("WHATSIFY__STORE__REDIS_URL", url.clone()));
+            env.push(("WHATSIFY__STORE__KEY_PREFIX", prefix.clone()));
+        }
+        Backend::Cluster { urls, prefix } => {
+            env.push(("WHATSIFY__STORE__BACKEND", "redis-cluster".into()));
+            env.push(("WHATSIFY__STORE__REDIS_URL", urls.clone()));
             env.push(("WHATSIFY__STORE__KEY_PREFIX", prefix.clone()));
         }
     }
@@ -505,6 +617,21 @@ pub fn redis() -> TestBackend {
         _dir: None,
         _redis: Some(r),
     }
+}
+
+/// Runs async test bodies one after the other on a [`RedisCluster`], each
+/// under its own key prefix.
+#[macro_export]
+macro_rules! on_cluster {
+    ($cluster:expr, $($case:ident,)*) => {
+        $(
+            let backend = $crate::helpers::Backend::Cluster {
+                urls: $cluster.redis_url(),
+                prefix: format!("wt-cl-{}:", stringify!($case)),
+            };
+            $case(&backend).await;
+        )*
+    };
 }
 
 /// Runs an async test body against both backends.

@@ -798,9 +798,23 @@ fn raw_bytes(value: &redis::Value, out: &mut Vec<u8>) {
     }
 }
 
+/// Every key under `prefix` on every node of a cluster.
+async fn cluster_dump(urls: &str, prefix: &str) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    for url in urls.split(',') {
+        all.extend(redis_dump(url, prefix).await);
+    }
+    all
+}
+
 async fn stored_bytes(backend: &Backend) -> Vec<u8> {
     match backend {
         Backend::Redis { url, prefix } => redis_dump(url, prefix)
+            .await
+            .into_iter()
+            .flat_map(|(k, v)| format!("{k}\n{v}\n").into_bytes())
+            .collect(),
+        Backend::Cluster { urls, prefix } => cluster_dump(urls, prefix)
             .await
             .into_iter()
             .flat_map(|(k, v)| format!("{k}\n{v}\n").into_bytes())
@@ -937,11 +951,15 @@ async fn delete_my_data_erases_everything(backend: &Backend) {
     for needle in [wa, name, "48213", "Elm Row"] {
         assert!(!contains(&after, needle), "{needle:?} stored in clear");
     }
-    if let Backend::Redis { url, prefix } = backend {
+    let dump = match backend {
+        Backend::Redis { url, prefix } => Some(redis_dump(url, prefix).await),
+        Backend::Cluster { urls, prefix } => Some(cluster_dump(urls, prefix).await),
+        Backend::Embedded(_) => None,
+    };
+    if let Some(dump) = dump {
         // Only the de-duplication marks (keyed hashes, 8 days) still name
         // the contact's pseudonym.
-        let left: Vec<String> = redis_dump(url, prefix)
-            .await
+        let left: Vec<String> = dump
             .into_iter()
             .map(|(k, _)| k)
             .filter(|k| k.contains(key.as_str()) && !k.contains(":seen:"))
@@ -1440,3 +1458,87 @@ async fn the_support_team_records_consent(backend: &Backend) {
     assert!(marketing(&app, wa).await.is_empty());
 }
 both_backends!(admin_consent, the_support_team_records_consent);
+
+/// Meta delivers to whichever instance: a customer's STOP, MY DATA and
+/// DELETE MY DATA go through two instances sharing one store, and each is
+/// honoured once, whichever instance took it.
+async fn privacy_through_two_instances(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let one = app_with(backend, &graph, &[]).await;
+    let two = app_with(backend, &graph, &[]).await;
+    let wa = "16505556090";
+    say_hi(&one, wa, "wamid.T1").await;
+    until("the welcome", 30, async || told(&graph, wa, "Hi Ana") == 1).await;
+    // Meta retries the STOP to the other instance: one opt-out, confirmed once.
+    send(&two, wa, "wamid.T2", "STOP").await;
+    send(&one, wa, "wamid.T2", "STOP").await;
+    until("the confirmation", 30, async || {
+        told(&graph, wa, OPTED_OUT) == 1
+    })
+    .await;
+    assert_eq!(granted(&marketing(&one, wa).await), Some(false));
+    assert_eq!(marketing(&two, wa).await.len(), 1, "recorded once");
+    send(&one, wa, "wamid.T3", "my data").await;
+    until("the document", 30, async || {
+        sent_to(&graph, wa).iter().any(|m| m["type"] == "document")
+    })
+    .await;
+    let (status, view) = two.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(status, 200, "{view}");
+
+    send(&two, wa, "wamid.T4", "delete my data").await;
+    until("the question", 30, async || {
+        sent_to(&graph, wa).iter().any(|m| {
+            m["interactive"]["body"]["text"]
+                .as_str()
+                .is_some_and(|b| b.contains("Delete everything?"))
+        })
+    })
+    .await;
+    let yes = tap_button(wa, "wamid.T5", "whatsify_erase_yes", "Yes, delete it");
+    assert_eq!(one.post_signed(&yes).await.status(), 200);
+    assert_eq!(two.post_signed(&yes).await.status(), 200);
+    until("the final confirmation", 30, async || {
+        told(&graph, wa, "we've deleted your data") == 1
+    })
+    .await;
+    let key = contact_key(&one, wa);
+    until("erased", 30, async || {
+        one.store()
+            .suppressed(&key)
+            .await
+            .is_ok_and(|s| s.is_some())
+    })
+    .await;
+    for app in [&one, &two] {
+        let (status, _) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+        assert_eq!(status, 404);
+    }
+    assert!(two.store().data_key(&key).await.expect("key").is_none());
+    assert_eq!(told(&graph, wa, "we've deleted your data"), 1, "once");
+    graph.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privacy_through_two_instances_on_one_redis() {
+    let b = crate::helpers::redis();
+    privacy_through_two_instances(&b.backend).await;
+}
+
+/// The privacy scenarios on a real 3-master Redis Cluster (issue 7, point
+/// 4), one of them through two instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privacy_on_a_redis_cluster() {
+    let cluster = crate::helpers::RedisCluster::start();
+    crate::on_cluster!(
+        cluster,
+        privacy_through_two_instances,
+        stop_and_start_are_recorded_at_once_and_confirmed_once,
+        my_data_sends_a_copy_of_everything,
+        delete_my_data_erases_everything,
+        the_support_team_can_erase,
+        privacy_events_are_audited,
+        the_support_team_records_consent,
+        anonymous_daily_statistics,
+    );
+}
