@@ -741,3 +741,20 @@ crate::both_backends!(
     a_stop_after_queueing_is_honoured_right_before_the_send_,
     a_stop_after_queueing_is_honoured_right_before_the_send
 );
+
+/// The campaign scenarios on a real 3-master Redis Cluster (issue 7, point 4):
+/// audiences by tag and by consent walk every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaigns_on_a_redis_cluster() {
+    let cluster = crate::helpers::RedisCluster::start();
+    crate::on_cluster!(
+        cluster,
+        a_campaign_reaches_exactly_the_consenting_contacts,
+        stop_mid_campaign_statuses_and_opt_outs,
+        bad_requests_are_refused_with_what_is_wrong,
+        every_consenting_contact_and_a_scheduled_start,
+        a_tag_audience_is_the_tagged_contacts,
+        an_erasure_removes_the_contact_from_waiting_campaigns,
+        a_stop_after_queueing_is_honoured_right_before_the_send,
+    );
+}

@@ -181,3 +181,13 @@ async fn outside_the_window_the_agent_must_use_a_template() {
     })
     .await;
 }
+
+/// A handoff on a real 3-master Redis Cluster (issue 7, point 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoff_on_a_redis_cluster() {
+    let cluster = crate::helpers::RedisCluster::start();
+    crate::on_cluster!(
+        cluster,
+        a_flow_hands_off_and_an_agent_answers_until_the_handoff_closes,
+    );
+}

@@ -452,3 +452,11 @@ async fn a_key_file_is_not_made_for_a_store_written_under_another() {
         .unwrap_or_default();
     assert!(err.contains("missing"), "{err}");
 }
+
+/// Data keys and a master-key rotation (the rewrap walks every node) on a
+/// real 3-master Redis Cluster (issue 7, point 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_on_a_redis_cluster() {
+    let cluster = crate::helpers::RedisCluster::start();
+    crate::on_cluster!(cluster, data_keys_and_master_key_rotation,);
+}

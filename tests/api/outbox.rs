@@ -869,3 +869,17 @@ async fn a_hanging_graph_api_times_out_and_blocks_no_one(backend: &Backend) {
     );
 }
 both_backends!(graph_hang, a_hanging_graph_api_times_out_and_blocks_no_one);
+
+/// The outbox scenarios on a real 3-master Redis Cluster (issue 7, point 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_on_a_redis_cluster() {
+    let cluster = crate::helpers::RedisCluster::start();
+    crate::on_cluster!(
+        cluster,
+        transient_errors_are_retried_in_order,
+        permanent_errors_are_recorded_not_retried_and_do_not_block,
+        status_webhooks_move_a_message_forward_only,
+        answered_messages_are_marked_read,
+        consent_is_recorded_from_the_flow_whatsapp_and_meta,
+    );
+}
