@@ -99,6 +99,12 @@ pub enum ConfigError {
         env: String,
         problem: String,
     },
+    #[error("integrations.webhooks[{index}] ({name:?}) is invalid: {problem} (config file)")]
+    Webhook {
+        index: usize,
+        name: String,
+        problem: String,
+    },
 }
 
 /// The environment variable that sets `section.key`.
@@ -119,6 +125,91 @@ pub struct RawSettings {
     pub business: BusinessSettings,
     pub admin: RawAdmin,
     pub log: LogSettings,
+    #[serde(default)]
+    pub integrations: RawIntegrations,
+}
+
+/// `[[integrations.webhooks]]`: the CRM and helpdesk receivers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntegrations {
+    #[serde(default)]
+    webhooks: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    name: String,
+    url: String,
+    secret: SecretString,
+    events: Vec<String>,
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
+impl RawWebhook {
+    fn validate(
+        self,
+        index: usize,
+    ) -> Result<std::sync::Arc<crate::integrations::Subscriber>, ConfigError> {
+        let name = self.name.clone();
+        let invalid = |problem: String| ConfigError::Webhook {
+            index,
+            name: name.clone(),
+            problem,
+        };
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(invalid(
+                "name must be 1 to 64 letters, digits, - or _".into(),
+            ));
+        }
+        let url: reqwest::Url = self
+            .url
+            .parse()
+            .map_err(|_| invalid("url is not a URL".into()))?;
+        let loopback = url.host_str().is_some_and(|h| {
+            h == "localhost"
+                || h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => {
+                return Err(invalid(
+                    "url must be https:// (plain http only to this machine)".into(),
+                ));
+            }
+        }
+        let key = crate::integrations::signing::key_of(self.secret.expose_secret())
+            .map_err(|why| invalid(format!("secret: {why}")))?;
+        if self.events.is_empty() {
+            return Err(invalid("events is empty: list what it receives".into()));
+        }
+        let mut events = Vec::new();
+        for e in &self.events {
+            events.push(e.parse().map_err(invalid)?);
+        }
+        let mut fields = Vec::new();
+        for f in &self.fields {
+            fields.push(f.parse().map_err(invalid)?);
+        }
+        Ok(std::sync::Arc::new(crate::integrations::Subscriber {
+            name: self.name,
+            url,
+            key: SecretBox::new(Box::new(key)),
+            events,
+            fields,
+        }))
+    }
 }
 
 /// Who the customers talk to, for the built-in HELP answer.
@@ -291,6 +382,8 @@ pub struct Settings {
     pub business: BusinessSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
+    /// The CRM and helpdesk receivers (`[[integrations.webhooks]]`).
+    pub integrations: Vec<std::sync::Arc<crate::integrations::Subscriber>>,
     /// The settings file these came from (SIGHUP re-reads it).
     pub config_file: Option<PathBuf>,
 }
@@ -533,6 +626,21 @@ impl RawSettings {
                         .into(),
             });
         }
+        let mut integrations = Vec::new();
+        for (index, raw) in self.integrations.webhooks.into_iter().enumerate() {
+            let hook = raw.validate(index)?;
+            if integrations
+                .iter()
+                .any(|h: &std::sync::Arc<crate::integrations::Subscriber>| h.name == hook.name)
+            {
+                return Err(ConfigError::Webhook {
+                    index,
+                    name: hook.name.clone(),
+                    problem: "another receiver has this name".into(),
+                });
+            }
+            integrations.push(hook);
+        }
         Ok(Settings {
             server: self.server,
             meta,
@@ -550,6 +658,7 @@ impl RawSettings {
                 token: optional_secret("admin.token", self.admin.token, MIN_ADMIN_TOKEN_CHARS)?,
             },
             log: self.log,
+            integrations,
             config_file: None,
         })
     }
@@ -658,6 +767,88 @@ mod tests {
         assert_eq!(s.server.bind, "0.0.0.0:9000");
         assert_eq!(s.outbox.max_attempts, 5);
         assert_eq!(s.store.backend, Backend::Redis);
+    }
+
+    fn with_webhooks(toml: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("w.toml");
+        std::fs::write(&file, toml).expect("write");
+        Settings::load_from(Some(&file), env(&[]))
+    }
+
+    const KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
+    #[test]
+    fn webhook_receivers_are_read_and_checked() {
+        let s = with_webhooks(&format!(
+            "[[integrations.webhooks]]\nname = \"crm\"\nurl = \"https://crm.example/in\"\n\
+             secret = \"whsec_{KEY_B64}\"\nevents = [\"contact.created\", \"contact.erased\"]\n\
+             fields = [\"name\", \"consent\"]\n\
+             [[integrations.webhooks]]\nname = \"desk\"\nurl = \"http://127.0.0.1:9000/h\"\n\
+             secret = \"whsec_{KEY_B64}\"\nevents = [\"message.received\"]\n"
+        ))
+        .expect("settings");
+        assert_eq!(s.integrations.len(), 2);
+        let crm = &s.integrations[0];
+        assert_eq!(crm.name, "crm");
+        assert_eq!(
+            crm.fields,
+            [
+                crate::integrations::Field::Name,
+                crate::integrations::Field::Consent
+            ]
+        );
+        assert!(s.integrations[1].fields.is_empty());
+        assert!(
+            !format!("{s:?}").contains(KEY_B64),
+            "the secret never prints"
+        );
+
+        let refused = |hook: &str, why: &str| {
+            let err = with_webhooks(&format!(
+                "[[integrations.webhooks]]\nname = \"crm\"\n{hook}"
+            ))
+            .expect_err("refused")
+            .to_string();
+            assert!(err.contains(why), "{why:?} not in {err}");
+            assert!(!err.contains(KEY_B64), "{err}");
+        };
+        let ok_secret = format!("secret = \"whsec_{KEY_B64}\"\n");
+        refused(
+            &format!(
+                "url = \"http://crm.example/in\"\n{ok_secret}events = [\"contact.created\"]\n"
+            ),
+            "must be https://",
+        );
+        refused(
+            "url = \"https://crm.example/in\"\nsecret = \"s3cret-s3cret-s3cret\"\nevents = [\"contact.created\"]\n",
+            "whsec_",
+        );
+        refused(
+            &format!(
+                "url = \"https://crm.example/in\"\n{ok_secret}events = [\"contact.deleted\"]\n"
+            ),
+            "unknown event \"contact.deleted\"",
+        );
+        refused(
+            &format!(
+                "url = \"https://crm.example/in\"\n{ok_secret}events = [\"contact.created\"]\nfields = [\"phone\"]\n"
+            ),
+            "unknown field \"phone\"",
+        );
+        refused(
+            &format!("url = \"https://crm.example/in\"\n{ok_secret}events = []\n"),
+            "events is empty",
+        );
+        let twice = format!(
+            "[[integrations.webhooks]]\nname = \"crm\"\nurl = \"https://a.example/\"\n{ok_secret}events = [\"contact.created\"]\n\
+             [[integrations.webhooks]]\nname = \"crm\"\nurl = \"https://b.example/\"\n{ok_secret}events = [\"contact.created\"]\n"
+        );
+        let err = with_webhooks(&twice).expect_err("twice").to_string();
+        assert!(
+            err.contains("integrations.webhooks[1]") && err.contains("name"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod config;
 pub mod domain;
 pub mod flow;
 pub mod health;
+pub mod integrations;
 pub mod metrics;
 pub mod outbox;
 pub mod privacy;
