@@ -921,6 +921,7 @@ fn apply_appends(
         let mut inbox = txn.open_table(INBOX)?;
         let mut seq = txn.open_table(SEQ)?;
         let mut ready = txn.open_table(READY)?;
+        let mut outbox_ready = txn.open_table(OUTBOX_READY)?;
         let mut consent = txn.open_table(CONSENT)?;
         let mut data_keys = txn.open_table(DATA_KEYS)?;
         let mut counters = txn.open_table(STATS)?;
@@ -929,7 +930,7 @@ fn apply_appends(
         for entries in batches {
             let mut out = Vec::with_capacity(entries.len());
             for e in *entries {
-                if let (Queue::Contact(k), Some(key)) = (&e.queue, &e.key) {
+                if let (Queue::Contact(k) | Queue::Outbox(k), Some(key)) = (&e.queue, &e.key) {
                     let stored = data_keys
                         .get(k.as_str())?
                         .and_then(|v| unexpired(v.value(), now));
@@ -958,7 +959,7 @@ fn apply_appends(
                 }
                 expiry.insert((until, seen_key.as_str()), ())?;
                 // A key is stored (or kept longer) only with a new entry.
-                if let (Queue::Contact(k), Some(key)) = (&e.queue, &e.key) {
+                if let (Queue::Contact(k) | Queue::Outbox(k), Some(key)) = (&e.queue, &e.key) {
                     let until = now + key.ttl.as_secs().max(1);
                     data_keys.insert(k.as_str(), (until, key.wrapped.as_slice()))?;
                 }
@@ -969,6 +970,13 @@ fn apply_appends(
                     && ready.get(k.as_str())?.is_none()
                 {
                     ready.insert(k.as_str(), now * 1000)?;
+                }
+                // A job appended straight to an outbox (an integration
+                // event): its senders find it ready.
+                if let Queue::Outbox(k) = &e.queue
+                    && outbox_ready.get(k.as_str())?.is_none()
+                {
+                    outbox_ready.insert(k.as_str(), now * 1000)?;
                 }
                 if let (Queue::Contact(k), Some(change)) = (&e.queue, &e.consent) {
                     // The same ledger as append_consent writes.

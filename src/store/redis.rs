@@ -973,6 +973,15 @@ impl Store for RedisStore {
                             keys.push(self.shard_key(shard_of(k), "cmp:"));
                             k.as_str()
                         }
+                        // A job appended straight to an outbox (an
+                        // integration event): ready for the senders, under
+                        // the outbox's own data key.
+                        Queue::Outbox(k) => {
+                            keys.push(self.ready_key(Lane::Outbox, shard_of(k)));
+                            keys.push(self.contact_key(k, "consent"));
+                            keys.push(self.contact_key(k, "key"));
+                            k.as_str()
+                        }
                         _ => "",
                     };
                     let (wrapped, fresh, ttl) = match &e.key {

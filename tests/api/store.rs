@@ -1566,6 +1566,53 @@ async fn nothing_is_written_under_an_erased_contact_s_key(backend: &Backend) {
 }
 both_backends!(erased_key, nothing_is_written_under_an_erased_contact_s_key);
 
+/// A job appended straight to an outbox (an integration event) is stored
+/// once under the outbox's data key, found ready by a sweep, and claimed
+/// in order like any outbox job.
+async fn a_job_appended_to_an_outbox_is_ready_for_the_senders(backend: &Backend) {
+    let s = open(backend).await;
+    let k = key(44);
+    let q = Queue::Outbox(k.clone());
+    let r = s
+        .append(vec![
+            keyed(&q, "ev-1", "hk", true),
+            keyed(&q, "ev-2", "hk", false),
+            keyed(&q, "ev-1", "hk", false),
+            keyed(&q, "ev-3", "other", false),
+        ])
+        .await
+        .expect("append");
+    assert_eq!(
+        r,
+        [
+            Appended::New,
+            Appended::New,
+            Appended::Duplicate,
+            Appended::KeyMismatch
+        ]
+    );
+    assert_eq!(s.data_key(&k).await.expect("key"), Some(b"hk".to_vec()));
+    let now_ms = whatsify::store::now_ms();
+    let (ready, _) = s.sweep(Lane::Outbox, now_ms, 100).await.expect("sweep");
+    assert!(ready.contains(&k), "ready for the senders");
+    let (inbox_ready, _) = s
+        .sweep(Lane::Inbox, now_ms / 1000, 100)
+        .await
+        .expect("sweep");
+    assert!(!inbox_ready.contains(&k), "not work for the workers");
+    let claim = s
+        .claim(Lane::Outbox, &k, "sender", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    assert_eq!(bodies(&claim.entries), ["ev-1", "ev-2"]);
+    assert_eq!(claim.data_key.as_deref(), Some(&b"hk"[..]));
+}
+both_backends!(
+    outbox_append,
+    a_job_appended_to_an_outbox_is_ready_for_the_senders
+);
+
 /// A rewrap (master key rotation) changes the wrapping, not the key: a
 /// worker's and a sender's claim taken before it still commit, finish and
 /// release at once, and the new wrapping stays. A key that is really
@@ -2591,6 +2638,7 @@ async fn the_conformance_suite_passes_on_a_redis_cluster() {
         entries_are_stored_only_under_the_contact_s_data_key,
         nothing_is_written_under_an_erased_contact_s_key,
         a_claim_from_before_a_rewrap_still_writes,
+        a_job_appended_to_an_outbox_is_ready_for_the_senders,
         a_campaign_queues_each_contact_once,
         campaigns_are_listed_oldest_first,
         skips_are_counted_by_reason,
