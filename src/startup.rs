@@ -46,6 +46,8 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// What a campaign request is checked against.
     pub campaign_limits: crate::config::Live<crate::campaign::Limits>,
+    /// The CRM and helpdesk receivers (`[[integrations.webhooks]]`).
+    pub hooks: crate::integrations::Hooks,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             retention_days: settings.privacy.retention_days,
             clock: crate::clock::Clock::system(),
             campaign_limits: crate::config::Live::new(crate::campaign::Limits::of(settings)),
+            hooks: crate::integrations::Hooks::new(settings.integrations.clone()),
         }
     }
 }
@@ -193,6 +196,7 @@ impl Application {
             crate::outbox::graph::Graph::new(client, &settings.meta.graph_api_base, token.clone());
         let clock = crate::clock::Clock::system();
         let shutdown = crate::shutdown::Shutdown::new();
+        let hooks = state.hooks.clone();
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(crate::privacy::retention::run(
             Arc::downgrade(&store),
@@ -226,6 +230,7 @@ impl Application {
                 ),
                 owner: uuid::Uuid::new_v4().to_string(),
                 stranded: Default::default(),
+                hooks: hooks.clone(),
             };
             tasks.push(tokio::spawn(worker.run(shutdown.clone())));
         }
@@ -245,6 +250,7 @@ impl Application {
                 policy_version: settings.privacy.policy_version.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
                 stranded: Default::default(),
+                hooks: hooks.clone(),
             };
             tasks.push(tokio::spawn(sender.run(shutdown.clone())));
         }

@@ -127,6 +127,28 @@ pub struct Profile {
     /// consenting contact reach them through it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipient: Option<Recipient>,
+    /// The CRM and helpdesk receivers events about the contact were queued
+    /// for: an erasure or a rectification reaches each of them, and the
+    /// contact's copy of their data names them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub shared_with: std::collections::BTreeSet<String>,
+}
+
+/// How many earlier messages `handoff.requested` carries (both ways).
+const RECENT: usize = 20;
+
+/// What a step did, for [`Worker::share`].
+struct Step<'a> {
+    claim: &'a Claim,
+    profile_before: &'a Profile,
+    consent: &'a [ConsentChange],
+    /// Consent recorded at ingress, with the step's events.
+    ingress_consent: &'a [ConsentChange],
+    jobs: &'a [Job],
+    history: &'a [crate::privacy::export::HistoryItem],
+    forwarded: &'a [(String, Option<String>)],
+    messages_in: u64,
+    now: u64,
 }
 
 /// The ids of the buttons that confirm or decline an erasure.
@@ -183,6 +205,8 @@ pub struct Worker {
     /// Claims a store error kept it from releasing (see
     /// [`crate::store::Stranded`]).
     pub stranded: crate::store::Stranded,
+    /// The CRM and helpdesk receivers events are queued for.
+    pub hooks: crate::integrations::Hooks,
 }
 
 /// What handling an event adds to the commit: outbound jobs and consent
@@ -476,6 +500,8 @@ impl Worker {
         let mut window: Option<(String, u64)> = None;
         let mut history = Vec::new();
         let mut messages_in = 0u64;
+        let mut forwarded: Vec<(String, Option<String>)> = Vec::new();
+        let mut ingress_consent: Vec<ConsentChange> = Vec::new();
         let now = self.clock.now();
         if let Some(at) = tick
             && let Some(to) = state.recipient.clone()
@@ -517,9 +543,34 @@ impl Worker {
                 tracing::error!(contact = %contact, entry = %entry.id, "inbox entry cannot be opened; skipped");
                 continue;
             };
+            if !self.hooks.receivers().is_empty() {
+                // Consent given or withdrawn at ingress (STOP, START,
+                // WhatsApp's own Stop/Resume): on record already; the
+                // receivers hear of it with this step.
+                let recorded = match &event {
+                    Event::Message(m) => m.consent,
+                    Event::Preference(_) => Some(true),
+                    _ => None,
+                };
+                if let Some(granted) = recorded
+                    && let Some(mut change) = crate::privacy::consent::of_event(
+                        &event,
+                        &entry.id,
+                        &self.pseudonymizer,
+                        &self.policy_version,
+                        &self.flows.current().privacy,
+                    )
+                {
+                    if matches!(event, Event::Message(_)) {
+                        change.granted = granted;
+                    }
+                    ingress_consent.push(change);
+                }
+            }
             match event {
                 Event::Message(m) => {
                     messages_in += 1;
+                    let handed_off = profile.handed_off_at.is_some();
                     if let Ok(message) = m.message.parse() {
                         // What the customer sent is theirs: kept (sealed)
                         // for their copy, until the retention period ends.
@@ -528,6 +579,12 @@ impl Worker {
                             message.kind.type_name(),
                             &input_of(&message),
                         ));
+                    }
+                    if handed_off {
+                        // A person has the conversation: the message goes
+                        // to the helpdesk (`message.received`).
+                        let text = history.last().and_then(|h| h.text.clone());
+                        forwarded.push((entry.id.clone(), text));
                     }
                     let out = (&mut jobs, &mut consent);
                     if let Some(at) =
@@ -596,6 +653,20 @@ impl Worker {
                 },
                 _ => {}
             }
+        }
+        if !self.hooks.receivers().is_empty() {
+            let step = Step {
+                claim: &claim,
+                profile_before: &profile_before,
+                consent: &consent,
+                ingress_consent: &ingress_consent,
+                jobs: &jobs,
+                history: &history,
+                forwarded: &forwarded,
+                messages_in,
+                now,
+            };
+            self.share(step, &sealer, &mut profile).await?;
         }
         let session = serde_json::to_vec(&state)
             .ok()
@@ -1125,6 +1196,161 @@ impl Worker {
             }
             Some(_) => {}
         }
+    }
+
+    /// Queues the integration events of a step for the CRM and helpdesk
+    /// receivers (see [`crate::integrations`]), before the step is
+    /// committed: a step redone after a crash queues them again under the
+    /// same ids, which the store keeps once.
+    async fn share(
+        &self,
+        step: Step<'_>,
+        sealer: &Sealer,
+        profile: &mut Profile,
+    ) -> Result<(), StoreError> {
+        use crate::integrations::{Event as Shared, EventKind, Field};
+        use serde_json::{Value, json};
+        let contact = &step.claim.contact;
+        let base = match step.claim.entries.first() {
+            Some(e) => format!("{contact}.{}", e.id),
+            None => format!("{contact}.tick{}", step.now),
+        };
+        let phone = match &profile.recipient {
+            Some(Recipient::WaId(w)) => json!(w),
+            _ => Value::Null,
+        };
+        let name = profile
+            .contact
+            .name
+            .clone()
+            .map_or(Value::Null, Value::String);
+        let tags = json!(profile.contact.tags);
+        let about = |kind: EventKind, n: usize| {
+            Shared::new(
+                format!("{base}.{}.{n}", kind.name()),
+                kind,
+                contact.clone(),
+                step.now,
+            )
+            .with(Field::PhoneNumber, phone.clone())
+            .with(Field::Name, name.clone())
+            .with(Field::Tags, tags.clone())
+        };
+        let none = std::collections::BTreeSet::new();
+        let mut events: Vec<(Shared, bool)> = Vec::new();
+        if step.claim.profile.is_none() && step.messages_in > 0 {
+            events.push((about(EventKind::ContactCreated, 0), false));
+        }
+        for (n, c) in step.ingress_consent.iter().chain(step.consent).enumerate() {
+            let consent = json!({
+                "purpose": c.purpose,
+                "granted": c.granted,
+                "at": c.at,
+                "source": c.source,
+                "policy_version": c.policy_version,
+            });
+            events.push((
+                about(EventKind::ConsentChanged, n).with(Field::Consent, consent),
+                false,
+            ));
+        }
+        if step.profile_before.handed_off_at.is_none() && profile.handed_off_at.is_some() {
+            let mut recent: Vec<crate::privacy::export::HistoryItem> = self
+                .store
+                .history(contact, 1000)
+                .await?
+                .iter()
+                .rev()
+                .take(RECENT)
+                .rev()
+                .filter_map(|(_, sealed)| {
+                    let plain = sealer
+                        .open(sealed, &crate::privacy::export::history_context(contact))
+                        .ok()?;
+                    serde_json::from_slice(&plain).ok()
+                })
+                .collect();
+            recent.extend(step.history.iter().cloned());
+            recent.extend(
+                step.jobs
+                    .iter()
+                    .filter_map(crate::privacy::export::outbound),
+            );
+            let conversation: Vec<Value> = recent
+                .iter()
+                .map(|h| json!({"at": h.at, "direction": h.direction, "kind": h.kind, "text": h.text}))
+                .collect();
+            events.push((
+                about(EventKind::HandoffRequested, 0)
+                    .with(Field::Conversation, json!(conversation)),
+                false,
+            ));
+        }
+        for (entry, text) in step.forwarded {
+            let mut e = Shared::new(
+                format!("{contact}.{entry}.message.received"),
+                EventKind::MessageReceived,
+                contact.clone(),
+                step.now,
+            )
+            .with(Field::PhoneNumber, phone.clone())
+            .with(Field::Name, name.clone());
+            if let Some(t) = text {
+                e = e.with(Field::Text, json!(t));
+            }
+            events.push((e, false));
+        }
+        if step
+            .jobs
+            .iter()
+            .any(|j| matches!(j.message, OutMessage::Export))
+        {
+            events.push((about(EventKind::ExportRequested, 0), false));
+        }
+        if step.profile_before.contact.name.is_some()
+            && step.profile_before.contact.name != profile.contact.name
+        {
+            events.push((
+                about(EventKind::ContactRectified, 0).with(Field::Changed, json!(["name"])),
+                true,
+            ));
+        }
+        if step
+            .jobs
+            .iter()
+            .any(|j| matches!(j.message, OutMessage::Erase))
+        {
+            events.push((about(EventKind::ContactErased, 0), true));
+        }
+        for (event, to_everyone_who_got_data) in events {
+            let also = if to_everyone_who_got_data {
+                &profile.shared_with
+            } else {
+                &none
+            };
+            let queued = self
+                .hooks
+                .emit(
+                    self.store.as_ref(),
+                    &self.keyring,
+                    &self.pseudonymizer,
+                    &event,
+                    also,
+                )
+                .await?;
+            profile.shared_with.extend(queued);
+        }
+        if !profile.shared_with.is_empty() {
+            for r in self.hooks.receivers() {
+                if profile.shared_with.contains(&r.name) {
+                    self.wake.outbox.push(
+                        crate::integrations::Hooks::queue_of(&self.pseudonymizer, &r.name, contact)
+                            .unwrap_or_else(|| contact.clone()),
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Works until `stop` is set; sleeps briefly when idle. The contact

@@ -477,6 +477,11 @@ pub async fn erase(
         detail: Some("through the support team".into()),
     };
     note(state.store.as_ref(), &state.audit, event("erasure_request")).await;
+    // Every CRM or helpdesk tool that got data about the contact hears of
+    // the erasure (GDPR Art. 19), before the profile naming them goes.
+    if let Err(e) = tell_erased(&state, &contact, now).await {
+        return unavailable(e);
+    }
     // The data key is destroyed with the rest; this process forgets it too.
     state.keyring.forget(&contact);
     if let Err(e) = state.store.erase(&contact, now).await {
@@ -494,6 +499,51 @@ pub async fn erase(
     )
     .await;
     HttpResponse::Ok().json(json!({ "contact": contact.as_str(), "erased": true }))
+}
+
+/// Queues `contact.erased` for the receivers the contact's data was shared
+/// with (and those that take the event).
+async fn tell_erased(
+    state: &AppState,
+    contact: &crate::domain::ContactKey,
+    now: u64,
+) -> Result<(), crate::store::StoreError> {
+    use crate::integrations::{Event, EventKind, Field};
+    if state.hooks.receivers().is_empty() {
+        return Ok(());
+    }
+    let sealer = contact_sealer(state, contact).await?;
+    let profile: Option<crate::worker::Profile> =
+        match (state.store.profile(contact).await?, sealer) {
+            (Some(sealed), Some(sealer)) => sealer
+                .open(&sealed, &crate::worker::profile_context(contact))
+                .ok()
+                .and_then(|plain| serde_json::from_slice(&plain).ok()),
+            _ => None,
+        };
+    let profile = profile.unwrap_or_default();
+    let phone = match &profile.recipient {
+        Some(crate::outbox::Recipient::WaId(w)) => json!(w),
+        _ => serde_json::Value::Null,
+    };
+    let event = Event::new(
+        format!("{contact}.admin{now}.contact.erased"),
+        EventKind::ContactErased,
+        contact.clone(),
+        now,
+    )
+    .with(Field::PhoneNumber, phone);
+    state
+        .hooks
+        .emit(
+            state.store.as_ref(),
+            &state.keyring,
+            &state.pseudonymizer,
+            &event,
+            &profile.shared_with,
+        )
+        .await?;
+    Ok(())
 }
 
 pub async fn export(

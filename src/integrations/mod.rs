@@ -16,8 +16,10 @@ pub mod signing;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use secrecy::SecretBox;
+use secrecy::{ExposeSecret, SecretBox};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -147,6 +149,10 @@ impl FromStr for Field {
 /// a subscriber.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
+    /// Unique and stable: the same event emitted twice (a step redone
+    /// after a crash) is queued once. Sent as `webhook-id`, the same on
+    /// every retry, so a receiver can drop a repeat.
+    pub id: String,
     pub kind: EventKind,
     pub contact: ContactKey,
     /// When it happened (Unix s).
@@ -155,8 +161,9 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: EventKind, contact: ContactKey, at: u64) -> Self {
+    pub fn new(id: String, kind: EventKind, contact: ContactKey, at: u64) -> Self {
         Event {
+            id,
             kind,
             contact,
             at,
@@ -224,6 +231,12 @@ impl Subscriber {
         if !self.wants(event.kind) {
             return None;
         }
+        self.payload_anyway(event)
+    }
+
+    /// [`Subscriber::payload`] whatever its `events` list says (still only
+    /// the fields it may have).
+    pub fn payload_anyway(&self, event: &Event) -> Option<Payload> {
         let contact = Value::String(event.contact.as_str().to_owned());
         let mut data: BTreeMap<&'static str, &Value> = BTreeMap::new();
         data.insert("contact_id", &contact);
@@ -248,6 +261,196 @@ impl Subscriber {
         })
         .ok()?;
         Some(Payload { body, fields })
+    }
+}
+
+/// How long an event is retried before it becomes a dead letter.
+pub const DELIVERY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// How long a receiver may take to answer one delivery.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The configured receivers and the client that posts to them.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    receivers: Arc<Vec<Arc<Subscriber>>>,
+    client: reqwest::Client,
+}
+
+/// Why a delivery did not go through (no personal data: the receiver's
+/// name and an HTTP status or error kind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+impl Hooks {
+    pub fn new(receivers: Vec<Arc<Subscriber>>) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Hooks {
+            receivers: Arc::new(receivers),
+            client,
+        }
+    }
+
+    pub fn receiver(&self, name: &str) -> Option<&Arc<Subscriber>> {
+        self.receivers.iter().find(|r| r.name == name)
+    }
+
+    pub fn receivers(&self) -> &[Arc<Subscriber>] {
+        &self.receivers
+    }
+
+    /// The queue of one receiver's events about one contact: an outbox of
+    /// its own (ordered, leased, retried like the contact's messages, and
+    /// never holding up the contact's replies or another receiver).
+    pub fn queue_of(
+        pseudonymizer: &crate::privacy::pseudonym::Pseudonymizer,
+        receiver: &str,
+        contact: &ContactKey,
+    ) -> Option<ContactKey> {
+        ContactKey::parse(&pseudonymizer.tag("hook", &format!("{receiver}\0{contact}")))
+    }
+
+    /// Posts one delivery, signed; `Ok` when the receiver answered 2xx.
+    pub async fn post(
+        &self,
+        receiver: &Subscriber,
+        id: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<(), Refused> {
+        let signature = signing::signature(receiver.key.expose_secret(), id, now, body);
+        let answer = self
+            .client
+            .post(receiver.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", signature)
+            .body(body.to_vec())
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(Refused(format!(
+                "{} answered {}",
+                receiver.name,
+                r.status().as_u16()
+            ))),
+            Err(e) if e.is_timeout() => {
+                Err(Refused(format!("{} did not answer in time", receiver.name)))
+            }
+            Err(e) if e.is_connect() => {
+                Err(Refused(format!("{} could not be reached", receiver.name)))
+            }
+            Err(_) => Err(Refused(format!("{}: the request failed", receiver.name))),
+        }
+    }
+
+    /// Queues `event` for every receiver that takes it, and for the
+    /// receivers in `also` whatever their `events` list (an erasure or a
+    /// rectification reaches everyone who got data about the contact, GDPR
+    /// Art. 19). Each receiver has its own queue for the contact, sealed
+    /// under that queue's data key: durable once this returns, and queued
+    /// once per event id however often it is called. Answers the receivers
+    /// it was queued for.
+    pub async fn emit(
+        &self,
+        store: &dyn crate::store::Store,
+        keyring: &crate::privacy::keys::Keyring,
+        pseudonymizer: &crate::privacy::pseudonym::Pseudonymizer,
+        event: &Event,
+        also: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<String>, crate::store::StoreError> {
+        use crate::store::{Appended, EntryKey, InboxEntry, Queue, StoreError};
+        let mut queued = Vec::new();
+        for receiver in self.receivers.iter() {
+            let payload = if also.contains(&receiver.name) {
+                receiver.payload_anyway(event)
+            } else {
+                receiver.payload(event)
+            };
+            let Some(payload) = payload else {
+                continue;
+            };
+            let Some(queue) = Self::queue_of(pseudonymizer, &receiver.name, &event.contact) else {
+                continue;
+            };
+            let job = crate::outbox::Job {
+                id: format!("hook:{}", event.id),
+                phone_number_id: String::new(),
+                to: crate::outbox::Recipient::UserId(String::new()),
+                message: crate::outbox::Message::Hook {
+                    receiver: receiver.name.clone(),
+                    event: event.kind.name().to_owned(),
+                    contact: event.contact.as_str().to_owned(),
+                    body: String::from_utf8_lossy(&payload.body).into_owned(),
+                    fields: payload.fields.iter().map(|f| (*f).to_owned()).collect(),
+                },
+                created_at: event.at,
+                origin: crate::outbox::Origin::Business,
+                window_at: None,
+                purpose: None,
+            };
+            let plain = serde_json::to_vec(&job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let context = Queue::Outbox(queue.clone()).name().into_bytes();
+            let ttl = DELIVERY_WINDOW + Duration::from_secs(2 * 86_400);
+            let mut appended = Appended::KeyMismatch;
+            for _ in 0..3 {
+                let (sealer, key) = match store.data_key(&queue).await? {
+                    Some(wrapped) => (
+                        keyring
+                            .unwrap(&queue, &wrapped)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        EntryKey {
+                            wrapped,
+                            fresh: false,
+                            ttl,
+                        },
+                    ),
+                    None => {
+                        let (sealer, wrapped) = keyring
+                            .new_data_key(&queue)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        (
+                            sealer,
+                            EntryKey {
+                                wrapped,
+                                fresh: true,
+                                ttl,
+                            },
+                        )
+                    }
+                };
+                let sealed = sealer
+                    .seal(&plain, &context)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                appended = store
+                    .append(vec![InboxEntry {
+                        queue: Queue::Outbox(queue.clone()),
+                        dedup: format!("{}/{}", receiver.name, event.id),
+                        sealed,
+                        consent: None,
+                        key: Some(key),
+                    }])
+                    .await?
+                    .first()
+                    .copied()
+                    .unwrap_or(Appended::KeyMismatch);
+                if appended != Appended::KeyMismatch {
+                    break;
+                }
+            }
+            if appended == Appended::KeyMismatch {
+                return Err(StoreError::Unavailable(
+                    "a receiver queue's data key kept changing".into(),
+                ));
+            }
+            queued.push(receiver.name.clone());
+        }
+        Ok(queued)
     }
 }
 
@@ -286,10 +489,15 @@ mod tests {
 
     #[test]
     fn a_subscriber_gets_only_the_fields_it_lists() {
-        let event = Event::new(EventKind::MessageReceived, contact(), 1_764_000_000)
-            .with(Field::PhoneNumber, json!("16505550101"))
-            .with(Field::Name, json!("Ana Pérez"))
-            .with(Field::Text, json!("my card ends 4242"));
+        let event = Event::new(
+            "msg_1".into(),
+            EventKind::MessageReceived,
+            contact(),
+            1_764_000_000,
+        )
+        .with(Field::PhoneNumber, json!("16505550101"))
+        .with(Field::Name, json!("Ana Pérez"))
+        .with(Field::Text, json!("my card ends 4242"));
         let crm = subscriber(&[EventKind::MessageReceived], &[Field::Name]);
         let p = crm.payload(&event).expect("wanted");
         let raw = String::from_utf8(p.body.clone()).expect("utf-8");

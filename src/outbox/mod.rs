@@ -113,6 +113,20 @@ pub enum Message {
     /// Not a message: erase everything kept about the contact, once the
     /// messages queued before it (the final confirmation) are out.
     Erase,
+    /// Not a message: an event for a CRM or helpdesk receiver (see
+    /// [`crate::integrations`]), in that receiver's own queue for the
+    /// contact. `body` is exactly what is signed and sent: it holds only
+    /// the fields the receiver may have, named in `fields`.
+    Hook {
+        /// The receiver's configured name.
+        receiver: String,
+        /// The event (`contact.created`, …).
+        event: String,
+        /// The contact the event is about (pseudonymous).
+        contact: String,
+        body: String,
+        fields: Vec<String>,
+    },
 }
 
 impl Message {
@@ -125,6 +139,7 @@ impl Message {
                 | Message::CampaignTemplate { .. }
                 | Message::MarkRead { .. }
                 | Message::Erase
+                | Message::Hook { .. }
                 | Message::Flow {
                     message: Outgoing::Template { .. }
                 }
@@ -147,6 +162,7 @@ impl Message {
             Message::MarkRead { .. } => "read",
             Message::Export => "export",
             Message::Erase => "erase",
+            Message::Hook { .. } => "hook",
         }
     }
 }
@@ -378,8 +394,10 @@ pub fn graph_body(job: &Job) -> Value {
             "text",
             json!({ "body": "A copy of your data is on its way.", "preview_url": false }),
         ),
-        // Never sent: the sender erases instead.
-        Message::Erase => ("text", json!({ "body": "", "preview_url": false })),
+        // Never sent: the sender erases (or posts to a receiver) instead.
+        Message::Erase | Message::Hook { .. } => {
+            ("text", json!({ "body": "", "preview_url": false }))
+        }
     };
     let mut body = json!({
         "messaging_product": "whatsapp",

@@ -203,6 +203,8 @@ pub struct Sender {
     /// the store answers again, so the contacts are not held for a whole
     /// lease time after a Redis restart.
     pub stranded: crate::store::Stranded,
+    /// The CRM and helpdesk receivers integration events go to.
+    pub hooks: crate::integrations::Hooks,
 }
 
 fn outbox_context(contact: &ContactKey) -> Vec<u8> {
@@ -574,6 +576,9 @@ impl Sender {
                 .await;
             return Ok(Next::Stop);
         }
+        if matches!(job.message, super::Message::Hook { .. }) {
+            return self.deliver(claim, id, &job, state, now_ms, run).await;
+        }
         if now > job.created_at + self.settings.get().max_age.as_secs() {
             let r = record(
                 DeliveryState::Expired,
@@ -914,6 +919,96 @@ impl Sender {
             ..job.clone()
         };
         Ok(self.graph.send(&document).await)
+    }
+
+    /// Posts an integration event to its receiver (see
+    /// [`crate::integrations`]): retried with backoff for
+    /// [`crate::integrations::DELIVERY_WINDOW`], then a dead letter. Each
+    /// delivery is audited: the receiver, the event and the names of the
+    /// fields it carried, never their values.
+    async fn deliver(
+        &self,
+        claim: &Claim,
+        id: &str,
+        job: &Job,
+        mut state: HeadState,
+        now_ms: u64,
+        run: &mut Run,
+    ) -> Result<Next, StoreError> {
+        let now = now_ms / 1000;
+        let super::Message::Hook {
+            receiver,
+            event,
+            contact,
+            body,
+            fields,
+        } = &job.message
+        else {
+            return Ok(Next::Stop);
+        };
+        let record = |st: DeliveryState, reason: &str, attempts: u32| {
+            record_of(job, st, now, None, reason, attempts)
+        };
+        let Some(to) = self.hooks.receiver(receiver).cloned() else {
+            let r = record(
+                DeliveryState::Dead,
+                "the receiver is no longer configured",
+                state.attempts,
+            );
+            return self.give_up(claim, id, (r, None, None), run).await;
+        };
+        if now > job.created_at + crate::integrations::DELIVERY_WINDOW.as_secs() {
+            let reason = format!(
+                "not delivered within 24 hours ({})",
+                if state.last_error.is_empty() {
+                    "no attempt"
+                } else {
+                    state.last_error.as_str()
+                }
+            );
+            let letter = Letter {
+                job: Some(job.clone()),
+                attempts: state.attempts,
+                code: None,
+                reason: reason.clone(),
+                at: now,
+            };
+            let r = record(DeliveryState::Dead, &reason, state.attempts);
+            return self.give_up(claim, id, (r, Some(letter), None), run).await;
+        }
+        match self.hooks.post(&to, &job.id, body.as_bytes(), now).await {
+            Ok(()) => {
+                use crate::privacy::audit::{Actor, Event, note};
+                let shared = Event {
+                    at: now,
+                    kind: "data_shared".to_owned(),
+                    contact: Some(contact.clone()),
+                    actor: Actor::System,
+                    detail: Some(format!("{receiver}: {event} [{}]", fields.join(", "))),
+                };
+                note(self.store.as_ref(), &self.audit, shared).await;
+                let r = record(DeliveryState::Accepted, "", state.attempts + 1);
+                self.finish(claim, id, Finish::record(r), run).await
+            }
+            Err(crate::integrations::Refused(reason)) => {
+                state.attempts += 1;
+                state.last_error = reason;
+                let settings = self.settings.get();
+                let delay = backoff(settings.retry_base, settings.retry_cap, state.attempts);
+                let delay_ms = (delay.as_millis() as u64).max(1);
+                tracing::warn!(
+                    contact = %claim.contact,
+                    attempt = state.attempts,
+                    retry_in_ms = delay_ms,
+                    reason = %state.last_error,
+                    "integration delivery failed; will retry"
+                );
+                state.next_at_ms = now_ms + delay_ms;
+                let head =
+                    serde_json::to_vec(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                self.defer(claim, run, Some(head), state.next_at_ms).await
+            }
+        }
     }
 
     async fn audit_export(&self, contact: &ContactKey, kind: &str, at: u64) {

@@ -69,7 +69,7 @@ pub fn inbound(at: u64, kind: &str, input: &Input) -> HistoryItem {
 /// The history entry of a message we queued (none for a read receipt).
 pub fn outbound(job: &Job) -> Option<HistoryItem> {
     let text = match &job.message {
-        Message::MarkRead { .. } | Message::Erase => return None,
+        Message::MarkRead { .. } | Message::Erase | Message::Hook { .. } => return None,
         Message::Flow { message } => match message {
             Outgoing::Text { body, .. }
             | Outgoing::Buttons { body, .. }
@@ -223,5 +223,8 @@ pub async fn build(
         "conversation": conversation,
         "privacy_requests": requests,
         "processing": processing(retention_days),
+        // The CRM and helpdesk tools (by their configured names) that got
+        // data about the contact: GDPR Art. 15(1)(c) and 19.
+        "shared_with": profile.as_ref().map(|p| p.shared_with.clone()).unwrap_or_default(),
     }))
 }

@@ -544,9 +544,20 @@ pub async fn try_spawn_app_workers(
     extra: &[(&str, String)],
     workers: usize,
 ) -> Result<TestApp, whatsify::startup::StartError> {
+    try_spawn_app_with_file(backend, extra, "", workers).await
+}
+
+/// A server with a settings file (what the environment cannot say, such
+/// as `[[integrations.webhooks]]`).
+pub async fn try_spawn_app_with_file(
+    backend: &Backend,
+    extra: &[(&str, String)],
+    toml: &str,
+    workers: usize,
+) -> Result<TestApp, whatsify::startup::StartError> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("empty.toml");
-    std::fs::write(&file, "").expect("write");
+    let file = dir.path().join("whatsify.toml");
+    std::fs::write(&file, toml).expect("write");
     let settings = Settings::load_from(Some(&file), test_env(backend, extra)).expect("settings");
     let app = Application::build_with(&settings, workers).await?;
     let address = format!("http://127.0.0.1:{}", app.port());

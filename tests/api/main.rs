@@ -11,6 +11,7 @@ mod handoff;
 mod handshake;
 mod ingest;
 mod instances;
+mod integrations;
 mod keys;
 mod logs;
 mod metrics;
