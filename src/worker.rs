@@ -60,6 +60,10 @@ pub struct Conversation {
     /// never stored with the session).
     #[serde(skip)]
     pub steps_run: Vec<String>,
+    /// The flows that ended while handling this claim, with the variables
+    /// they collected (for `flow.completed`; never stored).
+    #[serde(skip)]
+    pub completed: Vec<(String, std::collections::BTreeMap<String, String>)>,
 }
 
 /// Whether the engine's effects hand the conversation to a person.
@@ -147,6 +151,8 @@ struct Step<'a> {
     jobs: &'a [Job],
     history: &'a [crate::privacy::export::HistoryItem],
     forwarded: &'a [(String, Option<String>)],
+    /// Flows that ended, with what they collected.
+    completed: &'a [(String, std::collections::BTreeMap<String, String>)],
     messages_in: u64,
     now: u64,
 }
@@ -516,6 +522,7 @@ impl Worker {
                 self.session_ttl.as_secs(),
             );
             state.steps_run.extend(steps_run(&flows, &out.visited));
+            state.completed.extend(out.completed.clone());
             state.session = out.session;
             profile.contact = out.contact;
             if hands_off(&out.effects) {
@@ -655,6 +662,7 @@ impl Worker {
             }
         }
         if !self.hooks.receivers().is_empty() {
+            let completed = std::mem::take(&mut state.completed);
             let step = Step {
                 claim: &claim,
                 profile_before: &profile_before,
@@ -663,6 +671,7 @@ impl Worker {
                 jobs: &jobs,
                 history: &history,
                 forwarded: &forwarded,
+                completed: &completed,
                 messages_in,
                 now,
             };
@@ -929,6 +938,7 @@ impl Worker {
             self.session_ttl.as_secs(),
         );
         state.steps_run.extend(steps_run(&flows, &out.visited));
+        state.completed.extend(out.completed.clone());
         state.session = out.session;
         profile.contact = out.contact;
         if hands_off(&out.effects) {
@@ -1299,6 +1309,14 @@ impl Worker {
                 e = e.with(Field::Text, json!(t));
             }
             events.push((e, false));
+        }
+        for (n, (flow, vars)) in step.completed.iter().enumerate() {
+            events.push((
+                about(EventKind::FlowCompleted, n)
+                    .with(Field::Flow, json!(flow))
+                    .with(Field::Variables, json!(vars)),
+                false,
+            ));
         }
         if step
             .jobs

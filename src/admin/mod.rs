@@ -438,6 +438,39 @@ pub async fn record_consent(
         return unavailable(e);
     }
     crate::metrics::global().counted(&[], std::iter::once(&change));
+    if !state.hooks.receivers().is_empty() {
+        use crate::integrations::{Event, EventKind, Field};
+        let event = Event::new(
+            format!("{contact}.admin{}.consent.changed", change.at),
+            EventKind::ConsentChanged,
+            contact.clone(),
+            change.at,
+        )
+        .with(
+            Field::Consent,
+            json!({
+                "purpose": change.purpose,
+                "granted": change.granted,
+                "at": change.at,
+                "source": change.source,
+                "policy_version": change.policy_version,
+            }),
+        );
+        let none = std::collections::BTreeSet::new();
+        if let Err(e) = state
+            .hooks
+            .emit(
+                state.store.as_ref(),
+                &state.keyring,
+                &state.pseudonymizer,
+                &event,
+                &none,
+            )
+            .await
+        {
+            return unavailable(e);
+        }
+    }
     crate::privacy::audit::note(
         state.store.as_ref(),
         &state.audit,
@@ -823,6 +856,36 @@ pub async fn dead_letters(req: HttpRequest, state: web::Data<AppState>) -> HttpR
                 .and_then(|k| k.open(&d.entry.sealed, &dead_context(&d.contact)).ok())
                 .and_then(|p| serde_json::from_slice(&p).ok());
             match letter {
+                // An integration event its receiver never took: named by
+                // the receiver, the event and the contact it is about.
+                Some(Letter {
+                    job: Some(job),
+                    attempts,
+                    reason,
+                    at,
+                    ..
+                }) if matches!(job.message, crate::outbox::Message::Hook { .. }) => {
+                    let crate::outbox::Message::Hook {
+                        receiver,
+                        event,
+                        contact,
+                        ..
+                    } = &job.message
+                    else {
+                        return json!({});
+                    };
+                    json!({
+                        "contact": contact,
+                        "job": job.id,
+                        "kind": "hook",
+                        "receiver": receiver,
+                        "event": event,
+                        "queued_at": job.created_at,
+                        "attempts": attempts,
+                        "reason": reason,
+                        "at": at,
+                    })
+                }
                 Some(l) => json!({
                     "contact": d.contact.as_str(),
                     "job": l.job.as_ref().map(|j| j.id.clone()),

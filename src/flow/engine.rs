@@ -144,6 +144,9 @@ pub struct Outcome {
     pub effects: Vec<Effect>,
     /// The steps this input ran or stopped at, in order (for coverage).
     pub visited: Vec<(FlowIdx, StepIdx)>,
+    /// A flow that reached its end with this input: its id and the
+    /// variables it collected (the `flow.completed` event).
+    pub completed: Option<(String, BTreeMap<String, String>)>,
 }
 
 struct Run<'a> {
@@ -153,6 +156,7 @@ struct Run<'a> {
     contact: ContactView,
     effects: Vec<Effect>,
     now: u64,
+    completed: Option<(String, BTreeMap<String, String>)>,
 }
 
 impl Values for Run<'_> {
@@ -184,6 +188,7 @@ pub fn step(
         contact: contact.clone(),
         effects: Vec::new(),
         now,
+        completed: None,
     };
     let stale = session.is_some() && position.is_none();
     let retries = session.as_ref().map_or(0, |s| s.retries);
@@ -213,6 +218,7 @@ pub fn step(
                     contact: run.contact,
                     effects: run.effects,
                     visited: run.visited,
+                    completed: run.completed,
                 };
             }
             Waiting::NotMine => {
@@ -232,6 +238,7 @@ pub fn step(
         contact: run.contact,
         effects: run.effects,
         visited: run.visited,
+        completed: run.completed,
     }
 }
 
@@ -241,6 +248,7 @@ fn unchanged(session: Option<Session>, run: Run<'_>) -> Outcome {
         contact: run.contact,
         effects: run.effects,
         visited: run.visited,
+        completed: run.completed,
     }
 }
 
@@ -434,7 +442,10 @@ fn prompt(run: &mut Run<'_>, f: FlowIdx, s: StepIdx) {
 fn run_from(run: &mut Run<'_>, mut flow: FlowIdx, mut target: Target) -> Option<Session> {
     for _ in 0..STEP_BUDGET {
         let s = match target {
-            Target::End => return None,
+            Target::End => {
+                run.completed = Some((run.flows.flows[flow].id.clone(), run.vars.clone()));
+                return None;
+            }
             Target::Flow(f) => {
                 flow = f;
                 0

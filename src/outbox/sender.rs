@@ -432,8 +432,9 @@ impl Sender {
         );
         let held = self.store.finish(claim, id, finish).await?;
         m.counted(&stats, consent.iter());
-        if !record.job.is_empty() {
-            // A message's outcome (read receipts have no record).
+        if !record.job.is_empty() && record.kind.as_deref() != Some("hook") {
+            // A message's outcome (read receipts have no record; an
+            // integration event is not a message).
             let code = record.code.map(|c| c.to_string()).unwrap_or_default();
             m.sends
                 .with_label_values(&[record.state.name(), code.as_str()])

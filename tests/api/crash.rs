@@ -21,8 +21,9 @@ use crate::conversation::delivery;
 use crate::graph::{FakeGraph, Sent};
 use crate::helpers::{ACCESS_TOKEN, APP_SECRET, Backend, embedded, free_port, redis, test_env};
 
-/// Senders per instance (`outbox.senders` default).
-const SENDERS: usize = 4;
+/// Senders per instance (`outbox.senders` default): each has at most one
+/// request in flight, so a kill repeats at most this many.
+const SENDERS: usize = 32;
 
 /// The logs of every instance a test started, for failure messages.
 #[derive(Default)]
@@ -241,8 +242,11 @@ async fn kill_9_loses_no_queued_reply() {
             ("WHATSIFY__OUTBOX__MARK_READ", "false".into()),
         ],
     );
+    // A CRM receiver too: its events survive the kills like the replies.
+    let crm = crate::integrations::Receiver::start(31).await;
+    let hooks = crm.settings("crm", &["contact.created"], &[]);
     let mut logs = Logs::default();
-    let mut bin = Binary::start(dir.path(), port, &env, &mut logs).await;
+    let mut bin = Binary::start_with(dir.path(), port, &env, &mut logs, &hooks).await;
 
     let wa_ids: Vec<String> = (0..CONTACTS).map(|i| format!("155501{i:05}")).collect();
     let bodies: Vec<Vec<u8>> = (0..HIS_PER_CONTACT)
@@ -277,7 +281,7 @@ async fn kill_9_loses_no_queued_reply() {
         tokio::time::sleep(Duration::from_millis(pause)).await;
         bin.kill_9();
         at_kill.push(graph.sent().len());
-        bin = Binary::start(dir.path(), port, &env, &mut logs).await;
+        bin = Binary::start_with(dir.path(), port, &env, &mut logs, &hooks).await;
     }
     let kills = KILL_AFTER_MS.len();
     let posted_in = posting.await.expect("posting");
@@ -352,6 +356,31 @@ async fn kill_9_loses_no_queued_reply() {
         duplicates <= kills * SENDERS,
         "{duplicates} duplicates for {kills} kills of {SENDERS} senders{}",
         logs.tail()
+    );
+    // Every contact's contact.created reached the CRM, signed; a repeat
+    // only for a delivery in flight at a kill.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let distinct = |got: &[crate::integrations::Got]| {
+        got.iter()
+            .map(|g| g.id.clone())
+            .collect::<HashSet<_>>()
+            .len()
+    };
+    while distinct(&crm.got()) < CONTACTS && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = crm.got();
+    eprintln!(
+        "kill -9: the CRM got {} events, {} distinct, of {CONTACTS}",
+        got.len(),
+        distinct(&got)
+    );
+    assert_eq!(distinct(&got), CONTACTS, "events lost{}", logs.tail());
+    assert!(got.iter().all(|g| g.verified));
+    assert!(
+        got.len() - distinct(&got) <= kills * SENDERS,
+        "{} repeated events",
+        got.len() - distinct(&got)
     );
     graph.stop().await;
 }

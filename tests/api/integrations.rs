@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::graph::FakeGraph;
 use crate::helpers::{Backend, TestApp, try_spawn_app_with_file};
-use crate::outbox::{now, say_hi, sent_to, text_from, until};
+use crate::outbox::{now, say_hi, sent_to, tap, text_from, until};
 
 /// What a receiver got: the raw body, whether the signature checked out.
 #[derive(Clone, Debug)]
@@ -187,8 +187,20 @@ async fn receivers_get_signed_events_with_only_their_fields(backend: &Backend) {
         "{}{}",
         desk.settings(
             "desk",
-            &["contact.created", "handoff.requested", "message.received"],
-            &["phone_number", "name", "text", "conversation"],
+            &[
+                "contact.created",
+                "handoff.requested",
+                "message.received",
+                "flow.completed"
+            ],
+            &[
+                "phone_number",
+                "name",
+                "text",
+                "conversation",
+                "flow",
+                "variables"
+            ],
         ),
         crm.settings(
             "crm",
@@ -222,6 +234,18 @@ async fn receivers_get_signed_events_with_only_their_fields(backend: &Backend) {
     let conversation = handoff["data"]["conversation"].to_string();
     assert!(conversation.contains("torn sleeve"), "{conversation}");
     assert!(conversation.contains("10482"), "{conversation}");
+    // The support flow ended with the handoff: what it collected.
+    until("the flow's end", 30, async || {
+        !desk.of("flow.completed").is_empty()
+    })
+    .await;
+    let done = &desk.of("flow.completed")[0];
+    assert_eq!(done["data"]["flow"], "support", "{done}");
+    assert_eq!(done["data"]["variables"]["order"], "#10482", "{done}");
+    assert_eq!(
+        done["data"]["variables"]["problem"],
+        "The jacket arrived with a torn sleeve"
+    );
 
     // Handed off: the customer's message goes to the helpdesk.
     send(
@@ -272,6 +296,11 @@ async fn receivers_get_signed_events_with_only_their_fields(backend: &Backend) {
     say_hi(&app, wa, "wamid.I7").await;
     until("the flows again", 30, async || {
         sent_to(&graph, wa).len() > before
+    })
+    .await;
+    send(&app, wa, "wamid.I8", "my data").await;
+    until("the export request", 30, async || {
+        !crm.of("privacy.export_requested").is_empty()
     })
     .await;
 
@@ -330,6 +359,20 @@ async fn receivers_get_signed_events_with_only_their_fields(backend: &Backend) {
         !log.to_string().contains("4111"),
         "a value in the audit log"
     );
+    // A consent the support team records reaches the CRM too.
+    let (status, _) = app
+        .admin_post(
+            &format!("/admin/contacts/{wa}/consent"),
+            &json!({"purpose": "marketing", "granted": true, "reference": "ticket 4411"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    until("the admin's consent", 30, async || {
+        crm.of("consent.changed")
+            .iter()
+            .any(|e| e["data"]["consent"]["source"] == "admin")
+    })
+    .await;
     // The customer's copy names who got their data.
     let (status, export) = app.admin_get(&format!("/admin/contacts/{wa}/export")).await;
     assert_eq!(status, 200);
@@ -395,9 +438,10 @@ both_backends!(
     a_receiver_that_was_down_gets_everything_in_order
 );
 
-/// An erasure reaches every receiver that got data about the contact,
-/// even one that did not ask for `contact.erased`; one that got nothing
-/// hears nothing.
+/// A correction and an erasure reach every receiver that got data about
+/// the contact, even one that did not ask for those events (GDPR Art.
+/// 19); one that got nothing hears nothing. Both the customer's DELETE MY
+/// DATA and the support team's erasure do.
 async fn an_erasure_reaches_everyone_who_got_data(backend: &Backend) {
     let graph = FakeGraph::start().await;
     let crm = Receiver::start(11).await;
@@ -425,8 +469,85 @@ async fn an_erasure_reaches_everyone_who_got_data(backend: &Backend) {
         erased["data"]["phone_number"], wa,
         "so the CRM can find them"
     );
+
+    // The customer corrects their name, then asks to be erased.
+    let ana = "16505558304";
+    say_hi(&app, ana, "wamid.E2").await;
+    until("created", 30, async || crm.of("contact.created").len() == 2).await;
+    send(&app, ana, "wamid.E3", "privacy").await;
+    let pick = tap(ana, "wamid.E4", "privacy_name", "Change my name");
+    assert_eq!(app.post_signed(&pick).await.status(), 200);
+    send(&app, ana, "wamid.E5", "Ana María").await;
+    until("the correction notice", 30, async || {
+        !crm.of("contact.rectified").is_empty()
+    })
+    .await;
+    let fixed = &crm.of("contact.rectified")[0];
+    assert_eq!(fixed["data"]["phone_number"], ana, "{fixed}");
+    assert!(
+        fixed["data"].get("changed").is_none(),
+        "not a field it may have"
+    );
+    send(&app, ana, "wamid.E6", "delete my data").await;
+    until("the question", 30, async || {
+        sent_to(&graph, ana).iter().any(|m| {
+            m["interactive"]["body"]["text"]
+                .as_str()
+                .is_some_and(|b| b.contains("Delete everything?"))
+        })
+    })
+    .await;
+    let yes = tap(ana, "wamid.E7", "whatsify_erase_yes", "Yes, delete it");
+    assert_eq!(app.post_signed(&yes).await.status(), 200);
+    until("the second erasure notice", 30, async || {
+        crm.of("contact.erased").len() == 2
+    })
+    .await;
+    assert_eq!(crm.of("contact.erased")[1]["data"]["phone_number"], ana);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(other.got().is_empty(), "{:?}", other.got());
+    assert!(crm.got().iter().all(|g| g.verified));
     graph.stop().await;
 }
 both_backends!(erasure_notice, an_erasure_reaches_everyone_who_got_data);
+
+/// A receiver that stays down: its events are retried for 24 hours, then
+/// listed as dead letters in the admin API (by receiver, event and the
+/// contact's pseudonymous id); the customer's replies never waited.
+async fn an_event_undelivered_for_a_day_is_a_dead_letter(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let crm = Receiver::start(21).await;
+    crm.down_for(Duration::from_secs(3600));
+    let toml = crm.settings("crm", &["contact.created"], &["name"]);
+    let app = app_with_receivers(backend, &graph, &toml).await;
+    let wa = "16505558404";
+    say_hi(&app, wa, "wamid.D1").await;
+    until("the welcome", 30, async || !sent_to(&graph, wa).is_empty()).await;
+    until("tried", 30, async || crm.refused() >= 2).await;
+    app.clock.advance(25 * 3600);
+    let mut letters = Value::Null;
+    until("the dead letter", 30, async || {
+        let (_, body) = app.admin_get("/admin/outbox/dead-letters").await;
+        letters = body;
+        letters.to_string().contains("\"receiver\":\"crm\"")
+    })
+    .await;
+    let key = crate::outbox::contact_key(&app, wa);
+    let letter = letters["dead_letters"]
+        .as_array()
+        .or(letters.as_array())
+        .and_then(|l| l.iter().find(|d| d["receiver"] == "crm").cloned())
+        .unwrap_or_else(|| panic!("{letters}"));
+    assert_eq!(letter["event"], "contact.created", "{letter}");
+    assert_eq!(letter["contact"], key.as_str(), "{letter}");
+    assert!(
+        letter["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("24 hours")),
+        "{letter}"
+    );
+    assert!(!letters.to_string().contains(wa), "no number in the list");
+    assert!(crm.got().is_empty());
+    graph.stop().await;
+}
+both_backends!(dead_letter, an_event_undelivered_for_a_day_is_a_dead_letter);
