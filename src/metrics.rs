@@ -33,6 +33,9 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Messages given up after every attempt (moved to the dead letters).
     pub dead_letters: IntCounter,
+    /// Integration events posted to a CRM or helpdesk receiver, by its
+    /// configured name and result (`delivered`, `retry`, `dead`).
+    pub integration_deliveries: IntCounterVec,
     /// Flow steps run, by flow and step id.
     pub flow_steps: IntCounterVec,
     /// Messages in and out, opt-outs, opt-ins, exports, erasures.
@@ -106,6 +109,12 @@ impl Metrics {
                 &["class"],
             ),
             dead_letters: dead,
+            integration_deliveries: counter_vec(
+                &r,
+                "integration_deliveries_total",
+                "Integration events posted to receivers, by receiver and result",
+                &["receiver", "result"],
+            ),
             flow_steps: counter_vec(&r, "flow_steps_total", "Flow steps run", &["flow", "step"]),
             events: counter_vec(
                 &r,

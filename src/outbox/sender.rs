@@ -975,6 +975,10 @@ impl Sender {
                 at: now,
             };
             let r = record(DeliveryState::Dead, &reason, state.attempts);
+            crate::metrics::global()
+                .integration_deliveries
+                .with_label_values(&[receiver.as_str(), "dead"])
+                .inc();
             return self.give_up(claim, id, (r, Some(letter), None), run).await;
         }
         match self.hooks.post(&to, &job.id, body.as_bytes(), now).await {
@@ -988,10 +992,18 @@ impl Sender {
                     detail: Some(format!("{receiver}: {event} [{}]", fields.join(", "))),
                 };
                 note(self.store.as_ref(), &self.audit, shared).await;
+                crate::metrics::global()
+                    .integration_deliveries
+                    .with_label_values(&[receiver.as_str(), "delivered"])
+                    .inc();
                 let r = record(DeliveryState::Accepted, "", state.attempts + 1);
                 self.finish(claim, id, Finish::record(r), run).await
             }
             Err(crate::integrations::Refused(reason)) => {
+                crate::metrics::global()
+                    .integration_deliveries
+                    .with_label_values(&[receiver.as_str(), "retry"])
+                    .inc();
                 state.attempts += 1;
                 state.last_error = reason;
                 let settings = self.settings.get();

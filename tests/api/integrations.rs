@@ -431,6 +431,21 @@ async fn a_receiver_that_was_down_gets_everything_in_order(backend: &Backend) {
     let got = down.got();
     assert_eq!(got.len(), 5, "each event once: {got:?}");
     assert_eq!(got[0].body["type"], "contact.created");
+    // Operators see it in the metrics (the registry is the process's:
+    // other tests add to it).
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    let count = |result: &str| -> f64 {
+        let label = format!(
+            "whatsify_integration_deliveries_total{{receiver=\"crm\",result=\"{result}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(label.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(count("retry") >= 1.0, "{metrics}");
+    assert!(count("delivered") >= 5.0, "{metrics}");
     graph.stop().await;
 }
 both_backends!(
