@@ -144,17 +144,92 @@ const RECENT: usize = 20;
 /// What a step did, for [`Worker::share`].
 struct Step<'a> {
     claim: &'a Claim,
-    profile_before: &'a Profile,
-    consent: &'a [ConsentChange],
-    /// Consent recorded at ingress, with the step's events.
-    ingress_consent: &'a [ConsentChange],
+    /// What each entry (or the timeout) did, in order.
+    causes: &'a [Cause],
     jobs: &'a [Job],
     history: &'a [crate::privacy::export::HistoryItem],
-    forwarded: &'a [(String, Option<String>)],
-    /// Flows that ended, with what they collected.
-    completed: &'a [(String, std::collections::BTreeMap<String, String>)],
-    messages_in: u64,
     now: u64,
+}
+
+/// What one inbox entry (or a timeout) did that receivers may hear of.
+#[derive(Default)]
+struct Cause {
+    /// The entry's id, or `tick<at>`: part of each event's id.
+    key: String,
+    created: bool,
+    /// Consent recorded at ingress, then what the flows recorded.
+    consent: Vec<ConsentChange>,
+    /// A handed-off customer's message (its text, if any).
+    forwarded: Option<Option<String>>,
+    completed: Vec<(String, std::collections::BTreeMap<String, String>)>,
+    handoff: bool,
+    export: bool,
+    renamed: bool,
+    erased: bool,
+}
+
+/// Where a step stood before an entry, to tell what the entry did.
+struct Before {
+    consent: usize,
+    completed: usize,
+    handed_off: bool,
+    name: Option<String>,
+    exports: usize,
+    erasures: usize,
+}
+
+impl Before {
+    fn of(
+        consent: &[ConsentChange],
+        jobs: &[Job],
+        state: &Conversation,
+        profile: &Profile,
+    ) -> Self {
+        Before {
+            consent: consent.len(),
+            completed: state.completed.len(),
+            handed_off: profile.handed_off_at.is_some(),
+            name: profile.contact.name.clone(),
+            exports: count(jobs, |m| matches!(m, OutMessage::Export)),
+            erasures: count(jobs, |m| matches!(m, OutMessage::Erase)),
+        }
+    }
+
+    /// What happened since, as caused by `key`.
+    fn cause(
+        &self,
+        key: String,
+        (consent, jobs): (&[ConsentChange], &[Job]),
+        (state, profile): (&Conversation, &Profile),
+        mut ingress: Vec<ConsentChange>,
+    ) -> Cause {
+        ingress.extend(
+            consent
+                .get(self.consent..)
+                .unwrap_or_default()
+                .iter()
+                .cloned(),
+        );
+        Cause {
+            key,
+            created: false,
+            consent: ingress,
+            forwarded: None,
+            completed: state
+                .completed
+                .get(self.completed..)
+                .unwrap_or_default()
+                .to_vec(),
+            handoff: !self.handed_off && profile.handed_off_at.is_some(),
+            export: count(jobs, |m| matches!(m, OutMessage::Export)) > self.exports,
+            renamed: self.name.is_some() && self.name != profile.contact.name,
+            erased: count(jobs, |m| matches!(m, OutMessage::Erase)) > self.erasures,
+        }
+    }
+}
+
+fn count(jobs: &[Job], what: impl Fn(&OutMessage) -> bool) -> usize {
+    jobs.iter().filter(|j| what(&j.message)).count()
 }
 
 /// The ids of the buttons that confirm or decline an erasure.
@@ -506,12 +581,15 @@ impl Worker {
         let mut window: Option<(String, u64)> = None;
         let mut history = Vec::new();
         let mut messages_in = 0u64;
-        let mut forwarded: Vec<(String, Option<String>)> = Vec::new();
-        let mut ingress_consent: Vec<ConsentChange> = Vec::new();
+        // What each entry did, for the CRM and helpdesk receivers.
+        let sharing = !self.hooks.receivers().is_empty();
+        let mut causes: Vec<Cause> = Vec::new();
+        let mut first_message = claim.profile.is_none();
         let now = self.clock.now();
         if let Some(at) = tick
             && let Some(to) = state.recipient.clone()
         {
+            let before = Before::of(&consent, &jobs, &state, &profile);
             let flows = self.flows.current();
             let out = engine::step(
                 &flows,
@@ -539,6 +617,14 @@ impl Worker {
             if let Some(granted) = consent.last().map(|c| c.granted) {
                 profile.marketing = Some(granted);
             }
+            if sharing {
+                causes.push(before.cause(
+                    format!("tick{at}"),
+                    (&consent, &jobs),
+                    (&state, &profile),
+                    Vec::new(),
+                ));
+            }
         }
         for entry in &claim.entries {
             acked.push(entry.id.clone());
@@ -550,29 +636,12 @@ impl Worker {
                 tracing::error!(contact = %contact, entry = %entry.id, "inbox entry cannot be opened; skipped");
                 continue;
             };
-            if !self.hooks.receivers().is_empty() {
-                // Consent given or withdrawn at ingress (STOP, START,
-                // WhatsApp's own Stop/Resume): on record already; the
-                // receivers hear of it with this step.
-                let recorded = match &event {
-                    Event::Message(m) => m.consent,
-                    Event::Preference(_) => Some(true),
-                    _ => None,
-                };
-                if let Some(granted) = recorded
-                    && let Some(mut change) = crate::privacy::consent::of_event(
-                        &event,
-                        &entry.id,
-                        &self.pseudonymizer,
-                        &self.policy_version,
-                        &self.flows.current().privacy,
-                    )
-                {
-                    if matches!(event, Event::Message(_)) {
-                        change.granted = granted;
-                    }
-                    ingress_consent.push(change);
-                }
+            let before = Before::of(&consent, &jobs, &state, &profile);
+            let mut ingress = Vec::new();
+            let mut forwarded: Option<Option<String>> = None;
+            let is_message = matches!(event, Event::Message(_));
+            if sharing {
+                ingress.extend(self.recorded_at_ingress(&event, &entry.id, now));
             }
             match event {
                 Event::Message(m) => {
@@ -590,8 +659,12 @@ impl Worker {
                     if handed_off {
                         // A person has the conversation: the message goes
                         // to the helpdesk (`message.received`).
-                        let text = history.last().and_then(|h| h.text.clone());
-                        forwarded.push((entry.id.clone(), text));
+                        let text = m.message.parse().ok().and_then(|msg| match input_of(&msg) {
+                            Input::Text(t) => Some(t),
+                            Input::Choice { title, .. } => Some(title),
+                            _ => None,
+                        });
+                        forwarded = Some(text);
                     }
                     let out = (&mut jobs, &mut consent);
                     if let Some(at) =
@@ -660,19 +733,28 @@ impl Worker {
                 },
                 _ => {}
             }
+            if sharing {
+                let mut cause = before.cause(
+                    entry.id.clone(),
+                    (&consent, &jobs),
+                    (&state, &profile),
+                    ingress,
+                );
+                cause.forwarded = forwarded;
+                if is_message && first_message {
+                    cause.created = true;
+                    first_message = false;
+                }
+                causes.push(cause);
+            }
         }
-        if !self.hooks.receivers().is_empty() {
-            let completed = std::mem::take(&mut state.completed);
+        state.completed.clear();
+        if sharing {
             let step = Step {
                 claim: &claim,
-                profile_before: &profile_before,
-                consent: &consent,
-                ingress_consent: &ingress_consent,
+                causes: &causes,
                 jobs: &jobs,
                 history: &history,
-                forwarded: &forwarded,
-                completed: &completed,
-                messages_in,
                 now,
             };
             self.share(step, &sealer, &mut profile).await?;
@@ -1208,10 +1290,47 @@ impl Worker {
         }
     }
 
+    /// The consent an entry gave or withdrew at ingress (STOP, START,
+    /// WhatsApp's own Stop/Resume), on record since then: the receivers
+    /// hear of it with the step. Read again from the event; should the
+    /// keywords have changed since, the decision taken at ingress stands.
+    fn recorded_at_ingress(&self, event: &Event, entry: &str, now: u64) -> Option<ConsentChange> {
+        let granted = match event {
+            Event::Message(m) => m.consent?,
+            Event::Preference(_) => true,
+            _ => return None,
+        };
+        let read = crate::privacy::consent::of_event(
+            event,
+            entry,
+            &self.pseudonymizer,
+            &self.policy_version,
+            &self.flows.current().privacy,
+        );
+        match (read, event) {
+            (Some(mut change), Event::Message(_)) => {
+                change.granted = granted;
+                Some(change)
+            }
+            (Some(change), _) => Some(change),
+            (None, Event::Message(_)) => Some(ConsentChange {
+                purpose: MARKETING.to_owned(),
+                granted,
+                at: now,
+                source: "keyword".to_owned(),
+                policy_version: self.policy_version.clone(),
+                evidence: None,
+            }),
+            (None, _) => None,
+        }
+    }
+
     /// Queues the integration events of a step for the CRM and helpdesk
     /// receivers (see [`crate::integrations`]), before the step is
-    /// committed: a step redone after a crash queues them again under the
-    /// same ids, which the store keeps once.
+    /// committed, in the order of the entries that caused them. Each
+    /// event's id names the entry (or the timeout) that caused it, so a
+    /// step redone after a crash, even with more entries, queues the same
+    /// events under the same ids, which the store keeps once.
     async fn share(
         &self,
         step: Step<'_>,
@@ -1221,10 +1340,6 @@ impl Worker {
         use crate::integrations::{Event as Shared, EventKind, Field};
         use serde_json::{Value, json};
         let contact = &step.claim.contact;
-        let base = match step.claim.entries.first() {
-            Some(e) => format!("{contact}.{}", e.id),
-            None => format!("{contact}.tick{}", step.now),
-        };
         let phone = match &profile.recipient {
             Some(Recipient::WaId(w)) => json!(w),
             _ => Value::Null,
@@ -1235,110 +1350,71 @@ impl Worker {
             .clone()
             .map_or(Value::Null, Value::String);
         let tags = json!(profile.contact.tags);
-        let about = |kind: EventKind, n: usize| {
-            Shared::new(
-                format!("{base}.{}.{n}", kind.name()),
-                kind,
-                contact.clone(),
-                step.now,
-            )
-            .with(Field::PhoneNumber, phone.clone())
-            .with(Field::Name, name.clone())
-            .with(Field::Tags, tags.clone())
-        };
         let none = std::collections::BTreeSet::new();
         let mut events: Vec<(Shared, bool)> = Vec::new();
-        if step.claim.profile.is_none() && step.messages_in > 0 {
-            events.push((about(EventKind::ContactCreated, 0), false));
-        }
-        for (n, c) in step.ingress_consent.iter().chain(step.consent).enumerate() {
-            let consent = json!({
-                "purpose": c.purpose,
-                "granted": c.granted,
-                "at": c.at,
-                "source": c.source,
-                "policy_version": c.policy_version,
-            });
-            events.push((
-                about(EventKind::ConsentChanged, n).with(Field::Consent, consent),
-                false,
-            ));
-        }
-        if step.profile_before.handed_off_at.is_none() && profile.handed_off_at.is_some() {
-            let mut recent: Vec<crate::privacy::export::HistoryItem> = self
-                .store
-                .history(contact, 1000)
-                .await?
-                .iter()
-                .rev()
-                .take(RECENT)
-                .rev()
-                .filter_map(|(_, sealed)| {
-                    let plain = sealer
-                        .open(sealed, &crate::privacy::export::history_context(contact))
-                        .ok()?;
-                    serde_json::from_slice(&plain).ok()
-                })
-                .collect();
-            recent.extend(step.history.iter().cloned());
-            recent.extend(
-                step.jobs
-                    .iter()
-                    .filter_map(crate::privacy::export::outbound),
-            );
-            let conversation: Vec<Value> = recent
-                .iter()
-                .map(|h| json!({"at": h.at, "direction": h.direction, "kind": h.kind, "text": h.text}))
-                .collect();
-            events.push((
-                about(EventKind::HandoffRequested, 0)
-                    .with(Field::Conversation, json!(conversation)),
-                false,
-            ));
-        }
-        for (entry, text) in step.forwarded {
-            let mut e = Shared::new(
-                format!("{contact}.{entry}.message.received"),
-                EventKind::MessageReceived,
-                contact.clone(),
-                step.now,
-            )
-            .with(Field::PhoneNumber, phone.clone())
-            .with(Field::Name, name.clone());
-            if let Some(t) = text {
-                e = e.with(Field::Text, json!(t));
+        for cause in step.causes {
+            let about = |kind: EventKind, n: usize| {
+                Shared::new(
+                    format!("{contact}.{}.{}.{n}", cause.key, kind.name()),
+                    kind,
+                    contact.clone(),
+                    step.now,
+                )
+                .with(Field::PhoneNumber, phone.clone())
+                .with(Field::Name, name.clone())
+                .with(Field::Tags, tags.clone())
+            };
+            if cause.created {
+                events.push((about(EventKind::ContactCreated, 0), false));
             }
-            events.push((e, false));
-        }
-        for (n, (flow, vars)) in step.completed.iter().enumerate() {
-            events.push((
-                about(EventKind::FlowCompleted, n)
-                    .with(Field::Flow, json!(flow))
-                    .with(Field::Variables, json!(vars)),
-                false,
-            ));
-        }
-        if step
-            .jobs
-            .iter()
-            .any(|j| matches!(j.message, OutMessage::Export))
-        {
-            events.push((about(EventKind::ExportRequested, 0), false));
-        }
-        if step.profile_before.contact.name.is_some()
-            && step.profile_before.contact.name != profile.contact.name
-        {
-            events.push((
-                about(EventKind::ContactRectified, 0).with(Field::Changed, json!(["name"])),
-                true,
-            ));
-        }
-        if step
-            .jobs
-            .iter()
-            .any(|j| matches!(j.message, OutMessage::Erase))
-        {
-            events.push((about(EventKind::ContactErased, 0), true));
+            for (n, c) in cause.consent.iter().enumerate() {
+                let consent = json!({
+                    "purpose": c.purpose,
+                    "granted": c.granted,
+                    "at": c.at,
+                    "source": c.source,
+                    "policy_version": c.policy_version,
+                });
+                events.push((
+                    about(EventKind::ConsentChanged, n).with(Field::Consent, consent),
+                    false,
+                ));
+            }
+            if let Some(text) = &cause.forwarded {
+                let mut e = about(EventKind::MessageReceived, 0);
+                if let Some(t) = text {
+                    e = e.with(Field::Text, json!(t));
+                }
+                events.push((e, false));
+            }
+            for (n, (flow, vars)) in cause.completed.iter().enumerate() {
+                events.push((
+                    about(EventKind::FlowCompleted, n)
+                        .with(Field::Flow, json!(flow))
+                        .with(Field::Variables, json!(vars)),
+                    false,
+                ));
+            }
+            if cause.handoff {
+                let conversation = self.recent(contact, sealer, &step).await?;
+                events.push((
+                    about(EventKind::HandoffRequested, 0)
+                        .with(Field::Conversation, json!(conversation)),
+                    false,
+                ));
+            }
+            if cause.export {
+                events.push((about(EventKind::ExportRequested, 0), false));
+            }
+            if cause.renamed {
+                events.push((
+                    about(EventKind::ContactRectified, 0).with(Field::Changed, json!(["name"])),
+                    true,
+                ));
+            }
+            if cause.erased {
+                events.push((about(EventKind::ContactErased, 0), true));
+            }
         }
         for (event, to_everyone_who_got_data) in events {
             let also = if to_everyone_who_got_data {
@@ -1358,17 +1434,50 @@ impl Worker {
                 .await?;
             profile.shared_with.extend(queued);
         }
-        if !profile.shared_with.is_empty() {
-            for r in self.hooks.receivers() {
-                if profile.shared_with.contains(&r.name) {
-                    self.wake.outbox.push(
-                        crate::integrations::Hooks::queue_of(&self.pseudonymizer, &r.name, contact)
-                            .unwrap_or_else(|| contact.clone()),
-                    );
-                }
+        for r in self.hooks.receivers() {
+            if profile.shared_with.contains(&r.name)
+                && let Some(q) =
+                    crate::integrations::Hooks::queue_of(&self.pseudonymizer, &r.name, contact)
+            {
+                self.wake.outbox.push(q);
             }
         }
         Ok(())
+    }
+
+    /// The last [`RECENT`] messages both ways, this step's included (for
+    /// `handoff.requested`).
+    async fn recent(
+        &self,
+        contact: &ContactKey,
+        sealer: &Sealer,
+        step: &Step<'_>,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let stored = self.store.history(contact, usize::MAX).await?;
+        let mut recent: Vec<crate::privacy::export::HistoryItem> = stored
+            .iter()
+            .rev()
+            .take(RECENT)
+            .rev()
+            .filter_map(|(_, sealed)| {
+                let plain = sealer
+                    .open(sealed, &crate::privacy::export::history_context(contact))
+                    .ok()?;
+                serde_json::from_slice(&plain).ok()
+            })
+            .collect();
+        recent.extend(step.history.iter().cloned());
+        recent.extend(
+            step.jobs
+                .iter()
+                .filter_map(crate::privacy::export::outbound),
+        );
+        let skip = recent.len().saturating_sub(RECENT);
+        Ok(recent
+            .iter()
+            .skip(skip)
+            .map(|h| serde_json::json!({"at": h.at, "direction": h.direction, "kind": h.kind, "text": h.text}))
+            .collect())
     }
 
     /// Works until `stop` is set; sleeps briefly when idle. The contact

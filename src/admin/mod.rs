@@ -441,7 +441,7 @@ pub async fn record_consent(
     if !state.hooks.receivers().is_empty() {
         use crate::integrations::{Event, EventKind, Field};
         let event = Event::new(
-            format!("{contact}.admin{}.consent.changed", change.at),
+            format!("{contact}.admin.{}.consent.changed", uuid::Uuid::new_v4()),
             EventKind::ConsentChanged,
             contact.clone(),
             change.at,
@@ -560,7 +560,7 @@ async fn tell_erased(
         _ => serde_json::Value::Null,
     };
     let event = Event::new(
-        format!("{contact}.admin{now}.contact.erased"),
+        format!("{contact}.admin.{}.contact.erased", uuid::Uuid::new_v4()),
         EventKind::ContactErased,
         contact.clone(),
         now,

@@ -264,6 +264,21 @@ impl Subscriber {
     }
 }
 
+/// `body` (as queued) with only the fields `fields` allows now: a field
+/// taken off a receiver's list while events were queued is not sent.
+/// Answers the body and the names of the fields it keeps.
+pub fn refilter(body: &str, fields: &[Field]) -> Option<(String, Vec<String>)> {
+    let mut v: Value = serde_json::from_str(body).ok()?;
+    let data = v.get_mut("data")?.as_object_mut()?;
+    data.retain(|k, _| k == "contact_id" || fields.iter().any(|f| f.name() == k));
+    let kept = data
+        .keys()
+        .filter(|k| *k != "contact_id")
+        .cloned()
+        .collect();
+    Some((serde_json::to_string(&v).ok()?, kept))
+}
+
 /// How long an event is retried before it becomes a dead letter.
 pub const DELIVERY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// How long a receiver may take to answer one delivery.
@@ -273,7 +288,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Default)]
 pub struct Hooks {
     receivers: Arc<Vec<Arc<Subscriber>>>,
-    client: reqwest::Client,
+    /// `None` only if no client could be built (then every delivery is
+    /// refused and retried, and the start-up log says why).
+    client: Option<reqwest::Client>,
 }
 
 /// Why a delivery did not go through (no personal data: the receiver's
@@ -283,11 +300,14 @@ pub struct Refused(pub String);
 
 impl Hooks {
     pub fn new(receivers: Vec<Arc<Subscriber>>) -> Self {
+        // No redirects: signed personal data goes to the configured URL
+        // and nowhere else.
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
+            .inspect_err(|e| tracing::error!(error = %e, "integrations: no HTTP client; nothing will be delivered"))
+            .ok();
         Hooks {
             receivers: Arc::new(receivers),
             client,
@@ -321,9 +341,11 @@ impl Hooks {
         body: &[u8],
         now: u64,
     ) -> Result<(), Refused> {
+        let Some(client) = &self.client else {
+            return Err(Refused(format!("{}: no HTTP client", receiver.name)));
+        };
         let signature = signing::signature(receiver.key.expose_secret(), id, now, body);
-        let answer = self
-            .client
+        let answer = client
             .post(receiver.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("webhook-id", id)
@@ -471,6 +493,18 @@ mod tests {
 
     fn contact() -> ContactKey {
         ContactKey::parse("0123456789abcdef0123456789abcdef").expect("key")
+    }
+
+    #[test]
+    fn a_field_taken_off_the_list_is_dropped_from_a_queued_body() {
+        let body = r#"{"type":"message.received","timestamp":"t","data":{"contact_id":"ab","name":"Ana","text":"my card 4242"}}"#;
+        let (kept, fields) = refilter(body, &[Field::Name]).expect("json");
+        assert!(!kept.contains("4242"), "{kept}");
+        let v: Value = serde_json::from_str(&kept).expect("json");
+        assert_eq!(v["data"], json!({"contact_id": "ab", "name": "Ana"}));
+        assert_eq!(v["type"], "message.received");
+        assert_eq!(fields, ["name"]);
+        assert!(refilter("not json", &[]).is_none());
     }
 
     #[test]

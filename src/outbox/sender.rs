@@ -981,6 +981,37 @@ impl Sender {
                 .inc();
             return self.give_up(claim, id, (r, Some(letter), None), run).await;
         }
+        // An event about a contact erased since it was queued is not sent;
+        // their `contact.erased` is.
+        if event != crate::integrations::EventKind::ContactErased.name()
+            && let Some(about) = ContactKey::parse(contact)
+            && let Some(erased_at) = self.store.suppressed(&about).await?
+            && job.created_at <= erased_at
+        {
+            let r = record(
+                DeliveryState::Cancelled,
+                "the contact was erased",
+                state.attempts,
+            );
+            return self.give_up(claim, id, (r, None, None), run).await;
+        }
+        // A field taken off the receiver's list since is not sent.
+        let allowed = |f: &String| to.fields.iter().any(|g| g.name() == f);
+        let (body, fields) = if fields.iter().all(allowed) {
+            (body.clone(), fields.clone())
+        } else {
+            match crate::integrations::refilter(body, &to.fields) {
+                Some(b) => b,
+                None => {
+                    let r = record(
+                        DeliveryState::Dead,
+                        "the queued event cannot be read",
+                        state.attempts,
+                    );
+                    return self.give_up(claim, id, (r, None, None), run).await;
+                }
+            }
+        };
         match self.hooks.post(&to, &job.id, body.as_bytes(), now).await {
             Ok(()) => {
                 use crate::privacy::audit::{Actor, Event, note};
