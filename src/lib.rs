@@ -21,6 +21,7 @@ pub mod campaign;
 pub mod chat;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod flow;
 pub mod health;

@@ -48,6 +48,10 @@ pub struct AppState {
     pub campaign_limits: crate::config::Live<crate::campaign::Limits>,
     /// The CRM and helpdesk receivers (`[[integrations.webhooks]]`).
     pub hooks: crate::integrations::Hooks,
+    /// The console's signed-in sessions.
+    pub console: crate::console::Sessions,
+    /// When this instance last took a webhook delivery (Unix s; 0: none).
+    pub last_webhook: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AppState {
@@ -73,6 +77,8 @@ impl AppState {
             clock: crate::clock::Clock::system(),
             campaign_limits: crate::config::Live::new(crate::campaign::Limits::of(settings)),
             hooks: crate::integrations::Hooks::new(settings.integrations.clone()),
+            console: Default::default(),
+            last_webhook: Default::default(),
         }
     }
 }
@@ -421,6 +427,22 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(crate::metrics::endpoint))
+            .route("/console", web::get().to(crate::console::overview))
+            .route(
+                "/console/sign-in",
+                web::get().to(crate::console::sign_in_form),
+            )
+            .route("/console/sign-in", web::post().to(crate::console::sign_in))
+            .route(
+                "/console/sign-out",
+                web::post().to(crate::console::sign_out),
+            )
+            .route("/console/app.js", web::get().to(crate::console::script))
+            .route("/console/style.css", web::get().to(crate::console::style))
+            .route(
+                "/console/api/overview",
+                web::get().to(crate::console::overview_data),
+            )
             .route("/admin/contacts/{id}", web::get().to(crate::admin::contact))
             .route(
                 "/admin/contacts/{id}",

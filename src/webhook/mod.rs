@@ -302,6 +302,10 @@ async fn handle(
             "a contact's data key kept changing".into(),
         )));
     }
+    state.last_webhook.store(
+        crate::store::now_secs(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     tracing::info!(
         outcome = "ok",
         events = results.len(),

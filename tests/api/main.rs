@@ -4,6 +4,7 @@
 mod helpers;
 
 mod campaigns;
+mod console;
 mod conversation;
 mod crash;
 mod graph;
