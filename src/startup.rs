@@ -428,6 +428,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(crate::metrics::endpoint))
             .route("/console", web::get().to(crate::console::overview))
+            .route("/console/contacts", web::get().to(crate::console::contacts))
             .route(
                 "/console/sign-in",
                 web::get().to(crate::console::sign_in_form),

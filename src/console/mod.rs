@@ -36,6 +36,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 const SIGN_IN_HTML: &str = include_str!("assets/sign-in.html");
 const OVERVIEW_HTML: &str = include_str!("assets/overview.html");
+const CONTACTS_HTML: &str = include_str!("assets/contacts.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
@@ -158,6 +159,18 @@ pub async fn overview(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     }
     match state.console.of(&req) {
         Some((_, session)) => page(OVERVIEW_HTML.replace("{{csrf}}", &session.csrf)),
+        None => sign_in_page(""),
+    }
+}
+
+/// `GET /console/contacts`: find a contact, see and export their data,
+/// erase it (or the sign-in page when signed out).
+pub async fn contacts(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if state.admin_token.get().is_none() {
+        return HttpResponse::NotFound().finish();
+    }
+    match state.console.of(&req) {
+        Some((_, session)) => page(CONTACTS_HTML.replace("{{csrf}}", &session.csrf)),
         None => sign_in_page(""),
     }
 }

@@ -76,7 +76,7 @@ async fn signed_out_requests_are_refused_and_sessions_are_strict() {
     let c = bare();
 
     // Signed out: pages show the sign-in form, the API says 401.
-    for path in ["/console", "/console/sign-in"] {
+    for path in ["/console", "/console/sign-in", "/console/contacts"] {
         let r = c.get(format!("{base}{path}")).send().await.expect("get");
         assert_eq!(r.status(), 200, "{path}");
         let csp = r.headers()["content-security-policy"]
@@ -269,6 +269,30 @@ fn screenshots() -> std::path::PathBuf {
     dir
 }
 
+/// Waits (bounded) until the element's text contains `want`.
+async fn wait_text(
+    browser: &fantoccini::Client,
+    css: &str,
+    want: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = browser
+            .find(fantoccini::Locator::Css(css))
+            .await?
+            .text()
+            .await?;
+        if text.contains(want) {
+            return Ok(());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{css} never said {want:?}: {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
 /// In headless Chromium: the sign-in page, a wrong token's message,
 /// signing in, the overview's live figures, and signing out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,6 +304,16 @@ async fn an_operator_signs_in_and_sees_today_in_a_real_browser() {
     let wa = "16505559002";
     say_hi(&app, wa, "wamid.B1").await;
     until("the welcome", 30, async || !sent_to(&graph, wa).is_empty()).await;
+    let stop = app
+        .post_signed(&crate::outbox::text_from(
+            wa,
+            "wamid.B2",
+            "STOP",
+            crate::outbox::now(),
+        ))
+        .await;
+    assert_eq!(stop.status(), 200);
+    until("the opt-out", 30, async || sent_to(&graph, wa).len() >= 3).await;
 
     let driver = chromedriver();
     let mut caps = serde_json::Map::new();
@@ -363,6 +397,74 @@ async fn an_operator_signs_in_and_sees_today_in_a_real_browser() {
             browser.screenshot().await?,
         )
         .ok();
+        browser.set_window_size(1280, 900).await?;
+
+        // Contacts: find the customer, see the ledger and the
+        // conversation, export, then erase with a typed confirmation.
+        browser
+            .goto(&format!("{}/console/contacts", app.address))
+            .await?;
+        browser
+            .find(Locator::Id("contact-id"))
+            .await?
+            .send_keys(wa)
+            .await?;
+        browser
+            .find(Locator::Css("#find button"))
+            .await?
+            .click()
+            .await?;
+        wait_text(&browser, "#status", "Found").await?;
+        let profile = browser.find(Locator::Id("profile")).await?.text().await?;
+        assert!(profile.contains("Ana"), "{profile}");
+        let ledger = browser.find(Locator::Id("ledger")).await?.text().await?;
+        assert!(
+            ledger.contains("marketing") && ledger.contains("keyword"),
+            "{ledger}"
+        );
+        browser
+            .find(Locator::Id("show-conversation"))
+            .await?
+            .click()
+            .await?;
+        wait_text(&browser, "#conversation", "Customer: hi").await?;
+        browser.find(Locator::Id("export")).await?.click().await?;
+        wait_text(&browser, "#status", "ready to download").await?;
+        let href = browser
+            .find(Locator::Id("download"))
+            .await?
+            .attr("href")
+            .await?
+            .unwrap_or_default();
+        assert!(href.starts_with("blob:"), "{href}");
+        std::fs::write(shots.join("contacts.png"), browser.screenshot().await?).ok();
+        browser
+            .find(Locator::Id("erase-confirm"))
+            .await?
+            .send_keys("16505550000")
+            .await?;
+        browser
+            .find(Locator::Css("#erase button"))
+            .await?
+            .click()
+            .await?;
+        wait_text(&browser, "#status", "does not match").await?;
+        let field = browser.find(Locator::Id("erase-confirm")).await?;
+        field.clear().await?;
+        field.send_keys(wa).await?;
+        browser
+            .find(Locator::Css("#erase button"))
+            .await?
+            .click()
+            .await?;
+        wait_text(&browser, "#status", "Erased").await?;
+        browser
+            .find(Locator::Css("#find button"))
+            .await?
+            .click()
+            .await?;
+        wait_text(&browser, "#status", "Nothing is kept").await?;
+
         browser.find(Locator::Id("sign-out")).await?.click().await?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while browser.find(Locator::Id("token")).await.is_err() {
