@@ -35,8 +35,15 @@ const MAX_SESSIONS: usize = 1000;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const SIGN_IN_HTML: &str = include_str!("assets/sign-in.html");
-const OVERVIEW_HTML: &str = include_str!("assets/overview.html");
-const CONTACTS_HTML: &str = include_str!("assets/contacts.html");
+const LAYOUT_HTML: &str = include_str!("assets/layout.html");
+const OVERVIEW_MAIN: &str = include_str!("assets/overview.main.html");
+const CONTACTS_MAIN: &str = include_str!("assets/contacts.main.html");
+
+/// The signed-in pages: (path, title, body).
+const PAGES: [(&str, &str, &str); 2] = [
+    ("/console", "Overview", OVERVIEW_MAIN),
+    ("/console/contacts", "Contacts", CONTACTS_MAIN),
+];
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
@@ -135,6 +142,38 @@ fn page(body: String) -> HttpResponse {
         .body(body)
 }
 
+/// A signed-in page: the layout (navigation, sign-out, the session's CSRF
+/// token) around the page's body. Signed out: the sign-in page.
+fn signed_in(req: &HttpRequest, state: &AppState, path: &str) -> HttpResponse {
+    if state.admin_token.get().is_none() {
+        return HttpResponse::NotFound().finish();
+    }
+    let Some((_, session)) = state.console.of(req) else {
+        return sign_in_page("");
+    };
+    let Some((_, title, body)) = PAGES.iter().find(|(p, _, _)| *p == path) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let nav: String = PAGES
+        .iter()
+        .map(|(p, t, _)| {
+            let current = if *p == path {
+                " aria-current=\"page\""
+            } else {
+                ""
+            };
+            format!("<a href=\"{p}\"{current}>{t}</a>")
+        })
+        .collect();
+    page(
+        LAYOUT_HTML
+            .replace("{{title}}", title)
+            .replace("{{nav}}", &nav)
+            .replace("{{main}}", body)
+            .replace("{{csrf}}", &session.csrf),
+    )
+}
+
 fn sign_in_page(message: &str) -> HttpResponse {
     page(SIGN_IN_HTML.replace("{{message}}", &html_escape(message)))
 }
@@ -154,25 +193,13 @@ fn tls(req: &HttpRequest) -> bool {
 
 /// `GET /console`: the overview, or the sign-in page when signed out.
 pub async fn overview(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if state.admin_token.get().is_none() {
-        return HttpResponse::NotFound().finish();
-    }
-    match state.console.of(&req) {
-        Some((_, session)) => page(OVERVIEW_HTML.replace("{{csrf}}", &session.csrf)),
-        None => sign_in_page(""),
-    }
+    signed_in(&req, &state, "/console")
 }
 
 /// `GET /console/contacts`: find a contact, see and export their data,
 /// erase it (or the sign-in page when signed out).
 pub async fn contacts(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if state.admin_token.get().is_none() {
-        return HttpResponse::NotFound().finish();
-    }
-    match state.console.of(&req) {
-        Some((_, session)) => page(CONTACTS_HTML.replace("{{csrf}}", &session.csrf)),
-        None => sign_in_page(""),
-    }
+    signed_in(&req, &state, "/console/contacts")
 }
 
 /// `GET /console/sign-in`.

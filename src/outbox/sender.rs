@@ -870,10 +870,7 @@ impl Sender {
                     reason = %f.reason,
                     "send failed; will retry"
                 );
-                state.next_at_ms = now_ms + delay_ms;
-                let head =
-                    serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                self.defer(claim, run, Some(head), state.next_at_ms).await
+                self.retry_at(claim, run, state, now_ms + delay_ms).await
             }
         }
     }
@@ -1047,12 +1044,24 @@ impl Sender {
                     reason = %state.last_error,
                     "integration delivery failed; will retry"
                 );
-                state.next_at_ms = now_ms + delay_ms;
-                let head =
-                    serde_json::to_vec(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                self.defer(claim, run, Some(head), state.next_at_ms).await
+                self.retry_at(claim, run, &mut state, now_ms + delay_ms)
+                    .await
             }
         }
+    }
+
+    /// Defers the head job until `at_ms` (Unix ms), keeping its retry
+    /// state for the next attempt.
+    async fn retry_at(
+        &self,
+        claim: &Claim,
+        run: &mut Run,
+        state: &mut HeadState,
+        at_ms: u64,
+    ) -> Result<Next, StoreError> {
+        state.next_at_ms = at_ms;
+        let head = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.defer(claim, run, Some(head), at_ms).await
     }
 
     async fn audit_export(&self, contact: &ContactKey, kind: &str, at: u64) {

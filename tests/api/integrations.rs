@@ -473,6 +473,9 @@ async fn an_erasure_reaches_everyone_who_got_data(backend: &Backend) {
         !crm.of("contact.created").is_empty()
     })
     .await;
+    // Events are queued just before the step commits: the welcome (sent
+    // after the commit) says the contact is on record.
+    until("the welcome", 30, async || !sent_to(&graph, wa).is_empty()).await;
     let status = app.admin_delete(&format!("/admin/contacts/{wa}")).await;
     assert_eq!(status, 200);
     until("the erasure notice", 30, async || {
