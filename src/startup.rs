@@ -52,6 +52,10 @@ pub struct AppState {
     pub console: crate::console::Sessions,
     /// When this instance last took a webhook delivery (Unix s; 0: none).
     pub last_webhook: Arc<std::sync::atomic::AtomicU64>,
+    /// `flows.dir`, which the console's flows page checks.
+    pub flows_dir: std::path::PathBuf,
+    /// `flows.session_ttl`, for the console's simulator.
+    pub session_ttl: std::time::Duration,
 }
 
 impl AppState {
@@ -79,6 +83,8 @@ impl AppState {
             hooks: crate::integrations::Hooks::new(settings.integrations.clone()),
             console: Default::default(),
             last_webhook: Default::default(),
+            flows_dir: settings.flows.dir.clone(),
+            session_ttl: settings.flows.session_ttl,
         }
     }
 }
@@ -427,8 +433,28 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(crate::metrics::endpoint))
-            .route("/console", web::get().to(crate::console::overview))
-            .route("/console/contacts", web::get().to(crate::console::contacts))
+            .route("/console", web::get().to(crate::console::page_at))
+            .route("/console/contacts", web::get().to(crate::console::page_at))
+            .route("/console/requests", web::get().to(crate::console::page_at))
+            .route("/console/campaigns", web::get().to(crate::console::page_at))
+            .route("/console/audit", web::get().to(crate::console::page_at))
+            .route("/console/flows", web::get().to(crate::console::page_at))
+            .route(
+                "/console/flows/{id}/diagram.svg",
+                web::get().to(crate::console::diagram),
+            )
+            .route(
+                "/console/api/requests",
+                web::get().to(crate::console::requests_data),
+            )
+            .route(
+                "/console/api/flows",
+                web::get().to(crate::console::flows_data),
+            )
+            .route(
+                "/console/api/simulator",
+                web::post().to(crate::console::simulate),
+            )
             .route(
                 "/console/sign-in",
                 web::get().to(crate::console::sign_in_form),

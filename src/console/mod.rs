@@ -11,6 +11,8 @@
 //! from a `<meta>` tag, so another site cannot forge it. Signed-out
 //! requests get the sign-in page (pages) or 401 (the API).
 
+pub mod diagram;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,11 +40,19 @@ const SIGN_IN_HTML: &str = include_str!("assets/sign-in.html");
 const LAYOUT_HTML: &str = include_str!("assets/layout.html");
 const OVERVIEW_MAIN: &str = include_str!("assets/overview.main.html");
 const CONTACTS_MAIN: &str = include_str!("assets/contacts.main.html");
+const REQUESTS_MAIN: &str = include_str!("assets/requests.main.html");
+const CAMPAIGNS_MAIN: &str = include_str!("assets/campaigns.main.html");
+const AUDIT_MAIN: &str = include_str!("assets/audit.main.html");
+const FLOWS_MAIN: &str = include_str!("assets/flows.main.html");
 
 /// The signed-in pages: (path, title, body).
-const PAGES: [(&str, &str, &str); 2] = [
+pub const PAGES: [(&str, &str, &str); 6] = [
     ("/console", "Overview", OVERVIEW_MAIN),
     ("/console/contacts", "Contacts", CONTACTS_MAIN),
+    ("/console/requests", "Privacy requests", REQUESTS_MAIN),
+    ("/console/campaigns", "Campaigns", CAMPAIGNS_MAIN),
+    ("/console/audit", "Audit", AUDIT_MAIN),
+    ("/console/flows", "Flows", FLOWS_MAIN),
 ];
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
@@ -52,6 +62,17 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 struct Session {
     expires: Instant,
     csrf: String,
+    /// The flow simulator's throwaway conversation.
+    sim: Option<Sim>,
+}
+
+/// A simulated customer's place in the flows: in this memory only, never
+/// in the store, so it touches no real contact.
+#[derive(Clone)]
+struct Sim {
+    session: Option<crate::flow::engine::Session>,
+    contact: crate::flow::engine::ContactView,
+    offered: Vec<(String, String)>,
 }
 
 /// This instance's console sessions (in memory: an operator signs in
@@ -86,6 +107,7 @@ impl Sessions {
             Session {
                 expires: now + SESSION_LIFE,
                 csrf: csrf.clone(),
+                sim: None,
             },
         );
         (id, csrf)
@@ -94,6 +116,13 @@ impl Sessions {
     fn get(&self, id: &str) -> Option<Session> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(id).filter(|s| s.expires > Instant::now()).cloned()
+    }
+
+    /// Runs `f` on the session's simulator state (`None`: no live session).
+    fn with_sim<R>(&self, id: &str, f: impl FnOnce(&mut Option<Sim>) -> R) -> Option<R> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let s = map.get_mut(id).filter(|s| s.expires > Instant::now())?;
+        Some(f(&mut s.sim))
     }
 
     fn end(&self, id: &str) {
@@ -191,15 +220,9 @@ fn tls(req: &HttpRequest) -> bool {
     req.connection_info().scheme() == "https"
 }
 
-/// `GET /console`: the overview, or the sign-in page when signed out.
-pub async fn overview(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    signed_in(&req, &state, "/console")
-}
-
-/// `GET /console/contacts`: find a contact, see and export their data,
-/// erase it (or the sign-in page when signed out).
-pub async fn contacts(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    signed_in(&req, &state, "/console/contacts")
+/// `GET` of a page in [`PAGES`] (the sign-in page when signed out).
+pub async fn page_at(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    signed_in(&req, &state, req.path())
 }
 
 /// `GET /console/sign-in`.
@@ -324,10 +347,356 @@ pub async fn overview_data(req: HttpRequest, state: web::Data<AppState>) -> Http
                 "last_webhook_at": (last > 0).then_some(last),
             }))
         }
-        Err(e) => {
-            tracing::error!(error = %e, "console: store unavailable");
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({"error": "the store is unavailable; try again"}))
+        Err(e) => store_down(&e),
+    }
+}
+
+fn signed_out() -> HttpResponse {
+    HttpResponse::Unauthorized().json(serde_json::json!({"error": "sign in first"}))
+}
+
+fn store_down(e: &crate::store::StoreError) -> HttpResponse {
+    tracing::error!(error = %e, "console: store unavailable");
+    HttpResponse::ServiceUnavailable()
+        .json(serde_json::json!({"error": "the store is unavailable; try again"}))
+}
+
+/// The most audit entries the requests page reads.
+const REQUESTS_READ_LIMIT: usize = 100_000;
+
+/// `GET /console/api/requests`: every privacy request in the audit log
+/// (newest first) with its state, its age and how near it is to the legal
+/// deadline: `due` once it has been open a week (our own bound), `overdue`
+/// past the 30 days the law allows.
+pub async fn requests_data(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    use crate::privacy::audit::{OPEN_REQUEST_FLAG_SECS, REQUEST_DEADLINE_SECS, requests};
+    if !state.console.allows(&req) {
+        return signed_out();
+    }
+    let entries = match state.store.audit_entries(1, REQUESTS_READ_LIMIT).await {
+        Ok(e) => e,
+        Err(e) => return store_down(&e),
+    };
+    let now = state.clock.now();
+    let mut rows: Vec<serde_json::Value> = requests(&entries)
+        .into_iter()
+        .rev()
+        .map(|r| {
+            let due_at = r.at + REQUEST_DEADLINE_SECS;
+            let urgency = match r.closed_at {
+                Some(_) => "done",
+                None if now >= due_at => "overdue",
+                None if now >= r.at + OPEN_REQUEST_FLAG_SECS => "due",
+                None => "ok",
+            };
+            serde_json::json!({
+                "seq": r.seq,
+                "what": r.what,
+                "contact": r.contact,
+                "actor": r.actor,
+                "at": r.at,
+                "state": r.state,
+                "closed_at": r.closed_at,
+                "age_seconds": r.closed_at.unwrap_or(now).saturating_sub(r.at),
+                "due_at": due_at,
+                "urgency": urgency,
+            })
+        })
+        .collect();
+    // The open ones first, the oldest of them on top; then the rest.
+    rows.sort_by_key(|r| {
+        (
+            r["urgency"] == "done",
+            r["closed_at"].is_null().then(|| r["at"].as_u64()),
+        )
+    });
+    let count = |u: &str| rows.iter().filter(|r| r["urgency"] == u).count();
+    HttpResponse::Ok().json(serde_json::json!({
+        "now": now,
+        "due_after_days": OPEN_REQUEST_FLAG_SECS / 86_400,
+        "deadline_days": REQUEST_DEADLINE_SECS / 86_400,
+        "open": rows.len() - count("done"),
+        "due": count("due"),
+        "overdue": count("overdue"),
+        "requests": rows,
+    }))
+}
+
+/// A flow file's id, read without the rest of its checks.
+#[derive(Deserialize)]
+struct FlowId {
+    id: String,
+}
+
+/// `GET /console/api/flows`: the flow files on disk with their validation
+/// errors (`file:line:col: message`), and the flows in force (the last
+/// good set, when the files on disk have errors).
+pub async fn flows_data(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !state.console.allows(&req) {
+        return signed_out();
+    }
+    let Some(shared) = state.flows.clone() else {
+        return HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"error": "no flows are loaded"}));
+    };
+    let dir = state.flows_dir.clone();
+    let checked = web::block(move || {
+        let errors = crate::flow::load_dir(&dir).err().unwrap_or_default();
+        let mut files: Vec<(String, Option<String>)> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.is_file()
+                            && p.extension().is_some_and(|x| {
+                                x.eq_ignore_ascii_case("yaml") || x.eq_ignore_ascii_case("yml")
+                            })
+                    })
+                    .map(|p| {
+                        let id = std::fs::read_to_string(&p)
+                            .ok()
+                            .and_then(|t| serde_saphyr::from_str::<FlowId>(&t).ok())
+                            .map(|f| f.id);
+                        (file_name(&p), id)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        (errors, files)
+    })
+    .await;
+    let Ok((errors, files)) = checked else {
+        return HttpResponse::InternalServerError()
+            .json(serde_json::json!({"error": "the flow files could not be checked"}));
+    };
+    let flows = shared.current();
+    let error_text = |e: &crate::flow::FlowError| {
+        let mut shown = e.clone();
+        shown.file = std::path::PathBuf::from(file_name(&e.file));
+        shown.to_string()
+    };
+    let in_force = |id: &str| {
+        flows.by_id.get(id).map(|&i| {
+            let mut keywords: Vec<&str> = flows
+                .keywords
+                .iter()
+                .filter(|(_, f)| **f == i)
+                .map(|(k, _)| k.as_str())
+                .collect();
+            keywords.sort_unstable();
+            serde_json::json!({
+                "steps": flows.flows[i].steps.len(),
+                "keywords": keywords,
+                "default": flows.default == i,
+            })
+        })
+    };
+    let mut rows: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(name, id)| {
+            let mine: Vec<String> = errors
+                .iter()
+                .filter(|e| file_name(&e.file) == *name)
+                .map(error_text)
+                .collect();
+            serde_json::json!({
+                "file": name,
+                "flow": id,
+                "errors": mine,
+                "in_force": id.as_deref().and_then(in_force),
+            })
+        })
+        .collect();
+    // Flows in force whose file is gone or no longer names them.
+    for f in &flows.flows {
+        if !files
+            .iter()
+            .any(|(_, id)| id.as_deref() == Some(f.id.as_str()))
+        {
+            rows.push(serde_json::json!({
+                "file": null, "flow": f.id, "errors": [], "in_force": in_force(&f.id),
+            }));
         }
+    }
+    let other: Vec<String> = errors
+        .iter()
+        .filter(|e| !files.iter().any(|(name, _)| file_name(&e.file) == *name))
+        .map(error_text)
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({
+        "valid": errors.is_empty(),
+        "generation": shared.generation(),
+        "reload_failures": shared.failures(),
+        "files": rows,
+        "errors": other,
+    }))
+}
+
+fn file_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `GET /console/flows/{id}/diagram.svg`: the diagram of a flow in force.
+pub async fn diagram(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if !state.console.allows(&req) {
+        return signed_out();
+    }
+    let Some(shared) = &state.flows else {
+        return HttpResponse::NotFound().finish();
+    };
+    let flows = shared.current();
+    let drawn = flows
+        .by_id
+        .get(path.as_str())
+        .and_then(|&i| diagram::svg(&flows, i));
+    match drawn {
+        Some(svg) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "image/svg+xml"))
+            .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header(("X-Content-Type-Options", "nosniff"))
+            .body(svg),
+        None => HttpResponse::NotFound().json(serde_json::json!({"error": "no such flow"})),
+    }
+}
+
+/// A button or list row the simulated customer taps.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimChoice {
+    id: String,
+    title: String,
+}
+
+/// `POST /console/api/simulator`: one of `{"text": …}`, `{"choice":
+/// {"id", "title"}}` or `{"reset": true, "name"?: …}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimInput {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    choice: Option<SimChoice>,
+    #[serde(default)]
+    reset: bool,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// The longest text the simulator takes (WhatsApp's own limit).
+const SIM_TEXT_MAX: usize = 4096;
+
+/// `POST /console/api/simulator`: chats with the flows in force as a
+/// customer would, through the real engine, in a throwaway conversation
+/// kept with the console session: nothing is stored, sent or audited, and
+/// no real contact is touched. Privacy commands are named, not run (in a
+/// real chat whatsify answers them before the flows).
+pub async fn simulate(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    use crate::flow::engine::{ContactView, Input};
+    if !state.console.allows(&req) {
+        return signed_out();
+    }
+    let Some((id, _)) = state.console.of(&req) else {
+        return signed_out();
+    };
+    let Some(shared) = &state.flows else {
+        return HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"error": "no flows are loaded"}));
+    };
+    let bad = |m: &str| HttpResponse::BadRequest().json(serde_json::json!({"error": m}));
+    let input: SimInput = match serde_json::from_slice(&body) {
+        Ok(i) => i,
+        Err(e) => {
+            return bad(&format!(
+                "the body must be {{\"text\": \"...\"}}, {{\"choice\": {{\"id\": \"...\", \"title\": \"...\"}}}} or {{\"reset\": true, \"name\": \"...\"}}: {e}"
+            ));
+        }
+    };
+    if input.reset {
+        let name = input
+            .name
+            .map(|n| n.trim().chars().take(64).collect::<String>())
+            .filter(|n| !n.is_empty());
+        state.console.with_sim(&id, |sim| {
+            *sim = Some(Sim {
+                session: None,
+                contact: ContactView {
+                    name,
+                    tags: Default::default(),
+                },
+                offered: Vec::new(),
+            });
+        });
+        return HttpResponse::Ok().json(serde_json::json!({"effects": [], "at": null}));
+    }
+    let flows = shared.current();
+    let (input, privacy) = match (input.text, input.choice) {
+        (Some(t), None) => {
+            if t.trim().is_empty() || t.chars().count() > SIM_TEXT_MAX {
+                return bad("text must be 1 to 4096 characters");
+            }
+            let cmd = crate::privacy::keywords::classify(&t, &flows.privacy);
+            (Input::Text(t), cmd)
+        }
+        (None, Some(c)) => {
+            if c.id.is_empty() || c.id.len() > 256 || c.title.chars().count() > 256 {
+                return bad("choice must have an id and a title of at most 256 characters");
+            }
+            let cmd = crate::privacy::keywords::classify_choice(&c.id, &c.title, &flows.privacy);
+            (
+                Input::Choice {
+                    id: c.id,
+                    title: c.title,
+                },
+                cmd,
+            )
+        }
+        _ => return bad("send exactly one of text, choice or reset"),
+    };
+    if let Some(cmd) = privacy {
+        return HttpResponse::Ok().json(serde_json::json!({
+            "effects": [],
+            "privacy_command": cmd.name(),
+            "at": null,
+        }));
+    }
+    let now = state.clock.now();
+    let ttl = state.session_ttl;
+    let answer = state.console.with_sim(&id, |sim| {
+        let held = sim.take().unwrap_or(Sim {
+            session: None,
+            contact: ContactView::default(),
+            offered: Vec::new(),
+        });
+        let mut conv = crate::flow::transcript::Conversation::new(&flows, held.contact, ttl);
+        conv.session = held.session;
+        conv.offered = held.offered;
+        conv.now = now;
+        let effects = conv.input(&input);
+        let at = conv
+            .session
+            .as_ref()
+            .map(|s| serde_json::json!({"flow": s.flow, "step": s.step}));
+        *sim = Some(Sim {
+            session: conv.session,
+            contact: conv.contact,
+            offered: conv.offered,
+        });
+        serde_json::json!({ "effects": effects, "at": at })
+    });
+    match answer {
+        Some(a) => HttpResponse::Ok().json(a),
+        None => signed_out(),
     }
 }

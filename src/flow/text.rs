@@ -94,6 +94,20 @@ impl Text {
     }
 }
 
+/// The text as written, placeholders included (for diagrams).
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => f.write_str(s)?,
+                Part::ContactName => f.write_str("{{contact.name}}")?,
+                Part::Var(v) => write!(f, "{{{{vars.{v}}}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Variable names: letters, digits and `_`, starting with a letter.
 pub fn valid_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -124,6 +138,10 @@ mod tests {
         assert_eq!(t.render(&v), "Hi Ana, order 42!");
         assert_eq!(t.render(&BTreeMap::new()), "Hi , order !");
         assert_eq!(t.vars().collect::<Vec<_>>(), ["order", "none"]);
+        assert_eq!(
+            t.to_string(),
+            "Hi {{contact.name}}, order {{vars.order}}{{vars.none}}!"
+        );
     }
 
     #[test]

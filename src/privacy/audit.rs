@@ -186,21 +186,91 @@ pub fn of_consent(contact: &str, change: &crate::store::ConsentChange) -> Event 
     }
 }
 
+/// The legal deadline to answer a privacy request: GDPR allows one month
+/// (Art. 12(3)), CCPA 45 days; we count the stricter, as 30 days.
+pub const REQUEST_DEADLINE_SECS: u64 = 30 * 24 * 3600;
+
+/// A privacy request (`export_request`, `erasure_request`, …) and what
+/// became of it, read from the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Request {
+    /// The request entry's sequence number.
+    pub seq: u64,
+    /// `export`, `erasure`, …
+    pub what: String,
+    pub contact: Option<String>,
+    pub actor: Actor,
+    pub at: u64,
+    /// `open`, `confirmed` (the customer confirmed; the work is queued),
+    /// `completed` or `declined`.
+    pub state: &'static str,
+    /// When it was completed or declined.
+    pub closed_at: Option<u64>,
+}
+
+impl Request {
+    pub fn is_open(&self) -> bool {
+        self.closed_at.is_none()
+    }
+}
+
+/// Every request in `entries` (in log order), each closed by the first
+/// later `_completed` or `_declined` entry of the same kind for the same
+/// contact (one completion answers every request open before it).
+pub fn requests(entries: &[Entry]) -> Vec<Request> {
+    let mut out: Vec<Request> = Vec::new();
+    // (what, contact) → the indexes in `out` still open.
+    let mut open: std::collections::HashMap<(String, Option<String>), Vec<usize>> =
+        Default::default();
+    for e in entries {
+        let kind = e.event.kind.as_str();
+        if let Some(what) = kind.strip_suffix("_request") {
+            open.entry((what.to_owned(), e.event.contact.clone()))
+                .or_default()
+                .push(out.len());
+            out.push(Request {
+                seq: e.seq,
+                what: what.to_owned(),
+                contact: e.event.contact.clone(),
+                actor: e.event.actor,
+                at: e.event.at,
+                state: "open",
+                closed_at: None,
+            });
+            continue;
+        }
+        let (what, state) = if let Some(w) = kind.strip_suffix("_completed") {
+            (w, "completed")
+        } else if let Some(w) = kind.strip_suffix("_declined") {
+            (w, "declined")
+        } else if let Some(w) = kind.strip_suffix("_confirmed") {
+            (w, "confirmed")
+        } else {
+            continue;
+        };
+        let key = (what.to_owned(), e.event.contact.clone());
+        let Some(waiting) = open.get_mut(&key) else {
+            continue;
+        };
+        for &i in waiting.iter() {
+            out[i].state = state;
+        }
+        if state != "confirmed" {
+            for i in waiting.drain(..) {
+                out[i].closed_at = Some(e.event.at);
+            }
+        }
+    }
+    out
+}
+
 /// Requests (`*_request`) still open `OPEN_REQUEST_FLAG_SECS` after they
 /// were made, at `now`: their sequence numbers.
 pub fn overdue(entries: &[Entry], now: u64) -> Vec<u64> {
-    entries
-        .iter()
-        .filter_map(|e| {
-            let what = e.event.kind.strip_suffix("_request")?;
-            let closed = entries.iter().any(|later| {
-                later.seq > e.seq
-                    && later.event.contact == e.event.contact
-                    && (later.event.kind == format!("{what}_completed")
-                        || later.event.kind == format!("{what}_declined"))
-            });
-            (!closed && now >= e.event.at + OPEN_REQUEST_FLAG_SECS).then_some(e.seq)
-        })
+    requests(entries)
+        .into_iter()
+        .filter(|r| r.is_open() && now >= r.at + OPEN_REQUEST_FLAG_SECS)
+        .map(|r| r.seq)
         .collect()
 }
 
@@ -271,5 +341,51 @@ mod tests {
             &[("erasure_request", 100), ("erasure_completed", 200)],
         );
         assert!(overdue(&closed, 100 + 2 * week).is_empty());
+    }
+
+    #[test]
+    fn requests_carry_their_state_and_are_closed_per_contact_and_kind() {
+        let chain = Chain::new(&Key32::new([7; 32]));
+        let mut entries = log(
+            &chain,
+            &[
+                ("export_request", 10),
+                ("erasure_request", 20),
+                ("erasure_confirmed", 25),
+                ("export_completed", 30),
+                ("export_request", 40),
+                ("consent_given", 50),
+            ],
+        );
+        // Another contact's completion closes nothing of c1's.
+        entries.push(chain.link(
+            7,
+            &entries[5].hash,
+            Event {
+                at: 60,
+                kind: "export_completed".into(),
+                contact: Some("c2".into()),
+                actor: Actor::System,
+                detail: None,
+            },
+        ));
+        let r = requests(&entries);
+        let seen: Vec<(u64, &str, &str, Option<u64>)> = r
+            .iter()
+            .map(|r| (r.seq, r.what.as_str(), r.state, r.closed_at))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, "export", "completed", Some(30)),
+                (2, "erasure", "confirmed", None),
+                (5, "export", "open", None),
+            ]
+        );
+        let week = OPEN_REQUEST_FLAG_SECS;
+        assert_eq!(overdue(&entries, 40 + week), [2, 5]);
+        let declined = log(&chain, &[("erasure_request", 1), ("erasure_declined", 2)]);
+        assert_eq!(requests(&declined)[0].state, "declined");
+        assert!(!requests(&declined)[0].is_open());
     }
 }

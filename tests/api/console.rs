@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::graph::FakeGraph;
+use crate::graph::{FakeGraph, Sent};
 use crate::helpers::{ADMIN_TOKEN, TestApp, embedded, free_port};
 use crate::outbox::{app_with, say_hi, sent_to, until};
 
@@ -75,8 +75,48 @@ async fn signed_out_requests_are_refused_and_sessions_are_strict() {
     let base = &app.address;
     let c = bare();
 
-    // Signed out: pages show the sign-in form, the API says 401.
-    for path in ["/console", "/console/sign-in", "/console/contacts"] {
+    // Signed out: pages show the sign-in form, the API says 401. Every
+    // console route the server registers is in one of these lists.
+    let pages: Vec<&str> = whatsify::console::PAGES
+        .iter()
+        .map(|(p, _, _)| *p)
+        .chain(["/console/sign-in"])
+        .collect();
+    let refused = [
+        ("GET", "/console/api/overview"),
+        ("GET", "/console/api/requests"),
+        ("GET", "/console/api/flows"),
+        ("GET", "/console/flows/welcome/diagram.svg"),
+        ("POST", "/console/api/simulator"),
+        ("POST", "/console/sign-out"),
+        ("GET", "/admin/audit"),
+        ("GET", "/admin/campaigns"),
+        ("POST", "/admin/campaigns"),
+    ];
+    // Open to anyone: the sign-in form's target and the code.
+    let open = ["/console/sign-in", "/console/app.js", "/console/style.css"];
+    let routes = include_str!("../../src/startup.rs");
+    for route in routes.split('"').filter(|s| s.starts_with("/console")) {
+        let route = route.replace("{id}", "welcome");
+        assert!(
+            pages.contains(&route.as_str())
+                || open.contains(&route.as_str())
+                || refused.iter().any(|(_, p)| *p == route),
+            "{route} is not checked signed out"
+        );
+    }
+    for (method, path) in refused {
+        let r = c
+            .request(method.parse().expect("method"), format!("{base}{path}"))
+            .json(&json!({"text": "hi"}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 401, "{method} {path}");
+        let body = r.text().await.expect("text");
+        assert!(!body.contains("welcome"), "{path} leaks: {body}");
+    }
+    for path in pages {
         let r = c.get(format!("{base}{path}")).send().await.expect("get");
         assert_eq!(r.status(), 200, "{path}");
         let csp = r.headers()["content-security-policy"]
@@ -94,24 +134,6 @@ async fn signed_out_requests_are_refused_and_sessions_are_strict() {
             "{path} shows the overview signed out"
         );
     }
-    let r = c
-        .get(format!("{base}/console/api/overview"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.status(), 401);
-    let r = c
-        .post(format!("{base}/console/sign-out"))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), 401);
-    let r = c
-        .get(format!("{base}/admin/audit"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.status(), 401);
     let r = c
         .get(format!("{base}/console/api/overview"))
         .header("cookie", format!("whatsify_console={}", "ab".repeat(32)))
@@ -193,6 +215,99 @@ async fn signed_out_requests_are_refused_and_sessions_are_strict() {
         assert_eq!(r.status(), want, "{why}");
     }
 
+    // The simulator: its own conversation per session, clear errors, the
+    // CSRF token like any change.
+    let sim = |body: Value, token: &str| {
+        c.post(format!("{base}/console/api/simulator"))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", token)
+            .json(&body)
+            .send()
+    };
+    let r = sim(json!({"text": "hi"}), &wrong).await.expect("post");
+    assert_eq!(r.status(), 401, "no CSRF token, no simulator");
+    let r = sim(json!({"reset": true, "name": "Zoe"}), &csrf)
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let said: Value = sim(json!({"text": "hi"}), &csrf)
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    let shown = said.to_string();
+    assert!(
+        shown.contains("Hi Zoe") && shown.contains("See offers"),
+        "{said}"
+    );
+    assert_eq!(said["at"], json!({"flow": "welcome", "step": "menu"}));
+    let tapped: Value = sim(
+        json!({"choice": {"id": "menu_offers", "title": "See offers"}}),
+        &csrf,
+    )
+    .await
+    .expect("post")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(tapped["at"]["flow"], "promotions", "{tapped}");
+    for (body, want) in [
+        (json!({}), "exactly one of text, choice or reset"),
+        (
+            json!({"text": "hi", "choice": {"id": "a", "title": "b"}}),
+            "exactly one",
+        ),
+        (json!({"text": " "}), "1 to 4096 characters"),
+        (json!({"text": "x".repeat(4097)}), "1 to 4096 characters"),
+    ] {
+        let r = sim(body, &csrf).await.expect("post");
+        assert_eq!(r.status(), 400);
+        let answer: Value = r.json().await.expect("json");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| e.contains(want)),
+            "{answer}"
+        );
+    }
+    let r = sim(json!({"txt": "hi"}), &csrf).await.expect("post");
+    assert_eq!(r.status(), 400, "an unknown field");
+    let answer: Value = r.json().await.expect("json");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown field `txt`")),
+        "{answer}"
+    );
+    // Flows: the files, and a diagram of each flow in force only.
+    let flows: Value = get("/console/api/flows")
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(flows["valid"], true, "{flows}");
+    let welcome = flows["files"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["file"] == "welcome.yaml"))
+        .expect("welcome.yaml listed");
+    assert_eq!(welcome["flow"], "welcome");
+    assert_eq!(welcome["in_force"]["default"], true);
+    let r = get("/console/flows/welcome/diagram.svg")
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/svg+xml");
+    assert!(r.text().await.expect("text").contains(">menu<"));
+    let r = get("/console/flows/nope/diagram.svg").await.expect("get");
+    assert_eq!(r.status(), 404);
+    let requests: Value = get("/console/api/requests")
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(requests["deadline_days"], 30, "{requests}");
+
     // Signing out ends the session.
     let r = c
         .post(format!("{base}/console/sign-out"))
@@ -239,6 +354,91 @@ fn chromedriver() -> Driver {
     }
 }
 
+/// A headless Chromium session (1280×900) through a fresh chromedriver.
+async fn headless() -> (Driver, fantoccini::Client) {
+    let driver = chromedriver();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"]
+        }),
+    );
+    let browser = fantoccini::ClientBuilder::rustls()
+        .expect("client")
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a headless Chromium session");
+    (driver, browser)
+}
+
+/// Signs in through the form and waits for the overview.
+async fn sign_in_browser(
+    browser: &fantoccini::Client,
+    app: &TestApp,
+) -> Result<(), fantoccini::error::CmdError> {
+    use fantoccini::Locator;
+    browser.goto(&format!("{}/console", app.address)).await?;
+    browser
+        .find(Locator::Id("token"))
+        .await?
+        .send_keys(ADMIN_TOKEN)
+        .await?;
+    browser
+        .find(Locator::Css("button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    wait_text(browser, "#status", "Updated").await
+}
+
+/// Clicks the element.
+async fn click(browser: &fantoccini::Client, css: &str) -> Result<(), fantoccini::error::CmdError> {
+    browser
+        .find(fantoccini::Locator::Css(css))
+        .await?
+        .click()
+        .await
+}
+
+/// Types into the element.
+async fn type_in(
+    browser: &fantoccini::Client,
+    css: &str,
+    text: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    browser
+        .find(fantoccini::Locator::Css(css))
+        .await?
+        .send_keys(text)
+        .await
+}
+
+/// What sticks out past the window's right edge: nothing when the page
+/// fits its width (wide tables and diagrams scroll inside their own box).
+async fn sticking_out(browser: &fantoccini::Client) -> Result<Value, fantoccini::error::CmdError> {
+    browser
+        .execute(
+            "const w = document.documentElement.clientWidth; \
+             if (document.documentElement.scrollWidth <= w) return []; \
+             return [...document.querySelectorAll('body *')] \
+               .filter(e => e.getBoundingClientRect().right > w + 1 && !e.closest('.scroll, .diagram')) \
+               .map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 10) \
+               .concat(['the page is ' + document.documentElement.scrollWidth + ' px wide in ' + w]);",
+            vec![],
+        )
+        .await
+}
+
+/// Saves a screenshot of the page under `name`.
+async fn shot(browser: &fantoccini::Client, name: &str) -> Result<(), fantoccini::error::CmdError> {
+    let png = browser.screenshot().await?;
+    std::fs::write(screenshots().join(name), png).ok();
+    Ok(())
+}
+
 /// Where the browser tests leave their screenshots.
 fn screenshots() -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
@@ -274,7 +474,7 @@ async fn wait_text(
 /// signing in, the overview's live figures, and signing out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_signs_in_and_sees_today_in_a_real_browser() {
-    use fantoccini::{ClientBuilder, Locator};
+    use fantoccini::Locator;
     let b = embedded();
     let graph = FakeGraph::start().await;
     let app = app_with(&b.backend, &graph, &[]).await;
@@ -292,21 +492,7 @@ async fn an_operator_signs_in_and_sees_today_in_a_real_browser() {
     assert_eq!(stop.status(), 200);
     until("the opt-out", 30, async || sent_to(&graph, wa).len() >= 3).await;
 
-    let driver = chromedriver();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"]
-        }),
-    );
-    let browser = ClientBuilder::rustls()
-        .expect("client")
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("a headless Chromium session");
+    let (_driver, browser) = headless().await;
     let shots = screenshots();
     let result = async {
         browser.goto(&format!("{}/console", app.address)).await?;
@@ -454,5 +640,325 @@ async fn an_operator_signs_in_and_sees_today_in_a_real_browser() {
     let _ = browser.close().await;
     result.expect("the browser steps");
     eprintln!("console screenshots in {}", shots.display());
+    graph.stop().await;
+}
+
+/// A `datetime-local` value (UTC, as the headless browser's zone is).
+fn local_minute(unix: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix as i64).expect("time");
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+/// Waits (bounded) until the script's answer satisfies `ok`.
+async fn wait_js(
+    browser: &fantoccini::Client,
+    what: &str,
+    script: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Result<Value, fantoccini::error::CmdError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = browser.execute(script, vec![]).await.unwrap_or(Value::Null);
+        if ok(&v) {
+            return Ok(v);
+        }
+        assert!(Instant::now() < deadline, "{what}: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// In headless Chromium: the privacy requests (an unanswered one a week
+/// old highlighted), a campaign created from the page whose live report
+/// reaches the fake Graph API's count, another cancelled, the audit log
+/// with its chain and a filter, the flow files with a broken one's
+/// file:line:col, a flow's diagram, and a conversation in the simulator
+/// that sends, stores and audits nothing. A screenshot of each page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
+    use fantoccini::Locator;
+    let b = embedded();
+    let graph = FakeGraph::start().await;
+    // The flows, copied: a broken file is added while the server runs.
+    let flows = tempfile::tempdir().expect("temp dir");
+    for e in std::fs::read_dir("flows").expect("flows") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            std::fs::copy(&p, flows.path().join(p.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let app = crate::campaigns::campaign_app(
+        &b.backend,
+        &graph,
+        &[("WHATSIFY__FLOWS__DIR", flows.path().display().to_string())],
+    )
+    .await;
+    // Three customers; two agree to promotions (recorded by support).
+    let customers = ["16505559101", "16505559102", "16505559103"];
+    for (i, wa) in customers.iter().enumerate() {
+        say_hi(&app, wa, &format!("wamid.C{i}")).await;
+    }
+    until("the welcomes", 30, async || {
+        customers.iter().all(|wa| !sent_to(&graph, wa).is_empty())
+    })
+    .await;
+    for wa in &customers[..2] {
+        let (status, body) = app
+            .admin_post(
+                &format!("/admin/contacts/{wa}/consent"),
+                &json!({"purpose": "marketing", "granted": true, "reference": "call 42"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The third asks to be erased and never confirms: an open request.
+    let ask = app
+        .post_signed(&crate::outbox::text_from(
+            customers[2],
+            "wamid.C9",
+            "DELETE MY DATA",
+            crate::outbox::now(),
+        ))
+        .await;
+    assert_eq!(ask.status(), 200);
+    until("the erasure request", 30, async || {
+        let (_, log) = app.admin_get("/admin/audit?kind=erasure_request").await;
+        log["entries"].as_array().is_some_and(|e| e.len() == 1)
+    })
+    .await;
+
+    let (_driver, browser) = headless().await;
+    let result = async {
+        sign_in_browser(&browser, &app).await?;
+
+        // Campaigns: one to a pasted list (two of three consented).
+        browser
+            .goto(&format!("{}/console/campaigns", app.address))
+            .await?;
+        type_in(&browser, "#c-name", "Winter sale").await?;
+        type_in(&browser, "#c-template", "winter_sale").await?;
+        click(&browser, "input[name=audience][value=list]").await?;
+        type_in(&browser, "#c-list", &customers.join("\n")).await?;
+        click(&browser, "#new-campaign button[type=submit]").await?;
+        wait_text(&browser, "#status", "3 contacts targeted").await?;
+        // The live report reaches what the fake Graph API accepted.
+        let sent = wait_js(
+            &browser,
+            "the report's sent count",
+            "const e = document.getElementById('r-sent'); return e ? Number(e.textContent) : null;",
+            |v| v.as_u64() == Some(2),
+        )
+        .await?;
+        let templates: Vec<Sent> = graph
+            .sent()
+            .into_iter()
+            .filter(|s| s.body["type"] == "template")
+            .collect();
+        assert_eq!(
+            json!(templates.len()),
+            sent,
+            "the report matches Meta's count"
+        );
+        wait_text(&browser, "#report-cards", "no_consent 1").await?;
+        shot(&browser, "campaigns.png").await?;
+        // Another, scheduled for tomorrow, cancelled before it starts.
+        let name = browser.find(Locator::Id("c-name")).await?;
+        name.clear().await?;
+        name.send_keys("Next week").await?;
+        let tomorrow = crate::outbox::now() + 86_400;
+        browser
+            .execute(
+                "document.getElementById('c-start').value = arguments[0];",
+                vec![json!(local_minute(tomorrow))],
+            )
+            .await?;
+        click(&browser, "#new-campaign button[type=submit]").await?;
+        wait_text(&browser, "#report-title", "Next week").await?;
+        wait_text(&browser, "#r-status", "scheduled").await?;
+        click(&browser, "#cancel").await?;
+        wait_text(&browser, "#r-status", "cancelled").await?;
+        wait_text(&browser, "#status", "Cancelled").await?;
+        assert_eq!(
+            graph
+                .sent()
+                .iter()
+                .filter(|s| s.body["type"] == "template")
+                .count(),
+            2,
+            "nothing of the cancelled campaign went out"
+        );
+
+        // A week later, the unanswered erasure request is due.
+        app.state.clock.advance(8 * 86_400);
+        browser
+            .goto(&format!("{}/console/requests", app.address))
+            .await?;
+        wait_text(&browser, "#status", "Updated").await?;
+        let due = browser.find(Locator::Id("due")).await?.text().await?;
+        assert_eq!(due, "1");
+        let row = browser
+            .find(Locator::Css("#requests tr.due"))
+            .await?
+            .text()
+            .await?;
+        assert!(
+            row.contains("erasure") && row.contains("open") && row.contains("8 d"),
+            "{row}"
+        );
+        shot(&browser, "requests.png").await?;
+
+        // Audit: the chain verifies; a filter narrows the log.
+        browser
+            .goto(&format!("{}/console/audit", app.address))
+            .await?;
+        wait_text(&browser, "#chain", "The hash chain verifies").await?;
+        type_in(&browser, "#f-kind", "campaign_created").await?;
+        click(&browser, "#filters button").await?;
+        wait_text(&browser, "#status", "2 matching entries").await?;
+        let rows = browser.find_all(Locator::Css("#entries tr")).await?;
+        assert_eq!(rows.len(), 2);
+        for r in rows {
+            assert!(r.text().await?.contains("campaign_created"));
+        }
+        let page = browser.find(Locator::Css("body")).await?.text().await?;
+        assert!(
+            customers.iter().all(|wa| !page.contains(wa)),
+            "no number in the log"
+        );
+        shot(&browser, "audit.png").await?;
+
+        // Flows: a broken file shows file:line:col; the flows in force stay.
+        std::fs::write(
+            flows.path().join("broken.yaml"),
+            "id: broken\nsteps:\n  - id: a\n    say: \"hi\"\n    goto: nowhere\n",
+        )
+        .expect("write");
+        browser
+            .goto(&format!("{}/console/flows", app.address))
+            .await?;
+        wait_text(&browser, "#status", "have errors").await?;
+        wait_text(&browser, "#flows", "broken.yaml:").await?;
+        let table = browser.find(Locator::Id("flows")).await?.text().await?;
+        let line = table
+            .lines()
+            .find(|l| l.contains("broken.yaml:"))
+            .unwrap_or_default()
+            .to_owned();
+        let place: Vec<&str> = line
+            .split("broken.yaml:")
+            .nth(1)
+            .unwrap_or_default()
+            .splitn(3, ':')
+            .collect();
+        assert!(
+            place.len() == 3 && place[0].parse::<u32>().is_ok() && place[1].parse::<u32>().is_ok(),
+            "file:line:col: {line}"
+        );
+        assert!(
+            table.contains("welcome.yaml") && table.contains("valid"),
+            "{table}"
+        );
+        // The welcome flow's diagram, drawn by the server.
+        click(&browser, "button[aria-label='Diagram of welcome']").await?;
+        let width = wait_js(
+            &browser,
+            "the diagram loads",
+            "const i = document.getElementById('diagram'); return i.complete ? i.naturalWidth : 0;",
+            |v| v.as_u64().is_some_and(|w| w > 300),
+        )
+        .await?;
+        assert!(width.as_u64().is_some_and(|w| w > 300));
+        let svg = browser
+            .execute(
+                "return await (await fetch('/console/flows/welcome/diagram.svg')).text();",
+                vec![],
+            )
+            .await?;
+        std::fs::write(
+            screenshots().join("welcome.svg"),
+            svg.as_str().unwrap_or_default(),
+        )
+        .ok();
+        browser
+            .execute(
+                "document.getElementById('diagram-box').scrollIntoView();",
+                vec![],
+            )
+            .await?;
+        shot(&browser, "flows-diagram.png").await?;
+
+        // The simulator: nothing it does reaches Meta, the store or the log.
+        let before_sends = graph.sent().len();
+        let (_, log) = app.admin_get("/admin/audit").await;
+        let before_log = log["chain"]["entries"].clone();
+        let input = browser.find(Locator::Id("sim-text")).await?;
+        input.send_keys("hi").await?;
+        click(&browser, "#sim-send button").await?;
+        wait_text(&browser, "#chat", "Hi Test customer").await?;
+        wait_text(&browser, "#chat", "What can we do for you today?").await?;
+        // A button, pressed from the keyboard.
+        let offers = browser
+            .find(Locator::XPath(
+                "//ol[@id='chat']//button[text()='See offers']",
+            ))
+            .await?;
+        offers
+            .send_keys(&fantoccini::key::Key::Enter.to_string())
+            .await?;
+        wait_text(&browser, "#chat", "20% off").await?;
+        click(&browser, "#chat li:last-child button").await?;
+        wait_text(&browser, "#chat", "opt_in (marketing)").await?;
+        wait_text(&browser, "#chat", "You'll get our offers here").await?;
+        browser
+            .find(Locator::Id("sim-text"))
+            .await?
+            .send_keys("STOP")
+            .await?;
+        click(&browser, "#sim-send button").await?;
+        wait_text(&browser, "#chat", "privacy command STOP").await?;
+        shot(&browser, "flows-simulator.png").await?;
+        assert_eq!(
+            sticking_out(&browser).await?,
+            json!([]),
+            "the flows page on a laptop"
+        );
+        browser.set_window_size(390, 844).await?;
+        shot(&browser, "flows-phone.png").await?;
+        for page in [
+            "/console/flows",
+            "/console/campaigns",
+            "/console/requests",
+            "/console/audit",
+        ] {
+            browser.goto(&format!("{}{page}", app.address)).await?;
+            wait_text(&browser, "#status", "").await?;
+            assert_eq!(
+                sticking_out(&browser).await?,
+                json!([]),
+                "{page} on a phone"
+            );
+        }
+        browser.set_window_size(1280, 900).await?;
+        assert_eq!(
+            graph.sent().len(),
+            before_sends,
+            "the simulator sent nothing"
+        );
+        let (_, log) = app.admin_get("/admin/audit").await;
+        assert_eq!(
+            log["chain"]["entries"], before_log,
+            "the simulator audited nothing"
+        );
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    result.expect("the browser steps");
     graph.stop().await;
 }

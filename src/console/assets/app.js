@@ -180,3 +180,375 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 });
+
+// How long ago / how long, in words.
+function span(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 3600) return Math.round(s / 60) + " min";
+  if (s < 86400) return Math.round(s / 3600) + " h";
+  return Math.floor(s / 86400) + " d";
+}
+
+async function json(r) {
+  return r.json().catch(() => ({}));
+}
+
+// Privacy requests page.
+async function loadRequests() {
+  const r = await api("/console/api/requests");
+  const d = await json(r);
+  if (!r.ok) { setStatus(d.error || "Could not load the requests (" + r.status + ").", true); return; }
+  for (const k of ["open", "due", "overdue"]) document.getElementById(k).textContent = String(d[k]);
+  const tbody = document.getElementById("requests");
+  tbody.replaceChildren();
+  for (const q of d.requests) {
+    const tr = el("tr");
+    tr.className = q.urgency;
+    const contact = el("td");
+    if (q.contact) {
+      const a = el("a", q.contact.slice(0, 12) + "…");
+      a.href = "/console/audit?contact=" + encodeURIComponent(q.contact);
+      a.title = "This contact's audit entries";
+      contact.append(a);
+    }
+    const state = el("td", q.state);
+    if (q.urgency === "due" || q.urgency === "overdue") {
+      state.append(" ", el("span", q.urgency));
+      state.lastChild.className = "flag " + q.urgency;
+    }
+    tr.append(el("td", q.what), contact, el("td", q.actor), el("td", when(q.at)), el("td", span(q.age_seconds)), state,
+      el("td", q.closed_at ? "answered " + when(q.closed_at) : when(q.due_at)));
+    tbody.append(tr);
+  }
+  if (!d.requests.length) {
+    const tr = el("tr");
+    const td = el("td", "No requests yet.");
+    td.colSpan = 7;
+    tr.append(td);
+    tbody.append(tr);
+  }
+  setStatus("Updated " + new Date().toLocaleTimeString());
+}
+
+// Campaigns page.
+let shownCampaign = null;
+
+async function loadCampaigns() {
+  const r = await api("/admin/campaigns");
+  const d = await json(r);
+  if (!r.ok) { setStatus(d.error || "Could not load the campaigns (" + r.status + ").", true); return; }
+  const tbody = document.getElementById("campaigns");
+  tbody.replaceChildren();
+  const rows = (d.campaigns || []).slice().sort((a, b) => b.created_at - a.created_at);
+  for (const c of rows) {
+    const tr = el("tr");
+    const open = el("button", "Report");
+    open.type = "button";
+    open.className = "link";
+    open.setAttribute("aria-label", "Report of " + c.name);
+    open.addEventListener("click", () => { shownCampaign = c.id; showReport(); });
+    const cell = el("td");
+    cell.append(open);
+    tr.append(el("td", c.name), el("td", c.template), el("td", c.status), el("td", c.targeted), el("td", when(c.created_at)), cell);
+    tbody.append(tr);
+  }
+  if (!rows.length) {
+    const tr = el("tr");
+    const td = el("td", "No campaigns yet.");
+    td.colSpan = 6;
+    tr.append(td);
+    tbody.append(tr);
+  }
+}
+
+function sum(o) { return Object.values(o || {}).reduce((a, b) => a + b, 0); }
+
+function detailOf(o) {
+  return Object.entries(o || {}).filter(([, v]) => v > 0).map(([k, v]) => k + " " + v).join(", ");
+}
+
+async function showReport() {
+  if (!shownCampaign) return;
+  const r = await api("/admin/campaigns/" + encodeURIComponent(shownCampaign));
+  const d = await json(r);
+  const box = document.getElementById("report");
+  if (!r.ok) { setStatus(d.error || "Could not load the report (" + r.status + ").", true); return; }
+  box.hidden = false;
+  document.getElementById("report-title").textContent = "Report: " + d.name + " (" + d.template.name + ")";
+  const cards = document.getElementById("report-cards");
+  cards.replaceChildren();
+  const figures = [["Status", d.status, "r-status"], ["Targeted", d.targeted, "r-targeted"], ["Waiting", d.waiting, "r-waiting"],
+    ["Queued", d.queued, "r-queued"], ["Sent", d.sent, "r-sent"], ["Delivered", d.delivered, "r-delivered"], ["Read", d.read, "r-read"],
+    ["Failed", sum(d.failed), "r-failed", detailOf(d.failed)], ["Skipped", sum(d.skipped), "r-skipped", detailOf(d.skipped)],
+    ["Cancelled", d.cancelled, "r-cancelled"], ["Opt-outs", d.opt_outs, "r-opt-outs"]];
+  for (const [label, value, id, more] of figures) {
+    const card = el("div");
+    card.className = "card";
+    const l = el("span", label); l.className = "label";
+    const v = el("span", value); v.className = "value"; v.id = id;
+    card.append(l, v);
+    if (more) { const m = el("span", more); m.className = "label"; card.append(m); }
+    cards.append(card);
+  }
+  const cancel = document.getElementById("cancel");
+  cancel.hidden = d.status === "cancelled" || d.status === "dispatched" && d.waiting === 0;
+  document.getElementById("report-updated").textContent = "Live: updated " + new Date().toLocaleTimeString();
+}
+
+function campaignBody() {
+  const v = (id) => document.getElementById(id).value.trim();
+  const checked = (name) => document.querySelector('input[name="' + name + '"]:checked').value;
+  const body = {
+    name: v("c-name"),
+    template: { name: v("c-template"), language: { code: v("c-language") }, components: [] },
+    opt_out: checked("optout") === "text" ? { text: true } : { button: Number(v("c-button")) },
+  };
+  if (v("c-start")) body.send_at = new Date(v("c-start")).toISOString().replace(/\.\d{3}Z$/, "Z");
+  if (checked("audience") === "tags") {
+    body.audience = { tags: v("c-tags").split(",").map(t => t.trim()).filter(Boolean) };
+  } else {
+    body.audience = { wa_ids: v("c-list").split(/[\s,;]+/).map(n => n.replace(/^\+/, "")).filter(Boolean) };
+  }
+  return body;
+}
+
+// Audit page.
+async function loadAudit() {
+  const q = new URLSearchParams();
+  const v = (id) => document.getElementById(id).value.trim();
+  if (v("f-contact")) q.set("contact", v("f-contact").replace(/^\+/, ""));
+  if (v("f-kind")) q.set("kind", v("f-kind"));
+  if (v("f-from")) q.set("from", String(Date.parse(v("f-from") + "T00:00:00Z") / 1000));
+  if (v("f-to")) q.set("to", String(Date.parse(v("f-to") + "T23:59:59Z") / 1000));
+  const r = await api("/admin/audit?" + q.toString());
+  const d = await json(r);
+  if (!r.ok) { setStatus(d.error || "Could not read the log (" + r.status + ").", true); return; }
+  const chain = document.getElementById("chain");
+  if (d.chain.intact) {
+    chain.textContent = "The hash chain verifies: " + d.chain.entries + " entries, none removed, reordered or altered.";
+    chain.className = "chain ok";
+  } else {
+    chain.textContent = "The hash chain is BROKEN at entry " + d.chain.broken_at + ": the log was altered or cut there.";
+    chain.className = "chain broken";
+  }
+  const tbody = document.getElementById("entries");
+  tbody.replaceChildren();
+  const shown = d.entries.slice().reverse().slice(0, 500);
+  for (const e of shown) {
+    const tr = el("tr");
+    if (e.overdue) tr.className = "overdue";
+    tr.append(el("td", e.seq), el("td", when(e.at)), el("td", e.kind), el("td", e.contact ? e.contact.slice(0, 12) + "…" : ""),
+      el("td", e.actor), el("td", e.detail || ""));
+    if (e.contact) tr.children[3].title = e.contact;
+    tbody.append(tr);
+  }
+  setStatus(d.entries.length > shown.length
+    ? "Showing the newest " + shown.length + " of " + d.entries.length + " matching entries."
+    : d.entries.length + " matching " + (d.entries.length === 1 ? "entry" : "entries") + ".");
+}
+
+// Flows page: files, errors, diagrams.
+async function loadFlows() {
+  const r = await api("/console/api/flows");
+  const d = await json(r);
+  if (!r.ok) { setStatus(d.error || "Could not check the flows (" + r.status + ").", true); return; }
+  const errors = document.getElementById("flow-errors");
+  errors.replaceChildren();
+  for (const e of d.errors) errors.append(el("li", e));
+  const tbody = document.getElementById("flows");
+  tbody.replaceChildren();
+  for (const f of d.files) {
+    const tr = el("tr");
+    const check = el("td");
+    if (f.errors.length) {
+      const ul = el("ul");
+      ul.className = "errors";
+      for (const e of f.errors) ul.append(el("li", e));
+      check.append(ul);
+    } else {
+      check.textContent = f.file ? "valid" : "file gone; still in force";
+    }
+    const inForce = f.in_force;
+    const starts = inForce ? [inForce.default ? "any first message" : null, ...inForce.keywords].filter(Boolean).join(", ") : "";
+    const cell = el("td");
+    if (inForce) {
+      const b = el("button", "Diagram");
+      b.type = "button";
+      b.className = "link";
+      b.setAttribute("aria-label", "Diagram of " + f.flow);
+      b.addEventListener("click", () => showDiagram(f.flow));
+      cell.append(b);
+    }
+    tr.append(el("td", f.file || "—"), el("td", f.flow || "?"), el("td", starts), el("td", inForce ? inForce.steps : ""), check, cell);
+    tbody.append(tr);
+  }
+  if (d.valid) {
+    setStatus("Every flow file is valid (" + d.files.length + " flows in force).");
+  } else {
+    setStatus("The flow files have errors: the last good flows stay in force until they are fixed.", true);
+  }
+}
+
+function showDiagram(id) {
+  const box = document.getElementById("diagram-box");
+  const img = document.getElementById("diagram");
+  document.getElementById("diagram-title").textContent = "Diagram: " + id;
+  img.alt = "Diagram of the flow " + id + ": its steps and transitions";
+  img.onerror = () => setStatus("The diagram of " + id + " could not be drawn.", true);
+  img.src = "/console/flows/" + encodeURIComponent(id) + "/diagram.svg?t=" + Date.now();
+  box.hidden = false;
+  box.scrollIntoView({ block: "nearest" });
+}
+
+// Flows page: the simulator.
+function chatLine(text, cls) {
+  const li = el("li", text);
+  if (cls) li.className = cls;
+  document.getElementById("chat").append(li);
+  li.scrollIntoView({ block: "nearest" });
+  return li;
+}
+
+function choiceButton(id, title) {
+  const b = el("button", title);
+  b.type = "button";
+  b.addEventListener("click", () => simulate({ choice: { id, title } }, title));
+  return b;
+}
+
+function showEffect(e) {
+  if (e.effect === "send") {
+    const m = e.message;
+    if (m.type === "text") return chatLine(m.body);
+    if (m.type === "buttons" || m.type === "list") {
+      const li = chatLine("");
+      if (m.header) li.append(el("strong", m.header), el("br"));
+      li.append(m.body);
+      if (m.footer) li.append(el("span", m.footer));
+      if (m.footer) li.lastChild.className = "meta";
+      const choices = el("div");
+      choices.className = "choices";
+      if (m.type === "buttons") {
+        for (const [id, title] of m.buttons) choices.append(choiceButton(id, title));
+      } else {
+        const details = el("details");
+        details.append(el("summary", m.button));
+        for (const s of m.sections) {
+          if (s.title) details.append(el("span", s.title));
+          for (const [id, title, description] of s.rows) {
+            const b = choiceButton(id, title);
+            if (description) b.title = description;
+            details.append(b);
+          }
+        }
+        choices.append(details);
+      }
+      li.append(choices);
+      return li;
+    }
+    if (m.type === "media") return chatLine("[" + m.kind + "] " + (m.caption || m.filename || m.link));
+    if (m.type === "template") return chatLine("[template " + m.name + " (" + m.language + ")]");
+    return chatLine("[" + m.type + "]");
+  }
+  const notes = {
+    set_name: () => "The customer's name is set to " + e.name + ".",
+    add_tag: () => "Tag added: " + e.tag + ".",
+    remove_tag: () => "Tag removed: " + e.tag + ".",
+    action: () => "Action " + e.action + (e.purpose ? " (" + e.purpose + ")" : "") + ": in a real chat whatsify does it now; the simulator does not.",
+    budget_exceeded: () => "The flows ran too many steps at " + e.flow + "/" + e.step + ": a loop to fix.",
+  };
+  return chatLine((notes[e.effect] || (() => e.effect))(), "note");
+}
+
+async function simulate(body, said) {
+  const form = document.getElementById("sim-send");
+  const button = form.querySelector("button");
+  if (said) chatLine(said, "customer");
+  await busy(button, "Sending…", async () => {
+    const r = await api("/console/api/simulator", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const d = await json(r);
+    if (!r.ok) { chatLine(d.error || "The simulator failed (" + r.status + ").", "note"); return; }
+    if (d.privacy_command) {
+      chatLine("“" + said + "” is the privacy command " + d.privacy_command + ": in a real chat whatsify answers it before the flows. The simulator does not run it.", "note");
+    } else if (!d.effects.length && !body.reset) {
+      chatLine("(no answer: the flows stay quiet)", "note");
+    }
+    for (const e of d.effects) showEffect(e);
+  }).catch(() => chatLine("Could not reach the server.", "note"));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  if (document.getElementById("requests")) {
+    const tick = () => loadRequests().catch(() => setStatus("Could not reach the server; retrying.", true));
+    tick();
+    setInterval(tick, 10000);
+  }
+  if (document.getElementById("campaigns")) {
+    loadCampaigns().catch(() => setStatus("Could not reach the server.", true));
+    // The report is live; the list follows a little more slowly.
+    let ticks = 0;
+    setInterval(() => {
+      if (!shownCampaign) return;
+      showReport().catch(() => {});
+      if (++ticks % 3 === 0) loadCampaigns().catch(() => {});
+    }, 2000);
+    const form = document.getElementById("new-campaign");
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      busy(form.querySelector("button[type=submit]"), "Creating…", async () => {
+        const r = await api("/admin/campaigns", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(campaignBody()),
+        });
+        const d = await json(r);
+        if (!r.ok) { setStatus(d.error || "The campaign was not created (" + r.status + ").", true); return; }
+        setStatus("Campaign created: " + d.targeted + " contacts targeted. Its report updates live below.");
+        shownCampaign = d.id;
+        await loadCampaigns();
+        await showReport();
+        document.getElementById("report").scrollIntoView({ block: "start" });
+      }).catch(() => setStatus("Could not reach the server.", true));
+    });
+    const cancel = document.getElementById("cancel");
+    cancel.addEventListener("click", () => {
+      busy(cancel, "Cancelling…", async () => {
+        const r = await api("/admin/campaigns/" + encodeURIComponent(shownCampaign), { method: "DELETE" });
+        const d = await json(r);
+        if (!r.ok) { setStatus(d.error || "The campaign was not cancelled (" + r.status + ").", true); return; }
+        setStatus("Cancelled: nothing more of it will be sent.");
+        await loadCampaigns();
+        await showReport();
+      }).catch(() => setStatus("Could not reach the server.", true));
+    });
+  }
+  if (document.getElementById("entries")) {
+    const params = new URLSearchParams(window.location.search);
+    if (params.get("contact")) document.getElementById("f-contact").value = params.get("contact");
+    const form = document.getElementById("filters");
+    const run = () => busy(form.querySelector("button"), "Filtering…", loadAudit).catch(() => setStatus("Could not reach the server.", true));
+    form.addEventListener("submit", (ev) => { ev.preventDefault(); run(); });
+    run();
+  }
+  if (document.getElementById("flows")) {
+    loadFlows().catch(() => setStatus("Could not reach the server.", true));
+    simulate({ reset: true, name: document.getElementById("sim-name").value });
+    document.getElementById("sim-reset").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      document.getElementById("chat").replaceChildren();
+      simulate({ reset: true, name: document.getElementById("sim-name").value }).then(() => chatLine("A new conversation. Say something to start.", "note"));
+    });
+    document.getElementById("sim-send").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const input = document.getElementById("sim-text");
+      const text = input.value;
+      if (!text.trim()) return;
+      input.value = "";
+      simulate({ text }, text).then(() => input.focus());
+    });
+  }
+});
