@@ -48,14 +48,15 @@ pub struct AppState {
     pub campaign_limits: crate::config::Live<crate::campaign::Limits>,
     /// The CRM and helpdesk receivers (`[[integrations.webhooks]]`).
     pub hooks: crate::integrations::Hooks,
-    /// The console's signed-in sessions.
-    pub console: crate::console::Sessions,
     /// When this instance last took a webhook delivery (Unix s; 0: none).
     pub last_webhook: Arc<std::sync::atomic::AtomicU64>,
     /// `flows.dir`, which the console's flows page checks.
     pub flows_dir: std::path::PathBuf,
     /// `flows.session_ttl`, for the console's simulator.
     pub session_ttl: std::time::Duration,
+    /// `privacy.erase_confirm_minutes` in seconds: an erasure request not
+    /// confirmed within it has lapsed.
+    pub erase_window: u64,
 }
 
 impl AppState {
@@ -81,10 +82,10 @@ impl AppState {
             clock: crate::clock::Clock::system(),
             campaign_limits: crate::config::Live::new(crate::campaign::Limits::of(settings)),
             hooks: crate::integrations::Hooks::new(settings.integrations.clone()),
-            console: Default::default(),
             last_webhook: Default::default(),
             flows_dir: settings.flows.dir.clone(),
             session_ttl: settings.flows.session_ttl,
+            erase_window: u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,
         }
     }
 }

@@ -53,7 +53,7 @@ pub async fn create(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state) {
+    if let Some(denied) = authorize(&req, &state).await {
         return denied;
     }
     let now = state.clock.now();
@@ -196,7 +196,7 @@ async fn resolve(state: &AppState, audience: &Audience) -> Result<Vec<Member>, S
 
 /// `GET /admin/campaigns`.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state) {
+    if let Some(denied) = authorize(&req, &state).await {
         return denied;
     }
     let all = match state.store.campaigns().await {
@@ -238,7 +238,7 @@ pub async fn show(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state) {
+    if let Some(denied) = authorize(&req, &state).await {
         return denied;
     }
     if !valid_id(&path) {
@@ -263,7 +263,7 @@ pub async fn cancel(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state) {
+    if let Some(denied) = authorize(&req, &state).await {
         return denied;
     }
     let id = path.into_inner();

@@ -41,13 +41,13 @@ fn error(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
 }
 
 /// `None` when the caller may go on; else the answer to give.
-fn authorize(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+async fn authorize(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
     let Some(token) = state.admin_token.get() else {
         return Some(HttpResponse::NotFound().finish());
     };
     // The console's pages call this API with their session cookie (and
     // the CSRF token for anything that changes something).
-    if state.console.allows(req) {
+    if crate::console::allows(req, state).await {
         return None;
     }
     let given = req
@@ -121,12 +121,12 @@ async fn unknown(state: &AppState, contact: &crate::domain::ContactKey) -> Optio
 
 /// The contact a `/admin/contacts/{id}…` request names, once the caller
 /// is authorized; else the answer to give (404/401, or 400 for a bad id).
-fn one_contact(
+async fn one_contact(
     req: &HttpRequest,
     path: &str,
     state: &AppState,
 ) -> Result<crate::domain::ContactKey, Box<HttpResponse>> {
-    if let Some(denied) = authorize(req, state) {
+    if let Some(denied) = authorize(req, state).await {
         return Err(Box::new(denied));
     }
     contact_of(path, state).ok_or_else(|| Box::new(bad_id()))
@@ -180,7 +180,7 @@ pub async fn stats(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     use crate::store::stats::{day, parse_day};
-    if let Some(denied) = authorize(&req, &state) {
+    if let Some(denied) = authorize(&req, &state).await {
         return denied;
     }
     let today = crate::store::now_secs() / 86_400;
@@ -221,7 +221,7 @@ pub async fn audit(
     query: web::Query<AuditQuery>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state) {
+    if let Some(denied) = authorize(&req, &state).await {
         return denied;
     }
     let q = query.into_inner();
@@ -254,7 +254,8 @@ pub async fn audit(
     if let Some(seq) = broken_at {
         tracing::error!(seq, "audit log chain broken");
     }
-    let overdue = crate::privacy::audit::overdue(&entries, crate::store::now_secs());
+    let overdue =
+        crate::privacy::audit::overdue(&entries, crate::store::now_secs(), state.erase_window);
     let shown: Vec<serde_json::Value> = entries
         .iter()
         .filter(|e| {
@@ -287,7 +288,7 @@ pub async fn contact(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let contact = match one_contact(&req, &path, &state) {
+    let contact = match one_contact(&req, &path, &state).await {
         Ok(c) => c,
         Err(answer) => return *answer,
     };
@@ -396,7 +397,7 @@ pub async fn record_consent(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     use crate::privacy::consent::{ADMIN_SOURCE, MARKETING};
-    let contact = match one_contact(&req, &path, &state) {
+    let contact = match one_contact(&req, &path, &state).await {
         Ok(c) => c,
         Err(answer) => return *answer,
     };
@@ -499,7 +500,7 @@ pub async fn erase(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     use crate::privacy::audit::{Actor, Event, note};
-    let contact = match one_contact(&req, &path, &state) {
+    let contact = match one_contact(&req, &path, &state).await {
         Ok(c) => c,
         Err(answer) => return *answer,
     };
@@ -590,7 +591,7 @@ pub async fn export(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let id = path.into_inner();
-    let contact = match one_contact(&req, &id, &state) {
+    let contact = match one_contact(&req, &id, &state).await {
         Ok(c) => c,
         Err(answer) => return *answer,
     };
@@ -710,7 +711,7 @@ pub async fn agent_message(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     use crate::outbox::{Message, TemplateParam};
-    let contact = match one_contact(&req, &path, &state) {
+    let contact = match one_contact(&req, &path, &state).await {
         Ok(c) => c,
         Err(answer) => return *answer,
     };
@@ -791,7 +792,7 @@ pub async fn close_handoff(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let contact = match one_contact(&req, &path, &state) {
+    let contact = match one_contact(&req, &path, &state).await {
         Ok(c) => c,
         Err(answer) => return *answer,
     };
@@ -809,7 +810,7 @@ pub async fn messages(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let contact = match one_contact(&req, &path, &state) {
+    let contact = match one_contact(&req, &path, &state).await {
         Ok(c) => c,
         Err(answer) => return *answer,
     };
@@ -830,7 +831,7 @@ pub async fn messages(
 }
 
 pub async fn dead_letters(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state) {
+    if let Some(denied) = authorize(&req, &state).await {
         return denied;
     }
     let letters = match state.store.dead_letters(DEAD_LETTERS_LIMIT).await {

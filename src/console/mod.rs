@@ -13,9 +13,7 @@
 
 pub mod diagram;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
@@ -31,8 +29,6 @@ use crate::startup::AppState;
 pub const SESSION_LIFE: Duration = Duration::from_secs(8 * 3600);
 /// The session cookie's name.
 pub const COOKIE: &str = "whatsify_console";
-/// Sessions one instance keeps at most (the oldest go first).
-const MAX_SESSIONS: usize = 1000;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -57,29 +53,27 @@ pub const PAGES: [(&str, &str, &str); 6] = [
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
-/// One signed-in operator's session.
-#[derive(Clone)]
+/// What the store keeps of a signed-in operator's session: sealed under
+/// the master key, under a hash of the cookie's id (a store dump holds no
+/// usable cookie).
+#[derive(Clone, serde::Serialize, Deserialize)]
 struct Session {
-    expires: Instant,
+    /// Unix s.
+    expires: u64,
     csrf: String,
     /// The flow simulator's throwaway conversation.
+    #[serde(default)]
     sim: Option<Sim>,
 }
 
-/// A simulated customer's place in the flows: in this memory only, never
-/// in the store, so it touches no real contact.
-#[derive(Clone)]
+/// A simulated customer's place in the flows: kept with the console
+/// session, never with a contact, so it touches no real contact.
+#[derive(Clone, serde::Serialize, Deserialize)]
 struct Sim {
     session: Option<crate::flow::engine::Session>,
     contact: crate::flow::engine::ContactView,
     offered: Vec<(String, String)>,
 }
-
-/// This instance's console sessions (in memory: an operator signs in
-/// again after a restart, or on another instance without sticky
-/// sessions).
-#[derive(Clone, Default)]
-pub struct Sessions(Arc<Mutex<HashMap<String, Session>>>);
 
 fn random_id() -> String {
     let mut bytes = [0u8; 32];
@@ -87,73 +81,79 @@ fn random_id() -> String {
     hex::encode(bytes)
 }
 
-impl Sessions {
-    fn start(&self) -> (String, String) {
-        let id = random_id();
-        let csrf = random_id();
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        map.retain(|_, s| s.expires > now);
-        if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.expires)
-                .map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
+/// The store's key of a session id.
+fn store_key(id: &str) -> String {
+    hex::encode(Sha256::digest(
+        format!("whatsify console session {id}").as_bytes(),
+    ))
+}
+
+fn seal_context(key: &str) -> Vec<u8> {
+    format!("console-session:{key}").into_bytes()
+}
+
+/// Stores `session` under the cookie id `id`.
+async fn save(
+    state: &AppState,
+    id: &str,
+    session: &Session,
+) -> Result<(), crate::store::StoreError> {
+    let key = store_key(id);
+    let plain = serde_json::to_vec(session)
+        .map_err(|e| crate::store::StoreError::Corrupt(format!("console session: {e}")))?;
+    let sealed = state
+        .keyring
+        .seal_system(&plain, &seal_context(&key))
+        .map_err(|e| crate::store::StoreError::Corrupt(format!("console session: {e}")))?;
+    state
+        .store
+        .put_console_session(&key, sealed, session.expires)
+        .await
+}
+
+/// The request's live session: its cookie id and record. A record that
+/// does not open (the master key changed) is no session: sign in again.
+async fn session_of(req: &HttpRequest, state: &AppState) -> Option<(String, Session)> {
+    let id = req.cookie(COOKIE)?.value().to_owned();
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let key = store_key(&id);
+    let now = crate::store::now_secs();
+    let sealed = match state.store.console_session(&key, now).await {
+        Ok(s) => s?,
+        Err(e) => {
+            tracing::error!(error = %e, "console: session not read");
+            return None;
         }
-        map.insert(
-            id.clone(),
-            Session {
-                expires: now + SESSION_LIFE,
-                csrf: csrf.clone(),
-                sim: None,
-            },
-        );
-        (id, csrf)
-    }
+    };
+    let plain = state
+        .keyring
+        .open_system(&sealed, &seal_context(&key))
+        .ok()?;
+    let session: Session = serde_json::from_slice(&plain).ok()?;
+    (session.expires > now).then_some((id, session))
+}
 
-    fn get(&self, id: &str) -> Option<Session> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(id).filter(|s| s.expires > Instant::now()).cloned()
+/// Whether the request is signed in; a request that changes something
+/// must also carry the session's CSRF token.
+pub async fn allows(req: &HttpRequest, state: &AppState) -> bool {
+    if req.cookie(COOKIE).is_none() {
+        return false;
     }
-
-    /// Runs `f` on the session's simulator state (`None`: no live session).
-    fn with_sim<R>(&self, id: &str, f: impl FnOnce(&mut Option<Sim>) -> R) -> Option<R> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let s = map.get_mut(id).filter(|s| s.expires > Instant::now())?;
-        Some(f(&mut s.sim))
+    let Some((_, session)) = session_of(req, state).await else {
+        return false;
+    };
+    if req.method() == actix_web::http::Method::GET || req.method() == actix_web::http::Method::HEAD
+    {
+        return true;
     }
-
-    fn end(&self, id: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-    }
-
-    /// The CSRF token of the request's session, if it has a live one.
-    fn of(&self, req: &HttpRequest) -> Option<(String, Session)> {
-        let id = req.cookie(COOKIE)?.value().to_owned();
-        let s = self.get(&id)?;
-        Some((id, s))
-    }
-
-    /// Whether the request is signed in; a request that changes something
-    /// must also carry the session's CSRF token.
-    pub fn allows(&self, req: &HttpRequest) -> bool {
-        let Some((_, session)) = self.of(req) else {
-            return false;
-        };
-        if req.method() == actix_web::http::Method::GET
-            || req.method() == actix_web::http::Method::HEAD
-        {
-            return true;
-        }
-        let given = req
-            .headers()
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        same(given, &session.csrf)
-    }
+    let given = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    same(given, &session.csrf)
 }
 
 /// Compares digests, so neither content nor length leaks.
@@ -173,11 +173,11 @@ fn page(body: String) -> HttpResponse {
 
 /// A signed-in page: the layout (navigation, sign-out, the session's CSRF
 /// token) around the page's body. Signed out: the sign-in page.
-fn signed_in(req: &HttpRequest, state: &AppState, path: &str) -> HttpResponse {
+async fn signed_in(req: &HttpRequest, state: &AppState, path: &str) -> HttpResponse {
     if state.admin_token.get().is_none() {
         return HttpResponse::NotFound().finish();
     }
-    let Some((_, session)) = state.console.of(req) else {
+    let Some((_, session)) = session_of(req, state).await else {
         return sign_in_page("");
     };
     let Some((_, title, body)) = PAGES.iter().find(|(p, _, _)| *p == path) else {
@@ -222,7 +222,7 @@ fn tls(req: &HttpRequest) -> bool {
 
 /// `GET` of a page in [`PAGES`] (the sign-in page when signed out).
 pub async fn page_at(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    signed_in(&req, &state, req.path())
+    signed_in(&req, &state, req.path()).await
 }
 
 /// `GET /console/sign-in`.
@@ -263,7 +263,17 @@ pub async fn sign_in(
         tracing::warn!("console: sign-in refused");
         return sign_in_page("That token is not the admin token.");
     }
-    let (id, _) = state.console.start();
+    let id = random_id();
+    let session = Session {
+        expires: crate::store::now_secs() + SESSION_LIFE.as_secs(),
+        csrf: random_id(),
+        sim: None,
+    };
+    if let Err(e) = save(&state, &id, &session).await {
+        tracing::error!(error = %e, "console: session not stored");
+        return HttpResponse::ServiceUnavailable()
+            .body("The store is unavailable; try signing in again in a moment.");
+    }
     let cookie = Cookie::build(COOKIE, id)
         .path("/")
         .http_only(true)
@@ -282,11 +292,17 @@ pub async fn sign_in(
 
 /// `POST /console/sign-out` (with the CSRF token).
 pub async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !state.console.allows(&req) {
+    if !allows(&req, &state).await {
         return HttpResponse::Unauthorized().finish();
     }
-    if let Some((id, _)) = state.console.of(&req) {
-        state.console.end(&id);
+    if let Some(id) = req.cookie(COOKIE)
+        && let Err(e) = state
+            .store
+            .end_console_session(&store_key(id.value()))
+            .await
+    {
+        tracing::error!(error = %e, "console: session not ended");
+        return HttpResponse::ServiceUnavailable().finish();
     }
     let mut gone = Cookie::build(COOKIE, "").path("/").finish();
     gone.make_removal();
@@ -312,7 +328,7 @@ pub async fn style() -> HttpResponse {
 /// `GET /console/api/overview`: today's counters, the outbox backlog, dead
 /// letters, paused numbers and the last webhook, for the overview page.
 pub async fn overview_data(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !state.console.allows(&req) {
+    if !allows(&req, &state).await {
         return HttpResponse::Unauthorized().json(serde_json::json!({"error": "sign in first"}));
     }
     let today = crate::store::stats::today();
@@ -361,8 +377,34 @@ fn store_down(e: &crate::store::StoreError) -> HttpResponse {
         .json(serde_json::json!({"error": "the store is unavailable; try again"}))
 }
 
-/// The most audit entries the requests page reads.
-const REQUESTS_READ_LIMIT: usize = 100_000;
+/// Audit entries read per page by the requests page.
+const REQUESTS_PAGE: usize = 10_000;
+
+/// The audit entries that make up requests (`*_request` and what closes
+/// them), read page by page through the whole log.
+async fn request_entries(
+    store: &dyn crate::store::Store,
+) -> Result<Vec<crate::privacy::audit::Entry>, crate::store::StoreError> {
+    let mut kept = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = store.audit_entries(from, REQUESTS_PAGE).await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        from = last.seq + 1;
+        let full = page.len() >= REQUESTS_PAGE;
+        kept.extend(page.into_iter().filter(|e| {
+            ["_request", "_completed", "_declined", "_confirmed"]
+                .iter()
+                .any(|end| e.event.kind.ends_with(end))
+        }));
+        if !full {
+            break;
+        }
+    }
+    Ok(kept)
+}
 
 /// `GET /console/api/requests`: every privacy request in the audit log
 /// (newest first) with its state, its age and how near it is to the legal
@@ -370,15 +412,15 @@ const REQUESTS_READ_LIMIT: usize = 100_000;
 /// past the 30 days the law allows.
 pub async fn requests_data(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     use crate::privacy::audit::{OPEN_REQUEST_FLAG_SECS, REQUEST_DEADLINE_SECS, requests};
-    if !state.console.allows(&req) {
+    if !allows(&req, &state).await {
         return signed_out();
     }
-    let entries = match state.store.audit_entries(1, REQUESTS_READ_LIMIT).await {
+    let entries = match request_entries(state.store.as_ref()).await {
         Ok(e) => e,
         Err(e) => return store_down(&e),
     };
     let now = state.clock.now();
-    let mut rows: Vec<serde_json::Value> = requests(&entries)
+    let mut rows: Vec<serde_json::Value> = requests(&entries, now, state.erase_window)
         .into_iter()
         .rev()
         .map(|r| {
@@ -432,7 +474,7 @@ struct FlowId {
 /// errors (`file:line:col: message`), and the flows in force (the last
 /// good set, when the files on disk have errors).
 pub async fn flows_data(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !state.console.allows(&req) {
+    if !allows(&req, &state).await {
         return signed_out();
     }
     let Some(shared) = state.flows.clone() else {
@@ -545,7 +587,7 @@ pub async fn diagram(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if !state.console.allows(&req) {
+    if !allows(&req, &state).await {
         return signed_out();
     }
     let Some(shared) = &state.flows else {
@@ -604,10 +646,10 @@ pub async fn simulate(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     use crate::flow::engine::{ContactView, Input};
-    if !state.console.allows(&req) {
+    if !allows(&req, &state).await {
         return signed_out();
     }
-    let Some((id, _)) = state.console.of(&req) else {
+    let Some((id, mut held)) = session_of(&req, &state).await else {
         return signed_out();
     };
     let Some(shared) = &state.flows else {
@@ -628,17 +670,18 @@ pub async fn simulate(
             .name
             .map(|n| n.trim().chars().take(64).collect::<String>())
             .filter(|n| !n.is_empty());
-        state.console.with_sim(&id, |sim| {
-            *sim = Some(Sim {
-                session: None,
-                contact: ContactView {
-                    name,
-                    tags: Default::default(),
-                },
-                offered: Vec::new(),
-            });
+        held.sim = Some(Sim {
+            session: None,
+            contact: ContactView {
+                name,
+                tags: Default::default(),
+            },
+            offered: Vec::new(),
         });
-        return HttpResponse::Ok().json(serde_json::json!({"effects": [], "at": null}));
+        return match save(&state, &id, &held).await {
+            Ok(()) => HttpResponse::Ok().json(serde_json::json!({"effects": [], "at": null})),
+            Err(e) => store_down(&e),
+        };
     }
     let flows = shared.current();
     let (input, privacy) = match (input.text, input.choice) {
@@ -673,30 +716,27 @@ pub async fn simulate(
     }
     let now = state.clock.now();
     let ttl = state.session_ttl;
-    let answer = state.console.with_sim(&id, |sim| {
-        let held = sim.take().unwrap_or(Sim {
-            session: None,
-            contact: ContactView::default(),
-            offered: Vec::new(),
-        });
-        let mut conv = crate::flow::transcript::Conversation::new(&flows, held.contact, ttl);
-        conv.session = held.session;
-        conv.offered = held.offered;
-        conv.now = now;
-        let effects = conv.input(&input);
-        let at = conv
-            .session
-            .as_ref()
-            .map(|s| serde_json::json!({"flow": s.flow, "step": s.step}));
-        *sim = Some(Sim {
-            session: conv.session,
-            contact: conv.contact,
-            offered: conv.offered,
-        });
-        serde_json::json!({ "effects": effects, "at": at })
+    let sim = held.sim.take().unwrap_or(Sim {
+        session: None,
+        contact: ContactView::default(),
+        offered: Vec::new(),
     });
-    match answer {
-        Some(a) => HttpResponse::Ok().json(a),
-        None => signed_out(),
+    let mut conv = crate::flow::transcript::Conversation::new(&flows, sim.contact, ttl);
+    conv.session = sim.session;
+    conv.offered = sim.offered;
+    conv.now = now;
+    let effects = conv.input(&input);
+    let at = conv
+        .session
+        .as_ref()
+        .map(|s| serde_json::json!({"flow": s.flow, "step": s.step}));
+    held.sim = Some(Sim {
+        session: conv.session,
+        contact: conv.contact,
+        offered: conv.offered,
+    });
+    match save(&state, &id, &held).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "effects": effects, "at": at })),
+        Err(e) => store_down(&e),
     }
 }

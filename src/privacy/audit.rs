@@ -202,7 +202,8 @@ pub struct Request {
     pub actor: Actor,
     pub at: u64,
     /// `open`, `confirmed` (the customer confirmed; the work is queued),
-    /// `completed` or `declined`.
+    /// `completed`, `declined`, or `lapsed` (an erasure the customer did
+    /// not confirm in time: nothing was erased, nothing is owed).
     pub state: &'static str,
     /// When it was completed or declined.
     pub closed_at: Option<u64>,
@@ -216,8 +217,11 @@ impl Request {
 
 /// Every request in `entries` (in log order), each closed by the first
 /// later `_completed` or `_declined` entry of the same kind for the same
-/// contact (one completion answers every request open before it).
-pub fn requests(entries: &[Entry]) -> Vec<Request> {
+/// contact (one completion answers every request open before it). An
+/// erasure request still unconfirmed `erase_window` seconds after it was
+/// made has lapsed at `now`: the customer was asked to confirm and did
+/// not.
+pub fn requests(entries: &[Entry], now: u64, erase_window: u64) -> Vec<Request> {
     let mut out: Vec<Request> = Vec::new();
     // (what, contact) → the indexes in `out` still open.
     let mut open: std::collections::HashMap<(String, Option<String>), Vec<usize>> =
@@ -261,13 +265,19 @@ pub fn requests(entries: &[Entry]) -> Vec<Request> {
             }
         }
     }
+    for r in &mut out {
+        if r.what == "erasure" && r.state == "open" && now >= r.at + erase_window {
+            r.state = "lapsed";
+            r.closed_at = Some(r.at + erase_window);
+        }
+    }
     out
 }
 
 /// Requests (`*_request`) still open `OPEN_REQUEST_FLAG_SECS` after they
 /// were made, at `now`: their sequence numbers.
-pub fn overdue(entries: &[Entry], now: u64) -> Vec<u64> {
-    requests(entries)
+pub fn overdue(entries: &[Entry], now: u64, erase_window: u64) -> Vec<u64> {
+    requests(entries, now, erase_window)
         .into_iter()
         .filter(|r| r.is_open() && now >= r.at + OPEN_REQUEST_FLAG_SECS)
         .map(|r| r.seq)
@@ -333,14 +343,14 @@ mod tests {
     fn a_request_open_for_a_week_is_flagged_until_it_is_closed() {
         let chain = Chain::new(&Key32::new([7; 32]));
         let week = OPEN_REQUEST_FLAG_SECS;
-        let open = log(&chain, &[("erasure_request", 100)]);
-        assert!(overdue(&open, 100 + week - 1).is_empty());
-        assert_eq!(overdue(&open, 100 + week), [1]);
+        let open = log(&chain, &[("export_request", 100)]);
+        assert!(overdue(&open, 100 + week - 1, 600).is_empty());
+        assert_eq!(overdue(&open, 100 + week, 600), [1]);
         let closed = log(
             &chain,
-            &[("erasure_request", 100), ("erasure_completed", 200)],
+            &[("export_request", 100), ("export_completed", 200)],
         );
-        assert!(overdue(&closed, 100 + 2 * week).is_empty());
+        assert!(overdue(&closed, 100 + 2 * week, 600).is_empty());
     }
 
     #[test]
@@ -369,7 +379,7 @@ mod tests {
                 detail: None,
             },
         ));
-        let r = requests(&entries);
+        let r = requests(&entries, 100, 600);
         let seen: Vec<(u64, &str, &str, Option<u64>)> = r
             .iter()
             .map(|r| (r.seq, r.what.as_str(), r.state, r.closed_at))
@@ -383,9 +393,19 @@ mod tests {
             ]
         );
         let week = OPEN_REQUEST_FLAG_SECS;
-        assert_eq!(overdue(&entries, 40 + week), [2, 5]);
+        assert_eq!(overdue(&entries, 40 + week, 600), [2, 5]);
         let declined = log(&chain, &[("erasure_request", 1), ("erasure_declined", 2)]);
-        assert_eq!(requests(&declined)[0].state, "declined");
-        assert!(!requests(&declined)[0].is_open());
+        assert_eq!(requests(&declined, 3, 600)[0].state, "declined");
+        assert!(!requests(&declined, 3, 600)[0].is_open());
+        // An erasure never confirmed lapses when the window closes; a
+        // confirmed one stays open until it is done.
+        let unconfirmed = log(&chain, &[("erasure_request", 1)]);
+        assert_eq!(requests(&unconfirmed, 600, 600)[0].state, "open");
+        let lapsed = &requests(&unconfirmed, 601, 600)[0];
+        assert_eq!((lapsed.state, lapsed.closed_at), ("lapsed", Some(601)));
+        assert!(overdue(&unconfirmed, 1 + week, 600).is_empty());
+        let confirmed = log(&chain, &[("erasure_request", 1), ("erasure_confirmed", 2)]);
+        assert_eq!(requests(&confirmed, 1 + week, 600)[0].state, "confirmed");
+        assert_eq!(overdue(&confirmed, 1 + week, 600), [1]);
     }
 }

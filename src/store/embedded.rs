@@ -169,9 +169,19 @@ pub struct EmbeddedStore {
     /// Rate limits: key → theoretical arrival time (Unix µs).
     rates: Arc<Mutex<HashMap<String, u64>>>,
     breakers: Arc<Mutex<HashMap<String, Breaker>>>,
+    /// Console sessions: key → (expires at, sealed record). In memory: one
+    /// process owns the database file, and a restart asks operators to
+    /// sign in again.
+    console: Arc<Mutex<ConsoleSessions>>,
     /// Who dispatches each campaign (see [`Store::campaign_lease`]).
     campaign_leases: CampaignLeases,
 }
+
+/// Console sessions: store key → (expires at, sealed record).
+type ConsoleSessions = HashMap<String, (u64, Vec<u8>)>;
+
+/// Console sessions kept at most (the soonest to expire go first).
+const CONSOLE_SESSIONS_MAX: usize = 1000;
 
 fn now_us() -> u64 {
     std::time::SystemTime::now()
@@ -706,6 +716,7 @@ impl EmbeddedStore {
             leases: Arc::new(Mutex::new(HashMap::new())),
             rates: Arc::new(Mutex::new(HashMap::new())),
             breakers: Arc::new(Mutex::new(HashMap::new())),
+            console: Arc::new(Mutex::new(HashMap::new())),
             campaign_leases: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -2110,6 +2121,43 @@ impl Store for EmbeddedStore {
             b.iter().map(|(n, b)| (n.clone(), b.clone())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
+    }
+
+    async fn put_console_session(
+        &self,
+        key: &str,
+        record: Vec<u8>,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let mut m = self.console.lock().unwrap_or_else(|p| p.into_inner());
+        let now = crate::store::now_secs();
+        m.retain(|_, (at, _)| *at > now);
+        if m.len() >= CONSOLE_SESSIONS_MAX
+            && !m.contains_key(key)
+            && let Some(oldest) = m
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+        {
+            m.remove(&oldest);
+        }
+        m.insert(key.to_owned(), (expires_at, record));
+        Ok(())
+    }
+
+    async fn console_session(&self, key: &str, now: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let m = self.console.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(m.get(key)
+            .filter(|(at, _)| *at > now)
+            .map(|(_, r)| r.clone()))
+    }
+
+    async fn end_console_session(&self, key: &str) -> Result<(), StoreError> {
+        self.console
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        Ok(())
     }
 
     async fn take_probe(&self, number: &str, now: u64, next: u64) -> Result<bool, StoreError> {

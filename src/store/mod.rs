@@ -649,6 +649,24 @@ pub trait Store: Send + Sync + 'static {
     /// (Meta said to slow down).
     async fn hold_rate(&self, key: &str, ms: u64) -> Result<(), StoreError>;
 
+    /// Keeps a console session's (sealed) record under `key` until
+    /// `expires_at` (Unix s), replacing what was there. Shared by every
+    /// instance on the same store, so an operator stays signed in
+    /// whichever instance answers.
+    async fn put_console_session(
+        &self,
+        key: &str,
+        record: Vec<u8>,
+        expires_at: u64,
+    ) -> Result<(), StoreError>;
+
+    /// A console session's record, unless it has expired by `now` (Unix s)
+    /// or was ended.
+    async fn console_session(&self, key: &str, now: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Ends a console session.
+    async fn end_console_session(&self, key: &str) -> Result<(), StoreError>;
+
     /// Opens (or keeps open) the breaker of a business number.
     async fn open_breaker(&self, number: &str, breaker: Breaker) -> Result<(), StoreError>;
 

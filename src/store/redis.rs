@@ -2025,6 +2025,42 @@ impl Store for RedisStore {
         Ok(out)
     }
 
+    async fn put_console_session(
+        &self,
+        key: &str,
+        record: Vec<u8>,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(format!("{}console:{key}", self.prefix))
+            .arg(record)
+            .arg("EXAT")
+            .arg(expires_at.max(1))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn console_session(&self, key: &str, _now: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        // Redis drops the key at its time (SET … EXAT).
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(format!("{}console:{key}", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn end_console_session(&self, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL")
+            .arg(format!("{}console:{key}", self.prefix))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn take_probe(&self, number: &str, now: u64, next: u64) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let got: i64 = self

@@ -322,6 +322,64 @@ async fn signed_out_requests_are_refused_and_sessions_are_strict() {
     graph.stop().await;
 }
 
+/// Two instances on one Redis, as behind a load balancer without sticky
+/// sessions: a session started on one is honoured by the other (and so is
+/// its CSRF token and its simulator conversation); signing out on one
+/// ends it on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_session_is_shared_by_instances_on_one_redis() {
+    let b = crate::helpers::redis();
+    let graph = FakeGraph::start().await;
+    let one = app_with(&b.backend, &graph, &[]).await;
+    let two = app_with(&b.backend, &graph, &[]).await;
+    let (cookie, csrf) = sign_in(&one).await;
+    let c = bare();
+    for app in [&one, &two] {
+        let r = c
+            .get(format!("{}/console/api/overview", app.address))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 200, "{}", app.address);
+    }
+    let sim = |app: &TestApp, body: Value| {
+        c.post(format!("{}/console/api/simulator", app.address))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+            .json(&body)
+            .send()
+    };
+    let r = sim(&one, json!({"text": "hi"})).await.expect("post");
+    assert_eq!(r.status(), 200);
+    // The conversation goes on on the other instance, at the menu.
+    let r = sim(
+        &two,
+        json!({"choice": {"id": "menu_offers", "title": "See offers"}}),
+    )
+    .await
+    .expect("post");
+    assert_eq!(r.status(), 200);
+    let tapped: Value = r.json().await.expect("json");
+    assert_eq!(tapped["at"]["flow"], "promotions", "{tapped}");
+    let r = c
+        .post(format!("{}/console/sign-out", two.address))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 204);
+    let r = c
+        .get(format!("{}/console/api/overview", one.address))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 401, "signed out everywhere");
+    graph.stop().await;
+}
+
 /// `chromedriver` on a free port, killed on drop.
 struct Driver {
     child: Child,
@@ -430,6 +488,21 @@ async fn sticking_out(browser: &fantoccini::Client) -> Result<Value, fantoccini:
             vec![],
         )
         .await
+}
+
+/// The visible text of each element matching `css`, read in one go (a
+/// page that redraws cannot leave a stale element behind).
+async fn texts(
+    browser: &fantoccini::Client,
+    css: &str,
+) -> Result<Vec<String>, fantoccini::error::CmdError> {
+    let v = browser
+        .execute(
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText.replace(/\\s+/g, ' ').trim());",
+            vec![json!(css)],
+        )
+        .await?;
+    Ok(serde_json::from_value(v).unwrap_or_default())
 }
 
 /// Saves a screenshot of the page under `name`.
@@ -717,22 +790,6 @@ async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
             .await;
         assert_eq!(status, 200, "{body}");
     }
-    // The third asks to be erased and never confirms: an open request.
-    let ask = app
-        .post_signed(&crate::outbox::text_from(
-            customers[2],
-            "wamid.C9",
-            "DELETE MY DATA",
-            crate::outbox::now(),
-        ))
-        .await;
-    assert_eq!(ask.status(), 200);
-    until("the erasure request", 30, async || {
-        let (_, log) = app.admin_get("/admin/audit?kind=erasure_request").await;
-        log["entries"].as_array().is_some_and(|e| e.len() == 1)
-    })
-    .await;
-
     let (_driver, browser) = headless().await;
     let result = async {
         sign_in_browser(&browser, &app).await?;
@@ -794,38 +851,55 @@ async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
             "nothing of the cancelled campaign went out"
         );
 
-        // A week later, the unanswered erasure request is due.
-        app.state.clock.advance(8 * 86_400);
-        browser
-            .goto(&format!("{}/console/requests", app.address))
-            .await?;
-        wait_text(&browser, "#status", "Updated").await?;
-        let due = browser.find(Locator::Id("due")).await?.text().await?;
-        assert_eq!(due, "1");
-        let row = browser
-            .find(Locator::Css("#requests tr.due"))
-            .await?
-            .text()
-            .await?;
-        assert!(
-            row.contains("erasure") && row.contains("open") && row.contains("8 d"),
-            "{row}"
-        );
-        shot(&browser, "requests.png").await?;
+        // The third asks for their data while Meta refuses every message (from
+        // here to the end): the export is never delivered, so the request
+        // stays open until someone deals with it.
+        graph.fail_all(Some((400, 131026)));
+        let ask = app
+            .post_signed(&crate::outbox::text_from(
+                customers[2],
+                "wamid.C8",
+                "MY DATA",
+                crate::outbox::now(),
+            ))
+            .await;
+        assert_eq!(ask.status(), 200);
+        until("the export request", 30, async || {
+            let (_, log) = app.admin_get("/admin/audit?kind=export_request").await;
+            log["entries"].as_array().is_some_and(|e| e.len() == 1)
+        })
+        .await;
+        // Then they ask to be erased and never confirm: a request that lapses.
+        let ask = app
+            .post_signed(&crate::outbox::text_from(
+                customers[2],
+                "wamid.C9",
+                "DELETE MY DATA",
+                crate::outbox::now(),
+            ))
+            .await;
+        assert_eq!(ask.status(), 200);
+        until("the erasure request", 30, async || {
+            let (_, log) = app.admin_get("/admin/audit?kind=erasure_request").await;
+            log["entries"].as_array().is_some_and(|e| e.len() == 1)
+        })
+        .await;
 
         // Audit: the chain verifies; a filter narrows the log.
         browser
             .goto(&format!("{}/console/audit", app.address))
             .await?;
         wait_text(&browser, "#chain", "The hash chain verifies").await?;
+        wait_text(&browser, "#status", "matching").await?;
         type_in(&browser, "#f-kind", "campaign_created").await?;
         click(&browser, "#filters button").await?;
         wait_text(&browser, "#status", "2 matching entries").await?;
-        let rows = browser.find_all(Locator::Css("#entries tr")).await?;
-        assert_eq!(rows.len(), 2);
-        for r in rows {
-            assert!(r.text().await?.contains("campaign_created"));
-        }
+        let rows = texts(&browser, "#entries tr").await?;
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(
+            rows.iter().all(|r| r.contains("campaign_created")),
+            "{rows:?}"
+        );
         let page = browser.find(Locator::Css("body")).await?.text().await?;
         assert!(
             customers.iter().all(|wa| !page.contains(wa)),
@@ -860,10 +934,14 @@ async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
             place.len() == 3 && place[0].parse::<u32>().is_ok() && place[1].parse::<u32>().is_ok(),
             "file:line:col: {line}"
         );
-        assert!(
-            table.contains("welcome.yaml") && table.contains("valid"),
-            "{table}"
-        );
+        let welcome = browser
+            .find(Locator::XPath(
+                "//tbody[@id='flows']/tr[td[1]='welcome.yaml']",
+            ))
+            .await?
+            .text()
+            .await?;
+        assert!(welcome.contains("valid"), "{welcome}");
         // The welcome flow's diagram, drawn by the server.
         click(&browser, "button[aria-label='Diagram of welcome']").await?;
         let width = wait_js(
@@ -928,23 +1006,6 @@ async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
             json!([]),
             "the flows page on a laptop"
         );
-        browser.set_window_size(390, 844).await?;
-        shot(&browser, "flows-phone.png").await?;
-        for page in [
-            "/console/flows",
-            "/console/campaigns",
-            "/console/requests",
-            "/console/audit",
-        ] {
-            browser.goto(&format!("{}{page}", app.address)).await?;
-            wait_text(&browser, "#status", "").await?;
-            assert_eq!(
-                sticking_out(&browser).await?,
-                json!([]),
-                "{page} on a phone"
-            );
-        }
-        browser.set_window_size(1280, 900).await?;
         assert_eq!(
             graph.sent().len(),
             before_sends,
@@ -955,6 +1016,62 @@ async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
             log["chain"]["entries"], before_log,
             "the simulator audited nothing"
         );
+
+        // A week later, the undelivered export is due; the unconfirmed
+        // erasure has lapsed. Past 30 days the export is overdue.
+        app.state.clock.advance(8 * 86_400);
+        browser
+            .goto(&format!("{}/console/requests", app.address))
+            .await?;
+        wait_text(&browser, "#status", "Updated").await?;
+        assert_eq!(browser.find(Locator::Id("open")).await?.text().await?, "1");
+        assert_eq!(browser.find(Locator::Id("due")).await?.text().await?, "1");
+        let rows = texts(&browser, "#requests tr").await?;
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(
+            rows[0].contains("export") && rows[0].contains("open due") && rows[0].contains("8 d"),
+            "the open one first: {rows:?}"
+        );
+        assert!(
+            rows[1].contains("erasure") && rows[1].contains("lapsed"),
+            "{rows:?}"
+        );
+        assert_eq!(texts(&browser, "#requests tr.due").await?, rows[..1]);
+        app.state.clock.advance(23 * 86_400);
+        browser.refresh().await?;
+        wait_text(&browser, "#status", "Updated").await?;
+        assert_eq!(
+            browser.find(Locator::Id("overdue")).await?.text().await?,
+            "1"
+        );
+        let late = texts(&browser, "#requests tr.overdue").await?;
+        assert!(
+            late.len() == 1 && late[0].contains("export") && late[0].contains("31 d"),
+            "{late:?}"
+        );
+        shot(&browser, "requests.png").await?;
+
+        browser.set_window_size(390, 844).await?;
+        browser
+            .goto(&format!("{}/console/flows", app.address))
+            .await?;
+        wait_text(&browser, "#status", "have errors").await?;
+        shot(&browser, "flows-phone.png").await?;
+        for (page, css, loaded) in [
+            ("/console/flows", "#status", "have errors"),
+            ("/console/campaigns", "#campaigns", "Winter sale"),
+            ("/console/requests", "#status", "Updated"),
+            ("/console/audit", "#status", "matching"),
+        ] {
+            browser.goto(&format!("{}{page}", app.address)).await?;
+            wait_text(&browser, css, loaded).await?;
+            assert_eq!(
+                sticking_out(&browser).await?,
+                json!([]),
+                "{page} on a phone"
+            );
+        }
+        browser.set_window_size(1280, 900).await?;
         Ok::<_, fantoccini::error::CmdError>(())
     }
     .await;

@@ -986,6 +986,56 @@ async fn rate_limits_and_breakers_are_shared(backend: &Backend) {
 }
 both_backends!(rates_and_breakers, rate_limits_and_breakers_are_shared);
 
+async fn console_sessions_are_kept_until_they_expire_or_end(backend: &Backend) {
+    let s = open(backend).await;
+    let now = whatsify::store::now_secs();
+    let (a, b) = (
+        format!("a-{}", uuid::Uuid::new_v4()),
+        format!("b-{}", uuid::Uuid::new_v4()),
+    );
+    assert_eq!(s.console_session(&a, now).await.expect("get"), None);
+    s.put_console_session(&a, b"one".to_vec(), now + 3600)
+        .await
+        .expect("put");
+    s.put_console_session(&b, b"two".to_vec(), now + 3600)
+        .await
+        .expect("put");
+    assert_eq!(
+        s.console_session(&a, now).await.expect("get").as_deref(),
+        Some(&b"one"[..])
+    );
+    // Replaced whole.
+    s.put_console_session(&a, b"three".to_vec(), now + 3600)
+        .await
+        .expect("put");
+    assert_eq!(
+        s.console_session(&a, now).await.expect("get").as_deref(),
+        Some(&b"three"[..])
+    );
+    s.end_console_session(&a).await.expect("end");
+    assert_eq!(s.console_session(&a, now).await.expect("get"), None);
+    assert_eq!(
+        s.console_session(&b, now).await.expect("get").as_deref(),
+        Some(&b"two"[..]),
+        "ending one leaves the others"
+    );
+    // One that has expired is gone.
+    s.put_console_session(&b, b"two".to_vec(), now + 1)
+        .await
+        .expect("put");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        s.console_session(&b, whatsify::store::now_secs())
+            .await
+            .expect("get"),
+        None
+    );
+}
+both_backends!(
+    console_sessions,
+    console_sessions_are_kept_until_they_expire_or_end
+);
+
 /// Redis forgets its scripts when it restarts (or on SCRIPT FLUSH): every
 /// write that runs one loads it again and goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2631,6 +2681,7 @@ async fn the_conformance_suite_passes_on_a_redis_cluster() {
         a_job_is_finished_even_when_the_lease_was_lost,
         a_finish_can_remove_earlier_jobs_and_release_the_claim,
         rate_limits_and_breakers_are_shared,
+        console_sessions_are_kept_until_they_expire_or_end,
         the_consent_ledger_keeps_every_change_in_order,
         a_profile_outlives_the_session_and_expires_after_its_time,
         the_audit_log_appends_only_after_its_head,

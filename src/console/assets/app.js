@@ -200,13 +200,15 @@ async function loadRequests() {
   if (!r.ok) { setStatus(d.error || "Could not load the requests (" + r.status + ").", true); return; }
   for (const k of ["open", "due", "overdue"]) document.getElementById(k).textContent = String(d[k]);
   const tbody = document.getElementById("requests");
+  // A keyboard user on a link keeps their place: redraw later.
+  if (tbody.contains(document.activeElement)) return;
   tbody.replaceChildren();
   for (const q of d.requests) {
     const tr = el("tr");
     tr.className = q.urgency;
     const contact = el("td");
     if (q.contact) {
-      const a = el("a", q.contact.slice(0, 12) + "…");
+      const a = el("a", q.contact);
       a.href = "/console/audit?contact=" + encodeURIComponent(q.contact);
       a.title = "This contact's audit entries";
       contact.append(a);
@@ -217,7 +219,7 @@ async function loadRequests() {
       state.lastChild.className = "flag " + q.urgency;
     }
     tr.append(el("td", q.what), contact, el("td", q.actor), el("td", when(q.at)), el("td", span(q.age_seconds)), state,
-      el("td", q.closed_at ? "answered " + when(q.closed_at) : when(q.due_at)));
+      el("td", q.closed_at ? (q.state === "lapsed" ? "lapsed " : "answered ") + when(q.closed_at) : when(q.due_at)));
     tbody.append(tr);
   }
   if (!d.requests.length) {
@@ -238,6 +240,7 @@ async function loadCampaigns() {
   const d = await json(r);
   if (!r.ok) { setStatus(d.error || "Could not load the campaigns (" + r.status + ").", true); return; }
   const tbody = document.getElementById("campaigns");
+  if (tbody.contains(document.activeElement)) return;
   tbody.replaceChildren();
   const rows = (d.campaigns || []).slice().sort((a, b) => b.created_at - a.created_at);
   for (const c of rows) {
@@ -291,7 +294,8 @@ async function showReport() {
     cards.append(card);
   }
   const cancel = document.getElementById("cancel");
-  cancel.hidden = d.status === "cancelled" || d.status === "dispatched" && d.waiting === 0;
+  // Nothing left to cancel once everything was sent (or cancelled).
+  cancel.hidden = d.status === "cancelled" || (d.status === "dispatched" && d.waiting === 0 && d.queued === 0);
   document.getElementById("report-updated").textContent = "Live: updated " + new Date().toLocaleTimeString();
 }
 
@@ -307,13 +311,18 @@ function campaignBody() {
   if (checked("audience") === "tags") {
     body.audience = { tags: v("c-tags").split(",").map(t => t.trim()).filter(Boolean) };
   } else {
-    body.audience = { wa_ids: v("c-list").split(/[\s,;]+/).map(n => n.replace(/^\+/, "")).filter(Boolean) };
+    // One number per line (or separated by commas or semicolons), written
+    // as people do: "+44 7700 900123", "(650) 555-0101".
+    body.audience = { wa_ids: v("c-list").split(/[\n,;]+/).map(n => n.replace(/[\s\-.()+]/g, "")).filter(Boolean) };
   }
   return body;
 }
 
-// Audit page.
+// Audit page. Only the latest request's answer is shown (an earlier,
+// slower one must not overwrite a filter's result).
+let auditRun = 0;
 async function loadAudit() {
+  const mine = ++auditRun;
   const q = new URLSearchParams();
   const v = (id) => document.getElementById(id).value.trim();
   if (v("f-contact")) q.set("contact", v("f-contact").replace(/^\+/, ""));
@@ -322,6 +331,7 @@ async function loadAudit() {
   if (v("f-to")) q.set("to", String(Date.parse(v("f-to") + "T23:59:59Z") / 1000));
   const r = await api("/admin/audit?" + q.toString());
   const d = await json(r);
+  if (mine !== auditRun) return;
   if (!r.ok) { setStatus(d.error || "Could not read the log (" + r.status + ").", true); return; }
   const chain = document.getElementById("chain");
   if (d.chain.intact) {
@@ -336,10 +346,10 @@ async function loadAudit() {
   const shown = d.entries.slice().reverse().slice(0, 500);
   for (const e of shown) {
     const tr = el("tr");
-    if (e.overdue) tr.className = "overdue";
-    tr.append(el("td", e.seq), el("td", when(e.at)), el("td", e.kind), el("td", e.contact ? e.contact.slice(0, 12) + "…" : ""),
+    // A request open for over a week, as on the requests page.
+    if (e.overdue) tr.className = "due";
+    tr.append(el("td", e.seq), el("td", when(e.at)), el("td", e.kind), el("td", e.contact || ""),
       el("td", e.actor), el("td", e.detail || ""));
-    if (e.contact) tr.children[3].title = e.contact;
     tbody.append(tr);
   }
   setStatus(d.entries.length > shown.length
@@ -366,7 +376,7 @@ async function loadFlows() {
       for (const e of f.errors) ul.append(el("li", e));
       check.append(ul);
     } else {
-      check.textContent = f.file ? "valid" : "file gone; still in force";
+      check.textContent = f.file ? "valid" : "in force; no readable file names it now";
     }
     const inForce = f.in_force;
     const starts = inForce ? [inForce.default ? "any first message" : null, ...inForce.keywords].filter(Boolean).join(", ") : "";
