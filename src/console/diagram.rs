@@ -272,6 +272,29 @@ pub fn svg(flows: &Flows, idx: FlowIdx) -> Option<String> {
     Some(out)
 }
 
+/// The same flow as text, for screen readers and for copying: each step
+/// with what it does and where it goes (and what takes it there).
+pub fn outline(flows: &Flows, idx: FlowIdx) -> Option<serde_json::Value> {
+    let flow = flows.flows.get(idx)?;
+    let name = |t: Target| match t {
+        Target::Step(s) => flow.steps.get(s).map_or("?".to_owned(), |s| s.id.clone()),
+        Target::Flow(f) => format!("flow {}", flows.flows.get(f).map_or("?", |f| f.id.as_str())),
+        Target::End => "end".to_owned(),
+    };
+    Some(serde_json::Value::Array(
+        flow.steps
+            .iter()
+            .map(|s| {
+                let goes: Vec<serde_json::Value> = transitions(s)
+                    .into_iter()
+                    .map(|(t, when)| serde_json::json!({"when": when, "to": name(t)}))
+                    .collect();
+                serde_json::json!({"step": s.id, "does": detail(s), "goes": goes})
+            })
+            .collect(),
+    ))
+}
+
 /// Where a step may go, with what takes it there.
 fn transitions(step: &Step) -> Vec<(Target, String)> {
     let mut out: Vec<(Target, String)> = match &step.kind {
@@ -381,7 +404,7 @@ fn short(s: &str, max: usize) -> String {
     if one.chars().count() <= max {
         return one;
     }
-    let mut cut: String = one.chars().take(max - 1).collect();
+    let mut cut: String = one.chars().take(max.saturating_sub(1)).collect();
     cut.push('…');
     cut
 }
@@ -395,7 +418,8 @@ fn xml(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            c if c.is_control() => out.push(' '),
+            // Not allowed in XML: the image would not draw.
+            c if c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push(' '),
             c => out.push(c),
         }
     }
@@ -493,6 +517,24 @@ steps:
             );
         }
         assert!(svg(&f, f.flows.len()).is_none(), "no such flow");
+        let text = outline(&f, f.by_id["help"]).expect("the flow");
+        assert_eq!(
+            text[0],
+            serde_json::json!({
+                "step": "ask",
+                "does": "ask → vars.what (length): What is it?",
+                "goes": [
+                    {"when": "answer", "to": "done"},
+                    {"when": "still wrong", "to": "ask"},
+                    {"when": "no answer in 30m", "to": "done"},
+                ],
+            })
+        );
+        let menu = outline(&f, f.by_id["menu"]).expect("the flow");
+        assert_eq!(
+            menu[0]["goes"][1],
+            serde_json::json!({"when": "Help", "to": "flow help"})
+        );
     }
 
     #[test]

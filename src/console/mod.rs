@@ -531,6 +531,7 @@ pub async fn flows_data(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
                 "steps": flows.flows[i].steps.len(),
                 "keywords": keywords,
                 "default": flows.default == i,
+                "outline": diagram::outline(&flows, i),
             })
         })
     };

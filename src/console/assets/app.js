@@ -46,7 +46,9 @@ async function refresh() {
     document.getElementById("sending").textContent =
       d.paused_numbers.length ? "paused (" + d.paused_numbers.map(p => p.phone_number_id + ": " + p.code).join(", ") + ")" : "running";
     document.getElementById("last_webhook").textContent = ago(d.last_webhook_at);
-    status.textContent = "Updated " + new Date().toLocaleTimeString();
+    // Routine refreshes are not announced; only problems are.
+    document.getElementById("updated").textContent = "Updated " + new Date().toLocaleTimeString();
+    status.textContent = "";
     status.className = "";
   } catch (e) {
     if (e.message !== "signed out") {
@@ -83,8 +85,10 @@ function when(unix) {
   return unix ? new Date(unix * 1000).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "";
 }
 
+// Errors interrupt (role=alert); other news waits its turn (role=status).
 function setStatus(text, error) {
   const s = document.getElementById("status");
+  s.setAttribute("role", error ? "alert" : "status");
   s.textContent = text;
   s.className = error ? "error" : "";
 }
@@ -229,7 +233,8 @@ async function loadRequests() {
     tr.append(td);
     tbody.append(tr);
   }
-  setStatus("Updated " + new Date().toLocaleTimeString());
+  document.getElementById("updated").textContent = "Updated " + new Date().toLocaleTimeString();
+  setStatus("");
 }
 
 // Campaigns page.
@@ -386,7 +391,7 @@ async function loadFlows() {
       b.type = "button";
       b.className = "link";
       b.setAttribute("aria-label", "Diagram of " + f.flow);
-      b.addEventListener("click", () => showDiagram(f.flow));
+      b.addEventListener("click", () => showDiagram(f.flow, inForce.outline || []));
       cell.append(b);
     }
     tr.append(el("td", f.file || "—"), el("td", f.flow || "?"), el("td", starts), el("td", inForce ? inForce.steps : ""), check, cell);
@@ -399,7 +404,17 @@ async function loadFlows() {
   }
 }
 
-function showDiagram(id) {
+function showDiagram(id, outline) {
+  const ol = document.getElementById("outline");
+  ol.replaceChildren();
+  for (const s of outline) {
+    const li = el("li");
+    li.append(el("strong", s.step), ": " + s.does);
+    const goes = el("ul");
+    for (const g of s.goes) goes.append(el("li", (g.when ? g.when + " → " : "then → ") + g.to));
+    li.append(goes);
+    ol.append(li);
+  }
   const box = document.getElementById("diagram-box");
   const img = document.getElementById("diagram");
   document.getElementById("diagram-title").textContent = "Diagram: " + id;
