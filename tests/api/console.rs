@@ -169,6 +169,22 @@ async fn signed_out_requests_are_refused_and_sessions_are_strict() {
     assert_eq!(r.status(), 403);
     assert!(r.headers().get("set-cookie").is_none());
 
+    // Behind a TLS-terminating proxy the cookie is also Secure.
+    let r = c
+        .post(format!("{base}/console/sign-in"))
+        .header("x-forwarded-proto", "https")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 303);
+    let set = r.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(set.contains("; Secure"), "{set}");
+
     // Signed in: the overview and its figures.
     let wa = "16505559001";
     say_hi(&app, wa, "wamid.C1").await;
