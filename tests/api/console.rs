@@ -872,35 +872,26 @@ async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
         // here to the end): the export is never delivered, so the request
         // stays open until someone deals with it.
         graph.fail_all(Some((400, 131026)));
-        let ask = app
-            .post_signed(&crate::outbox::text_from(
-                customers[2],
-                "wamid.C8",
-                "MY DATA",
-                crate::outbox::now(),
-            ))
+        // Then they ask to be erased and never confirm: that request lapses.
+        for (wamid, text, kind) in [
+            ("wamid.C8", "MY DATA", "export_request"),
+            ("wamid.C9", "DELETE MY DATA", "erasure_request"),
+        ] {
+            let ask = app
+                .post_signed(&crate::outbox::text_from(
+                    customers[2],
+                    wamid,
+                    text,
+                    crate::outbox::now(),
+                ))
+                .await;
+            assert_eq!(ask.status(), 200);
+            until(kind, 30, async || {
+                let (_, log) = app.admin_get(&format!("/admin/audit?kind={kind}")).await;
+                log["entries"].as_array().is_some_and(|e| e.len() == 1)
+            })
             .await;
-        assert_eq!(ask.status(), 200);
-        until("the export request", 30, async || {
-            let (_, log) = app.admin_get("/admin/audit?kind=export_request").await;
-            log["entries"].as_array().is_some_and(|e| e.len() == 1)
-        })
-        .await;
-        // Then they ask to be erased and never confirm: a request that lapses.
-        let ask = app
-            .post_signed(&crate::outbox::text_from(
-                customers[2],
-                "wamid.C9",
-                "DELETE MY DATA",
-                crate::outbox::now(),
-            ))
-            .await;
-        assert_eq!(ask.status(), 200);
-        until("the erasure request", 30, async || {
-            let (_, log) = app.admin_get("/admin/audit?kind=erasure_request").await;
-            log["entries"].as_array().is_some_and(|e| e.len() == 1)
-        })
-        .await;
+        }
 
         // Audit: the chain verifies; a filter narrows the log.
         browser
