@@ -5,7 +5,9 @@
 //!
 //! Sign-in takes the admin token. The session is an opaque random id in an
 //! `HttpOnly`, `SameSite=Strict` cookie (`Secure` over TLS) that expires;
-//! nothing personal is kept in cookies or local storage. The pages call the
+//! nothing personal is kept in cookies or local storage. The session's
+//! record (CSRF token, simulator conversation) is kept in the store, so
+//! every instance on one Redis honours it. The pages call the
 //! admin API with that cookie: a request that changes something must also
 //! carry the session's CSRF token (`X-CSRF-Token`), which the page reads
 //! from a `<meta>` tag, so another site cannot forge it. Signed-out
