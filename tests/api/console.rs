@@ -543,11 +543,14 @@ async fn wait_text(
 ) -> Result<(), fantoccini::error::CmdError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        // A page still loading has no such element yet.
-        let text = match browser.find(fantoccini::Locator::Css(css)).await {
-            Ok(e) => e.text().await?,
-            Err(_) => String::new(),
-        };
+        // Read in one go: a page still loading has no such element yet,
+        // and one redrawn in the background (the live campaign report)
+        // would leave a found element stale.
+        let text = texts(browser, css)
+            .await
+            .ok()
+            .and_then(|t| t.into_iter().next())
+            .unwrap_or_default();
         if text.contains(want) {
             return Ok(());
         }
