@@ -383,29 +383,44 @@ fn store_down(e: &crate::store::StoreError) -> HttpResponse {
 const REQUESTS_PAGE: usize = 10_000;
 
 /// The audit entries that make up requests (`*_request` and what closes
-/// them), read page by page through the whole log.
-async fn request_entries(
-    store: &dyn crate::store::Store,
-) -> Result<Vec<crate::privacy::audit::Entry>, crate::store::StoreError> {
-    let mut kept = Vec::new();
-    let mut from = 1;
-    loop {
-        let page = store.audit_entries(from, REQUESTS_PAGE).await?;
-        let Some(last) = page.last() else {
-            break;
-        };
-        from = last.seq + 1;
-        let full = page.len() >= REQUESTS_PAGE;
-        kept.extend(page.into_iter().filter(|e| {
-            ["_request", "_completed", "_declined", "_confirmed"]
-                .iter()
-                .any(|end| e.event.kind.ends_with(end))
-        }));
-        if !full {
-            break;
+/// them), as far as this instance has read the log: the log is
+/// append-only, so each look reads only what was appended since the last.
+#[derive(Default)]
+pub struct RequestLog(tokio::sync::Mutex<RequestsRead>);
+
+#[derive(Default)]
+struct RequestsRead {
+    /// The next sequence number to read.
+    next: u64,
+    kept: Vec<crate::privacy::audit::Entry>,
+}
+
+impl RequestLog {
+    /// Reads the entries appended since the last call, page by page, and
+    /// answers every request entry so far.
+    async fn entries(
+        &self,
+        store: &dyn crate::store::Store,
+    ) -> Result<Vec<crate::privacy::audit::Entry>, crate::store::StoreError> {
+        let mut read = self.0.lock().await;
+        loop {
+            let page = store.audit_entries(read.next.max(1), REQUESTS_PAGE).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            read.next = last.seq + 1;
+            let full = page.len() >= REQUESTS_PAGE;
+            read.kept.extend(page.into_iter().filter(|e| {
+                ["_request", "_completed", "_declined", "_confirmed"]
+                    .iter()
+                    .any(|end| e.event.kind.ends_with(end))
+            }));
+            if !full {
+                break;
+            }
         }
+        Ok(read.kept.clone())
     }
-    Ok(kept)
 }
 
 /// `GET /console/api/requests`: every privacy request in the audit log
@@ -417,7 +432,7 @@ pub async fn requests_data(req: HttpRequest, state: web::Data<AppState>) -> Http
     if !allows(&req, &state).await {
         return signed_out();
     }
-    let entries = match request_entries(state.store.as_ref()).await {
+    let entries = match state.request_log.entries(state.store.as_ref()).await {
         Ok(e) => e,
         Err(e) => return store_down(&e),
     };

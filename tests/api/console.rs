@@ -323,6 +323,29 @@ async fn signed_out_requests_are_refused_and_sessions_are_strict() {
         .await
         .expect("json");
     assert_eq!(requests["deadline_days"], 30, "{requests}");
+    assert_eq!(requests["requests"], json!([]), "{requests}");
+    // A request made after the page was first read shows up, and so does
+    // its completion (the log is read on from where it was left).
+    let ask = app
+        .post_signed(&crate::outbox::text_from(
+            wa,
+            "wamid.C2",
+            "MY DATA",
+            crate::outbox::now(),
+        ))
+        .await;
+    assert_eq!(ask.status(), 200);
+    until("the export, answered", 30, async || {
+        let requests: Value = get("/console/api/requests")
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        let rows = requests["requests"].as_array().cloned().unwrap_or_default();
+        rows.len() == 1 && rows[0]["what"] == "export" && rows[0]["state"] == "completed"
+    })
+    .await;
 
     // Signing out ends the session.
     let r = c

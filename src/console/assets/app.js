@@ -254,7 +254,10 @@ async function loadCampaigns() {
     open.type = "button";
     open.className = "link";
     open.setAttribute("aria-label", "Report of " + c.name);
-    open.addEventListener("click", () => { shownCampaign = c.id; showReport(); });
+    open.addEventListener("click", () => {
+      shownCampaign = c.id;
+      showReport().then(() => document.getElementById("report").scrollIntoView({ block: "start" })).catch(() => {});
+    });
     const cell = el("td");
     cell.append(open);
     tr.append(el("td", c.name), el("td", c.template), el("td", c.status), el("td", c.targeted), el("td", when(c.created_at)), cell);
