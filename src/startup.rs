@@ -437,43 +437,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(crate::metrics::endpoint))
-            .route("/console", web::get().to(crate::console::page_at))
-            .route("/console/contacts", web::get().to(crate::console::page_at))
-            .route("/console/requests", web::get().to(crate::console::page_at))
-            .route("/console/campaigns", web::get().to(crate::console::page_at))
-            .route("/console/audit", web::get().to(crate::console::page_at))
-            .route("/console/flows", web::get().to(crate::console::page_at))
-            .route(
-                "/console/flows/{id}/diagram.svg",
-                web::get().to(crate::console::diagram),
-            )
-            .route(
-                "/console/api/requests",
-                web::get().to(crate::console::requests_data),
-            )
-            .route(
-                "/console/api/flows",
-                web::get().to(crate::console::flows_data),
-            )
-            .route(
-                "/console/api/simulator",
-                web::post().to(crate::console::simulate),
-            )
-            .route(
-                "/console/sign-in",
-                web::get().to(crate::console::sign_in_form),
-            )
-            .route("/console/sign-in", web::post().to(crate::console::sign_in))
-            .route(
-                "/console/sign-out",
-                web::post().to(crate::console::sign_out),
-            )
-            .route("/console/app.js", web::get().to(crate::console::script))
-            .route("/console/style.css", web::get().to(crate::console::style))
-            .route(
-                "/console/api/overview",
-                web::get().to(crate::console::overview_data),
-            )
+            .configure(crate::console::routes)
             .route("/admin/contacts/{id}", web::get().to(crate::admin::contact))
             .route(
                 "/admin/contacts/{id}",

@@ -146,8 +146,14 @@ pub async fn allows(req: &HttpRequest, state: &AppState) -> bool {
     let Some((_, session)) = session_of(req, state).await else {
         return false;
     };
-    if req.method() == actix_web::http::Method::GET || req.method() == actix_web::http::Method::HEAD
-    {
+    csrf_ok(req, &session)
+}
+
+/// A GET or HEAD needs nothing more; anything else needs the session's
+/// CSRF token.
+fn csrf_ok(req: &HttpRequest, session: &Session) -> bool {
+    let method = req.method();
+    if method == actix_web::http::Method::GET || method == actix_web::http::Method::HEAD {
         return true;
     }
     let given = req
@@ -220,6 +226,24 @@ fn html_escape(s: &str) -> String {
 /// through it).
 fn tls(req: &HttpRequest) -> bool {
     req.connection_info().scheme() == "https"
+}
+
+/// The console's routes: every page in [`PAGES`], sign-in and out, the
+/// script and style, and the pages' own API.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    for (path, _, _) in PAGES {
+        cfg.route(path, web::get().to(page_at));
+    }
+    cfg.route("/console/sign-in", web::get().to(sign_in_form))
+        .route("/console/sign-in", web::post().to(sign_in))
+        .route("/console/sign-out", web::post().to(sign_out))
+        .route("/console/app.js", web::get().to(script))
+        .route("/console/style.css", web::get().to(style))
+        .route("/console/api/overview", web::get().to(overview_data))
+        .route("/console/api/requests", web::get().to(requests_data))
+        .route("/console/api/flows", web::get().to(flows_data))
+        .route("/console/api/simulator", web::post().to(simulate))
+        .route("/console/flows/{id}/diagram.svg", web::get().to(diagram));
 }
 
 /// `GET` of a page in [`PAGES`] (the sign-in page when signed out).
@@ -664,10 +688,11 @@ pub async fn simulate(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     use crate::flow::engine::{ContactView, Input};
-    if !allows(&req, &state).await {
-        return signed_out();
-    }
-    let Some((id, mut held)) = session_of(&req, &state).await else {
+    // One read of the session: it is checked and then carried on.
+    let Some((id, mut held)) = session_of(&req, &state)
+        .await
+        .filter(|(_, s)| csrf_ok(&req, s))
+    else {
         return signed_out();
     };
     let Some(shared) = &state.flows else {

@@ -76,7 +76,7 @@ async fn signed_out_requests_are_refused_and_sessions_are_strict() {
     let c = bare();
 
     // Signed out: pages show the sign-in form, the API says 401. Every
-    // console route the server registers is in one of these lists.
+    // console route (`console::routes`) is in one of these lists.
     let pages: Vec<&str> = whatsify::console::PAGES
         .iter()
         .map(|(p, _, _)| *p)
@@ -95,8 +95,17 @@ async fn signed_out_requests_are_refused_and_sessions_are_strict() {
     ];
     // Open to anyone: the sign-in form's target and the code.
     let open = ["/console/sign-in", "/console/app.js", "/console/style.css"];
-    let routes = include_str!("../../src/startup.rs");
-    for route in routes.split('"').filter(|s| s.starts_with("/console")) {
+    let sources = [
+        include_str!("../../src/console/mod.rs"),
+        include_str!("../../src/startup.rs"),
+    ];
+    let routes: Vec<&str> = sources
+        .iter()
+        .flat_map(|s| s.split('"'))
+        .filter(|s| s.starts_with("/console"))
+        .collect();
+    assert!(routes.len() >= 16, "the routes were found: {routes:?}");
+    for route in routes {
         let route = route.replace("{id}", "welcome");
         assert!(
             pages.contains(&route.as_str())
@@ -611,59 +620,27 @@ async fn an_operator_signs_in_and_sees_today_in_a_real_browser() {
     let shots = screenshots();
     let result = async {
         browser.goto(&format!("{}/console", app.address)).await?;
-        let token = browser.find(Locator::Id("token")).await?;
-        std::fs::write(shots.join("sign-in.png"), browser.screenshot().await?).ok();
-        token.send_keys("wrong-token-000000000000000000000").await?;
-        browser
-            .find(Locator::Css("button[type=submit]"))
-            .await?
-            .click()
-            .await?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let source = browser.source().await.unwrap_or_default();
-            if source.contains("not the admin token") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no message for a wrong token: {source}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        browser
-            .find(Locator::Id("token"))
-            .await?
-            .send_keys(ADMIN_TOKEN)
-            .await?;
-        browser
-            .find(Locator::Css("button[type=submit]"))
-            .await?
-            .click()
-            .await?;
+        browser.find(Locator::Id("token")).await?;
+        shot(&browser, "sign-in.png").await?;
+        type_in(&browser, "#token", "wrong-token-000000000000000000000").await?;
+        click(&browser, "button[type=submit]").await?;
+        wait_text(&browser, "body", "not the admin token").await?;
+        type_in(&browser, "#token", ADMIN_TOKEN).await?;
+        click(&browser, "button[type=submit]").await?;
         // The overview fills in from the API.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            // The page may still be loading after the click.
-            let shown = match browser.find(Locator::Id("messages_in")).await {
-                Ok(e) => e.text().await?,
-                Err(_) => String::new(),
-            };
-            if shown.parse::<u64>().is_ok_and(|n| n >= 1) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the figures never loaded: {shown:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_js(
+            &browser,
+            "the figures never loaded",
+            "const e = document.getElementById('messages_in'); return e ? Number(e.textContent) : null;",
+            |v| v.as_u64().is_some_and(|n| n >= 1),
+        )
+        .await?;
         wait_text(&browser, "#updated", "Updated").await?;
         let status = browser.find(Locator::Id("status")).await?.text().await?;
         assert_eq!(status, "", "a routine refresh is not announced");
         let body = browser.find(Locator::Css("body")).await?.text().await?;
         assert!(!body.contains(wa), "no number on the overview");
-        std::fs::write(shots.join("overview.png"), browser.screenshot().await?).ok();
+        shot(&browser, "overview.png").await?;
         // Nothing is kept in local storage.
         let stored = browser
             .execute("return window.localStorage.length;", vec![])
@@ -671,11 +648,7 @@ async fn an_operator_signs_in_and_sees_today_in_a_real_browser() {
         assert_eq!(stored, json!(0));
         // Phone-sized.
         browser.set_window_size(390, 844).await?;
-        std::fs::write(
-            shots.join("overview-phone.png"),
-            browser.screenshot().await?,
-        )
-        .ok();
+        shot(&browser, "overview-phone.png").await?;
         browser.set_window_size(1280, 900).await?;
 
         // Contacts: find the customer, see the ledger and the
@@ -683,16 +656,8 @@ async fn an_operator_signs_in_and_sees_today_in_a_real_browser() {
         browser
             .goto(&format!("{}/console/contacts", app.address))
             .await?;
-        browser
-            .find(Locator::Id("contact-id"))
-            .await?
-            .send_keys(wa)
-            .await?;
-        browser
-            .find(Locator::Css("#find button"))
-            .await?
-            .click()
-            .await?;
+        type_in(&browser, "#contact-id", wa).await?;
+        click(&browser, "#find button").await?;
         wait_text(&browser, "#status", "Found").await?;
         let profile = browser.find(Locator::Id("profile")).await?.text().await?;
         assert!(profile.contains("Ana"), "{profile}");
@@ -701,13 +666,9 @@ async fn an_operator_signs_in_and_sees_today_in_a_real_browser() {
             ledger.contains("marketing") && ledger.contains("keyword"),
             "{ledger}"
         );
-        browser
-            .find(Locator::Id("show-conversation"))
-            .await?
-            .click()
-            .await?;
+        click(&browser, "#show-conversation").await?;
         wait_text(&browser, "#conversation", "Customer: hi").await?;
-        browser.find(Locator::Id("export")).await?.click().await?;
+        click(&browser, "#export").await?;
         wait_text(&browser, "#status", "ready to download").await?;
         let href = browser
             .find(Locator::Id("download"))
@@ -716,32 +677,15 @@ async fn an_operator_signs_in_and_sees_today_in_a_real_browser() {
             .await?
             .unwrap_or_default();
         assert!(href.starts_with("blob:"), "{href}");
-        std::fs::write(shots.join("contacts.png"), browser.screenshot().await?).ok();
-        browser
-            .find(Locator::Id("erase-confirm"))
-            .await?
-            .send_keys("16505550000")
-            .await?;
-        browser
-            .find(Locator::Css("#erase button"))
-            .await?
-            .click()
-            .await?;
+        shot(&browser, "contacts.png").await?;
+        type_in(&browser, "#erase-confirm", "16505550000").await?;
+        click(&browser, "#erase button").await?;
         wait_text(&browser, "#status", "does not match").await?;
-        let field = browser.find(Locator::Id("erase-confirm")).await?;
-        field.clear().await?;
-        field.send_keys(wa).await?;
-        browser
-            .find(Locator::Css("#erase button"))
-            .await?
-            .click()
-            .await?;
+        browser.find(Locator::Id("erase-confirm")).await?.clear().await?;
+        type_in(&browser, "#erase-confirm", wa).await?;
+        click(&browser, "#erase button").await?;
         wait_text(&browser, "#status", "Erased").await?;
-        browser
-            .find(Locator::Css("#find button"))
-            .await?
-            .click()
-            .await?;
+        click(&browser, "#find button").await?;
         wait_text(&browser, "#status", "Nothing is kept").await?;
 
         browser.find(Locator::Id("sign-out")).await?.click().await?;
