@@ -6,6 +6,8 @@
 //!   secret type that never prints.
 //! - [`startup`] and [`telemetry`]: build the HTTP application and the
 //!   tracing subscriber the binary and the tests share.
+//! - [`body`]: request bodies read only after authorisation, limited in
+//!   size and time.
 //! - [`webhook`]: ingress. Body size limit, `X-Hub-Signature-256`
 //!   verification over the raw bytes, the typed model of Meta's payload
 //!   ([`webhook::payload`]), and the split of a delivery into inbox events.
@@ -17,6 +19,7 @@
 //! Later stages (flow engine, outbox, admin API) plug in after the inbox.
 
 pub mod admin;
+pub mod body;
 pub mod campaign;
 pub mod chat;
 pub mod clock;

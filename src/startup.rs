@@ -467,8 +467,6 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             )
             .service(
                 web::resource("/admin/campaigns")
-                    // An audience of up to 100,000 wa_ids with variables.
-                    .app_data(web::PayloadConfig::new(crate::admin::campaigns::MAX_BODY))
                     .route(web::post().to(crate::admin::campaigns::create))
                     .route(web::get().to(crate::admin::campaigns::list)),
             )

@@ -50,12 +50,16 @@ async fn audit(state: &AppState, kind: &str, detail: String) {
 /// `POST /admin/campaigns`.
 pub async fn create(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     if let Some(denied) = authorize(&req, &state).await {
         return denied;
     }
+    let body = match super::body_of(&req, payload, &state, MAX_BODY).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
     let now = state.clock.now();
     let request = match campaign::parse(&body, &state.campaign_limits.get(), now) {
         Ok(r) => r,

@@ -33,6 +33,9 @@ use crate::domain::ContactId;
 use crate::outbox::sender::{Letter, dead_context};
 use crate::startup::AppState;
 
+/// Most bytes of an admin request body (a campaign's may be larger).
+pub const BODY_MAX: usize = 256 * 1024;
+
 /// Most dead letters listed at once.
 const DEAD_LETTERS_LIMIT: usize = 500;
 
@@ -68,6 +71,20 @@ async fn authorize(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> 
                 .json(json!({ "error": "a valid admin bearer token is required" })),
         )
     }
+}
+
+/// Reads an authorised request's body (at most `max` bytes, within
+/// `server.body_timeout`); else the answer to give (413, 408 or 400).
+pub(crate) async fn body_of(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    max: usize,
+) -> Result<web::Bytes, HttpResponse> {
+    use actix_web::ResponseError as _;
+    crate::body::read(req, payload, max, state.body_timeout)
+        .await
+        .map_err(|e| e.error_response())
 }
 
 fn contact_of(id: &str, state: &AppState) -> Option<crate::domain::ContactKey> {
@@ -393,13 +410,17 @@ const REFERENCE_MAX: usize = 100;
 pub async fn record_consent(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     use crate::privacy::consent::{ADMIN_SOURCE, MARKETING};
     let contact = match one_contact(&req, &path, &state).await {
         Ok(c) => c,
         Err(answer) => return *answer,
+    };
+    let body = match body_of(&req, payload, &state, BODY_MAX).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
     };
     let bad = |m: String| error(actix_web::http::StatusCode::BAD_REQUEST, &m);
     let body: ConsentBody = match serde_json::from_slice(&body) {
@@ -707,13 +728,17 @@ async fn queue_agent_event(
 pub async fn agent_message(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     use crate::outbox::{Message, TemplateParam};
     let contact = match one_contact(&req, &path, &state).await {
         Ok(c) => c,
         Err(answer) => return *answer,
+    };
+    let body = match body_of(&req, payload, &state, BODY_MAX).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
     };
     let bad = |m: &str| error(actix_web::http::StatusCode::BAD_REQUEST, m);
     let body: AgentMessage = match serde_json::from_slice(&body) {

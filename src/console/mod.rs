@@ -29,6 +29,10 @@ use crate::startup::AppState;
 
 /// How long a console session lasts from sign-in.
 pub const SESSION_LIFE: Duration = Duration::from_secs(8 * 3600);
+/// Most bytes of a simulator request.
+const SIM_BODY_MAX: usize = 16 * 1024;
+/// Most bytes of a sign-in form.
+const SIGN_IN_BODY_MAX: usize = 4 * 1024;
 /// The session cookie's name.
 pub const COOKIE: &str = "whatsify_console";
 
@@ -267,11 +271,22 @@ pub struct SignIn {
 /// `POST /console/sign-in`: the admin token starts a session.
 pub async fn sign_in(
     req: HttpRequest,
-    form: web::Form<SignIn>,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let Some(token) = state.admin_token.get() else {
         return HttpResponse::NotFound().finish();
+    };
+    let body = match crate::admin::body_of(&req, payload, &state, SIGN_IN_BODY_MAX).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    let Some(form) = std::str::from_utf8(&body)
+        .ok()
+        .and_then(|text| web::Query::<SignIn>::from_query(text).ok())
+    else {
+        return HttpResponse::BadRequest()
+            .body("The form must carry the token (application/x-www-form-urlencoded).");
     };
     // A sign-in form posted from another site is refused (login CSRF).
     if let Some(origin) = req
@@ -684,7 +699,7 @@ const SIM_TEXT_MAX: usize = 4096;
 /// real chat whatsify answers them before the flows).
 pub async fn simulate(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     use crate::flow::engine::{ContactView, Input};
@@ -694,6 +709,10 @@ pub async fn simulate(
         .filter(|(_, s)| csrf_ok(&req, s))
     else {
         return signed_out();
+    };
+    let body = match crate::admin::body_of(&req, payload, &state, SIM_BODY_MAX).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
     };
     let Some(shared) = &state.flows else {
         return HttpResponse::ServiceUnavailable()

@@ -22,9 +22,8 @@ pub mod signature;
 use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_LENGTH, ContentType};
+use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use futures_util::StreamExt;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -114,32 +113,6 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     }
 }
 
-/// Reads the body, refusing more than `max` bytes: first from
-/// Content-Length, before buffering, then while streaming.
-async fn read_limited(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    max: usize,
-) -> Result<web::Bytes, WebhookError> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(WebhookError::TooLarge);
-    }
-    let mut buf = web::BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| WebhookError::BadBody)?;
-        if buf.len() + chunk.len() > max {
-            return Err(WebhookError::TooLarge);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
-
 /// `POST /webhook`: a delivery from Meta.
 pub async fn receive(
     req: HttpRequest,
@@ -196,12 +169,13 @@ async fn handle(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<(HttpResponse, &'static str), WebhookError> {
-    let body = tokio::time::timeout(
-        state.body_timeout,
-        read_limited(req, payload, state.max_body_bytes),
-    )
-    .await
-    .map_err(|_| WebhookError::Timeout)??;
+    let body = crate::body::read(req, payload, state.max_body_bytes, state.body_timeout)
+        .await
+        .map_err(|e| match e {
+            crate::body::BodyError::TooLarge { .. } => WebhookError::TooLarge,
+            crate::body::BodyError::Timeout => WebhookError::Timeout,
+            crate::body::BodyError::Unreadable => WebhookError::BadBody,
+        })?;
     let header = req
         .headers()
         .get("x-hub-signature-256")

@@ -23,8 +23,13 @@ fn bare() -> reqwest::Client {
 /// Signs in; answers the session cookie (`name=value`) and the page's CSRF
 /// token.
 async fn sign_in(app: &TestApp) -> (String, String) {
+    sign_in_at(&app.address).await
+}
+
+/// [`sign_in`] on the server at `base` (`http://host:port`).
+pub async fn sign_in_at(base: &str) -> (String, String) {
     let r = bare()
-        .post(format!("{}/console/sign-in", app.address))
+        .post(format!("{base}/console/sign-in"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!("token={ADMIN_TOKEN}"))
         .send()
@@ -47,7 +52,7 @@ async fn sign_in(app: &TestApp) -> (String, String) {
         "an opaque random id: {cookie}"
     );
     let page = bare()
-        .get(format!("{}/console", app.address))
+        .get(format!("{base}/console"))
         .header("cookie", &cookie)
         .send()
         .await

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod bodies;
 mod campaigns;
 mod console;
 mod conversation;
