@@ -88,7 +88,12 @@ impl TokenReload {
             }
         };
         self.reload_keys(&settings);
+        let admin_changed = crate::console::credential_id(self.admin_token.get().as_ref())
+            != crate::console::credential_id(settings.admin.token.as_ref());
         self.reload_settings(&settings);
+        if admin_changed {
+            self.end_console_sessions().await;
+        }
         if !self.token.set(settings.meta.access_token) {
             return;
         }
@@ -107,6 +112,23 @@ impl TokenReload {
 }
 
 impl TokenReload {
+    /// The admin credential changed: every console session opened with the
+    /// old one ends, on every instance that shares the store. (Each
+    /// instance also refuses a session opened with another credential than
+    /// its own, so one whose store write failed is still closed here.)
+    async fn end_console_sessions(&self) {
+        let Some(store) = self.store.upgrade() else {
+            return;
+        };
+        match store.end_console_sessions().await {
+            Ok(()) => tracing::info!("admin token changed; console sessions ended"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "admin token changed; console sessions not ended in the store (this instance refuses them)"
+            ),
+        }
+    }
+
     /// Puts the reloadable settings in force: secrets (app secrets, verify
     /// and admin tokens) and limits (`outbox.*` but the worker and sender
     /// counts, which need a restart; the campaigns' share of the rate).

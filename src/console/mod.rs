@@ -67,6 +67,10 @@ struct Session {
     /// Unix s.
     expires: u64,
     csrf: String,
+    /// The admin credential the session was opened with
+    /// ([`credential_id`]): when it changes, the session is over.
+    #[serde(default)]
+    credential: String,
     /// The flow simulator's throwaway conversation.
     #[serde(default)]
     sim: Option<Sim>,
@@ -79,6 +83,16 @@ struct Sim {
     session: Option<crate::flow::engine::Session>,
     contact: crate::flow::engine::ContactView,
     offered: Vec<(String, String)>,
+}
+
+/// Names an admin credential without revealing it (a keyed digest, kept
+/// sealed in the session record); `""` for none.
+pub fn credential_id(token: Option<&secrecy::SecretString>) -> String {
+    token.map_or_else(String::new, |t| {
+        hex::encode(Sha256::digest(
+            format!("whatsify console credential\0{}", t.expose_secret()).as_bytes(),
+        ))
+    })
 }
 
 fn random_id() -> String {
@@ -138,7 +152,10 @@ async fn session_of(req: &HttpRequest, state: &AppState) -> Option<(String, Sess
         .open_system(&sealed, &seal_context(&key))
         .ok()?;
     let session: Session = serde_json::from_slice(&plain).ok()?;
-    (session.expires > now).then_some((id, session))
+    // Opened with a credential no longer in force: over.
+    let current = credential_id(state.admin_token.get().as_ref());
+    let live = session.expires > now && !current.is_empty() && same(&session.credential, &current);
+    live.then_some((id, session))
 }
 
 /// Whether the request is signed in; a request that changes something
@@ -308,6 +325,7 @@ pub async fn sign_in(
     let session = Session {
         expires: crate::store::now_secs() + SESSION_LIFE.as_secs(),
         csrf: random_id(),
+        credential: credential_id(Some(&token)),
         sim: None,
     };
     if let Err(e) = save(&state, &id, &session).await {

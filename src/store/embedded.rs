@@ -2152,6 +2152,14 @@ impl Store for EmbeddedStore {
             .map(|(_, r)| r.clone()))
     }
 
+    async fn end_console_sessions(&self) -> Result<(), StoreError> {
+        self.console
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
+    }
+
     async fn end_console_session(&self, key: &str) -> Result<(), StoreError> {
         self.console
             .lock()

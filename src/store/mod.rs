@@ -667,6 +667,9 @@ pub trait Store: Send + Sync + 'static {
     /// Ends a console session.
     async fn end_console_session(&self, key: &str) -> Result<(), StoreError>;
 
+    /// Ends every console session (the admin credential changed).
+    async fn end_console_sessions(&self) -> Result<(), StoreError>;
+
     /// Opens (or keeps open) the breaker of a business number.
     async fn open_breaker(&self, number: &str, breaker: Breaker) -> Result<(), StoreError>;
 

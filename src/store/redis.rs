@@ -41,6 +41,8 @@
 //! | `P{audit}:log`, `P{audit}:head` | stream of audit entries (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content), id `<seq>-1`; and the last entry's sequence number and hash | kept: it is the accountability record (GDPR Art. 5(2)), and a gap would break its chain |
 //! | `P{meta}:pin:<name>` | string: the store's identity, the id (8 hex digits) of the pseudonym key its contacts are named under; a server with another key refuses to start | kept: it names the store, not a contact |
 //! | `P{suppressed}` | hash: pseudonymous key of an erased contact → when (Unix s); so their opt-out survives and a later import cannot re-subscribe them | kept |
+//! | `Pconsole:<hash>` | string: an operator's console session (sealed: expiry, CSRF token, the credential it was opened with, the simulator's conversation), under a hash of its cookie id | until it expires (8 hours) or ends |
+//! | `Pconsole:sessions` | set: the session keys above, so that a change of the admin credential ends them all at once | 9 hours after the last sign-in |
 //! | `Prate:<name>` | string, a GCRA rate limit's theoretical arrival time (Unix µs) | just past it |
 //! | `Pbreakers`, `Pbreakers:probe` | hashes: phone_number_id → why its sending is paused (JSON), and when the next probe may go; a field leaves when the breaker closes | 30 days after the last opening |
 //!
@@ -72,6 +74,10 @@
 //! work left by another instance, by a crash, or by a timer.
 
 use std::time::Duration;
+
+/// How long the index of console sessions outlives the last sign-in (a
+/// session lasts 8 hours).
+const CONSOLE_INDEX_TTL: u64 = 9 * 3600;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -2032,14 +2038,48 @@ impl Store for RedisStore {
         expires_at: u64,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        redis::cmd("SET")
+        let index = format!("{}console:sessions", self.prefix);
+        redis::pipe()
+            .cmd("SET")
             .arg(format!("{}console:{key}", self.prefix))
             .arg(record)
             .arg("EXAT")
             .arg(expires_at.max(1))
+            .ignore()
+            .cmd("SADD")
+            .arg(&index)
+            .arg(key)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&index)
+            .arg(CONSOLE_INDEX_TTL)
+            .ignore()
             .query_async::<()>(&mut conn)
             .await
             .map_err(unavailable)
+    }
+
+    async fn end_console_sessions(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let index = format!("{}console:sessions", self.prefix);
+        let keys: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&index)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        // One DEL each (the sessions' keys span Cluster slots), the index
+        // last, so a failure midway leaves it to try again.
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("DEL")
+                .arg(format!("{}console:{key}", self.prefix))
+                .ignore();
+        }
+        pipe.cmd("SREM").arg(&index).arg(&keys).ignore();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
     }
 
     async fn console_session(&self, key: &str, _now: u64) -> Result<Option<Vec<u8>>, StoreError> {
@@ -2054,8 +2094,14 @@ impl Store for RedisStore {
 
     async fn end_console_session(&self, key: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        redis::cmd("DEL")
+        redis::pipe()
+            .cmd("DEL")
             .arg(format!("{}console:{key}", self.prefix))
+            .ignore()
+            .cmd("SREM")
+            .arg(format!("{}console:sessions", self.prefix))
+            .arg(key)
+            .ignore()
             .query_async::<()>(&mut conn)
             .await
             .map_err(unavailable)

@@ -7,13 +7,13 @@
 
 #![cfg(unix)]
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{ADMIN_TOKEN, Backend, free_port, test_env};
+use crate::helpers::{ADMIN_TOKEN, Backend, test_env};
+use crate::process::Server;
 
 /// What each connection announces (the review's size).
 const ANNOUNCED: usize = 15 * 1024 * 1024;
@@ -22,60 +22,6 @@ const CONNECTIONS: usize = 50;
 /// How much the server's resident memory may grow while they are held:
 /// buffering them would take `CONNECTIONS × ANNOUNCED` = 750 MiB.
 const RSS_GROWTH_BOUND_KIB: u64 = 64 * 1024;
-
-/// `whatsify serve` as a child process (its memory is its own, unlike a
-/// server inside the test binary); killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    /// Holds the server's log.
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(env: Vec<(String, String)>) -> Server {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("whatsify.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_whatsify"))
-            .arg("serve")
-            .envs(env)
-            .env("WHATSIFY__SERVER__BIND", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("the binary starts");
-        let mut server = Server { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let log = std::fs::read_to_string(server.dir.path().join("whatsify.log"));
-                panic!("the binary exited ({status}):\n{}", log.unwrap_or_default());
-            }
-            assert!(Instant::now() < deadline, "the binary did not listen");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        server
-    }
-
-    /// Resident memory, from /proc.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("/proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Sends `head` and then up to `body_len - 1` bytes of body (never the
 /// last one) in 64 KiB chunks, while reading the answer; returns the
@@ -149,7 +95,7 @@ async fn unauthorised_bodies_are_refused_before_they_are_read_and_cost_no_memory
         &Backend::Embedded(dir.path().join("data")),
         &[("WHATSIFY__SERVER__BODY_TIMEOUT", "60s".to_owned())],
     );
-    let server = Server::start(env).await;
+    let server = Server::start(env, None).await;
     // Warm up: one answered request of each kind.
     for route in ROUTES {
         let (status, _) = withhold_last_byte(server.port, head(route, 2, ""), 2).await;
@@ -202,7 +148,7 @@ async fn a_body_that_trickles_in_gets_408_on_every_route_that_takes_one() {
         &Backend::Embedded(dir.path().join("data")),
         &[("WHATSIFY__SERVER__BODY_TIMEOUT", "2s".to_owned())],
     );
-    let server = Server::start(env).await;
+    let server = Server::start(env, None).await;
     let base = format!("http://127.0.0.1:{}", server.port);
     let (cookie, csrf) = crate::console::sign_in_at(&base).await;
     let bearer = format!("Authorization: Bearer {ADMIN_TOKEN}\r\n");

@@ -1030,6 +1030,18 @@ async fn console_sessions_are_kept_until_they_expire_or_end(backend: &Backend) {
             .expect("get"),
         None
     );
+    // A change of the admin credential ends them all at once.
+    let now = whatsify::store::now_secs();
+    for k in [&a, &b] {
+        s.put_console_session(k, b"live".to_vec(), now + 3600)
+            .await
+            .expect("put");
+    }
+    s.end_console_sessions().await.expect("end all");
+    for k in [&a, &b] {
+        assert_eq!(s.console_session(k, now).await.expect("get"), None);
+    }
+    s.end_console_sessions().await.expect("ending none is fine");
 }
 both_backends!(
     console_sessions,
