@@ -59,6 +59,8 @@ pub struct AppState {
     pub erase_window: u64,
     /// The privacy requests read from the audit log so far (the console).
     pub request_log: Arc<crate::console::RequestLog>,
+    /// Failed sign-ins and bearer tokens, which slow further attempts.
+    pub throttle: crate::admin::throttle::Throttle,
 }
 
 impl AppState {
@@ -89,6 +91,7 @@ impl AppState {
             session_ttl: settings.flows.session_ttl,
             erase_window: u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,
             request_log: Default::default(),
+            throttle: Default::default(),
         }
     }
 }

@@ -22,6 +22,7 @@
 //! Every look at one contact's data is itself an audit event.
 
 pub mod campaigns;
+pub mod throttle;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
@@ -53,23 +54,33 @@ async fn authorize(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> 
     if crate::console::allows(req, state).await {
         return None;
     }
-    let given = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
+    let refused = || {
+        HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Bearer"))
+            .json(json!({ "error": "a valid admin bearer token is required" }))
+    };
+    // No credential at all is no guess.
+    let Some(header) = req.headers().get("authorization") else {
+        return Some(refused());
+    };
+    let addr = throttle::client(req);
+    if let Err(wait) = state.throttle.check(addr) {
+        return Some(throttle::too_many(wait));
+    }
+    let given = header
+        .to_str()
+        .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     // Compare digests, so neither the content nor the length leaks.
     let a = Sha256::digest(given.as_bytes());
     let b = Sha256::digest(token.expose_secret().as_bytes());
     if bool::from(a.ct_eq(&b)) {
+        state.throttle.succeeded(addr);
         None
     } else {
-        Some(
-            HttpResponse::Unauthorized()
-                .insert_header(("WWW-Authenticate", "Bearer"))
-                .json(json!({ "error": "a valid admin bearer token is required" })),
-        )
+        throttle::refused(req, state, "bearer").await;
+        Some(refused())
     }
 }
 

@@ -317,10 +317,25 @@ pub async fn sign_in(
             return HttpResponse::Forbidden().body("cross-site sign-in refused");
         }
     }
+    let addr = crate::admin::throttle::client(&req);
+    if let Err(wait) = state.throttle.check(addr) {
+        let mut answer = sign_in_page(&format!(
+            "Too many failed sign-ins from here. Try again in {} seconds.",
+            crate::admin::throttle::retry_after(wait)
+        ));
+        *answer.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
+        answer.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_str(&crate::admin::throttle::retry_after(wait))
+                .unwrap_or(header::HeaderValue::from_static("60")),
+        );
+        return answer;
+    }
     if !same(&form.token, token.expose_secret()) {
-        tracing::warn!("console: sign-in refused");
+        crate::admin::throttle::refused(&req, &state, "sign-in").await;
         return sign_in_page("That token is not the admin token.");
     }
+    state.throttle.succeeded(addr);
     let id = random_id();
     let session = Session {
         expires: crate::store::now_secs() + SESSION_LIFE.as_secs(),

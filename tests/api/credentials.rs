@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::console::sign_in_at;
-use crate::helpers::{ADMIN_TOKEN, Backend, test_env};
+use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, spawn_app, test_env};
 use crate::process::Server;
 
 const NEW_TOKEN: &str = "rotated-admin-token-4d8e1f0a9b7c6d5e3f2a";
@@ -122,3 +122,110 @@ async fn a_new_admin_token_ends_console_sessions_on_the_embedded_store() {
         401
     );
 }
+
+/// A client whose requests come from `127.0.0.<last>`.
+fn from(last: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+async fn bearer(app: &TestApp, client: &reqwest::Client, token: &str) -> reqwest::Response {
+    client
+        .get(format!("{}/admin/stats", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn guessing_the_admin_token_is_slowed_down_and_audited(backend: &Backend) {
+    let app = spawn_app(backend).await;
+    let guess = "a-guess-at-the-admin-token-0000000000";
+    let (guesser, operator) = (from(1), from(2));
+    for n in 1..=5 {
+        let r = bearer(&app, &guesser, guess).await;
+        assert_eq!(r.status(), 401, "guess {n}");
+    }
+    // Spent: even the right token waits, so a right guess teaches nothing.
+    for token in [guess, ADMIN_TOKEN] {
+        let r = bearer(&app, &guesser, token).await;
+        assert_eq!(r.status(), 429);
+        let after: u64 = r.headers()["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&after), "Retry-After {after}");
+    }
+    let r = guesser
+        .post(format!("{}/console/sign-in", app.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}"))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(r.status(), 429, "the sign-in form waits too");
+    assert!(r.headers().contains_key("retry-after"));
+    // Another address is not held up by this one.
+    assert_eq!(bearer(&app, &operator, ADMIN_TOKEN).await.status(), 200);
+    // Many addresses together: after the overall allowance, a fresh one
+    // waits too, while an address that signed in recently goes on.
+    for n in 0..30u8 {
+        let _ = bearer(&app, &from(10 + n), guess).await;
+    }
+    assert_eq!(bearer(&app, &from(99), ADMIN_TOKEN).await.status(), 429);
+    assert_eq!(bearer(&app, &operator, ADMIN_TOKEN).await.status(), 200);
+    // Sign-in failures count too.
+    let wrong_sign_in = from(100)
+        .post(format!("{}/console/sign-in", app.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={guess}"))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(
+        wrong_sign_in.status(),
+        429,
+        "the overall allowance is spent"
+    );
+
+    // Audited, without what was tried.
+    let r = operator
+        .get(format!(
+            "{}/admin/audit?kind=admin_auth_failed",
+            app.address
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("audit");
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("text");
+    let audit: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let entries = audit["entries"].as_array().expect("entries");
+    assert!(
+        entries.len() >= 30,
+        "each counted failure is audited: {}",
+        entries.len()
+    );
+    assert!(
+        entries.iter().all(|e| e["kind"] == "admin_auth_failed"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(guess),
+        "the guessed token is in the audit log"
+    );
+    assert!(
+        !text.contains("127.0.0."),
+        "a client address in clear: {text}"
+    );
+    app.stop().await;
+}
+crate::both_backends!(
+    guessing,
+    guessing_the_admin_token_is_slowed_down_and_audited
+);
