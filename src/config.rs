@@ -20,6 +20,7 @@ pub const DEFAULTS_TOML: &str = r#"
 bind = "127.0.0.1:8080"
 max_body_bytes = 4194304
 body_timeout = "30s"
+ops_bind = ""
 
 [meta]
 app_secret = ""
@@ -127,6 +128,36 @@ pub struct RawSettings {
     pub log: LogSettings,
     #[serde(default)]
     pub integrations: RawIntegrations,
+    #[serde(default)]
+    pub console: ConsoleSettings,
+}
+
+/// `[console]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Whether the session cookie is always `Secure` (and every answer
+    /// carries `Strict-Transport-Security`). Unset: on, unless
+    /// `server.bind` is a loopback address (a laptop, or a proxy on the
+    /// same machine that says `X-Forwarded-Proto: https`).
+    #[serde(default)]
+    pub secure_cookie: Option<bool>,
+}
+
+impl ConsoleSettings {
+    /// [`ConsoleSettings::secure_cookie`], or its default for `bind`.
+    pub fn secure_cookie_for(&self, bind: &str) -> bool {
+        self.secure_cookie.unwrap_or_else(|| !loopback(bind))
+    }
+}
+
+/// Whether `bind` (`host:port`) listens on this machine only.
+fn loopback(bind: &str) -> bool {
+    if let Ok(addr) = bind.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    let host = bind.rsplit_once(':').map_or(bind, |(h, _)| h);
+    host.eq_ignore_ascii_case("localhost")
 }
 
 /// `[[integrations.webhooks]]`: the CRM and helpdesk receivers.
@@ -231,6 +262,11 @@ pub struct ServerSettings {
     /// How long a webhook body may take to arrive (then 408).
     #[serde(with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// A second listener for `/healthz`, `/readyz` and `/metrics` only,
+    /// open without a credential (empty: none; on `bind` they need the
+    /// admin credential for their details).
+    #[serde(default)]
+    pub ops_bind: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +418,7 @@ pub struct Settings {
     pub business: BusinessSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
+    pub console: ConsoleSettings,
     /// The CRM and helpdesk receivers (`[[integrations.webhooks]]`).
     pub integrations: Vec<std::sync::Arc<crate::integrations::Subscriber>>,
     /// The settings file these came from (SIGHUP re-reads it).
@@ -658,6 +695,7 @@ impl RawSettings {
                 token: optional_secret("admin.token", self.admin.token, MIN_ADMIN_TOKEN_CHARS)?,
             },
             log: self.log,
+            console: self.console,
             integrations,
             config_file: None,
         })
@@ -669,6 +707,34 @@ mod tests {
     use super::*;
 
     const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn the_secure_cookie_is_on_unless_bound_to_loopback_or_set() {
+        let unset = ConsoleSettings::default();
+        for bind in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "10.0.0.5:80",
+            "example.org:443",
+        ] {
+            assert!(unset.secure_cookie_for(bind), "{bind}");
+        }
+        for bind in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "localhost:8080",
+            "127.0.0.1:0",
+        ] {
+            assert!(!unset.secure_cookie_for(bind), "{bind}");
+        }
+        let off = ConsoleSettings {
+            secure_cookie: Some(false),
+        };
+        assert!(!off.secure_cookie_for("0.0.0.0:8080"));
+        let s = Settings::load_from(None, env(&[("WHATSIFY__CONSOLE__SECURE_COOKIE", "true")]))
+            .expect("valid");
+        assert!(s.console.secure_cookie_for("127.0.0.1:8080"));
+    }
 
     fn env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut base = vec![

@@ -6,17 +6,61 @@
 //! That stays 200: webhooks are still taken and queued, and every instance
 //! shares the pause, so failing readiness would only stop the intake too.
 //! The body is JSON: `{"status": "ready" | "sending_paused", "paused": [...]}`.
+//!
+//! The details (`paused`) and `/metrics` are for operators: on
+//! `server.bind` they need the admin credential, and on the optional
+//! `server.ops_bind` listener (which serves only these three routes, for a
+//! monitoring network) they are open. `/healthz` and readiness's status
+//! are open everywhere, for load balancers.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::json;
 
 use crate::startup::AppState;
+
+/// Marks the app behind the `server.ops_bind` listener.
+#[derive(Clone, Copy)]
+struct OpsListener;
+
+/// Binds `addr` and builds the operations listener: `/healthz`, `/readyz`
+/// and `/metrics`, with their details open. Answers its port and the
+/// server, to be run.
+pub fn ops_server(
+    addr: &str,
+    state: web::Data<AppState>,
+) -> std::io::Result<(u16, actix_web::dev::Server)> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::Data::new(OpsListener))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(crate::metrics::endpoint))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok((port, server))
+}
+
+/// `None` when the request may see operators' details (it came in on the
+/// operations listener, or carries the admin credential); else the answer
+/// to give.
+pub async fn operator(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+    if req.app_data::<web::Data<OpsListener>>().is_some() {
+        return None;
+    }
+    crate::admin::authorize(req, state).await
+}
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().body("ok")
 }
 
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if state.shutdown.is_stopping() {
         return HttpResponse::ServiceUnavailable().json(json!({ "status": "shutting_down" }));
     }
@@ -37,6 +81,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         "sending_paused"
     };
+    if operator(&req, &state).await.is_some() {
+        return HttpResponse::Ok().json(json!({ "status": status }));
+    }
     HttpResponse::Ok().json(json!({
         "status": status,
         "paused": paused.iter().map(|(number, b)| json!({

@@ -195,8 +195,12 @@ pub fn global() -> &'static Metrics {
 
 /// `GET /metrics`.
 pub async fn endpoint(
+    req: actix_web::HttpRequest,
     state: actix_web::web::Data<crate::startup::AppState>,
 ) -> actix_web::HttpResponse {
+    if let Some(denied) = crate::health::operator(&req, &state).await {
+        return denied;
+    }
     match global()
         .render(state.store.as_ref(), crate::store::now_ms())
         .await

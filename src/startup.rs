@@ -61,6 +61,9 @@ pub struct AppState {
     pub request_log: Arc<crate::console::RequestLog>,
     /// Failed sign-ins and bearer tokens, which slow further attempts.
     pub throttle: crate::admin::throttle::Throttle,
+    /// `console.secure_cookie` as resolved: the session cookie is always
+    /// `Secure`, and every answer carries `Strict-Transport-Security`.
+    pub secure_cookie: bool,
 }
 
 impl AppState {
@@ -92,6 +95,7 @@ impl AppState {
             erase_window: u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,
             request_log: Default::default(),
             throttle: Default::default(),
+            secure_cookie: settings.console.secure_cookie_for(&settings.server.bind),
         }
     }
 }
@@ -123,6 +127,8 @@ pub struct Application {
     /// The workers and senders, to wait for on shutdown.
     tasks: Vec<tokio::task::JoinHandle<()>>,
     grace: std::time::Duration,
+    /// The listener on `server.ops_bind`, when there is one.
+    ops: Option<(u16, actix_web::dev::ServerHandle)>,
 }
 
 impl Application {
@@ -301,6 +307,22 @@ impl Application {
         state.clock = clock.clone();
         let state = web::Data::new(state);
         let server = run(listener, state.clone())?;
+        let ops = match settings.server.ops_bind.as_str() {
+            "" => None,
+            addr => Some(
+                crate::health::ops_server(addr, state.clone()).map_err(|source| {
+                    StartError::Bind {
+                        addr: addr.to_owned(),
+                        source,
+                    }
+                })?,
+            ),
+        };
+        let ops = ops.map(|(port, server)| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            (port, handle)
+        });
         Ok(Application {
             port,
             server,
@@ -308,6 +330,7 @@ impl Application {
             clock,
             tasks,
             grace: settings.outbox.shutdown_grace,
+            ops,
         })
     }
 
@@ -324,6 +347,7 @@ impl Application {
         let tasks = std::mem::take(&mut self.tasks);
         let grace = self.grace;
         let server = self.server.handle();
+        let ops = self.ops.as_ref().map(|(_, h)| h.clone());
         async move {
             stop.trigger();
             tracing::info!("shutting down: webhooks refused (503), finishing work in hand");
@@ -332,11 +356,19 @@ impl Application {
                 tracing::warn!("shutdown grace over; unfinished work stays queued");
             }
             server.stop(true).await;
+            if let Some(ops) = ops {
+                ops.stop(true).await;
+            }
         }
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the `server.ops_bind` listener, when there is one.
+    pub fn ops_port(&self) -> Option<u16> {
+        self.ops.as_ref().map(|(p, _)| *p)
     }
 
     pub fn state(&self) -> web::Data<AppState> {
@@ -367,6 +399,10 @@ impl Application {
 }
 
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// `Strict-Transport-Security` with `console.secure_cookie` on: browsers
+/// come back over https only, for a year.
+const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this
 /// is called, so a signal that comes early is not lost.
@@ -400,12 +436,13 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let hsts = state.secure_cookie;
     let server = HttpServer::new(move || {
         App::new()
             // A span per request: method, route pattern (never the raw path,
             // which may hold a contact id, nor the query string, which holds
             // the verify token) and a request id.
-            .wrap_fn(|req, srv| {
+            .wrap_fn(move |req, srv| {
                 let id = format!(
                     "{:x}-{}",
                     std::process::id(),
@@ -428,6 +465,12 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
                         res.headers_mut().insert(
                             actix_web::http::header::HeaderName::from_static("x-request-id"),
                             v,
+                        );
+                    }
+                    if hsts {
+                        res.headers_mut().insert(
+                            actix_web::http::header::STRICT_TRANSPORT_SECURITY,
+                            actix_web::http::header::HeaderValue::from_static(HSTS),
                         );
                     }
                     Ok(res)

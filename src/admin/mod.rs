@@ -45,7 +45,7 @@ fn error(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
 }
 
 /// `None` when the caller may go on; else the answer to give.
-async fn authorize(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+pub(crate) async fn authorize(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
     let Some(token) = state.admin_token.get() else {
         return Some(HttpResponse::NotFound().finish());
     };

@@ -352,7 +352,7 @@ pub async fn sign_in(
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(tls(&req))
+        .secure(state.secure_cookie || tls(&req))
         .max_age(actix_web::cookie::time::Duration::seconds(
             SESSION_LIFE.as_secs() as i64,
         ))

@@ -433,7 +433,7 @@ async fn a_receiver_that_was_down_gets_everything_in_order(backend: &Backend) {
     assert_eq!(got[0].body["type"], "contact.created");
     // Operators see it in the metrics (the registry is the process's:
     // other tests add to it).
-    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    let metrics = crate::metrics::scrape(&app).await;
     let count = |result: &str| -> f64 {
         let label = format!(
             "whatsify_integration_deliveries_total{{receiver=\"crm\",result=\"{result}\"}} "

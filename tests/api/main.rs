@@ -9,6 +9,7 @@ mod console;
 mod conversation;
 mod crash;
 mod credentials;
+mod exposure;
 mod graph;
 mod handoff;
 mod handshake;

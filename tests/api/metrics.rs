@@ -37,8 +37,16 @@ fn samples(text: &str) -> Vec<Sample> {
         .collect()
 }
 
-async fn scrape(app: &TestApp) -> String {
-    let resp = app.get("/metrics").await;
+/// Scrapes `/metrics` with the admin credential (it is refused without).
+pub async fn scrape(app: &TestApp) -> String {
+    assert_eq!(app.get("/metrics").await.status(), 401, "no credential");
+    let resp = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("scrape");
     assert_eq!(resp.status(), 200);
     let kind = resp
         .headers()

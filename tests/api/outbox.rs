@@ -291,6 +291,7 @@ async fn a_refused_token_pauses_the_number_until_a_probe_passes(backend: &Backen
     let resp = app
         .client
         .get(format!("{}/readyz", app.address))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
         .send()
         .await
         .expect("readyz");
