@@ -57,8 +57,6 @@ pub struct AppState {
     /// `privacy.erase_confirm_minutes` in seconds: an erasure request not
     /// confirmed within it has lapsed.
     pub erase_window: u64,
-    /// The privacy requests read from the audit log so far (the console).
-    pub request_log: Arc<crate::console::RequestLog>,
 }
 
 impl AppState {
@@ -88,7 +86,6 @@ impl AppState {
             flows_dir: settings.flows.dir.clone(),
             session_ttl: settings.flows.session_ttl,
             erase_window: u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,
-            request_log: Default::default(),
         }
     }
 }

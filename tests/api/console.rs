@@ -955,7 +955,7 @@ async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
         // The simulator: nothing it does reaches Meta, the store or the log.
         let before_sends = graph.sent().len();
         let (_, log) = app.admin_get("/admin/audit").await;
-        let before_log = log["chain"]["entries"].clone();
+        let before_log = log["chain"]["log_entries"].clone();
         let input = browser.find(Locator::Id("sim-text")).await?;
         input.send_keys("hi").await?;
         click(&browser, "#sim-send button").await?;
@@ -994,7 +994,7 @@ async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
         );
         let (_, log) = app.admin_get("/admin/audit").await;
         assert_eq!(
-            log["chain"]["entries"], before_log,
+            log["chain"]["log_entries"], before_log,
             "the simulator audited nothing"
         );
 

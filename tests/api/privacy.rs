@@ -465,9 +465,10 @@ async fn privacy_events_are_audited(backend: &Backend) {
     assert_eq!(
         kinds,
         [
-            ("consent_withdrawn".to_owned(), "customer".to_owned()),
-            ("admin_access".to_owned(), "admin".to_owned())
-        ]
+            ("admin_access".to_owned(), "admin".to_owned()),
+            ("consent_withdrawn".to_owned(), "customer".to_owned())
+        ],
+        "newest first"
     );
     let text = log.to_string();
     assert!(
@@ -973,6 +974,7 @@ async fn delete_my_data_erases_everything(backend: &Backend) {
         .as_array()
         .expect("entries")
         .iter()
+        .rev() // the log answers newest first
         .filter_map(|e| e["kind"].as_str())
         .filter(|k| k.starts_with("erasure"))
         .collect();
@@ -1408,6 +1410,7 @@ async fn the_support_team_records_consent(backend: &Backend) {
         .as_array()
         .expect("entries")
         .iter()
+        .rev() // the log answers newest first
         .filter(|e| {
             e["actor"] == "admin"
                 && e["kind"]
