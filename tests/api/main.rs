@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod audit_paging;
 mod campaigns;
 mod console;
 mod conversation;
