@@ -276,9 +276,14 @@ pub async fn verify_all(store: &dyn Store, chain: &Chain) -> Result<Check, Store
     Ok(walk.check(links, Some(head_matches), head.0))
 }
 
+/// How long past its window a lapsed erasure request stays among the open
+/// ones of the index (a confirmation cannot come that late, whatever the
+/// clocks of the instances say).
+const LAPSE_GRACE: u64 = 86_400;
+
 /// Every request in the store's request index (open ones, and the most
 /// recently closed), in log order, as at `now`. An erasure request that
-/// lapsed is moved out of the open ones on the way.
+/// lapsed a day ago is moved out of the open ones on the way.
 pub async fn requests(
     store: &dyn Store,
     now: u64,
@@ -286,7 +291,8 @@ pub async fn requests(
 ) -> Result<Vec<Request>, StoreError> {
     let index = store.audit_requests().await?;
     let all = super::audit::requests(&index.all(), now, erase_window);
-    for r in all.iter().filter(|r| r.state == "lapsed") {
+    let gone = |r: &&Request| r.state == "lapsed" && now >= r.at + erase_window + LAPSE_GRACE;
+    for r in all.iter().filter(gone) {
         if let Some(e) = index.open.iter().find(|e| e.seq == r.seq) {
             store.audit_request_lapsed(e).await?;
         }
