@@ -289,7 +289,11 @@ pub async fn requests(
     now: u64,
     erase_window: u64,
 ) -> Result<Vec<Request>, StoreError> {
-    let index = store.audit_requests().await?;
+    let mut index = store.audit_requests().await?;
+    if !index.complete {
+        rebuild(store).await?;
+        index = store.audit_requests().await?;
+    }
     let all = super::audit::requests(&index.all(), now, erase_window);
     let gone = |r: &&Request| r.state == "lapsed" && now >= r.at + erase_window + LAPSE_GRACE;
     for r in all.iter().filter(gone) {
@@ -298,6 +302,33 @@ pub async fn requests(
         }
     }
     Ok(all)
+}
+
+/// Rebuilds the request index of a log written before it was kept: reads
+/// the log once, oldest first, a chunk at a time, and writes the index
+/// unless the log moved meanwhile (then again, a few times).
+async fn rebuild(store: &dyn Store) -> Result<(), StoreError> {
+    for _ in 0..5 {
+        let (through, _) = store.audit_head().await?;
+        tracing::info!(through, "rebuilding the audit log's request index");
+        let mut replay = crate::store::audit_index::Replay::default();
+        let mut from = 1;
+        while from <= through {
+            let entries = store.audit_entries(from, CHUNK).await?;
+            let Some(last) = entries.last() else {
+                break;
+            };
+            from = last.seq + 1;
+            for e in entries.iter().filter(|e| e.seq <= through) {
+                replay.apply(e);
+            }
+        }
+        if store.audit_requests_reset(through, &replay).await? {
+            return Ok(());
+        }
+    }
+    tracing::warn!("the audit log moved while its request index was rebuilt; trying later");
+    Ok(())
 }
 
 /// The sequence numbers of the requests still open

@@ -66,6 +66,51 @@ pub struct Requests {
     /// The newest entries of closed groups (requests, confirmations and
     /// what closed them; a lapsed request alone).
     pub closed: Vec<Entry>,
+    /// The index covers the whole log; false for a log written before the
+    /// index was kept, until it is rebuilt ([`Replay`]).
+    pub complete: bool,
+}
+
+/// The index rebuilt by replaying the log in order, as the appends would
+/// have kept it; written with [`super::Store::audit_requests_reset`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// Group → its entries (op, entry), oldest first.
+    pub open: std::collections::BTreeMap<String, Vec<(Op, Entry)>>,
+    /// Seq → entry, the newest [`CLOSED_KEEP`].
+    pub closed: std::collections::BTreeMap<u64, Entry>,
+}
+
+impl Replay {
+    /// What appending `entry` does to the index.
+    pub fn apply(&mut self, entry: &Entry) {
+        let Some((op, group)) = op_of(entry) else {
+            return;
+        };
+        match op {
+            Op::Open => self
+                .open
+                .entry(group)
+                .or_default()
+                .push((op, entry.clone())),
+            Op::Confirm => {
+                if let Some(g) = self.open.get_mut(&group) {
+                    g.push((op, entry.clone()));
+                }
+            }
+            Op::Close => {
+                if let Some(g) = self.open.remove(&group) {
+                    for (_, e) in g {
+                        self.closed.insert(e.seq, e);
+                    }
+                    self.closed.insert(entry.seq, entry.clone());
+                    while self.closed.len() > CLOSED_KEEP {
+                        self.closed.pop_first();
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Requests {

@@ -24,7 +24,7 @@
 //! | `history_age` | `(time, "h:<contact>", seq)` → (): the history by age, for the retention purge | with its entry |
 //! | `suppressed` | pseudonymous key of an erased contact → when (Unix s) | kept: their opt-out survives |
 //! | `audit` | sequence number → audit entry (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content) | kept: it is the audit trail |
-//! | `audit_head` | `"head"` → (sequence number, hash) of the last entry appended, so a cut-off tail shows (a store from before it starts from its last entry) | kept |
+//! | `audit_head` | `"head"` → (sequence number, hash) of the last entry appended, so a cut-off tail shows (a store from before it starts from its last entry); `"indexed_from"` → (the first entry the request index saw, 1 once complete; "") | kept |
 //! | `audit_requests`, `audit_requests_closed` | the request index (see `store::audit_index`): `(group, seq)` → (op `r`/`c`, entry JSON) of open requests; seq → entry JSON of closed ones | an open group until closed or lapsed; the newest 1,000 closed entries |
 //! | `profiles` | contact key → (expiry, sealed profile) | `privacy.retention_days` after the last write (not read past its expiry; purged hourly) |
 //! | `data_keys` | contact key → (expiry, wrapped data key) | `privacy.retention_days` + 2 days after the contact's last message (likewise) |
@@ -1376,6 +1376,16 @@ impl Store for EmbeddedStore {
     ) -> Result<bool, StoreError> {
         let request = request.clone();
         self.write(move |txn| audit::lapse(txn, &request)).await
+    }
+
+    async fn audit_requests_reset(
+        &self,
+        through: u64,
+        index: &super::audit_index::Replay,
+    ) -> Result<bool, StoreError> {
+        let index = index.clone();
+        self.write(move |txn| audit::reset(txn, through, &index))
+            .await
     }
 
     async fn erase(&self, contact: &ContactKey, at: u64) -> Result<(), StoreError> {

@@ -551,6 +551,15 @@ pub trait Store: Send + Sync + 'static {
     /// closed ones.
     async fn audit_requests(&self) -> Result<audit_index::Requests, StoreError>;
 
+    /// Replaces the request index with `index`, rebuilt from the log up to
+    /// entry `through`, and marks it complete; false (nothing written) when
+    /// the head is no longer `through`.
+    async fn audit_requests_reset(
+        &self,
+        through: u64,
+        index: &audit_index::Replay,
+    ) -> Result<bool, StoreError>;
+
     /// Moves the group of `request` (an open request that lapsed) to the
     /// closed ones, if `request` is still its newest entry and nothing in
     /// it was confirmed; true when moved.

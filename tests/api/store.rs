@@ -1371,6 +1371,104 @@ both_backends!(
     the_audit_log_pages_newest_first_and_indexes_open_requests
 );
 
+/// Makes `s` look like a store from before the request index: the index
+/// and its mark gone (the log and its head kept).
+async fn forget_the_request_index(backend: &Backend, s: Arc<dyn Store>) -> Arc<dyn Store> {
+    match backend {
+        Backend::Redis { url, prefix } => {
+            let client = redis::Client::open(url.as_str()).expect("client");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connection");
+            let () = redis::pipe()
+                .cmd("DEL")
+                .arg(format!("{prefix}{{audit}}:requests"))
+                .arg(format!("{prefix}{{audit}}:requests:closed"))
+                .ignore()
+                .cmd("HDEL")
+                .arg(format!("{prefix}{{audit}}:head"))
+                .arg("indexed_from")
+                .ignore()
+                .query_async(&mut conn)
+                .await
+                .expect("forget");
+            s
+        }
+        Backend::Embedded(path) => {
+            drop(s);
+            let file = path.join("whatsify.redb");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let db = loop {
+                match redb::Database::create(&file) {
+                    Ok(db) => break db,
+                    Err(e) => {
+                        assert!(std::time::Instant::now() < deadline, "file still open: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            };
+            let txn = db.begin_write().expect("write");
+            for name in ["audit_requests", "audit_requests_closed", "audit_head"] {
+                let t: redb::TableDefinition<u64, u64> = redb::TableDefinition::new(name);
+                assert!(txn.delete_table(t).expect("delete"), "{name}");
+            }
+            txn.commit().expect("commit");
+            drop(db);
+            open(backend).await
+        }
+        Backend::Cluster { .. } => unreachable!("not run on a cluster"),
+    }
+}
+
+/// A log written before the request index was kept (its requests nowhere
+/// in the index) gets the index rebuilt from the log on first use, with
+/// requests closed after the upgrade closed.
+async fn a_log_from_before_the_request_index_has_it_rebuilt(backend: &Backend) {
+    use whatsify::privacy::audit::Chain;
+    let s = open(backend).await;
+    let chain = Chain::new(&whatsify::config::Key32::new([9; 32]));
+    audit_run(
+        s.as_ref(),
+        &chain,
+        &[
+            ("export_request", "c1"),
+            ("erasure_request", "c2"),
+            ("export_completed", "c1"),
+            ("export_request", "c3"),
+            ("consent_given", "c4"),
+        ],
+    )
+    .await;
+    assert!(s.audit_requests().await.expect("index").complete);
+    let s = forget_the_request_index(backend, s).await;
+    let index = s.audit_requests().await.expect("index");
+    assert!(!index.complete && index.open.is_empty(), "{index:?}");
+    // After the upgrade: c3's request, from before it, completes.
+    audit_run(s.as_ref(), &chain, &[("export_completed", "c3")]).await;
+    assert!(!s.audit_requests().await.expect("index").complete);
+
+    let found = whatsify::privacy::audit_view::requests(s.as_ref(), 200, 600)
+        .await
+        .expect("requests");
+    let states: Vec<(u64, &str)> = found.iter().map(|r| (r.seq, r.state)).collect();
+    assert_eq!(states, [(1, "completed"), (2, "open"), (4, "completed")]);
+    let index = s.audit_requests().await.expect("index");
+    assert!(index.complete);
+    let seqs = |p: &[whatsify::privacy::audit::Entry]| p.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(&index.open), [2]);
+    assert_eq!(seqs(&index.closed), [1, 3, 4, 6]);
+    // And it is kept from there on.
+    audit_run(s.as_ref(), &chain, &[("erasure_declined", "c2")]).await;
+    let index = s.audit_requests().await.expect("index");
+    assert!(index.open.is_empty());
+    assert_eq!(seqs(&index.closed), [1, 2, 3, 4, 6, 7]);
+}
+both_backends!(
+    audit_index_rebuilt,
+    a_log_from_before_the_request_index_has_it_rebuilt
+);
+
 /// An entry removed from the embedded store's file behind its back breaks
 /// the chain at that point.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

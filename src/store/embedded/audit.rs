@@ -19,6 +19,9 @@ const OPEN: TableDefinition<(&str, u64), (&str, &[u8])> = TableDefinition::new("
 const CLOSED: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_requests_closed");
 
 const HEAD: &str = "head";
+/// In [`AUDIT_HEAD`]: the first entry the request index saw (1 once
+/// complete), as (seq, "").
+const INDEXED_FROM: &str = "indexed_from";
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(AUDIT_HEAD).map_err(corrupt)?;
@@ -85,6 +88,11 @@ pub(super) fn append_run(txn: &WriteTransaction, entries: &[Entry]) -> Result<bo
         heads
             .insert(HEAD, (entry.seq, entry.hash.as_str()))
             .map_err(corrupt)?;
+        if heads.get(INDEXED_FROM).map_err(corrupt)?.is_none() {
+            heads
+                .insert(INDEXED_FROM, (entry.seq, ""))
+                .map_err(corrupt)?;
+        }
         index(txn, entry, &bytes)?;
         (seq, hash) = (entry.seq, entry.hash.clone());
     }
@@ -162,7 +170,48 @@ pub(super) fn requests(txn: &ReadTransaction) -> Result<Requests, StoreError> {
         let (_, v) = item.map_err(corrupt)?;
         closed.push(entry_of(v.value())?);
     }
-    Ok(Requests { open, closed })
+    let heads = txn.open_table(AUDIT_HEAD).map_err(corrupt)?;
+    let from = heads
+        .get(INDEXED_FROM)
+        .map_err(corrupt)?
+        .map(|v| v.value().0);
+    let empty = head(txn)?.0 == 0;
+    Ok(Requests {
+        open,
+        closed,
+        complete: empty || from == Some(1),
+    })
+}
+
+/// Replaces the index with `index` (rebuilt up to `through`) and marks it
+/// complete, unless the head moved.
+pub(super) fn reset(
+    txn: &WriteTransaction,
+    through: u64,
+    index: &audit_index::Replay,
+) -> Result<bool, StoreError> {
+    let mut heads = txn.open_table(AUDIT_HEAD).map_err(corrupt)?;
+    let log = txn.open_table(AUDIT).map_err(corrupt)?;
+    if head_of(&heads, &log)?.0 != through {
+        return Ok(false);
+    }
+    let mut open = txn.open_table(OPEN).map_err(corrupt)?;
+    let mut closed = txn.open_table(CLOSED).map_err(corrupt)?;
+    open.retain(|_, _| false).map_err(corrupt)?;
+    closed.retain(|_, _| false).map_err(corrupt)?;
+    for (group, members) in &index.open {
+        for (op, e) in members {
+            let bytes = serde_json::to_vec(e).map_err(corrupt)?;
+            open.insert((group.as_str(), e.seq), (op.tag(), bytes.as_slice()))
+                .map_err(corrupt)?;
+        }
+    }
+    for (seq, e) in &index.closed {
+        let bytes = serde_json::to_vec(e).map_err(corrupt)?;
+        closed.insert(*seq, bytes.as_slice()).map_err(corrupt)?;
+    }
+    heads.insert(INDEXED_FROM, (1, "")).map_err(corrupt)?;
+    Ok(true)
 }
 
 /// Moves the group of `request` to the closed entries when `request` is

@@ -31,8 +31,32 @@ redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[3]) + 1))
 return 1
 "#;
 
+/// KEYS: audit head, request index, closed requests. ARGV: the head's
+/// seq the index was rebuilt up to, the number of groups, then group and
+/// value pairs, then seq and JSON pairs of closed entries. Replaces the
+/// index and marks it complete, unless the head moved; answers 1 when done.
+pub(super) const RESET_LUA: &str = r#"
+local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if cur ~= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+local i = 3
+for _ = 1, tonumber(ARGV[2]) do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i < #ARGV do
+  redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+redis.call('HSET', KEYS[1], 'indexed_from', 1)
+return 1
+"#;
+
 /// How many appends one pipeline of [`RedisStore::audit_run`] carries.
 const RUN_CHUNK: usize = 2000;
+
+/// The head's seq and `indexed_from`.
+type Marks = (Option<u64>, Option<u64>);
 
 fn entry_of(bytes: &[u8]) -> Result<Entry, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -127,7 +151,11 @@ impl RedisStore {
     /// The request index: the open groups, and the closed entries.
     pub(super) async fn audit_request_index(&self) -> Result<Requests, StoreError> {
         let mut conn = self.conn.clone();
-        let (groups, closed): (Vec<String>, Vec<Vec<u8>>) = redis::pipe()
+        let (marks, groups, closed): (Marks, Vec<String>, Vec<Vec<u8>>) = redis::pipe()
+            .cmd("HMGET")
+            .arg(self.audit_key("head"))
+            .arg("seq")
+            .arg("indexed_from")
             .cmd("HVALS")
             .arg(self.audit_key("requests"))
             .cmd("ZRANGE")
@@ -150,7 +178,41 @@ impl RedisStore {
             .iter()
             .map(|b| entry_of(b))
             .collect::<Result<Vec<Entry>, StoreError>>()?;
-        Ok(Requests { open, closed })
+        let complete = match marks {
+            (None | Some(0), _) => true,
+            (_, from) => from == Some(1),
+        };
+        Ok(Requests {
+            open,
+            closed,
+            complete,
+        })
+    }
+
+    pub(super) async fn audit_reset(
+        &self,
+        through: u64,
+        index: &audit_index::Replay,
+    ) -> Result<bool, StoreError> {
+        let mut inv = self.audit_reset.prepare_invoke();
+        inv.key(self.audit_key("head"))
+            .key(self.audit_key("requests"))
+            .key(self.audit_key("requests:closed"))
+            .arg(through)
+            .arg(index.open.len());
+        for (group, members) in &index.open {
+            let lines = members
+                .iter()
+                .map(|(op, e)| Ok(format!("{} {} {}", op.tag(), e.seq, json(e)?)))
+                .collect::<Result<Vec<String>, StoreError>>()?;
+            inv.arg(group).arg(lines.join("\n"));
+        }
+        for (seq, e) in &index.closed {
+            inv.arg(*seq).arg(json(e)?);
+        }
+        let mut conn = self.conn.clone();
+        let done: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(done == 1)
     }
 
     pub(super) async fn audit_lapse(&self, request: &Entry) -> Result<bool, StoreError> {
