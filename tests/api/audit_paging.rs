@@ -17,7 +17,7 @@ const FILLERS: u64 = 100_500;
 /// Entries appended per run while seeding.
 const SEED_RUN: usize = 10_000;
 
-fn event(kind: &str, contact: String, at: u64, actor: Actor) -> Event {
+pub(crate) fn event(kind: &str, contact: String, at: u64, actor: Actor) -> Event {
     Event {
         at,
         kind: kind.into(),
@@ -30,7 +30,7 @@ fn event(kind: &str, contact: String, at: u64, actor: Actor) -> Event {
 /// Appends `events` to the app's log as the app does (each chained after
 /// the head, with the app's key, through the store's checked append), a
 /// run at a time.
-async fn seed(app: &TestApp, events: Vec<Event>) {
+pub(crate) async fn seed(app: &TestApp, events: Vec<Event>) {
     let store = app.store();
     for run in events.chunks(SEED_RUN) {
         loop {
