@@ -84,6 +84,39 @@ async fn walk(app: &TestApp, path: &str) -> (Vec<u64>, Vec<Value>) {
     }
 }
 
+/// The console's `GET /console/api/requests` rows, signed in.
+async fn console_requests(app: &TestApp) -> Vec<Value> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = client
+        .post(format!("{}/console/sign-in", app.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", crate::helpers::ADMIN_TOKEN))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let page: Value = client
+        .get(format!("{}/console/api/requests", app.address))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    page["requests"].as_array().cloned().expect("requests")
+}
+
 async fn a_log_past_100000_entries_is_shown_newest_first_paged_and_checked(backend: &Backend) {
     let graph = FakeGraph::start().await;
     let app = app_with(backend, &graph, &[]).await;
@@ -156,6 +189,14 @@ async fn a_log_past_100000_entries_is_shown_newest_first_paged_and_checked(backe
         .collect();
     assert!(overdue.contains(&1), "{overdue:?}");
     assert!(overdue.contains(&(FILLERS + 2)), "{overdue:?}");
+    // So does the console's requests page, both marked due.
+    let rows = console_requests(&app).await;
+    let due: Vec<u64> = rows
+        .iter()
+        .filter(|r| r["urgency"] == "due")
+        .filter_map(|r| r["seq"].as_u64())
+        .collect();
+    assert_eq!(due, [1, FILLERS + 2], "the oldest first: {rows:?}");
 
     // The cursor walks back to the first entry: each entry once, in order,
     // every page intact and linked to the one below it.
