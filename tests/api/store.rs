@@ -2914,6 +2914,7 @@ async fn the_conformance_suite_passes_on_a_redis_cluster() {
         the_consent_ledger_keeps_every_change_in_order,
         a_profile_outlives_the_session_and_expires_after_its_time,
         the_audit_log_appends_only_after_its_head,
+        the_audit_log_pages_newest_first_and_indexes_open_requests,
         old_message_history_is_purged,
         entries_are_stored_only_under_the_contact_s_data_key,
         nothing_is_written_under_an_erased_contact_s_key,
