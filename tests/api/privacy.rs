@@ -1282,6 +1282,8 @@ async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
         "P{suppressed}",
         "P{audit}:log",
         "P{audit}:head",
+        "P{audit}:requests",
+        "P{audit}:requests:closed",
         "P{meta}:pin:<name>",
     ];
     let client = redis::Client::open(url.as_str()).expect("client");
