@@ -94,7 +94,7 @@ pub async fn audit(
         tracing::error!(seq, "audit log chain broken");
     }
     let overdue = match audit_view::requests(store, now, state.erase_window).await {
-        Ok(r) => audit_view::overdue(&r, now),
+        Ok(r) => crate::privacy::audit::overdue_of(&r, now),
         Err(e) => return unavailable(e),
     };
     let shown: Vec<serde_json::Value> = page

@@ -331,16 +331,6 @@ async fn rebuild(store: &dyn Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The sequence numbers of the requests still open
-/// [`super::audit::OPEN_REQUEST_FLAG_SECS`] after they were made.
-pub fn overdue(requests: &[Request], now: u64) -> Vec<u64> {
-    requests
-        .iter()
-        .filter(|r| r.is_open() && now >= r.at + super::audit::OPEN_REQUEST_FLAG_SECS)
-        .map(|r| r.seq)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
