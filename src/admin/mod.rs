@@ -18,7 +18,7 @@
 //! - `GET /admin/audit?contact=&kind=&from=&to=&limit=&before=&verify=`:
 //!   the privacy audit log, newest first, a page at a time, filtered, with
 //!   what was checked of its hash chain and which requests have been open
-//!   for more than 7 days (see [`audit_log`]).
+//!   for more than 7 days (see the `audit_log` module).
 //!
 //! Every look at one contact's data is itself an audit event.
 
