@@ -236,29 +236,66 @@ async fn a_log_past_100000_entries_is_shown_newest_first_paged_and_checked(backe
     assert_eq!(chain["complete"], true, "{chain}");
     assert_eq!(chain["head_matches"], true, "{chain}");
 
-    if let Backend::Redis { url, prefix } = backend {
-        // The newest entry removed behind the server's back: the first
-        // page no longer ends at the stored head.
-        let client = redis::Client::open(url.as_str()).expect("client");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connection");
-        let removed: i64 = redis::cmd("XDEL")
-            .arg(format!("{prefix}{{audit}}:log"))
-            .arg(format!("{head}-1"))
-            .query_async(&mut conn)
-            .await
-            .expect("xdel");
-        assert_eq!(removed, 1);
-        for path in ["/admin/audit?limit=10", "/admin/audit?verify=full"] {
-            let (_, cut) = app.admin_get(path).await;
-            let chain = &cut["chain"];
-            assert_eq!(chain["intact"], false, "{path}: {chain}");
-            assert_eq!(chain["head_matches"], false, "{path}: {chain}");
-            assert_eq!(chain["broken_at"], head, "{path}: {chain}");
+    // The newest entry removed behind the server's back: the first page
+    // no longer ends at the stored head, nor does the whole-log check.
+    let app = match backend {
+        Backend::Redis { url, prefix } => {
+            let client = redis::Client::open(url.as_str()).expect("client");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connection");
+            let removed: i64 = redis::cmd("XDEL")
+                .arg(format!("{prefix}{{audit}}:log"))
+                .arg(format!("{head}-1"))
+                .query_async(&mut conn)
+                .await
+                .expect("xdel");
+            assert_eq!(removed, 1);
+            app
         }
+        Backend::Embedded(path) => {
+            // The file is the app's while it runs: stop it, cut, start again.
+            app.state.shutdown.trigger();
+            app.stop().await;
+            drop(app);
+            cut_embedded_tail(&path.join("whatsify.redb"), head).await;
+            app_with(backend, &graph, &[]).await
+        }
+        Backend::Cluster { .. } => unreachable!("not run on a cluster"),
+    };
+    for path in ["/admin/audit?limit=10", "/admin/audit?verify=full"] {
+        let (_, cut) = app.admin_get(path).await;
+        let chain = &cut["chain"];
+        assert_eq!(chain["intact"], false, "{path}: {chain}");
+        assert_eq!(chain["head_matches"], false, "{path}: {chain}");
+        assert_eq!(chain["broken_at"], head, "{path}: {chain}");
     }
+}
+
+/// Removes entry `seq` from the embedded store's file, once the app that
+/// had it open let go of it.
+async fn cut_embedded_tail(file: &std::path::Path, seq: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let db = loop {
+        match redb::Database::create(file) {
+            Ok(db) => break db,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "file still open: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("audit");
+    let txn = db.begin_write().expect("write");
+    let removed = txn
+        .open_table(table)
+        .expect("table")
+        .remove(seq)
+        .expect("remove")
+        .is_some();
+    txn.commit().expect("commit");
+    assert!(removed, "entry {seq} was there");
 }
 both_backends!(
     audit_past_100000,
