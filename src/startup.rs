@@ -57,8 +57,6 @@ pub struct AppState {
     /// `privacy.erase_confirm_minutes` in seconds: an erasure request not
     /// confirmed within it has lapsed.
     pub erase_window: u64,
-    /// The privacy requests read from the audit log so far (the console).
-    pub request_log: Arc<crate::console::RequestLog>,
     /// Failed sign-ins and bearer tokens, which slow further attempts.
     pub throttle: crate::admin::throttle::Throttle,
     /// `console.secure_cookie` as resolved: the session cookie is always
@@ -93,7 +91,6 @@ impl AppState {
             flows_dir: settings.flows.dir.clone(),
             session_ttl: settings.flows.session_ttl,
             erase_window: u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,
-            request_log: Default::default(),
             throttle: Default::default(),
             secure_cookie: settings.console.secure_cookie_for(&settings.server.bind),
         }

@@ -15,14 +15,18 @@
 //!   content). `{id}` is the wa_id or the business-scoped user id.
 //! - `GET /admin/outbox/dead-letters`: messages given up after every
 //!   attempt failed, with the last error.
-//! - `GET /admin/audit?contact=&kind=&from=&to=`: the privacy audit log,
-//!   filtered, with whether its hash chain is intact and which requests
-//!   have been open for more than 7 days.
+//! - `GET /admin/audit?contact=&kind=&from=&to=&limit=&before=&verify=`:
+//!   the privacy audit log, newest first, a page at a time, filtered, with
+//!   what was checked of its hash chain and which requests have been open
+//!   for more than 7 days (see the `audit_log` module).
 //!
 //! Every look at one contact's data is itself an audit event.
 
+mod audit_log;
 pub mod campaigns;
 pub mod throttle;
+
+pub use audit_log::audit;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
@@ -179,17 +183,6 @@ async fn admin_access(state: &AppState, contact: &crate::domain::ContactKey, wha
     note(state.store.as_ref(), &state.audit, event).await;
 }
 
-/// Filters of `GET /admin/audit`.
-#[derive(Debug, serde::Deserialize)]
-pub struct AuditQuery {
-    /// A wa_id, a business-scoped user id, or a pseudonymous contact id.
-    contact: Option<String>,
-    kind: Option<String>,
-    /// From and to (Unix s, inclusive).
-    from: Option<u64>,
-    to: Option<u64>,
-}
-
 /// The days `GET /admin/stats` covers (YYYY-MM-DD, UTC, inclusive).
 #[derive(Debug, serde::Deserialize)]
 pub struct StatsQuery {
@@ -239,76 +232,6 @@ pub async fn stats(
         })),
         Err(e) => unavailable(e),
     }
-}
-
-/// The most audit entries read for one answer.
-const AUDIT_READ_LIMIT: usize = 100_000;
-
-pub async fn audit(
-    req: HttpRequest,
-    query: web::Query<AuditQuery>,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state).await {
-        return denied;
-    }
-    let q = query.into_inner();
-    let contact = match &q.contact {
-        None => None,
-        Some(id) => match crate::domain::ContactKey::parse(id).or_else(|| contact_of(id, &state)) {
-            Some(k) => Some(k),
-            None => return bad_id(),
-        },
-    };
-    let (head, entries) = match (
-        state.store.audit_head().await,
-        state.store.audit_entries(1, AUDIT_READ_LIMIT).await,
-    ) {
-        (Ok(h), Ok(e)) => (h, e),
-        (Err(e), _) | (_, Err(e)) => return unavailable(e),
-    };
-    // The chain, and its end against the head read before it (a cut-off
-    // tail): the entry at the head's place must be there with the head's
-    // hash; entries appended since are after it.
-    let broken_at = match state.audit.verify(&entries) {
-        Err(seq) => Some(seq),
-        Ok(()) if head.0 == 0 || entries.len() >= AUDIT_READ_LIMIT => None,
-        Ok(()) => match entries.iter().find(|e| e.seq == head.0) {
-            Some(e) if e.hash == head.1 => None,
-            Some(e) => Some(e.seq),
-            None => Some(entries.last().map_or(1, |e| e.seq + 1)),
-        },
-    };
-    if let Some(seq) = broken_at {
-        tracing::error!(seq, "audit log chain broken");
-    }
-    let overdue =
-        crate::privacy::audit::overdue(&entries, crate::store::now_secs(), state.erase_window);
-    let shown: Vec<serde_json::Value> = entries
-        .iter()
-        .filter(|e| {
-            contact
-                .as_ref()
-                .is_none_or(|k| e.event.contact.as_deref() == Some(k.as_str()))
-                && q.kind.as_ref().is_none_or(|k| &e.event.kind == k)
-                && q.from.is_none_or(|t| e.event.at >= t)
-                && q.to.is_none_or(|t| e.event.at <= t)
-        })
-        .map(|e| {
-            let mut v = serde_json::to_value(e).unwrap_or_default();
-            v["overdue"] = json!(overdue.contains(&e.seq));
-            v
-        })
-        .collect();
-    HttpResponse::Ok().json(json!({
-        "chain": {
-            "intact": broken_at.is_none(),
-            "entries": entries.len(),
-            "broken_at": broken_at,
-        },
-        "overdue_requests": overdue,
-        "entries": shown,
-    }))
 }
 
 pub async fn contact(

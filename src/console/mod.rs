@@ -451,65 +451,23 @@ fn store_down(e: &crate::store::StoreError) -> HttpResponse {
         .json(serde_json::json!({"error": "the store is unavailable; try again"}))
 }
 
-/// Audit entries read per page by the requests page.
-const REQUESTS_PAGE: usize = 10_000;
-
-/// The audit entries that make up requests (`*_request` and what closes
-/// them), as far as this instance has read the log: the log is
-/// append-only, so each look reads only what was appended since the last.
-#[derive(Default)]
-pub struct RequestLog(tokio::sync::Mutex<RequestsRead>);
-
-#[derive(Default)]
-struct RequestsRead {
-    /// The next sequence number to read.
-    next: u64,
-    kept: Vec<crate::privacy::audit::Entry>,
-}
-
-impl RequestLog {
-    /// Reads the entries appended since the last call, page by page, and
-    /// answers every request entry so far.
-    async fn entries(
-        &self,
-        store: &dyn crate::store::Store,
-    ) -> Result<Vec<crate::privacy::audit::Entry>, crate::store::StoreError> {
-        let mut read = self.0.lock().await;
-        loop {
-            let page = store.audit_entries(read.next.max(1), REQUESTS_PAGE).await?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            read.next = last.seq + 1;
-            let full = page.len() >= REQUESTS_PAGE;
-            read.kept.extend(page.into_iter().filter(|e| {
-                ["_request", "_completed", "_declined", "_confirmed"]
-                    .iter()
-                    .any(|end| e.event.kind.ends_with(end))
-            }));
-            if !full {
-                break;
-            }
-        }
-        Ok(read.kept.clone())
-    }
-}
-
-/// `GET /console/api/requests`: every privacy request in the audit log
-/// (newest first) with its state, its age and how near it is to the legal
+/// `GET /console/api/requests`: every open privacy request and the most
+/// recently closed ones, from the store's request index (not the whole
+/// log; see [`crate::store::audit_index`]), newest first, with its state, its age and how near it is to the legal
 /// deadline: `due` once it has been open a week (our own bound), `overdue`
 /// past the 30 days the law allows.
 pub async fn requests_data(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    use crate::privacy::audit::{OPEN_REQUEST_FLAG_SECS, REQUEST_DEADLINE_SECS, requests};
+    use crate::privacy::audit::{OPEN_REQUEST_FLAG_SECS, REQUEST_DEADLINE_SECS};
     if !allows(&req, &state).await {
         return signed_out();
     }
-    let entries = match state.request_log.entries(state.store.as_ref()).await {
-        Ok(e) => e,
+    let now = state.clock.now();
+    let found = crate::privacy::audit_view::requests(state.store.as_ref(), now, state.erase_window);
+    let found = match found.await {
+        Ok(r) => r,
         Err(e) => return store_down(&e),
     };
-    let now = state.clock.now();
-    let mut rows: Vec<serde_json::Value> = requests(&entries, now, state.erase_window)
+    let mut rows: Vec<serde_json::Value> = found
         .into_iter()
         .rev()
         .map(|r| {

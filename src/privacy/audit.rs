@@ -277,8 +277,14 @@ pub fn requests(entries: &[Entry], now: u64, erase_window: u64) -> Vec<Request> 
 /// Requests (`*_request`) still open `OPEN_REQUEST_FLAG_SECS` after they
 /// were made, at `now`: their sequence numbers.
 pub fn overdue(entries: &[Entry], now: u64, erase_window: u64) -> Vec<u64> {
-    requests(entries, now, erase_window)
-        .into_iter()
+    overdue_of(&requests(entries, now, erase_window), now)
+}
+
+/// The sequence numbers of `requests` still open `OPEN_REQUEST_FLAG_SECS`
+/// after they were made, at `now`.
+pub fn overdue_of(requests: &[Request], now: u64) -> Vec<u64> {
+    requests
+        .iter()
         .filter(|r| r.is_open() && now >= r.at + OPEN_REQUEST_FLAG_SECS)
         .map(|r| r.seq)
         .collect()

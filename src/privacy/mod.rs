@@ -4,6 +4,7 @@
 //! ([`consent`]), and the audit log ([`audit`]).
 
 pub mod audit;
+pub mod audit_view;
 pub mod consent;
 pub mod crypto;
 pub mod export;

@@ -24,6 +24,8 @@
 //! | `history_age` | `(time, "h:<contact>", seq)` → (): the history by age, for the retention purge | with its entry |
 //! | `suppressed` | pseudonymous key of an erased contact → when (Unix s) | kept: their opt-out survives |
 //! | `audit` | sequence number → audit entry (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content) | kept: it is the audit trail |
+//! | `audit_head` | `"head"` → (sequence number, hash) of the last entry appended, so a cut-off tail shows (a store from before it starts from its last entry); `"indexed_from"` → (the first entry the request index saw, 1 once complete; "") | kept |
+//! | `audit_requests`, `audit_requests_closed` | the request index (see `store::audit_index`): `(group, seq)` → (op `r`/`c`, entry JSON) of open requests; seq → entry JSON of closed ones | an open group until closed or lapsed; the newest 1,000 closed entries |
 //! | `profiles` | contact key → (expiry, sealed profile) | `privacy.retention_days` after the last write (not read past its expiry; purged hourly) |
 //! | `data_keys` | contact key → (expiry, wrapped data key) | `privacy.retention_days` + 2 days after the contact's last message (likewise) |
 //! | `data_keys_rewrapped` | contact key → (expiry, the data key's previous wrapping): a claim taken before a rewrap still commits | [`super::REWRAPPED_KEEP`] after the rewrap (likewise); erased with the contact |
@@ -69,6 +71,8 @@ use super::{
     Finish, InboxEntry, Lane, Queue, RateGrant, Store, StoreError, StoredEntry, now_secs, stats,
 };
 use crate::domain::ContactKey;
+
+mod audit;
 
 const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
 const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
@@ -701,6 +705,7 @@ impl EmbeddedStore {
             txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
             txn.open_table(CAMPAIGN_MARKS).map_err(corrupt)?;
             txn.open_table(LAST_CAMPAIGN).map_err(corrupt)?;
+            audit::create_tables(&txn)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -1316,27 +1321,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn audit_head(&self) -> Result<(u64, String), StoreError> {
-        self.blocking(|db| {
-            let txn = db.begin_read().map_err(corrupt)?;
-            let table = txn.open_table(AUDIT).map_err(corrupt)?;
-            audit_last(&table)
-        })
-        .await
+        self.blocking(|db| audit::head(&db.begin_read().map_err(corrupt)?))
+            .await
     }
 
     async fn audit_append(&self, entry: &crate::privacy::audit::Entry) -> Result<bool, StoreError> {
-        let entry = entry.clone();
-        let bytes = serde_json::to_vec(&entry).map_err(corrupt)?;
-        self.write(move |txn| {
-            let mut table = txn.open_table(AUDIT).map_err(corrupt)?;
-            let (seq, hash) = audit_last(&table)?;
-            if entry.seq != seq + 1 || entry.prev != hash {
-                return Ok(false);
-            }
-            table.insert(entry.seq, bytes.as_slice()).map_err(corrupt)?;
-            Ok(true)
-        })
-        .await
+        self.audit_append_run(std::slice::from_ref(entry)).await
     }
 
     async fn audit_entries(
@@ -1355,6 +1345,47 @@ impl Store for EmbeddedStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError> {
+        self.blocking(move |db| audit::page(&db.begin_read().map_err(corrupt)?, before, limit))
+            .await
+    }
+
+    async fn audit_append_run(
+        &self,
+        entries: &[crate::privacy::audit::Entry],
+    ) -> Result<bool, StoreError> {
+        let entries = entries.to_vec();
+        self.write(move |txn| audit::append_run(txn, &entries))
+            .await
+    }
+
+    async fn audit_requests(&self) -> Result<super::audit_index::Requests, StoreError> {
+        self.blocking(|db| audit::requests(&db.begin_read().map_err(corrupt)?))
+            .await
+    }
+
+    async fn audit_request_lapsed(
+        &self,
+        request: &crate::privacy::audit::Entry,
+    ) -> Result<bool, StoreError> {
+        let request = request.clone();
+        self.write(move |txn| audit::lapse(txn, &request)).await
+    }
+
+    async fn audit_requests_reset(
+        &self,
+        through: u64,
+        index: &super::audit_index::Replay,
+    ) -> Result<bool, StoreError> {
+        let index = index.clone();
+        self.write(move |txn| audit::reset(txn, through, &index))
+            .await
     }
 
     async fn erase(&self, contact: &ContactKey, at: u64) -> Result<(), StoreError> {

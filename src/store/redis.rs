@@ -39,6 +39,7 @@
 //! | `P{sys}:inbox`, `P{sys}:seen:<dedup>` | the same as a contact's, for account-level events | 30 days / 8 days |
 //! | `P{quarantine}:inbox`, `P{quarantine}:seen:<sha>` | unreadable signed bodies | 30 days / 8 days |
 //! | `P{audit}:log`, `P{audit}:head` | stream of audit entries (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content), id `<seq>-1`; and the last entry's sequence number and hash | kept: it is the accountability record (GDPR Art. 5(2)), and a gap would break its chain |
+//! | `P{audit}:requests`, `P{audit}:requests:closed` | the request index (see `store::audit_index`): hash, group (`<what>\|<contact>`) → its open request entries, one a line (`r`/`c`, seq, JSON); and sorted set of closed requests' entries (JSON) by seq; `indexed_from` in the head: the first entry the index saw (1 once complete) | an open group until closed or lapsed; the newest 1,000 closed entries |
 //! | `P{meta}:pin:<name>` | string: the store's identity, the id (8 hex digits) of the pseudonym key its contacts are named under; a server with another key refuses to start | kept: it names the store, not a contact |
 //! | `P{suppressed}` | hash: pseudonymous key of an erased contact → when (Unix s); so their opt-out survives and a later import cannot re-subscribe them | kept |
 //! | `Pconsole:<hash>` | string: an operator's console session (sealed: expiry, CSRF token, the credential it was opened with, the simulator's conversation), under a hash of its cookie id | until it expires (8 hours) or ends |
@@ -91,6 +92,8 @@ use super::{
     Finish, INBOX_TTL, InboxEntry, Lane, Queue, RateGrant, Store, StoreError, StoredEntry, stats,
 };
 use crate::domain::ContactKey;
+
+mod audit;
 
 /// The largest COUNT Redis takes (a signed 64-bit number); callers may
 /// ask for "everything" with `usize::MAX`.
@@ -490,8 +493,12 @@ return {redis.call('ZRANDMEMBER', KEYS[1], ARGV[1]),
   redis.call('ZRANGE', KEYS[2], '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0, ARGV[1])}
 "#;
 
-/// KEYS: audit head, audit log. ARGV: seq, prev, hash, entry (JSON).
-/// Appends only after the current head; answers 1, or 0 when it moved.
+/// KEYS: audit head, audit log, request index, closed requests. ARGV:
+/// seq, prev, hash, entry (JSON), the entry's request op (`r`, `c`, `x`
+/// or empty; see `store::audit_index`), its group, how many closed
+/// entries to keep. Appends only after the current head; answers 1, or 0
+/// when it moved. A group is its entries, one a line: op, seq, JSON. The
+/// head's `indexed_from` is the first entry the index saw.
 const AUDIT_LUA: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'seq', 'hash')
 local seq = tonumber(cur[1] or '0')
@@ -499,6 +506,25 @@ local h = cur[2] or ''
 if seq + 1 ~= tonumber(ARGV[1]) or (seq > 0 and h ~= ARGV[2]) then return 0 end
 redis.call('XADD', KEYS[2], ARGV[1] .. '-1', 'a', ARGV[4])
 redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'hash', ARGV[3])
+redis.call('HSETNX', KEYS[1], 'indexed_from', ARGV[1])
+local op = ARGV[5]
+if op == '' then return 1 end
+local g = redis.call('HGET', KEYS[3], ARGV[6])
+if op == 'x' then
+  if g then
+    redis.call('HDEL', KEYS[3], ARGV[6])
+    for line in string.gmatch(g, '[^\n]+') do
+      local s, e = string.match(line, '^[rc] (%d+) (.*)$')
+      if s then redis.call('ZADD', KEYS[4], s, e) end
+    end
+    redis.call('ZADD', KEYS[4], ARGV[1], ARGV[4])
+    redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[7]) + 1))
+  end
+elseif op == 'r' or g then
+  local line = op .. ' ' .. ARGV[1] .. ' ' .. ARGV[4]
+  if g then line = g .. '\n' .. line end
+  redis.call('HSET', KEYS[3], ARGV[6], line)
+end
 return 1
 "#;
 
@@ -655,6 +681,8 @@ pub struct RedisStore {
     wake: redis::Script,
     sweep: redis::Script,
     audit: redis::Script,
+    audit_lapse: redis::Script,
+    audit_reset: redis::Script,
     erase: redis::Script,
     purge: redis::Script,
     data_key: redis::Script,
@@ -783,6 +811,8 @@ impl RedisStore {
             wake: redis::Script::new(WAKE_LUA),
             sweep: redis::Script::new(SWEEP_LUA),
             audit: redis::Script::new(AUDIT_LUA),
+            audit_lapse: redis::Script::new(audit::LAPSE_LUA),
+            audit_reset: redis::Script::new(audit::RESET_LUA),
             erase: redis::Script::new(ERASE_LUA),
             purge: redis::Script::new(PURGE_LUA),
             data_key: redis::Script::new(DATA_KEY_LUA),
@@ -1450,17 +1480,45 @@ impl Store for RedisStore {
     async fn audit_append(&self, entry: &crate::privacy::audit::Entry) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let done: i64 = self
-            .audit
-            .key(format!("{}{{audit}}:head", self.prefix))
-            .key(format!("{}{{audit}}:log", self.prefix))
-            .arg(entry.seq)
-            .arg(&entry.prev)
-            .arg(&entry.hash)
-            .arg(json(entry)?)
+            .audit_invocation(entry)?
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(done == 1)
+    }
+
+    async fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError> {
+        self.audit_newest_first(before, limit).await
+    }
+
+    async fn audit_append_run(
+        &self,
+        entries: &[crate::privacy::audit::Entry],
+    ) -> Result<bool, StoreError> {
+        self.audit_run(entries).await
+    }
+
+    async fn audit_requests(&self) -> Result<super::audit_index::Requests, StoreError> {
+        self.audit_request_index().await
+    }
+
+    async fn audit_request_lapsed(
+        &self,
+        request: &crate::privacy::audit::Entry,
+    ) -> Result<bool, StoreError> {
+        self.audit_lapse(request).await
+    }
+
+    async fn audit_requests_reset(
+        &self,
+        through: u64,
+        index: &super::audit_index::Replay,
+    ) -> Result<bool, StoreError> {
+        self.audit_reset(through, index).await
     }
 
     async fn audit_entries(

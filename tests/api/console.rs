@@ -889,6 +889,32 @@ async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
             "no number in the log"
         );
         shot(&browser, "audit.png").await?;
+        // Past the first page, Older adds the next one below: each entry once.
+        let fillers = (0..250)
+            .map(|i| {
+                let who = format!("{i:032x}");
+                crate::audit_paging::event(
+                    "consent_given",
+                    who,
+                    1,
+                    whatsify::privacy::audit::Actor::Customer,
+                )
+            })
+            .collect();
+        crate::audit_paging::seed(&app, fillers).await;
+        let total = app.store().audit_head().await.expect("head").0;
+        browser
+            .goto(&format!("{}/console/audit", app.address))
+            .await?;
+        wait_text(&browser, "#status", "Showing the newest 200").await?;
+        click(&browser, "#older").await?;
+        wait_text(&browser, "#status", &format!("{total} matching entries.")).await?;
+        let seqs: Vec<u64> = texts(&browser, "#entries tr")
+            .await?
+            .iter()
+            .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+            .collect();
+        assert_eq!(seqs, (1..=total).rev().collect::<Vec<_>>());
 
         // Flows: a broken file shows file:line:col; the flows in force stay.
         std::fs::write(
@@ -960,7 +986,7 @@ async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
         // The simulator: nothing it does reaches Meta, the store or the log.
         let before_sends = graph.sent().len();
         let (_, log) = app.admin_get("/admin/audit").await;
-        let before_log = log["chain"]["entries"].clone();
+        let before_log = log["chain"]["log_entries"].clone();
         let input = browser.find(Locator::Id("sim-text")).await?;
         input.send_keys("hi").await?;
         click(&browser, "#sim-send button").await?;
@@ -999,7 +1025,7 @@ async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
         );
         let (_, log) = app.admin_get("/admin/audit").await;
         assert_eq!(
-            log["chain"]["entries"], before_log,
+            log["chain"]["log_entries"], before_log,
             "the simulator audited nothing"
         );
 

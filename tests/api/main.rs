@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod audit_paging;
 mod bodies;
 mod campaigns;
 mod console;

@@ -1279,6 +1279,208 @@ async fn the_audit_log_appends_only_after_its_head(backend: &Backend) {
 }
 both_backends!(audit_log, the_audit_log_appends_only_after_its_head);
 
+/// Appends `kinds` (kind, contact) after the head with `audit_append_run`.
+async fn audit_run(
+    s: &dyn Store,
+    chain: &whatsify::privacy::audit::Chain,
+    kinds: &[(&str, &str)],
+) -> Vec<whatsify::privacy::audit::Entry> {
+    let (mut seq, mut prev) = s.audit_head().await.expect("head");
+    let run: Vec<_> = kinds
+        .iter()
+        .map(|(kind, who)| {
+            let mut event = audit_event(kind, 100 + seq);
+            event.contact = Some((*who).to_owned());
+            seq += 1;
+            let e = chain.link(seq, &prev, event);
+            prev.clone_from(&e.hash);
+            e
+        })
+        .collect();
+    assert!(s.audit_append_run(&run).await.expect("run"));
+    run
+}
+
+/// The log reads newest first below a sequence number; a run appends in
+/// one go only after the head; the request index holds every open
+/// request with its confirmation, closes a group on its completion, moves
+/// a lapsed unconfirmed one out, and keeps the newest closed entries.
+async fn the_audit_log_pages_newest_first_and_indexes_open_requests(backend: &Backend) {
+    use whatsify::privacy::audit::{Chain, GENESIS, record};
+    use whatsify::store::audit_index::CLOSED_KEEP;
+    let s = open(backend).await;
+    let chain = Chain::new(&whatsify::config::Key32::new([9; 32]));
+    assert!(s.audit_page(None, 10).await.expect("page").is_empty());
+    record(s.as_ref(), &chain, audit_event("export_request", 1))
+        .await
+        .expect("recorded");
+    let run = audit_run(
+        s.as_ref(),
+        &chain,
+        &[
+            ("consent_given", "c1"),
+            ("erasure_request", "c2"),
+            ("erasure_confirmed", "c2"),
+            ("export_completed", "c0ffee"),
+            ("erasure_request", "c3"),
+            ("erasure_confirmed", "c4"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        s.audit_head().await.expect("head"),
+        (7, run[5].hash.clone())
+    );
+    let seqs =
+        |p: Vec<whatsify::privacy::audit::Entry>| p.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(s.audit_page(None, 3).await.expect("page")), [7, 6, 5]);
+    assert_eq!(
+        seqs(s.audit_page(Some(5), 3).await.expect("page")),
+        [4, 3, 2]
+    );
+    assert_eq!(seqs(s.audit_page(Some(2), 3).await.expect("page")), [1]);
+    assert!(s.audit_page(Some(1), 3).await.expect("page").is_empty());
+    assert_eq!(s.audit_page(Some(99), 1).await.expect("page")[0], run[5]);
+    // A run that does not follow the head writes nothing.
+    let stale = vec![chain.link(7, GENESIS, audit_event("x", 1))];
+    assert!(!s.audit_append_run(&stale).await.expect("run"));
+    assert_eq!(s.audit_head().await.expect("head").0, 7);
+
+    let index = s.audit_requests().await.expect("index");
+    assert_eq!(seqs(index.open.clone()), [3, 4, 6], "c2 confirmed, c3 open");
+    assert_eq!(
+        seqs(index.closed.clone()),
+        [1, 5],
+        "c0ffee's export and its completion"
+    );
+    // Confirmed, or not the group's newest: stays open.
+    assert!(!s.audit_request_lapsed(&index.open[0]).await.expect("lapse"));
+    assert!(s.audit_request_lapsed(&index.open[2]).await.expect("lapse"));
+    assert!(
+        !s.audit_request_lapsed(&index.open[2]).await.expect("lapse"),
+        "once"
+    );
+    let index = s.audit_requests().await.expect("index");
+    assert_eq!(seqs(index.open.clone()), [3, 4]);
+    assert_eq!(seqs(index.closed.clone()), [1, 5, 6]);
+    // c2's erasure completes: its group closes.
+    audit_run(s.as_ref(), &chain, &[("erasure_completed", "c2")]).await;
+    let index = s.audit_requests().await.expect("index");
+    assert!(index.open.is_empty(), "{index:?}");
+    assert_eq!(seqs(index.closed.clone()), [1, 3, 4, 5, 6, 8]);
+    // Only the newest closed entries are kept.
+    let many: Vec<(&str, &str)> = (0..CLOSED_KEEP / 2 + 1)
+        .flat_map(|_| [("export_request", "c5"), ("export_completed", "c5")])
+        .collect();
+    let run = audit_run(s.as_ref(), &chain, &many).await;
+    let index = s.audit_requests().await.expect("index");
+    assert_eq!(index.closed.len(), CLOSED_KEEP);
+    assert_eq!(index.closed.last(), run.last());
+    assert_eq!(s.audit_head().await.expect("head").0, 8 + many.len() as u64);
+}
+both_backends!(
+    audit_pages,
+    the_audit_log_pages_newest_first_and_indexes_open_requests
+);
+
+/// Makes `s` look like a store from before the request index: the index
+/// and its mark gone (the log and its head kept).
+async fn forget_the_request_index(backend: &Backend, s: Arc<dyn Store>) -> Arc<dyn Store> {
+    match backend {
+        Backend::Redis { url, prefix } => {
+            let client = redis::Client::open(url.as_str()).expect("client");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connection");
+            let () = redis::pipe()
+                .cmd("DEL")
+                .arg(format!("{prefix}{{audit}}:requests"))
+                .arg(format!("{prefix}{{audit}}:requests:closed"))
+                .ignore()
+                .cmd("HDEL")
+                .arg(format!("{prefix}{{audit}}:head"))
+                .arg("indexed_from")
+                .ignore()
+                .query_async(&mut conn)
+                .await
+                .expect("forget");
+            s
+        }
+        Backend::Embedded(path) => {
+            drop(s);
+            let file = path.join("whatsify.redb");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let db = loop {
+                match redb::Database::create(&file) {
+                    Ok(db) => break db,
+                    Err(e) => {
+                        assert!(std::time::Instant::now() < deadline, "file still open: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            };
+            let txn = db.begin_write().expect("write");
+            for name in ["audit_requests", "audit_requests_closed", "audit_head"] {
+                let t: redb::TableDefinition<u64, u64> = redb::TableDefinition::new(name);
+                assert!(txn.delete_table(t).expect("delete"), "{name}");
+            }
+            txn.commit().expect("commit");
+            drop(db);
+            open(backend).await
+        }
+        Backend::Cluster { .. } => unreachable!("not run on a cluster"),
+    }
+}
+
+/// A log written before the request index was kept (its requests nowhere
+/// in the index) gets the index rebuilt from the log on first use, with
+/// requests closed after the upgrade closed.
+async fn a_log_from_before_the_request_index_has_it_rebuilt(backend: &Backend) {
+    use whatsify::privacy::audit::Chain;
+    let s = open(backend).await;
+    let chain = Chain::new(&whatsify::config::Key32::new([9; 32]));
+    audit_run(
+        s.as_ref(),
+        &chain,
+        &[
+            ("export_request", "c1"),
+            ("erasure_request", "c2"),
+            ("export_completed", "c1"),
+            ("export_request", "c3"),
+            ("consent_given", "c4"),
+        ],
+    )
+    .await;
+    assert!(s.audit_requests().await.expect("index").complete);
+    let s = forget_the_request_index(backend, s).await;
+    let index = s.audit_requests().await.expect("index");
+    assert!(!index.complete && index.open.is_empty(), "{index:?}");
+    // After the upgrade: c3's request, from before it, completes.
+    audit_run(s.as_ref(), &chain, &[("export_completed", "c3")]).await;
+    assert!(!s.audit_requests().await.expect("index").complete);
+
+    let found = whatsify::privacy::audit_view::requests(s.as_ref(), 200, 600)
+        .await
+        .expect("requests");
+    let states: Vec<(u64, &str)> = found.iter().map(|r| (r.seq, r.state)).collect();
+    assert_eq!(states, [(1, "completed"), (2, "open"), (4, "completed")]);
+    let index = s.audit_requests().await.expect("index");
+    assert!(index.complete);
+    let seqs = |p: &[whatsify::privacy::audit::Entry]| p.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(&index.open), [2]);
+    assert_eq!(seqs(&index.closed), [1, 3, 4, 6]);
+    // And it is kept from there on.
+    audit_run(s.as_ref(), &chain, &[("erasure_declined", "c2")]).await;
+    let index = s.audit_requests().await.expect("index");
+    assert!(index.open.is_empty());
+    assert_eq!(seqs(&index.closed), [1, 2, 3, 4, 6, 7]);
+}
+both_backends!(
+    audit_index_rebuilt,
+    a_log_from_before_the_request_index_has_it_rebuilt
+);
+
 /// An entry removed from the embedded store's file behind its back breaks
 /// the chain at that point.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1319,6 +1521,33 @@ async fn a_removed_audit_entry_is_detected_in_the_embedded_store() {
     let entries = s.audit_entries(1, 100).await.expect("entries");
     assert_eq!(entries.len(), 2);
     assert_eq!(chain.verify(&entries), Err(3), "broken where the entry was");
+    drop(s);
+
+    // The newest entry cut off: the stored head no longer matches.
+    let db = loop {
+        match redb::Database::create(&file) {
+            Ok(db) => break db,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "file still open: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let txn = db.begin_write().expect("write");
+    txn.open_table(table)
+        .expect("table")
+        .remove(3)
+        .expect("remove");
+    txn.commit().expect("commit");
+    drop(db);
+    let s = open(&backend).await;
+    let filter = whatsify::privacy::audit_view::Filter::default();
+    let page = whatsify::privacy::audit_view::page(s.as_ref(), &chain, None, &filter, 10)
+        .await
+        .expect("page");
+    assert_eq!(page.chain.head_matches, Some(false), "{:?}", page.chain);
+    assert_eq!(page.chain.broken_at, Some(2), "{:?}", page.chain);
+    assert!(!page.chain.intact);
 }
 
 async fn old_message_history_is_purged(backend: &Backend) {
@@ -2697,6 +2926,7 @@ async fn the_conformance_suite_passes_on_a_redis_cluster() {
         the_consent_ledger_keeps_every_change_in_order,
         a_profile_outlives_the_session_and_expires_after_its_time,
         the_audit_log_appends_only_after_its_head,
+        the_audit_log_pages_newest_first_and_indexes_open_requests,
         old_message_history_is_purged,
         entries_are_stored_only_under_the_contact_s_data_key,
         nothing_is_written_under_an_erased_contact_s_key,

@@ -326,10 +326,13 @@ function campaignBody() {
   return body;
 }
 
-// Audit page. Only the latest request's answer is shown (an earlier,
-// slower one must not overwrite a filter's result).
+// Audit page: newest first, a page at a time ("Older" reads on from the
+// last page's cursor). Only the latest request's answer is shown (an
+// earlier, slower one must not overwrite a filter's result).
 let auditRun = 0;
-async function loadAudit() {
+let auditNext = null;
+let auditShown = 0;
+async function loadAudit(older) {
   const mine = ++auditRun;
   const q = new URLSearchParams();
   const v = (id) => document.getElementById(id).value.trim();
@@ -337,22 +340,30 @@ async function loadAudit() {
   if (v("f-kind")) q.set("kind", v("f-kind"));
   if (v("f-from")) q.set("from", String(Date.parse(v("f-from") + "T00:00:00Z") / 1000));
   if (v("f-to")) q.set("to", String(Date.parse(v("f-to") + "T23:59:59Z") / 1000));
+  q.set("limit", "200");
+  if (older === true && auditNext) q.set("before", auditNext);
   const r = await api("/admin/audit?" + q.toString());
   const d = await json(r);
   if (mine !== auditRun) return;
   if (!r.ok) { setStatus(d.error || "Could not read the log (" + r.status + ").", true); return; }
   const chain = document.getElementById("chain");
-  if (d.chain.intact) {
-    chain.textContent = "The hash chain verifies: " + d.chain.entries + " entries, none removed, reordered or altered.";
+  const c = d.chain;
+  if (!c.intact) {
+    chain.textContent = "The hash chain is BROKEN at entry " + c.broken_at + ": the log was altered or cut there.";
+    chain.className = "chain broken";
+  } else if (c.complete) {
+    chain.textContent = "The hash chain verifies: " + c.log_entries + " entries, none removed, reordered or altered.";
+    chain.className = "chain ok";
+  } else if (c.head_matches) {
+    chain.textContent = "The hash chain verifies from the newest entry (the stored head, #" + c.log_entries + ") down to #" + c.verified_from + ": " + c.verified_entries + " entries checked; older pages are checked as you read them.";
     chain.className = "chain ok";
   } else {
-    chain.textContent = "The hash chain is BROKEN at entry " + d.chain.broken_at + ": the log was altered or cut there.";
-    chain.className = "chain broken";
+    chain.textContent = "The hash chain verifies from #" + c.verified_to + " down to #" + c.verified_from + ", linked to the page before.";
+    chain.className = "chain ok";
   }
   const tbody = document.getElementById("entries");
-  tbody.replaceChildren();
-  const shown = d.entries.slice().reverse().slice(0, 500);
-  for (const e of shown) {
+  if (older !== true) { tbody.replaceChildren(); auditShown = 0; }
+  for (const e of d.entries) {
     const tr = el("tr");
     // A request open for over a week, as on the requests page.
     if (e.overdue) tr.className = "due";
@@ -360,9 +371,12 @@ async function loadAudit() {
       el("td", e.actor), el("td", e.detail || ""));
     tbody.append(tr);
   }
-  setStatus(d.entries.length > shown.length
-    ? "Showing the newest " + shown.length + " of " + d.entries.length + " matching entries."
-    : d.entries.length + " matching " + (d.entries.length === 1 ? "entry" : "entries") + ".");
+  auditShown += d.entries.length;
+  auditNext = d.next;
+  document.getElementById("older").hidden = !auditNext;
+  setStatus(auditNext
+    ? "Showing the newest " + auditShown + " matching entries; Older reads on."
+    : auditShown + " matching " + (auditShown === 1 ? "entry" : "entries") + ".");
 }
 
 // Flows page: files, errors, diagrams.
@@ -560,6 +574,8 @@ document.addEventListener("DOMContentLoaded", () => {
     const form = document.getElementById("filters");
     const run = () => busy(form.querySelector("button"), "Filtering…", loadAudit).catch(() => setStatus("Could not reach the server.", true));
     form.addEventListener("submit", (ev) => { ev.preventDefault(); run(); });
+    const olderButton = document.getElementById("older");
+    olderButton.addEventListener("click", () => busy(olderButton, "Reading…", () => loadAudit(true)).catch(() => setStatus("Could not reach the server.", true)));
     run();
   }
   if (document.getElementById("flows")) {

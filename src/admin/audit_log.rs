@@ -1,0 +1,119 @@
+//! `GET /admin/audit`: the privacy audit log, newest first, one page at a
+//! time, with what was checked of its hash chain (see
+//! [`crate::privacy::audit_view`]) and the requests open for more than a
+//! week (from the store's request index, not the log).
+
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use serde_json::json;
+
+use super::{authorize, bad_id, contact_of, error, unavailable};
+use crate::privacy::audit_view::{self, Cursor, Filter};
+use crate::startup::AppState;
+
+/// Entries per page unless `limit` says otherwise.
+const DEFAULT_LIMIT: usize = 100;
+/// The most entries one page shows.
+const MAX_LIMIT: usize = 1000;
+
+/// Filters and paging of `GET /admin/audit`.
+#[derive(Debug, serde::Deserialize)]
+pub struct AuditQuery {
+    /// A wa_id, a business-scoped user id, or a pseudonymous contact id.
+    contact: Option<String>,
+    kind: Option<String>,
+    /// From and to (Unix s, inclusive).
+    from: Option<u64>,
+    to: Option<u64>,
+    /// Entries per page (1 to [`MAX_LIMIT`]).
+    limit: Option<usize>,
+    /// The `next` cursor of the page before.
+    before: Option<String>,
+    /// `full`: check the whole chain, not only the page.
+    verify: Option<String>,
+}
+
+pub async fn audit(
+    req: HttpRequest,
+    query: web::Query<AuditQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Some(denied) = authorize(&req, &state).await {
+        return denied;
+    }
+    let q = query.into_inner();
+    let contact = match &q.contact {
+        None => None,
+        Some(id) => match crate::domain::ContactKey::parse(id).or_else(|| contact_of(id, &state)) {
+            Some(k) => Some(k.as_str().to_owned()),
+            None => return bad_id(),
+        },
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("limit is from 1 to {MAX_LIMIT}"),
+        );
+    }
+    let cursor = match q.before.as_deref().map(Cursor::parse) {
+        None => None,
+        Some(Some(c)) => Some(c),
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "before is the next cursor of an earlier answer",
+            );
+        }
+    };
+    let full = match q.verify.as_deref() {
+        None | Some("page") => false,
+        Some("full") => true,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "verify is page or full"),
+    };
+    let filter = Filter {
+        contact,
+        kind: q.kind,
+        from: q.from,
+        to: q.to,
+    };
+    let store = state.store.as_ref();
+    let now = crate::store::now_secs();
+    let page = match audit_view::page(store, &state.audit, cursor.as_ref(), &filter, limit).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
+    let chain = if full {
+        match audit_view::verify_all(store, &state.audit).await {
+            Ok(c) => c,
+            Err(e) => return unavailable(e),
+        }
+    } else {
+        page.chain.clone()
+    };
+    if let Some(seq) = chain.broken_at {
+        tracing::error!(seq, "audit log chain broken");
+    }
+    let overdue = match audit_view::requests(store, now, state.erase_window).await {
+        Ok(r) => crate::privacy::audit::overdue_of(&r, now),
+        Err(e) => return unavailable(e),
+    };
+    let shown: Vec<serde_json::Value> = page
+        .entries
+        .iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            v["overdue"] = json!(overdue.contains(&e.seq));
+            v
+        })
+        .collect();
+    let mut chain_json = serde_json::to_value(&chain).unwrap_or_default();
+    // The name older readers use for the count checked.
+    chain_json["entries"] = json!(chain.verified_entries);
+    chain_json["scope"] = json!(if full { "full" } else { "page" });
+    HttpResponse::Ok().json(json!({
+        "chain": chain_json,
+        "overdue_requests": overdue,
+        "entries": shown,
+        "next": page.next.map(|c| c.to_string()),
+    }))
+}

@@ -1,0 +1,235 @@
+//! The audit log on Redis, newest first, in runs, and its request index
+//! (the keys are listed in the module docs of the backend).
+
+use redis::Value;
+
+use super::{MAX_COUNT, RedisStore, json, unavailable};
+use crate::privacy::audit::Entry;
+use crate::store::StoreError;
+use crate::store::audit_index::{self, CLOSED_KEEP, Requests};
+
+/// KEYS: request index, closed requests. ARGV: group, the lapsed
+/// request's seq, how many closed entries to keep. Moves the group to the
+/// closed entries when that request is its newest entry and none of its
+/// entries is a confirmation; answers 1 when moved.
+pub(super) const LAPSE_LUA: &str = r#"
+local g = redis.call('HGET', KEYS[1], ARGV[1])
+if not g then return 0 end
+local last = nil
+for line in string.gmatch(g, '[^\n]+') do
+  local op, s = string.match(line, '^([rc]) (%d+) ')
+  if op ~= 'r' then return 0 end
+  last = s
+end
+if last ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+for line in string.gmatch(g, '[^\n]+') do
+  local s, e = string.match(line, '^r (%d+) (.*)$')
+  redis.call('ZADD', KEYS[2], s, e)
+end
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[3]) + 1))
+return 1
+"#;
+
+/// KEYS: audit head, request index, closed requests. ARGV: the head's
+/// seq the index was rebuilt up to, the number of groups, then group and
+/// value pairs, then seq and JSON pairs of closed entries. Replaces the
+/// index and marks it complete, unless the head moved; answers 1 when done.
+pub(super) const RESET_LUA: &str = r#"
+local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if cur ~= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+local i = 3
+for _ = 1, tonumber(ARGV[2]) do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i < #ARGV do
+  redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+redis.call('HSET', KEYS[1], 'indexed_from', 1)
+return 1
+"#;
+
+/// How many appends one pipeline of [`RedisStore::audit_run`] carries.
+const RUN_CHUNK: usize = 2000;
+
+/// The head's seq and `indexed_from`.
+type Marks = (Option<u64>, Option<u64>);
+
+fn entry_of(bytes: &[u8]) -> Result<Entry, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl RedisStore {
+    fn audit_key(&self, suffix: &str) -> String {
+        format!("{}{{audit}}:{suffix}", self.prefix)
+    }
+
+    /// The append script's call for `entry`, with its request op.
+    pub(super) fn audit_invocation(
+        &self,
+        entry: &Entry,
+    ) -> Result<redis::ScriptInvocation<'_>, StoreError> {
+        let (op, group) =
+            audit_index::op_of(entry).map_or(("", String::new()), |(op, g)| (op.tag(), g));
+        let mut inv = self.audit.prepare_invoke();
+        inv.key(self.audit_key("head"))
+            .key(self.audit_key("log"))
+            .key(self.audit_key("requests"))
+            .key(self.audit_key("requests:closed"))
+            .arg(entry.seq)
+            .arg(&entry.prev)
+            .arg(&entry.hash)
+            .arg(json(entry)?)
+            .arg(op)
+            .arg(group)
+            .arg(CLOSED_KEEP);
+        Ok(inv)
+    }
+
+    /// Up to `limit` entries below `before`, newest first (XREVRANGE).
+    pub(super) async fn audit_newest_first(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let end = match before {
+            None => "+".to_owned(),
+            Some(0 | 1) => return Ok(Vec::new()),
+            // Ids are `<seq>-1`: below `<before>-0` is at most `<before - 1>-1`.
+            Some(b) => format!("({b}-0"),
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(self.audit_key("log"))
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit.min(MAX_COUNT))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        reply
+            .ids
+            .iter()
+            .map(|sid| match sid.map.get("a") {
+                Some(Value::BulkString(b)) => entry_of(b),
+                _ => Err(StoreError::Corrupt(format!(
+                    "audit entry {} is empty",
+                    sid.id
+                ))),
+            })
+            .collect()
+    }
+
+    /// Appends `entries` with one pipeline of append scripts per chunk.
+    pub(super) async fn audit_run(&self, entries: &[Entry]) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        self.audit
+            .prepare_invoke()
+            .load_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        for chunk in entries.chunks(RUN_CHUNK) {
+            let mut pipe = redis::pipe();
+            for e in chunk {
+                pipe.invoke_script(&self.audit_invocation(e)?);
+            }
+            let done: Vec<i64> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            if done.iter().any(|d| *d != 1) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The request index: the open groups, and the closed entries.
+    pub(super) async fn audit_request_index(&self) -> Result<Requests, StoreError> {
+        let mut conn = self.conn.clone();
+        let (marks, groups, closed): (Marks, Vec<String>, Vec<Vec<u8>>) = redis::pipe()
+            .cmd("HMGET")
+            .arg(self.audit_key("head"))
+            .arg("seq")
+            .arg("indexed_from")
+            .cmd("HVALS")
+            .arg(self.audit_key("requests"))
+            .cmd("ZRANGE")
+            .arg(self.audit_key("requests:closed"))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut open = Vec::new();
+        for g in &groups {
+            for line in g.lines() {
+                // `<op> <seq> <json>`
+                let json = line.splitn(3, ' ').nth(2).unwrap_or_default();
+                open.push(entry_of(json.as_bytes())?);
+            }
+        }
+        open.sort_by_key(|e| e.seq);
+        let closed = closed
+            .iter()
+            .map(|b| entry_of(b))
+            .collect::<Result<Vec<Entry>, StoreError>>()?;
+        let complete = match marks {
+            (None | Some(0), _) => true,
+            (_, from) => from == Some(1),
+        };
+        Ok(Requests {
+            open,
+            closed,
+            complete,
+        })
+    }
+
+    pub(super) async fn audit_reset(
+        &self,
+        through: u64,
+        index: &audit_index::Replay,
+    ) -> Result<bool, StoreError> {
+        let mut inv = self.audit_reset.prepare_invoke();
+        inv.key(self.audit_key("head"))
+            .key(self.audit_key("requests"))
+            .key(self.audit_key("requests:closed"))
+            .arg(through)
+            .arg(index.open.len());
+        for (group, members) in &index.open {
+            let lines = members
+                .iter()
+                .map(|(op, e)| Ok(format!("{} {} {}", op.tag(), e.seq, json(e)?)))
+                .collect::<Result<Vec<String>, StoreError>>()?;
+            inv.arg(group).arg(lines.join("\n"));
+        }
+        for (seq, e) in &index.closed {
+            inv.arg(*seq).arg(json(e)?);
+        }
+        let mut conn = self.conn.clone();
+        let done: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(done == 1)
+    }
+
+    pub(super) async fn audit_lapse(&self, request: &Entry) -> Result<bool, StoreError> {
+        let Some((_, group)) = audit_index::op_of(request) else {
+            return Ok(false);
+        };
+        let mut conn = self.conn.clone();
+        let moved: i64 = self
+            .audit_lapse
+            .key(self.audit_key("requests"))
+            .key(self.audit_key("requests:closed"))
+            .arg(group)
+            .arg(request.seq)
+            .arg(CLOSED_KEEP)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(moved == 1)
+    }
+}
