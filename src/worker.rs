@@ -29,8 +29,10 @@ use crate::store::{
 use crate::webhook::events::{AgentAction, Event, InboundMessage, StatusUpdate};
 use crate::webhook::payload::{Message, MessageKind, StatusKind};
 
-/// How long a claim may take before another worker may take the contact.
-pub const LEASE: Duration = Duration::from_secs(30);
+/// A worker's lease on a contact: short, and renewed by the process's
+/// [`crate::store::lease::Keeper`] while the claim is worked on, so the
+/// contacts of a process that died are free again within it.
+pub const LEASE: Duration = crate::store::lease::LEASE;
 /// Most inbox entries handled in one claim.
 pub const BATCH: usize = 50;
 /// How often the store is swept for contacts this instance was not handed
@@ -283,6 +285,8 @@ pub struct Worker {
     pub audit: crate::privacy::audit::Chain,
     /// This worker's lease token.
     pub owner: String,
+    /// Renews the leases this process holds.
+    pub leases: crate::store::lease::Keeper,
     /// Claims a store error kept it from releasing (see
     /// [`crate::store::Stranded`]).
     pub stranded: crate::store::Stranded,
@@ -426,6 +430,7 @@ impl Worker {
         contact: ContactKey,
         tick: Option<u64>,
     ) -> Result<Outcome, StoreError> {
+        let taken = std::time::Instant::now();
         let Some(claim) = self
             .store
             .claim(Lane::Inbox, &contact, &self.owner, LEASE, BATCH)
@@ -433,6 +438,8 @@ impl Worker {
         else {
             return Ok(Outcome::Busy(contact));
         };
+        // Kept alive until the claim is committed or released.
+        let _hold = self.leases.hold(&claim, taken);
         if claim.entries.is_empty() && tick.is_none() {
             // Drained already: commit nothing (keeping the session and its
             // timer), which clears the ready mark.

@@ -1118,6 +1118,28 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn renew(
+        &self,
+        held: &[super::lease::Held],
+        lease: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut map = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        Ok(held
+            .iter()
+            .map(|h| {
+                let key = (h.lane, h.contact.as_str().to_owned());
+                match map.get_mut(&key) {
+                    Some((owner, until)) if *owner == h.owner && *until > now => {
+                        *until = now + lease;
+                        true
+                    }
+                    _ => false,
+                }
+            })
+            .collect())
+    }
+
     async fn claim(
         &self,
         lane: Lane,

@@ -15,6 +15,7 @@
 //! (`tests/api/store.rs`) runs against both backends.
 
 pub mod embedded;
+pub mod lease;
 pub mod redis;
 mod redis_conn;
 
@@ -459,6 +460,11 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
         limit: usize,
     ) -> Result<Option<Claim>, StoreError>;
+
+    /// Extends each lease of `held` that its holder still has to `lease`
+    /// from now (atomically per lease, and only when the token matches);
+    /// answers, in order, whether each was still held.
+    async fn renew(&self, held: &[lease::Held], lease: Duration) -> Result<Vec<bool>, StoreError>;
 
     /// Inbox lane. Atomically, if the claim still holds its lease: removes
     /// the acked entries, writes (or deletes) the session, appends the

@@ -477,6 +477,21 @@ redis.call('DEL', KEYS[1])
 return 1
 "#;
 
+/// KEYS: leases of one shard. ARGV: lease (ms), then the holder's token
+/// of each. Extends each lease its holder still has; answers 1 or 0 each.
+const RENEW_LUA: &str = r#"
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i + 1] then
+    redis.call('PEXPIRE', key, ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"#;
+
 /// KEYS: a shard's ready set and timers. ARGV: limit, now. A random
 /// sample of the ready contacts, and the due ones (earliest first).
 const SWEEP_LUA: &str = r#"
@@ -643,6 +658,7 @@ pub struct RedisStore {
     finish: redis::Script,
     defer: redis::Script,
     release: redis::Script,
+    renew: redis::Script,
     rate: redis::Script,
     hold: redis::Script,
     probe: redis::Script,
@@ -771,6 +787,7 @@ impl RedisStore {
             finish: redis::Script::new(&format!("{MERGE_LUA}{FINISH_LUA}")),
             defer: redis::Script::new(DEFER_LUA),
             release: redis::Script::new(RELEASE_LUA),
+            renew: redis::Script::new(RENEW_LUA),
             rate: redis::Script::new(RATE_LUA),
             hold: redis::Script::new(HOLD_LUA),
             probe: redis::Script::new(PROBE_LUA),
@@ -917,7 +934,13 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         match build().query_async(&mut conn).await {
             Err(e) if no_script(&e) => {
-                for script in [&self.append, &self.wake, &self.sweep, &self.dispatch] {
+                for script in [
+                    &self.append,
+                    &self.wake,
+                    &self.sweep,
+                    &self.dispatch,
+                    &self.renew,
+                ] {
                     script
                         .prepare_invoke()
                         .load_async(&mut conn)
@@ -2356,6 +2379,46 @@ impl Store for RedisStore {
                 consent,
                 suppressed,
             });
+        }
+        Ok(out)
+    }
+
+    async fn renew(
+        &self,
+        held: &[super::lease::Held],
+        lease: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        // One script per shard (a shard's keys share a slot), all in one
+        // round trip.
+        let mut by_shard: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+        for (i, h) in held.iter().enumerate() {
+            by_shard.entry(shard_of(&h.contact)).or_default().push(i);
+        }
+        if by_shard.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ms = lease.as_millis().max(1) as u64;
+        let answers: Vec<Vec<i64>> = self
+            .pipeline(|| {
+                let mut pipe = redis::pipe();
+                for at in by_shard.values() {
+                    let keys: Vec<String> = at
+                        .iter()
+                        .map(|&i| self.lease_key(held[i].lane, &held[i].contact))
+                        .collect();
+                    let cmd = Self::evalsha(&mut pipe, &self.renew, &keys).arg(ms);
+                    for &i in at {
+                        cmd.arg(&held[i].owner);
+                    }
+                }
+                pipe
+            })
+            .await?;
+        let mut out = vec![false; held.len()];
+        for (at, kept) in by_shard.values().zip(answers) {
+            for (&i, k) in at.iter().zip(kept) {
+                out[i] = k == 1;
+            }
         }
         Ok(out)
     }

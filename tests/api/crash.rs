@@ -27,11 +27,11 @@ const SENDERS: usize = 32;
 
 /// The logs of every instance a test started, for failure messages.
 #[derive(Default)]
-struct Logs(Vec<PathBuf>);
+pub(crate) struct Logs(Vec<PathBuf>);
 
 impl Logs {
     /// The last lines of each instance's log.
-    fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         let mut out = String::new();
         for (i, path) in self.0.iter().enumerate() {
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -53,7 +53,7 @@ impl Logs {
 }
 
 /// One run of `whatsify serve`; killed (SIGKILL) on drop if still running.
-struct Binary {
+pub(crate) struct Binary {
     child: Child,
     port: u16,
 }
@@ -61,7 +61,12 @@ struct Binary {
 impl Binary {
     /// Starts the binary on `port` with `env`, its stderr in a new log
     /// file, and waits until the port accepts connections.
-    async fn start(dir: &Path, port: u16, env: &[(String, String)], logs: &mut Logs) -> Binary {
+    pub(crate) async fn start(
+        dir: &Path,
+        port: u16,
+        env: &[(String, String)],
+        logs: &mut Logs,
+    ) -> Binary {
         Self::start_with(dir, port, env, logs, "").await
     }
 
@@ -108,12 +113,12 @@ impl Binary {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     /// SIGKILL, and reaps the process.
-    fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
     }
@@ -150,7 +155,7 @@ impl Drop for Binary {
 
 /// Posts a signed webhook until it is taken (200): connection errors and
 /// 503 are retried, as Meta retries them. Panics after 60 s.
-async fn post_until_taken(client: &reqwest::Client, url: &str, body: &[u8]) {
+pub(crate) async fn post_until_taken(client: &reqwest::Client, url: &str, body: &[u8]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let sent = client
@@ -174,20 +179,20 @@ async fn post_until_taken(client: &reqwest::Client, url: &str, body: &[u8]) {
     }
 }
 
-fn job_of(s: &Sent) -> String {
+pub(crate) fn job_of(s: &Sent) -> String {
     s.body["biz_opaque_callback_data"]
         .as_str()
         .expect("every reply carries its job id")
         .to_owned()
 }
 
-fn distinct_jobs(sent: &[Sent]) -> usize {
+pub(crate) fn distinct_jobs(sent: &[Sent]) -> usize {
     sent.iter().map(job_of).collect::<HashSet<_>>().len()
 }
 
 /// Per recipient (`to`), the kinds of its replies in the order they were
 /// first accepted (a re-sent job counts once, where it first went out).
-fn kinds_by_recipient(sent: &[Sent]) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn kinds_by_recipient(sent: &[Sent]) -> BTreeMap<String, Vec<String>> {
     let mut seen = HashSet::new();
     let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in sent {
@@ -213,7 +218,7 @@ async fn wait_for_jobs(graph: &FakeGraph, n: usize, limit: Duration) -> Vec<Sent
     }
 }
 
-fn hi() -> serde_json::Value {
+pub(crate) fn hi() -> serde_json::Value {
     json!({ "type": "text", "text": { "body": "hi" } })
 }
 

@@ -7,6 +7,7 @@ mod campaigns;
 mod console;
 mod conversation;
 mod crash;
+mod crash_recovery;
 mod graph;
 mod handoff;
 mod handshake;
