@@ -341,6 +341,65 @@ async fn an_expired_lease_cannot_commit(backend: &Backend) {
 }
 both_backends!(lease_lost, an_expired_lease_cannot_commit);
 
+/// Only the holder renews a lease; renewed, it outlives its first term;
+/// not renewed, it lapses and stays lost to the old holder.
+async fn only_the_holder_renews_a_lease(backend: &Backend) {
+    use whatsify::store::lease::Held;
+    let s = open(backend).await;
+    // Two contacts in different shards, renewed in one call.
+    let (a, b) = (
+        key(5),
+        ContactKey::parse(&format!("0001{:028x}", 7)).expect("key"),
+    );
+    let lease = Duration::from_secs(2);
+    for k in [&a, &b] {
+        s.claim(Lane::Outbox, k, "holder", lease, 10)
+            .await
+            .expect("claim")
+            .expect("free");
+    }
+    let held = |k: &ContactKey, owner: &str| Held {
+        lane: Lane::Outbox,
+        contact: k.clone(),
+        owner: owner.to_owned(),
+    };
+    assert!(s.renew(&[], lease).await.expect("renew").is_empty());
+    let both = [held(&a, "holder"), held(&a, "other"), held(&b, "holder")];
+    assert_eq!(
+        s.renew(&both, lease).await.expect("renew"),
+        [true, false, true]
+    );
+    // Renewed every half second for longer than the first term: held.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            s.renew(&[held(&a, "holder")], lease).await.expect("renew"),
+            [true]
+        );
+        assert!(
+            s.claim(Lane::Outbox, &a, "thief", lease, 10)
+                .await
+                .expect("claim")
+                .is_none(),
+            "a renewed lease is still held"
+        );
+    }
+    // No longer renewed: it lapses, another takes it, and the old holder
+    // cannot renew it back.
+    tokio::time::sleep(lease + Duration::from_millis(500)).await;
+    let thief = s
+        .claim(Lane::Outbox, &a, "thief", lease, 10)
+        .await
+        .expect("claim")
+        .expect("a lapsed lease is free");
+    assert_eq!(
+        s.renew(&[held(&a, "holder")], lease).await.expect("renew"),
+        [false]
+    );
+    s.release(&thief).await.expect("release");
+}
+both_backends!(lease_renewal, only_the_holder_renews_a_lease);
+
 async fn a_message_arriving_during_a_claim_keeps_the_contact_ready(backend: &Backend) {
     let s = open(backend).await;
     let k = key(3);
