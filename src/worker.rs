@@ -756,6 +756,10 @@ impl Worker {
             }
         }
         state.completed.clear();
+        if !consent.is_empty() || causes.iter().any(|c| !c.consent.is_empty()) {
+            self.changes_only(&contact, &mut consent, &mut causes)
+                .await?;
+        }
         if sharing {
             let step = Step {
                 claim: &claim,
@@ -871,6 +875,44 @@ impl Worker {
                 })
             }
         }
+    }
+
+    /// Keeps only the consent entries that change something, so that a
+    /// customer repeating a choice (a flow's opt-in tapped again, STOP sent
+    /// twice) adds nothing to the kept-forever ledger or the audit log and
+    /// no `consent.changed` event: the step's own entries are judged
+    /// against the ledger, and those recorded at ingress are kept only if
+    /// the ledger holds them (ingress recorded only the ones that changed
+    /// something).
+    async fn changes_only(
+        &self,
+        contact: &ContactKey,
+        consent: &mut Vec<ConsentChange>,
+        causes: &mut [Cause],
+    ) -> Result<(), StoreError> {
+        let ledger = self.store.consent(contact).await?;
+        let kept = crate::privacy::consent::changes_only(&ledger, consent);
+        let recorded = |c: &ConsentChange| {
+            ledger.iter().any(|l| {
+                l.purpose == c.purpose
+                    && l.granted == c.granted
+                    && l.source == c.source
+                    && match (&c.evidence, c.source.as_str()) {
+                        // A preference's evidence is the webhook event's
+                        // key, which the worker does not have: its time.
+                        (_, "whatsapp:user_preferences") => l.at == c.at,
+                        (Some(e), _) => l.evidence.as_ref() == Some(e),
+                        (None, _) => true,
+                    }
+            })
+        };
+        for cause in causes.iter_mut() {
+            cause
+                .consent
+                .retain(|c| kept.contains(c) || (!consent.contains(c) && recorded(c)));
+        }
+        *consent = kept;
+        Ok(())
     }
 
     /// Runs one message through the flows; returns its time (Unix s),

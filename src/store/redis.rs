@@ -113,10 +113,30 @@ fn shard_of(contact: &ContactKey) -> u16 {
 /// counter the consent entry adds (or empty), the statistics' TTL, the
 /// campaign counters' TTL. An opt-out within 24 hours of a campaign
 /// message counts for that campaign (once).
-/// Answers the entry's id, nil for a duplicate, or -1 (nothing written)
+/// A consent entry that changes nothing (the ledger's latest entry for its
+/// purpose, by the time of the action and a withdrawal first within a
+/// second, says the same, or the same choice is there for the same second;
+/// see `privacy::consent::changes`) is not recorded, counted or attributed.
+/// Answers the entry's id, 0 when it was stored but its consent changed
+/// nothing, nil for a duplicate, or -1 (nothing written)
 /// when the data key is not the stored one. A key is stored only with a
 /// new entry (a duplicate of a message from before an erasure makes none).
 const APPEND_LUA: &str = r#"
+local function consent_same(key, json)
+  local new = cjson.decode(json)
+  if new.purpose == 'policy_notice' then return false end
+  local best = nil
+  for _, item in ipairs(redis.call('XRANGE', key, '-', '+')) do
+    local ok, c = pcall(cjson.decode, item[2][2])
+    if ok and c.purpose == new.purpose then
+      if c.granted == new.granted and c.at == new.at then return true end
+      if not best or c.at > best.at or (c.at == best.at and not (c.granted and not best.granted)) then
+        best = c
+      end
+    end
+  end
+  return best ~= nil and best.granted == new.granted
+end
 local make_key = false
 if KEYS[5] and ARGV[7] ~= '' then
   local cur = redis.call('GET', KEYS[5])
@@ -136,13 +156,17 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
     redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
     redis.call('EXPIRE', KEYS[3], 3024000)
   end
-  if KEYS[4] and ARGV[6] ~= '' then redis.call('XADD', KEYS[4], '*', 'c', ARGV[6]) end
+  local same = false
+  if KEYS[4] and ARGV[6] ~= '' then
+    same = consent_same(KEYS[4], ARGV[6])
+    if not same then redis.call('XADD', KEYS[4], '*', 'c', ARGV[6]) end
+  end
   if KEYS[5] and ARGV[7] ~= '' then redis.call('EXPIRE', KEYS[5], ARGV[9]) end
-  if KEYS[6] and ARGV[10] ~= '' then
+  if KEYS[6] and ARGV[10] ~= '' and not same then
     redis.call('HINCRBY', KEYS[6], ARGV[10], 1)
     redis.call('EXPIRE', KEYS[6], ARGV[11])
   end
-  if KEYS[7] and ARGV[10] == 'opt_outs' then
+  if KEYS[7] and ARGV[10] == 'opt_outs' and not same then
     local cid = redis.call('GET', KEYS[7])
     if cid then
       redis.call('HINCRBY', KEYS[8] .. cid, 'opt_outs', 1)
@@ -150,6 +174,7 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
       redis.call('DEL', KEYS[7])
     end
   end
+  if same then return 0 end
   return id
 end
 return false
@@ -1040,6 +1065,7 @@ impl Store for RedisStore {
             .map(|v| match v {
                 Value::Nil => Appended::Duplicate,
                 Value::Int(-1) => Appended::KeyMismatch,
+                Value::Int(0) => Appended::NewSameConsent,
                 _ => Appended::New,
             })
             .collect())

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod campaigns;
+mod consent_bounds;
 mod console;
 mod conversation;
 mod crash;

@@ -1,0 +1,127 @@
+//! What a customer can make us keep forever is bounded: a STOP or START
+//! that changes nothing is answered as before (once in 24 hours) but adds
+//! nothing to the consent ledger or the audit log (issue 18, point 3).
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::graph::FakeGraph;
+use crate::helpers::{Backend, TestApp};
+use crate::outbox::{app_with, sent_to, text_from, until};
+
+const OPTED_OUT: &str = "won't get promotions";
+const OPTED_IN: &str = "our offers again";
+
+/// One delivery carrying the text `body` in each of `wamids`, sent at
+/// `sent_at`, as Meta batches a customer's messages.
+fn batch(wa: &str, wamids: &[String], body: &str, sent_at: u64) -> Vec<u8> {
+    let messages: Vec<Value> = wamids
+        .iter()
+        .map(|id| {
+            json!({ "from": wa, "id": id, "timestamp": sent_at.to_string(),
+                    "type": "text", "text": { "body": body } })
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "240017555501234", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550001111", "phone_number_id": "106540352242922" },
+            "contacts": [{ "profile": { "name": "Ana" }, "wa_id": wa }],
+            "messages": messages
+        }}]}]
+    }))
+    .expect("json")
+}
+
+async fn post(app: &TestApp, body: &[u8]) {
+    let resp = app.post_signed(body).await;
+    assert_eq!(resp.status(), 200);
+}
+
+/// `n` copies of `text`: in three batched deliveries of a quarter each,
+/// and the rest one by one; every message has its own id.
+async fn repeat(app: &TestApp, wa: &str, tag: &str, text: &str, n: usize, sent_at: u64) {
+    let ids: Vec<String> = (0..n).map(|i| format!("wamid.{tag}{i:04}")).collect();
+    let quarter = n / 4;
+    for part in ids[..3 * quarter].chunks(quarter.max(1)) {
+        post(app, &batch(wa, part, text, sent_at)).await;
+    }
+    for id in &ids[3 * quarter..] {
+        post(app, &text_from(wa, id, text, sent_at)).await;
+    }
+}
+
+/// The texts sent to `wa` that contain `needle`.
+fn told(graph: &FakeGraph, wa: &str, needle: &str) -> usize {
+    sent_to(graph, wa)
+        .iter()
+        .filter(|m| {
+            m["text"]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains(needle))
+        })
+        .count()
+}
+
+/// The marketing entries of the ledger `GET /admin/contacts/{wa}` shows.
+async fn ledger(app: &TestApp, wa: &str) -> Vec<bool> {
+    let (status, body) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["ledger"]
+        .as_array()
+        .expect("ledger")
+        .iter()
+        .filter(|e| e["purpose"] == "marketing")
+        .map(|e| e["granted"].as_bool().expect("granted"))
+        .collect()
+}
+
+/// How many audit entries of `kind` `GET /admin/audit` shows for `wa`.
+async fn audited(app: &TestApp, wa: &str, kind: &str) -> usize {
+    let (status, log) = app
+        .admin_get(&format!("/admin/audit?contact={wa}&kind={kind}"))
+        .await;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log["chain"]["intact"], true, "{log}");
+    log["entries"].as_array().expect("entries").len()
+}
+
+/// Waits until the worker has handled everything `wa` sent so far: a
+/// "hi" after it is answered (a contact's messages are handled in order).
+async fn settled(app: &TestApp, graph: &FakeGraph, wa: &str, wamid: &str, at: u64) {
+    let before = sent_to(graph, wa).len();
+    post(app, &text_from(wa, wamid, "hi", at)).await;
+    until("the answer to hi", 60, async || {
+        sent_to(graph, wa).len() > before
+    })
+    .await;
+}
+
+async fn two_hundred_stops_append_once(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505557001";
+    let t = whatsify::store::now_secs() - 60;
+    repeat(&app, wa, "STOP", "STOP", 200, t).await;
+    settled(&app, &graph, wa, "wamid.HI1", t + 1).await;
+    assert_eq!(ledger(&app, wa).await, [false], "one ledger entry");
+    assert_eq!(audited(&app, wa, "consent_withdrawn").await, 1);
+    assert_eq!(told(&graph, wa, OPTED_OUT), 1, "confirmed once");
+
+    // START changes it, once.
+    post(&app, &text_from(wa, "wamid.START", "START", t + 2)).await;
+    assert_eq!(ledger(&app, wa).await, [false, true]);
+    assert_eq!(audited(&app, wa, "consent_given").await, 1);
+    // Repeated, it changes nothing, in the same second or later.
+    repeat(&app, wa, "AGAIN", "START", 20, t + 2).await;
+    repeat(&app, wa, "LATER", "START", 20, t + 3).await;
+    settled(&app, &graph, wa, "wamid.HI2", t + 4).await;
+    assert_eq!(ledger(&app, wa).await, [false, true], "nothing appended");
+    assert_eq!(audited(&app, wa, "consent_given").await, 1);
+    assert_eq!(audited(&app, wa, "consent_withdrawn").await, 1);
+    assert_eq!(told(&graph, wa, OPTED_IN), 1, "confirmed once");
+    assert_eq!(told(&graph, wa, OPTED_OUT), 1);
+    graph.stop().await;
+}
+both_backends!(repeated_stops, two_hundred_stops_append_once);
