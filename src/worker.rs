@@ -124,6 +124,13 @@ pub struct Profile {
     /// confirm are valid `privacy.erase_confirm_minutes`).
     #[serde(default)]
     pub erase_asked_at: Option<u64>,
+    /// What the audit log holds of the erasure requests (an unconfirmed
+    /// one is audited once a day).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub erase_audit: crate::privacy::requests::EraseAudit,
+    /// When a copy of their data was last queued (one a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_asked_at: Option<u64>,
     /// Since when a person has the conversation (a flow's `handoff`):
     /// flows do not answer until the agent closes it.
     #[serde(default)]
@@ -138,6 +145,10 @@ pub struct Profile {
     /// contact's copy of their data names them.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub shared_with: std::collections::BTreeSet<String>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// How many earlier messages `handoff.requested` carries (both ways).
@@ -793,6 +804,13 @@ impl Worker {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             );
         }
+        let confirmed = jobs.iter().any(|j| matches!(j.message, OutMessage::Erase));
+        let erasure = crate::privacy::requests::erasure_events(
+            (profile_before.erase_asked_at, profile.erase_asked_at),
+            confirmed,
+            &mut profile.erase_audit,
+            now,
+        );
         // Written only when something changed (a status update is not
         // the contact writing in, and does not extend the profile's life).
         let sealed_profile = if profile != profile_before && !unreadable {
@@ -817,15 +835,7 @@ impl Worker {
             actor: crate::privacy::audit::Actor::Customer,
             detail: None,
         };
-        let confirmed = jobs.iter().any(|j| matches!(j.message, OutMessage::Erase));
-        match (profile_before.erase_asked_at, profile.erase_asked_at) {
-            (None, Some(_)) => audited.push(erase_event("erasure_request")),
-            (Some(_), None) if !confirmed => audited.push(erase_event("erasure_declined")),
-            _ => {}
-        }
-        if confirmed {
-            audited.push(erase_event("erasure_confirmed"));
-        }
+        audited.extend(erasure.into_iter().map(erase_event));
         // Anonymous: how many messages came in, which steps ran.
         let mut stats: crate::store::Counts = Vec::new();
         if messages_in > 0 {
@@ -873,6 +883,21 @@ impl Worker {
                     events,
                     jobs: jobs.len(),
                 })
+            }
+        }
+    }
+
+    /// A flow's `export` action makes a copy once a day, as MY DATA does:
+    /// asked again sooner, the customer is told so instead.
+    fn bound_exports(&self, profile: &mut Profile, jobs: &mut [Job], now: u64) {
+        for job in jobs.iter_mut() {
+            if !matches!(job.message, OutMessage::Export) {
+                continue;
+            }
+            if crate::privacy::requests::export_allowed(profile.export_asked_at, now) {
+                profile.export_asked_at = Some(now);
+            } else {
+                job.message = text(self.privacy_texts.export_again.clone());
             }
         }
     }
@@ -1093,7 +1118,9 @@ impl Worker {
             cause: Some((sent_at, evidence)),
         };
         let before = consent.len();
+        let jobs_before = jobs.len();
         self.effects(contact, out.effects, dest, (jobs, consent), now);
+        self.bound_exports(profile, &mut jobs[jobs_before..], now);
         if let Some(granted) = consent[before..]
             .iter()
             .rev()
@@ -1242,7 +1269,14 @@ impl Worker {
                 return;
             }
             Command::Export => {
+                if !crate::privacy::requests::export_allowed(profile.export_asked_at, now) {
+                    tracing::info!(contact = %contact, "export asked again within a day; not made again");
+                    let again = builtin.export_again.clone();
+                    jobs.push(self.reply(state, &to, &number, text(again), now));
+                    return;
+                }
                 tracing::info!(contact = %contact, "export requested");
+                profile.export_asked_at = Some(now);
                 let ack = pick(&worded.export, &builtin.export);
                 jobs.push(self.reply(state, &to, &number, text(ack), now));
                 jobs.push(self.reply(state, &to, &number, OutMessage::Export, now));

@@ -87,15 +87,24 @@ async fn audited(app: &TestApp, wa: &str, kind: &str) -> usize {
     log["entries"].as_array().expect("entries").len()
 }
 
-/// Waits until the worker has handled everything `wa` sent so far: a
-/// "hi" after it is answered (a contact's messages are handled in order).
+/// The greetings sent to `wa` (the welcome flow's answer to "hi").
+fn greeted(graph: &FakeGraph, wa: &str) -> usize {
+    sent_to(graph, wa)
+        .iter()
+        .filter(|m| {
+            [&m["text"]["body"], &m["interactive"]["body"]["text"]]
+                .iter()
+                .any(|b| b.as_str().is_some_and(|b| b.contains("Hi Ana")))
+        })
+        .count()
+}
+
+/// Waits until everything `wa` sent so far was answered: a "hi" after it
+/// is answered (a contact's replies go out in order).
 async fn settled(app: &TestApp, graph: &FakeGraph, wa: &str, wamid: &str, at: u64) {
-    let before = sent_to(graph, wa).len();
+    let before = greeted(graph, wa);
     post(app, &text_from(wa, wamid, "hi", at)).await;
-    until("the answer to hi", 60, async || {
-        sent_to(graph, wa).len() > before
-    })
-    .await;
+    until("the answer to hi", 60, async || greeted(graph, wa) > before).await;
 }
 
 async fn two_hundred_stops_append_once(backend: &Backend) {
@@ -125,3 +134,48 @@ async fn two_hundred_stops_append_once(backend: &Backend) {
     graph.stop().await;
 }
 both_backends!(repeated_stops, two_hundred_stops_append_once);
+
+/// MY DATA sent over and over: one copy (one upload, one request and one
+/// completion in the audit log); each repeat within a day is told the copy
+/// stands. DELETE MY DATA asked and let lapse over and over: the question
+/// every time, one request and one decline in the audit log.
+async fn repeated_requests_are_audited_once(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505557002";
+    let t = whatsify::store::now_secs() - 60;
+    post(&app, &text_from(wa, "wamid.MD0", "MY DATA", t)).await;
+    until("the copy", 60, async || graph.uploads().len() == 1).await;
+    repeat(&app, wa, "MD", "MY DATA", 8, t + 1).await;
+    settled(&app, &graph, wa, "wamid.HI3", t + 2).await;
+    assert_eq!(told(&graph, wa, "ask for a new copy tomorrow"), 8);
+    assert_eq!(graph.uploads().len(), 1, "one copy");
+    assert_eq!(audited(&app, wa, "export_request").await, 1);
+    assert_eq!(audited(&app, wa, "export_completed").await, 1);
+
+    let asked = || {
+        sent_to(&graph, wa)
+            .iter()
+            .filter(|m| {
+                m["interactive"]["body"]["text"]
+                    .as_str()
+                    .is_some_and(|b| b.contains("Delete everything?"))
+            })
+            .count()
+    };
+    for i in 0..6u64 {
+        let at = t + 10 + 2 * i;
+        post(
+            &app,
+            &text_from(wa, &format!("wamid.DEL{i}"), "DELETE MY DATA", at),
+        )
+        .await;
+        // Any other message lets the request lapse.
+        settled(&app, &graph, wa, &format!("wamid.LAPSE{i}"), at + 1).await;
+    }
+    assert_eq!(asked(), 6, "asked every time");
+    assert_eq!(audited(&app, wa, "erasure_request").await, 1);
+    assert_eq!(audited(&app, wa, "erasure_declined").await, 1);
+    graph.stop().await;
+}
+both_backends!(repeated_requests, repeated_requests_are_audited_once);
