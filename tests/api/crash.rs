@@ -292,7 +292,7 @@ async fn kill_9_loses_no_queued_reply() {
     let posted_in = posting.await.expect("posting");
 
     // Contacts a killed sender held stay held until their lease expires
-    // (outbox LEASE, 60 s): the last instance takes them after that.
+    // (4 s, no longer renewed): the last instance takes them after that.
     let sent = wait_for_jobs(&graph, expected, Duration::from_secs(120)).await;
     let elapsed = started.elapsed();
     // Anything late (an extra or duplicate reply) shows up here.
@@ -1048,7 +1048,7 @@ async fn kill_9_mid_campaign_sends_each_consenting_contact_one_message() {
         in_flight_at_kill = fl;
         bin = Binary::start(dir.path(), port, &env, &mut logs).await;
     }
-    // Contacts a killed sender held wait for their lease (60 s).
+    // Contacts a killed sender held wait for their lease (4 s).
     let deadline = Instant::now() + Duration::from_secs(150);
     let report = loop {
         let r: serde_json::Value = match client
@@ -1061,7 +1061,7 @@ async fn kill_9_mid_campaign_sends_each_consenting_contact_one_message() {
             Err(_) => serde_json::Value::Null,
         };
         // The messages in flight at the kill come back to a sender once
-        // their lease expires (60 s): it finds Meta's status and does not
+        // their lease lapses (4 s): it finds Meta's status and does not
         // send them again (or, with no status, sends them).
         let settled =
             logged(&logs, "confirmed by Meta; not sent again") + logged(&logs, "sending it again");
