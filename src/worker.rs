@@ -128,6 +128,12 @@ pub struct Profile {
     /// one is audited once a day).
     #[serde(default, skip_serializing_if = "is_default")]
     pub erase_audit: crate::privacy::requests::EraseAudit,
+    /// The second and evidence of the customer's last STOP (or "Stop
+    /// promotions"), recorded or not: a START in that same second loses to
+    /// it, as the ledger's rule has it, even when that STOP was a repeat
+    /// that changed nothing and so is not on record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrew: Option<(u64, String)>,
     /// When a copy of their data was last queued (one a day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_asked_at: Option<u64>,
@@ -1024,6 +1030,22 @@ impl Worker {
             .filter(|c| !matches!(c, Command::OptOut | Command::OptIn)),
         };
         let evidence = self.pseudonymizer.tag("wamid", &message.id);
+        match (m.consent, &profile.withdrew) {
+            (Some(false), _) => profile.withdrew = Some((sent_at, evidence.clone())),
+            (Some(true), Some((at, stop))) if *at == sent_at => {
+                // In doubt, no marketing: the STOP of this second goes on
+                // record (again, if it was; the ledger keeps it once).
+                consent.push(ConsentChange {
+                    purpose: MARKETING.to_owned(),
+                    granted: false,
+                    at: sent_at,
+                    source: "keyword".to_owned(),
+                    policy_version: self.policy_version.clone(),
+                    evidence: Some(stop.clone()),
+                });
+            }
+            _ => {}
+        }
         self.policy_notice(profile, (jobs, consent), &to, m, (sent_at, &evidence), now);
         if let Some(asked) = profile.erase_asked_at.take() {
             // The answer to "Delete everything?", while it is valid; any

@@ -179,3 +179,25 @@ async fn repeated_requests_are_audited_once(backend: &Backend) {
     graph.stop().await;
 }
 both_backends!(repeated_requests, repeated_requests_are_audited_once);
+
+/// A repeated STOP is not on record, yet a START sent in its very second
+/// still loses to it (in doubt, no marketing), as it would have when every
+/// STOP was recorded.
+async fn a_start_in_the_second_of_a_repeated_stop_loses(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505557003";
+    let t = whatsify::store::now_secs() - 60;
+    post(&app, &text_from(wa, "wamid.W1", "STOP", t)).await;
+    post(&app, &text_from(wa, "wamid.W2", "STOP", t + 5)).await;
+    post(&app, &text_from(wa, "wamid.W3", "START", t + 5)).await;
+    settled(&app, &graph, wa, "wamid.W4", t + 6).await;
+    let key = crate::outbox::contact_key(&app, wa);
+    let entries = app.store().consent(&key).await.expect("ledger");
+    assert!(
+        !whatsify::privacy::consent::granted(&entries, "marketing"),
+        "{entries:?}"
+    );
+    graph.stop().await;
+}
+both_backends!(same_second, a_start_in_the_second_of_a_repeated_stop_loses);
