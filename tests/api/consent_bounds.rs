@@ -201,3 +201,37 @@ async fn a_start_in_the_second_of_a_repeated_stop_loses(backend: &Backend) {
     graph.stop().await;
 }
 both_backends!(same_second, a_start_in_the_second_of_a_repeated_stop_loses);
+
+/// The promotions flow's "Yes, send offers", tapped again and again: one
+/// ledger entry and one `consent_given` in the audit log.
+async fn a_repeated_flow_opt_in_appends_once(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505557004";
+    let t = whatsify::store::now_secs() - 60;
+    for i in 0..4u64 {
+        let asked = |g: &FakeGraph| {
+            sent_to(g, wa)
+                .iter()
+                .filter(|m| m["type"] == "interactive")
+                .count()
+        };
+        let before = asked(&graph);
+        post(
+            &app,
+            &text_from(wa, &format!("wamid.OF{i}"), "offers", t + 2 * i),
+        )
+        .await;
+        until("the question", 60, async || asked(&graph) > before).await;
+        let tap = crate::outbox::tap(wa, &format!("wamid.OK{i}"), "promo_yes", "Yes, send offers");
+        post(&app, &tap).await;
+        until("the thanks", 60, async || {
+            told(&graph, wa, "get our offers here") == i as usize + 1
+        })
+        .await;
+    }
+    assert_eq!(ledger(&app, wa).await, [true], "one ledger entry");
+    assert_eq!(audited(&app, wa, "consent_given").await, 1);
+    graph.stop().await;
+}
+both_backends!(flow_opt_in, a_repeated_flow_opt_in_appends_once);
