@@ -921,26 +921,13 @@ impl Worker {
         consent: &mut Vec<ConsentChange>,
         causes: &mut [Cause],
     ) -> Result<(), StoreError> {
+        use crate::privacy::consent::{changes_only, on_record};
         let ledger = self.store.consent(contact).await?;
-        let kept = crate::privacy::consent::changes_only(&ledger, consent);
-        let recorded = |c: &ConsentChange| {
-            ledger.iter().any(|l| {
-                l.purpose == c.purpose
-                    && l.granted == c.granted
-                    && l.source == c.source
-                    && match (&c.evidence, c.source.as_str()) {
-                        // A preference's evidence is the webhook event's
-                        // key, which the worker does not have: its time.
-                        (_, "whatsapp:user_preferences") => l.at == c.at,
-                        (Some(e), _) => l.evidence.as_ref() == Some(e),
-                        (None, _) => true,
-                    }
-            })
-        };
+        let kept = changes_only(&ledger, consent);
         for cause in causes.iter_mut() {
             cause
                 .consent
-                .retain(|c| kept.contains(c) || (!consent.contains(c) && recorded(c)));
+                .retain(|c| kept.contains(c) || (!consent.contains(c) && on_record(&ledger, c)));
         }
         *consent = kept;
         Ok(())

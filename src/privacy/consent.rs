@@ -60,6 +60,23 @@ pub fn changes_only(ledger: &[ConsentChange], new: &[ConsentChange]) -> Vec<Cons
     kept
 }
 
+/// Whether the ledger holds `change`, recorded at ingress (which records
+/// only what changes something): matched by its evidence (a keyed hash of
+/// the message), or for WhatsApp's Stop/Resume, whose evidence is the
+/// webhook event's key, by its time.
+pub fn on_record(ledger: &[ConsentChange], change: &ConsentChange) -> bool {
+    ledger.iter().any(|l| {
+        l.purpose == change.purpose
+            && l.granted == change.granted
+            && l.source == change.source
+            && match (&change.evidence, change.source.as_str()) {
+                (_, "whatsapp:user_preferences") => l.at == change.at,
+                (Some(e), _) => l.evidence.as_ref() == Some(e),
+                (None, _) => true,
+            }
+    })
+}
+
 /// Is `purpose` granted now?
 pub fn granted(ledger: &[ConsentChange], purpose: &str) -> bool {
     state(ledger, purpose).is_some_and(|c| c.granted)
