@@ -337,7 +337,7 @@ pub struct OutboxSettings {
     #[serde(with = "humantime_serde")]
     pub unconfirmed_wait: Duration,
     /// How long a Graph API request may take before it counts as
-    /// unanswered (1 s to 30 s: a contact's lease must outlive it).
+    /// unanswered (1 s to 30 s; the sender's lease is renewed meanwhile).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
 }
@@ -651,7 +651,7 @@ impl RawSettings {
             return Err(ConfigError::Invalid {
                 key: "outbox.request_timeout",
                 env: env_var("outbox.request_timeout"),
-                problem: "must be 1s to 30s (a contact's lease must outlive a request)".into(),
+                problem: "must be 1s to 30s".into(),
             });
         }
         if self.outbox.retry_base.is_zero() || self.outbox.retry_cap < self.outbox.retry_base {

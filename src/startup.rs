@@ -220,6 +220,10 @@ impl Application {
         let shutdown = crate::shutdown::Shutdown::new();
         let hooks = state.hooks.clone();
         let mut tasks = Vec::new();
+        // Keeps the workers' and senders' short leases alive while they
+        // work (see `store::lease`).
+        let leases = crate::store::lease::Keeper::default();
+        tokio::spawn(leases.clone().run(Arc::downgrade(&store)));
         tasks.push(tokio::spawn(crate::privacy::retention::run(
             Arc::downgrade(&store),
             std::time::Duration::from_secs(
@@ -251,6 +255,7 @@ impl Application {
                     u64::from(settings.privacy.retention_days.max(1)) * 24 * 3600,
                 ),
                 owner: uuid::Uuid::new_v4().to_string(),
+                leases: leases.clone(),
                 stranded: Default::default(),
                 hooks: hooks.clone(),
             };
@@ -271,6 +276,7 @@ impl Application {
                 retention_days: settings.privacy.retention_days,
                 policy_version: settings.privacy.policy_version.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
+                leases: leases.clone(),
                 stranded: Default::default(),
                 hooks: hooks.clone(),
             };

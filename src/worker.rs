@@ -29,8 +29,10 @@ use crate::store::{
 use crate::webhook::events::{AgentAction, Event, InboundMessage, StatusUpdate};
 use crate::webhook::payload::{Message, MessageKind, StatusKind};
 
-/// How long a claim may take before another worker may take the contact.
-pub const LEASE: Duration = Duration::from_secs(30);
+/// A worker's lease on a contact: short, and renewed by the process's
+/// [`crate::store::lease::Keeper`] while the claim is worked on, so the
+/// contacts of a process that died are free again within it.
+pub const LEASE: Duration = crate::store::lease::LEASE;
 /// Most inbox entries handled in one claim.
 pub const BATCH: usize = 50;
 /// How often the store is swept for contacts this instance was not handed
@@ -122,6 +124,19 @@ pub struct Profile {
     /// confirm are valid `privacy.erase_confirm_minutes`).
     #[serde(default)]
     pub erase_asked_at: Option<u64>,
+    /// What the audit log holds of the erasure requests (an unconfirmed
+    /// one is audited once a day).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub erase_audit: crate::privacy::requests::EraseAudit,
+    /// The second and evidence of the customer's last STOP (or "Stop
+    /// promotions"), recorded or not: a START in that same second loses to
+    /// it, as the ledger's rule has it, even when that STOP was a repeat
+    /// that changed nothing and so is not on record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrew: Option<(u64, String)>,
+    /// When a copy of their data was last queued (one a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_asked_at: Option<u64>,
     /// Since when a person has the conversation (a flow's `handoff`):
     /// flows do not answer until the agent closes it.
     #[serde(default)]
@@ -136,6 +151,10 @@ pub struct Profile {
     /// contact's copy of their data names them.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub shared_with: std::collections::BTreeSet<String>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// How many earlier messages `handoff.requested` carries (both ways).
@@ -283,6 +302,8 @@ pub struct Worker {
     pub audit: crate::privacy::audit::Chain,
     /// This worker's lease token.
     pub owner: String,
+    /// Renews the leases this process holds.
+    pub leases: crate::store::lease::Keeper,
     /// Claims a store error kept it from releasing (see
     /// [`crate::store::Stranded`]).
     pub stranded: crate::store::Stranded,
@@ -426,6 +447,7 @@ impl Worker {
         contact: ContactKey,
         tick: Option<u64>,
     ) -> Result<Outcome, StoreError> {
+        let taken = std::time::Instant::now();
         let Some(claim) = self
             .store
             .claim(Lane::Inbox, &contact, &self.owner, LEASE, BATCH)
@@ -433,6 +455,8 @@ impl Worker {
         else {
             return Ok(Outcome::Busy(contact));
         };
+        // Kept alive until the claim is committed or released.
+        let _hold = self.leases.hold(&claim, taken);
         if claim.entries.is_empty() && tick.is_none() {
             // Drained already: commit nothing (keeping the session and its
             // timer), which clears the ready mark.
@@ -749,6 +773,10 @@ impl Worker {
             }
         }
         state.completed.clear();
+        if !consent.is_empty() || causes.iter().any(|c| !c.consent.is_empty()) {
+            self.changes_only(&contact, &mut consent, &mut causes)
+                .await?;
+        }
         if sharing {
             let step = Step {
                 claim: &claim,
@@ -782,6 +810,13 @@ impl Worker {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             );
         }
+        let confirmed = jobs.iter().any(|j| matches!(j.message, OutMessage::Erase));
+        let erasure = crate::privacy::requests::erasure_events(
+            (profile_before.erase_asked_at, profile.erase_asked_at),
+            confirmed,
+            &mut profile.erase_audit,
+            now,
+        );
         // Written only when something changed (a status update is not
         // the contact writing in, and does not extend the profile's life).
         let sealed_profile = if profile != profile_before && !unreadable {
@@ -806,15 +841,7 @@ impl Worker {
             actor: crate::privacy::audit::Actor::Customer,
             detail: None,
         };
-        let confirmed = jobs.iter().any(|j| matches!(j.message, OutMessage::Erase));
-        match (profile_before.erase_asked_at, profile.erase_asked_at) {
-            (None, Some(_)) => audited.push(erase_event("erasure_request")),
-            (Some(_), None) if !confirmed => audited.push(erase_event("erasure_declined")),
-            _ => {}
-        }
-        if confirmed {
-            audited.push(erase_event("erasure_confirmed"));
-        }
+        audited.extend(erasure.into_iter().map(erase_event));
         // Anonymous: how many messages came in, which steps ran.
         let mut stats: crate::store::Counts = Vec::new();
         if messages_in > 0 {
@@ -864,6 +891,46 @@ impl Worker {
                 })
             }
         }
+    }
+
+    /// A flow's `export` action makes a copy once a day, as MY DATA does:
+    /// asked again sooner, the customer is told so instead.
+    fn bound_exports(&self, profile: &mut Profile, jobs: &mut [Job], now: u64) {
+        for job in jobs.iter_mut() {
+            if !matches!(job.message, OutMessage::Export) {
+                continue;
+            }
+            if crate::privacy::requests::export_allowed(profile.export_asked_at, now) {
+                profile.export_asked_at = Some(now);
+            } else {
+                job.message = text(self.privacy_texts.export_again.clone());
+            }
+        }
+    }
+
+    /// Keeps only the consent entries that change something, so that a
+    /// customer repeating a choice (a flow's opt-in tapped again, STOP sent
+    /// twice) adds nothing to the kept-forever ledger or the audit log and
+    /// no `consent.changed` event: the step's own entries are judged
+    /// against the ledger, and those recorded at ingress are kept only if
+    /// the ledger holds them (ingress recorded only the ones that changed
+    /// something).
+    async fn changes_only(
+        &self,
+        contact: &ContactKey,
+        consent: &mut Vec<ConsentChange>,
+        causes: &mut [Cause],
+    ) -> Result<(), StoreError> {
+        use crate::privacy::consent::{changes_only, on_record};
+        let ledger = self.store.consent(contact).await?;
+        let kept = changes_only(&ledger, consent);
+        for cause in causes.iter_mut() {
+            cause
+                .consent
+                .retain(|c| kept.contains(c) || (!consent.contains(c) && on_record(&ledger, c)));
+        }
+        *consent = kept;
+        Ok(())
     }
 
     /// Runs one message through the flows; returns its time (Unix s),
@@ -950,6 +1017,22 @@ impl Worker {
             .filter(|c| !matches!(c, Command::OptOut | Command::OptIn)),
         };
         let evidence = self.pseudonymizer.tag("wamid", &message.id);
+        match (m.consent, &profile.withdrew) {
+            (Some(false), _) => profile.withdrew = Some((sent_at, evidence.clone())),
+            (Some(true), Some((at, stop))) if *at == sent_at => {
+                // In doubt, no marketing: the STOP of this second goes on
+                // record (again, if it was; the ledger keeps it once).
+                consent.push(ConsentChange {
+                    purpose: MARKETING.to_owned(),
+                    granted: false,
+                    at: sent_at,
+                    source: "keyword".to_owned(),
+                    policy_version: self.policy_version.clone(),
+                    evidence: Some(stop.clone()),
+                });
+            }
+            _ => {}
+        }
         self.policy_notice(profile, (jobs, consent), &to, m, (sent_at, &evidence), now);
         if let Some(asked) = profile.erase_asked_at.take() {
             // The answer to "Delete everything?", while it is valid; any
@@ -1044,7 +1127,9 @@ impl Worker {
             cause: Some((sent_at, evidence)),
         };
         let before = consent.len();
+        let jobs_before = jobs.len();
         self.effects(contact, out.effects, dest, (jobs, consent), now);
+        self.bound_exports(profile, &mut jobs[jobs_before..], now);
         if let Some(granted) = consent[before..]
             .iter()
             .rev()
@@ -1193,7 +1278,14 @@ impl Worker {
                 return;
             }
             Command::Export => {
+                if !crate::privacy::requests::export_allowed(profile.export_asked_at, now) {
+                    tracing::info!(contact = %contact, "export asked again within a day; not made again");
+                    let again = builtin.export_again.clone();
+                    jobs.push(self.reply(state, &to, &number, text(again), now));
+                    return;
+                }
                 tracing::info!(contact = %contact, "export requested");
+                profile.export_asked_at = Some(now);
                 let ack = pick(&worded.export, &builtin.export);
                 jobs.push(self.reply(state, &to, &number, text(ack), now));
                 jobs.push(self.reply(state, &to, &number, OutMessage::Export, now));

@@ -45,9 +45,11 @@ use crate::store::{
     Breaker, Claim, Delivery, DeliveryState, Finish, Lane, Queue, Store, StoreError,
 };
 
-/// How long a sender may hold a contact's outbox: longer than one request
-/// may take ([`super::graph::TIMEOUT`]), so a live sender keeps it.
-pub const LEASE: Duration = Duration::from_secs(60);
+/// A sender's lease on a contact's outbox: short, and renewed by the
+/// process's [`crate::store::lease::Keeper`] while the sender works (a
+/// request may take up to `outbox.request_timeout`), so the contacts of a
+/// process that died are free again within it.
+pub const LEASE: Duration = crate::store::lease::LEASE;
 /// The name of the file an export is sent as.
 const EXPORT_FILE: &str = "my-data.json";
 /// Most jobs taken in one claim.
@@ -67,11 +69,11 @@ const SLOT_LIFE: Duration = Duration::from_millis(250);
 /// A rate-limit wait up to this is slept through holding the contact;
 /// longer ones defer it.
 const SHORT_WAIT_MS: u64 = 250;
-/// A sender starts another request of the same claim only while this much
-/// of the lease is left: one request can take the whole HTTP timeout, and
-/// the lease must outlive it, or another sender could take the contact and
-/// send the same job while the request is still in flight.
-const LEASE_MARGIN: Duration = Duration::from_secs(35);
+/// A sender starts another request of the same claim only while its lease
+/// is confirmed for at least this long: renewals failing (the store
+/// unreachable) stop it before another sender could take the contact and
+/// send the same job while a request is still in flight.
+const LEASE_MARGIN: Duration = crate::store::lease::START_MARGIN;
 
 /// What one call to [`Sender::try_send_next`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +201,8 @@ pub struct Sender {
     pub retention_days: u32,
     /// This sender's lease token.
     pub owner: String,
+    /// Renews the leases this process holds.
+    pub leases: crate::store::lease::Keeper,
     /// Claims a store error kept it from releasing: released as soon as
     /// the store answers again, so the contacts are not held for a whole
     /// lease time after a Redis restart.
@@ -332,6 +336,7 @@ impl Sender {
     }
 
     async fn try_contact_in_span(&self, contact: ContactKey) -> Result<SendOutcome, StoreError> {
+        let taken = Instant::now();
         let Some(claim) = self
             .store
             .claim(Lane::Outbox, &contact, &self.owner, LEASE, BATCH)
@@ -339,7 +344,9 @@ impl Sender {
         else {
             return Ok(SendOutcome::Busy(contact));
         };
-        let result = self.work(&claim).await;
+        // Kept alive until the claim is finished, deferred or released.
+        let hold = self.leases.hold(&claim, taken);
+        let result = self.work(&claim, &hold).await;
         if result.is_err() {
             // Do not leave the contact held for a lease time after a
             // store error: released now, or once the store is back.
@@ -350,7 +357,11 @@ impl Sender {
         result
     }
 
-    async fn work(&self, claim: &Claim) -> Result<SendOutcome, StoreError> {
+    async fn work(
+        &self,
+        claim: &Claim,
+        hold: &crate::store::lease::Hold,
+    ) -> Result<SendOutcome, StoreError> {
         let contact = claim.contact.clone();
         let head: Option<HeadState> = claim
             .head
@@ -368,10 +379,9 @@ impl Sender {
             })?;
             run.sealer = Some(sealer);
         }
-        let claimed = Instant::now();
         let n = claim.entries.len();
         for (i, entry) in claim.entries.iter().enumerate() {
-            if i > 0 && (self.stop.is_stopping() || claimed.elapsed() + LEASE_MARGIN > LEASE) {
+            if i > 0 && (self.stop.is_stopping() || !hold.good_for(LEASE_MARGIN)) {
                 // The rest stays queued (and ready) for the next claim.
                 break;
             }

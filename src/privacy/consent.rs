@@ -30,6 +30,53 @@ pub fn state<'a>(ledger: &'a [ConsentChange], purpose: &str) -> Option<&'a Conse
         .max_by_key(|c| (c.at, !c.granted))
 }
 
+/// Whether recording `change` after `ledger` changes anything: a purpose
+/// whose latest entry already says the same (a second STOP, a repeated
+/// opt-in) does not, nor the same choice again in the same second (a
+/// START in the second of a STOP loses to it, and so would its repeats);
+/// neither is recorded again. Policy notices always count (each is shown
+/// once per policy version).
+pub fn changes(ledger: &[ConsentChange], change: &ConsentChange) -> bool {
+    if change.purpose == POLICY_NOTICE {
+        return true;
+    }
+    let again = ledger
+        .iter()
+        .any(|c| c.purpose == change.purpose && c.granted == change.granted && c.at == change.at);
+    !again && state(ledger, &change.purpose).is_none_or(|c| c.granted != change.granted)
+}
+
+/// The entries of `new` that change something, each judged after the
+/// ledger and the ones kept before it.
+pub fn changes_only(ledger: &[ConsentChange], new: &[ConsentChange]) -> Vec<ConsentChange> {
+    let mut all = ledger.to_vec();
+    let mut kept = Vec::new();
+    for c in new {
+        if changes(&all, c) {
+            all.push(c.clone());
+            kept.push(c.clone());
+        }
+    }
+    kept
+}
+
+/// Whether the ledger holds `change`, recorded at ingress (which records
+/// only what changes something): matched by its evidence (a keyed hash of
+/// the message), or for WhatsApp's Stop/Resume, whose evidence is the
+/// webhook event's key, by its time.
+pub fn on_record(ledger: &[ConsentChange], change: &ConsentChange) -> bool {
+    ledger.iter().any(|l| {
+        l.purpose == change.purpose
+            && l.granted == change.granted
+            && l.source == change.source
+            && match (&change.evidence, change.source.as_str()) {
+                (_, "whatsapp:user_preferences") => l.at == change.at,
+                (Some(e), _) => l.evidence.as_ref() == Some(e),
+                (None, _) => true,
+            }
+    })
+}
+
 /// Is `purpose` granted now?
 pub fn granted(ledger: &[ConsentChange], purpose: &str) -> bool {
     state(ledger, purpose).is_some_and(|c| c.granted)
@@ -116,6 +163,30 @@ mod tests {
             policy_version: "1".into(),
             evidence: None,
         }
+    }
+
+    #[test]
+    fn a_repeated_choice_changes_nothing() {
+        assert!(changes(&[], &entry(false, 5)), "a first STOP is recorded");
+        assert!(!changes(&[entry(false, 5)], &entry(false, 9)));
+        assert!(changes(&[entry(false, 5)], &entry(true, 9)));
+        assert!(!changes(
+            &[entry(false, 5), entry(true, 9)],
+            &entry(true, 12)
+        ));
+        // A START in the second of a STOP loses to it; its repeat adds nothing.
+        assert!(changes(&[entry(false, 5)], &entry(true, 5)));
+        assert!(!changes(
+            &[entry(false, 5), entry(true, 5)],
+            &entry(true, 5)
+        ));
+        let kept = changes_only(&[], &[entry(true, 5), entry(true, 6), entry(false, 7)]);
+        assert_eq!(kept, [entry(true, 5), entry(false, 7)]);
+        let notice = ConsentChange {
+            purpose: POLICY_NOTICE.into(),
+            ..entry(true, 5)
+        };
+        assert!(changes(std::slice::from_ref(&notice), &notice));
     }
 
     #[test]

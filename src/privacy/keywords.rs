@@ -117,6 +117,8 @@ pub struct Texts {
     pub policy_notice: String,
     /// Before the copy of their data arrives.
     pub export: String,
+    /// MY DATA again within a day of a copy.
+    pub export_again: String,
     /// The question before an erasure, and the two answers' outcomes.
     pub erase_ask: String,
     pub erase_kept: String,
@@ -147,6 +149,9 @@ impl Texts {
             policy_notice: policy_notice.to_owned(),
             export: "We're preparing a copy of your data. It will arrive here as a file in a \
                      moment."
+                .to_owned(),
+            export_again: "We sent you a copy of your data less than a day ago: it's the file \
+                           above in this chat. You can ask for a new copy tomorrow."
                 .to_owned(),
             erase_ask: "This deletes your profile, your preferences and our chat history, and \
                         can't be undone. Delete everything?"

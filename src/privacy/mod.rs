@@ -11,4 +11,5 @@ pub mod export;
 pub mod keys;
 pub mod keywords;
 pub mod pseudonym;
+pub mod requests;
 pub mod retention;

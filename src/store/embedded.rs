@@ -999,6 +999,16 @@ fn apply_appends(
                     let bytes = serde_json::to_vec(change)
                         .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
                     let q = format!("k:{k}");
+                    let mut ledger = Vec::new();
+                    for item in consent.range((q.as_str(), 0)..=(q.as_str(), u64::MAX))? {
+                        let (_, v) = item?;
+                        ledger.extend(serde_json::from_slice::<ConsentChange>(v.value()).ok());
+                    }
+                    if !crate::privacy::consent::changes(&ledger, change) {
+                        // A second STOP: nothing to record or count.
+                        out.push(Appended::NewSameConsent);
+                        continue;
+                    }
                     let n = seq.get(q.as_str())?.map(|v| v.value()).unwrap_or(0);
                     consent.insert((q.as_str(), n), bytes.as_slice())?;
                     seq.insert(q.as_str(), n + 1)?;
@@ -1121,6 +1131,28 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    async fn renew(
+        &self,
+        held: &[super::lease::Held],
+        lease: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut map = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        Ok(held
+            .iter()
+            .map(|h| {
+                let key = (h.lane, h.contact.as_str().to_owned());
+                match map.get_mut(&key) {
+                    Some((owner, until)) if *owner == h.owner && *until > now => {
+                        *until = now + lease;
+                        true
+                    }
+                    _ => false,
+                }
+            })
+            .collect())
     }
 
     async fn claim(

@@ -16,6 +16,7 @@
 
 pub mod audit_index;
 pub mod embedded;
+pub mod lease;
 pub mod redis;
 mod redis_conn;
 
@@ -75,6 +76,8 @@ pub struct InboxEntry {
     /// marketing Stop/Resume): appended to the contact's ledger in the same
     /// atomic write as the entry, and only if the entry is new, so it is on
     /// record before the webhook is acknowledged.
+    /// Recorded only when it changes the contact's state for its purpose
+    /// (see [`crate::privacy::consent::changes`]).
     pub consent: Option<ConsentChange>,
     /// The contact's wrapped data key the entry is sealed under (contact
     /// queues only; see [`crate::privacy::keys`]).
@@ -105,11 +108,22 @@ pub struct StoredEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
     New,
+    /// Stored, but the consent it carried changes nothing (the contact's
+    /// latest entry for that purpose already says the same: a second
+    /// STOP), so none was recorded, counted or attributed.
+    NewSameConsent,
     Duplicate,
     /// Not stored: the contact's data key is not the one the entry was
     /// sealed under (it was erased, or made elsewhere). Seal it again under
     /// the stored key ([`Store::data_key`]) or a fresh one, and retry.
     KeyMismatch,
+}
+
+impl Appended {
+    /// The entry was stored (whether or not its consent was recorded).
+    pub fn is_new(self) -> bool {
+        matches!(self, Appended::New | Appended::NewSameConsent)
+    }
 }
 
 /// The two pipelines that take contacts one at a time.
@@ -460,6 +474,11 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
         limit: usize,
     ) -> Result<Option<Claim>, StoreError>;
+
+    /// Extends each lease of `held` that its holder still has to `lease`
+    /// from now (atomically per lease, and only when the token matches);
+    /// answers, in order, whether each was still held.
+    async fn renew(&self, held: &[lease::Held], lease: Duration) -> Result<Vec<bool>, StoreError>;
 
     /// Inbox lane. Atomically, if the claim still holds its lease: removes
     /// the acked entries, writes (or deletes) the session, appends the

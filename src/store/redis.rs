@@ -14,7 +14,7 @@
 //! | `P{s:N}:c:<contact>:history` | stream of sealed message history entries (field `h`; the id's time is when it was written) | `privacy.retention_days` after the last entry (older entries are purged by the retention job) |
 //! | `P{s:N}:c:<contact>:profile` | string, the sealed profile (names, tags, privacy notices and confirmations) | `privacy.retention_days` after the last write |
 //! | `P{s:N}:c:<contact>:outbox` | stream of sealed outbound jobs | 30 days after the last append |
-//! | `P{s:N}:c:<contact>:lease:inbox`, `P{s:N}:c:<contact>:lease:outbox` | string, the lease holder's token | the lease time (deleted on commit or release) |
+//! | `P{s:N}:c:<contact>:lease:inbox`, `P{s:N}:c:<contact>:lease:outbox` | string, the lease holder's token | the lease time, 4 s, renewed every second while held (deleted on commit or release) |
 //! | `P{s:N}:c:<contact>:outbox:head` | string, the retry state of the outbox's first job | until that job is finished (30 days at most) |
 //! | `P{s:N}:c:<contact>:deliveries` | hash: job id → `RR\|{json}` delivery record (rank, state, code; never content), and `w:<wamid hash>` → job id | 30 days after the last write |
 //! | `P{s:N}:c:<contact>:dead` | stream of sealed dead letters (the job and its last error) | 30 days after the last one |
@@ -122,10 +122,30 @@ fn shard_of(contact: &ContactKey) -> u16 {
 /// counter the consent entry adds (or empty), the statistics' TTL, the
 /// campaign counters' TTL. An opt-out within 24 hours of a campaign
 /// message counts for that campaign (once).
-/// Answers the entry's id, nil for a duplicate, or -1 (nothing written)
+/// A consent entry that changes nothing (the ledger's latest entry for its
+/// purpose, by the time of the action and a withdrawal first within a
+/// second, says the same, or the same choice is there for the same second;
+/// see `privacy::consent::changes`) is not recorded, counted or attributed.
+/// Answers the entry's id, 0 when it was stored but its consent changed
+/// nothing, nil for a duplicate, or -1 (nothing written)
 /// when the data key is not the stored one. A key is stored only with a
 /// new entry (a duplicate of a message from before an erasure makes none).
 const APPEND_LUA: &str = r#"
+local function consent_same(key, json)
+  local new = cjson.decode(json)
+  if new.purpose == 'policy_notice' then return false end
+  local best = nil
+  for _, item in ipairs(redis.call('XRANGE', key, '-', '+')) do
+    local ok, c = pcall(cjson.decode, item[2][2])
+    if ok and c.purpose == new.purpose then
+      if c.granted == new.granted and c.at == new.at then return true end
+      if not best or c.at > best.at or (c.at == best.at and not (c.granted and not best.granted)) then
+        best = c
+      end
+    end
+  end
+  return best ~= nil and best.granted == new.granted
+end
 local make_key = false
 if KEYS[5] and ARGV[7] ~= '' then
   local cur = redis.call('GET', KEYS[5])
@@ -145,13 +165,17 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
     redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
     redis.call('EXPIRE', KEYS[3], 3024000)
   end
-  if KEYS[4] and ARGV[6] ~= '' then redis.call('XADD', KEYS[4], '*', 'c', ARGV[6]) end
+  local same = false
+  if KEYS[4] and ARGV[6] ~= '' then
+    same = consent_same(KEYS[4], ARGV[6])
+    if not same then redis.call('XADD', KEYS[4], '*', 'c', ARGV[6]) end
+  end
   if KEYS[5] and ARGV[7] ~= '' then redis.call('EXPIRE', KEYS[5], ARGV[9]) end
-  if KEYS[6] and ARGV[10] ~= '' then
+  if KEYS[6] and ARGV[10] ~= '' and not same then
     redis.call('HINCRBY', KEYS[6], ARGV[10], 1)
     redis.call('EXPIRE', KEYS[6], ARGV[11])
   end
-  if KEYS[7] and ARGV[10] == 'opt_outs' then
+  if KEYS[7] and ARGV[10] == 'opt_outs' and not same then
     local cid = redis.call('GET', KEYS[7])
     if cid then
       redis.call('HINCRBY', KEYS[8] .. cid, 'opt_outs', 1)
@@ -159,6 +183,7 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
       redis.call('DEL', KEYS[7])
     end
   end
+  if same then return 0 end
   return id
 end
 return false
@@ -486,6 +511,21 @@ redis.call('DEL', KEYS[1])
 return 1
 "#;
 
+/// KEYS: leases of one shard. ARGV: lease (ms), then the holder's token
+/// of each. Extends each lease its holder still has; answers 1 or 0 each.
+const RENEW_LUA: &str = r#"
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i + 1] then
+    redis.call('PEXPIRE', key, ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"#;
+
 /// KEYS: a shard's ready set and timers. ARGV: limit, now. A random
 /// sample of the ready contacts, and the due ones (earliest first).
 const SWEEP_LUA: &str = r#"
@@ -675,6 +715,7 @@ pub struct RedisStore {
     finish: redis::Script,
     defer: redis::Script,
     release: redis::Script,
+    renew: redis::Script,
     rate: redis::Script,
     hold: redis::Script,
     probe: redis::Script,
@@ -805,6 +846,7 @@ impl RedisStore {
             finish: redis::Script::new(&format!("{MERGE_LUA}{FINISH_LUA}")),
             defer: redis::Script::new(DEFER_LUA),
             release: redis::Script::new(RELEASE_LUA),
+            renew: redis::Script::new(RENEW_LUA),
             rate: redis::Script::new(RATE_LUA),
             hold: redis::Script::new(HOLD_LUA),
             probe: redis::Script::new(PROBE_LUA),
@@ -953,7 +995,13 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         match build().query_async(&mut conn).await {
             Err(e) if no_script(&e) => {
-                for script in [&self.append, &self.wake, &self.sweep, &self.dispatch] {
+                for script in [
+                    &self.append,
+                    &self.wake,
+                    &self.sweep,
+                    &self.dispatch,
+                    &self.renew,
+                ] {
                     script
                         .prepare_invoke()
                         .load_async(&mut conn)
@@ -1053,6 +1101,7 @@ impl Store for RedisStore {
             .map(|v| match v {
                 Value::Nil => Appended::Duplicate,
                 Value::Int(-1) => Appended::KeyMismatch,
+                Value::Int(0) => Appended::NewSameConsent,
                 _ => Appended::New,
             })
             .collect())
@@ -2460,6 +2509,46 @@ impl Store for RedisStore {
                 consent,
                 suppressed,
             });
+        }
+        Ok(out)
+    }
+
+    async fn renew(
+        &self,
+        held: &[super::lease::Held],
+        lease: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        // One script per shard (a shard's keys share a slot), all in one
+        // round trip.
+        let mut by_shard: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+        for (i, h) in held.iter().enumerate() {
+            by_shard.entry(shard_of(&h.contact)).or_default().push(i);
+        }
+        if by_shard.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ms = lease.as_millis().max(1) as u64;
+        let answers: Vec<Vec<i64>> = self
+            .pipeline(|| {
+                let mut pipe = redis::pipe();
+                for at in by_shard.values() {
+                    let keys: Vec<String> = at
+                        .iter()
+                        .map(|&i| self.lease_key(held[i].lane, &held[i].contact))
+                        .collect();
+                    let cmd = Self::evalsha(&mut pipe, &self.renew, &keys).arg(ms);
+                    for &i in at {
+                        cmd.arg(&held[i].owner);
+                    }
+                }
+                pipe
+            })
+            .await?;
+        let mut out = vec![false; held.len()];
+        for (at, kept) in by_shard.values().zip(answers) {
+            for (&i, k) in at.iter().zip(kept) {
+                out[i] = k == 1;
+            }
         }
         Ok(out)
     }

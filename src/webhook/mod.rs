@@ -236,7 +236,8 @@ async fn handle(
         })
         .collect();
     let results = append_sealed(state, entries, &plains).await?;
-    // Opt-outs and opt-ins recorded with new entries.
+    // Opt-outs and opt-ins recorded with new entries (a STOP that changes
+    // nothing is stored and answered, but neither recorded nor audited).
     crate::metrics::global().counted(
         &[],
         consents
@@ -263,11 +264,13 @@ async fn handle(
             "inbox"
         );
     }
-    let new = results.iter().filter(|a| **a == Appended::New).count();
+    let new = results.iter().filter(|a| a.is_new()).count();
     // Hand the contacts to this instance's workers (no store round trip);
     // duplicates need no work.
     for (r, appended) in routed.iter().zip(&results) {
-        if let (Queue::Contact(k), Appended::New) = (&r.queue, appended) {
+        if let Queue::Contact(k) = &r.queue
+            && appended.is_new()
+        {
             state.wake.inbox.push(k.clone());
         }
     }

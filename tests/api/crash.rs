@@ -27,11 +27,11 @@ const SENDERS: usize = 32;
 
 /// The logs of every instance a test started, for failure messages.
 #[derive(Default)]
-struct Logs(Vec<PathBuf>);
+pub(crate) struct Logs(Vec<PathBuf>);
 
 impl Logs {
     /// The last lines of each instance's log.
-    fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         let mut out = String::new();
         for (i, path) in self.0.iter().enumerate() {
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -53,7 +53,7 @@ impl Logs {
 }
 
 /// One run of `whatsify serve`; killed (SIGKILL) on drop if still running.
-struct Binary {
+pub(crate) struct Binary {
     child: Child,
     port: u16,
 }
@@ -61,7 +61,12 @@ struct Binary {
 impl Binary {
     /// Starts the binary on `port` with `env`, its stderr in a new log
     /// file, and waits until the port accepts connections.
-    async fn start(dir: &Path, port: u16, env: &[(String, String)], logs: &mut Logs) -> Binary {
+    pub(crate) async fn start(
+        dir: &Path,
+        port: u16,
+        env: &[(String, String)],
+        logs: &mut Logs,
+    ) -> Binary {
         Self::start_with(dir, port, env, logs, "").await
     }
 
@@ -108,12 +113,12 @@ impl Binary {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     /// SIGKILL, and reaps the process.
-    fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
     }
@@ -150,7 +155,7 @@ impl Drop for Binary {
 
 /// Posts a signed webhook until it is taken (200): connection errors and
 /// 503 are retried, as Meta retries them. Panics after 60 s.
-async fn post_until_taken(client: &reqwest::Client, url: &str, body: &[u8]) {
+pub(crate) async fn post_until_taken(client: &reqwest::Client, url: &str, body: &[u8]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let sent = client
@@ -174,20 +179,20 @@ async fn post_until_taken(client: &reqwest::Client, url: &str, body: &[u8]) {
     }
 }
 
-fn job_of(s: &Sent) -> String {
+pub(crate) fn job_of(s: &Sent) -> String {
     s.body["biz_opaque_callback_data"]
         .as_str()
         .expect("every reply carries its job id")
         .to_owned()
 }
 
-fn distinct_jobs(sent: &[Sent]) -> usize {
+pub(crate) fn distinct_jobs(sent: &[Sent]) -> usize {
     sent.iter().map(job_of).collect::<HashSet<_>>().len()
 }
 
 /// Per recipient (`to`), the kinds of its replies in the order they were
 /// first accepted (a re-sent job counts once, where it first went out).
-fn kinds_by_recipient(sent: &[Sent]) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn kinds_by_recipient(sent: &[Sent]) -> BTreeMap<String, Vec<String>> {
     let mut seen = HashSet::new();
     let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in sent {
@@ -213,7 +218,7 @@ async fn wait_for_jobs(graph: &FakeGraph, n: usize, limit: Duration) -> Vec<Sent
     }
 }
 
-fn hi() -> serde_json::Value {
+pub(crate) fn hi() -> serde_json::Value {
     json!({ "type": "text", "text": { "body": "hi" } })
 }
 
@@ -287,7 +292,7 @@ async fn kill_9_loses_no_queued_reply() {
     let posted_in = posting.await.expect("posting");
 
     // Contacts a killed sender held stay held until their lease expires
-    // (outbox LEASE, 60 s): the last instance takes them after that.
+    // (4 s, no longer renewed): the last instance takes them after that.
     let sent = wait_for_jobs(&graph, expected, Duration::from_secs(120)).await;
     let elapsed = started.elapsed();
     // Anything late (an extra or duplicate reply) shows up here.
@@ -1043,7 +1048,7 @@ async fn kill_9_mid_campaign_sends_each_consenting_contact_one_message() {
         in_flight_at_kill = fl;
         bin = Binary::start(dir.path(), port, &env, &mut logs).await;
     }
-    // Contacts a killed sender held wait for their lease (60 s).
+    // Contacts a killed sender held wait for their lease (4 s).
     let deadline = Instant::now() + Duration::from_secs(150);
     let report = loop {
         let r: serde_json::Value = match client
@@ -1056,7 +1061,7 @@ async fn kill_9_mid_campaign_sends_each_consenting_contact_one_message() {
             Err(_) => serde_json::Value::Null,
         };
         // The messages in flight at the kill come back to a sender once
-        // their lease expires (60 s): it finds Meta's status and does not
+        // their lease lapses (4 s): it finds Meta's status and does not
         // send them again (or, with no status, sends them).
         let settled =
             logged(&logs, "confirmed by Meta; not sent again") + logged(&logs, "sending it again");

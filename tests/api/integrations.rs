@@ -401,9 +401,12 @@ async fn a_receiver_that_was_down_gets_everything_in_order(backend: &Backend) {
     let app = app_with_receivers(backend, &graph, &toml).await;
     let wa = "16505558202";
     say_hi(&app, wa, "wamid.R1").await;
-    // STOP, START, STOP, START: four consent changes, in this order.
+    // STOP, START, STOP, START: four consent changes, in this order (a
+    // second apart: in one second, a STOP wins and the rest change nothing).
+    let t = now() - 10;
     for (i, word) in ["STOP", "START", "STOP", "START"].iter().enumerate() {
-        send(&app, wa, &format!("wamid.R{}", i + 2), word).await;
+        let body = text_from(wa, &format!("wamid.R{}", i + 2), word, t + i as u64);
+        assert_eq!(app.post_signed(&body).await.status(), 200);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     until("the receiver that was up", 30, async || {

@@ -341,6 +341,65 @@ async fn an_expired_lease_cannot_commit(backend: &Backend) {
 }
 both_backends!(lease_lost, an_expired_lease_cannot_commit);
 
+/// Only the holder renews a lease; renewed, it outlives its first term;
+/// not renewed, it lapses and stays lost to the old holder.
+async fn only_the_holder_renews_a_lease(backend: &Backend) {
+    use whatsify::store::lease::Held;
+    let s = open(backend).await;
+    // Two contacts in different shards, renewed in one call.
+    let (a, b) = (
+        key(5),
+        ContactKey::parse(&format!("0001{:028x}", 7)).expect("key"),
+    );
+    let lease = Duration::from_secs(2);
+    for k in [&a, &b] {
+        s.claim(Lane::Outbox, k, "holder", lease, 10)
+            .await
+            .expect("claim")
+            .expect("free");
+    }
+    let held = |k: &ContactKey, owner: &str| Held {
+        lane: Lane::Outbox,
+        contact: k.clone(),
+        owner: owner.to_owned(),
+    };
+    assert!(s.renew(&[], lease).await.expect("renew").is_empty());
+    let both = [held(&a, "holder"), held(&a, "other"), held(&b, "holder")];
+    assert_eq!(
+        s.renew(&both, lease).await.expect("renew"),
+        [true, false, true]
+    );
+    // Renewed every half second for longer than the first term: held.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            s.renew(&[held(&a, "holder")], lease).await.expect("renew"),
+            [true]
+        );
+        assert!(
+            s.claim(Lane::Outbox, &a, "thief", lease, 10)
+                .await
+                .expect("claim")
+                .is_none(),
+            "a renewed lease is still held"
+        );
+    }
+    // No longer renewed: it lapses, another takes it, and the old holder
+    // cannot renew it back.
+    tokio::time::sleep(lease + Duration::from_millis(500)).await;
+    let thief = s
+        .claim(Lane::Outbox, &a, "thief", lease, 10)
+        .await
+        .expect("claim")
+        .expect("a lapsed lease is free");
+    assert_eq!(
+        s.renew(&[held(&a, "holder")], lease).await.expect("renew"),
+        [false]
+    );
+    s.release(&thief).await.expect("release");
+}
+both_backends!(lease_renewal, only_the_holder_renews_a_lease);
+
 async fn a_message_arriving_during_a_claim_keeps_the_contact_ready(backend: &Backend) {
     let s = open(backend).await;
     let k = key(3);
@@ -1093,6 +1152,91 @@ async fn writes_survive_redis_forgetting_its_scripts() {
             .is_empty()
     );
 }
+
+/// At ingress, a consent that changes nothing is not recorded: the entry
+/// is stored (`NewSameConsent`) but the ledger, the opt-out counter and
+/// the campaign attribution get nothing; a change is recorded again.
+async fn a_consent_that_changes_nothing_is_not_recorded(backend: &Backend) {
+    use whatsify::store::ConsentChange;
+    let s = open(backend).await;
+    let k = key(41);
+    let q = Queue::Contact(k.clone());
+    let at = whatsify::store::now_secs() - 100;
+    let with = |dedup: &str, granted: bool, at: u64| InboxEntry {
+        consent: Some(ConsentChange {
+            at,
+            ..marketing(granted, "keyword")
+        }),
+        ..entry(&q, dedup, "STOP or START")
+    };
+    let got = s
+        .append(vec![
+            with("s1", false, at),
+            with("s2", false, at),
+            with("s3", false, at + 5),
+        ])
+        .await
+        .expect("append");
+    assert_eq!(
+        got,
+        [
+            Appended::New,
+            Appended::NewSameConsent,
+            Appended::NewSameConsent
+        ]
+    );
+    assert_eq!(s.read(&q, 10).await.expect("read").len(), 3, "all stored");
+    let ledger = || async { s.consent(&k).await.expect("ledger") };
+    assert_eq!(ledger().await.len(), 1);
+    // A START changes it (a repeated STOP of its second would not be on
+    // record: the worker restores it, see `Profile::withdrew`); its
+    // repeats, in that second or later, do not.
+    let got = s
+        .append(vec![
+            with("g1", true, at + 5),
+            with("g2", true, at + 5),
+            with("g3", true, at + 6),
+        ])
+        .await
+        .expect("append");
+    assert_eq!(
+        got,
+        [
+            Appended::New,
+            Appended::NewSameConsent,
+            Appended::NewSameConsent
+        ]
+    );
+    assert_eq!(ledger().await.len(), 2);
+    assert!(whatsify::privacy::consent::granted(
+        &ledger().await,
+        "marketing"
+    ));
+    // A STOP in the second of the START is recorded, and wins.
+    let got = s
+        .append(vec![with("s4", false, at + 5)])
+        .await
+        .expect("append");
+    assert_eq!(got, [Appended::New]);
+    assert!(!whatsify::privacy::consent::granted(
+        &ledger().await,
+        "marketing"
+    ));
+    let today = whatsify::store::stats::today();
+    let counts = s.stats(std::slice::from_ref(&today)).await.expect("stats");
+    let count = |name: &str| {
+        counts
+            .get(&today)
+            .and_then(|c| c.get(name).copied())
+            .unwrap_or(0)
+    };
+    assert_eq!(count("opt_outs"), 2, "{counts:?}");
+    assert_eq!(count("opt_ins"), 1, "{counts:?}");
+}
+both_backends!(
+    consent_unchanged,
+    a_consent_that_changes_nothing_is_not_recorded
+);
 
 async fn the_consent_ledger_keeps_every_change_in_order(backend: &Backend) {
     let s = open(backend).await;
@@ -2522,21 +2666,34 @@ async fn an_opt_out_after_a_campaign_message_counts_once(backend: &Backend) {
     s.campaign_dispatch("co", "d", sends, 3, whatsify::store::now_ms())
         .await
         .expect("dispatch");
-    // Not yet sent: an opt-out counts for no campaign.
+    // Not yet sent: an opt-out counts for no campaign (nor the opt-in
+    // after it, a few seconds later).
     let stop = |k: &ContactKey, dedup: &str| InboxEntry {
         consent: Some(marketing(false, "keyword")),
         ..entry(&Queue::Contact(k.clone()), dedup, "STOP")
     };
-    s.append(vec![stop(&a, "early")]).await.expect("append");
+    let earlier = |granted: bool, ago: u64| InboxEntry {
+        consent: Some(whatsify::store::ConsentChange {
+            at: whatsify::store::now_secs() - ago,
+            ..marketing(granted, "keyword")
+        }),
+        ..entry(
+            &Queue::Contact(a.clone()),
+            &format!("early-{granted}"),
+            "STOP",
+        )
+    };
+    s.append(vec![earlier(false, 10)]).await.expect("append");
+    s.append(vec![earlier(true, 5)]).await.expect("append");
     assert_eq!(counter(&s, "co", "opt_outs").await, 0);
     finish_first(&s, &a, campaign_accepted("cmp.co.1")).await;
     finish_first(&s, &b, campaign_accepted("cmp.co.2")).await;
     // An opt-out recorded by the support team is not the campaign's doing.
-    s.append_consent(&a, marketing(false, "admin"))
+    s.append_consent(&b, marketing(false, "admin"))
         .await
         .expect("consent");
     assert_eq!(counter(&s, "co", "opt_outs").await, 0);
-    // The customer's own STOP is, once.
+    // The customer's own STOP is, once (a second STOP changes nothing).
     s.append(vec![stop(&a, "stop-1")]).await.expect("append");
     s.append(vec![stop(&a, "stop-1")]).await.expect("duplicate");
     s.append(vec![stop(&a, "stop-2")]).await.expect("append");
@@ -2924,6 +3081,8 @@ async fn the_conformance_suite_passes_on_a_redis_cluster() {
         rate_limits_and_breakers_are_shared,
         console_sessions_are_kept_until_they_expire_or_end,
         the_consent_ledger_keeps_every_change_in_order,
+        a_consent_that_changes_nothing_is_not_recorded,
+        only_the_holder_renews_a_lease,
         a_profile_outlives_the_session_and_expires_after_its_time,
         the_audit_log_appends_only_after_its_head,
         the_audit_log_pages_newest_first_and_indexes_open_requests,
