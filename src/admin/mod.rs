@@ -129,7 +129,11 @@ async fn one_contact(
     if let Some(denied) = authorize(req, state).await {
         return Err(Box::new(denied));
     }
-    contact_of(path, state).ok_or_else(|| Box::new(bad_id()))
+    let key = contact_of(path, state).ok_or_else(|| Box::new(bad_id()))?;
+    // Either of a customer's ids names their one contact.
+    crate::store::links::canonical(state.store.as_ref(), key)
+        .await
+        .map_err(|e| Box::new(unavailable(e)))
 }
 
 fn bad_id() -> HttpResponse {
@@ -228,7 +232,10 @@ pub async fn audit(
     let contact = match &q.contact {
         None => None,
         Some(id) => match crate::domain::ContactKey::parse(id).or_else(|| contact_of(id, &state)) {
-            Some(k) => Some(k),
+            Some(k) => match crate::store::links::canonical(state.store.as_ref(), k).await {
+                Ok(k) => Some(k),
+                Err(e) => return unavailable(e),
+            },
             None => return bad_id(),
         },
     };
@@ -523,8 +530,10 @@ pub async fn erase(
     }
     // The data key is destroyed with the rest; this process forgets it too.
     state.keyring.forget(&contact);
-    if let Err(e) = state.store.erase(&contact, now).await {
-        return unavailable(e);
+    // With every id the customer is known by (their links too).
+    match state.store.erase_contact(&contact, now).await {
+        Ok(aliases) => aliases.iter().for_each(|a| state.keyring.forget(a)),
+        Err(e) => return unavailable(e),
     }
     crate::metrics::global()
         .events

@@ -40,6 +40,8 @@
 //! | `P{quarantine}:inbox`, `P{quarantine}:seen:<sha>` | unreadable signed bodies | 30 days / 8 days |
 //! | `P{audit}:log`, `P{audit}:head` | stream of audit entries (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content), id `<seq>-1`; and the last entry's sequence number and hash | kept: it is the accountability record (GDPR Art. 5(2)), and a gap would break its chain |
 //! | `P{meta}:pin:<name>` | string: the store's identity, the id (8 hex digits) of the pseudonym key its contacts are named under; a server with another key refuses to start | kept: it names the store, not a contact |
+//! | `P{s:N}:c:<alias>:link` | string: the canonical contact a business-scoped user id's (or number's) key is linked to (see `store::links`; keyed hashes only) | kept until the contact is erased |
+//! | `P{s:N}:c:<contact>:aliases` | set: the keys linked to the contact, for its erasure | kept until the contact is erased |
 //! | `P{suppressed}` | hash: pseudonymous key of an erased contact → when (Unix s); so their opt-out survives and a later import cannot re-subscribe them | kept |
 //! | `Prate:<name>` | string, a GCRA rate limit's theoretical arrival time (Unix µs) | just past it |
 //! | `Pbreakers`, `Pbreakers:probe` | hashes: phone_number_id → why its sending is paused (JSON), and when the next probe may go; a field leaves when the breaker closes | 30 days after the last opening |
@@ -85,6 +87,8 @@ use super::{
     Finish, INBOX_TTL, InboxEntry, Lane, Queue, RateGrant, Store, StoreError, StoredEntry, stats,
 };
 use crate::domain::ContactKey;
+
+mod links;
 
 /// The largest COUNT Redis takes (a signed 64-bit number); callers may
 /// ask for "everything" with `usize::MAX`.
@@ -2309,6 +2313,28 @@ impl Store for RedisStore {
             *out.entry(name).or_insert(0) += n;
         }
         Ok(out)
+    }
+
+    async fn resolve_contacts(
+        &self,
+        keys: &[ContactKey],
+    ) -> Result<Vec<super::Resolved>, StoreError> {
+        self.resolve_links(keys).await
+    }
+
+    async fn link_contacts(
+        &self,
+        links: &[(ContactKey, ContactKey)],
+    ) -> Result<Vec<ContactKey>, StoreError> {
+        self.add_links(links).await
+    }
+
+    async fn aliases(&self, canonical: &ContactKey) -> Result<Vec<ContactKey>, StoreError> {
+        self.aliases_of(canonical).await
+    }
+
+    async fn unlink(&self, canonical: &ContactKey) -> Result<(), StoreError> {
+        self.drop_links(canonical).await
     }
 
     async fn briefs(&self, contacts: &[ContactKey]) -> Result<Vec<super::Brief>, StoreError> {

@@ -16,6 +16,7 @@
 //! for an operator. Nothing acknowledged is lost.
 
 pub mod events;
+pub mod links;
 pub mod payload;
 pub mod signature;
 
@@ -219,6 +220,9 @@ async fn handle(
         }
     };
     let mut routed = events::split(notification, &state.pseudonymizer, received_at);
+    // Each customer's events go to one contact, whichever of their ids
+    // Meta gave (before consent is decided and anything is sealed).
+    links::route(state.store.as_ref(), &mut routed).await?;
     let mut entries = Vec::with_capacity(routed.len());
     let mut plains = Vec::with_capacity(routed.len());
     let flows = state.flows.as_ref().map(|f| f.current());
