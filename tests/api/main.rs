@@ -5,6 +5,7 @@ mod helpers;
 
 mod campaigns;
 mod console;
+mod contact_links;
 mod conversation;
 mod crash;
 mod graph;
