@@ -162,12 +162,30 @@ async fn every_event_of_a_customer_goes_to_one_contact(backend: &Backend) {
         None,
         "one contact"
     );
-    // The admin API names the same contact by either id.
+    // The admin API names the same contact by either id: its view, its
+    // delivery records, and a consent the support team records.
     for id in [wa2, user2] {
         let (status, view) = app.admin_get(&format!("/admin/contacts/{id}")).await;
         assert_eq!(status, 200);
         assert_eq!(view["contact"], ku2.as_str());
+        let (status, _) = app
+            .admin_get(&format!("/admin/contacts/{id}/messages"))
+            .await;
+        assert_eq!(status, 200);
     }
+    let (status, answer) = app
+        .admin_post(
+            &format!("/admin/contacts/{wa2}/consent"),
+            &json!({"purpose": "marketing", "granted": true, "reference": "T-7"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(store.consent(&ku2).await.expect("ledger").len(), 2);
+    assert!(store.consent(&kw2).await.expect("ledger").is_empty());
+    let (_, log) = app.admin_get(&format!("/admin/audit?contact={wa2}")).await;
+    let entries = log["entries"].as_array().expect("entries");
+    assert!(entries.iter().any(|e| e["kind"] == "consent_withdrawn"));
+    assert!(entries.iter().all(|e| e["contact"] == ku2.as_str()));
 }
 both_backends!(ingress, every_event_of_a_customer_goes_to_one_contact);
 
