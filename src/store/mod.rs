@@ -761,6 +761,20 @@ pub trait Store: Send + Sync + 'static {
     /// What the dispatcher needs about each contact, in order.
     async fn briefs(&self, contacts: &[ContactKey]) -> Result<Vec<Brief>, StoreError>;
 
+    /// Appends like [`Store::append`] and records `links` like
+    /// [`Store::link_contacts`] (without answering which link holds: the
+    /// first one does), in one round trip where the backend can.
+    async fn append_linked(
+        &self,
+        entries: Vec<InboxEntry>,
+        links: &[(ContactKey, ContactKey)],
+    ) -> Result<Vec<Appended>, StoreError> {
+        if !links.is_empty() {
+            self.link_contacts(links).await?;
+        }
+        self.append(entries).await
+    }
+
     /// Contact links (one customer known by a wa_id and by a
     /// business-scoped user id; see [`links`]): for each key, in order,
     /// the canonical contact it is an alias of, and whether it has a data

@@ -945,11 +945,14 @@ impl RedisStore {
         }
         cmd
     }
-}
 
-#[async_trait]
-impl Store for RedisStore {
-    async fn append(&self, entries: Vec<InboxEntry>) -> Result<Vec<Appended>, StoreError> {
+    /// Appends the entries and records `links` (see
+    /// [`Store::append_linked`]) in one pipeline.
+    async fn append_with(
+        &self,
+        entries: Vec<InboxEntry>,
+        links: &[(ContactKey, ContactKey)],
+    ) -> Result<Vec<Appended>, StoreError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
@@ -962,6 +965,19 @@ impl Store for RedisStore {
         let values: Vec<Value> = self
             .pipeline(|| {
                 let mut pipe = redis::pipe();
+                // Contact links the delivery shows (`store::links`): the
+                // index, and the link unless the alias has one already.
+                for (alias, canonical) in links {
+                    pipe.cmd("SADD")
+                        .arg(self.contact_key(canonical, "aliases"))
+                        .arg(alias.as_str())
+                        .ignore();
+                    pipe.cmd("SET")
+                        .arg(self.contact_key(alias, "link"))
+                        .arg(canonical.as_str())
+                        .arg("NX")
+                        .ignore();
+                }
                 for (i, e) in entries.iter().enumerate() {
                     let mut keys = vec![
                         self.queue_key(&e.queue, &format!("seen:{}", e.dedup)),
@@ -1024,6 +1040,21 @@ impl Store for RedisStore {
                 _ => Appended::New,
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn append(&self, entries: Vec<InboxEntry>) -> Result<Vec<Appended>, StoreError> {
+        self.append_with(entries, &[]).await
+    }
+
+    async fn append_linked(
+        &self,
+        entries: Vec<InboxEntry>,
+        links: &[(ContactKey, ContactKey)],
+    ) -> Result<Vec<Appended>, StoreError> {
+        self.append_with(entries, links).await
     }
 
     async fn read(&self, queue: &Queue, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {

@@ -4,8 +4,12 @@
 //! event names both of a customer's ids for the first time.
 //!
 //! Cost: one read of the store per delivery that names a contact (the
-//! links and data keys of every key it names, in one round trip), and one
-//! write only when a link is new (once per customer).
+//! links and data keys of every key it names, in one round trip); a new
+//! link (once per customer) is written with the events, in the append's
+//! round trip. (Two instances that first see a customer's ids together at
+//! the same moment agree on the contact, unless one of them also stores
+//! the customer's first message by one id alone in that moment: then the
+//! first link written holds, and later events follow it.)
 
 use std::collections::HashMap;
 
@@ -14,9 +18,13 @@ use crate::domain::ContactKey;
 use crate::store::links::decide;
 use crate::store::{Queue, Resolved, Store, StoreError};
 
-/// Routes each contact event of a delivery to its canonical contact and
-/// records the links the delivery shows.
-pub async fn route(store: &dyn Store, routed: &mut [Routed]) -> Result<(), StoreError> {
+/// Routes each contact event of a delivery to its canonical contact;
+/// answers the new links the delivery shows, `(alias, canonical)`, for
+/// the store to record with the events ([`Store::append_linked`]).
+pub async fn route(
+    store: &dyn Store,
+    routed: &mut [Routed],
+) -> Result<Vec<(ContactKey, ContactKey)>, StoreError> {
     let mut keys: Vec<ContactKey> = Vec::new();
     for r in routed
         .iter()
@@ -29,7 +37,7 @@ pub async fn route(store: &dyn Store, routed: &mut [Routed]) -> Result<(), Store
         }
     }
     if keys.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let resolved = store.resolve_contacts(&keys).await?;
     let mut known: HashMap<ContactKey, Resolved> = keys.into_iter().zip(resolved).collect();
@@ -54,16 +62,8 @@ pub async fn route(store: &dyn Store, routed: &mut [Routed]) -> Result<(), Store
         }
         known.entry(d.canonical).or_default().known = true;
     }
-    if !new_links.is_empty() {
-        let in_force = store.link_contacts(&new_links).await?;
-        for ((alias, canonical), held) in new_links.iter().zip(in_force) {
-            if held != *canonical {
-                // Another instance linked it first, elsewhere: follow it.
-                tracing::warn!(contact = %held, "contact link made elsewhere first");
-            }
-            tracing::info!(contact = %held, alias = %alias, "contact ids linked");
-            known.entry(alias.clone()).or_default().link = Some(held);
-        }
+    for (alias, canonical) in &new_links {
+        tracing::info!(contact = %canonical, alias = %alias, "contact ids linked");
     }
     for r in routed.iter_mut() {
         if !matches!(r.queue, Queue::Contact(_)) {
@@ -73,7 +73,7 @@ pub async fn route(store: &dyn Store, routed: &mut [Routed]) -> Result<(), Store
             r.queue = Queue::Contact(d.canonical);
         }
     }
-    Ok(())
+    Ok(new_links)
 }
 
 fn decision(

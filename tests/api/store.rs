@@ -2760,6 +2760,30 @@ async fn contact_links_resolve_and_go_with_the_contact(backend: &Backend) {
         );
     }
     assert!(s.erase_contact(&canon, 8).await.expect("again").is_empty());
+
+    // A link recorded with the events that show it (the webhook's way).
+    let r = s
+        .append_linked(
+            vec![keyed(&Queue::Contact(canon.clone()), "m3", "k3", true)],
+            &[(alias.clone(), canon.clone())],
+        )
+        .await
+        .expect("append");
+    assert_eq!(r, [Appended::New]);
+    assert_eq!(
+        s.resolve_contacts(&both).await.expect("resolve"),
+        [
+            Resolved {
+                link: None,
+                known: true
+            },
+            Resolved {
+                link: Some(canon.clone()),
+                known: false
+            }
+        ]
+    );
+    assert_eq!(s.aliases(&canon).await.expect("aliases"), both[1..]);
 }
 both_backends!(contact_links, contact_links_resolve_and_go_with_the_contact);
 
