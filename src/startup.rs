@@ -59,6 +59,8 @@ pub struct AppState {
     pub erase_window: u64,
     /// The privacy requests read from the audit log so far (the console).
     pub request_log: Arc<crate::console::RequestLog>,
+    /// The contact keys the webhook resolved lately (contact links).
+    pub contact_links: Arc<crate::webhook::links::Cache>,
 }
 
 impl AppState {
@@ -89,6 +91,7 @@ impl AppState {
             session_ttl: settings.flows.session_ttl,
             erase_window: u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,
             request_log: Default::default(),
+            contact_links: Default::default(),
         }
     }
 }

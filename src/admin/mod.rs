@@ -531,6 +531,7 @@ pub async fn erase(
     // The data key is destroyed with the rest; this process forgets it too.
     state.keyring.forget(&contact);
     // With every id the customer is known by (their links too).
+    state.contact_links.forget(&contact);
     match state.store.erase_contact(&contact, now).await {
         Ok(aliases) => aliases.iter().for_each(|a| state.keyring.forget(a)),
         Err(e) => return unavailable(e),

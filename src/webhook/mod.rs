@@ -221,7 +221,8 @@ async fn handle(
     };
     let mut routed = events::split(notification, &state.pseudonymizer, received_at);
     // One contact per customer, whichever of their ids Meta gave.
-    let links = links::route(state.store.as_ref(), &mut routed).await?;
+    let cache = (state.contact_links.as_ref(), &state.keyring);
+    let links = links::route(state.store.as_ref(), cache, &mut routed).await?;
     let mut entries = Vec::with_capacity(routed.len());
     let mut plains = Vec::with_capacity(routed.len());
     let flows = state.flows.as_ref().map(|f| f.current());
@@ -411,6 +412,7 @@ async fn append_sealed(
                 continue;
             };
             state.keyring.forget(contact);
+            state.contact_links.forget(contact);
             let stored = state.store.data_key(contact).await?;
             let (sealed, key) = seal_entry(state, queue, &plains[*i], Some(stored))?;
             again.push(*i);
