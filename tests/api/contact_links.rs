@@ -403,3 +403,63 @@ async fn seen_by_user_id_first_then_with_both(backend: &Backend) {
     delete_my_data_erases_both(&app, &graph, backend, (wa, user), Some(wa)).await;
 }
 both_backends!(user_id_first, seen_by_user_id_first_then_with_both);
+
+/// How many times the Redis server ran EXISTS (only the link lookup uses
+/// it).
+async fn link_lookups(url: &str) -> u64 {
+    let client = redis::Client::open(url).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("info");
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_exists:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Ingress stays cheap: a customer this instance resolved lately costs
+/// no lookup, whichever of their ids a message or status names; a new
+/// customer costs one (one pipelined read of the keys it names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_customer_costs_no_link_lookup() {
+    // A server of its own: the count is the whole server's.
+    let server = crate::helpers::RedisServer::start();
+    let backend = Backend::Redis {
+        url: server.url(),
+        prefix: "links-cost:".into(),
+    };
+    let app = spawn_app(&backend).await;
+    let (wa, user) = ("16505557031", "US.70317031703170317031");
+    post(&app, &message(Some(wa), user, "wamid.C1", text("hi"))).await;
+    post(&app, &message(Some(wa), user, "wamid.C2", text("hello"))).await;
+    let before = link_lookups(&server.url()).await;
+    post(&app, &message(Some(wa), user, "wamid.C3", text("again"))).await;
+    post(&app, &message(None, user, "wamid.C4", text("STOP"))).await;
+    post(&app, &status_to_user(user, "wamid.C5")).await;
+    assert_eq!(link_lookups(&server.url()).await, before, "no lookup");
+    let kw = key_of(&app, Some(wa), None);
+    assert_eq!(app.entries(&Queue::Contact(kw.clone())).await.len(), 5);
+    assert_eq!(app.store().consent(&kw).await.expect("ledger").len(), 1);
+    post(
+        &app,
+        &message(
+            Some("16505557032"),
+            "US.70327032703270327032",
+            "wamid.C6",
+            text("hi"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        link_lookups(&server.url()).await,
+        before + 2,
+        "one read, two keys"
+    );
+}
