@@ -40,7 +40,7 @@
 //! | `P{quarantine}:inbox`, `P{quarantine}:seen:<sha>` | unreadable signed bodies | 30 days / 8 days |
 //! | `P{audit}:log`, `P{audit}:head` | stream of audit entries (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content), id `<seq>-1`; and the last entry's sequence number and hash | kept: it is the accountability record (GDPR Art. 5(2)), and a gap would break its chain |
 //! | `P{meta}:pin:<name>` | string: the store's identity, the id (8 hex digits) of the pseudonym key its contacts are named under; a server with another key refuses to start | kept: it names the store, not a contact |
-//! | `P{s:N}:c:<alias>:link` | string: the canonical contact a business-scoped user id's (or number's) key is linked to (see `store::links`; keyed hashes only) | kept until the contact is erased |
+//! | `P{s:N}:c:<contact>:link` | string, for a key that is an alias (a customer's other id, see `store::links`): the canonical contact's key (keyed hashes only) | kept until the contact is erased: it applies the contact's kept consent ledger to both ids |
 //! | `P{s:N}:c:<contact>:aliases` | set: the keys linked to the contact, for its erasure | kept until the contact is erased |
 //! | `P{suppressed}` | hash: pseudonymous key of an erased contact → when (Unix s); so their opt-out survives and a later import cannot re-subscribe them | kept |
 //! | `Prate:<name>` | string, a GCRA rate limit's theoretical arrival time (Unix µs) | just past it |

@@ -1,5 +1,5 @@
-//! Contact links on Redis (see [`crate::store::links`]): `P{s:N}:c:<alias>:link`
-//! names the canonical contact, in the alias's slot next to its data key,
+//! Contact links on Redis (see [`crate::store::links`]): an alias's
+//! `P{s:N}:c:<contact>:link` names the canonical contact, in the alias's slot next to its data key,
 //! and `P{s:M}:c:<canonical>:aliases` indexes the aliases, in the canonical
 //! contact's slot, for its erasure.
 
