@@ -162,6 +162,16 @@ async fn every_event_of_a_customer_goes_to_one_contact(backend: &Backend) {
         None,
         "one contact"
     );
+    // WhatsApp's own marketing Resume, by number: the same contact's
+    // ledger.
+    let mut pref: Value =
+        serde_json::from_slice(&fixture("user_preferences_resume.json")).expect("json");
+    let value = &mut pref["entry"][0]["changes"][0]["value"];
+    value["contacts"][0]["wa_id"] = json!(wa2);
+    value["user_preferences"][0]["wa_id"] = json!(wa2);
+    post(&app, &serde_json::to_vec(&pref).expect("json")).await;
+    assert_eq!(app.entries(&Queue::Contact(ku2.clone())).await.len(), 4);
+    assert_eq!(store.consent(&ku2).await.expect("ledger").len(), 2);
     // The admin API names the same contact by either id: its view, its
     // delivery records, and a consent the support team records.
     for id in [wa2, user2] {
@@ -176,11 +186,11 @@ async fn every_event_of_a_customer_goes_to_one_contact(backend: &Backend) {
     let (status, answer) = app
         .admin_post(
             &format!("/admin/contacts/{wa2}/consent"),
-            &json!({"purpose": "marketing", "granted": true, "reference": "T-7"}),
+            &json!({"purpose": "marketing", "granted": false, "reference": "T-7"}),
         )
         .await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(store.consent(&ku2).await.expect("ledger").len(), 2);
+    assert_eq!(store.consent(&ku2).await.expect("ledger").len(), 3);
     assert!(store.consent(&kw2).await.expect("ledger").is_empty());
     let (_, log) = app.admin_get(&format!("/admin/audit?contact={wa2}")).await;
     let entries = log["entries"].as_array().expect("entries");
