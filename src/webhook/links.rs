@@ -82,12 +82,13 @@ pub async fn route(
     routed: &mut [Routed],
 ) -> Result<Vec<(ContactKey, ContactKey)>, StoreError> {
     let mut keys: Vec<ContactKey> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for r in routed
         .iter()
         .filter(|r| matches!(r.queue, Queue::Contact(_)))
     {
         for k in [&r.ids.wa, &r.ids.user].into_iter().flatten() {
-            if !keys.contains(k) {
+            if seen.insert(k) {
                 keys.push(k.clone());
             }
         }
