@@ -62,6 +62,8 @@ pub struct AppState {
     /// `console.secure_cookie` as resolved: the session cookie is always
     /// `Secure`, and every answer carries `Strict-Transport-Security`.
     pub secure_cookie: bool,
+    /// The contact keys the webhook resolved lately (contact links).
+    pub contact_links: Arc<crate::webhook::links::Cache>,
 }
 
 impl AppState {
@@ -93,6 +95,7 @@ impl AppState {
             erase_window: u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,
             throttle: Default::default(),
             secure_cookie: settings.console.secure_cookie_for(&settings.server.bind),
+            contact_links: Default::default(),
         }
     }
 }

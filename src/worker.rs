@@ -146,6 +146,13 @@ pub struct Profile {
     /// consenting contact reach them through it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipient: Option<Recipient>,
+    /// Every id the customer's messages came with (their number and their
+    /// business-scoped user id, when Meta gave them): the export lists
+    /// both. Sealed with the rest of the profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
     /// The CRM and helpdesk receivers events about the contact were queued
     /// for: an erasure or a rectification reaches each of them, and the
     /// contact's copy of their data names them.
@@ -963,13 +970,20 @@ impl Worker {
         if !profile.name_chosen {
             profile.contact.name.clone_from(&profile.whatsapp_name);
         }
-        let to = match (
+        let (wa_id, user_id) = (
             message.from.as_ref().or(meta_profile.wa_id.as_ref()),
             message
                 .from_user_id
                 .as_ref()
                 .or(meta_profile.user_id.as_ref()),
-        ) {
+        );
+        if let Some(w) = wa_id.filter(|w| crate::domain::WaId::parse(w).is_some()) {
+            profile.wa_id = Some(w.clone());
+        }
+        if let Some(u) = user_id.filter(|u| crate::domain::UserId::parse(u).is_some()) {
+            profile.user_id = Some(u.clone());
+        }
+        let to = match (wa_id, user_id) {
             (Some(w), _) => Recipient::WaId(w.clone()),
             (None, Some(u)) => Recipient::UserId(u.clone()),
             (None, None) => return Some(sent_at),

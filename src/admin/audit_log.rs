@@ -43,8 +43,12 @@ pub async fn audit(
     let q = query.into_inner();
     let contact = match &q.contact {
         None => None,
+        // Either id of a customer known by both names their one contact.
         Some(id) => match crate::domain::ContactKey::parse(id).or_else(|| contact_of(id, &state)) {
-            Some(k) => Some(k.as_str().to_owned()),
+            Some(k) => match crate::store::links::canonical(state.store.as_ref(), k).await {
+                Ok(k) => Some(k.as_str().to_owned()),
+                Err(e) => return unavailable(e),
+            },
             None => return bad_id(),
         },
     };

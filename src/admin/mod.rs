@@ -161,7 +161,11 @@ async fn one_contact(
     if let Some(denied) = authorize(req, state).await {
         return Err(Box::new(denied));
     }
-    contact_of(path, state).ok_or_else(|| Box::new(bad_id()))
+    let key = contact_of(path, state).ok_or_else(|| Box::new(bad_id()))?;
+    // Either of a customer's ids names their one contact.
+    crate::store::links::canonical(state.store.as_ref(), key)
+        .await
+        .map_err(|e| Box::new(unavailable(e)))
 }
 
 fn bad_id() -> HttpResponse {
@@ -478,8 +482,11 @@ pub async fn erase(
     }
     // The data key is destroyed with the rest; this process forgets it too.
     state.keyring.forget(&contact);
-    if let Err(e) = state.store.erase(&contact, now).await {
-        return unavailable(e);
+    // With every id the customer is known by (their links too).
+    state.contact_links.forget(&contact);
+    match state.store.erase_contact(&contact, now).await {
+        Ok(aliases) => aliases.iter().for_each(|a| state.keyring.forget(a)),
+        Err(e) => return unavailable(e),
     }
     crate::metrics::global()
         .events

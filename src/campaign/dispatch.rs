@@ -188,6 +188,7 @@ impl Dispatcher {
                 Some((key, member))
             })
             .collect();
+        let members = self.canonical(members).await?;
         let contacts: Vec<ContactKey> = members.iter().flatten().map(|(k, _)| k.clone()).collect();
         let mut briefs = self.store.briefs(&contacts).await?.into_iter();
         let mut sends = Vec::with_capacity(contacts.len());
@@ -248,6 +249,31 @@ impl Dispatcher {
         }
         tracing::warn!(campaign = %c.id, contacts = sends.len(), "campaign: data keys kept changing; the batch is tried again at the next step");
         Ok(step)
+    }
+
+    /// Each member as their canonical contact: a number linked to a
+    /// contact first seen by its business-scoped user id is that contact,
+    /// with its consent and suppression (see [`crate::store::links`]).
+    async fn canonical(
+        &self,
+        members: Vec<Option<(ContactKey, Option<Member>)>>,
+    ) -> Result<Vec<Option<(ContactKey, Option<Member>)>>, StoreError> {
+        let listed: Vec<ContactKey> = members.iter().flatten().map(|(k, _)| k.clone()).collect();
+        let mut links = self
+            .store
+            .resolve_contacts(&listed)
+            .await?
+            .into_iter()
+            .map(|r| r.link);
+        Ok(members
+            .into_iter()
+            .map(|m| {
+                m.map(|(k, member)| match links.next().flatten() {
+                    Some(canonical) => (canonical, member),
+                    None => (k, member),
+                })
+            })
+            .collect())
     }
 
     /// Whether the campaign may queue more now: not while its number is

@@ -574,7 +574,9 @@ impl Sender {
         if matches!(job.message, super::Message::Erase) {
             // Everything before it (the final confirmation) is out: erase.
             // The outbox goes too, with this job and the claim's lease.
-            self.store.erase(&claim.contact, now).await?;
+            // With every id the customer is known by (their links too).
+            let aliases = self.store.erase_contact(&claim.contact, now).await?;
+            aliases.iter().for_each(|a| self.keyring.forget(a));
             crate::metrics::global()
                 .events
                 .with_label_values(&[stats::ERASURES])

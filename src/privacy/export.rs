@@ -196,6 +196,7 @@ pub async fn build(
         "generated_at": now,
         "contact": {
             "id": id,
+            "ids": known_ids(id, profile.as_ref()),
             "pseudonymous_id": contact.as_str(),
             "name": profile.as_ref().and_then(|p| p.contact.name.clone()),
             "name_chosen_by_you": profile.as_ref().is_some_and(|p| p.name_chosen),
@@ -227,4 +228,14 @@ pub async fn build(
         // data about the contact: GDPR Art. 15(1)(c) and 19.
         "shared_with": profile.as_ref().map(|p| p.shared_with.clone()).unwrap_or_default(),
     }))
+}
+
+/// Every id the customer is known by: the one asked with, and those their
+/// messages came with (number and business-scoped user id, when known).
+fn known_ids(id: &str, profile: Option<&crate::worker::Profile>) -> Value {
+    let asked_wa = crate::domain::WaId::parse(id).map(|w| w.as_str().to_owned());
+    let asked_user = crate::domain::UserId::parse(id).map(|u| u.as_str().to_owned());
+    let wa_id = profile.and_then(|p| p.wa_id.clone()).or(asked_wa);
+    let user_id = profile.and_then(|p| p.user_id.clone()).or(asked_user);
+    json!({ "wa_id": wa_id, "user_id": user_id })
 }

@@ -22,6 +22,7 @@
 //! | `windows` | `(contact, phone_number_id)` → the customer's last message time (Unix s) | 2 days after it (purged hourly) |
 //! | `history` | `("h:<contact>", seq)` → (time in Unix ms, sealed message history entry) | `privacy.retention_days` (purged by the retention job) |
 //! | `history_age` | `(time, "h:<contact>", seq)` → (): the history by age, for the retention purge | with its entry |
+//! | `links`, `aliases` | alias contact key → canonical contact key (see `store::links`; keyed hashes only), and `(canonical, alias)` → (): one customer known by a number and a business-scoped user id | kept until the contact is erased |
 //! | `suppressed` | pseudonymous key of an erased contact → when (Unix s) | kept: their opt-out survives |
 //! | `audit` | sequence number → audit entry (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content) | kept: it is the audit trail |
 //! | `audit_head` | `"head"` → (sequence number, hash) of the last entry appended, so a cut-off tail shows (a store from before it starts from its last entry); `"indexed_from"` → (the first entry the request index saw, 1 once complete; "") | kept |
@@ -73,6 +74,7 @@ use super::{
 use crate::domain::ContactKey;
 
 mod audit;
+mod links;
 
 const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
 const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
@@ -706,6 +708,7 @@ impl EmbeddedStore {
             txn.open_table(CAMPAIGN_MARKS).map_err(corrupt)?;
             txn.open_table(LAST_CAMPAIGN).map_err(corrupt)?;
             audit::create_tables(&txn)?;
+            links::create_tables(&txn)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -2531,6 +2534,28 @@ impl Store for EmbeddedStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn resolve_contacts(
+        &self,
+        keys: &[ContactKey],
+    ) -> Result<Vec<super::Resolved>, StoreError> {
+        self.resolve_links(keys).await
+    }
+
+    async fn link_contacts(
+        &self,
+        links: &[(ContactKey, ContactKey)],
+    ) -> Result<Vec<ContactKey>, StoreError> {
+        self.add_links(links).await
+    }
+
+    async fn aliases(&self, canonical: &ContactKey) -> Result<Vec<ContactKey>, StoreError> {
+        self.aliases_of(canonical).await
+    }
+
+    async fn unlink(&self, canonical: &ContactKey) -> Result<(), StoreError> {
+        self.drop_links(canonical).await
     }
 
     async fn briefs(&self, contacts: &[ContactKey]) -> Result<Vec<super::Brief>, StoreError> {

@@ -17,6 +17,7 @@
 pub mod audit_index;
 pub mod embedded;
 pub mod lease;
+pub mod links;
 pub mod redis;
 mod redis_conn;
 
@@ -821,6 +822,68 @@ pub trait Store: Send + Sync + 'static {
 
     /// What the dispatcher needs about each contact, in order.
     async fn briefs(&self, contacts: &[ContactKey]) -> Result<Vec<Brief>, StoreError>;
+
+    /// Appends like [`Store::append`] and records `links` like
+    /// [`Store::link_contacts`] (without answering which link holds: the
+    /// first one does), in one round trip where the backend can.
+    async fn append_linked(
+        &self,
+        entries: Vec<InboxEntry>,
+        links: &[(ContactKey, ContactKey)],
+    ) -> Result<Vec<Appended>, StoreError> {
+        if !links.is_empty() {
+            self.link_contacts(links).await?;
+        }
+        self.append(entries).await
+    }
+
+    /// Contact links (one customer known by a wa_id and by a
+    /// business-scoped user id; see [`links`]): for each key, in order,
+    /// the canonical contact it is an alias of, and whether it has a data
+    /// key of its own. One round trip.
+    async fn resolve_contacts(&self, keys: &[ContactKey]) -> Result<Vec<Resolved>, StoreError>;
+
+    /// Records each `(alias, canonical)` link unless the alias is linked
+    /// already, and indexes it under the canonical contact; answers, in
+    /// order, the canonical contact in force for each alias.
+    async fn link_contacts(
+        &self,
+        links: &[(ContactKey, ContactKey)],
+    ) -> Result<Vec<ContactKey>, StoreError>;
+
+    /// The aliases linked to `canonical` (only those whose link still
+    /// names it).
+    async fn aliases(&self, canonical: &ContactKey) -> Result<Vec<ContactKey>, StoreError>;
+
+    /// Drops every link to `canonical` and its index of them.
+    async fn unlink(&self, canonical: &ContactKey) -> Result<(), StoreError>;
+
+    /// Erases a contact with every id it is known by: each alias (its
+    /// data, if any, and onto the suppression list), then the contact
+    /// itself, then the links (last, so that erasing again after a crash
+    /// finds them). Answers the aliases erased.
+    async fn erase_contact(
+        &self,
+        contact: &ContactKey,
+        at: u64,
+    ) -> Result<Vec<ContactKey>, StoreError> {
+        let aliases = self.aliases(contact).await?;
+        for alias in &aliases {
+            self.erase(alias, at).await?;
+        }
+        self.erase(contact, at).await?;
+        self.unlink(contact).await?;
+        Ok(aliases)
+    }
+}
+
+/// What [`Store::resolve_contacts`] knows about a contact key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// The canonical contact this key is an alias of.
+    pub link: Option<ContactKey>,
+    /// The key has a data key of its own (the contact was seen).
+    pub known: bool,
 }
 
 /// One audience member, as the campaign dispatcher hands it to the store.

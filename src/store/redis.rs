@@ -41,6 +41,8 @@
 //! | `P{audit}:log`, `P{audit}:head` | stream of audit entries (JSON: time, kind, pseudonymous contact, actor, chain hashes; no content), id `<seq>-1`; and the last entry's sequence number and hash | kept: it is the accountability record (GDPR Art. 5(2)), and a gap would break its chain |
 //! | `P{audit}:requests`, `P{audit}:requests:closed` | the request index (see `store::audit_index`): hash, group (`<what>\|<contact>`) → its open request entries, one a line (`r`/`c`, seq, JSON); and sorted set of closed requests' entries (JSON) by seq; `indexed_from` in the head: the first entry the index saw (1 once complete) | an open group until closed or lapsed; the newest 1,000 closed entries |
 //! | `P{meta}:pin:<name>` | string: the store's identity, the id (8 hex digits) of the pseudonym key its contacts are named under; a server with another key refuses to start | kept: it names the store, not a contact |
+//! | `P{s:N}:c:<contact>:link` | string, for a key that is an alias (a customer's other id, see `store::links`): the canonical contact's key (keyed hashes only) | kept until the contact is erased: it applies the contact's kept consent ledger to both ids |
+//! | `P{s:N}:c:<contact>:aliases` | set: the keys linked to the contact, for its erasure | kept until the contact is erased |
 //! | `P{suppressed}` | hash: pseudonymous key of an erased contact → when (Unix s); so their opt-out survives and a later import cannot re-subscribe them | kept |
 //! | `Pconsole:<hash>` | string: an operator's console session (sealed: expiry, CSRF token, the credential it was opened with, the simulator's conversation), under a hash of its cookie id | until it expires (8 hours) or ends |
 //! | `Pconsole:sessions` | set: the session keys above, so that a change of the admin credential ends them all at once | 9 hours after the last sign-in |
@@ -94,6 +96,7 @@ use super::{
 use crate::domain::ContactKey;
 
 mod audit;
+mod links;
 
 /// The largest COUNT Redis takes (a signed 64-bit number); callers may
 /// ask for "everything" with `usize::MAX`.
@@ -1025,11 +1028,14 @@ impl RedisStore {
         }
         cmd
     }
-}
 
-#[async_trait]
-impl Store for RedisStore {
-    async fn append(&self, entries: Vec<InboxEntry>) -> Result<Vec<Appended>, StoreError> {
+    /// Appends the entries and records `links` (see
+    /// [`Store::append_linked`]) in one pipeline.
+    async fn append_with(
+        &self,
+        entries: Vec<InboxEntry>,
+        links: &[(ContactKey, ContactKey)],
+    ) -> Result<Vec<Appended>, StoreError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
@@ -1042,6 +1048,19 @@ impl Store for RedisStore {
         let values: Vec<Value> = self
             .pipeline(|| {
                 let mut pipe = redis::pipe();
+                // Contact links the delivery shows (`store::links`): the
+                // index, and the link unless the alias has one already.
+                for (alias, canonical) in links {
+                    pipe.cmd("SADD")
+                        .arg(self.contact_key(canonical, "aliases"))
+                        .arg(alias.as_str())
+                        .ignore();
+                    pipe.cmd("SET")
+                        .arg(self.contact_key(alias, "link"))
+                        .arg(canonical.as_str())
+                        .arg("NX")
+                        .ignore();
+                }
                 for (i, e) in entries.iter().enumerate() {
                     let mut keys = vec![
                         self.queue_key(&e.queue, &format!("seen:{}", e.dedup)),
@@ -1105,6 +1124,21 @@ impl Store for RedisStore {
                 _ => Appended::New,
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn append(&self, entries: Vec<InboxEntry>) -> Result<Vec<Appended>, StoreError> {
+        self.append_with(entries, &[]).await
+    }
+
+    async fn append_linked(
+        &self,
+        entries: Vec<InboxEntry>,
+        links: &[(ContactKey, ContactKey)],
+    ) -> Result<Vec<Appended>, StoreError> {
+        self.append_with(entries, links).await
     }
 
     async fn read(&self, queue: &Queue, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
@@ -2462,6 +2496,28 @@ impl Store for RedisStore {
             *out.entry(name).or_insert(0) += n;
         }
         Ok(out)
+    }
+
+    async fn resolve_contacts(
+        &self,
+        keys: &[ContactKey],
+    ) -> Result<Vec<super::Resolved>, StoreError> {
+        self.resolve_links(keys).await
+    }
+
+    async fn link_contacts(
+        &self,
+        links: &[(ContactKey, ContactKey)],
+    ) -> Result<Vec<ContactKey>, StoreError> {
+        self.add_links(links).await
+    }
+
+    async fn aliases(&self, canonical: &ContactKey) -> Result<Vec<ContactKey>, StoreError> {
+        self.aliases_of(canonical).await
+    }
+
+    async fn unlink(&self, canonical: &ContactKey) -> Result<(), StoreError> {
+        self.drop_links(canonical).await
     }
 
     async fn briefs(&self, contacts: &[ContactKey]) -> Result<Vec<super::Brief>, StoreError> {

@@ -16,7 +16,7 @@ use super::payload::{
     Change, Contact, Message, MessagesValue, Metadata, Notification, Raw, Status, UnixTime,
     UserPreference, UserPreferencesValue,
 };
-use crate::domain::ContactId;
+use crate::domain::{ContactId, ContactKey, UserId, WaId};
 use crate::privacy::pseudonym::Pseudonymizer;
 use crate::store::Queue;
 
@@ -133,6 +133,32 @@ pub struct Routed {
     pub queue: Queue,
     pub dedup: String,
     pub event: Event,
+    /// The keys of the ids the event names (a contact's only): the queue
+    /// is the number's key when there is one, until the webhook resolves
+    /// them through the contact links ([`crate::store::links`]).
+    pub ids: Ids,
+}
+
+/// The pseudonymous keys of a customer's ids, as one event gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ids {
+    /// Their number's (wa_id).
+    pub wa: Option<ContactKey>,
+    /// Their business-scoped user id's.
+    pub user: Option<ContactKey>,
+}
+
+impl Ids {
+    fn of(pseudo: &Pseudonymizer, wa_id: Option<&str>, user_id: Option<&str>) -> Ids {
+        Ids {
+            wa: wa_id
+                .and_then(WaId::parse)
+                .map(|w| pseudo.contact_key(&ContactId::WaId(w))),
+            user: user_id
+                .and_then(UserId::parse)
+                .map(|u| pseudo.contact_key(&ContactId::UserId(u))),
+        }
+    }
 }
 
 fn content_hash(parts: &[&[u8]]) -> String {
@@ -248,6 +274,7 @@ impl Splitter<'_> {
                 value: Some(value),
                 note,
             }),
+            ids: Ids::default(),
         });
     }
 
@@ -282,7 +309,17 @@ impl Splitter<'_> {
                 self.unroutable("user_preferences", raw, "no valid contact id".into());
                 continue;
             };
-            let contact = find_contact(&contacts, p.wa_id.as_deref(), p.user_id.as_deref())
+            let found = find_contact(&contacts, p.wa_id.as_deref(), p.user_id.as_deref());
+            let ids = Ids::of(
+                self.pseudo,
+                p.wa_id
+                    .as_deref()
+                    .or(found.as_ref().and_then(|(c, _)| c.wa_id.as_deref())),
+                p.user_id
+                    .as_deref()
+                    .or(found.as_ref().and_then(|(c, _)| c.user_id.as_deref())),
+            );
+            let contact = found
                 .map(|(_, raw)| raw)
                 .unwrap_or_else(|| made_up_contact(p.wa_id.as_deref(), p.user_id.as_deref()));
             let material = format!(
@@ -300,6 +337,7 @@ impl Splitter<'_> {
                     contact,
                     preference: raw,
                 }),
+                ids,
             });
         }
     }
@@ -345,6 +383,7 @@ impl Splitter<'_> {
                 self.unroutable("messages", raw, "message without a valid sender id".into());
                 continue;
             };
+            let ids = Ids::of(self.pseudo, wa_id, user_id);
             let contact = match found {
                 Some((_, raw)) => raw,
                 None => made_up_contact(wa_id, user_id),
@@ -358,6 +397,7 @@ impl Splitter<'_> {
                     message: raw,
                     consent: None,
                 })),
+                ids,
             });
         }
         for raw in v.statuses {
@@ -381,6 +421,11 @@ impl Splitter<'_> {
                     origin: origin.clone(),
                     status: raw,
                 }),
+                ids: Ids::of(
+                    self.pseudo,
+                    st.recipient_id.as_deref(),
+                    st.recipient_user_id.as_deref(),
+                ),
             });
         }
     }

@@ -16,6 +16,7 @@
 //! for an operator. Nothing acknowledged is lost.
 
 pub mod events;
+pub mod links;
 pub mod payload;
 pub mod signature;
 
@@ -193,6 +194,9 @@ async fn handle(
         }
     };
     let mut routed = events::split(notification, &state.pseudonymizer, received_at);
+    // One contact per customer, whichever of their ids Meta gave.
+    let cache = (state.contact_links.as_ref(), &state.keyring);
+    let links = links::route(state.store.as_ref(), cache, &mut routed).await?;
     let mut entries = Vec::with_capacity(routed.len());
     let mut plains = Vec::with_capacity(routed.len());
     let flows = state.flows.as_ref().map(|f| f.current());
@@ -235,7 +239,7 @@ async fn handle(
             _ => None,
         })
         .collect();
-    let results = append_sealed(state, entries, &plains).await?;
+    let results = append_sealed(state, entries, &plains, &links).await?;
     // Opt-outs and opt-ins recorded with new entries (a STOP that changes
     // nothing is stored and answered, but neither recorded nor audited).
     crate::metrics::global().counted(
@@ -351,14 +355,16 @@ fn seal_entry(
     ))
 }
 
-/// Appends the entries; those sealed under a data key that is not the
-/// contact's stored one (this process's copy is stale: the contact was
-/// erased, or another instance made its key first) are sealed again under
-/// the stored key, or a fresh one, and appended again.
+/// Appends the entries (and the delivery's new contact links); those
+/// sealed under a data key that is not the contact's stored one (this
+/// process's copy is stale: the contact was erased, or another instance
+/// made its key first) are sealed again under the stored key, or a fresh
+/// one, and appended again.
 async fn append_sealed(
     state: &AppState,
     entries: Vec<InboxEntry>,
     plains: &[Vec<u8>],
+    links: &[(crate::domain::ContactKey, crate::domain::ContactKey)],
 ) -> Result<Vec<Appended>, WebhookError> {
     // What a retry needs besides the sealed bytes (cheap to copy).
     let heads: Vec<(Queue, String, Option<crate::store::ConsentChange>)> = entries
@@ -368,8 +374,12 @@ async fn append_sealed(
     let mut pending: Vec<usize> = (0..entries.len()).collect();
     let mut results = vec![Appended::KeyMismatch; entries.len()];
     let mut batch = entries;
-    for _ in 0..4 {
-        let got = state.store.append(batch).await?;
+    for attempt in 0..4 {
+        // New contact links go with the first write.
+        let got = match attempt {
+            0 => state.store.append_linked(batch, links).await?,
+            _ => state.store.append(batch).await?,
+        };
         let mut again = Vec::new();
         let mut retry = Vec::new();
         for (i, result) in pending.iter().zip(got) {
@@ -379,6 +389,7 @@ async fn append_sealed(
                 continue;
             };
             state.keyring.forget(contact);
+            state.contact_links.forget(contact);
             let stored = state.store.data_key(contact).await?;
             let (sealed, key) = seal_entry(state, queue, &plains[*i], Some(stored))?;
             again.push(*i);

@@ -8,6 +8,7 @@ mod bodies;
 mod campaigns;
 mod consent_bounds;
 mod console;
+mod contact_links;
 mod conversation;
 mod crash;
 mod crash_recovery;

@@ -1213,6 +1213,17 @@ async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
     say_hi(&app, bob, "wamid.T4").await;
     send(&app, bob, "wamid.T5", "my data").await;
     say_hi(&app, cy, "wamid.T6").await;
+    // A customer Meta names by number and business-scoped user id: a link.
+    let mut both: Value =
+        serde_json::from_slice(&crate::helpers::fixture("messages_bsuid_with_wa_id.json"))
+            .expect("json");
+    both["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = json!(now().to_string());
+    assert_eq!(
+        app.post_signed(&serde_json::to_vec(&both).expect("json"))
+            .await
+            .status(),
+        200
+    );
     until("the answers", 30, async || {
         told(&graph, ana, OPTED_IN) == 1
             && sent_to(&graph, bob).iter().any(|m| m["type"] == "document")
@@ -1295,6 +1306,8 @@ async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
     let documented = include_str!("../../src/store/redis.rs");
     let kept = [
         "P{s:N}:c:<contact>:consent",
+        "P{s:N}:c:<contact>:link",
+        "P{s:N}:c:<contact>:aliases",
         "P{suppressed}",
         "P{audit}:log",
         "P{audit}:head",
@@ -1361,6 +1374,8 @@ async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
         "P{cmp:<id>}",
         "P{cmp:<id>}:audience",
         "P{cmp}:index",
+        "P{s:N}:c:<contact>:link",
+        "P{s:N}:c:<contact>:aliases",
     ] {
         assert!(classes.contains_key(class), "seeding made no {class}");
     }

@@ -3055,6 +3055,136 @@ both_backends!(
     only_the_lease_holder_drops_audience_entries
 );
 
+/// Contact links (one customer known by a number and by a business-scoped
+/// user id): resolved in one call with whether each key has a data key;
+/// an alias's first link wins; a stale index entry is ignored; erasing the
+/// canonical contact erases its aliases (their data too, and onto the
+/// suppression list) and drops the links; erasing again is harmless.
+async fn contact_links_resolve_and_go_with_the_contact(backend: &Backend) {
+    use whatsify::store::Resolved;
+    let s = open(backend).await;
+    let (canon, alias, other, stranger) = (key(51), key(52), key(53), key(54));
+    let both = [canon.clone(), alias.clone()];
+    assert_eq!(
+        s.resolve_contacts(&both).await.expect("resolve"),
+        [Resolved::default(), Resolved::default()]
+    );
+    s.append(vec![keyed(
+        &Queue::Contact(canon.clone()),
+        "m1",
+        "k1",
+        true,
+    )])
+    .await
+    .expect("append");
+    let known = Resolved {
+        link: None,
+        known: true,
+    };
+    assert_eq!(
+        s.resolve_contacts(&both).await.expect("resolve"),
+        [known.clone(), Resolved::default()]
+    );
+    let held = s
+        .link_contacts(&[(alias.clone(), canon.clone())])
+        .await
+        .expect("link");
+    assert_eq!(held, std::slice::from_ref(&canon));
+    // Linked already: the first link stays.
+    let held = s
+        .link_contacts(&[(alias.clone(), other.clone())])
+        .await
+        .expect("link");
+    assert_eq!(held, std::slice::from_ref(&canon));
+    let linked = Resolved {
+        link: Some(canon.clone()),
+        known: false,
+    };
+    assert_eq!(
+        s.resolve_contacts(&[canon.clone(), alias.clone(), stranger.clone()])
+            .await
+            .expect("resolve"),
+        [known, linked.clone(), Resolved::default()]
+    );
+    assert_eq!(
+        s.aliases(&canon).await.expect("aliases"),
+        std::slice::from_ref(&alias)
+    );
+    assert!(s.aliases(&other).await.expect("aliases").is_empty());
+    assert_eq!(
+        store::links::canonical(s.as_ref(), alias.clone())
+            .await
+            .expect("canonical"),
+        canon
+    );
+    assert_eq!(
+        store::links::canonical(s.as_ref(), stranger.clone())
+            .await
+            .expect("canonical"),
+        stranger
+    );
+    // Dropping another contact's links leaves this one's.
+    s.unlink(&other).await.expect("unlink");
+    assert_eq!(
+        s.resolve_contacts(std::slice::from_ref(&alias))
+            .await
+            .expect("resolve"),
+        [linked]
+    );
+    // An alias with data of its own (seen apart before it was linked).
+    s.append(vec![keyed(
+        &Queue::Contact(alias.clone()),
+        "m2",
+        "k2",
+        true,
+    )])
+    .await
+    .expect("append");
+    let gone = s.erase_contact(&canon, 7).await.expect("erase");
+    assert_eq!(gone, std::slice::from_ref(&alias));
+    assert_eq!(
+        s.resolve_contacts(&both).await.expect("resolve"),
+        [Resolved::default(), Resolved::default()]
+    );
+    assert!(s.aliases(&canon).await.expect("aliases").is_empty());
+    for k in &both {
+        assert_eq!(s.suppressed(k).await.expect("suppressed"), Some(7));
+        assert_eq!(s.data_key(k).await.expect("key"), None);
+        assert!(
+            s.read(&Queue::Contact(k.clone()), 10)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+    }
+    assert!(s.erase_contact(&canon, 8).await.expect("again").is_empty());
+
+    // A link recorded with the events that show it (the webhook's way).
+    let r = s
+        .append_linked(
+            vec![keyed(&Queue::Contact(canon.clone()), "m3", "k3", true)],
+            &[(alias.clone(), canon.clone())],
+        )
+        .await
+        .expect("append");
+    assert_eq!(r, [Appended::New]);
+    assert_eq!(
+        s.resolve_contacts(&both).await.expect("resolve"),
+        [
+            Resolved {
+                link: None,
+                known: true
+            },
+            Resolved {
+                link: Some(canon.clone()),
+                known: false
+            }
+        ]
+    );
+    assert_eq!(s.aliases(&canon).await.expect("aliases"), both[1..]);
+}
+both_backends!(contact_links, contact_links_resolve_and_go_with_the_contact);
+
 /// The whole conformance suite on a real 3-master Redis Cluster (issue 7,
 /// point 4): every script and transaction keeps to one slot, pipelines
 /// that span slots are split by node, and the data-key walk visits every
@@ -3103,6 +3233,7 @@ async fn the_conformance_suite_passes_on_a_redis_cluster() {
         a_campaign_lease_is_exclusive,
         briefs_tell_the_dispatcher_about_each_contact,
         only_the_lease_holder_drops_audience_entries,
+        contact_links_resolve_and_go_with_the_contact,
     );
     // The cases' keys are spread over the three masters.
     for url in cluster.urls() {
