@@ -14,6 +14,8 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 
+pub mod transport;
+
 /// The compiled defaults, in the same TOML form an operator writes.
 pub const DEFAULTS_TOML: &str = r#"
 [server]
@@ -174,12 +176,7 @@ impl RawWebhook {
             .url
             .parse()
             .map_err(|_| invalid("url is not a URL".into()))?;
-        let loopback = url.host_str().is_some_and(|h| {
-            h == "localhost"
-                || h.trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        });
+        let loopback = transport::is_loopback(&url);
         match url.scheme() {
             "https" => {}
             "http" if loopback => {}
@@ -518,6 +515,18 @@ fn key32(key: &'static str, value: &SecretString) -> Result<Option<Key32>, Confi
     Ok(Some(Key32::new(bytes)))
 }
 
+/// `meta.graph_api_base`, without a trailing `/`: https, or plain http
+/// only to this machine (the access token is sent there).
+fn graph_api_base(value: &str) -> Result<String, ConfigError> {
+    let base = value.trim_end_matches('/');
+    transport::secure_url(base).map_err(|problem| ConfigError::Invalid {
+        key: "meta.graph_api_base",
+        env: env_var("meta.graph_api_base"),
+        problem,
+    })?;
+    Ok(base.to_owned())
+}
+
 impl RawSettings {
     /// Checks every key and builds the typed settings.
     pub fn validate(self) -> Result<Settings, ConfigError> {
@@ -538,7 +547,7 @@ impl RawSettings {
                 self.meta.access_token,
                 MIN_SECRET_CHARS,
             )?,
-            graph_api_base: self.meta.graph_api_base.trim_end_matches('/').to_owned(),
+            graph_api_base: graph_api_base(&self.meta.graph_api_base)?,
             phone_number_id: Some(self.meta.phone_number_id).filter(|s| !s.is_empty()),
         };
         let master_key = key32("privacy.master_key", &self.privacy.master_key)?;

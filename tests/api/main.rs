@@ -23,3 +23,4 @@ mod redis_faults;
 mod reload;
 mod signature;
 mod store;
+mod transport;
