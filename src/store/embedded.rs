@@ -656,13 +656,12 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in the folder `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(path).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot create store folder {}: {e}",
-                path.display()
-            ))
-        })?;
-        let db = Database::create(path.join("whatsify.redb")).map_err(|e| {
+        // The folder 0700, its files 0600 (tightened if looser).
+        super::private_files::private_dir(path).map_err(StoreError::Unavailable)?;
+        let file = path.join("whatsify.redb");
+        super::private_files::private_file(&file).map_err(StoreError::Unavailable)?;
+        super::private_files::private_files_in(path).map_err(StoreError::Unavailable)?;
+        let db = Database::create(file).map_err(|e| {
             StoreError::Unavailable(format!("cannot open store in {}: {e}", path.display()))
         })?;
         {

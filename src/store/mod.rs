@@ -15,6 +15,7 @@
 //! (`tests/api/store.rs`) runs against both backends.
 
 pub mod embedded;
+pub mod private_files;
 pub mod redis;
 mod redis_conn;
 

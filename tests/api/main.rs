@@ -23,4 +23,5 @@ mod redis_faults;
 mod reload;
 mod signature;
 mod store;
+mod store_files;
 mod transport;

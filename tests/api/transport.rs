@@ -55,8 +55,7 @@ fn count(seen: &Seen) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_from_the_graph_api_is_not_followed() {
     let (elsewhere, elsewhere_seen, elsewhere_handle) =
-        recorder(|_| HttpResponse::Ok().json(serde_json::json!({"messages": [{"id": "x"}]})))
-            .await;
+        recorder(|_| HttpResponse::Ok().json(serde_json::json!({"messages": [{"id": "x"}]}))).await;
     let (graph, graph_seen, graph_handle) = recorder(move |req| {
         HttpResponse::Found()
             .insert_header((
@@ -101,7 +100,11 @@ async fn a_redirect_from_the_graph_api_is_not_followed() {
         path.ends_with("/messages")
             && auth.as_deref() == Some(&format!("Bearer {}", crate::helpers::ACCESS_TOKEN))
     }));
-    assert_eq!(count(&elsewhere_seen), 0, "the redirect's target got nothing");
+    assert_eq!(
+        count(&elsewhere_seen),
+        0,
+        "the redirect's target got nothing"
+    );
     app.stop().await;
     graph_handle.stop(false).await;
     elsewhere_handle.stop(false).await;
