@@ -1770,6 +1770,32 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn recent_history(
+        &self,
+        contact: &ContactKey,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let q = format!("h:{contact}");
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn.open_table(HISTORY).map_err(corrupt)?;
+            let mut out = Vec::new();
+            for item in table
+                .range((q.as_str(), 0)..=(q.as_str(), u64::MAX))
+                .map_err(corrupt)?
+                .rev()
+                .take(limit)
+            {
+                let (_, v) = item.map_err(corrupt)?;
+                let (at, bytes) = v.value();
+                out.push((at, bytes.to_vec()));
+            }
+            out.reverse();
+            Ok(out)
+        })
+        .await
+    }
+
     async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
         let key = contact.as_str().to_owned();
         self.blocking(move |db| {

@@ -610,6 +610,14 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
+    /// The contact's last `limit` sealed history entries (the newest),
+    /// oldest first, each with its time (Unix ms): reads only those.
+    async fn recent_history(
+        &self,
+        contact: &ContactKey,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
     /// The contact's sealed profile, if any (and not past its time).
     async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError>;
 

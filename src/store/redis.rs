@@ -1832,6 +1832,39 @@ impl Store for RedisStore {
             .collect())
     }
 
+    async fn recent_history(
+        &self,
+        contact: &ContactKey,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(self.contact_key(contact, "history"))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit.min(MAX_COUNT))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut out: Vec<(u64, Vec<u8>)> = reply
+            .ids
+            .into_iter()
+            .filter_map(|sid| {
+                let at = sid.id.split('-').next()?.parse().ok()?;
+                match sid.map.get("h") {
+                    Some(Value::BulkString(b)) => Some((at, b.clone())),
+                    _ => None,
+                }
+            })
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
     async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
         self.get_bytes(self.contact_key(contact, "profile")).await
     }
