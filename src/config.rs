@@ -35,6 +35,7 @@ phone_number_id = ""
 backend = "embedded"
 path = "data"
 redis_url = "redis://127.0.0.1:6379/0"
+redis_ca_file = ""
 key_prefix = "whatsify:"
 
 [flows]
@@ -247,6 +248,7 @@ pub struct RawStore {
     backend: String,
     path: PathBuf,
     redis_url: SecretString,
+    redis_ca_file: PathBuf,
     key_prefix: String,
 }
 
@@ -400,6 +402,9 @@ pub struct StoreSettings {
     pub backend: Backend,
     pub path: PathBuf,
     pub redis_url: SecretString,
+    /// A PEM file of the CA(s) that signed Redis' TLS certificate
+    /// (`rediss://`): trusted instead of the system's roots.
+    pub redis_ca_file: Option<PathBuf>,
     pub key_prefix: String,
 }
 
@@ -525,6 +530,29 @@ fn graph_api_base(value: &str) -> Result<String, ConfigError> {
         problem,
     })?;
     Ok(base.to_owned())
+}
+
+/// `store.redis_ca_file`: empty is none; set, every node of
+/// `store.redis_url` must be `rediss://` (a CA for a plain connection would
+/// silently protect nothing).
+fn redis_ca_file(url: &SecretString, file: PathBuf) -> Result<Option<PathBuf>, ConfigError> {
+    if file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let all_tls = url
+        .expose_secret()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .all(|u| u.starts_with("rediss://"));
+    if !all_tls {
+        return Err(ConfigError::Invalid {
+            key: "store.redis_ca_file",
+            env: env_var("store.redis_ca_file"),
+            problem: "is set, so store.redis_url must use rediss:// (TLS) for every node".into(),
+        });
+    }
+    Ok(Some(file))
 }
 
 impl RawSettings {
@@ -656,6 +684,7 @@ impl RawSettings {
             store: StoreSettings {
                 backend,
                 path: self.store.path,
+                redis_ca_file: redis_ca_file(&self.store.redis_url, self.store.redis_ca_file)?,
                 redis_url: self.store.redis_url,
                 key_prefix: self.store.key_prefix,
             },

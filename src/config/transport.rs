@@ -69,6 +69,12 @@ mod tests {
     }
 
     fn load_with_base(base: &str) -> Result<crate::config::Settings, crate::config::ConfigError> {
+        load_with(&[("WHATSIFY__META__GRAPH_API_BASE", base)])
+    }
+
+    fn load_with(
+        extra: &[(&str, &str)],
+    ) -> Result<crate::config::Settings, crate::config::ConfigError> {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("empty.toml");
         std::fs::write(&file, "").expect("write");
@@ -80,11 +86,12 @@ mod tests {
                 "WHATSIFY__PRIVACY__MASTER_KEY",
                 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
             ),
-            ("WHATSIFY__META__GRAPH_API_BASE", base),
         ];
         crate::config::Settings::load_from(
             Some(&file),
-            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            env.iter()
+                .chain(extra)
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         )
     }
 
@@ -108,5 +115,35 @@ mod tests {
         assert_eq!(s.meta.graph_api_base, "https://graph.facebook.com/v23.0");
         let s = load_with_base("http://127.0.0.1:9/v23.0").expect("loopback loads");
         assert_eq!(s.meta.graph_api_base, "http://127.0.0.1:9/v23.0");
+    }
+
+    #[test]
+    fn a_redis_ca_file_needs_rediss_urls() {
+        let s = load_with(&[]).expect("loads");
+        assert_eq!(s.store.redis_ca_file, None);
+        let ca = (
+            "WHATSIFY__STORE__REDIS_CA_FILE",
+            "/etc/whatsify/redis-ca.crt",
+        );
+        let err = load_with(&[ca, ("WHATSIFY__STORE__REDIS_URL", "redis://10.0.0.1:6379")])
+            .expect_err("a CA for a plain connection")
+            .to_string();
+        assert!(err.contains("store.redis_ca_file"), "{err}");
+        assert!(!err.contains("10.0.0.1"), "the URL is a secret: {err}");
+        let err = load_with(&[
+            ca,
+            ("WHATSIFY__STORE__REDIS_URL", "rediss://a:1,redis://b:2"),
+        ])
+        .expect_err("every node");
+        assert!(err.to_string().contains("every node"), "{err}");
+        let s = load_with(&[
+            ca,
+            ("WHATSIFY__STORE__REDIS_URL", "rediss://a:1, rediss://b:2"),
+        ])
+        .expect("loads");
+        assert_eq!(
+            s.store.redis_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/whatsify/redis-ca.crt"))
+        );
     }
 }

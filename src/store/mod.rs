@@ -907,16 +907,39 @@ impl Stranded {
     }
 }
 
+/// The CA certificates (PEM) of `store.redis_ca_file`, when set.
+fn redis_ca(settings: &StoreSettings) -> Result<Option<Vec<u8>>, StoreError> {
+    settings
+        .redis_ca_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot read store.redis_ca_file {}: {e}",
+                    path.display()
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// Opens the backend the settings choose.
 pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match settings.backend {
         Backend::Embedded => Arc::new(embedded::EmbeddedStore::open(&settings.path)?),
         Backend::Redis => {
-            Arc::new(redis::RedisStore::connect(&settings.redis_url, &settings.key_prefix).await?)
+            let ca = redis_ca(settings)?;
+            Arc::new(
+                redis::RedisStore::connect(&settings.redis_url, &settings.key_prefix, ca).await?,
+            )
         }
-        Backend::RedisCluster => Arc::new(
-            redis::RedisStore::connect_cluster(&settings.redis_url, &settings.key_prefix).await?,
-        ),
+        Backend::RedisCluster => {
+            let ca = redis_ca(settings)?;
+            Arc::new(
+                redis::RedisStore::connect_cluster(&settings.redis_url, &settings.key_prefix, ca)
+                    .await?,
+            )
+        }
     })
 }
 

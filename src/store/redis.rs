@@ -727,10 +727,23 @@ fn merge_scored(per_shard: Vec<Vec<(String, f64)>>, limit: usize) -> Vec<Contact
 
 impl RedisStore {
     /// Connects (and keeps reconnecting) to `url`; keys go under `prefix`.
-    pub async fn connect(url: &SecretString, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url.expose_secret()).map_err(|_| {
-            StoreError::Unavailable("store.redis_url is not a valid Redis URL".into())
-        })?;
+    /// With `ca` (PEM), a `rediss://` server's certificate must chain to
+    /// it (else to the system's roots).
+    pub async fn connect(
+        url: &SecretString,
+        prefix: &str,
+        ca: Option<Vec<u8>>,
+    ) -> Result<Self, StoreError> {
+        let invalid = || StoreError::Unavailable("store.redis_url is not a valid Redis URL".into());
+        let client = match ca {
+            None => redis::Client::open(url.expose_secret()).map_err(|_| invalid())?,
+            Some(pem) => {
+                let info = redis::IntoConnectionInfo::into_connection_info(url.expose_secret())
+                    .map_err(|_| invalid())?;
+                redis::Client::build_with_tls(info, super::redis_conn::trusting(pem))
+                    .map_err(super::redis_conn::tls_error)?
+            }
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
@@ -743,7 +756,11 @@ impl RedisStore {
 
     /// Connects to a Redis Cluster through `urls`: one or more of its
     /// nodes, separated by commas (the rest are found from them).
-    pub async fn connect_cluster(urls: &SecretString, prefix: &str) -> Result<Self, StoreError> {
+    pub async fn connect_cluster(
+        urls: &SecretString,
+        prefix: &str,
+        ca: Option<Vec<u8>>,
+    ) -> Result<Self, StoreError> {
         let nodes: Vec<&str> = urls
             .expose_secret()
             .split(',')
@@ -752,11 +769,19 @@ impl RedisStore {
             .collect();
         let invalid =
             || StoreError::Unavailable("store.redis_url is not a list of valid Redis URLs".into());
-        let client = redis::cluster::ClusterClientBuilder::new(nodes)
+        let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
             .connection_timeout(Duration::from_secs(2))
-            .response_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|_| invalid())?;
+            .response_timeout(Duration::from_secs(5));
+        if let Some(pem) = ca {
+            builder = builder.certs(super::redis_conn::trusting(pem));
+        }
+        let client = builder.build().map_err(|e| {
+            if e.kind() == redis::ErrorKind::InvalidClientConfig {
+                super::redis_conn::tls_error(e)
+            } else {
+                invalid()
+            }
+        })?;
         let conn = client.get_async_connection().await.map_err(unavailable)?;
         Ok(Self::with(Conn::Cluster(conn), prefix))
     }

@@ -23,18 +23,21 @@ async fn open(backend: &Backend) -> Arc<dyn Store> {
             backend: Kind::Embedded,
             path: path.clone(),
             redis_url: SecretString::from(""),
+            redis_ca_file: None,
             key_prefix: String::new(),
         },
         Backend::Redis { url, prefix } => StoreSettings {
             backend: Kind::Redis,
             path: "unused".into(),
             redis_url: SecretString::from(url.as_str()),
+            redis_ca_file: None,
             key_prefix: prefix.clone(),
         },
         Backend::Cluster { urls, prefix } => StoreSettings {
             backend: Kind::RedisCluster,
             path: "unused".into(),
             redis_url: SecretString::from(urls.as_str()),
+            redis_ca_file: None,
             key_prefix: prefix.clone(),
         },
     };
