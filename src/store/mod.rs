@@ -17,6 +17,7 @@
 pub mod embedded;
 pub mod private_files;
 pub mod redis;
+mod redis_audience;
 mod redis_conn;
 
 use std::sync::Arc;

@@ -27,7 +27,7 @@
 //! | `P{s:N}:c:<contact>:lastcmp` | string: the campaign whose message the contact got last, so an opt-out within 24 hours counts for it | 24 hours |
 //! | `P{s:N}:cmp:<id>` | hash: the shard's counters of one campaign (queued, sent, delivered, read, `failed:<code>`, `skipped:<reason>`, cancelled, opt_outs); no contact | 400 days after the last change |
 //! | `P{cmp:<id>}` | hash: a campaign's definition (name, template, rate, audience kind; no contact) and status | 400 days |
-//! | `P{cmp:<id>}:audience` | list of audience entries left to dispatch: the pseudonymous key, `\|`, and the sealed number and variables; each leaves once dispatched, when the contact is erased, or when the campaign is cancelled | until dispatched (`send_at` is at most a year ahead; 400 days at most) |
+//! | `P{cmp:<id>}:queue`, `P{cmp:<id>}:members` | the audience left to dispatch: a list of member names (pseudonymous keys) in order, and a hash of name → entry (the pseudonymous key, `\|`, and the sealed number and variables); an entry leaves once dispatched, when the contact is erased (by key, `HDEL`), or when the campaign is cancelled (see `redis_audience`) | until dispatched (`send_at` is at most a year ahead; 400 days at most) |
 //! | `P{cmp:<id>}:lease` | string: the dispatcher holding the campaign | 10 s |
 //! | `P{cmp}:index` | sorted set: campaign ids by creation time | 400 days after the last campaign |
 //! | `P{cmp}:active` | sorted set: the campaigns still to dispatch (scheduled, running), by creation time; one leaves when it is dispatched or cancelled | 400 days after the last campaign |
@@ -570,7 +570,8 @@ redis.call('EXPIRE', KEYS[5], ARGV[9])
 return 1
 "#;
 
-/// KEYS: a campaign's record hash, its audience. ARGV: the new status,
+/// KEYS: a campaign's record hash, its audience's keys
+/// ([`super::redis_audience`]). ARGV: the new status,
 /// then the statuses it may move from. Answers 1 when it moved. A
 /// cancelled campaign's audience left is dropped: its numbers go.
 const STATUS_LUA: &str = r#"
@@ -579,33 +580,13 @@ if not cur then return 0 end
 for i = 2, #ARGV do
   if cur == ARGV[i] then
     redis.call('HSET', KEYS[1], 'status', ARGV[1])
-    if ARGV[1] == 'cancelled' then redis.call('DEL', KEYS[2]) end
+    if ARGV[1] == 'cancelled' then
+      for k = 2, #KEYS do redis.call('DEL', KEYS[k]) end
+    end
     return 1
   end
 end
 return 0
-"#;
-
-/// KEYS: a campaign's lease, its audience. ARGV: owner, entries to drop.
-/// Drops them only while the owner holds the lease; answers what is left.
-const TRIM_LUA: &str = r#"
-local n = tonumber(ARGV[2])
-if n > 0 and redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('LTRIM', KEYS[2], n, -1)
-end
-return redis.call('LLEN', KEYS[2])
-"#;
-
-/// KEYS: a campaign's audience. ARGV: a contact's entry prefix. Removes
-/// the contact's entries; answers how many.
-const UNLIST_LUA: &str = r#"
-local n = 0
-for _, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if string.sub(v, 1, #ARGV[1]) == ARGV[1] then
-    n = n + redis.call('LREM', KEYS[1], 0, v)
-  end
-end
-return n
 "#;
 
 /// KEYS: a lease. ARGV: owner, lease (ms). Takes it when free, renews it
@@ -659,8 +640,6 @@ pub struct RedisStore {
     status: redis::Script,
     lease: redis::Script,
     set_head: redis::Script,
-    trim: redis::Script,
-    unlist: redis::Script,
 }
 
 /// A delivery record as stored: `RR|{json}`.
@@ -812,8 +791,6 @@ impl RedisStore {
             status: redis::Script::new(STATUS_LUA),
             lease: redis::Script::new(LEASE_LUA),
             set_head: redis::Script::new(SET_HEAD_LUA),
-            trim: redis::Script::new(TRIM_LUA),
-            unlist: redis::Script::new(UNLIST_LUA),
         }
     }
 
@@ -926,6 +903,13 @@ impl RedisStore {
     /// A campaign's keys, in its own slot: `P{cmp:<id>}<suffix>`.
     fn campaign_key(&self, id: &str, suffix: &str) -> String {
         format!("{}{{cmp:{id}}}{suffix}", self.prefix)
+    }
+
+    /// A campaign's audience keys: queue, members, and an older
+    /// version's list (see [`super::redis_audience`]).
+    fn audience_keys(&self, id: &str) -> [String; 3] {
+        use super::redis_audience::{MEMBERS, OLD_LIST, QUEUE};
+        [QUEUE, MEMBERS, OLD_LIST].map(|suffix| self.campaign_key(id, suffix))
     }
 
     fn lease_key(&self, lane: Lane, contact: &ContactKey) -> String {
@@ -1563,15 +1547,10 @@ impl Store for RedisStore {
         // Their entries in campaigns not dispatched yet (their number,
         // sealed) go too, counted as skipped. (Another slot: its own
         // writes; erasing again after a crash is safe.)
-        let prefix = super::audience_prefix(contact);
+        // Removed by key (O(1) each), never by reading the audience.
         for c in self.active_campaigns().await? {
-            let gone: i64 = self
-                .unlist
-                .key(self.campaign_key(&c.id, ":audience"))
-                .arg(&prefix[..])
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+            let keys = self.audience_keys(&c.id);
+            let gone = super::redis_audience::unlist(&mut conn, &keys, contact.as_str()).await?;
             if gone > 0 {
                 let counters = self.shard_key(shard, &format!("cmp:{}", c.id));
                 let mut pipe = redis::pipe();
@@ -2140,22 +2119,13 @@ impl Store for RedisStore {
         audience: Vec<Vec<u8>>,
     ) -> Result<(), StoreError> {
         let hash = self.campaign_key(id, "");
-        let list = self.campaign_key(id, ":audience");
+        let keys = self.audience_keys(id);
         let mut conn = self.conn.clone();
         // The audience first (in chunks), then the record: a campaign is
         // visible only once its audience is stored. Until the record is
         // written the audience lives an hour: what a crash in between
         // leaves goes by itself.
-        for chunk in audience.chunks(1000) {
-            let mut pipe = redis::pipe();
-            pipe.cmd("RPUSH").arg(&list);
-            for entry in chunk {
-                pipe.arg(&entry[..]);
-            }
-            pipe.ignore();
-            pipe.cmd("EXPIRE").arg(&list).arg(3600).ignore();
-            let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        }
+        super::redis_audience::add(&mut conn, &keys, &audience, 3600).await?;
         let index = format!("{}{{cmp}}:index", self.prefix);
         // The record and the audience's full life together (one slot).
         let mut pipe = redis::pipe();
@@ -2168,7 +2138,9 @@ impl Store for RedisStore {
             .arg(crate::campaign::SCHEDULED)
             .ignore();
         pipe.cmd("EXPIRE").arg(&hash).arg(CAMPAIGN_TTL_S).ignore();
-        pipe.cmd("EXPIRE").arg(&list).arg(CAMPAIGN_TTL_S).ignore();
+        for key in &keys[..2] {
+            pipe.cmd("EXPIRE").arg(key).arg(CAMPAIGN_TTL_S).ignore();
+        }
         let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         let active = format!("{}{{cmp}}:active", self.prefix);
         let mut pipe = redis::pipe();
@@ -2215,9 +2187,11 @@ impl Store for RedisStore {
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let mut inv = self.status.prepare_invoke();
-        inv.key(self.campaign_key(id, ""))
-            .key(self.campaign_key(id, ":audience"))
-            .arg(to);
+        inv.key(self.campaign_key(id, ""));
+        for key in self.audience_keys(id) {
+            inv.key(key);
+        }
+        inv.arg(to);
         for f in from {
             inv.arg(*f);
         }
@@ -2257,17 +2231,8 @@ impl Store for RedisStore {
     }
 
     async fn campaign_audience(&self, id: &str, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let mut conn = self.conn.clone();
-        redis::cmd("LRANGE")
-            .arg(self.campaign_key(id, ":audience"))
-            .arg(0)
-            .arg(limit - 1)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)
+        super::redis_audience::read(&mut conn, &self.audience_keys(id), limit).await
     }
 
     async fn campaign_dispatch(
@@ -2327,25 +2292,20 @@ impl Store for RedisStore {
             .collect();
         let mut conn = self.conn.clone();
         let trim = consumed > 0 && !done.contains(&super::Dispatched::KeyMismatch);
-        let left: u64 = self
-            .trim
-            .key(self.campaign_key(id, ":lease"))
-            .key(self.campaign_key(id, ":audience"))
-            .arg(owner)
-            .arg(if trim { consumed } else { 0 })
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let left = super::redis_audience::trim(
+            &mut conn,
+            &self.audience_keys(id),
+            &self.campaign_key(id, ":lease"),
+            owner,
+            if trim { consumed } else { 0 },
+        )
+        .await?;
         Ok((done, left))
     }
 
     async fn campaign_left(&self, id: &str) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
-        redis::cmd("LLEN")
-            .arg(self.campaign_key(id, ":audience"))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)
+        super::redis_audience::left(&mut conn, &self.audience_keys(id)).await
     }
 
     async fn campaign_counts(

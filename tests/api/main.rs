@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod campaign_erasure;
 mod campaigns;
 mod console;
 mod conversation;
