@@ -70,6 +70,8 @@ use super::{
 };
 use crate::domain::ContactKey;
 
+mod audience;
+
 const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
 const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
 const SEEN_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("seen_expiry");
@@ -447,6 +449,9 @@ fn purge_expired(txn: &redb::WriteTransaction, now: u64) -> Result<usize, StoreE
         }
         let mut campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
         let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
+        let mut members = txn
+            .open_table(audience::CAMPAIGN_MEMBERS)
+            .map_err(corrupt)?;
         let mut counts = txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
         for (at, id) in &old {
             let id = id.as_str();
@@ -455,6 +460,7 @@ fn purge_expired(txn: &redb::WriteTransaction, now: u64) -> Result<usize, StoreE
             audience
                 .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
                 .map_err(corrupt)?;
+            audience::forget_all(&mut members, id)?;
             let after = format!("{id}\0");
             counts
                 .retain_in((id, "")..(after.as_str(), ""), |_, _| false)
@@ -700,6 +706,9 @@ impl EmbeddedStore {
             txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
             txn.open_table(CAMPAIGN_MARKS).map_err(corrupt)?;
             txn.open_table(LAST_CAMPAIGN).map_err(corrupt)?;
+            txn.open_table(audience::CAMPAIGN_MEMBERS)
+                .map_err(corrupt)?;
+            audience::index_older_audiences(&txn)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -1455,8 +1464,7 @@ impl Store for EmbeddedStore {
                     .retain_in((k, "")..(after.as_str(), ""), |_, _| false)
                     .map_err(corrupt)?;
                 // Their entries in campaigns not dispatched yet (their
-                // number, sealed) go too: counted as skipped.
-                let prefix = super::audience_prefix(&c);
+                // number, sealed) go too, by key: counted as skipped.
                 let active: Vec<String> = {
                     let campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
                     let mut ids = Vec::new();
@@ -1469,24 +1477,13 @@ impl Store for EmbeddedStore {
                     ids
                 };
                 let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
+                let mut members = txn
+                    .open_table(audience::CAMPAIGN_MEMBERS)
+                    .map_err(corrupt)?;
                 for cid in &active {
-                    let mut gone = Vec::new();
-                    for item in audience
-                        .range((cid.as_str(), 0)..=(cid.as_str(), u64::MAX))
-                        .map_err(corrupt)?
-                    {
-                        let (key, value) = item.map_err(corrupt)?;
-                        if value.value().starts_with(&prefix) {
-                            gone.push(key.value().1);
-                        }
-                    }
-                    for n in &gone {
-                        audience.remove((cid.as_str(), *n)).map_err(corrupt)?;
-                    }
-                    if !gone.is_empty() {
-                        let n = gone.len() as i64;
-                        add_count(&mut counts, cid, "skipped:suppressed", n).map_err(corrupt)?;
-                        add_count(&mut counts, cid, "dispatched", n).map_err(corrupt)?;
+                    if audience::unlist(&mut audience, &mut members, cid, k)? {
+                        add_count(&mut counts, cid, "skipped:suppressed", 1).map_err(corrupt)?;
+                        add_count(&mut counts, cid, "dispatched", 1).map_err(corrupt)?;
                     }
                 }
             }
@@ -2215,9 +2212,14 @@ impl Store for EmbeddedStore {
                 index.remove((at, id)).map_err(corrupt)?;
             }
             let mut table = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
-            let next = audience_bounds(&table, id)?.map_or(0, |(_, last)| last + 1);
-            for (n, entry) in (next..).zip(&audience) {
-                table.insert((id, n), entry.as_slice()).map_err(corrupt)?;
+            let mut members = txn
+                .open_table(audience::CAMPAIGN_MEMBERS)
+                .map_err(corrupt)?;
+            let mut next = audience_bounds(&table, id)?.map_or(0, |(_, last)| last + 1);
+            for entry in &audience {
+                if audience::add(&mut table, &mut members, id, next, entry)? {
+                    next += 1;
+                }
             }
             campaigns
                 .insert(id, (created, crate::campaign::SCHEDULED, record.as_slice()))
@@ -2293,6 +2295,10 @@ impl Store for EmbeddedStore {
                 for n in left {
                     audience.remove((id.as_str(), n)).map_err(corrupt)?;
                 }
+                let mut members = txn
+                    .open_table(audience::CAMPAIGN_MEMBERS)
+                    .map_err(corrupt)?;
+                audience::forget_all(&mut members, &id)?;
             }
             Ok(true)
         })
@@ -2436,17 +2442,21 @@ impl Store for EmbeddedStore {
             }
             let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
             if held && consumed > 0 && !done.contains(&Dispatched::KeyMismatch) {
+                let mut members = txn
+                    .open_table(audience::CAMPAIGN_MEMBERS)
+                    .map_err(corrupt)?;
                 let mut front = Vec::with_capacity(consumed);
                 for item in audience
                     .range((id, 0)..=(id, u64::MAX))
                     .map_err(corrupt)?
                     .take(consumed)
                 {
-                    let (k, _) = item.map_err(corrupt)?;
-                    front.push(k.value().1);
+                    let (k, v) = item.map_err(corrupt)?;
+                    front.push((k.value().1, v.value().to_vec()));
                 }
-                for n in front {
+                for (n, entry) in front {
                     audience.remove((id, n)).map_err(corrupt)?;
+                    audience::forget(&mut members, id, &entry)?;
                 }
             }
             let left = audience_bounds(&audience, id)?.map_or(0, |(first, last)| last - first + 1);

@@ -821,8 +821,10 @@ pub struct StoredCampaign {
 }
 
 /// How a campaign's audience entry starts: the contact's pseudonymous key
-/// and `|`, then the sealed entry. An erasure finds (and removes) the
-/// contact's entries in campaigns not dispatched yet by it.
+/// and `|`, then the sealed entry. Both backends index the audience by
+/// that key, so an erasure removes the contact's entry from each campaign
+/// not dispatched yet without reading the audience; a contact is in an
+/// audience once (a later entry of the same contact is not stored).
 pub fn audience_prefix(contact: &ContactKey) -> Vec<u8> {
     format!("{contact}|").into_bytes()
 }
