@@ -37,12 +37,14 @@ async fn main() {
             backend: Backend::Redis,
             path: "unused".into(),
             redis_url: SecretString::from(url.as_str()),
+            redis_ca_file: None,
             key_prefix: prefix,
         },
         None => StoreSettings {
             backend: Backend::Embedded,
             path: dir.path().join("data"),
             redis_url: SecretString::from(""),
+            redis_ca_file: None,
             key_prefix: String::new(),
         },
     };

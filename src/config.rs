@@ -14,6 +14,8 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 
+pub mod transport;
+
 /// The compiled defaults, in the same TOML form an operator writes.
 pub const DEFAULTS_TOML: &str = r#"
 [server]
@@ -34,6 +36,7 @@ phone_number_id = ""
 backend = "embedded"
 path = "data"
 redis_url = "redis://127.0.0.1:6379/0"
+redis_ca_file = ""
 key_prefix = "whatsify:"
 
 [flows]
@@ -205,12 +208,7 @@ impl RawWebhook {
             .url
             .parse()
             .map_err(|_| invalid("url is not a URL".into()))?;
-        let loopback = url.host_str().is_some_and(|h| {
-            h == "localhost"
-                || h.trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        });
+        let loopback = transport::is_loopback(&url);
         match url.scheme() {
             "https" => {}
             "http" if loopback => {}
@@ -286,6 +284,7 @@ pub struct RawStore {
     backend: String,
     path: PathBuf,
     redis_url: SecretString,
+    redis_ca_file: PathBuf,
     key_prefix: String,
 }
 
@@ -440,6 +439,9 @@ pub struct StoreSettings {
     pub backend: Backend,
     pub path: PathBuf,
     pub redis_url: SecretString,
+    /// A PEM file of the CA(s) that signed Redis' TLS certificate
+    /// (`rediss://`): trusted instead of the system's roots.
+    pub redis_ca_file: Option<PathBuf>,
     pub key_prefix: String,
 }
 
@@ -555,6 +557,41 @@ fn key32(key: &'static str, value: &SecretString) -> Result<Option<Key32>, Confi
     Ok(Some(Key32::new(bytes)))
 }
 
+/// `meta.graph_api_base`, without a trailing `/`: https, or plain http
+/// only to this machine (the access token is sent there).
+fn graph_api_base(value: &str) -> Result<String, ConfigError> {
+    let base = value.trim_end_matches('/');
+    transport::secure_url(base).map_err(|problem| ConfigError::Invalid {
+        key: "meta.graph_api_base",
+        env: env_var("meta.graph_api_base"),
+        problem,
+    })?;
+    Ok(base.to_owned())
+}
+
+/// `store.redis_ca_file`: empty is none; set, every node of
+/// `store.redis_url` must be `rediss://` (a CA for a plain connection would
+/// silently protect nothing).
+fn redis_ca_file(url: &SecretString, file: PathBuf) -> Result<Option<PathBuf>, ConfigError> {
+    if file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let all_tls = url
+        .expose_secret()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .all(|u| u.starts_with("rediss://"));
+    if !all_tls {
+        return Err(ConfigError::Invalid {
+            key: "store.redis_ca_file",
+            env: env_var("store.redis_ca_file"),
+            problem: "is set, so store.redis_url must use rediss:// (TLS) for every node".into(),
+        });
+    }
+    Ok(Some(file))
+}
+
 impl RawSettings {
     /// Checks every key and builds the typed settings.
     pub fn validate(self) -> Result<Settings, ConfigError> {
@@ -575,7 +612,7 @@ impl RawSettings {
                 self.meta.access_token,
                 MIN_SECRET_CHARS,
             )?,
-            graph_api_base: self.meta.graph_api_base.trim_end_matches('/').to_owned(),
+            graph_api_base: graph_api_base(&self.meta.graph_api_base)?,
             phone_number_id: Some(self.meta.phone_number_id).filter(|s| !s.is_empty()),
         };
         let master_key = key32("privacy.master_key", &self.privacy.master_key)?;
@@ -684,6 +721,7 @@ impl RawSettings {
             store: StoreSettings {
                 backend,
                 path: self.store.path,
+                redis_ca_file: redis_ca_file(&self.store.redis_url, self.store.redis_ca_file)?,
                 redis_url: self.store.redis_url,
                 key_prefix: self.store.key_prefix,
             },

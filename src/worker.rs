@@ -1559,12 +1559,9 @@ impl Worker {
         sealer: &Sealer,
         step: &Step<'_>,
     ) -> Result<Vec<serde_json::Value>, StoreError> {
-        let stored = self.store.history(contact, usize::MAX).await?;
+        let stored = self.store.recent_history(contact, RECENT).await?;
         let mut recent: Vec<crate::privacy::export::HistoryItem> = stored
             .iter()
-            .rev()
-            .take(RECENT)
-            .rev()
             .filter_map(|(_, sealed)| {
                 let plain = sealer
                     .open(sealed, &crate::privacy::export::history_context(contact))

@@ -2,6 +2,11 @@
 //! timeout) posting to `{graph_api_base}/{phone_number_id}/messages` with
 //! the access token, and the classification of Meta's answers.
 //!
+//! The client follows no redirect: the access token goes to the configured
+//! base only (which must be https, see [`crate::config::transport`]). A 3xx
+//! answer is a failure like a 5xx: retried with backoff, then dead-lettered
+//! with its status; its `Location` is never requested.
+//!
 //! Errors are classified on `error.code` (Meta says to build on the code,
 //! not on titles), then on the HTTP status. The reason kept for a failure
 //! holds the status and the code only: Meta's `message` and `details` can
@@ -88,6 +93,11 @@ pub enum Answer {
 
 /// Classifies an error answer by Meta's code, then by HTTP status.
 pub fn classify(http: u16, code: Option<i64>) -> Class {
+    if (300..400).contains(&http) {
+        // A redirect is not followed (the token would go with it): most
+        // likely a proxy or a moved base; retried, then recorded.
+        return Class::Transient;
+    }
     match code {
         Some(c) if TRANSIENT_CODES.contains(&c) => Class::Transient,
         Some(c) if THROTTLE_CODES.contains(&c) => Class::Throttled,
@@ -100,6 +110,20 @@ pub fn classify(http: u16, code: Option<i64>) -> Class {
         None if http >= 500 || http == 429 || http == 408 => Class::Transient,
         None if http == 401 => Class::Credentials,
         None => Class::Permanent,
+    }
+}
+
+/// A failed answer in words: its status and Meta's code (never Meta's
+/// message, never a redirect's target).
+fn reason(status: u16, code: Option<i64>) -> String {
+    let redirect = if (300..400).contains(&status) {
+        " (redirect not followed)"
+    } else {
+        ""
+    };
+    match code {
+        Some(c) => format!("HTTP {status}{redirect}, Meta error {c}"),
+        None => format!("HTTP {status}{redirect}"),
     }
 }
 
@@ -140,6 +164,7 @@ impl Graph {
         reqwest::Client::builder()
             .timeout(timeout.min(TIMEOUT))
             .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())
     }
@@ -189,10 +214,7 @@ impl Graph {
             class: classify(status, code),
             http: Some(status),
             code,
-            reason: match code {
-                Some(c) => format!("media upload: HTTP {status}, Meta error {c}"),
-                None => format!("media upload: HTTP {status}"),
-            },
+            reason: format!("media upload: {}", reason(status, code)),
         })
     }
 
@@ -225,10 +247,7 @@ impl Graph {
             class: classify(status, code),
             http: Some(status),
             code,
-            reason: match code {
-                Some(c) => format!("HTTP {status}, Meta error {c}"),
-                None => format!("HTTP {status}"),
-            },
+            reason: reason(status, code),
         })
     }
 }
@@ -256,5 +275,8 @@ mod tests {
         assert_eq!(classify(500, Some(131999)), Class::Transient);
         assert_eq!(classify(429, None), Class::Transient);
         assert_eq!(classify(404, None), Class::Permanent);
+        assert_eq!(classify(302, None), Class::Transient);
+        assert_eq!(classify(307, Some(100)), Class::Transient);
+        assert_eq!(reason(302, None), "HTTP 302 (redirect not followed)");
     }
 }

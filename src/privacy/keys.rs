@@ -526,7 +526,10 @@ fn write_key_file(path: &Path, keys: &MasterKeys, pepper: &Key32) -> Result<(), 
         b64(pepper),
     );
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+        crate::store::private_files::private_dir(dir).map_err(|problem| KeyError::File {
+            path: path.display().to_string(),
+            problem,
+        })?;
     }
     let tmp = path.with_extension("toml.tmp");
     // A leftover (or planted) temporary file is not written through.

@@ -73,6 +73,7 @@ use super::{
 };
 use crate::domain::ContactKey;
 
+mod audience;
 mod audit;
 mod links;
 
@@ -453,6 +454,9 @@ fn purge_expired(txn: &redb::WriteTransaction, now: u64) -> Result<usize, StoreE
         }
         let mut campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
         let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
+        let mut members = txn
+            .open_table(audience::CAMPAIGN_MEMBERS)
+            .map_err(corrupt)?;
         let mut counts = txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
         for (at, id) in &old {
             let id = id.as_str();
@@ -461,6 +465,7 @@ fn purge_expired(txn: &redb::WriteTransaction, now: u64) -> Result<usize, StoreE
             audience
                 .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
                 .map_err(corrupt)?;
+            audience::forget_all(&mut members, id)?;
             let after = format!("{id}\0");
             counts
                 .retain_in((id, "")..(after.as_str(), ""), |_, _| false)
@@ -662,13 +667,12 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in the folder `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(path).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot create store folder {}: {e}",
-                path.display()
-            ))
-        })?;
-        let db = Database::create(path.join("whatsify.redb")).map_err(|e| {
+        // The folder 0700, its files 0600 (tightened if looser).
+        super::private_files::private_dir(path).map_err(StoreError::Unavailable)?;
+        let file = path.join("whatsify.redb");
+        super::private_files::private_file(&file).map_err(StoreError::Unavailable)?;
+        super::private_files::private_files_in(path).map_err(StoreError::Unavailable)?;
+        let db = Database::create(file).map_err(|e| {
             StoreError::Unavailable(format!("cannot open store in {}: {e}", path.display()))
         })?;
         {
@@ -709,6 +713,9 @@ impl EmbeddedStore {
             txn.open_table(LAST_CAMPAIGN).map_err(corrupt)?;
             audit::create_tables(&txn)?;
             links::create_tables(&txn)?;
+            txn.open_table(audience::CAMPAIGN_MEMBERS)
+                .map_err(corrupt)?;
+            audience::index_older_audiences(&txn)?;
             txn.commit().map_err(corrupt)?;
         }
         let db = Arc::new(db);
@@ -1522,8 +1529,7 @@ impl Store for EmbeddedStore {
                     .retain_in((k, "")..(after.as_str(), ""), |_, _| false)
                     .map_err(corrupt)?;
                 // Their entries in campaigns not dispatched yet (their
-                // number, sealed) go too: counted as skipped.
-                let prefix = super::audience_prefix(&c);
+                // number, sealed) go too, by key: counted as skipped.
                 let active: Vec<String> = {
                     let campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
                     let mut ids = Vec::new();
@@ -1536,24 +1542,13 @@ impl Store for EmbeddedStore {
                     ids
                 };
                 let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
+                let mut members = txn
+                    .open_table(audience::CAMPAIGN_MEMBERS)
+                    .map_err(corrupt)?;
                 for cid in &active {
-                    let mut gone = Vec::new();
-                    for item in audience
-                        .range((cid.as_str(), 0)..=(cid.as_str(), u64::MAX))
-                        .map_err(corrupt)?
-                    {
-                        let (key, value) = item.map_err(corrupt)?;
-                        if value.value().starts_with(&prefix) {
-                            gone.push(key.value().1);
-                        }
-                    }
-                    for n in &gone {
-                        audience.remove((cid.as_str(), *n)).map_err(corrupt)?;
-                    }
-                    if !gone.is_empty() {
-                        let n = gone.len() as i64;
-                        add_count(&mut counts, cid, "skipped:suppressed", n).map_err(corrupt)?;
-                        add_count(&mut counts, cid, "dispatched", n).map_err(corrupt)?;
+                    if audience::unlist(&mut audience, &mut members, cid, k)? {
+                        add_count(&mut counts, cid, "skipped:suppressed", 1).map_err(corrupt)?;
+                        add_count(&mut counts, cid, "dispatched", 1).map_err(corrupt)?;
                     }
                 }
             }
@@ -1832,6 +1827,32 @@ impl Store for EmbeddedStore {
                 let (at, bytes) = v.value();
                 out.push((at, bytes.to_vec()));
             }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn recent_history(
+        &self,
+        contact: &ContactKey,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let q = format!("h:{contact}");
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn.open_table(HISTORY).map_err(corrupt)?;
+            let mut out = Vec::new();
+            for item in table
+                .range((q.as_str(), 0)..=(q.as_str(), u64::MAX))
+                .map_err(corrupt)?
+                .rev()
+                .take(limit)
+            {
+                let (_, v) = item.map_err(corrupt)?;
+                let (at, bytes) = v.value();
+                out.push((at, bytes.to_vec()));
+            }
+            out.reverse();
             Ok(out)
         })
         .await
@@ -2264,9 +2285,14 @@ impl Store for EmbeddedStore {
                 index.remove((at, id)).map_err(corrupt)?;
             }
             let mut table = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
-            let next = audience_bounds(&table, id)?.map_or(0, |(_, last)| last + 1);
-            for (n, entry) in (next..).zip(&audience) {
-                table.insert((id, n), entry.as_slice()).map_err(corrupt)?;
+            let mut members = txn
+                .open_table(audience::CAMPAIGN_MEMBERS)
+                .map_err(corrupt)?;
+            let mut next = audience_bounds(&table, id)?.map_or(0, |(_, last)| last + 1);
+            for entry in &audience {
+                if audience::add(&mut table, &mut members, id, next, entry)? {
+                    next += 1;
+                }
             }
             campaigns
                 .insert(id, (created, crate::campaign::SCHEDULED, record.as_slice()))
@@ -2342,6 +2368,10 @@ impl Store for EmbeddedStore {
                 for n in left {
                     audience.remove((id.as_str(), n)).map_err(corrupt)?;
                 }
+                let mut members = txn
+                    .open_table(audience::CAMPAIGN_MEMBERS)
+                    .map_err(corrupt)?;
+                audience::forget_all(&mut members, &id)?;
             }
             Ok(true)
         })
@@ -2485,17 +2515,21 @@ impl Store for EmbeddedStore {
             }
             let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
             if held && consumed > 0 && !done.contains(&Dispatched::KeyMismatch) {
+                let mut members = txn
+                    .open_table(audience::CAMPAIGN_MEMBERS)
+                    .map_err(corrupt)?;
                 let mut front = Vec::with_capacity(consumed);
                 for item in audience
                     .range((id, 0)..=(id, u64::MAX))
                     .map_err(corrupt)?
                     .take(consumed)
                 {
-                    let (k, _) = item.map_err(corrupt)?;
-                    front.push(k.value().1);
+                    let (k, v) = item.map_err(corrupt)?;
+                    front.push((k.value().1, v.value().to_vec()));
                 }
-                for n in front {
+                for (n, entry) in front {
                     audience.remove((id, n)).map_err(corrupt)?;
+                    audience::forget(&mut members, id, &entry)?;
                 }
             }
             let left = audience_bounds(&audience, id)?.map_or(0, |(first, last)| last - first + 1);

@@ -18,7 +18,9 @@ pub mod audit_index;
 pub mod embedded;
 pub mod lease;
 pub mod links;
+pub mod private_files;
 pub mod redis;
+mod redis_audience;
 mod redis_conn;
 
 use std::sync::Arc;
@@ -669,6 +671,14 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
+    /// The contact's last `limit` sealed history entries (the newest),
+    /// oldest first, each with its time (Unix ms): reads only those.
+    async fn recent_history(
+        &self,
+        contact: &ContactKey,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
     /// The contact's sealed profile, if any (and not past its time).
     async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError>;
 
@@ -936,8 +946,10 @@ pub struct StoredCampaign {
 }
 
 /// How a campaign's audience entry starts: the contact's pseudonymous key
-/// and `|`, then the sealed entry. An erasure finds (and removes) the
-/// contact's entries in campaigns not dispatched yet by it.
+/// and `|`, then the sealed entry. Both backends index the audience by
+/// that key, so an erasure removes the contact's entry from each campaign
+/// not dispatched yet without reading the audience; a contact is in an
+/// audience once (a later entry of the same contact is not stored).
 pub fn audience_prefix(contact: &ContactKey) -> Vec<u8> {
     format!("{contact}|").into_bytes()
 }
@@ -1023,16 +1035,39 @@ impl Stranded {
     }
 }
 
+/// The CA certificates (PEM) of `store.redis_ca_file`, when set.
+fn redis_ca(settings: &StoreSettings) -> Result<Option<Vec<u8>>, StoreError> {
+    settings
+        .redis_ca_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot read store.redis_ca_file {}: {e}",
+                    path.display()
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// Opens the backend the settings choose.
 pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match settings.backend {
         Backend::Embedded => Arc::new(embedded::EmbeddedStore::open(&settings.path)?),
         Backend::Redis => {
-            Arc::new(redis::RedisStore::connect(&settings.redis_url, &settings.key_prefix).await?)
+            let ca = redis_ca(settings)?;
+            Arc::new(
+                redis::RedisStore::connect(&settings.redis_url, &settings.key_prefix, ca).await?,
+            )
         }
-        Backend::RedisCluster => Arc::new(
-            redis::RedisStore::connect_cluster(&settings.redis_url, &settings.key_prefix).await?,
-        ),
+        Backend::RedisCluster => {
+            let ca = redis_ca(settings)?;
+            Arc::new(
+                redis::RedisStore::connect_cluster(&settings.redis_url, &settings.key_prefix, ca)
+                    .await?,
+            )
+        }
     })
 }
 

@@ -27,7 +27,7 @@
 //! | `P{s:N}:c:<contact>:lastcmp` | string: the campaign whose message the contact got last, so an opt-out within 24 hours counts for it | 24 hours |
 //! | `P{s:N}:cmp:<id>` | hash: the shard's counters of one campaign (queued, sent, delivered, read, `failed:<code>`, `skipped:<reason>`, cancelled, opt_outs); no contact | 400 days after the last change |
 //! | `P{cmp:<id>}` | hash: a campaign's definition (name, template, rate, audience kind; no contact) and status | 400 days |
-//! | `P{cmp:<id>}:audience` | list of audience entries left to dispatch: the pseudonymous key, `\|`, and the sealed number and variables; each leaves once dispatched, when the contact is erased, or when the campaign is cancelled | until dispatched (`send_at` is at most a year ahead; 400 days at most) |
+//! | `P{cmp:<id>}:queue`, `P{cmp:<id>}:members` | the audience left to dispatch: a list of member names (pseudonymous keys) in order, and a hash of name → entry (the pseudonymous key, `\|`, and the sealed number and variables); an entry leaves once dispatched, when the contact is erased (by key, `HDEL`), or when the campaign is cancelled (see `redis_audience`) | until dispatched (`send_at` is at most a year ahead; 400 days at most) |
 //! | `P{cmp:<id>}:lease` | string: the dispatcher holding the campaign | 10 s |
 //! | `P{cmp}:index` | sorted set: campaign ids by creation time | 400 days after the last campaign |
 //! | `P{cmp}:active` | sorted set: the campaigns still to dispatch (scheduled, running), by creation time; one leaves when it is dispatched or cancelled | 400 days after the last campaign |
@@ -645,7 +645,8 @@ redis.call('EXPIRE', KEYS[5], ARGV[9])
 return 1
 "#;
 
-/// KEYS: a campaign's record hash, its audience. ARGV: the new status,
+/// KEYS: a campaign's record hash, its audience's keys
+/// ([`super::redis_audience`]). ARGV: the new status,
 /// then the statuses it may move from. Answers 1 when it moved. A
 /// cancelled campaign's audience left is dropped: its numbers go.
 const STATUS_LUA: &str = r#"
@@ -654,33 +655,13 @@ if not cur then return 0 end
 for i = 2, #ARGV do
   if cur == ARGV[i] then
     redis.call('HSET', KEYS[1], 'status', ARGV[1])
-    if ARGV[1] == 'cancelled' then redis.call('DEL', KEYS[2]) end
+    if ARGV[1] == 'cancelled' then
+      for k = 2, #KEYS do redis.call('DEL', KEYS[k]) end
+    end
     return 1
   end
 end
 return 0
-"#;
-
-/// KEYS: a campaign's lease, its audience. ARGV: owner, entries to drop.
-/// Drops them only while the owner holds the lease; answers what is left.
-const TRIM_LUA: &str = r#"
-local n = tonumber(ARGV[2])
-if n > 0 and redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('LTRIM', KEYS[2], n, -1)
-end
-return redis.call('LLEN', KEYS[2])
-"#;
-
-/// KEYS: a campaign's audience. ARGV: a contact's entry prefix. Removes
-/// the contact's entries; answers how many.
-const UNLIST_LUA: &str = r#"
-local n = 0
-for _, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if string.sub(v, 1, #ARGV[1]) == ARGV[1] then
-    n = n + redis.call('LREM', KEYS[1], 0, v)
-  end
-end
-return n
 "#;
 
 /// KEYS: a lease. ARGV: owner, lease (ms). Takes it when free, renews it
@@ -737,8 +718,6 @@ pub struct RedisStore {
     status: redis::Script,
     lease: redis::Script,
     set_head: redis::Script,
-    trim: redis::Script,
-    unlist: redis::Script,
 }
 
 /// A delivery record as stored: `RR|{json}`.
@@ -805,10 +784,23 @@ fn merge_scored(per_shard: Vec<Vec<(String, f64)>>, limit: usize) -> Vec<Contact
 
 impl RedisStore {
     /// Connects (and keeps reconnecting) to `url`; keys go under `prefix`.
-    pub async fn connect(url: &SecretString, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url.expose_secret()).map_err(|_| {
-            StoreError::Unavailable("store.redis_url is not a valid Redis URL".into())
-        })?;
+    /// With `ca` (PEM), a `rediss://` server's certificate must chain to
+    /// it (else to the system's roots).
+    pub async fn connect(
+        url: &SecretString,
+        prefix: &str,
+        ca: Option<Vec<u8>>,
+    ) -> Result<Self, StoreError> {
+        let invalid = || StoreError::Unavailable("store.redis_url is not a valid Redis URL".into());
+        let client = match ca {
+            None => redis::Client::open(url.expose_secret()).map_err(|_| invalid())?,
+            Some(pem) => {
+                let info = redis::IntoConnectionInfo::into_connection_info(url.expose_secret())
+                    .map_err(|_| invalid())?;
+                redis::Client::build_with_tls(info, super::redis_conn::trusting(pem))
+                    .map_err(super::redis_conn::tls_error)?
+            }
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
@@ -821,7 +813,11 @@ impl RedisStore {
 
     /// Connects to a Redis Cluster through `urls`: one or more of its
     /// nodes, separated by commas (the rest are found from them).
-    pub async fn connect_cluster(urls: &SecretString, prefix: &str) -> Result<Self, StoreError> {
+    pub async fn connect_cluster(
+        urls: &SecretString,
+        prefix: &str,
+        ca: Option<Vec<u8>>,
+    ) -> Result<Self, StoreError> {
         let nodes: Vec<&str> = urls
             .expose_secret()
             .split(',')
@@ -830,11 +826,19 @@ impl RedisStore {
             .collect();
         let invalid =
             || StoreError::Unavailable("store.redis_url is not a list of valid Redis URLs".into());
-        let client = redis::cluster::ClusterClientBuilder::new(nodes)
+        let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
             .connection_timeout(Duration::from_secs(2))
-            .response_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|_| invalid())?;
+            .response_timeout(Duration::from_secs(5));
+        if let Some(pem) = ca {
+            builder = builder.certs(super::redis_conn::trusting(pem));
+        }
+        let client = builder.build().map_err(|e| {
+            if e.kind() == redis::ErrorKind::InvalidClientConfig {
+                super::redis_conn::tls_error(e)
+            } else {
+                invalid()
+            }
+        })?;
         let conn = client.get_async_connection().await.map_err(unavailable)?;
         Ok(Self::with(Conn::Cluster(conn), prefix))
     }
@@ -868,8 +872,6 @@ impl RedisStore {
             status: redis::Script::new(STATUS_LUA),
             lease: redis::Script::new(LEASE_LUA),
             set_head: redis::Script::new(SET_HEAD_LUA),
-            trim: redis::Script::new(TRIM_LUA),
-            unlist: redis::Script::new(UNLIST_LUA),
         }
     }
 
@@ -982,6 +984,13 @@ impl RedisStore {
     /// A campaign's keys, in its own slot: `P{cmp:<id>}<suffix>`.
     fn campaign_key(&self, id: &str, suffix: &str) -> String {
         format!("{}{{cmp:{id}}}{suffix}", self.prefix)
+    }
+
+    /// A campaign's audience keys: queue, members, and an older
+    /// version's list (see [`super::redis_audience`]).
+    fn audience_keys(&self, id: &str) -> [String; 3] {
+        use super::redis_audience::{MEMBERS, OLD_LIST, QUEUE};
+        [QUEUE, MEMBERS, OLD_LIST].map(|suffix| self.campaign_key(id, suffix))
     }
 
     fn lease_key(&self, lane: Lane, contact: &ContactKey) -> String {
@@ -1685,15 +1694,10 @@ impl Store for RedisStore {
         // Their entries in campaigns not dispatched yet (their number,
         // sealed) go too, counted as skipped. (Another slot: its own
         // writes; erasing again after a crash is safe.)
-        let prefix = super::audience_prefix(contact);
+        // Removed by key (O(1) each), never by reading the audience.
         for c in self.active_campaigns().await? {
-            let gone: i64 = self
-                .unlist
-                .key(self.campaign_key(&c.id, ":audience"))
-                .arg(&prefix[..])
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+            let keys = self.audience_keys(&c.id);
+            let gone = super::redis_audience::unlist(&mut conn, &keys, contact.as_str()).await?;
             if gone > 0 {
                 let counters = self.shard_key(shard, &format!("cmp:{}", c.id));
                 let mut pipe = redis::pipe();
@@ -1977,6 +1981,39 @@ impl Store for RedisStore {
                 }
             })
             .collect())
+    }
+
+    async fn recent_history(
+        &self,
+        contact: &ContactKey,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(self.contact_key(contact, "history"))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit.min(MAX_COUNT))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut out: Vec<(u64, Vec<u8>)> = reply
+            .ids
+            .into_iter()
+            .filter_map(|sid| {
+                let at = sid.id.split('-').next()?.parse().ok()?;
+                match sid.map.get("h") {
+                    Some(Value::BulkString(b)) => Some((at, b.clone())),
+                    _ => None,
+                }
+            })
+            .collect();
+        out.reverse();
+        Ok(out)
     }
 
     async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
@@ -2269,22 +2306,13 @@ impl Store for RedisStore {
         audience: Vec<Vec<u8>>,
     ) -> Result<(), StoreError> {
         let hash = self.campaign_key(id, "");
-        let list = self.campaign_key(id, ":audience");
+        let keys = self.audience_keys(id);
         let mut conn = self.conn.clone();
         // The audience first (in chunks), then the record: a campaign is
         // visible only once its audience is stored. Until the record is
         // written the audience lives an hour: what a crash in between
         // leaves goes by itself.
-        for chunk in audience.chunks(1000) {
-            let mut pipe = redis::pipe();
-            pipe.cmd("RPUSH").arg(&list);
-            for entry in chunk {
-                pipe.arg(&entry[..]);
-            }
-            pipe.ignore();
-            pipe.cmd("EXPIRE").arg(&list).arg(3600).ignore();
-            let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        }
+        super::redis_audience::add(&mut conn, &keys, &audience, 3600).await?;
         let index = format!("{}{{cmp}}:index", self.prefix);
         // The record and the audience's full life together (one slot).
         let mut pipe = redis::pipe();
@@ -2297,7 +2325,9 @@ impl Store for RedisStore {
             .arg(crate::campaign::SCHEDULED)
             .ignore();
         pipe.cmd("EXPIRE").arg(&hash).arg(CAMPAIGN_TTL_S).ignore();
-        pipe.cmd("EXPIRE").arg(&list).arg(CAMPAIGN_TTL_S).ignore();
+        for key in &keys[..2] {
+            pipe.cmd("EXPIRE").arg(key).arg(CAMPAIGN_TTL_S).ignore();
+        }
         let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         let active = format!("{}{{cmp}}:active", self.prefix);
         let mut pipe = redis::pipe();
@@ -2344,9 +2374,11 @@ impl Store for RedisStore {
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let mut inv = self.status.prepare_invoke();
-        inv.key(self.campaign_key(id, ""))
-            .key(self.campaign_key(id, ":audience"))
-            .arg(to);
+        inv.key(self.campaign_key(id, ""));
+        for key in self.audience_keys(id) {
+            inv.key(key);
+        }
+        inv.arg(to);
         for f in from {
             inv.arg(*f);
         }
@@ -2386,17 +2418,8 @@ impl Store for RedisStore {
     }
 
     async fn campaign_audience(&self, id: &str, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let mut conn = self.conn.clone();
-        redis::cmd("LRANGE")
-            .arg(self.campaign_key(id, ":audience"))
-            .arg(0)
-            .arg(limit - 1)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)
+        super::redis_audience::read(&mut conn, &self.audience_keys(id), limit).await
     }
 
     async fn campaign_dispatch(
@@ -2456,25 +2479,20 @@ impl Store for RedisStore {
             .collect();
         let mut conn = self.conn.clone();
         let trim = consumed > 0 && !done.contains(&super::Dispatched::KeyMismatch);
-        let left: u64 = self
-            .trim
-            .key(self.campaign_key(id, ":lease"))
-            .key(self.campaign_key(id, ":audience"))
-            .arg(owner)
-            .arg(if trim { consumed } else { 0 })
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let left = super::redis_audience::trim(
+            &mut conn,
+            &self.audience_keys(id),
+            &self.campaign_key(id, ":lease"),
+            owner,
+            if trim { consumed } else { 0 },
+        )
+        .await?;
         Ok((done, left))
     }
 
     async fn campaign_left(&self, id: &str) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
-        redis::cmd("LLEN")
-            .arg(self.campaign_key(id, ":audience"))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)
+        super::redis_audience::left(&mut conn, &self.audience_keys(id)).await
     }
 
     async fn campaign_counts(

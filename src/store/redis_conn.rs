@@ -18,6 +18,24 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 use redis::{Arg, Cmd, Pipeline, RedisFuture, Value};
 
+/// TLS settings that trust the CA certificates in `pem` (from
+/// `store.redis_ca_file`) instead of the system's roots; no client
+/// certificate.
+pub fn trusting(pem: Vec<u8>) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }
+}
+
+/// Why a TLS client could not be made (a CA file that is not PEM, or a
+/// URL that is not `rediss://`), in words that name the settings.
+pub fn tls_error(e: redis::RedisError) -> super::StoreError {
+    super::StoreError::Unavailable(format!(
+        "store.redis_ca_file or store.redis_url: cannot set up TLS ({e})"
+    ))
+}
+
 #[derive(Clone)]
 pub enum Conn {
     Single(ConnectionManager),

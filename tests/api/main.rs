@@ -5,6 +5,7 @@ mod helpers;
 
 mod audit_paging;
 mod bodies;
+mod campaign_erasure;
 mod campaigns;
 mod consent_bounds;
 mod console;
@@ -31,3 +32,5 @@ mod redis_faults;
 mod reload;
 mod signature;
 mod store;
+mod store_files;
+mod transport;

@@ -23,18 +23,21 @@ async fn open(backend: &Backend) -> Arc<dyn Store> {
             backend: Kind::Embedded,
             path: path.clone(),
             redis_url: SecretString::from(""),
+            redis_ca_file: None,
             key_prefix: String::new(),
         },
         Backend::Redis { url, prefix } => StoreSettings {
             backend: Kind::Redis,
             path: "unused".into(),
             redis_url: SecretString::from(url.as_str()),
+            redis_ca_file: None,
             key_prefix: prefix.clone(),
         },
         Backend::Cluster { urls, prefix } => StoreSettings {
             backend: Kind::RedisCluster,
             path: "unused".into(),
             redis_url: SecretString::from(urls.as_str()),
+            redis_ca_file: None,
             key_prefix: prefix.clone(),
         },
     };
@@ -1758,6 +1761,70 @@ async fn old_message_history_is_purged(backend: &Backend) {
 }
 both_backends!(history_purge, old_message_history_is_purged);
 
+/// `recent_history` gives the newest entries only, oldest first (what a
+/// handoff shows), whatever the history's length.
+async fn recent_history_is_the_newest_entries_in_order(backend: &Backend) {
+    let s = open(backend).await;
+    let k = key(35);
+    assert!(s.recent_history(&k, 5).await.expect("read").is_empty());
+    for round in 0..3 {
+        s.append(vec![entry(
+            &Queue::Contact(k.clone()),
+            &format!("r{round}"),
+            "x",
+        )])
+        .await
+        .expect("append");
+        let c = s
+            .claim(Lane::Inbox, &k, "w", LEASE, 10)
+            .await
+            .expect("claim")
+            .expect("free");
+        let items: Vec<Vec<u8>> = (0..4)
+            .map(|i| format!("m{}", round * 4 + i).into_bytes())
+            .collect();
+        let commit = Commit {
+            acked: c.entries.iter().map(|e| e.id.clone()).collect(),
+            session: None,
+            session_ttl: Duration::from_secs(60),
+            outbox: Vec::new(),
+            wake_at: None,
+            window: None,
+            deliveries: Vec::new(),
+            consent: Vec::new(),
+            profile: None,
+            history: items,
+            profile_ttl: Duration::from_secs(3600),
+            stats: Vec::new(),
+        };
+        s.commit(&c, commit).await.expect("commit");
+    }
+    let texts = |v: Vec<(u64, Vec<u8>)>| -> Vec<String> {
+        v.into_iter()
+            .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
+            .collect()
+    };
+    assert_eq!(
+        texts(s.recent_history(&k, 5).await.expect("read")),
+        ["m7", "m8", "m9", "m10", "m11"]
+    );
+    assert_eq!(texts(s.recent_history(&k, 1).await.expect("read")), ["m11"]);
+    assert!(s.recent_history(&k, 0).await.expect("read").is_empty());
+    let all = s.history(&k, 100).await.expect("read");
+    assert_eq!(all.len(), 12);
+    assert_eq!(s.recent_history(&k, 100).await.expect("read"), all);
+    assert!(
+        s.recent_history(&key(36), 5)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+both_backends!(
+    recent_history,
+    recent_history_is_the_newest_entries_in_order
+);
+
 fn keyed(queue: &Queue, dedup: &str, wrapped: &str, fresh: bool) -> InboxEntry {
     InboxEntry {
         key: Some(whatsify::store::EntryKey {
@@ -3217,6 +3284,7 @@ async fn the_conformance_suite_passes_on_a_redis_cluster() {
         the_audit_log_appends_only_after_its_head,
         the_audit_log_pages_newest_first_and_indexes_open_requests,
         old_message_history_is_purged,
+        recent_history_is_the_newest_entries_in_order,
         entries_are_stored_only_under_the_contact_s_data_key,
         nothing_is_written_under_an_erased_contact_s_key,
         a_claim_from_before_a_rewrap_still_writes,

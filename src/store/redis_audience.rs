@@ -1,0 +1,226 @@
+//! A campaign's audience on Redis, kept so that an erasure removes a
+//! contact from it by key, in O(1), without reading the audience:
+//!
+//! | key | type |
+//! |---|---|
+//! | `P{cmp:<id>}:queue` | list of member names in dispatch order: a contact's pseudonymous key (or, for an entry that names none, the entry itself) |
+//! | `P{cmp:<id>}:members` | hash: member name → the audience entry (`<contact>\|<sealed number and variables>`); a field leaves when dispatched, erased or cancelled |
+//!
+//! An erased contact's field goes at once (`HDEL`); its name stays in the
+//! queue, holding nothing, until the dispatcher passes it (reads skip a
+//! name without a field, the trim drops it). A contact is in an audience
+//! once (the first entry counts). What is left to dispatch is the hash's
+//! length. Both keys share the campaign's hash tag (one slot).
+//!
+//! Campaigns stored by an older version keep their audience as one list
+//! of entries (`P{cmp:<id>}:audience`); the first read, trim or erasure
+//! that meets one moves it into the two keys above (once, in the script
+//! that met it).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+use super::StoreError;
+use super::redis_conn::Conn;
+
+/// The suffixes of a campaign's audience keys: the order, the entries,
+/// and the single list of an older version.
+pub const QUEUE: &str = ":queue";
+pub const MEMBERS: &str = ":members";
+pub const OLD_LIST: &str = ":audience";
+
+/// The member name of an audience entry: the contact key before its `|`,
+/// or the whole entry when it has none.
+pub fn name_of(entry: &[u8]) -> &[u8] {
+    entry
+        .iter()
+        .position(|b| *b == b'|')
+        .map_or(entry, |bar| &entry[..bar])
+}
+
+/// Lua: moves an older version's list (KEYS[3]) into the queue (KEYS[1])
+/// and the members (KEYS[2]), keeping its time to live.
+const MIGRATE_LUA: &str = r#"
+local function migrate()
+  if redis.call('EXISTS', KEYS[3]) == 0 then return end
+  local ttl = redis.call('TTL', KEYS[3])
+  for _, v in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+    local bar = string.find(v, '|', 1, true)
+    local name = v
+    if bar then name = string.sub(v, 1, bar - 1) end
+    if redis.call('HSETNX', KEYS[2], name, v) == 1 then
+      redis.call('RPUSH', KEYS[1], name)
+    end
+  end
+  redis.call('DEL', KEYS[3])
+  if ttl > 0 then
+    redis.call('EXPIRE', KEYS[1], ttl)
+    redis.call('EXPIRE', KEYS[2], ttl)
+  end
+end
+migrate()
+"#;
+
+/// KEYS: queue, members. ARGV: time to live (s), then name and entry
+/// pairs. Adds each name not there yet, at the end.
+static ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+for i = 2, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('RPUSH', KEYS[1], ARGV[i])
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"#,
+    )
+});
+
+/// KEYS: queue, members, older list. ARGV: limit. Up to `limit` entries
+/// from the front, skipping erased names.
+static READ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{MIGRATE_LUA}{}",
+        r#"
+local limit = tonumber(ARGV[1])
+local page = math.min(math.max(limit, 16), 1000)
+local out = {}
+local from = 0
+while #out < limit do
+  local names = redis.call('LRANGE', KEYS[1], from, from + page - 1)
+  if #names == 0 then break end
+  local entries = redis.call('HMGET', KEYS[2], unpack(names))
+  for i = 1, #names do
+    if entries[i] then
+      out[#out + 1] = entries[i]
+      if #out == limit then break end
+    end
+  end
+  from = from + #names
+end
+return out
+"#
+    ))
+});
+
+/// KEYS: queue, members, older list, lease. ARGV: owner, entries
+/// dispatched. While the owner holds the lease, drops that many entries
+/// from the front (and the erased names among and right after them);
+/// answers how many are left.
+static TRIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{MIGRATE_LUA}{}",
+        r#"
+local n = tonumber(ARGV[2])
+if n > 0 and redis.call('GET', KEYS[4]) == ARGV[1] then
+  local done = 0
+  while done < n do
+    local name = redis.call('LPOP', KEYS[1])
+    if not name then break end
+    done = done + redis.call('HDEL', KEYS[2], name)
+  end
+  while true do
+    local name = redis.call('LINDEX', KEYS[1], 0)
+    if not name or redis.call('HEXISTS', KEYS[2], name) == 1 then break end
+    redis.call('LPOP', KEYS[1])
+  end
+end
+return redis.call('HLEN', KEYS[2])
+"#
+    ))
+});
+
+/// KEYS: queue, members, older list. ARGV: a contact's key. Removes the
+/// contact's entry (by key: O(1)); answers 1 when there was one.
+static UNLIST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{MIGRATE_LUA}{}",
+        "return redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    ))
+});
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Adds `audience` (in order; a name already there is skipped), the keys
+/// living `ttl_s`.
+pub async fn add(
+    conn: &mut Conn,
+    keys: &[String; 3],
+    audience: &[Vec<u8>],
+    ttl_s: u64,
+) -> Result<(), StoreError> {
+    for chunk in audience.chunks(1000) {
+        let mut inv = ADD.prepare_invoke();
+        inv.key(&keys[0]).key(&keys[1]).arg(ttl_s);
+        for entry in chunk {
+            inv.arg(name_of(entry)).arg(&entry[..]);
+        }
+        let _: i64 = inv.invoke_async(conn).await.map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` entries from the front of what is left.
+pub async fn read(
+    conn: &mut Conn,
+    keys: &[String; 3],
+    limit: usize,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut inv = READ.prepare_invoke();
+    inv.key(&keys[0]).key(&keys[1]).key(&keys[2]).arg(limit);
+    inv.invoke_async(conn).await.map_err(unavailable)
+}
+
+/// Drops the first `consumed` entries if `owner` holds `lease`; answers
+/// how many are left.
+pub async fn trim(
+    conn: &mut Conn,
+    keys: &[String; 3],
+    lease: &str,
+    owner: &str,
+    consumed: usize,
+) -> Result<u64, StoreError> {
+    let mut inv = TRIM.prepare_invoke();
+    inv.key(&keys[0])
+        .key(&keys[1])
+        .key(&keys[2])
+        .key(lease)
+        .arg(owner)
+        .arg(consumed);
+    inv.invoke_async(conn).await.map_err(unavailable)
+}
+
+/// Removes `contact`'s entry; answers how many went (0 or 1).
+pub async fn unlist(conn: &mut Conn, keys: &[String; 3], contact: &str) -> Result<i64, StoreError> {
+    let mut inv = UNLIST.prepare_invoke();
+    inv.key(&keys[0]).key(&keys[1]).key(&keys[2]).arg(contact);
+    inv.invoke_async(conn).await.map_err(unavailable)
+}
+
+/// How many entries are left (an older version's list counted as it is).
+pub async fn left(conn: &mut Conn, keys: &[String; 3]) -> Result<u64, StoreError> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("HLEN").arg(&keys[1]).cmd("LLEN").arg(&keys[2]);
+    let (members, old): (u64, u64) = pipe.query_async(conn).await.map_err(unavailable)?;
+    Ok(members + old)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_named_by_its_contact_key() {
+        assert_eq!(name_of(b"abc123|sealed|more"), b"abc123");
+        assert_eq!(name_of(b"m0"), b"m0");
+        assert_eq!(name_of(b"|x"), b"");
+    }
+}
