@@ -476,6 +476,33 @@ impl Hooks {
     }
 }
 
+/// How often one customer's forwarded messages (`message.received`, sent
+/// while they are handed off) are audited per receiver: each delivery is
+/// still recorded as a delivery, but the audit log, which is kept, gets one
+/// `data_shared` line per receiver and customer in this time, so a customer
+/// cannot grow it by writing.
+pub const MESSAGE_SHARE_AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whether a delivery of `event` about `contact` to `receiver` gets its own
+/// audit line: always, but for `message.received`, once per
+/// [`MESSAGE_SHARE_AUDIT_EVERY`] (when the store cannot say, it does).
+pub async fn audit_share(
+    store: &dyn crate::store::Store,
+    receiver: &str,
+    event: &str,
+    contact: &str,
+) -> bool {
+    if event != EventKind::MessageReceived.name() {
+        return true;
+    }
+    let every = MESSAGE_SHARE_AUDIT_EVERY.as_micros() as u64;
+    let key = format!("audit-share:{receiver}:{contact}");
+    store
+        .take_rate(&key, every, 1, 1)
+        .await
+        .map_or(true, |grant| grant.granted > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

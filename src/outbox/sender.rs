@@ -1023,15 +1023,19 @@ impl Sender {
         };
         match self.hooks.post(&to, &job.id, body.as_bytes(), now).await {
             Ok(()) => {
-                use crate::privacy::audit::{Actor, Event, note};
-                let shared = Event {
-                    at: now,
-                    kind: "data_shared".to_owned(),
-                    contact: Some(contact.clone()),
-                    actor: Actor::System,
-                    detail: Some(format!("{receiver}: {event} [{}]", fields.join(", "))),
-                };
-                note(self.store.as_ref(), &self.audit, shared).await;
+                if crate::integrations::audit_share(self.store.as_ref(), &receiver, &event, contact)
+                    .await
+                {
+                    use crate::privacy::audit::{Actor, Event, note};
+                    let shared = Event {
+                        at: now,
+                        kind: "data_shared".to_owned(),
+                        contact: Some(contact.clone()),
+                        actor: Actor::System,
+                        detail: Some(format!("{receiver}: {event} [{}]", fields.join(", "))),
+                    };
+                    note(self.store.as_ref(), &self.audit, shared).await;
+                }
                 crate::metrics::global()
                     .integration_deliveries
                     .with_label_values(&[receiver.as_str(), "delivered"])
