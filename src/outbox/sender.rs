@@ -1023,7 +1023,7 @@ impl Sender {
         };
         match self.hooks.post(&to, &job.id, body.as_bytes(), now).await {
             Ok(()) => {
-                if crate::integrations::audit_share(self.store.as_ref(), &receiver, &event, contact)
+                if crate::integrations::audit_share(self.store.as_ref(), receiver, event, contact)
                     .await
                 {
                     use crate::privacy::audit::{Actor, Event, note};
