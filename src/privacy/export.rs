@@ -160,23 +160,15 @@ pub async fn build(
             Some(v)
         })
         .collect();
-    let audit = store.audit_entries(1, HISTORY_LIMIT).await?;
-    let requests: Vec<Value> = audit
-        .iter()
-        .filter(|e| e.event.contact.as_deref() == Some(contact.as_str()))
-        .filter(|e| {
-            [
-                "_request",
-                "_completed",
-                "_declined",
-                "consent_",
-                "policy_notice",
-            ]
-            .iter()
-            .any(|k| e.event.kind.contains(k))
-        })
-        .map(|e| json!({ "at": e.event.at, "kind": e.event.kind, "by": e.event.actor }))
-        .collect();
+    // The log before the contact's first trace cannot name them.
+    let since = profile
+        .as_ref()
+        .and_then(|p| p.first_seen)
+        .into_iter()
+        .chain(ledger.first().map(|c| c.at))
+        .min()
+        .unwrap_or(0);
+    let requests = privacy_events(store, contact, since).await?;
     let conversation: Option<crate::worker::Conversation> = store
         .session(contact)
         .await?
@@ -238,4 +230,48 @@ fn known_ids(id: &str, profile: Option<&crate::worker::Profile>) -> Value {
     let wa_id = profile.and_then(|p| p.wa_id.clone()).or(asked_wa);
     let user_id = profile.and_then(|p| p.user_id.clone()).or(asked_user);
     json!({ "wa_id": wa_id, "user_id": user_id })
+}
+
+/// Audit entries read at once while looking for a contact's events.
+const AUDIT_PAGE: usize = 1_000;
+/// How far before the contact's first trace the log is still read (clocks
+/// of several instances differ a little).
+const AUDIT_SLACK_SECS: u64 = 3600;
+
+/// The contact's privacy events in the audit log (requests, consent,
+/// notices), oldest first: read newest first, page by page, back to
+/// `since`, so an export costs the contact's time with us, not the log's.
+async fn privacy_events(
+    store: &dyn Store,
+    contact: &ContactKey,
+    since: u64,
+) -> Result<Vec<Value>, StoreError> {
+    const KINDS: [&str; 5] = [
+        "_request",
+        "_completed",
+        "_declined",
+        "consent_",
+        "policy_notice",
+    ];
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.audit_page(before, AUDIT_PAGE).await?;
+        let done = page.len() < AUDIT_PAGE
+            || page
+                .last()
+                .is_none_or(|e| e.event.at.saturating_add(AUDIT_SLACK_SECS) < since);
+        out.extend(
+            page.iter()
+                .filter(|e| e.event.contact.as_deref() == Some(contact.as_str()))
+                .filter(|e| KINDS.iter().any(|k| e.event.kind.contains(k)))
+                .map(|e| json!({ "at": e.event.at, "kind": e.event.kind, "by": e.event.actor })),
+        );
+        match page.last() {
+            Some(last) if !done && last.seq > 1 => before = Some(last.seq),
+            _ => break,
+        }
+    }
+    out.reverse();
+    Ok(out)
 }

@@ -146,6 +146,18 @@ async fn a_log_past_100000_entries_is_shown_newest_first_paged_and_checked(backe
     let wa = "16505557070";
     say_hi(&app, wa, "wamid.AUDIT1").await;
     until("the welcome", 30, async || !sent_to(&graph, wa).is_empty()).await;
+    // Their export lists their privacy events, read back from the newest
+    // page to their first trace (not from the start of the log).
+    let stop = crate::outbox::text_from(wa, "wamid.AUDIT2", "STOP", now());
+    assert_eq!(app.post_signed(&stop).await.status(), 200);
+    let export = format!("/admin/contacts/{wa}/export");
+    until("the opt-out in the export", 30, async || {
+        let (_, doc) = app.admin_get(&export).await;
+        doc["privacy_requests"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|e| e["kind"] == "consent_withdrawn"))
+    })
+    .await;
     assert_eq!(
         app.admin_delete(&format!("/admin/contacts/{wa}")).await,
         200
