@@ -54,6 +54,7 @@ fn entry(queue: &Queue, dedup: &str, body: &str) -> InboxEntry {
         dedup: dedup.to_owned(),
         sealed: body.as_bytes().to_vec(),
         consent: None,
+        refused: None,
         key: None,
     }
 }
@@ -1827,6 +1828,7 @@ both_backends!(
 
 fn keyed(queue: &Queue, dedup: &str, wrapped: &str, fresh: bool) -> InboxEntry {
     InboxEntry {
+        refused: None,
         key: Some(whatsify::store::EntryKey {
             wrapped: wrapped.as_bytes().to_vec(),
             fresh,
