@@ -303,3 +303,52 @@ async fn alternating_stop_and_start_is_bounded(backend: &Backend) {
     graph.stop().await;
 }
 both_backends!(alternating, alternating_stop_and_start_is_bounded);
+
+/// The promotions flow's "Yes, send offers" counts as a grant too: after
+/// the day's grants, it is not recorded and the customer is told so.
+async fn a_flow_opt_in_beyond_the_days_grants_is_refused(backend: &Backend) {
+    use whatsify::privacy::consent::GRANTS_PER_DAY;
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505557006";
+    let t = whatsify::store::now_secs() - 60;
+    for i in 0..GRANTS_PER_DAY as u64 {
+        let (stop, start) = (format!("wamid.FL{i}S"), format!("wamid.FL{i}G"));
+        post(&app, &text_from(wa, &stop, "STOP", t + 2 * i)).await;
+        post(&app, &text_from(wa, &start, "START", t + 2 * i + 1)).await;
+    }
+    post(&app, &text_from(wa, "wamid.FLEND", "STOP", t + 10)).await;
+    let asked = |g: &FakeGraph| {
+        sent_to(g, wa)
+            .iter()
+            .filter(|m| m["type"] == "interactive")
+            .count()
+    };
+    let before = asked(&graph);
+    post(&app, &text_from(wa, "wamid.FLOF", "offers", t + 11)).await;
+    until("the question", 60, async || asked(&graph) > before).await;
+    let tap = crate::outbox::tap(wa, "wamid.FLOK", "promo_yes", "Yes, send offers");
+    post(&app, &tap).await;
+    until("the refusal", 60, async || {
+        told(&graph, wa, STAY_UNSUBSCRIBED) == 1
+    })
+    .await;
+    let mut expected: Vec<bool> = (0..GRANTS_PER_DAY).flat_map(|_| [false, true]).collect();
+    expected.push(false);
+    assert_eq!(
+        ledger(&app, wa).await,
+        expected,
+        "the opt-in is not recorded"
+    );
+    assert_eq!(audited(&app, wa, "consent_given").await, GRANTS_PER_DAY);
+    let (_, contact) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(
+        contact["consent"]["marketing"]["granted"], false,
+        "{contact}"
+    );
+    graph.stop().await;
+}
+both_backends!(
+    flow_refused,
+    a_flow_opt_in_beyond_the_days_grants_is_refused
+);
