@@ -327,6 +327,10 @@ fn refused_plain(event: &events::Event) -> Result<Vec<u8>, WebhookError> {
 /// grant is refused.
 type Plain = (Vec<u8>, Option<Vec<u8>>);
 
+/// An event sealed, its refused reading sealed (for a grant), and the
+/// data key they are sealed under (a contact's).
+type Sealed = (Vec<u8>, Option<Vec<u8>>, Option<EntryKey>);
+
 /// Seals an event (and its refused reading, under the same key): a
 /// contact's under its data key (the one this process used last, `stored`
 /// as read from the store, or a fresh one), anything else under the
@@ -336,7 +340,7 @@ fn seal_entry(
     queue: &Queue,
     (plain, refused): &Plain,
     stored: Option<Option<Vec<u8>>>,
-) -> Result<(Vec<u8>, Option<Vec<u8>>, Option<EntryKey>), WebhookError> {
+) -> Result<Sealed, WebhookError> {
     let context = queue.name();
     let Queue::Contact(contact) = queue else {
         let sealed = state
