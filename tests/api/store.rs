@@ -3313,3 +3313,73 @@ async fn the_conformance_suite_passes_on_a_redis_cluster() {
         assert!(keys > 0, "no key on {url}");
     }
 }
+
+/// A grant beyond `GRANTS_PER_DAY` in 24 hours is decided in the append:
+/// the entry is stored as its refused reading, and nothing goes on the
+/// ledger; withdrawals are recorded whenever they change the state.
+async fn grants_beyond_the_days_bound_are_refused_in_the_append(backend: &Backend) {
+    use whatsify::privacy::consent::GRANTS_PER_DAY;
+    let s = open(backend).await;
+    let k = key(140);
+    let q = Queue::Contact(k.clone());
+    let t = whatsify::store::now_secs() - 100;
+    let with = |dedup: &str, granted: bool, at: u64| InboxEntry {
+        consent: Some(whatsify::store::ConsentChange {
+            at,
+            ..marketing(granted, "keyword")
+        }),
+        refused: granted.then(|| format!("refused-{dedup}").into_bytes()),
+        ..entry(&q, dedup, dedup)
+    };
+    let mut got = Vec::new();
+    for i in 0..5u64 {
+        let stop = format!("s{i}");
+        let start = format!("g{i}");
+        got.extend(
+            s.append(vec![with(&stop, false, t + 2 * i)])
+                .await
+                .expect("append"),
+        );
+        got.extend(
+            s.append(vec![with(&start, true, t + 2 * i + 1)])
+                .await
+                .expect("append"),
+        );
+    }
+    let n = GRANTS_PER_DAY;
+    let mut want = Vec::new();
+    for i in 0..5 {
+        want.push(if i <= n {
+            Appended::New
+        } else {
+            Appended::NewSameConsent
+        });
+        want.push(if i < n {
+            Appended::New
+        } else {
+            Appended::NewGrantRefused
+        });
+    }
+    assert_eq!(got, want);
+    let ledger = s.consent(&k).await.expect("ledger");
+    assert_eq!(ledger.len(), 2 * n + 1, "{ledger:?}");
+    assert!(!whatsify::privacy::consent::granted(&ledger, "marketing"));
+    let stored = bodies(&s.read(&q, 100).await.expect("read"));
+    assert_eq!(stored.len(), 10);
+    assert_eq!(stored[2 * n + 1], format!("refused-g{n}"), "{stored:?}");
+    assert_eq!(stored[2 * n - 1], format!("g{}", n - 1), "{stored:?}");
+    // A day after the first grant, one may be given again.
+    let later = with(
+        "later",
+        true,
+        t + 1 + whatsify::privacy::consent::GRANT_WINDOW_SECS,
+    );
+    assert_eq!(
+        s.append(vec![later]).await.expect("append"),
+        [Appended::New]
+    );
+}
+both_backends!(
+    grants_bounded,
+    grants_beyond_the_days_bound_are_refused_in_the_append
+);
