@@ -61,6 +61,7 @@ async fn main() {
                 dedup: format!("seed-{start}"),
                 sealed: b"x".to_vec(),
                 consent: None,
+                refused: None,
                 key: None,
             }])
             .await

@@ -735,7 +735,11 @@ impl Worker {
                             Command::OptIn
                         };
                         let turn = (&mut state, &mut profile);
-                        self.privacy_command(&contact, command, turn, &mut jobs, now);
+                        if p.grant_refused && command == Command::OptIn {
+                            self.grant_refused(&contact, &state, &mut jobs, now);
+                        } else {
+                            self.privacy_command(&contact, command, turn, &mut jobs, now);
+                        }
                     }
                 }
                 Event::Agent(a) => match a.action {
@@ -781,8 +785,15 @@ impl Worker {
         }
         state.completed.clear();
         if !consent.is_empty() || causes.iter().any(|c| !c.consent.is_empty()) {
-            self.changes_only(&contact, &mut consent, &mut causes)
+            let refused = self
+                .changes_only(&contact, &mut consent, &mut causes)
                 .await?;
+            if refused {
+                // A flow's opt-in beyond the day's grants: not recorded,
+                // and the customer is told.
+                profile.marketing = Some(false);
+                self.grant_refused(&contact, &state, &mut jobs, now);
+            }
         }
         if sharing {
             let step = Step {
@@ -921,23 +932,37 @@ impl Worker {
     /// no `consent.changed` event: the step's own entries are judged
     /// against the ledger, and those recorded at ingress are kept only if
     /// the ledger holds them (ingress recorded only the ones that changed
-    /// something).
+    /// something). A grant of the step's own beyond the day's grants is
+    /// not kept either (see [`crate::privacy::consent::decide`]); answers
+    /// whether there was one.
     async fn changes_only(
         &self,
         contact: &ContactKey,
         consent: &mut Vec<ConsentChange>,
         causes: &mut [Cause],
-    ) -> Result<(), StoreError> {
-        use crate::privacy::consent::{changes_only, on_record};
+    ) -> Result<bool, StoreError> {
+        use crate::privacy::consent::{Decision, decide, on_record};
         let ledger = self.store.consent(contact).await?;
-        let kept = changes_only(&ledger, consent);
+        let mut all = ledger.clone();
+        let mut kept = Vec::new();
+        let mut refused = false;
+        for c in consent.iter() {
+            match decide(&all, c) {
+                Decision::Record => {
+                    all.push(c.clone());
+                    kept.push(c.clone());
+                }
+                Decision::Refused => refused = true,
+                Decision::Same => {}
+            }
+        }
         for cause in causes.iter_mut() {
             cause
                 .consent
                 .retain(|c| kept.contains(c) || (!consent.contains(c) && on_record(&ledger, c)));
         }
         *consent = kept;
-        Ok(())
+        Ok(refused)
     }
 
     /// Runs one message through the flows; returns its time (Unix s),
@@ -1099,7 +1124,11 @@ impl Worker {
         if let Some(command) = command {
             // Before any flow, whatever the session: the consent change is
             // on record since ingress; here the customer gets the answer.
-            self.privacy_command(contact, command, (state, profile), jobs, now);
+            if command == Command::OptIn && m.grant_refused {
+                self.grant_refused(contact, state, jobs, now);
+            } else {
+                self.privacy_command(contact, command, (state, profile), jobs, now);
+            }
             return Some(sent_at);
         }
         if profile.handed_off_at.is_some() {
@@ -1248,6 +1277,25 @@ impl Worker {
                 Effect::SetName { .. } | Effect::AddTag { .. } | Effect::RemoveTag { .. } => {}
             }
         }
+    }
+
+    /// Answers a grant refused as beyond the day's grants (see
+    /// [`crate::privacy::consent::GRANTS_PER_DAY`]): the customer stays
+    /// unsubscribed and may ask again tomorrow.
+    fn grant_refused(
+        &self,
+        contact: &ContactKey,
+        state: &Conversation,
+        jobs: &mut Vec<Job>,
+        now: u64,
+    ) {
+        let (Some(to), Some(number)) = (state.recipient.clone(), state.phone_number_id.clone())
+        else {
+            return;
+        };
+        tracing::info!(contact = %contact, "consent given again too often today; not recorded");
+        let body = self.privacy_texts.grant_refused.clone();
+        jobs.push(self.reply(state, &to, &number, text(body), now));
     }
 
     /// Answers a privacy command. STOP and START are confirmed once: a
@@ -1402,6 +1450,9 @@ impl Worker {
     /// keywords have changed since, the decision taken at ingress stands.
     fn recorded_at_ingress(&self, event: &Event, entry: &str, now: u64) -> Option<ConsentChange> {
         let granted = match event {
+            // A refused grant is not on record: nothing to share.
+            Event::Message(m) if m.grant_refused => return None,
+            Event::Preference(p) if p.grant_refused => return None,
             Event::Message(m) => m.consent?,
             Event::Preference(_) => true,
             _ => return None,

@@ -645,6 +645,7 @@ async fn queue_agent_event(
             dedup: format!("agent:{}", uuid::Uuid::new_v4()),
             sealed,
             consent: None,
+            refused: None,
             key: Some(crate::store::EntryKey {
                 wrapped,
                 fresh: false,

@@ -455,6 +455,7 @@ impl Hooks {
                         dedup: format!("{}/{}", receiver.name, event.id),
                         sealed,
                         consent: None,
+                        refused: None,
                         key: Some(key),
                     }])
                     .await?

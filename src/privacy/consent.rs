@@ -46,13 +46,62 @@ pub fn changes(ledger: &[ConsentChange], change: &ConsentChange) -> bool {
     !again && state(ledger, &change.purpose).is_none_or(|c| c.granted != change.granted)
 }
 
-/// The entries of `new` that change something, each judged after the
-/// ledger and the ones kept before it.
+/// How many times a contact may give a consent again (START, an opt-in
+/// button, WhatsApp's Resume) within 24 hours of the action. A withdrawal
+/// is always recorded; a grant beyond this is not (nor counted, audited or
+/// shared), and the customer is told they stay unsubscribed until
+/// tomorrow. Since a withdrawal is recorded only when it changes the
+/// state, a customer alternating STOP and START adds at most
+/// `2 × GRANTS_PER_DAY + 1` entries a day to the ledger and the audit log.
+pub const GRANTS_PER_DAY: usize = 3;
+
+/// The rolling window of [`GRANTS_PER_DAY`], in seconds.
+pub const GRANT_WINDOW_SECS: u64 = 86_400;
+
+/// What recording a consent entry after a ledger amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// It changes the state: recorded.
+    Record,
+    /// It changes nothing (see [`changes`]): not recorded.
+    Same,
+    /// A grant beyond [`GRANTS_PER_DAY`]: not recorded; the purpose stays
+    /// as it was (withdrawn or never given).
+    Refused,
+}
+
+/// Whether `change` is recorded after `ledger`: a withdrawal whenever it
+/// changes something; a grant only when fewer than [`GRANTS_PER_DAY`]
+/// grants of its purpose are on record within [`GRANT_WINDOW_SECS`] of
+/// its time (either side: Meta may deliver late).
+pub fn decide(ledger: &[ConsentChange], change: &ConsentChange) -> Decision {
+    if !changes(ledger, change) {
+        return Decision::Same;
+    }
+    if change.granted
+        && change.purpose != POLICY_NOTICE
+        && recent_grants(ledger, &change.purpose, change.at) >= GRANTS_PER_DAY
+    {
+        return Decision::Refused;
+    }
+    Decision::Record
+}
+
+/// The grants of `purpose` on record within [`GRANT_WINDOW_SECS`] of `at`.
+pub fn recent_grants(ledger: &[ConsentChange], purpose: &str, at: u64) -> usize {
+    ledger
+        .iter()
+        .filter(|c| c.purpose == purpose && c.granted && c.at.abs_diff(at) < GRANT_WINDOW_SECS)
+        .count()
+}
+
+/// The entries of `new` that are recorded, each judged after the ledger
+/// and the ones kept before it (see [`decide`]).
 pub fn changes_only(ledger: &[ConsentChange], new: &[ConsentChange]) -> Vec<ConsentChange> {
     let mut all = ledger.to_vec();
     let mut kept = Vec::new();
     for c in new {
-        if changes(&all, c) {
+        if decide(&all, c) == Decision::Record {
             all.push(c.clone());
             kept.push(c.clone());
         }
@@ -187,6 +236,71 @@ mod tests {
             ..entry(true, 5)
         };
         assert!(changes(std::slice::from_ref(&notice), &notice));
+    }
+
+    #[test]
+    fn grants_are_bounded_and_withdrawals_never_are() {
+        let mut ledger = Vec::new();
+        let mut refused = 0;
+        // STOP and START alternating, a second apart, ten times.
+        for i in 0..10u64 {
+            let stop = entry(false, 100 + 2 * i);
+            let decision = decide(&ledger, &stop);
+            if i as usize <= GRANTS_PER_DAY {
+                assert_eq!(decision, Decision::Record, "STOP {i}");
+                ledger.push(stop);
+            } else {
+                // A refused grant left it withdrawn: the STOP is honoured
+                // (it is the state) and changes nothing.
+                assert_eq!(decision, Decision::Same, "STOP {i}");
+            }
+            let start = entry(true, 101 + 2 * i);
+            match decide(&ledger, &start) {
+                Decision::Record => ledger.push(start),
+                Decision::Refused => refused += 1,
+                Decision::Same => panic!("START {i} after a STOP changes the state"),
+            }
+        }
+        assert_eq!(refused, 10 - GRANTS_PER_DAY);
+        assert_eq!(ledger.len(), 2 * GRANTS_PER_DAY + 1);
+        assert!(!granted(&ledger, MARKETING));
+        // A day after the first grants, one may be given again.
+        let tomorrow = entry(true, 100 + GRANT_WINDOW_SECS);
+        assert_eq!(
+            decide(&ledger, &tomorrow),
+            Decision::Refused,
+            "the window is open"
+        );
+        let later = entry(true, 106 + GRANT_WINDOW_SECS);
+        assert_eq!(decide(&ledger, &later), Decision::Record);
+        // Another purpose has its own count; a policy notice is no grant.
+        let other = ConsentChange {
+            purpose: "other".into(),
+            ..entry(true, 120)
+        };
+        assert_eq!(decide(&ledger, &other), Decision::Record);
+        let notice = ConsentChange {
+            purpose: POLICY_NOTICE.into(),
+            ..entry(true, 120)
+        };
+        assert_eq!(decide(&ledger, &notice), Decision::Record);
+        let kept = changes_only(
+            &[],
+            &[
+                entry(true, 1),
+                entry(false, 2),
+                entry(true, 3),
+                entry(false, 4),
+                entry(true, 5),
+                entry(false, 6),
+                entry(true, 7),
+                entry(false, 8),
+            ],
+        );
+        // Three grants and the three withdrawals after them; the fourth
+        // grant is refused, so the STOP after it changes nothing.
+        assert_eq!(kept.len(), 2 * GRANTS_PER_DAY);
+        assert!(!kept.last().is_some_and(|c| c.granted));
     }
 
     #[test]

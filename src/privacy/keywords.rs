@@ -119,6 +119,9 @@ pub struct Texts {
     pub export: String,
     /// MY DATA again within a day of a copy.
     pub export_again: String,
+    /// START (or an opt-in) beyond the day's grants
+    /// ([`crate::privacy::consent::GRANTS_PER_DAY`]): not recorded.
+    pub grant_refused: String,
     /// The question before an erasure, and the two answers' outcomes.
     pub erase_ask: String,
     pub erase_kept: String,
@@ -152,6 +155,10 @@ impl Texts {
                 .to_owned(),
             export_again: "We sent you a copy of your data less than a day ago: it's the file \
                            above in this chat. You can ask for a new copy tomorrow."
+                .to_owned(),
+            grant_refused: "You've switched our offers on and off several times today, so \
+                            you stay unsubscribed from promotions for now. To get them again, \
+                            reply START tomorrow."
                 .to_owned(),
             erase_ask: "This deletes your profile, your preferences and our chat history, and \
                         can't be undone. Delete everything?"

@@ -989,9 +989,28 @@ fn apply_appends(
                     let until = now + key.ttl.as_secs().max(1);
                     data_keys.insert(k.as_str(), (until, key.wrapped.as_slice()))?;
                 }
+                // Whether the consent it carries is recorded (decided
+                // before the entry is stored: a refused grant stores the
+                // entry as it reads then).
+                let decision = match (&e.queue, &e.consent) {
+                    (Queue::Contact(k), Some(change)) => {
+                        let q = format!("k:{k}");
+                        let mut ledger = Vec::new();
+                        for item in consent.range((q.as_str(), 0)..=(q.as_str(), u64::MAX))? {
+                            let (_, v) = item?;
+                            ledger.extend(serde_json::from_slice::<ConsentChange>(v.value()).ok());
+                        }
+                        crate::privacy::consent::decide(&ledger, change)
+                    }
+                    _ => crate::privacy::consent::Decision::Record,
+                };
+                let sealed = match (decision, &e.refused) {
+                    (crate::privacy::consent::Decision::Refused, Some(r)) => r.as_slice(),
+                    _ => e.sealed.as_slice(),
+                };
                 let n = seq.get(queue.as_str())?.map(|v| v.value()).unwrap_or(0);
                 seq.insert(queue.as_str(), n + 1)?;
-                inbox.insert((queue.as_str(), n), e.sealed.as_slice())?;
+                inbox.insert((queue.as_str(), n), sealed)?;
                 if let Queue::Contact(k) = &e.queue
                     && ready.get(k.as_str())?.is_none()
                 {
@@ -1009,15 +1028,17 @@ fn apply_appends(
                     let bytes = serde_json::to_vec(change)
                         .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
                     let q = format!("k:{k}");
-                    let mut ledger = Vec::new();
-                    for item in consent.range((q.as_str(), 0)..=(q.as_str(), u64::MAX))? {
-                        let (_, v) = item?;
-                        ledger.extend(serde_json::from_slice::<ConsentChange>(v.value()).ok());
-                    }
-                    if !crate::privacy::consent::changes(&ledger, change) {
-                        // A second STOP: nothing to record or count.
-                        out.push(Appended::NewSameConsent);
-                        continue;
+                    match decision {
+                        crate::privacy::consent::Decision::Record => {}
+                        crate::privacy::consent::Decision::Same => {
+                            // A second STOP: nothing to record or count.
+                            out.push(Appended::NewSameConsent);
+                            continue;
+                        }
+                        crate::privacy::consent::Decision::Refused => {
+                            out.push(Appended::NewGrantRefused);
+                            continue;
+                        }
                     }
                     let n = seq.get(q.as_str())?.map(|v| v.value()).unwrap_or(0);
                     consent.insert((q.as_str(), n), bytes.as_slice())?;
@@ -2672,6 +2693,7 @@ mod tests {
             dedup: "k".into(),
             sealed: b"x".to_vec(),
             consent: None,
+            refused: None,
             key: None,
         };
         let batch: &[InboxEntry] = std::slice::from_ref(&entry);

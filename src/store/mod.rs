@@ -82,6 +82,11 @@ pub struct InboxEntry {
     /// Recorded only when it changes the contact's state for its purpose
     /// (see [`crate::privacy::consent::changes`]).
     pub consent: Option<ConsentChange>,
+    /// For an entry whose `consent` is a grant: the event sealed as it
+    /// reads when the grant is refused (beyond
+    /// [`crate::privacy::consent::GRANTS_PER_DAY`]), stored instead of
+    /// `sealed` then, so that the worker answers what was decided.
+    pub refused: Option<Vec<u8>>,
     /// The contact's wrapped data key the entry is sealed under (contact
     /// queues only; see [`crate::privacy::keys`]).
     pub key: Option<EntryKey>,
@@ -115,6 +120,10 @@ pub enum Appended {
     /// latest entry for that purpose already says the same: a second
     /// STOP), so none was recorded, counted or attributed.
     NewSameConsent,
+    /// Stored (as [`InboxEntry::refused`]), but the grant it carried is
+    /// beyond [`crate::privacy::consent::GRANTS_PER_DAY`], so none was
+    /// recorded, counted or attributed.
+    NewGrantRefused,
     Duplicate,
     /// Not stored: the contact's data key is not the one the entry was
     /// sealed under (it was erased, or made elsewhere). Seal it again under
@@ -125,7 +134,10 @@ pub enum Appended {
 impl Appended {
     /// The entry was stored (whether or not its consent was recorded).
     pub fn is_new(self) -> bool {
-        matches!(self, Appended::New | Appended::NewSameConsent)
+        matches!(
+            self,
+            Appended::New | Appended::NewSameConsent | Appended::NewGrantRefused
+        )
     }
 }
 

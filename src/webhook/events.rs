@@ -71,6 +71,10 @@ pub struct InboundMessage {
     /// (`false`, STOP), as decided and recorded at ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent: Option<bool>,
+    /// The grant it carried (`consent: Some(true)`) was refused at ingress:
+    /// beyond [`crate::privacy::consent::GRANTS_PER_DAY`], not recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grant_refused: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +88,9 @@ pub struct PreferenceChange {
     pub origin: Origin,
     pub contact: Raw<Contact>,
     pub preference: Raw<UserPreference>,
+    /// A Resume refused at ingress (see [`InboundMessage::grant_refused`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grant_refused: bool,
 }
 
 /// Something that concerns no single contact, or that we could not route
@@ -336,6 +343,7 @@ impl Splitter<'_> {
                     origin: origin.clone(),
                     contact,
                     preference: raw,
+                    grant_refused: false,
                 }),
                 ids,
             });
@@ -396,6 +404,7 @@ impl Splitter<'_> {
                     contact,
                     message: raw,
                     consent: None,
+                    grant_refused: false,
                 })),
                 ids,
             });

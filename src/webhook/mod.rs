@@ -220,12 +220,20 @@ async fn handle(
             m.consent = Some(c.granted);
         }
         let plain = serde_json::to_vec(&r.event).map_err(|_| WebhookError::Seal)?;
-        let (sealed, key) = seal_entry(state, &r.queue, &plain, None)?;
+        // A grant may be refused (beyond the day's grants): the event as
+        // it reads then, stored instead if so.
+        let refused = match &consent {
+            Some(c) if c.granted => Some(refused_plain(&r.event)?),
+            _ => None,
+        };
+        let plain = (plain, refused);
+        let (sealed, refused, key) = seal_entry(state, &r.queue, &plain, None)?;
         entries.push(InboxEntry {
             queue: r.queue.clone(),
             dedup: r.dedup.clone(),
             sealed,
             consent,
+            refused,
             key,
         });
         plains.push(plain);
@@ -241,7 +249,8 @@ async fn handle(
         .collect();
     let results = append_sealed(state, entries, &plains, &links).await?;
     // Opt-outs and opt-ins recorded with new entries (a STOP that changes
-    // nothing is stored and answered, but neither recorded nor audited).
+    // nothing, or a START beyond the day's grants, is stored and answered,
+    // but neither recorded nor audited).
     crate::metrics::global().counted(
         &[],
         consents
@@ -302,22 +311,43 @@ async fn handle(
     ))
 }
 
-/// Seals an event: a contact's under its data key (the one this process
-/// used last, `stored` as read from the store, or a fresh one), anything
-/// else under the master key.
+/// The event with its grant marked refused (see
+/// [`events::InboundMessage::grant_refused`]).
+fn refused_plain(event: &events::Event) -> Result<Vec<u8>, WebhookError> {
+    let mut event = event.clone();
+    match &mut event {
+        events::Event::Message(m) => m.grant_refused = true,
+        events::Event::Preference(p) => p.grant_refused = true,
+        _ => {}
+    }
+    serde_json::to_vec(&event).map_err(|_| WebhookError::Seal)
+}
+
+/// An event's plain text, and for a grant the text as it reads when the
+/// grant is refused.
+type Plain = (Vec<u8>, Option<Vec<u8>>);
+
+/// An event sealed, its refused reading sealed (for a grant), and the
+/// data key they are sealed under (a contact's).
+type Sealed = (Vec<u8>, Option<Vec<u8>>, Option<EntryKey>);
+
+/// Seals an event (and its refused reading, under the same key): a
+/// contact's under its data key (the one this process used last, `stored`
+/// as read from the store, or a fresh one), anything else under the
+/// master key.
 fn seal_entry(
     state: &AppState,
     queue: &Queue,
-    plain: &[u8],
+    (plain, refused): &Plain,
     stored: Option<Option<Vec<u8>>>,
-) -> Result<(Vec<u8>, Option<EntryKey>), WebhookError> {
+) -> Result<Sealed, WebhookError> {
     let context = queue.name();
     let Queue::Contact(contact) = queue else {
         let sealed = state
             .keyring
             .seal_system(plain, context.as_bytes())
             .map_err(|_| WebhookError::Seal)?;
-        return Ok((sealed, None));
+        return Ok((sealed, None, None));
     };
     let known = match stored {
         // Read from the store after a mismatch: that key, if any.
@@ -345,8 +375,17 @@ fn seal_entry(
     let sealed = sealer
         .seal(plain, context.as_bytes())
         .map_err(|_| WebhookError::Seal)?;
+    let refused = match refused {
+        Some(r) => Some(
+            sealer
+                .seal(r, context.as_bytes())
+                .map_err(|_| WebhookError::Seal)?,
+        ),
+        None => None,
+    };
     Ok((
         sealed,
+        refused,
         Some(EntryKey {
             wrapped,
             fresh,
@@ -363,7 +402,7 @@ fn seal_entry(
 async fn append_sealed(
     state: &AppState,
     entries: Vec<InboxEntry>,
-    plains: &[Vec<u8>],
+    plains: &[Plain],
     links: &[(crate::domain::ContactKey, crate::domain::ContactKey)],
 ) -> Result<Vec<Appended>, WebhookError> {
     // What a retry needs besides the sealed bytes (cheap to copy).
@@ -391,13 +430,14 @@ async fn append_sealed(
             state.keyring.forget(contact);
             state.contact_links.forget(contact);
             let stored = state.store.data_key(contact).await?;
-            let (sealed, key) = seal_entry(state, queue, &plains[*i], Some(stored))?;
+            let (sealed, refused, key) = seal_entry(state, queue, &plains[*i], Some(stored))?;
             again.push(*i);
             retry.push(InboxEntry {
                 queue: queue.clone(),
                 dedup: dedup.clone(),
                 sealed,
                 consent: consent.clone(),
+                refused,
                 key,
             });
         }
@@ -430,6 +470,7 @@ async fn quarantine(
             dedup,
             sealed,
             consent: None,
+            refused: None,
             key: None,
         }])
         .await?;

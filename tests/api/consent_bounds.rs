@@ -235,3 +235,120 @@ async fn a_repeated_flow_opt_in_appends_once(backend: &Backend) {
     graph.stop().await;
 }
 both_backends!(flow_opt_in, a_repeated_flow_opt_in_appends_once);
+
+const STAY_UNSUBSCRIBED: &str = "reply START tomorrow";
+
+/// A customer alternating STOP and START, a second apart, ten times:
+/// every STOP is honoured at once, but only `GRANTS_PER_DAY` STARTs a day
+/// are recorded; the others are answered that the customer stays
+/// unsubscribed until tomorrow. The ledger and the audit log grow by at
+/// most `2 × GRANTS_PER_DAY + 1` entries.
+async fn alternating_stop_and_start_is_bounded(backend: &Backend) {
+    use whatsify::privacy::consent::GRANTS_PER_DAY;
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505557005";
+    let t = whatsify::store::now_secs() - 60;
+    for i in 0..10u64 {
+        let (stop, start) = (format!("wamid.ALT{i}S"), format!("wamid.ALT{i}G"));
+        post(&app, &text_from(wa, &stop, "STOP", t + 2 * i)).await;
+        post(&app, &text_from(wa, &start, "START", t + 2 * i + 1)).await;
+    }
+    // The last word is a STOP: honoured at once, whatever came before.
+    post(&app, &text_from(wa, "wamid.ALTEND", "STOP", t + 20)).await;
+    settled(&app, &graph, wa, "wamid.ALTHI", t + 21).await;
+
+    let entries = ledger(&app, wa).await;
+    let bound = 2 * GRANTS_PER_DAY + 1;
+    assert!(entries.len() <= bound, "{entries:?}");
+    assert_eq!(
+        entries.iter().filter(|g| **g).count(),
+        GRANTS_PER_DAY,
+        "{entries:?}"
+    );
+    // Each recorded START was followed by a recorded STOP.
+    let mut expected: Vec<bool> = (0..GRANTS_PER_DAY).flat_map(|_| [false, true]).collect();
+    expected.push(false);
+    assert_eq!(entries, expected);
+    let given = audited(&app, wa, "consent_given").await;
+    let withdrawn = audited(&app, wa, "consent_withdrawn").await;
+    assert_eq!((given, withdrawn), (GRANTS_PER_DAY, GRANTS_PER_DAY + 1));
+    assert_eq!(
+        given + withdrawn,
+        entries.len(),
+        "the audit log matches the ledger"
+    );
+
+    let (status, contact) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(status, 200, "{contact}");
+    assert_eq!(
+        contact["consent"]["marketing"]["granted"], false,
+        "{contact}"
+    );
+    assert_eq!(
+        told(&graph, wa, OPTED_IN),
+        GRANTS_PER_DAY,
+        "the STARTs recorded"
+    );
+    assert_eq!(
+        told(&graph, wa, OPTED_OUT),
+        GRANTS_PER_DAY + 1,
+        "the STOPs that changed it"
+    );
+    assert_eq!(
+        told(&graph, wa, STAY_UNSUBSCRIBED),
+        10 - GRANTS_PER_DAY,
+        "each START refused is answered"
+    );
+    graph.stop().await;
+}
+both_backends!(alternating, alternating_stop_and_start_is_bounded);
+
+/// The promotions flow's "Yes, send offers" counts as a grant too: after
+/// the day's grants, it is not recorded and the customer is told so.
+async fn a_flow_opt_in_beyond_the_days_grants_is_refused(backend: &Backend) {
+    use whatsify::privacy::consent::GRANTS_PER_DAY;
+    let graph = FakeGraph::start().await;
+    let app = app_with(backend, &graph, &[]).await;
+    let wa = "16505557006";
+    let t = whatsify::store::now_secs() - 60;
+    for i in 0..GRANTS_PER_DAY as u64 {
+        let (stop, start) = (format!("wamid.FL{i}S"), format!("wamid.FL{i}G"));
+        post(&app, &text_from(wa, &stop, "STOP", t + 2 * i)).await;
+        post(&app, &text_from(wa, &start, "START", t + 2 * i + 1)).await;
+    }
+    post(&app, &text_from(wa, "wamid.FLEND", "STOP", t + 10)).await;
+    let asked = |g: &FakeGraph| {
+        sent_to(g, wa)
+            .iter()
+            .filter(|m| m["type"] == "interactive")
+            .count()
+    };
+    let before = asked(&graph);
+    post(&app, &text_from(wa, "wamid.FLOF", "offers", t + 11)).await;
+    until("the question", 60, async || asked(&graph) > before).await;
+    let tap = crate::outbox::tap(wa, "wamid.FLOK", "promo_yes", "Yes, send offers");
+    post(&app, &tap).await;
+    until("the refusal", 60, async || {
+        told(&graph, wa, STAY_UNSUBSCRIBED) == 1
+    })
+    .await;
+    let mut expected: Vec<bool> = (0..GRANTS_PER_DAY).flat_map(|_| [false, true]).collect();
+    expected.push(false);
+    assert_eq!(
+        ledger(&app, wa).await,
+        expected,
+        "the opt-in is not recorded"
+    );
+    assert_eq!(audited(&app, wa, "consent_given").await, GRANTS_PER_DAY);
+    let (_, contact) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
+    assert_eq!(
+        contact["consent"]["marketing"]["granted"], false,
+        "{contact}"
+    );
+    graph.stop().await;
+}
+both_backends!(
+    flow_refused,
+    a_flow_opt_in_beyond_the_days_grants_is_refused
+);

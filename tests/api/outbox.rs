@@ -579,6 +579,7 @@ pub(crate) async fn queue(
             dedup: uuid::Uuid::new_v4().to_string(),
             sealed: b"x".to_vec(),
             consent: None,
+            refused: None,
             key: None,
         }])
         .await

@@ -1298,6 +1298,7 @@ async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
             dedup: "waiting".into(),
             sealed: b"sealed".to_vec(),
             consent: None,
+            refused: None,
             key: None,
         }])
         .await

@@ -54,6 +54,7 @@ fn entry(queue: &Queue, dedup: &str, body: &str) -> InboxEntry {
         dedup: dedup.to_owned(),
         sealed: body.as_bytes().to_vec(),
         consent: None,
+        refused: None,
         key: None,
     }
 }
@@ -1827,6 +1828,7 @@ both_backends!(
 
 fn keyed(queue: &Queue, dedup: &str, wrapped: &str, fresh: bool) -> InboxEntry {
     InboxEntry {
+        refused: None,
         key: Some(whatsify::store::EntryKey {
             wrapped: wrapped.as_bytes().to_vec(),
             fresh,
@@ -3310,4 +3312,182 @@ async fn the_conformance_suite_passes_on_a_redis_cluster() {
         let keys: u64 = redis::cmd("DBSIZE").query(&mut c).expect("dbsize");
         assert!(keys > 0, "no key on {url}");
     }
+}
+
+/// A grant beyond `GRANTS_PER_DAY` in 24 hours is decided in the append:
+/// the entry is stored as its refused reading, and nothing goes on the
+/// ledger; withdrawals are recorded whenever they change the state.
+async fn grants_beyond_the_days_bound_are_refused_in_the_append(backend: &Backend) {
+    use whatsify::privacy::consent::GRANTS_PER_DAY;
+    let s = open(backend).await;
+    let k = key(140);
+    let q = Queue::Contact(k.clone());
+    let t = whatsify::store::now_secs() - 100;
+    let with = |dedup: &str, granted: bool, at: u64| InboxEntry {
+        consent: Some(whatsify::store::ConsentChange {
+            at,
+            ..marketing(granted, "keyword")
+        }),
+        refused: granted.then(|| format!("refused-{dedup}").into_bytes()),
+        ..entry(&q, dedup, dedup)
+    };
+    let mut got = Vec::new();
+    for i in 0..5u64 {
+        let stop = format!("s{i}");
+        let start = format!("g{i}");
+        got.extend(
+            s.append(vec![with(&stop, false, t + 2 * i)])
+                .await
+                .expect("append"),
+        );
+        got.extend(
+            s.append(vec![with(&start, true, t + 2 * i + 1)])
+                .await
+                .expect("append"),
+        );
+    }
+    let n = GRANTS_PER_DAY;
+    let mut want = Vec::new();
+    for i in 0..5 {
+        want.push(if i <= n {
+            Appended::New
+        } else {
+            Appended::NewSameConsent
+        });
+        want.push(if i < n {
+            Appended::New
+        } else {
+            Appended::NewGrantRefused
+        });
+    }
+    assert_eq!(got, want);
+    let ledger = s.consent(&k).await.expect("ledger");
+    assert_eq!(ledger.len(), 2 * n + 1, "{ledger:?}");
+    assert!(!whatsify::privacy::consent::granted(&ledger, "marketing"));
+    let stored = bodies(&s.read(&q, 100).await.expect("read"));
+    assert_eq!(stored.len(), 10);
+    assert_eq!(stored[2 * n + 1], format!("refused-g{n}"), "{stored:?}");
+    assert_eq!(stored[2 * n - 1], format!("g{}", n - 1), "{stored:?}");
+    // A day after the first grant, one may be given again.
+    let later = with(
+        "later",
+        true,
+        t + 1 + whatsify::privacy::consent::GRANT_WINDOW_SECS,
+    );
+    assert_eq!(
+        s.append(vec![later]).await.expect("append"),
+        [Appended::New]
+    );
+}
+both_backends!(
+    grants_bounded,
+    grants_beyond_the_days_bound_are_refused_in_the_append
+);
+
+/// On Redis the append reads the ledger newest first and stops where no
+/// entry can matter; the latest state and the day's grants stay right when
+/// the ledger has entries written days ago (seeded here with their ids).
+#[tokio::test]
+async fn the_redis_grant_check_reads_back_as_far_as_it_must() {
+    let b = crate::helpers::redis();
+    let Backend::Redis { url, prefix } = &b.backend else {
+        unreachable!("a Redis backend")
+    };
+    let s = open(&b.backend).await;
+    let k = key(141);
+    let ledger_key = format!("{prefix}{{s:0}}:c:{}:consent", k.as_str());
+    let client = redis::Client::open(url.as_str()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let now = whatsify::store::now_secs();
+    let day = 86_400;
+    // Written when they happened: a STOP 10 days ago, then three STARTs
+    // and STOPs two days ago, the last a STOP.
+    let mut seeded = vec![(now - 10 * day, false)];
+    for i in 0..3 {
+        seeded.push((now - 2 * day + 2 * i, true));
+        seeded.push((now - 2 * day + 2 * i + 1, false));
+    }
+    for (at, granted) in &seeded {
+        let c = whatsify::store::ConsentChange {
+            at: *at,
+            ..marketing(*granted, "keyword")
+        };
+        let _: String = redis::cmd("XADD")
+            .arg(&ledger_key)
+            .arg(format!("{}-0", at * 1000))
+            .arg("c")
+            .arg(serde_json::to_string(&c).expect("json"))
+            .query_async(&mut conn)
+            .await
+            .expect("xadd");
+    }
+    let q = Queue::Contact(k.clone());
+    let with = |dedup: &str, granted: bool, at: u64| InboxEntry {
+        consent: Some(whatsify::store::ConsentChange {
+            at,
+            ..marketing(granted, "keyword")
+        }),
+        ..entry(&q, dedup, dedup)
+    };
+    // Withdrawn already (two days ago): a STOP changes nothing.
+    let got = s.append(vec![with("a", false, now)]).await.expect("append");
+    assert_eq!(got, [Appended::NewSameConsent]);
+    // The grants of two days ago are outside the window: three START
+    // (each after a STOP) are recorded, the fourth is not.
+    let mut got = Vec::new();
+    for i in 0..4 {
+        let at = now + 2 * i;
+        got.extend(
+            s.append(vec![with(&format!("g{i}"), true, at)])
+                .await
+                .expect("append"),
+        );
+        got.extend(
+            s.append(vec![with(&format!("s{i}"), false, at + 1)])
+                .await
+                .expect("append"),
+        );
+    }
+    let n = whatsify::privacy::consent::GRANTS_PER_DAY;
+    let mut want = Vec::new();
+    for i in 0..4 {
+        want.push(if i < n {
+            Appended::New
+        } else {
+            Appended::NewGrantRefused
+        });
+        want.push(if i < n {
+            Appended::New
+        } else {
+            Appended::NewSameConsent
+        });
+    }
+    assert_eq!(got, want);
+    // Only a STOP of a month ago on record: a STOP now changes nothing.
+    let lone = key(142);
+    let lone_key = format!("{prefix}{{s:0}}:c:{}:consent", lone.as_str());
+    let old = whatsify::store::ConsentChange {
+        at: now - 30 * day,
+        ..marketing(false, "keyword")
+    };
+    let _: String = redis::cmd("XADD")
+        .arg(&lone_key)
+        .arg(format!("{}-0", (now - 30 * day) * 1000))
+        .arg("c")
+        .arg(serde_json::to_string(&old).expect("json"))
+        .query_async(&mut conn)
+        .await
+        .expect("xadd");
+    let lq = Queue::Contact(lone.clone());
+    let stop = InboxEntry {
+        consent: Some(marketing(false, "keyword")),
+        ..entry(&lq, "lone-stop", "STOP")
+    };
+    assert_eq!(
+        s.append(vec![stop]).await.expect("append"),
+        [Appended::NewSameConsent]
+    );
 }
