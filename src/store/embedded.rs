@@ -75,6 +75,7 @@ use crate::domain::ContactKey;
 
 mod audience;
 mod audit;
+mod history;
 mod links;
 
 const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
@@ -1834,23 +1835,7 @@ impl Store for EmbeddedStore {
         contact: &ContactKey,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let q = format!("h:{contact}");
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(corrupt)?;
-            let table = txn.open_table(HISTORY).map_err(corrupt)?;
-            let mut out = Vec::new();
-            for item in table
-                .range((q.as_str(), 0)..=(q.as_str(), u64::MAX))
-                .map_err(corrupt)?
-                .take(limit)
-            {
-                let (_, v) = item.map_err(corrupt)?;
-                let (at, bytes) = v.value();
-                out.push((at, bytes.to_vec()));
-            }
-            Ok(out)
-        })
-        .await
+        self.history_range(contact, false, limit).await
     }
 
     async fn recent_history(
@@ -1858,25 +1843,9 @@ impl Store for EmbeddedStore {
         contact: &ContactKey,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let q = format!("h:{contact}");
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(corrupt)?;
-            let table = txn.open_table(HISTORY).map_err(corrupt)?;
-            let mut out = Vec::new();
-            for item in table
-                .range((q.as_str(), 0)..=(q.as_str(), u64::MAX))
-                .map_err(corrupt)?
-                .rev()
-                .take(limit)
-            {
-                let (_, v) = item.map_err(corrupt)?;
-                let (at, bytes) = v.value();
-                out.push((at, bytes.to_vec()));
-            }
-            out.reverse();
-            Ok(out)
-        })
-        .await
+        let mut out = self.history_range(contact, true, limit).await?;
+        out.reverse();
+        Ok(out)
     }
 
     async fn profile(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {

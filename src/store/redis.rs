@@ -96,6 +96,7 @@ use super::{
 use crate::domain::ContactKey;
 
 mod audit;
+mod history;
 mod links;
 
 /// The largest COUNT Redis takes (a signed 64-bit number); callers may
@@ -1999,27 +2000,7 @@ impl Store for RedisStore {
         contact: &ContactKey,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let mut conn = self.conn.clone();
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(self.contact_key(contact, "history"))
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit.min(MAX_COUNT))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(reply
-            .ids
-            .into_iter()
-            .filter_map(|sid| {
-                let at = sid.id.split('-').next()?.parse().ok()?;
-                match sid.map.get("h") {
-                    Some(Value::BulkString(b)) => Some((at, b.clone())),
-                    _ => None,
-                }
-            })
-            .collect())
+        self.history_range(contact, false, limit).await
     }
 
     async fn recent_history(
@@ -2027,30 +2008,7 @@ impl Store for RedisStore {
         contact: &ContactKey,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.conn.clone();
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(self.contact_key(contact, "history"))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(limit.min(MAX_COUNT))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let mut out: Vec<(u64, Vec<u8>)> = reply
-            .ids
-            .into_iter()
-            .filter_map(|sid| {
-                let at = sid.id.split('-').next()?.parse().ok()?;
-                match sid.map.get("h") {
-                    Some(Value::BulkString(b)) => Some((at, b.clone())),
-                    _ => None,
-                }
-            })
-            .collect();
+        let mut out = self.history_range(contact, true, limit).await?;
         out.reverse();
         Ok(out)
     }

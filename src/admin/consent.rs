@@ -1,0 +1,134 @@
+//! `POST /admin/contacts/{id}/consent`: a consent the customer gave the
+//! support team, recorded with source `admin`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::{BODY_MAX, body_of, error, one_contact, unavailable};
+use crate::startup::AppState;
+
+/// The body of `POST /admin/contacts/{id}/consent`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentBody {
+    purpose: String,
+    granted: bool,
+    /// Where the support team got it (a ticket or call reference); no
+    /// personal data.
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+/// The longest reference accepted.
+const REFERENCE_MAX: usize = 100;
+
+/// `POST /admin/contacts/{id}/consent`: the support team records a grant
+/// or a withdrawal the customer gave them (by phone, on paper), with
+/// source `admin`. An erased contact cannot be re-subscribed (409).
+pub async fn record_consent(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    use crate::privacy::consent::{ADMIN_SOURCE, MARKETING};
+    let contact = match one_contact(&req, &path, &state).await {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    let body = match body_of(&req, payload, &state, BODY_MAX).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    let bad = |m: String| error(actix_web::http::StatusCode::BAD_REQUEST, &m);
+    let body: ConsentBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        // serde's message names the field and the position, never values.
+        Err(e) => {
+            return bad(format!(
+                "the body must be {{\"purpose\": \"marketing\", \"granted\": true|false, \"reference\": \"...\"}}: {e}"
+            ));
+        }
+    };
+    if body.purpose != MARKETING {
+        return bad(format!(
+            "purpose must be \"{MARKETING}\" (service needs no consent: the customer writing to us is enough)"
+        ));
+    }
+    let reference = body.reference.unwrap_or_default();
+    if reference.chars().count() > REFERENCE_MAX || reference.chars().any(char::is_control) {
+        return bad(format!(
+            "reference must be at most {REFERENCE_MAX} printable characters (a ticket or call reference, no personal data)"
+        ));
+    }
+    match state.store.suppressed(&contact).await {
+        Ok(Some(_)) => {
+            return error(
+                actix_web::http::StatusCode::CONFLICT,
+                "this contact's data was erased at their request; they cannot be subscribed again",
+            );
+        }
+        Ok(None) => {}
+        Err(e) => return unavailable(e),
+    }
+    let change = crate::store::ConsentChange {
+        purpose: MARKETING.to_owned(),
+        granted: body.granted,
+        at: crate::store::now_secs(),
+        source: ADMIN_SOURCE.to_owned(),
+        policy_version: state.policy_version.clone(),
+        evidence: (!reference.is_empty()).then(|| format!("admin:{reference}")),
+    };
+    if let Err(e) = state.store.append_consent(&contact, change.clone()).await {
+        return unavailable(e);
+    }
+    crate::metrics::global().counted(&[], std::iter::once(&change));
+    if !state.hooks.receivers().is_empty() {
+        use crate::integrations::{Event, EventKind, Field};
+        let event = Event::new(
+            format!("{contact}.admin.{}.consent.changed", uuid::Uuid::new_v4()),
+            EventKind::ConsentChanged,
+            contact.clone(),
+            change.at,
+        )
+        .with(
+            Field::Consent,
+            json!({
+                "purpose": change.purpose,
+                "granted": change.granted,
+                "at": change.at,
+                "source": change.source,
+                "policy_version": change.policy_version,
+            }),
+        );
+        let none = std::collections::BTreeSet::new();
+        if let Err(e) = state
+            .hooks
+            .emit(
+                state.store.as_ref(),
+                &state.keyring,
+                &state.pseudonymizer,
+                &event,
+                &none,
+            )
+            .await
+        {
+            return unavailable(e);
+        }
+    }
+    crate::privacy::audit::note(
+        state.store.as_ref(),
+        &state.audit,
+        crate::privacy::audit::of_consent(contact.as_str(), &change),
+    )
+    .await;
+    tracing::info!(contact = %contact, granted = change.granted, "admin: consent recorded");
+    HttpResponse::Ok().json(json!({
+        "contact": contact.as_str(),
+        "purpose": change.purpose,
+        "granted": change.granted,
+        "since": change.at,
+        "source": change.source,
+        "policy_version": change.policy_version,
+    }))
+}
