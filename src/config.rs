@@ -592,7 +592,7 @@ impl RawSettings {
         };
         let master_key = key32("privacy.master_key", &self.privacy.master_key)?;
         let mut master_key_previous = Vec::new();
-        for k in crate::privacy::keys::key_list(self.privacy.master_key_previous.expose_secret()) {
+        for k in key_list(self.privacy.master_key_previous.expose_secret()) {
             if let Some(k) = key32("privacy.master_key_previous", &SecretString::from(k))? {
                 master_key_previous.push(k);
             }
@@ -713,6 +713,14 @@ impl RawSettings {
             config_file: None,
         })
     }
+}
+
+
+/// Splits a list of keys written as base64, separated by commas or spaces.
+pub fn key_list(text: &str) -> impl Iterator<Item = &str> {
+    text.split([',', ' ', '\n', '\t'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

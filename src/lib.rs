@@ -25,6 +25,7 @@ pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod crypto;
 pub mod domain;
 pub mod flow;
 pub mod health;

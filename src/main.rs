@@ -227,7 +227,7 @@ fn rotate_key(config: Option<PathBuf>, rewrap: bool) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let secrets = keys::load(&settings)?;
-        let keyring = keys::Keyring::new(&secrets.master);
+        let keyring = whatsify::crypto::keyring::Keyring::new(&secrets.master);
         let store = whatsify::store::open(&settings.store).await?;
         let done = keys::rewrap_all(store.as_ref(), &keyring).await?;
         Ok::<_, anyhow::Error>((done, keyring.current_id()))

@@ -65,7 +65,7 @@ pub struct TokenReload {
     pub wake: crate::shutdown::Wakeups,
     /// The master keys in force: a rotated key is put in force, and the
     /// data keys are rewrapped under it.
-    pub keyring: crate::privacy::keys::Keyring,
+    pub keyring: crate::crypto::keyring::Keyring,
     /// The id of the pseudonym key in force, which must not change.
     pub pepper_id: [u8; 4],
     /// The app secrets webhooks are verified with, the verify token, the
@@ -163,7 +163,7 @@ impl TokenReload {
                 return;
             }
         };
-        if crate::privacy::keys::key_id(&secrets.pseudonym_key) != self.pepper_id {
+        if crate::crypto::keyring::key_id(&secrets.pseudonym_key) != self.pepper_id {
             tracing::error!(
                 "privacy.pseudonym_key changed: refused (every contact would lose its data); the keys in force stay"
             );

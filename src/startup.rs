@@ -11,8 +11,9 @@ use secrecy::SecretString;
 use tracing::Instrument;
 
 use crate::config::Settings;
-use crate::privacy::keys::{Crypto, KeyError, Keyring};
-use crate::privacy::pseudonym::Pseudonymizer;
+use crate::crypto::keyring::Keyring;
+use crate::privacy::keys::{Crypto, KeyError};
+use crate::crypto::pseudonym::Pseudonymizer;
 use crate::store::{self, Store};
 use crate::webhook::signature::SignatureVerifier;
 use crate::{health, webhook};
@@ -156,7 +157,7 @@ impl Application {
     /// checks the store was written under the same pseudonym key.
     pub async fn check_keys(settings: &Settings, store: &dyn Store) -> Result<(), StartError> {
         let secrets = crate::privacy::keys::load(settings)?;
-        crate::privacy::keys::check_store(store, &secrets).await
+        Ok(crate::privacy::keys::check_store(store, &secrets).await?)
     }
 
     /// As [`Application::build`], with a store already opened. Loads the
@@ -207,7 +208,7 @@ impl Application {
                 breakers: breakers.clone(),
                 wake: wake.clone(),
                 keyring: crypto.keyring.clone(),
-                pepper_id: crate::privacy::keys::key_id(&secrets.pseudonym_key),
+                pepper_id: crate::crypto::keyring::key_id(&secrets.pseudonym_key),
                 verifier: state.verifier.clone(),
                 verify_token: state.verify_token.clone(),
                 admin_token: state.admin_token.clone(),

@@ -18,10 +18,10 @@ use crate::flow::normalize;
 pub use crate::outbox::{Job, Recipient};
 use crate::outbox::{Message as OutMessage, Origin, WINDOW_SECS};
 use crate::privacy::consent::MARKETING;
-use crate::privacy::crypto::Sealer;
-use crate::privacy::keys::Keyring;
+use crate::crypto::seal::Sealer;
+use crate::crypto::keyring::Keyring;
 use crate::privacy::keywords::{self, Command};
-use crate::privacy::pseudonym::Pseudonymizer;
+use crate::crypto::pseudonym::Pseudonymizer;
 use crate::store::{
     Claim, Commit, Committed, ConsentChange, Delivery, DeliveryState, Lane, Queue, Store,
     StoreError,
@@ -521,7 +521,7 @@ impl Worker {
             .create_data_key(
                 &claim.contact,
                 wrapped,
-                crate::privacy::keys::data_key_ttl_for(self.profile_ttl),
+                crate::crypto::keyring::data_key_ttl_for(self.profile_ttl),
             )
             .await?;
         let sealer = self

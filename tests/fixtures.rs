@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use whatsify::config::Key32;
-use whatsify::privacy::pseudonym::Pseudonymizer;
+use whatsify::crypto::pseudonym::Pseudonymizer;
 use whatsify::store::Queue;
 use whatsify::webhook::events::{Event, Routed, split};
 use whatsify::webhook::payload::{

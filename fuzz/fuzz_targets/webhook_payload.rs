@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use whatsify::config::Key32;
-use whatsify::privacy::pseudonym::Pseudonymizer;
+use whatsify::crypto::pseudonym::Pseudonymizer;
 use whatsify::webhook::events::{Event, split};
 use whatsify::webhook::payload::parse;
 

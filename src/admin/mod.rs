@@ -119,7 +119,7 @@ fn contact_of(id: &str, state: &AppState) -> Option<crate::domain::ContactKey> {
 async fn contact_sealer(
     state: &AppState,
     contact: &crate::domain::ContactKey,
-) -> Result<Option<crate::privacy::crypto::Sealer>, crate::store::StoreError> {
+) -> Result<Option<crate::crypto::seal::Sealer>, crate::store::StoreError> {
     match state.store.data_key(contact).await? {
         None => Ok(None),
         Some(wrapped) => state.keyring.unwrap(contact, &wrapped).map(Some).map_err(|e| {
@@ -526,7 +526,7 @@ async fn queue_agent_event(
             key: Some(crate::store::EntryKey {
                 wrapped,
                 fresh: false,
-                ttl: crate::privacy::keys::data_key_ttl(state.retention_days),
+                ttl: crate::crypto::keyring::data_key_ttl(state.retention_days),
             }),
         }])
         .await

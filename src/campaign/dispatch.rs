@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::domain::ContactKey;
 use crate::outbox::{Job, Message, Origin, Recipient};
 use crate::privacy::consent::{self, MARKETING};
-use crate::privacy::keys::Keyring;
+use crate::crypto::keyring::Keyring;
 use crate::store::{
     Brief, CampaignSend, Dispatched, EntryKey, Queue, Store, StoreError, StoredCampaign,
 };
@@ -204,7 +204,7 @@ impl Dispatcher {
                     contact: contact.clone(),
                     job: Err("unreadable".to_owned()),
                     key: None,
-                    ttl: crate::privacy::keys::data_key_ttl(self.retention_days),
+                    ttl: crate::crypto::keyring::data_key_ttl(self.retention_days),
                 });
                 continue;
             };
@@ -320,7 +320,7 @@ impl Dispatcher {
         m: &Member,
         brief: Brief,
     ) -> CampaignSend {
-        let ttl = crate::privacy::keys::data_key_ttl(self.retention_days);
+        let ttl = crate::crypto::keyring::data_key_ttl(self.retention_days);
         let skip = |reason: &str| CampaignSend {
             contact: contact.clone(),
             job: Err(reason.to_owned()),

@@ -326,7 +326,7 @@ impl Hooks {
     /// its own (ordered, leased, retried like the contact's messages, and
     /// never holding up the contact's replies or another receiver).
     pub fn queue_of(
-        pseudonymizer: &crate::privacy::pseudonym::Pseudonymizer,
+        pseudonymizer: &crate::crypto::pseudonym::Pseudonymizer,
         receiver: &str,
         contact: &ContactKey,
     ) -> Option<ContactKey> {
@@ -381,8 +381,8 @@ impl Hooks {
     pub async fn emit(
         &self,
         store: &dyn crate::store::Store,
-        keyring: &crate::privacy::keys::Keyring,
-        pseudonymizer: &crate::privacy::pseudonym::Pseudonymizer,
+        keyring: &crate::crypto::keyring::Keyring,
+        pseudonymizer: &crate::crypto::pseudonym::Pseudonymizer,
         event: &Event,
         also: &std::collections::BTreeSet<String>,
     ) -> Result<Vec<String>, crate::store::StoreError> {

@@ -38,8 +38,8 @@ use super::{Job, Origin, WINDOW_SECS};
 use crate::clock::Clock;
 use crate::config::OutboxSettings;
 use crate::domain::ContactKey;
-use crate::privacy::crypto::Sealer;
-use crate::privacy::pseudonym::Pseudonymizer;
+use crate::crypto::seal::Sealer;
+use crate::crypto::pseudonym::Pseudonymizer;
 use crate::store::stats;
 use crate::store::{
     Breaker, Claim, Delivery, DeliveryState, Finish, Lane, Queue, Store, StoreError,
@@ -182,7 +182,7 @@ impl Breakers {
 pub struct Sender {
     pub store: Arc<dyn Store>,
     /// The master keys, to unwrap the contact's data key.
-    pub keyring: crate::privacy::keys::Keyring,
+    pub keyring: crate::crypto::keyring::Keyring,
     pub pseudonymizer: Pseudonymizer,
     pub graph: Graph,
     /// `outbox.*` in force (SIGHUP reloads them).

@@ -149,7 +149,7 @@ pub fn refusal(ledger: &[ConsentChange], purpose: &str) -> Option<&'static str> 
 pub fn of_event(
     event: &crate::webhook::events::Event,
     dedup: &str,
-    pseudonymizer: &crate::privacy::pseudonym::Pseudonymizer,
+    pseudonymizer: &crate::crypto::pseudonym::Pseudonymizer,
     policy_version: &str,
     extra: &crate::privacy::keywords::Extra,
 ) -> Option<ConsentChange> {

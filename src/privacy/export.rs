@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::domain::ContactKey;
 use crate::flow::engine::{Input, Outgoing};
 use crate::outbox::{Job, Message};
-use crate::privacy::crypto::Sealer;
+use crate::crypto::seal::Sealer;
 use crate::store::{Store, StoreError};
 
 /// The export format's version (`docs/export-schema.json`).

@@ -10,7 +10,7 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use crate::privacy::keys::Keyring;
+use crate::crypto::keyring::Keyring;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, now_ms};
 

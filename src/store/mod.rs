@@ -73,7 +73,7 @@ pub struct InboxEntry {
     pub queue: Queue,
     /// De-duplication key: a keyed hash, never a raw message id.
     pub dedup: String,
-    /// The event, sealed (see [`crate::privacy::crypto`]).
+    /// The event, sealed (see [`crate::crypto::seal`]).
     pub sealed: Vec<u8>,
     /// Consent the event gives or withdraws (STOP, START, WhatsApp's
     /// marketing Stop/Resume): appended to the contact's ledger in the same

@@ -17,7 +17,7 @@ use super::payload::{
     UserPreference, UserPreferencesValue,
 };
 use crate::domain::{ContactId, ContactKey, UserId, WaId};
-use crate::privacy::pseudonym::Pseudonymizer;
+use crate::crypto::pseudonym::Pseudonymizer;
 use crate::store::Queue;
 
 /// What the inbox holds (sealed).

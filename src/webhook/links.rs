@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::events::{Ids, Routed};
 use crate::domain::ContactKey;
-use crate::privacy::keys::Keyring;
+use crate::crypto::keyring::Keyring;
 use crate::store::links::decide;
 use crate::store::{Queue, Resolved, Store, StoreError};
 
@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn a_cached_key_counts_only_while_its_contact_s_data_key_is_held() {
-        let keyring = Keyring::new(&crate::privacy::keys::MasterKeys {
+        let keyring = Keyring::new(&crate::crypto::keyring::MasterKeys {
             current: Key32::new([3; 32]),
             previous: Vec::new(),
         });

@@ -389,7 +389,7 @@ fn seal_entry(
         Some(EntryKey {
             wrapped,
             fresh,
-            ttl: crate::privacy::keys::data_key_ttl(state.retention_days),
+            ttl: crate::crypto::keyring::data_key_ttl(state.retention_days),
         }),
     ))
 }

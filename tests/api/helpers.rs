@@ -467,7 +467,7 @@ impl TestApp {
     pub async fn sealer_of(
         &self,
         contact: &whatsify::domain::ContactKey,
-    ) -> whatsify::privacy::crypto::Sealer {
+    ) -> whatsify::crypto::seal::Sealer {
         let wrapped = self
             .store()
             .data_key(contact)

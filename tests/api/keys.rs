@@ -11,7 +11,8 @@ use base64::Engine as _;
 use serde_json::Value;
 use whatsify::config::Settings;
 use whatsify::privacy::export::history_context;
-use whatsify::privacy::keys::{self, Keyring, MasterKeys, Rotated};
+use whatsify::crypto::keyring::{Keyring, MasterKeys};
+use whatsify::privacy::keys::{self, Rotated};
 
 use crate::both_backends;
 use crate::graph::FakeGraph;

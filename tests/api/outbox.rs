@@ -567,7 +567,7 @@ async fn the_admin_api_wants_its_token() {
 /// contact's outbox, in one commit.
 pub(crate) async fn queue(
     store: &std::sync::Arc<dyn whatsify::store::Store>,
-    keyring: &whatsify::privacy::keys::Keyring,
+    keyring: &whatsify::crypto::keyring::Keyring,
     contact: &whatsify::domain::ContactKey,
     jobs: &[whatsify::outbox::Job],
 ) {
