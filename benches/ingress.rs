@@ -9,7 +9,7 @@ use whatsify::crypto::seal::Sealer;
 use whatsify::crypto::pseudonym::Pseudonymizer;
 use whatsify::webhook::events::split;
 use whatsify::webhook::payload::parse;
-use whatsify::webhook::signature::{SignatureVerifier, sign};
+use whatsify::crypto::signature::{SignatureVerifier, sign};
 
 const SECRET: &str = "bench-app-secret-0123456789";
 

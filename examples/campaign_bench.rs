@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use whatsify::webhook::signature::sign;
+use whatsify::crypto::signature::sign;
 
 /// Campaign audience: 4475xxxxxxxx (never a reply-load contact).
 const AUDIENCE_BASE: u64 = 447_500_000_000;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use whatsify::webhook::signature::sign;
+use whatsify::crypto::signature::sign;
 
 struct Args {
     url: String,

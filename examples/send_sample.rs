@@ -8,7 +8,7 @@
 //! The app secret comes from `WHATSIFY__META__APP_SECRET`, or from
 //! `.dev-secrets.env` as written by `scripts/serve`.
 
-use whatsify::webhook::signature::sign;
+use whatsify::crypto::signature::sign;
 
 fn secret() -> Option<String> {
     if let Ok(s) = std::env::var("WHATSIFY__META__APP_SECRET")

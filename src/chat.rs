@@ -226,7 +226,7 @@ pub struct Options {
 
 /// A running chat: the server, its stand-in Graph API, the customer.
 struct Session {
-    app_state: actix_web::web::Data<crate::startup::AppState>,
+    app_state: actix_web::web::Data<crate::state::AppState>,
     clock: crate::clock::Clock,
     address: String,
     app_secret: String,
@@ -322,7 +322,7 @@ impl Session {
     /// Posts a message as Meta would deliver it.
     async fn say(&mut self, message: Value) -> Result<(), ChatError> {
         let body = self.customer.delivery(self.clock.now(), message);
-        let signature = crate::webhook::signature::sign(&self.app_secret, &body);
+        let signature = crate::crypto::signature::sign(&self.app_secret, &body);
         let resp = self
             .client
             .post(format!("{}/webhook", self.address))

@@ -16,7 +16,7 @@
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Marks the app behind the `server.ops_bind` listener.
 #[derive(Clone, Copy)]

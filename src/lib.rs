@@ -19,7 +19,6 @@
 //! Later stages (flow engine, outbox, admin API) plug in after the inbox.
 
 pub mod admin;
-pub mod body;
 pub mod campaign;
 pub mod chat;
 pub mod clock;
@@ -29,6 +28,7 @@ pub mod crypto;
 pub mod domain;
 pub mod flow;
 pub mod health;
+pub mod http;
 pub mod integrations;
 pub mod metrics;
 pub mod outbox;
@@ -36,6 +36,7 @@ pub mod privacy;
 pub mod reload;
 pub mod shutdown;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;

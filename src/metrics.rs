@@ -196,7 +196,7 @@ pub fn global() -> &'static Metrics {
 /// `GET /metrics`.
 pub async fn endpoint(
     req: actix_web::HttpRequest,
-    state: actix_web::web::Data<crate::startup::AppState>,
+    state: actix_web::web::Data<crate::state::AppState>,
 ) -> actix_web::HttpResponse {
     if let Some(denied) = crate::health::operator(&req, &state).await {
         return denied;

@@ -71,7 +71,7 @@ pub struct TokenReload {
     /// The app secrets webhooks are verified with, the verify token, the
     /// admin token, the campaigns' limits and `outbox.*`: put in force at
     /// once (a request under way keeps what it read).
-    pub verifier: crate::config::Live<crate::webhook::signature::SignatureVerifier>,
+    pub verifier: crate::config::Live<crate::crypto::signature::SignatureVerifier>,
     pub verify_token: crate::config::Live<secrecy::SecretString>,
     pub admin_token: crate::config::Live<Option<secrecy::SecretString>>,
     pub campaign_limits: crate::config::Live<crate::campaign::Limits>,
@@ -134,7 +134,7 @@ impl TokenReload {
     /// counts, which need a restart; the campaigns' share of the rate).
     fn reload_settings(&self, settings: &crate::config::Settings) {
         self.verifier
-            .set(crate::webhook::signature::SignatureVerifier::new(
+            .set(crate::crypto::signature::SignatureVerifier::new(
                 settings.meta.app_secret.clone(),
                 settings.meta.app_secret_previous.clone(),
             ));

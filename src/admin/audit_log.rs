@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{authorize, bad_id, contact_of, error, unavailable};
 use crate::privacy::audit_view::{self, Cursor, Filter};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Entries per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: usize = 100;

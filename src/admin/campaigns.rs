@@ -17,7 +17,7 @@ use crate::campaign::{self, Audience, Campaign, Member, member_context};
 use crate::domain::{ContactId, ContactKey};
 use crate::outbox::Recipient;
 use crate::privacy::consent::{self, MARKETING};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::StoreError;
 
 /// The largest campaign request body: 100,000 wa_ids with variables.

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::{BODY_MAX, body_of, error, one_contact, unavailable};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The body of `POST /admin/contacts/{id}/consent`.
 #[derive(Debug, serde::Deserialize)]

@@ -25,7 +25,7 @@
 mod audit_log;
 pub mod campaigns;
 mod consent;
-pub mod throttle;
+
 
 pub use consent::record_consent;
 
@@ -39,7 +39,7 @@ use subtle::ConstantTimeEq;
 
 use crate::domain::ContactId;
 use crate::outbox::sender::{Letter, dead_context};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Most bytes of an admin request body (a campaign's may be larger).
 pub const BODY_MAX: usize = 256 * 1024;
@@ -72,7 +72,7 @@ pub(crate) async fn authorize(req: &HttpRequest, state: &AppState) -> Option<Htt
     };
     let addr = throttle::client(req);
     if let Err(wait) = state.throttle.check(addr) {
-        return Some(throttle::too_many(wait));
+        return Some(crate::http::throttle::too_many(wait));
     }
     let given = header
         .to_str()
@@ -86,7 +86,7 @@ pub(crate) async fn authorize(req: &HttpRequest, state: &AppState) -> Option<Htt
         state.throttle.succeeded(addr);
         None
     } else {
-        throttle::refused(req, state, "bearer").await;
+        crate::http::throttle::refused(req, state, "bearer").await;
         Some(refused())
     }
 }
@@ -100,7 +100,7 @@ pub(crate) async fn body_of(
     max: usize,
 ) -> Result<web::Bytes, HttpResponse> {
     use actix_web::ResponseError as _;
-    crate::body::read(req, payload, max, state.body_timeout)
+    crate::http::body::read(req, payload, max, state.body_timeout)
         .await
         .map_err(|e| e.error_response())
 }

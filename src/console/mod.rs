@@ -25,7 +25,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// How long a console session lasts from sign-in.
 pub const SESSION_LIFE: Duration = Duration::from_secs(8 * 3600);
@@ -58,137 +58,6 @@ pub const PAGES: [(&str, &str, &str); 6] = [
 ];
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
-
-/// What the store keeps of a signed-in operator's session: sealed under
-/// the master key, under a hash of the cookie's id (a store dump holds no
-/// usable cookie).
-#[derive(Clone, serde::Serialize, Deserialize)]
-struct Session {
-    /// Unix s.
-    expires: u64,
-    csrf: String,
-    /// The admin credential the session was opened with
-    /// ([`credential_id`]): when it changes, the session is over.
-    #[serde(default)]
-    credential: String,
-    /// The flow simulator's throwaway conversation.
-    #[serde(default)]
-    sim: Option<Sim>,
-}
-
-/// A simulated customer's place in the flows: kept with the console
-/// session, never with a contact, so it touches no real contact.
-#[derive(Clone, serde::Serialize, Deserialize)]
-struct Sim {
-    session: Option<crate::flow::engine::Session>,
-    contact: crate::flow::engine::ContactView,
-    offered: Vec<(String, String)>,
-}
-
-/// Names an admin credential without revealing it (a keyed digest, kept
-/// sealed in the session record); `""` for none.
-pub fn credential_id(token: Option<&secrecy::SecretString>) -> String {
-    token.map_or_else(String::new, |t| {
-        hex::encode(Sha256::digest(
-            format!("whatsify console credential\0{}", t.expose_secret()).as_bytes(),
-        ))
-    })
-}
-
-fn random_id() -> String {
-    let mut bytes = [0u8; 32];
-    rand::fill(&mut bytes);
-    hex::encode(bytes)
-}
-
-/// The store's key of a session id.
-fn store_key(id: &str) -> String {
-    hex::encode(Sha256::digest(
-        format!("whatsify console session {id}").as_bytes(),
-    ))
-}
-
-fn seal_context(key: &str) -> Vec<u8> {
-    format!("console-session:{key}").into_bytes()
-}
-
-/// Stores `session` under the cookie id `id`.
-async fn save(
-    state: &AppState,
-    id: &str,
-    session: &Session,
-) -> Result<(), crate::store::StoreError> {
-    let key = store_key(id);
-    let plain = serde_json::to_vec(session)
-        .map_err(|e| crate::store::StoreError::Corrupt(format!("console session: {e}")))?;
-    let sealed = state
-        .keyring
-        .seal_system(&plain, &seal_context(&key))
-        .map_err(|e| crate::store::StoreError::Corrupt(format!("console session: {e}")))?;
-    state
-        .store
-        .put_console_session(&key, sealed, session.expires)
-        .await
-}
-
-/// The request's live session: its cookie id and record. A record that
-/// does not open (the master key changed) is no session: sign in again.
-async fn session_of(req: &HttpRequest, state: &AppState) -> Option<(String, Session)> {
-    let id = req.cookie(COOKIE)?.value().to_owned();
-    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let key = store_key(&id);
-    let now = crate::store::now_secs();
-    let sealed = match state.store.console_session(&key, now).await {
-        Ok(s) => s?,
-        Err(e) => {
-            tracing::error!(error = %e, "console: session not read");
-            return None;
-        }
-    };
-    let plain = state
-        .keyring
-        .open_system(&sealed, &seal_context(&key))
-        .ok()?;
-    let session: Session = serde_json::from_slice(&plain).ok()?;
-    // Opened with a credential no longer in force: over.
-    let current = credential_id(state.admin_token.get().as_ref());
-    let live = session.expires > now && !current.is_empty() && same(&session.credential, &current);
-    live.then_some((id, session))
-}
-
-/// Whether the request is signed in; a request that changes something
-/// must also carry the session's CSRF token.
-pub async fn allows(req: &HttpRequest, state: &AppState) -> bool {
-    if req.cookie(COOKIE).is_none() {
-        return false;
-    }
-    let Some((_, session)) = session_of(req, state).await else {
-        return false;
-    };
-    csrf_ok(req, &session)
-}
-
-/// A GET or HEAD needs nothing more; anything else needs the session's
-/// CSRF token.
-fn csrf_ok(req: &HttpRequest, session: &Session) -> bool {
-    let method = req.method();
-    if method == actix_web::http::Method::GET || method == actix_web::http::Method::HEAD {
-        return true;
-    }
-    let given = req
-        .headers()
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    same(given, &session.csrf)
-}
-
-/// Compares digests, so neither content nor length leaks.
-fn same(a: &str, b: &str) -> bool {
-    bool::from(Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())))
-}
 
 fn page(body: String) -> HttpResponse {
     HttpResponse::Ok()
@@ -317,22 +186,22 @@ pub async fn sign_in(
             return HttpResponse::Forbidden().body("cross-site sign-in refused");
         }
     }
-    let addr = crate::admin::throttle::client(&req);
+    let addr = crate::http::throttle::client(&req);
     if let Err(wait) = state.throttle.check(addr) {
         let mut answer = sign_in_page(&format!(
             "Too many failed sign-ins from here. Try again in {} seconds.",
-            crate::admin::throttle::retry_after(wait)
+            crate::http::throttle::retry_after(wait)
         ));
         *answer.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
         answer.headers_mut().insert(
             header::RETRY_AFTER,
-            header::HeaderValue::from_str(&crate::admin::throttle::retry_after(wait))
+            header::HeaderValue::from_str(&crate::http::throttle::retry_after(wait))
                 .unwrap_or(header::HeaderValue::from_static("60")),
         );
         return answer;
     }
     if !same(&form.token, token.expose_secret()) {
-        crate::admin::throttle::refused(&req, &state, "sign-in").await;
+        crate::http::throttle::refused(&req, &state, "sign-in").await;
         return sign_in_page("That token is not the admin token.");
     }
     state.throttle.succeeded(addr);

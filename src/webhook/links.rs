@@ -4,7 +4,7 @@
 //! event names both of a customer's ids for the first time.
 //!
 //! Cost: nothing when this instance resolved every key of the delivery in
-//! the last minute (see [`Cache`]); otherwise one read of the store (the
+//! the last minute (see [`crate::state::links::Cache`]); otherwise one read of the store (the
 //! links and data keys of the keys it does not know, in one round trip).
 //! A new link (once per customer) is written with the events, in the
 //! append's round trip. (Two instances that first see a customer's ids
@@ -12,66 +12,14 @@
 //! also stores the customer's first message by one id alone in that
 //! moment: then the first link written holds, and later events follow it.)
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use super::events::{Ids, Routed};
 use crate::domain::ContactKey;
 use crate::crypto::keyring::Keyring;
+use std::collections::HashMap;
+
+use crate::state::links::Cache;
 use crate::store::links::decide;
 use crate::store::{Queue, Resolved, Store, StoreError};
-
-/// How long a resolved key is trusted without asking the store again: a
-/// link only goes with an erasure, which this instance notices at once
-/// (the erased contact's data key leaves its keyring) and another one at
-/// its next write for the contact (the key no longer matches).
-const CACHE_TTL: Duration = Duration::from_secs(60);
-/// The most keys remembered (then it starts afresh).
-const CACHE_MAX: usize = 100_000;
-
-/// The keys this instance resolved lately: key → its canonical contact
-/// (the key itself when it is no alias), only for keys of contacts that
-/// exist, and only while this instance holds the canonical contact's data
-/// key.
-#[derive(Default)]
-pub struct Cache {
-    keys: Mutex<HashMap<ContactKey, (ContactKey, Instant)>>,
-}
-
-impl Cache {
-    fn get(&self, key: &ContactKey, keyring: &Keyring) -> Option<Resolved> {
-        let canonical = {
-            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-            let (canonical, at) = keys.get(key)?;
-            (at.elapsed() < CACHE_TTL).then(|| canonical.clone())?
-        };
-        if keyring.cached(&canonical).is_none() {
-            // Erased here (or not held): whatever named it is stale.
-            self.forget(&canonical);
-            return None;
-        }
-        Some(Resolved {
-            known: canonical == *key,
-            link: (canonical != *key).then_some(canonical),
-        })
-    }
-
-    fn put(&self, key: ContactKey, canonical: ContactKey) {
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if keys.len() >= CACHE_MAX {
-            keys.clear();
-        }
-        keys.insert(key, (canonical, Instant::now()));
-    }
-
-    /// Forgets a contact and its aliases (its data key changed: it was
-    /// erased, or made again elsewhere).
-    pub fn forget(&self, contact: &ContactKey) {
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        keys.retain(|k, (c, _)| k != contact && c != contact);
-    }
-}
 
 /// Routes each contact event of a delivery to its canonical contact;
 /// answers the new links the delivery shows, `(alias, canonical)`, for

@@ -18,7 +18,6 @@
 pub mod events;
 pub mod links;
 pub mod payload;
-pub mod signature;
 
 use std::collections::HashMap;
 
@@ -29,9 +28,9 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{Appended, EntryKey, InboxEntry, Queue, StoreError};
-use signature::SignatureError;
+use crate::crypto::signature::{self, SignatureError};
 
 /// Why a delivery was not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -170,12 +169,12 @@ async fn handle(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<(HttpResponse, &'static str), WebhookError> {
-    let body = crate::body::read(req, payload, state.max_body_bytes, state.body_timeout)
+    let body = crate::http::body::read(req, payload, state.max_body_bytes, state.body_timeout)
         .await
         .map_err(|e| match e {
-            crate::body::BodyError::TooLarge { .. } => WebhookError::TooLarge,
-            crate::body::BodyError::Timeout => WebhookError::Timeout,
-            crate::body::BodyError::Unreadable => WebhookError::BadBody,
+            crate::http::body::BodyError::TooLarge { .. } => WebhookError::TooLarge,
+            crate::http::body::BodyError::Timeout => WebhookError::Timeout,
+            crate::http::body::BodyError::Unreadable => WebhookError::BadBody,
         })?;
     let header = req
         .headers()

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use serde_json::json;
-use whatsify::webhook::signature::sign;
+use whatsify::crypto::signature::sign;
 
 use crate::conversation::delivery;
 use crate::graph::{FakeGraph, Sent};

@@ -14,7 +14,7 @@ use whatsify::domain::ContactId;
 use whatsify::startup::{AppState, Application};
 use whatsify::store::{Queue, Store, StoredEntry};
 use whatsify::webhook::events::Event;
-use whatsify::webhook::signature::sign;
+use whatsify::crypto::signature::sign;
 
 pub const APP_SECRET: &str = "test-app-secret-5f2c9a1e7d";
 pub const PREVIOUS_APP_SECRET: &str = "test-old-app-secret-8b3d0c";

@@ -259,7 +259,7 @@ impl Serve {
             .header("Content-Type", "application/json")
             .header(
                 "X-Hub-Signature-256",
-                whatsify::webhook::signature::sign(APP_SECRET, body),
+                whatsify::crypto::signature::sign(APP_SECRET, body),
             )
             .body(body.to_vec())
             .send()

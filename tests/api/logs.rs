@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use whatsify::webhook::signature::sign;
+use whatsify::crypto::signature::sign;
 
 use crate::helpers::{
     ACCESS_TOKEN, APP_SECRET, Backend, MASTER_KEY, PHONE_NUMBERS, PREVIOUS_APP_SECRET, RedisServer,

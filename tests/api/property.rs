@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use whatsify::webhook::signature::sign;
+use whatsify::crypto::signature::sign;
 
 use crate::helpers::{APP_SECRET, embedded, fixture, fixture_names, spawn_app_with};
 

@@ -107,7 +107,7 @@ async fn redis_killed_under_load_loses_nothing_acknowledged() {
                                 .header("Content-Type", "application/json")
                                 .header(
                                     "X-Hub-Signature-256",
-                                    whatsify::webhook::signature::sign(
+                                    whatsify::crypto::signature::sign(
                                         crate::helpers::APP_SECRET,
                                         body,
                                     ),

@@ -5,7 +5,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use whatsify::store::Queue;
 use whatsify::webhook::events::Event;
 use whatsify::webhook::payload::MessageKind;
-use whatsify::webhook::signature::sign;
+use whatsify::crypto::signature::sign;
 
 use crate::helpers::{
     APP_SECRET, PREVIOUS_APP_SECRET, TestApp, embedded, fixture, spawn_app, spawn_app_with,

@@ -86,3 +86,15 @@ async fn read_limited(
     }
     Ok(buf.freeze())
 }
+
+/// Reads an authorised request's body (at most `max` bytes, within
+/// `server.body_timeout`).
+pub async fn of(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &crate::state::AppState,
+    max: usize,
+) -> Result<web::Bytes, crate::http::error::ApiError> {
+    Ok(read(req, payload, max, state.body_timeout).await?)
+}
+

@@ -166,54 +166,6 @@ impl Throttle {
     }
 }
 
-/// The address a request came from, as this server sees it (behind a
-/// proxy: the proxy's; `X-Forwarded-For` is not trusted, anyone can write
-/// it).
-pub fn client(req: &actix_web::HttpRequest) -> IpAddr {
-    req.peer_addr()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
-}
-
-/// The answer while `wait` runs.
-pub fn too_many(wait: Duration) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::TooManyRequests()
-        .insert_header(("Retry-After", retry_after(wait)))
-        .json(serde_json::json!({
-            "error": "too many failed sign-ins or tokens from here; try again later"
-        }))
-}
-
-/// Counts a refused credential (`how`: `bearer` or `sign-in`) from the
-/// request's address and audits it: when, how, and a keyed hash of the
-/// address; never what was tried.
-pub async fn refused(req: &actix_web::HttpRequest, state: &crate::startup::AppState, how: &str) {
-    let addr = client(req);
-    let spent = state.throttle.failed(addr) == Failure::Spent;
-    let tag = state
-        .pseudonymizer
-        .tag("admin-client-address", &addr.to_string());
-    let short = tag.get(..16).unwrap_or(&tag);
-    tracing::warn!(how, client = short, spent, "admin credential refused");
-    let detail = if spent {
-        format!("{how} refused, client {short}; it now waits before trying again")
-    } else {
-        format!("{how} refused, client {short}")
-    };
-    let event = crate::privacy::audit::Event {
-        at: crate::store::now_secs(),
-        kind: "admin_auth_failed".to_owned(),
-        contact: None,
-        actor: crate::privacy::audit::Actor::Admin,
-        detail: Some(detail),
-    };
-    crate::privacy::audit::note(state.store.as_ref(), &state.audit, event).await;
-}
-
-/// The `Retry-After` value of a wait: whole seconds, at least one.
-pub fn retry_after(wait: Duration) -> String {
-    wait.as_secs_f64().ceil().max(1.0).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,9 +213,4 @@ mod tests {
         assert!(c.addresses.len() <= ADDRESSES_MAX);
     }
 
-    #[test]
-    fn retry_after_is_whole_seconds_and_never_zero() {
-        assert_eq!(retry_after(Duration::from_millis(1)), "1");
-        assert_eq!(retry_after(Duration::from_millis(4100)), "5");
-    }
 }
