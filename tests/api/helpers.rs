@@ -93,7 +93,7 @@ impl RedisServer {
     }
 
     /// A server that keeps what it acknowledged across a kill -9
-    /// (`appendonly yes`, `appendfsync always`, as docs/deploy.md says).
+    /// (`appendonly yes`, `appendfsync always`, as docs/operations.md says).
     pub fn start_durable() -> RedisServer {
         Self::start_with(true)
     }
