@@ -5,11 +5,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use secrecy::SecretString;
 use std::hint::black_box;
 use whatsify::config::Key32;
-use whatsify::crypto::seal::Sealer;
 use whatsify::crypto::pseudonym::Pseudonymizer;
+use whatsify::crypto::seal::Sealer;
+use whatsify::crypto::signature::{SignatureVerifier, sign};
 use whatsify::webhook::events::split;
 use whatsify::webhook::payload::parse;
-use whatsify::crypto::signature::{SignatureVerifier, sign};
 
 const SECRET: &str = "bench-app-secret-0123456789";
 

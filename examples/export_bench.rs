@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use whatsify::config::{Backend, Key32, StoreSettings};
-use whatsify::domain::ContactKey;
 use whatsify::crypto::seal::Sealer;
+use whatsify::domain::ContactKey;
 use whatsify::privacy::export::{Direction, HistoryItem, build, history_context};
 use whatsify::store::{Commit, InboxEntry, Lane, Queue};
 

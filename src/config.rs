@@ -715,7 +715,6 @@ impl RawSettings {
     }
 }
 
-
 /// Splits a list of keys written as base64, separated by commas or spaces.
 pub fn key_list(text: &str) -> impl Iterator<Item = &str> {
     text.split([',', ' ', '\n', '\t'])

@@ -16,6 +16,7 @@
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::json;
 
+use crate::http::error::{Answer, ApiError};
 use crate::state::AppState;
 
 /// Marks the app behind the `server.ops_bind` listener.
@@ -37,7 +38,7 @@ pub fn ops_server(
             .app_data(web::Data::new(OpsListener))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(crate::metrics::endpoint))
+            .route("/metrics", web::get().to(metrics))
     })
     .workers(1)
     .disable_signals()
@@ -46,14 +47,30 @@ pub fn ops_server(
     Ok((port, server))
 }
 
-/// `None` when the request may see operators' details (it came in on the
-/// operations listener, or carries the admin credential); else the answer
-/// to give.
-pub async fn operator(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+/// `Ok` when the request may see operators' details (it came in on the
+/// operations listener, or carries the admin credential).
+pub async fn operator(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     if req.app_data::<web::Data<OpsListener>>().is_some() {
-        return None;
+        return Ok(());
     }
-    crate::admin::authorize(req, state).await
+    crate::http::auth::authorize(req, state).await
+}
+
+/// `GET /metrics`: the Prometheus text format ([`crate::metrics`]).
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Answer {
+    operator(&req, &state).await?;
+    match crate::metrics::global()
+        .render(state.store.as_ref(), crate::store::now_ms())
+        .await
+    {
+        Ok(text) => Ok(HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(text)),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: store unavailable");
+            Ok(HttpResponse::ServiceUnavailable().body("store unavailable\n"))
+        }
+    }
 }
 
 pub async fn healthz() -> HttpResponse {
@@ -81,7 +98,7 @@ pub async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     } else {
         "sending_paused"
     };
-    if operator(&req, &state).await.is_some() {
+    if operator(&req, &state).await.is_err() {
         return HttpResponse::Ok().json(json!({ "status": status }));
     }
     HttpResponse::Ok().json(json!({

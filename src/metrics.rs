@@ -192,25 +192,3 @@ pub fn global() -> &'static Metrics {
     static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
     &METRICS
 }
-
-/// `GET /metrics`.
-pub async fn endpoint(
-    req: actix_web::HttpRequest,
-    state: actix_web::web::Data<crate::state::AppState>,
-) -> actix_web::HttpResponse {
-    if let Some(denied) = crate::health::operator(&req, &state).await {
-        return denied;
-    }
-    match global()
-        .render(state.store.as_ref(), crate::store::now_ms())
-        .await
-    {
-        Ok(text) => actix_web::HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4")
-            .body(text),
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: store unavailable");
-            actix_web::HttpResponse::ServiceUnavailable().body("store unavailable\n")
-        }
-    }
-}

@@ -88,8 +88,8 @@ impl TokenReload {
             }
         };
         self.reload_keys(&settings);
-        let admin_changed = crate::console::credential_id(self.admin_token.get().as_ref())
-            != crate::console::credential_id(settings.admin.token.as_ref());
+        let admin_changed = crate::http::session::credential_id(self.admin_token.get().as_ref())
+            != crate::http::session::credential_id(settings.admin.token.as_ref());
         self.reload_settings(&settings);
         if admin_changed {
             self.end_console_sessions().await;

@@ -10,8 +10,8 @@ use actix_web::{App, HttpServer, web};
 use tracing::Instrument;
 
 use crate::config::Settings;
-use crate::state::AppState;
 use crate::privacy::keys::{Crypto, KeyError};
+use crate::state::AppState;
 use crate::store::{self, Store};
 use crate::{health, webhook};
 
@@ -403,7 +403,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/webhook", web::post().to(webhook::receive))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
-            .route("/metrics", web::get().to(crate::metrics::endpoint))
+            .route("/metrics", web::get().to(health::metrics))
             .configure(crate::console::routes)
             .route("/admin/contacts/{id}", web::get().to(crate::admin::contact))
             .route(

@@ -12,16 +12,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
+use crate::crypto::keyring::Keyring;
+use crate::crypto::pseudonym::Pseudonymizer;
+use crate::crypto::seal::Sealer;
 use crate::domain::ContactKey;
 use crate::flow::engine::{self, ContactView, Effect, Input, Outgoing, Session};
 use crate::flow::normalize;
 pub use crate::outbox::{Job, Recipient};
 use crate::outbox::{Message as OutMessage, Origin, WINDOW_SECS};
 use crate::privacy::consent::MARKETING;
-use crate::crypto::seal::Sealer;
-use crate::crypto::keyring::Keyring;
 use crate::privacy::keywords::{self, Command};
-use crate::crypto::pseudonym::Pseudonymizer;
 use crate::store::{
     Claim, Commit, Committed, ConsentChange, Delivery, DeliveryState, Lane, Queue, Store,
     StoreError,

@@ -114,7 +114,10 @@ fn code_only(text: &str) -> String {
             out.extend_from_slice(b"' '");
             i += 3;
         } else if b[i] == b'\'' && b.get(i + 1) == Some(&b'\\') {
-            let end = b[i + 2..].iter().position(|c| *c == b'\'').map_or(b.len(), |p| i + 3 + p);
+            let end = b[i + 2..]
+                .iter()
+                .position(|c| *c == b'\'')
+                .map_or(b.len(), |p| i + 3 + p);
             out.extend_from_slice(b"' '");
             i = end;
         } else {
@@ -193,8 +196,15 @@ fn every_module_imports_only_the_layers_below_it() {
             if target == module || target == "self" || target == "super" {
                 continue;
             }
-            let place = format!("{}:{line}", file.strip_prefix(&src).expect("under src").display());
-            graph.entry(module.clone()).or_default().entry(target.clone()).or_insert(place.clone());
+            let place = format!(
+                "{}:{line}",
+                file.strip_prefix(&src).expect("under src").display()
+            );
+            graph
+                .entry(module.clone())
+                .or_default()
+                .entry(target.clone())
+                .or_insert(place.clone());
             match layer_of(&target) {
                 Some(theirs) if theirs < own => {}
                 Some(theirs) => broken.push(format!(
@@ -207,7 +217,11 @@ fn every_module_imports_only_the_layers_below_it() {
             }
         }
     }
-    assert!(broken.is_empty(), "imports against the layer rules:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "imports against the layer rules:\n{}",
+        broken.join("\n")
+    );
     // The layer rule already rules circles out; this says so independently.
     for (module, targets) in &graph {
         for (target, place) in targets {
@@ -219,7 +233,11 @@ fn every_module_imports_only_the_layers_below_it() {
 }
 
 /// Whether `from` reaches `to` through the import graph; the path if so.
-fn reaches(graph: &BTreeMap<String, BTreeMap<String, String>>, from: &str, to: &str) -> Option<String> {
+fn reaches(
+    graph: &BTreeMap<String, BTreeMap<String, String>>,
+    from: &str,
+    to: &str,
+) -> Option<String> {
     let mut seen = std::collections::BTreeSet::new();
     let mut stack = vec![(from.to_owned(), format!("`{from}`"))];
     while let Some((at, path)) = stack.pop() {
@@ -242,15 +260,23 @@ fn no_source_file_is_over_800_lines_and_no_function_over_120() {
     let mut long = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).expect("readable source");
-        let name = file.strip_prefix(&src).expect("under src").display().to_string();
+        let name = file
+            .strip_prefix(&src)
+            .expect("under src")
+            .display()
+            .to_string();
         let lines = text.lines().count();
         let test_file = name.ends_with("_tests.rs") || name.ends_with("/tests.rs");
         if lines > MAX_FILE_LINES && !test_file {
-            long.push(format!("src/{name}: {lines} lines (at most {MAX_FILE_LINES})"));
+            long.push(format!(
+                "src/{name}: {lines} lines (at most {MAX_FILE_LINES})"
+            ));
         }
         for (function, start, length) in functions(&code_only(&text)) {
             if length > MAX_FN_LINES {
-                long.push(format!("src/{name}:{start}: fn {function} is {length} lines (at most {MAX_FN_LINES})"));
+                long.push(format!(
+                    "src/{name}:{start}: fn {function} is {length} lines (at most {MAX_FN_LINES})"
+                ));
             }
         }
     }
@@ -298,9 +324,19 @@ fn fn_keyword(line: &str) -> Option<usize> {
     let at = line.find("fn ")?;
     let before = &line[..at];
     let ok = before.trim().is_empty()
-        || before
-            .split_whitespace()
-            .all(|w| ["pub", "pub(crate)", "pub(super)", "async", "const", "unsafe", "extern"].contains(&w) || w.starts_with("pub("));
+        || before.split_whitespace().all(|w| {
+            [
+                "pub",
+                "pub(crate)",
+                "pub(super)",
+                "async",
+                "const",
+                "unsafe",
+                "extern",
+            ]
+            .contains(&w)
+                || w.starts_with("pub(")
+        });
     ok.then_some(at)
 }
 

@@ -3,10 +3,11 @@
 //! [`crate::privacy::audit_view`]) and the requests open for more than a
 //! week (from the store's request index, not the log).
 
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::{authorize, bad_id, contact_of, error, unavailable};
+use crate::http::auth::{Operator, bad_id, contact_of};
+use crate::http::error::{Answer, ApiError};
 use crate::privacy::audit_view::{self, Cursor, Filter};
 use crate::state::AppState;
 
@@ -33,46 +34,41 @@ pub struct AuditQuery {
 }
 
 pub async fn audit(
-    req: HttpRequest,
+    _: Operator,
     query: web::Query<AuditQuery>,
     state: web::Data<AppState>,
-) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state).await {
-        return denied;
-    }
+) -> Answer {
     let q = query.into_inner();
     let contact = match &q.contact {
         None => None,
         // Either id of a customer known by both names their one contact.
         Some(id) => match crate::domain::ContactKey::parse(id).or_else(|| contact_of(id, &state)) {
-            Some(k) => match crate::store::links::canonical(state.store.as_ref(), k).await {
-                Ok(k) => Some(k.as_str().to_owned()),
-                Err(e) => return unavailable(e),
-            },
-            None => return bad_id(),
+            Some(k) => {
+                let k = crate::store::links::canonical(state.store.as_ref(), k).await?;
+                Some(k.as_str().to_owned())
+            }
+            None => return Err(bad_id()),
         },
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!("limit is from 1 to {MAX_LIMIT}"),
-        );
+        return Err(ApiError::bad_request(format!(
+            "limit is from 1 to {MAX_LIMIT}"
+        )));
     }
     let cursor = match q.before.as_deref().map(Cursor::parse) {
         None => None,
         Some(Some(c)) => Some(c),
         Some(None) => {
-            return error(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::bad_request(
                 "before is the next cursor of an earlier answer",
-            );
+            ));
         }
     };
     let full = match q.verify.as_deref() {
         None | Some("page") => false,
         Some("full") => true,
-        Some(_) => return error(StatusCode::BAD_REQUEST, "verify is page or full"),
+        Some(_) => return Err(ApiError::bad_request("verify is page or full")),
     };
     let filter = Filter {
         contact,
@@ -82,25 +78,17 @@ pub async fn audit(
     };
     let store = state.store.as_ref();
     let now = crate::store::now_secs();
-    let page = match audit_view::page(store, &state.audit, cursor.as_ref(), &filter, limit).await {
-        Ok(p) => p,
-        Err(e) => return unavailable(e),
-    };
+    let page = audit_view::page(store, &state.audit, cursor.as_ref(), &filter, limit).await?;
     let chain = if full {
-        match audit_view::verify_all(store, &state.audit).await {
-            Ok(c) => c,
-            Err(e) => return unavailable(e),
-        }
+        audit_view::verify_all(store, &state.audit).await?
     } else {
         page.chain.clone()
     };
     if let Some(seq) = chain.broken_at {
         tracing::error!(seq, "audit log chain broken");
     }
-    let overdue = match audit_view::requests(store, now, state.erase_window).await {
-        Ok(r) => crate::privacy::audit::overdue_of(&r, now),
-        Err(e) => return unavailable(e),
-    };
+    let requests = audit_view::requests(store, now, state.erase_window).await?;
+    let overdue = crate::privacy::audit::overdue_of(&requests, now);
     let shown: Vec<serde_json::Value> = page
         .entries
         .iter()
@@ -114,10 +102,10 @@ pub async fn audit(
     // The name older readers use for the count checked.
     chain_json["entries"] = json!(chain.verified_entries);
     chain_json["scope"] = json!(if full { "full" } else { "page" });
-    HttpResponse::Ok().json(json!({
+    Ok(HttpResponse::Ok().json(json!({
         "chain": chain_json,
         "overdue_requests": overdue,
         "entries": shown,
         "next": page.next.map(|c| c.to_string()),
-    }))
+    })))
 }

@@ -12,9 +12,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::{authorize, error, unavailable};
 use crate::campaign::{self, Audience, Campaign, Member, member_context};
 use crate::domain::{ContactId, ContactKey};
+use crate::http::auth::Operator;
+use crate::http::error::{Answer, ApiError};
 use crate::outbox::Recipient;
 use crate::privacy::consent::{self, MARKETING};
 use crate::state::AppState;
@@ -26,8 +27,8 @@ pub const MAX_BODY: usize = 16 * 1024 * 1024;
 /// Contacts read per page while resolving a tag or consent audience.
 const PAGE: usize = 500;
 
-fn not_found() -> HttpResponse {
-    error(StatusCode::NOT_FOUND, "no such campaign")
+fn not_found() -> ApiError {
+    ApiError::not_found("no such campaign")
 }
 
 /// A campaign id as whatsify makes them (hex).
@@ -49,21 +50,16 @@ async fn audit(state: &AppState, kind: &str, detail: String) {
 
 /// `POST /admin/campaigns`.
 pub async fn create(
+    _: Operator,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state).await {
-        return denied;
-    }
-    let body = match super::body_of(&req, payload, &state, MAX_BODY).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
+) -> Answer {
+    let body = crate::http::body::of(&req, payload, &state, MAX_BODY).await?;
     let now = state.clock.now();
     let request = match campaign::parse(&body, &state.campaign_limits.get(), now) {
         Ok(r) => r,
-        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        Err(message) => return Err(ApiError::bad_request(message)),
     };
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (kind, tags) = match &request.audience {
@@ -71,10 +67,7 @@ pub async fn create(
         Audience::Tags(t) => ("tags", t.clone()),
         Audience::AllConsenting => ("all_consenting", Vec::new()),
     };
-    let members = match resolve(&state, &request.audience).await {
-        Ok(m) => m,
-        Err(e) => return unavailable(e),
-    };
+    let members = resolve(&state, &request.audience).await?;
     let mut audience = Vec::with_capacity(members.len());
     for m in &members {
         let sealed = serde_json::to_vec(m)
@@ -91,10 +84,10 @@ pub async fn create(
                 audience.push(entry);
             }
             None => {
-                return error(
+                return Err(ApiError::Refused(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "the audience could not be sealed",
-                );
+                    ("the audience could not be sealed").to_string(),
+                ));
             }
         }
     }
@@ -112,13 +105,13 @@ pub async fn create(
         targeted: audience.len() as u64,
     };
     let Ok(json) = serde_json::to_vec(&record) else {
-        return error(
+        return Err(ApiError::Refused(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "the campaign could not be stored",
-        );
+            ("the campaign could not be stored").to_string(),
+        ));
     };
     if let Err(e) = state.store.create_campaign(&id, &json, audience).await {
-        return unavailable(e);
+        return Err(e.into());
     }
     audit(
         &state,
@@ -127,7 +120,7 @@ pub async fn create(
     )
     .await;
     tracing::info!(campaign = %id, targeted = record.targeted, audience = kind, "campaign accepted");
-    HttpResponse::Accepted()
+    Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/admin/campaigns/{id}")))
         .json(json!({
             "id": id,
@@ -135,7 +128,7 @@ pub async fn create(
             "targeted": record.targeted,
             "send_at": record.send_at,
             "rate_per_second": record.rate_per_second,
-        }))
+        })))
 }
 
 /// The audience's members: the wa_ids given, or the contacts found.
@@ -199,14 +192,8 @@ async fn resolve(state: &AppState, audience: &Audience) -> Result<Vec<Member>, S
 }
 
 /// `GET /admin/campaigns`.
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state).await {
-        return denied;
-    }
-    let all = match state.store.campaigns().await {
-        Ok(all) => all,
-        Err(e) => return unavailable(e),
-    };
+pub async fn list(_: Operator, state: web::Data<AppState>) -> Answer {
+    let all = state.store.campaigns().await?;
     let rows: Vec<_> = all
         .iter()
         .filter_map(|s| {
@@ -222,7 +209,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             }))
         })
         .collect();
-    HttpResponse::Ok().json(json!({ "campaigns": rows }))
+    Ok(HttpResponse::Ok().json(json!({ "campaigns": rows })))
 }
 
 async fn report(state: &AppState, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
@@ -237,42 +224,27 @@ async fn report(state: &AppState, id: &str) -> Result<Option<serde_json::Value>,
 }
 
 /// `GET /admin/campaigns/{id}`.
-pub async fn show(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state).await {
-        return denied;
-    }
+pub async fn show(_: Operator, path: web::Path<String>, state: web::Data<AppState>) -> Answer {
     if !valid_id(&path) {
-        return not_found();
+        return Err(not_found());
     }
     answer_report(&state, &path).await
 }
 
 /// 200 with the campaign's report; 404 for an unknown one.
-async fn answer_report(state: &AppState, id: &str) -> HttpResponse {
-    match report(state, id).await {
-        Ok(Some(r)) => HttpResponse::Ok().json(r),
-        Ok(None) => not_found(),
-        Err(e) => unavailable(e),
+async fn answer_report(state: &AppState, id: &str) -> Answer {
+    match report(state, id).await? {
+        Some(r) => Ok(HttpResponse::Ok().json(r)),
+        None => Err(not_found()),
     }
 }
 
 /// `DELETE /admin/campaigns/{id}`: nothing more is dispatched, and what is
 /// queued but not sent is recorded as cancelled by the senders.
-pub async fn cancel(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    if let Some(denied) = authorize(&req, &state).await {
-        return denied;
-    }
+pub async fn cancel(_: Operator, path: web::Path<String>, state: web::Data<AppState>) -> Answer {
     let id = path.into_inner();
     if !valid_id(&id) {
-        return not_found();
+        return Err(not_found());
     }
     let moved = state
         .store
@@ -282,13 +254,9 @@ pub async fn cancel(
             campaign::CANCELLED,
         )
         .await;
-    match moved {
-        Ok(true) => {
-            audit(&state, "campaign_cancelled", format!("campaign {id}")).await;
-            tracing::info!(campaign = %id, "campaign cancelled");
-        }
-        Ok(false) => {}
-        Err(e) => return unavailable(e),
+    if moved? {
+        audit(&state, "campaign_cancelled", format!("campaign {id}")).await;
+        tracing::info!(campaign = %id, "campaign cancelled");
     }
     answer_report(&state, &id).await
 }

@@ -1,10 +1,13 @@
 //! `POST /admin/contacts/{id}/consent`: a consent the customer gave the
 //! support team, recorded with source `admin`.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::{BODY_MAX, body_of, error, one_contact, unavailable};
+use super::BODY_MAX;
+use crate::http::auth::ContactPath;
+use crate::http::error::{Answer, ApiError};
 use crate::state::AppState;
 
 /// The body of `POST /admin/contacts/{id}/consent`.
@@ -26,21 +29,14 @@ const REFERENCE_MAX: usize = 100;
 /// or a withdrawal the customer gave them (by phone, on paper), with
 /// source `admin`. An erased contact cannot be re-subscribed (409).
 pub async fn record_consent(
+    ContactPath(contact): ContactPath,
     req: HttpRequest,
-    path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Answer {
     use crate::privacy::consent::{ADMIN_SOURCE, MARKETING};
-    let contact = match one_contact(&req, &path, &state).await {
-        Ok(c) => c,
-        Err(answer) => return *answer,
-    };
-    let body = match body_of(&req, payload, &state, BODY_MAX).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    let bad = |m: String| error(actix_web::http::StatusCode::BAD_REQUEST, &m);
+    let body = crate::http::body::of(&req, payload, &state, BODY_MAX).await?;
+    let bad = |m: String| Err(ApiError::bad_request(m));
     let body: ConsentBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         // serde's message names the field and the position, never values.
@@ -61,15 +57,12 @@ pub async fn record_consent(
             "reference must be at most {REFERENCE_MAX} printable characters (a ticket or call reference, no personal data)"
         ));
     }
-    match state.store.suppressed(&contact).await {
-        Ok(Some(_)) => {
-            return error(
-                actix_web::http::StatusCode::CONFLICT,
-                "this contact's data was erased at their request; they cannot be subscribed again",
-            );
-        }
-        Ok(None) => {}
-        Err(e) => return unavailable(e),
+    if state.store.suppressed(&contact).await?.is_some() {
+        return Err(ApiError::Refused(
+            StatusCode::CONFLICT,
+            "this contact's data was erased at their request; they cannot be subscribed again"
+                .into(),
+        ));
     }
     let change = crate::store::ConsentChange {
         purpose: MARKETING.to_owned(),
@@ -79,9 +72,7 @@ pub async fn record_consent(
         policy_version: state.policy_version.clone(),
         evidence: (!reference.is_empty()).then(|| format!("admin:{reference}")),
     };
-    if let Err(e) = state.store.append_consent(&contact, change.clone()).await {
-        return unavailable(e);
-    }
+    state.store.append_consent(&contact, change.clone()).await?;
     crate::metrics::global().counted(&[], std::iter::once(&change));
     if !state.hooks.receivers().is_empty() {
         use crate::integrations::{Event, EventKind, Field};
@@ -113,7 +104,7 @@ pub async fn record_consent(
             )
             .await
         {
-            return unavailable(e);
+            return Err(e.into());
         }
     }
     crate::privacy::audit::note(
@@ -123,12 +114,12 @@ pub async fn record_consent(
     )
     .await;
     tracing::info!(contact = %contact, granted = change.granted, "admin: consent recorded");
-    HttpResponse::Ok().json(json!({
+    Ok(HttpResponse::Ok().json(json!({
         "contact": contact.as_str(),
         "purpose": change.purpose,
         "granted": change.granted,
         "since": change.at,
         "source": change.source,
         "policy_version": change.policy_version,
-    }))
+    })))
 }

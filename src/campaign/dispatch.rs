@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use super::{Campaign, ContactValues, Member, member_context};
 use crate::clock::Clock;
+use crate::crypto::keyring::Keyring;
 use crate::domain::ContactKey;
 use crate::outbox::{Job, Message, Origin, Recipient};
 use crate::privacy::consent::{self, MARKETING};
-use crate::crypto::keyring::Keyring;
 use crate::store::{
     Brief, CampaignSend, Dispatched, EntryKey, Queue, Store, StoreError, StoredCampaign,
 };

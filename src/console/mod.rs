@@ -19,12 +19,16 @@ use std::time::Duration;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+use crate::http::auth::SignedIn;
+use crate::http::error::ApiError;
+use crate::http::session::{
+    COOKIE, Session, Sim, allows, credential_id, csrf_ok, random_id, same, save, session_of,
+    store_key,
+};
 use crate::state::AppState;
 
 /// How long a console session lasts from sign-in.
@@ -33,8 +37,6 @@ pub const SESSION_LIFE: Duration = Duration::from_secs(8 * 3600);
 const SIM_BODY_MAX: usize = 16 * 1024;
 /// Most bytes of a sign-in form.
 const SIGN_IN_BODY_MAX: usize = 4 * 1024;
-/// The session cookie's name.
-pub const COOKIE: &str = "whatsify_console";
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -163,9 +165,9 @@ pub async fn sign_in(
     let Some(token) = state.admin_token.get() else {
         return HttpResponse::NotFound().finish();
     };
-    let body = match crate::admin::body_of(&req, payload, &state, SIGN_IN_BODY_MAX).await {
+    let body = match crate::http::body::of(&req, payload, &state, SIGN_IN_BODY_MAX).await {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(e) => return e.error_response(),
     };
     let Some(form) = std::str::from_utf8(&body)
         .ok()
@@ -190,12 +192,12 @@ pub async fn sign_in(
     if let Err(wait) = state.throttle.check(addr) {
         let mut answer = sign_in_page(&format!(
             "Too many failed sign-ins from here. Try again in {} seconds.",
-            crate::http::throttle::retry_after(wait)
+            crate::http::error::retry_after(wait)
         ));
         *answer.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
         answer.headers_mut().insert(
             header::RETRY_AFTER,
-            header::HeaderValue::from_str(&crate::http::throttle::retry_after(wait))
+            header::HeaderValue::from_str(&crate::http::error::retry_after(wait))
                 .unwrap_or(header::HeaderValue::from_static("60")),
         );
         return answer;
@@ -270,10 +272,7 @@ pub async fn style() -> HttpResponse {
 
 /// `GET /console/api/overview`: today's counters, the outbox backlog, dead
 /// letters, paused numbers and the last webhook, for the overview page.
-pub async fn overview_data(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !allows(&req, &state).await {
-        return HttpResponse::Unauthorized().json(serde_json::json!({"error": "sign in first"}));
-    }
+pub async fn overview_data(_: SignedIn, state: web::Data<AppState>) -> HttpResponse {
     let today = crate::store::stats::today();
     let store = state.store.as_ref();
     let now_ms = crate::store::now_ms();
@@ -306,18 +305,21 @@ pub async fn overview_data(req: HttpRequest, state: web::Data<AppState>) -> Http
                 "last_webhook_at": (last > 0).then_some(last),
             }))
         }
-        Err(e) => store_down(&e),
+        Err(e) => store_down(e),
     }
 }
 
-fn signed_out() -> HttpResponse {
-    HttpResponse::Unauthorized().json(serde_json::json!({"error": "sign in first"}))
+fn store_down(e: crate::store::StoreError) -> HttpResponse {
+    ApiError::console(e).error_response()
 }
 
-fn store_down(e: &crate::store::StoreError) -> HttpResponse {
-    tracing::error!(error = %e, "console: store unavailable");
-    HttpResponse::ServiceUnavailable()
-        .json(serde_json::json!({"error": "the store is unavailable; try again"}))
+/// 503 while no flows are loaded.
+fn no_flows() -> HttpResponse {
+    ApiError::Refused(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "no flows are loaded".into(),
+    )
+    .error_response()
 }
 
 /// `GET /console/api/requests`: every open privacy request and the most
@@ -325,16 +327,13 @@ fn store_down(e: &crate::store::StoreError) -> HttpResponse {
 /// log; see [`crate::store::audit_index`]), newest first, with its state, its age and how near it is to the legal
 /// deadline: `due` once it has been open a week (our own bound), `overdue`
 /// past the 30 days the law allows.
-pub async fn requests_data(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn requests_data(_: SignedIn, state: web::Data<AppState>) -> HttpResponse {
     use crate::privacy::audit::{OPEN_REQUEST_FLAG_SECS, REQUEST_DEADLINE_SECS};
-    if !allows(&req, &state).await {
-        return signed_out();
-    }
     let now = state.clock.now();
     let found = crate::privacy::audit_view::requests(state.store.as_ref(), now, state.erase_window);
     let found = match found.await {
         Ok(r) => r,
-        Err(e) => return store_down(&e),
+        Err(e) => return store_down(e),
     };
     let mut rows: Vec<serde_json::Value> = found
         .into_iter()
@@ -389,13 +388,9 @@ struct FlowId {
 /// `GET /console/api/flows`: the flow files on disk with their validation
 /// errors (`file:line:col: message`), and the flows in force (the last
 /// good set, when the files on disk have errors).
-pub async fn flows_data(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !allows(&req, &state).await {
-        return signed_out();
-    }
+pub async fn flows_data(_: SignedIn, state: web::Data<AppState>) -> HttpResponse {
     let Some(shared) = state.flows.clone() else {
-        return HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"error": "no flows are loaded"}));
+        return no_flows();
     };
     let dir = state.flows_dir.clone();
     let checked = web::block(move || {
@@ -500,13 +495,10 @@ fn file_name(p: &std::path::Path) -> String {
 
 /// `GET /console/flows/{id}/diagram.svg`: the diagram of a flow in force.
 pub async fn diagram(
-    req: HttpRequest,
+    _: SignedIn,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if !allows(&req, &state).await {
-        return signed_out();
-    }
     let Some(shared) = &state.flows else {
         return HttpResponse::NotFound().finish();
     };
@@ -568,17 +560,16 @@ pub async fn simulate(
         .await
         .filter(|(_, s)| csrf_ok(&req, s))
     else {
-        return signed_out();
+        return ApiError::SignInFirst.error_response();
     };
-    let body = match crate::admin::body_of(&req, payload, &state, SIM_BODY_MAX).await {
+    let body = match crate::http::body::of(&req, payload, &state, SIM_BODY_MAX).await {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(e) => return e.error_response(),
     };
     let Some(shared) = &state.flows else {
-        return HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"error": "no flows are loaded"}));
+        return no_flows();
     };
-    let bad = |m: &str| HttpResponse::BadRequest().json(serde_json::json!({"error": m}));
+    let bad = |m: &str| ApiError::bad_request(m).error_response();
     let input: SimInput = match serde_json::from_slice(&body) {
         Ok(i) => i,
         Err(e) => {
@@ -602,7 +593,7 @@ pub async fn simulate(
         });
         return match save(&state, &id, &held).await {
             Ok(()) => HttpResponse::Ok().json(serde_json::json!({"effects": [], "at": null})),
-            Err(e) => store_down(&e),
+            Err(e) => store_down(e),
         };
     }
     let flows = shared.current();
@@ -659,6 +650,6 @@ pub async fn simulate(
     });
     match save(&state, &id, &held).await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "effects": effects, "at": at })),
-        Err(e) => store_down(&e),
+        Err(e) => store_down(e),
     }
 }

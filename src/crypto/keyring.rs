@@ -27,8 +27,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::Key32;
-use crate::domain::ContactKey;
 use crate::crypto::seal::{CryptoError, Sealer};
+use crate::domain::ContactKey;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -109,14 +109,17 @@ impl FromRequest for ContactPath {
             let state = state_of(&req)?;
             authorize(&req, &state).await?;
             let id = req.match_info().get("id").unwrap_or("");
-            let key = contact_of(id, &state).ok_or_else(|| {
-                ApiError::bad_request("the id must be a wa_id (digits) or a business-scoped user id")
-            })?;
+            let key = contact_of(id, &state).ok_or_else(bad_id)?;
             // Either of a customer's ids names their one contact.
             let key = crate::store::links::canonical(state.store.as_ref(), key).await?;
             Ok(ContactPath(key))
         })
     }
+}
+
+/// The answer to an id that is neither kind.
+pub fn bad_id() -> ApiError {
+    ApiError::bad_request("the id must be a wa_id (digits) or a business-scoped user id")
 }
 
 /// The contact key of a wa_id (digits) or business-scoped user id.

@@ -97,4 +97,3 @@ pub async fn of(
 ) -> Result<web::Bytes, crate::http::error::ApiError> {
     Ok(read(req, payload, max, state.body_timeout).await?)
 }
-

@@ -144,4 +144,3 @@ pub(crate) fn csrf_ok(req: &HttpRequest, session: &Session) -> bool {
 pub(crate) fn same(a: &str, b: &str) -> bool {
     bool::from(Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())))
 }
-

@@ -14,7 +14,6 @@ pub fn client(req: &actix_web::HttpRequest) -> IpAddr {
         .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
 }
 
-
 /// Counts a refused credential (`how`: `bearer` or `sign-in`) from the
 /// request's address and audits it: when, how, and a keyed hash of the
 /// address; never what was tried.

@@ -37,9 +37,9 @@ use super::graph::{Answer, Class, Failure, Graph, MARKETING_STOPPED_CODE};
 use super::{Job, Origin, WINDOW_SECS};
 use crate::clock::Clock;
 use crate::config::OutboxSettings;
-use crate::domain::ContactKey;
-use crate::crypto::seal::Sealer;
 use crate::crypto::pseudonym::Pseudonymizer;
+use crate::crypto::seal::Sealer;
+use crate::domain::ContactKey;
 use crate::store::stats;
 use crate::store::{
     Breaker, Claim, Delivery, DeliveryState, Finish, Lane, Queue, Store, StoreError,

@@ -6,10 +6,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::crypto::seal::Sealer;
 use crate::domain::ContactKey;
 use crate::flow::engine::{Input, Outgoing};
 use crate::outbox::{Job, Message};
-use crate::crypto::seal::Sealer;
 use crate::store::{Store, StoreError};
 
 /// The export format's version (`docs/export-schema.json`).

@@ -106,7 +106,7 @@ pub async fn check_store(
     if let (true, Some(path)) = (secrets.key_file_created, &secrets.key_file) {
         let _ = std::fs::remove_file(path);
     }
-    Err(KeyError::WrongStore { stored, given }.into())
+    Err(KeyError::WrongStore { stored, given })
 }
 
 /// Every secret derived from the settings (and the embedded key file).
@@ -171,7 +171,6 @@ fn decode_key(text: &str, path: &Path, field: &str) -> Result<Key32, KeyError> {
         })?;
     Ok(Key32::new(bytes))
 }
-
 
 /// The key file of the embedded store in `dir`.
 pub fn key_file_path(dir: &Path) -> PathBuf {

@@ -60,4 +60,3 @@ impl Cache {
         keys.retain(|k, (c, _)| k != contact && c != contact);
     }
 }
-

@@ -212,5 +212,4 @@ mod tests {
         let c = t.0.lock().expect("lock");
         assert!(c.addresses.len() <= ADDRESSES_MAX);
     }
-
 }

@@ -16,8 +16,8 @@ use super::payload::{
     Change, Contact, Message, MessagesValue, Metadata, Notification, Raw, Status, UnixTime,
     UserPreference, UserPreferencesValue,
 };
-use crate::domain::{ContactId, ContactKey, UserId, WaId};
 use crate::crypto::pseudonym::Pseudonymizer;
+use crate::domain::{ContactId, ContactKey, UserId, WaId};
 use crate::store::Queue;
 
 /// What the inbox holds (sealed).

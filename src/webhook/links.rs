@@ -13,8 +13,8 @@
 //! moment: then the first link written holds, and later events follow it.)
 
 use super::events::{Ids, Routed};
-use crate::domain::ContactKey;
 use crate::crypto::keyring::Keyring;
+use crate::domain::ContactKey;
 use std::collections::HashMap;
 
 use crate::state::links::Cache;

@@ -28,9 +28,9 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::crypto::signature::SignatureError;
 use crate::state::AppState;
 use crate::store::{Appended, EntryKey, InboxEntry, Queue, StoreError};
-use crate::crypto::signature::{self, SignatureError};
 
 /// Why a delivery was not acknowledged.
 #[derive(Debug, thiserror::Error)]

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use whatsify::config::Settings;
+use whatsify::crypto::signature::sign;
 use whatsify::domain::ContactId;
-use whatsify::startup::{AppState, Application};
+use whatsify::startup::Application;
+use whatsify::state::AppState;
 use whatsify::store::{Queue, Store, StoredEntry};
 use whatsify::webhook::events::Event;
-use whatsify::crypto::signature::sign;
 
 pub const APP_SECRET: &str = "test-app-secret-5f2c9a1e7d";
 pub const PREVIOUS_APP_SECRET: &str = "test-old-app-secret-8b3d0c";

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 use whatsify::config::Settings;
-use whatsify::privacy::export::history_context;
 use whatsify::crypto::keyring::{Keyring, MasterKeys};
+use whatsify::privacy::export::history_context;
 use whatsify::privacy::keys::{self, Rotated};
 
 use crate::both_backends;

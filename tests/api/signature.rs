@@ -2,10 +2,10 @@
 //! is parsed or stored; size and unreadable bodies are handled without loss.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use whatsify::crypto::signature::sign;
 use whatsify::store::Queue;
 use whatsify::webhook::events::Event;
 use whatsify::webhook::payload::MessageKind;
-use whatsify::crypto::signature::sign;
 
 use crate::helpers::{
     APP_SECRET, PREVIOUS_APP_SECRET, TestApp, embedded, fixture, spawn_app, spawn_app_with,

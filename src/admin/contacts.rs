@@ -1,0 +1,181 @@
+//! One contact, as the support team sees it: `GET /admin/contacts/{id}`
+//! (profile and consent), `DELETE` (erasure), `/export` (the MY DATA
+//! copy) and `/messages` (delivery records). Every look is audited.
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::{admin_access, contact_sealer, known, nothing_kept, open_profile};
+use crate::http::auth::ContactPath;
+use crate::http::error::Answer;
+use crate::state::AppState;
+
+/// `GET /admin/contacts/{id}`: the contact's profile and consent.
+pub async fn contact(ContactPath(contact): ContactPath, state: web::Data<AppState>) -> Answer {
+    let ledger = state.store.consent(&contact).await?;
+    let windows = state.store.windows(&contact).await?;
+    let profile = open_profile(&state, &contact).await?;
+    if profile.is_none() && ledger.is_empty() {
+        return Err(nothing_kept());
+    }
+    tracing::info!(contact = %contact, "admin: contact viewed");
+    admin_access(&state, &contact, "profile and consent").await;
+    let mut purposes: Vec<&str> = ledger
+        .iter()
+        .map(|c| c.purpose.as_str())
+        .filter(|p| *p != crate::privacy::consent::POLICY_NOTICE)
+        .collect();
+    purposes.sort_unstable();
+    purposes.dedup();
+    if !purposes.contains(&crate::privacy::consent::MARKETING) {
+        purposes.insert(0, crate::privacy::consent::MARKETING);
+    }
+    let mut consent: serde_json::Map<String, serde_json::Value> = purposes
+        .iter()
+        .map(|p| {
+            let latest = crate::privacy::consent::state(&ledger, p);
+            (
+                (*p).to_owned(),
+                json!({
+                    "granted": latest.is_some_and(|c| c.granted),
+                    "since": latest.map(|c| c.at),
+                    "source": latest.map(|c| c.source.clone()),
+                    "policy_version": latest.map(|c| c.policy_version.clone()),
+                }),
+            )
+        })
+        .collect();
+    if let Some(p) = profile.as_ref().filter(|p| p.first_seen.is_some()) {
+        // Answering the customer needs no more than their writing to us.
+        consent.insert(
+            "service".into(),
+            json!({ "granted": true, "since": p.first_seen, "source": "implied: the contact wrote to us" }),
+        );
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "contact": contact.as_str(),
+        "profile": profile.map(|p| json!({
+            "name": p.contact.name,
+            "name_chosen_by_customer": p.name_chosen,
+            "whatsapp_name": p.whatsapp_name,
+            "tags": p.contact.tags,
+            "first_seen": p.first_seen,
+            "last_seen": p.last_seen,
+            "policy_version_shown": p.policy_version,
+            "handed_off_since": p.handed_off_at,
+        })),
+        "consent": consent,
+        "ledger": ledger,
+        "windows": windows
+            .iter()
+            .map(|(number, at)| json!({ "phone_number_id": number, "last_message_at": at }))
+            .collect::<Vec<_>>(),
+    })))
+}
+
+/// `DELETE /admin/contacts/{id}`: erases everything kept about the
+/// contact, as a confirmed DELETE MY DATA does.
+pub async fn erase(ContactPath(contact): ContactPath, state: web::Data<AppState>) -> Answer {
+    use crate::privacy::audit::{Actor, Event, note};
+    known(&state, &contact).await?;
+    let now = crate::store::now_secs();
+    let event = |kind: &str| Event {
+        at: now,
+        kind: kind.to_owned(),
+        contact: Some(contact.as_str().to_owned()),
+        actor: Actor::Admin,
+        detail: Some("through the support team".into()),
+    };
+    note(state.store.as_ref(), &state.audit, event("erasure_request")).await;
+    // Every CRM or helpdesk tool that got data about the contact hears of
+    // the erasure (GDPR Art. 19), before the profile naming them goes.
+    tell_erased(&state, &contact, now).await?;
+    // The data key is destroyed with the rest; this process forgets it too.
+    state.keyring.forget(&contact);
+    // With every id the customer is known by (their links too).
+    state.contact_links.forget(&contact);
+    let aliases = state.store.erase_contact(&contact, now).await?;
+    aliases.iter().for_each(|a| state.keyring.forget(a));
+    crate::metrics::global()
+        .events
+        .with_label_values(&[crate::store::stats::ERASURES])
+        .inc();
+    tracing::info!(contact = %contact, "admin: contact erased");
+    note(
+        state.store.as_ref(),
+        &state.audit,
+        event("erasure_completed"),
+    )
+    .await;
+    Ok(HttpResponse::Ok().json(json!({ "contact": contact.as_str(), "erased": true })))
+}
+
+/// Queues `contact.erased` for the receivers the contact's data was shared
+/// with (and those that take the event).
+async fn tell_erased(
+    state: &AppState,
+    contact: &crate::domain::ContactKey,
+    now: u64,
+) -> Result<(), crate::store::StoreError> {
+    use crate::integrations::{Event, EventKind, Field};
+    if state.hooks.receivers().is_empty() {
+        return Ok(());
+    }
+    let profile = open_profile(state, contact).await?.unwrap_or_default();
+    let phone = match &profile.recipient {
+        Some(crate::outbox::Recipient::WaId(w)) => json!(w),
+        _ => serde_json::Value::Null,
+    };
+    let event = Event::new(
+        format!("{contact}.admin.{}.contact.erased", uuid::Uuid::new_v4()),
+        EventKind::ContactErased,
+        contact.clone(),
+        now,
+    )
+    .with(Field::PhoneNumber, phone);
+    state
+        .hooks
+        .emit(
+            state.store.as_ref(),
+            &state.keyring,
+            &state.pseudonymizer,
+            &event,
+            &profile.shared_with,
+        )
+        .await?;
+    Ok(())
+}
+
+/// `GET /admin/contacts/{id}/export`: the copy of their data the
+/// customer gets with MY DATA.
+pub async fn export(
+    ContactPath(contact): ContactPath,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Answer {
+    let id = path.into_inner();
+    known(&state, &contact).await?;
+    admin_access(&state, &contact, "export").await;
+    let sealer = contact_sealer(&state, &contact).await?;
+    let doc = crate::privacy::export::build(
+        state.store.as_ref(),
+        sealer.as_ref(),
+        &contact,
+        &id,
+        state.retention_days,
+        crate::store::now_secs(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(doc))
+}
+
+/// `GET /admin/contacts/{id}/messages`: the delivery record of each
+/// message sent to the contact (never the content).
+pub async fn messages(ContactPath(contact): ContactPath, state: web::Data<AppState>) -> Answer {
+    admin_access(&state, &contact, "delivery records").await;
+    let records = state.store.deliveries(&contact).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "contact": contact.as_str(),
+        "messages": records,
+    })))
+}
