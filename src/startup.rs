@@ -93,16 +93,7 @@ impl Application {
         workers: usize,
         senders: usize,
     ) -> Result<Self, StartError> {
-        let flows =
-            crate::flow::load_dir(&settings.flows.dir).map_err(|errors| StartError::Flows {
-                dir: settings.flows.dir.display().to_string(),
-                errors: errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            })?;
-        let flows = crate::flow::SharedFlows::new(flows);
+        let flows = crate::flow::SharedFlows::new(load_flows(settings)?);
         let secrets = crate::privacy::keys::load(settings)?;
         let crypto = Crypto::new(&secrets);
         let token = crate::outbox::graph::SharedToken::new(settings.meta.access_token.clone());
@@ -213,37 +204,14 @@ impl Application {
             };
             tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
         }
-        let addr = settings.server.bind.clone();
-        let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?
-            .port();
+        let (listener, port) = bind(&settings.server.bind)?;
         state.flows = Some(flows);
         state.shutdown = shutdown;
         state.wake = wake;
         state.clock = clock.clone();
         let state = web::Data::new(state);
         let server = run(listener, state.clone())?;
-        let ops = match settings.server.ops_bind.as_str() {
-            "" => None,
-            addr => Some(
-                crate::health::ops_server(addr, state.clone()).map_err(|source| {
-                    StartError::Bind {
-                        addr: addr.to_owned(),
-                        source,
-                    }
-                })?,
-            ),
-        };
-        let ops = ops.map(|(port, server)| {
-            let handle = server.handle();
-            tokio::spawn(server);
-            (port, handle)
-        });
+        let ops = ops_listener(&settings.server.ops_bind, &state)?;
         Ok(Application {
             port,
             server,
@@ -455,4 +423,46 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
     .map_err(|source| StartError::Bind { addr, source })?
     .run();
     Ok(server)
+}
+
+/// The flow files of `flows.dir`, or every error in them.
+fn load_flows(settings: &Settings) -> Result<crate::flow::Flows, StartError> {
+    crate::flow::load_dir(&settings.flows.dir).map_err(|errors| StartError::Flows {
+        dir: settings.flows.dir.display().to_string(),
+        errors: errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })
+}
+
+/// Binds `addr`; answers the listener and its port.
+fn bind(addr: &str) -> Result<(TcpListener, u16), StartError> {
+    let failed = |source| StartError::Bind {
+        addr: addr.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).map_err(failed)?;
+    let port = listener.local_addr().map_err(failed)?.port();
+    Ok((listener, port))
+}
+
+/// Starts the `server.ops_bind` listener when one is set: its port and
+/// handle.
+fn ops_listener(
+    addr: &str,
+    state: &web::Data<AppState>,
+) -> Result<Option<(u16, actix_web::dev::ServerHandle)>, StartError> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let (port, server) =
+        crate::health::ops_server(addr, state.clone()).map_err(|source| StartError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(Some((port, handle)))
 }

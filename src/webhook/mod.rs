@@ -196,12 +196,55 @@ async fn handle(
     // One contact per customer, whichever of their ids Meta gave.
     let cache = (state.contact_links.as_ref(), &state.keyring);
     let links = links::route(state.store.as_ref(), cache, &mut routed).await?;
+    let (entries, plains) = seal_routed(state, &mut routed)?;
+    let consents: Vec<Option<crate::store::ConsentChange>> =
+        entries.iter().map(|e| e.consent.clone()).collect();
+    let audited: Vec<Option<crate::privacy::audit::Event>> = entries
+        .iter()
+        .map(|e| match (&e.queue, &e.consent) {
+            (Queue::Contact(k), Some(c)) => Some(crate::privacy::audit::of_consent(k.as_str(), c)),
+            _ => None,
+        })
+        .collect();
+    let results = append_sealed(state, entries, &plains, &links).await?;
+    let new = recorded(state, &routed, &consents, audited, &results).await;
+    if results.contains(&Appended::KeyMismatch) {
+        return Err(WebhookError::Store(StoreError::Unavailable(
+            "a contact's data key kept changing".into(),
+        )));
+    }
+    state.last_webhook.store(
+        crate::store::now_secs(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    tracing::info!(
+        outcome = "ok",
+        events = results.len(),
+        new,
+        duplicates = results.len() - new,
+        "webhook accepted"
+    );
+    Ok((
+        HttpResponse::Ok()
+            .content_type(ContentType::plaintext())
+            .body("EVENT_RECEIVED"),
+        "ok",
+    ))
+}
+
+/// The sealed inbox entries of a delivery's routed events, with each
+/// event's consent decision (STOP, START, "Stop promotions", WhatsApp's
+/// Stop/Resume) on it, and the plain texts they were sealed from.
+fn seal_routed(
+    state: &AppState,
+    routed: &mut [events::Routed],
+) -> Result<(Vec<InboxEntry>, Vec<Plain>), WebhookError> {
     let mut entries = Vec::with_capacity(routed.len());
     let mut plains = Vec::with_capacity(routed.len());
     let flows = state.flows.as_ref().map(|f| f.current());
     let no_extra = crate::privacy::keywords::Extra::default();
     let extra = flows.as_deref().map_or(&no_extra, |f| &f.privacy);
-    for r in &mut routed {
+    for r in routed.iter_mut() {
         // STOP, START, "Stop promotions" and WhatsApp's Stop/Resume are on
         // record before the delivery is acknowledged; the event carries the
         // decision so that the worker answers what was recorded.
@@ -237,16 +280,19 @@ async fn handle(
         });
         plains.push(plain);
     }
-    let consents: Vec<Option<crate::store::ConsentChange>> =
-        entries.iter().map(|e| e.consent.clone()).collect();
-    let audited: Vec<Option<crate::privacy::audit::Event>> = entries
-        .iter()
-        .map(|e| match (&e.queue, &e.consent) {
-            (Queue::Contact(k), Some(c)) => Some(crate::privacy::audit::of_consent(k.as_str(), c)),
-            _ => None,
-        })
-        .collect();
-    let results = append_sealed(state, entries, &plains, &links).await?;
+    Ok((entries, plains))
+}
+
+/// What follows a stored delivery: its consent changes counted and
+/// audited, each event logged (pseudonymously), and the contacts with new
+/// events handed to this instance's workers. Answers how many were new.
+async fn recorded(
+    state: &AppState,
+    routed: &[events::Routed],
+    consents: &[Option<crate::store::ConsentChange>],
+    audited: Vec<Option<crate::privacy::audit::Event>>,
+    results: &[Appended],
+) -> usize {
     // Opt-outs and opt-ins recorded with new entries (a STOP that changes
     // nothing, or a START beyond the day's grants, is stored and answered,
     // but neither recorded nor audited).
@@ -254,16 +300,16 @@ async fn handle(
         &[],
         consents
             .iter()
-            .zip(&results)
+            .zip(results)
             .filter(|(_, a)| **a == Appended::New)
             .filter_map(|(c, _)| c.as_ref()),
     );
-    for (event, appended) in audited.into_iter().zip(&results) {
+    for (event, appended) in audited.into_iter().zip(results) {
         if let (Some(event), Appended::New) = (event, appended) {
             crate::privacy::audit::note(state.store.as_ref(), &state.audit, event).await;
         }
     }
-    for (r, appended) in routed.iter().zip(&results) {
+    for (r, appended) in routed.iter().zip(results) {
         let contact = match &r.queue {
             Queue::Contact(k) => k.as_str(),
             _ => "-",
@@ -276,38 +322,16 @@ async fn handle(
             "inbox"
         );
     }
-    let new = results.iter().filter(|a| a.is_new()).count();
     // Hand the contacts to this instance's workers (no store round trip);
     // duplicates need no work.
-    for (r, appended) in routed.iter().zip(&results) {
+    for (r, appended) in routed.iter().zip(results) {
         if let Queue::Contact(k) = &r.queue
             && appended.is_new()
         {
             state.wake.inbox.push(k.clone());
         }
     }
-    if results.contains(&Appended::KeyMismatch) {
-        return Err(WebhookError::Store(StoreError::Unavailable(
-            "a contact's data key kept changing".into(),
-        )));
-    }
-    state.last_webhook.store(
-        crate::store::now_secs(),
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    tracing::info!(
-        outcome = "ok",
-        events = results.len(),
-        new,
-        duplicates = results.len() - new,
-        "webhook accepted"
-    );
-    Ok((
-        HttpResponse::Ok()
-            .content_type(ContentType::plaintext())
-            .body("EVENT_RECEIVED"),
-        "ok",
-    ))
+    results.iter().filter(|a| a.is_new()).count()
 }
 
 /// The event with its grant marked refused (see
