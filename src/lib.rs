@@ -1,22 +1,43 @@
 //! whatsify: a WhatsApp Cloud API bot server.
 //!
-//! The modules, in the order a customer's message flows through them:
+//! Every module, in the order a customer's message flows through them
+//! (the layers and their rules: `docs/architecture.md`).
 //!
-//! - [`config`]: typed settings (defaults < TOML file < environment) and the
-//!   secret type that never prints.
-//! - [`startup`] and [`telemetry`]: build the HTTP application and the
-//!   tracing subscriber the binary and the tests share.
-//! - [`body`]: request bodies read only after authorisation, limited in
-//!   size and time.
-//! - [`webhook`]: ingress. Body size limit, `X-Hub-Signature-256`
-//!   verification over the raw bytes, the typed model of Meta's payload
-//!   ([`webhook::payload`]), and the split of a delivery into inbox events.
-//! - [`privacy`]: encryption of stored content and pseudonymous contact ids.
-//! - [`store`]: the storage trait and its two backends, Redis and the
-//!   embedded redb file; the durable, de-duplicated inbox lives there.
-//! - [`health`]: liveness and readiness.
+//! Records, settings and support, used by every stage:
+//! - [`domain`]: ids and the records the stages share (profile,
+//!   conversation, inbox event, outbound job and message, campaign, audit
+//!   and consent records).
+//! - [`clock`]: the time the pipeline reads (tests move it).
+//! - [`config`]: typed settings (defaults < TOML file < environment).
+//! - [`telemetry`]: the tracing subscriber (JSON or text logs).
+//! - [`shutdown`]: the stop signal and the wake-ups between stages.
+//! - [`crypto`]: sealing stored values, the key ring, pseudonymous contact
+//!   ids, the webhook signature.
+//! - [`store`]: the storage roles and their backends (Redis, embedded).
+//! - [`metrics`]: the Prometheus counters and gauges.
+//! - [`privacy`]: keywords, consent, the audit chain, exports, the master
+//!   keys' sources, retention.
 //!
-//! Later stages (flow engine, outbox, admin API) plug in after the inbox.
+//! The pipeline:
+//! - [`webhook`]: `POST /webhook`, verified, split into events, consent
+//!   decided, sealed into the durable inbox.
+//! - [`inbox`]: the workers: a contact's events, privacy commands, the flow
+//!   engine, the replies committed to the outbox.
+//! - [`flow`]: flow files, their validator and the engine.
+//! - [`outbox`]: the senders: ordered, rate-limited, retried Graph API calls.
+//! - [`integrations`]: what CRM and helpdesk receivers get, signed.
+//! - [`campaign`]: promotional campaigns and their dispatcher.
+//!
+//! Around it:
+//! - [`state`]: `AppState`, what every handler shares.
+//! - [`http`]: errors mapped to HTTP, the authorised caller and contact
+//!   extractors, bodies, the credential throttle.
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics` and the ops listener.
+//! - [`admin`]: the admin API.
+//! - [`console`]: the operator console.
+//! - [`reload`]: settings and flows reloaded on SIGHUP.
+//! - [`startup`]: builds the application the binary and the tests run.
+//! - [`chat`]: `whatsify chat`, the flows tried from a terminal.
 
 pub mod admin;
 pub mod campaign;
