@@ -124,17 +124,7 @@ fn seal_with(
     plaintext: &[u8],
     context: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::fill(&mut nonce);
-    let ct = cipher
-        .encrypt(
-            &XNonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad: context,
-            },
-        )
-        .map_err(|_| CryptoError::Seal)?;
+    let (nonce, ct) = crate::crypto::seal::encrypt(cipher, plaintext, context)?;
     let mut out = Vec::with_capacity(1 + ID_LEN + NONCE_LEN + ct.len());
     out.push(format);
     out.extend_from_slice(id);

@@ -41,18 +41,7 @@ impl Sealer {
 
     /// Encrypts `plaintext`, bound to `context`, under a fresh random nonce.
     pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::fill(&mut nonce);
-        let ct = self
-            .cipher
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: context,
-                },
-            )
-            .map_err(|_| CryptoError::Seal)?;
+        let (nonce, ct) = encrypt(&self.cipher, plaintext, context)?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
         out.push(VERSION);
         out.extend_from_slice(&nonce);
@@ -78,6 +67,27 @@ impl Sealer {
             )
             .map_err(|_| CryptoError::Forged)
     }
+}
+
+/// Encrypts `plaintext`, bound to `context`, under a fresh random nonce:
+/// the nonce and the ciphertext.
+pub(crate) fn encrypt(
+    cipher: &XChaCha20Poly1305,
+    plaintext: &[u8],
+    context: &[u8],
+) -> Result<([u8; NONCE_LEN], Vec<u8>), CryptoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::fill(&mut nonce);
+    let ct = cipher
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad: context,
+            },
+        )
+        .map_err(|_| CryptoError::Seal)?;
+    Ok((nonce, ct))
 }
 
 #[cfg(test)]
