@@ -581,7 +581,7 @@ impl Compiler {
         &mut self,
         path: &Path,
         r: &Resolver<'_>,
-        list: &[model::Choice],
+        list: &[model::ChoiceSpec],
         id_max: usize,
         title_max: usize,
         what: &str,
@@ -709,7 +709,7 @@ impl Compiler {
         &mut self,
         path: &Path,
         r: &Resolver<'_>,
-        s: &model::Step,
+        s: &model::StepSpec,
         fallthrough: Target,
     ) -> Step {
         let kinds: Vec<&str> = [
@@ -872,7 +872,7 @@ impl Compiler {
                     );
                 }
                 let mut sections = Vec::new();
-                let all: Vec<&model::Choice> =
+                let all: Vec<&model::ChoiceSpec> =
                     l.sections.iter().flat_map(|s| s.rows.iter()).collect();
                 let mut ids = HashSet::new();
                 for c in &all {
@@ -1174,7 +1174,7 @@ impl Compiler {
         }
     }
 
-    fn check(&mut self, path: &Path, v: &Spanned<model::Validate>) -> Option<Check> {
+    fn check(&mut self, path: &Path, v: &Spanned<model::ValidateSpec>) -> Option<Check> {
         let x = &v.value;
         let n = usize::from(x.regex.is_some())
             + usize::from(x.choice.is_some())
