@@ -31,6 +31,15 @@ pub enum Command {
 }
 
 impl Command {
+    /// Every command, in the order a message is tried against them.
+    pub const ALL: [Command; 5] = [
+        Command::OptOut,
+        Command::OptIn,
+        Command::Help,
+        Command::Export,
+        Command::Erase,
+    ];
+
     /// How the business's customers know it.
     pub fn name(self) -> &'static str {
         match self {
@@ -96,15 +105,9 @@ pub fn builtin(command: Command) -> &'static [&'static str] {
 
 /// Is `word` (normalised) a built-in keyword of any command?
 pub fn is_builtin(word: &str) -> Option<Command> {
-    [
-        Command::OptOut,
-        Command::OptIn,
-        Command::Help,
-        Command::Export,
-        Command::Erase,
-    ]
-    .into_iter()
-    .find(|c| builtin(*c).contains(&word))
+    Command::ALL
+        .into_iter()
+        .find(|c| builtin(*c).contains(&word))
 }
 
 /// The answers to the commands.
@@ -181,17 +184,42 @@ pub struct Extra {
     pub erase: HashSet<String>,
 }
 
+impl Extra {
+    /// The words added for `command`.
+    pub fn words(&self, command: Command) -> &HashSet<String> {
+        match command {
+            Command::OptOut => &self.opt_out,
+            Command::OptIn => &self.opt_in,
+            Command::Help => &self.help,
+            Command::Export => &self.export,
+            Command::Erase => &self.erase,
+        }
+    }
+
+    /// The words added for `command`, to add more.
+    pub fn words_mut(&mut self, command: Command) -> &mut HashSet<String> {
+        match command {
+            Command::OptOut => &mut self.opt_out,
+            Command::OptIn => &mut self.opt_in,
+            Command::Help => &mut self.help,
+            Command::Export => &mut self.export,
+            Command::Erase => &mut self.erase,
+        }
+    }
+
+    /// The command `word` (normalised) was added for, if any.
+    pub fn command_of(&self, word: &str) -> Option<Command> {
+        Command::ALL
+            .into_iter()
+            .find(|c| self.words(*c).contains(word))
+    }
+}
+
 /// Reads a text message.
 pub fn classify(text: &str, extra: &Extra) -> Option<Command> {
     let n = normalize(text);
-    for (command, words) in [
-        (Command::OptOut, &extra.opt_out),
-        (Command::OptIn, &extra.opt_in),
-        (Command::Help, &extra.help),
-        (Command::Export, &extra.export),
-        (Command::Erase, &extra.erase),
-    ] {
-        if builtin(command).contains(&n.as_str()) || words.contains(&n) {
+    for command in Command::ALL {
+        if builtin(command).contains(&n.as_str()) || extra.words(command).contains(&n) {
             return Some(command);
         }
     }
