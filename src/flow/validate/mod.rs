@@ -8,12 +8,12 @@
 //! by two flows; invalid regular expressions; a missing or second default
 //! flow; unreachable steps; loops with no waiting step. It never panics.
 //!
-//! - [`compiler`]: the state of one compilation and its passes;
-//! - [`flow`]: a flow's triggers, step ids and reachability;
-//! - [`privacy`]: a flow file's `privacy:` words and answers;
-//! - [`step`]: one step's shape, and the kinds without a message of their own;
-//! - [`message`]: `say` (with buttons or a list), `media` and `template`;
-//! - [`graph`]: step and flow references, transitions and loops.
+//! - `compiler`: the state of one compilation and its passes;
+//! - `flow`: a flow's triggers, step ids and reachability;
+//! - `privacy`: a flow file's `privacy:` words and answers;
+//! - `step`: one step's shape, and the kinds without a message of their own;
+//! - `message`: `say` (with buttons or a list), `media` and `template`;
+//! - `graph`: step and flow references, transitions and loops.
 
 mod compiler;
 mod flow;
