@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use whatsify::flow::transcript::{Transcript, run};
-use whatsify::flow::validate::compile;
+use whatsify::flow::validate::{compile, flow_files};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -47,17 +47,7 @@ fn errors(v: &jsonschema::Validator, doc: &Value) -> Vec<String> {
 #[test]
 fn every_shipped_flow_is_valid_against_the_schema() {
     let v = validator();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(root().join("flows"))
-        .expect("flows/ is readable")
-        .map(|e| e.expect("a directory entry").path())
-        .filter(|p| {
-            p.is_file()
-                && p.extension().is_some_and(|x| {
-                    x.eq_ignore_ascii_case("yaml") || x.eq_ignore_ascii_case("yml")
-                })
-        })
-        .collect();
-    paths.sort();
+    let paths = flow_files(&root().join("flows")).expect("flows/ is readable");
     assert!(paths.len() >= 4, "only {} flow files", paths.len());
     let mut wrong = Vec::new();
     for path in &paths {

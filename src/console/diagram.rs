@@ -21,6 +21,8 @@ const GAP: u32 = 34;
 /// Left and top margins.
 const X0: u32 = 20;
 const Y0: u32 = 36;
+/// The middle of the boxes, where straight arrows go down.
+const CX: u32 = X0 + W / 2;
 /// Room right of the boxes for the labels of routed arrows.
 const LABEL_ROOM: u32 = 170;
 /// Where routed arrows arrive, below a box's top.
@@ -54,11 +56,42 @@ struct Edge {
     label: String,
 }
 
+/// Where everything goes: boxes placed top to bottom, and for each arrow
+/// whether it goes straight down or, if not, where it starts and its lane.
+struct Layout {
+    nodes: Vec<Node>,
+    edges: Vec<Edge>,
+    straight: Vec<bool>,
+    starts: Vec<u32>,
+    lane: Vec<usize>,
+    width: u32,
+    height: u32,
+}
+
 /// The SVG of flow `idx` (`None`: no such flow).
 pub fn svg(flows: &Flows, idx: FlowIdx) -> Option<String> {
     let flow = flows.flows.get(idx)?;
-    let mut nodes: Vec<Node> = flow
-        .steps
+    let (mut nodes, edges) = graph(flows, &flow.steps);
+    let height = place(&mut nodes, &edges);
+    let straight = straight_arrows(&edges);
+    let starts = departures(&nodes, &edges, &straight);
+    let (lane, lanes) = lanes(&nodes, &edges, &straight, &starts);
+    let layout = Layout {
+        width: X0 + W + LABEL_ROOM + lanes as u32 * LANE + 20,
+        height,
+        nodes,
+        edges,
+        straight,
+        starts,
+        lane,
+    };
+    Some(draw(&xml(&flow.id), &layout))
+}
+
+/// One node per step, then one per terminal (the end first, then other
+/// flows in order of first use); one edge per transition.
+fn graph(flows: &Flows, steps: &[Step]) -> (Vec<Node>, Vec<Edge>) {
+    let mut nodes: Vec<Node> = steps
         .iter()
         .map(|s| Node {
             title: s.id.clone(),
@@ -77,7 +110,7 @@ pub fn svg(flows: &Flows, idx: FlowIdx) -> Option<String> {
     // Terminals, in order of first use.
     let mut terminals: Vec<Target> = Vec::new();
     let mut edges = Vec::new();
-    for (i, step) in flow.steps.iter().enumerate() {
+    for (i, step) in steps.iter().enumerate() {
         for (target, label) in transitions(step) {
             let to = match target {
                 Target::Step(s) => s,
@@ -89,7 +122,7 @@ pub fn svg(flows: &Flows, idx: FlowIdx) -> Option<String> {
                             terminals.len() - 1
                         }
                     };
-                    flow.steps.len() + k
+                    steps.len() + k
                 }
             };
             edges.push(Edge {
@@ -105,16 +138,15 @@ pub fn svg(flows: &Flows, idx: FlowIdx) -> Option<String> {
         .chain((0..terminals.len()).filter(|&k| terminals[k] != Target::End))
         .collect();
     for e in &mut edges {
-        if let Some(k) = e.to.checked_sub(flow.steps.len()) {
-            e.to = flow.steps.len() + order.iter().position(|&o| o == k).unwrap_or(k);
+        if let Some(k) = e.to.checked_sub(steps.len()) {
+            e.to = steps.len() + order.iter().position(|&o| o == k).unwrap_or(k);
         }
     }
-    let terminals: Vec<Target> = order.iter().map(|&k| terminals[k]).collect();
-    for t in &terminals {
-        let title = match t {
+    for &k in &order {
+        let title = match terminals[k] {
             Target::Flow(f) => format!(
                 "→ flow {}",
-                flows.flows.get(*f).map_or("?", |f| f.id.as_str())
+                flows.flows.get(f).map_or("?", |f| f.id.as_str())
             ),
             _ => "end".to_owned(),
         };
@@ -126,7 +158,12 @@ pub fn svg(flows: &Flows, idx: FlowIdx) -> Option<String> {
             h: 0,
         });
     }
-    // Heights (room for every arrow leaving a box on its right) and places.
+    (nodes, edges)
+}
+
+/// Heights (room for every arrow leaving a box on its right) and places;
+/// returns the height of the picture.
+fn place(nodes: &mut [Node], edges: &[Edge]) -> u32 {
     let mut y = Y0;
     for (i, n) in nodes.iter_mut().enumerate() {
         let out = edges.iter().filter(|e| e.from == i).count() as u32;
@@ -138,8 +175,11 @@ pub fn svg(flows: &Flows, idx: FlowIdx) -> Option<String> {
         n.y = y;
         y += n.h + GAP;
     }
-    let height = y - GAP + 20;
-    // Straight arrows: the first transition from a box to the one under it.
+    y - GAP + 20
+}
+
+/// Straight arrows: the first transition from a box to the one under it.
+fn straight_arrows(edges: &[Edge]) -> Vec<bool> {
     let mut straight = vec![false; edges.len()];
     for (k, e) in edges.iter().enumerate() {
         if e.to == e.from + 1
@@ -151,14 +191,18 @@ pub fn svg(flows: &Flows, idx: FlowIdx) -> Option<String> {
             straight[k] = true;
         }
     }
-    // Routed arrows: where each leaves its box, and its lane.
+    straight
+}
+
+/// Where each routed arrow leaves its box. Arrows arrive near a box's top
+/// (ARRIVE); those leaving it start below, evenly spaced, each with room
+/// for its label above it.
+fn departures(nodes: &[Node], edges: &[Edge], straight: &[bool]) -> Vec<u32> {
     let mut starts = vec![0u32; edges.len()];
     for (i, n) in nodes.iter().enumerate() {
         let routed: Vec<usize> = (0..edges.len())
             .filter(|&k| edges[k].from == i && !straight[k])
             .collect();
-        // Arrows arrive near a box's top (ARRIVE); those leaving it start
-        // below, evenly spaced, each with room for its label above it.
         let m = routed.len() as u32;
         for (j, &k) in routed.iter().enumerate() {
             starts[k] = if m == 1 {
@@ -168,6 +212,12 @@ pub fn svg(flows: &Flows, idx: FlowIdx) -> Option<String> {
             };
         }
     }
+    starts
+}
+
+/// Each routed arrow's lane, a lane shared only by arrows whose spans do
+/// not overlap; and how many lanes there are.
+fn lanes(nodes: &[Node], edges: &[Edge], straight: &[bool], starts: &[u32]) -> (Vec<usize>, usize) {
     let mut order: Vec<usize> = (0..edges.len()).filter(|&k| !straight[k]).collect();
     let span = |k: usize| {
         let end = nodes[edges[k].to].y + ARRIVE;
@@ -188,88 +238,101 @@ pub fn svg(flows: &Flows, idx: FlowIdx) -> Option<String> {
         lane_ends[l] = hi;
         lane[k] = l;
     }
-    let width = X0 + W + LABEL_ROOM + lane_ends.len() as u32 * LANE + 20;
+    (lane, lane_ends.len())
+}
 
+/// The picture of flow `name` (already escaped).
+fn draw(name: &str, l: &Layout) -> String {
+    let (width, height) = (l.width, l.height);
     let mut out = String::with_capacity(4096);
-    let name = xml(&flow.id);
     let _ = write!(
         out,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="Flow {name}" font-family="system-ui, sans-serif" font-size="13"><title>Flow {name}</title><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z" fill="#57606a"/></marker></defs><rect width="{width}" height="{height}" fill="#fff"/>"##
     );
-    let cx = X0 + W / 2;
     let _ = write!(
         out,
-        r##"<text x="{cx}" y="14" text-anchor="middle" fill="#57606a">start</text><path d="M{cx},18V{Y0}" stroke="#57606a" marker-end="url(#arrow)"/>"##
+        r##"<text x="{CX}" y="14" text-anchor="middle" fill="#57606a">start</text><path d="M{CX},18V{Y0}" stroke="#57606a" marker-end="url(#arrow)"/>"##
     );
-    for (k, e) in edges.iter().enumerate() {
-        let to = &nodes[e.to];
-        let label = xml(&e.label);
-        if straight[k] {
-            let from = &nodes[e.from];
-            let (y1, y2) = (from.y + from.h, to.y);
-            let _ = write!(
-                out,
-                r##"<path d="M{cx},{y1}V{y2}" stroke="#57606a" fill="none" marker-end="url(#arrow)"/>"##
-            );
-            if !label.is_empty() {
-                let ly = y1 + GAP / 2 + 4;
-                let _ = write!(
-                    out,
-                    r##"<text x="{}" y="{ly}" font-size="11" fill="#1b1f23">{label}</text>"##,
-                    cx + 6
-                );
-            }
-        } else {
-            let x = X0 + W + LABEL_ROOM + lane[k] as u32 * LANE;
-            let (y1, y2) = (starts[k], to.y + ARRIVE);
-            let right = X0 + W;
-            let _ = write!(
-                out,
-                r##"<path d="M{right},{y1}H{x}V{y2}H{right}" stroke="#57606a" fill="none" marker-end="url(#arrow)"/>"##
-            );
-            if !label.is_empty() {
-                let _ = write!(
-                    out,
-                    r##"<text x="{}" y="{}" font-size="11" fill="#1b1f23" stroke="#fff" stroke-width="3" paint-order="stroke">{label}</text>"##,
-                    right + 6,
-                    y1 - 3
-                );
-            }
-        }
+    for k in 0..l.edges.len() {
+        draw_edge(&mut out, l, k);
     }
-    for n in &nodes {
-        let (fill, stroke, rx) = match n.class {
-            Class::Step => ("#ffffff", "#8c959f", 6),
-            Class::Waits => ("#e6f4ea", "#0b7a55", 6),
-            Class::Action => ("#fff4d6", "#b7791f", 6),
-            Class::Terminal => ("#eaeef2", "#8c959f", 15),
-        };
-        let _ = write!(
-            out,
-            r##"<rect x="{X0}" y="{}" width="{W}" height="{}" rx="{rx}" fill="{fill}" stroke="{stroke}"/>"##,
-            n.y, n.h
-        );
-        let title = xml(&n.title);
-        if n.detail.is_empty() {
-            let _ = write!(
-                out,
-                r##"<text x="{cx}" y="{}" text-anchor="middle" font-weight="600">{title}</text>"##,
-                n.y + n.h / 2 + 5
-            );
-        } else {
-            let _ = write!(
-                out,
-                r##"<text x="{}" y="{}" font-weight="600">{title}</text><text x="{}" y="{}" fill="#57606a">{}</text>"##,
-                X0 + 10,
-                n.y + 18,
-                X0 + 10,
-                n.y + 36,
-                xml(&n.detail)
-            );
-        }
+    for n in &l.nodes {
+        draw_node(&mut out, n);
     }
     out.push_str("</svg>");
-    Some(out)
+    out
+}
+
+/// Arrow `k`, straight down or routed in its lane, with its label.
+fn draw_edge(out: &mut String, l: &Layout, k: usize) {
+    let e = &l.edges[k];
+    let to = &l.nodes[e.to];
+    let label = xml(&e.label);
+    if l.straight[k] {
+        let from = &l.nodes[e.from];
+        let (y1, y2) = (from.y + from.h, to.y);
+        let _ = write!(
+            out,
+            r##"<path d="M{CX},{y1}V{y2}" stroke="#57606a" fill="none" marker-end="url(#arrow)"/>"##
+        );
+        if !label.is_empty() {
+            let ly = y1 + GAP / 2 + 4;
+            let _ = write!(
+                out,
+                r##"<text x="{}" y="{ly}" font-size="11" fill="#1b1f23">{label}</text>"##,
+                CX + 6
+            );
+        }
+    } else {
+        let x = X0 + W + LABEL_ROOM + l.lane[k] as u32 * LANE;
+        let (y1, y2) = (l.starts[k], to.y + ARRIVE);
+        let right = X0 + W;
+        let _ = write!(
+            out,
+            r##"<path d="M{right},{y1}H{x}V{y2}H{right}" stroke="#57606a" fill="none" marker-end="url(#arrow)"/>"##
+        );
+        if !label.is_empty() {
+            let _ = write!(
+                out,
+                r##"<text x="{}" y="{}" font-size="11" fill="#1b1f23" stroke="#fff" stroke-width="3" paint-order="stroke">{label}</text>"##,
+                right + 6,
+                y1 - 3
+            );
+        }
+    }
+}
+
+/// A box: its frame by class, its title, and what the step does.
+fn draw_node(out: &mut String, n: &Node) {
+    let (fill, stroke, rx) = match n.class {
+        Class::Step => ("#ffffff", "#8c959f", 6),
+        Class::Waits => ("#e6f4ea", "#0b7a55", 6),
+        Class::Action => ("#fff4d6", "#b7791f", 6),
+        Class::Terminal => ("#eaeef2", "#8c959f", 15),
+    };
+    let _ = write!(
+        out,
+        r##"<rect x="{X0}" y="{}" width="{W}" height="{}" rx="{rx}" fill="{fill}" stroke="{stroke}"/>"##,
+        n.y, n.h
+    );
+    let title = xml(&n.title);
+    if n.detail.is_empty() {
+        let _ = write!(
+            out,
+            r##"<text x="{CX}" y="{}" text-anchor="middle" font-weight="600">{title}</text>"##,
+            n.y + n.h / 2 + 5
+        );
+    } else {
+        let _ = write!(
+            out,
+            r##"<text x="{}" y="{}" font-weight="600">{title}</text><text x="{}" y="{}" fill="#57606a">{}</text>"##,
+            X0 + 10,
+            n.y + 18,
+            X0 + 10,
+            n.y + 36,
+            xml(&n.detail)
+        );
+    }
 }
 
 /// The same flow as text, for screen readers and for copying: each step

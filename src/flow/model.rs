@@ -3,7 +3,8 @@
 //! These types mirror the file one to one, with source positions
 //! ([`Spanned`]) on everything a validation error may point at. The
 //! validator ([`super::validate`]) turns them into the checked form the
-//! engine runs.
+//! engine runs. Where a compiled type exists under a name (`flow::Step`,
+//! `flow::Choice`), the file's form of it is called `…Spec` here.
 
 use std::collections::BTreeMap;
 
@@ -27,7 +28,7 @@ pub struct FlowFile {
     /// wording of their answers.
     #[serde(default)]
     pub privacy: Option<PrivacySpec>,
-    pub steps: Vec<Step>,
+    pub steps: Vec<StepSpec>,
 }
 
 /// `privacy:` in a flow file.
@@ -81,7 +82,7 @@ pub struct Trigger {
 /// `say` may carry `buttons` or `list`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Step {
+pub struct StepSpec {
     pub id: Spanned<String>,
     #[serde(default)]
     pub say: Option<Spanned<String>>,
@@ -92,7 +93,7 @@ pub struct Step {
     #[serde(default)]
     pub preview_url: Option<bool>,
     #[serde(default)]
-    pub buttons: Option<Spanned<Vec<Choice>>>,
+    pub buttons: Option<Spanned<Vec<ChoiceSpec>>>,
     #[serde(default)]
     pub list: Option<Spanned<ListSpec>>,
     #[serde(default)]
@@ -104,7 +105,7 @@ pub struct Step {
     #[serde(default)]
     pub save_as: Option<Spanned<String>>,
     #[serde(default)]
-    pub validate: Option<Spanned<Validate>>,
+    pub validate: Option<Spanned<ValidateSpec>>,
     #[serde(default)]
     pub retry: Option<Spanned<String>>,
     #[serde(default)]
@@ -137,7 +138,7 @@ pub struct Step {
 /// A reply button or a list row, with where it leads.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Choice {
+pub struct ChoiceSpec {
     pub id: Spanned<String>,
     pub title: Spanned<String>,
     #[serde(default)]
@@ -161,7 +162,7 @@ pub struct ListSpec {
 pub struct Section {
     #[serde(default)]
     pub title: Option<Spanned<String>>,
-    pub rows: Vec<Choice>,
+    pub rows: Vec<ChoiceSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,7 +194,7 @@ pub struct TemplateSpec {
 /// How an `ask` answer is checked. Exactly one key.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Validate {
+pub struct ValidateSpec {
     #[serde(default)]
     pub regex: Option<Spanned<String>>,
     #[serde(default)]
