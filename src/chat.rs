@@ -93,10 +93,10 @@ impl Choices {
         if let Ok(n) = typed.trim().parse::<usize>() {
             return n.checked_sub(1).and_then(|i| self.0.get(i));
         }
-        let want = crate::flow::normalize(typed);
+        let want = crate::domain::text::normalize(typed);
         self.0
             .iter()
-            .find(|(_, _, title)| crate::flow::normalize(title) == want)
+            .find(|(_, _, title)| crate::domain::text::normalize(title) == want)
     }
 }
 

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::domain::ContactKey;
+use crate::domain::text::normalize;
 use crate::flow::engine::{self, ContactView, Effect, Input, Outgoing, Session};
-use crate::flow::normalize;
 pub use crate::outbox::{Job, Recipient};
 use crate::outbox::{Message as OutMessage, Origin, WINDOW_SECS};
 use crate::privacy::consent::MARKETING;

@@ -21,9 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::text::Values;
-use super::{
-    Action, Check, Flow, FlowIdx, Flows, Kind, MediaKind, StepIdx, Subject, Target, Test, normalize,
-};
+use super::{Action, Check, Flow, FlowIdx, Flows, Kind, MediaKind, StepIdx, Subject, Target, Test};
+use crate::domain::text::normalize;
 
 /// Most steps one input may run.
 pub const STEP_BUDGET: usize = 100;

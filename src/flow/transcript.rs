@@ -189,7 +189,7 @@ impl<'a> Conversation<'a> {
     /// A tap on an offered choice, by title or id (case-insensitive), or a
     /// number (1-based) as in the terminal chat.
     pub fn tap(&self, what: &str) -> Option<Input> {
-        let want = super::normalize(what);
+        let want = crate::domain::text::normalize(what);
         let by_number = what
             .trim()
             .parse::<usize>()
@@ -199,7 +199,8 @@ impl<'a> Conversation<'a> {
         by_number
             .or_else(|| {
                 self.offered.iter().find(|(id, title)| {
-                    super::normalize(title) == want || super::normalize(id) == want
+                    crate::domain::text::normalize(title) == want
+                        || crate::domain::text::normalize(id) == want
                 })
             })
             .map(|(id, title)| Input::Choice {

@@ -19,8 +19,8 @@ use super::model::{self, FlowFile, Spanned};
 use super::text::{Text, valid_name};
 use super::{
     Action, Check, Choice, Flow, FlowIdx, Flows, Kind, MediaKind, Step, Subject, Target, Test,
-    normalize,
 };
+use crate::domain::text::normalize;
 
 /// WhatsApp's limits (Meta's interactive and text message references).
 pub mod limits {

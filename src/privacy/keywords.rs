@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 
-use crate::flow::normalize;
+use crate::domain::text::normalize;
 
 /// A privacy command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
