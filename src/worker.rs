@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::domain::ContactKey;
+use crate::domain::outbound::Outgoing;
+pub use crate::domain::outbound::{Job, Recipient};
+use crate::domain::outbound::{Message as OutMessage, Origin};
 use crate::domain::text::normalize;
-use crate::flow::engine::{self, ContactView, Effect, Input, Outgoing, Session};
-pub use crate::outbox::{Job, Recipient};
-use crate::outbox::{Message as OutMessage, Origin, WINDOW_SECS};
+use crate::flow::engine::{self, ContactView, Effect, Input, Session};
+use crate::outbox::WINDOW_SECS;
 use crate::privacy::consent::MARKETING;
 use crate::privacy::crypto::Sealer;
 use crate::privacy::keys::Keyring;

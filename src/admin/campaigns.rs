@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::{authorize, error, unavailable};
 use crate::campaign::{self, Audience, Campaign, Member, member_context};
+use crate::domain::outbound::Recipient;
 use crate::domain::{ContactId, ContactKey};
-use crate::outbox::Recipient;
 use crate::privacy::consent::{self, MARKETING};
 use crate::startup::AppState;
 use crate::store::StoreError;

@@ -401,7 +401,7 @@ async fn tell_erased(
         };
     let profile = profile.unwrap_or_default();
     let phone = match &profile.recipient {
-        Some(crate::outbox::Recipient::WaId(w)) => json!(w),
+        Some(crate::domain::outbound::Recipient::WaId(w)) => json!(w),
         _ => serde_json::Value::Null,
     };
     let event = Event::new(
@@ -550,7 +550,7 @@ pub async fn agent_message(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    use crate::outbox::{Message, TemplateParam};
+    use crate::domain::outbound::{Message, TemplateParam};
     let contact = match one_contact(&req, &path, &state).await {
         Ok(c) => c,
         Err(answer) => return *answer,
@@ -589,7 +589,7 @@ pub async fn agent_message(
                 );
             }
             Message::Flow {
-                message: crate::flow::engine::Outgoing::Text {
+                message: crate::domain::outbound::Outgoing::Text {
                     body: text,
                     preview_url: false,
                 },
@@ -714,8 +714,8 @@ pub async fn dead_letters(req: HttpRequest, state: web::Data<AppState>) -> HttpR
                     reason,
                     at,
                     ..
-                }) if matches!(job.message, crate::outbox::Message::Hook { .. }) => {
-                    let crate::outbox::Message::Hook {
+                }) if matches!(job.message, crate::domain::outbound::Message::Hook { .. }) => {
+                    let crate::domain::outbound::Message::Hook {
                         receiver,
                         event,
                         contact,

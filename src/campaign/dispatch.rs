@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::{Campaign, ContactValues, Member, member_context};
 use crate::clock::Clock;
 use crate::domain::ContactKey;
-use crate::outbox::{Job, Message, Origin, Recipient};
+use crate::domain::outbound::{Job, Message, Origin, Recipient};
 use crate::privacy::consent::{self, MARKETING};
 use crate::privacy::keys::Keyring;
 use crate::store::{

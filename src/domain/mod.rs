@@ -6,6 +6,7 @@
 //! ever appears in logs: their `Debug` is redacted, and stores and logs use
 //! the pseudonymous [`ContactKey`] instead.
 
+pub mod outbound;
 pub mod text;
 
 use std::fmt;

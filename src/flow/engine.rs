@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::text::Values;
 use super::{Action, Check, Flow, FlowIdx, Flows, Kind, MediaKind, StepIdx, Subject, Target, Test};
+use crate::domain::outbound::{ListSection, Outgoing};
 use crate::domain::text::normalize;
 
 /// Most steps one input may run.
@@ -64,48 +65,6 @@ pub enum Input {
     Unreadable,
     /// Time passed: fire a due timeout.
     Tick,
-}
-
-/// A message to send.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Outgoing {
-    Text {
-        body: String,
-        preview_url: bool,
-    },
-    Buttons {
-        body: String,
-        header: Option<String>,
-        footer: Option<String>,
-        buttons: Vec<(String, String)>,
-    },
-    List {
-        body: String,
-        header: Option<String>,
-        footer: Option<String>,
-        button: String,
-        sections: Vec<ListSection>,
-    },
-    Media {
-        kind: String,
-        link: String,
-        caption: Option<String>,
-        filename: Option<String>,
-    },
-    Template {
-        name: String,
-        language: String,
-        params: Vec<String>,
-        marketing: bool,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ListSection {
-    pub title: Option<String>,
-    /// (id, title, description)
-    pub rows: Vec<(String, String, Option<String>)>,
 }
 
 /// What the caller must do.

@@ -30,7 +30,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Flows;
-use super::engine::{ContactView, Effect, Input, Outgoing, Session, step};
+use super::engine::{ContactView, Effect, Input, Session, step};
+use crate::domain::outbound::Outgoing;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -400,11 +400,11 @@ impl Hooks {
             let Some(queue) = Self::queue_of(pseudonymizer, &receiver.name, &event.contact) else {
                 continue;
             };
-            let job = crate::outbox::Job {
+            let job = crate::domain::outbound::Job {
                 id: format!("hook:{}", event.id),
                 phone_number_id: String::new(),
-                to: crate::outbox::Recipient::UserId(String::new()),
-                message: crate::outbox::Message::Hook {
+                to: crate::domain::outbound::Recipient::UserId(String::new()),
+                message: crate::domain::outbound::Message::Hook {
                     receiver: receiver.name.clone(),
                     event: event.kind.name().to_owned(),
                     contact: event.contact.as_str().to_owned(),
@@ -412,7 +412,7 @@ impl Hooks {
                     fields: payload.fields.iter().map(|f| (*f).to_owned()).collect(),
                 },
                 created_at: event.at,
-                origin: crate::outbox::Origin::Business,
+                origin: crate::domain::outbound::Origin::Business,
                 window_at: None,
                 purpose: None,
             };

@@ -33,11 +33,12 @@ use std::time::{Duration, Instant};
 use rand::RngExt as _;
 use serde::{Deserialize, Serialize};
 
+use super::WINDOW_SECS;
 use super::graph::{Answer, Class, Failure, Graph, MARKETING_STOPPED_CODE};
-use super::{Job, Origin, WINDOW_SECS};
 use crate::clock::Clock;
 use crate::config::OutboxSettings;
 use crate::domain::ContactKey;
+use crate::domain::outbound::{Job, Origin};
 use crate::privacy::crypto::Sealer;
 use crate::privacy::pseudonym::Pseudonymizer;
 use crate::store::stats;

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::domain::ContactKey;
-use crate::flow::engine::{Input, Outgoing};
-use crate::outbox::{Job, Message};
+use crate::domain::outbound::Outgoing;
+use crate::domain::outbound::{Job, Message};
+use crate::flow::engine::Input;
 use crate::privacy::crypto::Sealer;
 use crate::store::{Store, StoreError};
 

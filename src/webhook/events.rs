@@ -46,7 +46,9 @@ pub struct AgentEvent {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentAction {
     /// A message to the customer (free-form text or a template).
-    Message { message: crate::outbox::Message },
+    Message {
+        message: crate::domain::outbound::Message,
+    },
     /// The handoff is over: flows answer again.
     Close,
 }
