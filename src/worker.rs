@@ -9,15 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::clock::Clock;
 use crate::domain::ContactKey;
-use crate::domain::outbound::Outgoing;
-pub use crate::domain::outbound::{Job, Recipient};
-use crate::domain::outbound::{Message as OutMessage, Origin};
+use crate::domain::inbound::{
+    AgentAction, InboundMessage, InboxEvent, Input, StatusUpdate, input_of,
+};
+use crate::domain::outbound::{Job, Message as OutMessage, Origin, Outgoing, Recipient};
+use crate::domain::profile::{Conversation, Profile, profile_context, session_context};
 use crate::domain::text::normalize;
-use crate::flow::engine::{self, ContactView, Effect, Input, Session};
+use crate::flow::engine::{self, Effect};
 use crate::outbox::WINDOW_SECS;
 use crate::privacy::consent::MARKETING;
 use crate::privacy::crypto::Sealer;
@@ -28,8 +28,7 @@ use crate::store::{
     Claim, Commit, Committed, ConsentChange, Delivery, DeliveryState, Lane, Queue, Store,
     StoreError,
 };
-use crate::webhook::events::{AgentAction, Event, InboundMessage, StatusUpdate};
-use crate::webhook::payload::{Message, MessageKind, StatusKind};
+use crate::webhook::payload::StatusKind;
 
 /// A worker's lease on a contact: short, and renewed by the process's
 /// [`crate::store::lease::Keeper`] while the claim is worked on, so the
@@ -45,30 +44,6 @@ const SWEEP_LIMIT: usize = 64;
 /// However much handed-over work there is, the store is swept at least
 /// this often.
 const SWEEP_ANYWAY: Duration = Duration::from_secs(1);
-
-/// What a contact's conversation keeps between messages (sealed in the
-/// store as its session).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Conversation {
-    pub session: Option<Session>,
-    /// Where the last message came from, for replies a timeout triggers.
-    #[serde(default)]
-    pub recipient: Option<Recipient>,
-    #[serde(default)]
-    pub phone_number_id: Option<String>,
-    /// When the customer last wrote to that number (Unix s): the start of
-    /// the 24-hour window replies rely on.
-    #[serde(default)]
-    pub last_inbound: Option<u64>,
-    /// The flow steps run while handling this claim (anonymous statistics;
-    /// never stored with the session).
-    #[serde(skip)]
-    pub steps_run: Vec<String>,
-    /// The flows that ended while handling this claim, with the variables
-    /// they collected (for `flow.completed`; never stored).
-    #[serde(skip)]
-    pub completed: Vec<(String, std::collections::BTreeMap<String, String>)>,
-}
 
 /// Whether the engine's effects hand the conversation to a person.
 fn hands_off(effects: &[Effect]) -> bool {
@@ -86,84 +61,6 @@ fn steps_run(flows: &crate::flow::Flows, visited: &[(usize, usize)]) -> Vec<Stri
             Some(crate::store::stats::step(&flow.id, &flow.steps.get(*s)?.id))
         })
         .collect()
-}
-
-/// What whatsify keeps about a contact beyond one conversation: sealed in
-/// the store, kept `privacy.retention_days` after the contact's last
-/// message.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Profile {
-    /// The contact as flows see it: the name (one the customer chose wins
-    /// over their WhatsApp profile name) and tags.
-    #[serde(default)]
-    pub contact: ContactView,
-    /// The name on the customer's WhatsApp profile, as Meta last sent it.
-    #[serde(default)]
-    pub whatsapp_name: Option<String>,
-    /// The customer chose `contact.name` (a flow's name step).
-    #[serde(default)]
-    pub name_chosen: bool,
-    /// The customer's first and latest message (Unix s).
-    #[serde(default)]
-    pub first_seen: Option<u64>,
-    #[serde(default)]
-    pub last_seen: Option<u64>,
-    /// The privacy policy version the contact was last shown (or that was
-    /// in force at their first message).
-    #[serde(default)]
-    pub policy_version: Option<String>,
-    /// Marketing consent as this contact's messages have set it so far
-    /// (the ledger is the record; this decides the confirmations).
-    #[serde(default)]
-    pub marketing: Option<bool>,
-    /// When the last opt-out and opt-in confirmations were sent (Unix s):
-    /// a command that changes nothing is not confirmed twice in 24 h.
-    #[serde(default)]
-    pub opt_out_confirmed_at: Option<u64>,
-    #[serde(default)]
-    pub opt_in_confirmed_at: Option<u64>,
-    /// When the customer asked to erase their data (the buttons to
-    /// confirm are valid `privacy.erase_confirm_minutes`).
-    #[serde(default)]
-    pub erase_asked_at: Option<u64>,
-    /// What the audit log holds of the erasure requests (an unconfirmed
-    /// one is audited once a day).
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub erase_audit: crate::privacy::requests::EraseAudit,
-    /// The second and evidence of the customer's last STOP (or "Stop
-    /// promotions"), recorded or not: a START in that same second loses to
-    /// it, as the ledger's rule has it, even when that STOP was a repeat
-    /// that changed nothing and so is not on record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub withdrew: Option<(u64, String)>,
-    /// When a copy of their data was last queued (one a day).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub export_asked_at: Option<u64>,
-    /// Since when a person has the conversation (a flow's `handoff`):
-    /// flows do not answer until the agent closes it.
-    #[serde(default)]
-    pub handed_off_at: Option<u64>,
-    /// Where the contact's messages go (their wa_id, or their
-    /// business-scoped user id): campaigns addressed by tag or to every
-    /// consenting contact reach them through it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipient: Option<Recipient>,
-    /// Every id the customer's messages came with (their number and their
-    /// business-scoped user id, when Meta gave them): the export lists
-    /// both. Sealed with the rest of the profile.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wa_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
-    /// The CRM and helpdesk receivers events about the contact were queued
-    /// for: an erasure or a rectification reaches each of them, and the
-    /// contact's copy of their data names them.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
-    pub shared_with: std::collections::BTreeSet<String>,
-}
-
-fn is_default<T: Default + PartialEq>(v: &T) -> bool {
-    *v == T::default()
 }
 
 /// How many earlier messages `handoff.requested` carries (both ways).
@@ -266,11 +163,6 @@ pub const ERASE_NO: &str = "whatsify_erase_no";
 const ERASE_YES_TITLE: &str = "Yes, delete it";
 const ERASE_NO_TITLE: &str = "No, keep it";
 
-/// The context a contact's profile is sealed under.
-pub fn profile_context(contact: &ContactKey) -> Vec<u8> {
-    format!("profile:{contact}").into_bytes()
-}
-
 /// What one call to [`Worker::try_work_next`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -363,11 +255,6 @@ fn delivery_of(update: &StatusUpdate, pseudonymizer: &Pseudonymizer) -> Option<D
     })
 }
 
-/// The context a contact's session is sealed under.
-pub fn session_context(contact: &ContactKey) -> Vec<u8> {
-    format!("session:{contact}").into_bytes()
-}
-
 fn outbox_context(contact: &ContactKey) -> Vec<u8> {
     Queue::Outbox(contact.clone()).name().into_bytes()
 }
@@ -379,25 +266,6 @@ fn text(body: String) -> OutMessage {
             body,
             preview_url: false,
         },
-    }
-}
-
-/// What the engine sees of an inbound message.
-pub fn input_of(message: &Message) -> Input {
-    match &message.kind {
-        MessageKind::Text(t) => Input::Text(t.body.clone()),
-        MessageKind::Interactive(i) => match (&i.button_reply, &i.list_reply) {
-            (Some(c), _) | (None, Some(c)) => Input::Choice {
-                id: c.id.clone(),
-                title: c.title.clone(),
-            },
-            _ => Input::Unreadable,
-        },
-        MessageKind::Button(b) => Input::Choice {
-            id: b.payload.clone(),
-            title: b.text.clone(),
-        },
-        _ => Input::Unreadable,
     }
 }
 
@@ -661,7 +529,7 @@ impl Worker {
         }
         for entry in &claim.entries {
             acked.push(entry.id.clone());
-            let event: Option<Event> = sealer
+            let event: Option<InboxEvent> = sealer
                 .open(&entry.sealed, queue.name().as_bytes())
                 .ok()
                 .and_then(|plain| serde_json::from_slice(&plain).ok());
@@ -672,12 +540,12 @@ impl Worker {
             let before = Before::of(&consent, &jobs, &state, &profile);
             let mut ingress = Vec::new();
             let mut forwarded: Option<Option<String>> = None;
-            let is_message = matches!(event, Event::Message(_));
+            let is_message = matches!(event, InboxEvent::Message(_));
             if sharing {
                 ingress.extend(self.recorded_at_ingress(&event, &entry.id, now));
             }
             match event {
-                Event::Message(m) => {
+                InboxEvent::Message(m) => {
                     messages_in += 1;
                     let handed_off = profile.handed_off_at.is_some();
                     if let Ok(message) = m.message.parse() {
@@ -707,7 +575,7 @@ impl Worker {
                         window = Some((m.origin.phone_number_id.clone(), at));
                     }
                 }
-                Event::Status(s) => {
+                InboxEvent::Status(s) => {
                     if let Some(d) = delivery_of(&s, &self.pseudonymizer) {
                         if d.code == Some(crate::outbox::graph::MARKETING_STOPPED_CODE) {
                             tracing::info!(contact = %contact, "customer stopped marketing messages (131050)");
@@ -724,7 +592,7 @@ impl Worker {
                         deliveries.push(d);
                     }
                 }
-                Event::Preference(p) => {
+                InboxEvent::Preference(p) => {
                     // WhatsApp's own Stop/Resume for marketing messages: on
                     // record since ingress; confirmed like STOP and START.
                     if let Ok(pref) = p.preference.parse()
@@ -744,7 +612,7 @@ impl Worker {
                         }
                     }
                 }
-                Event::Agent(a) => match a.action {
+                InboxEvent::Agent(a) => match a.action {
                     AgentAction::Message { message } => {
                         match (state.recipient.clone(), state.phone_number_id.clone()) {
                             (Some(to), Some(number)) => {
@@ -1450,13 +1318,18 @@ impl Worker {
     /// WhatsApp's own Stop/Resume), on record since then: the receivers
     /// hear of it with the step. Read again from the event; should the
     /// keywords have changed since, the decision taken at ingress stands.
-    fn recorded_at_ingress(&self, event: &Event, entry: &str, now: u64) -> Option<ConsentChange> {
+    fn recorded_at_ingress(
+        &self,
+        event: &InboxEvent,
+        entry: &str,
+        now: u64,
+    ) -> Option<ConsentChange> {
         let granted = match event {
             // A refused grant is not on record: nothing to share.
-            Event::Message(m) if m.grant_refused => return None,
-            Event::Preference(p) if p.grant_refused => return None,
-            Event::Message(m) => m.consent?,
-            Event::Preference(_) => true,
+            InboxEvent::Message(m) if m.grant_refused => return None,
+            InboxEvent::Preference(p) if p.grant_refused => return None,
+            InboxEvent::Message(m) => m.consent?,
+            InboxEvent::Preference(_) => true,
             _ => return None,
         };
         let read = crate::privacy::consent::of_event(
@@ -1467,12 +1340,12 @@ impl Worker {
             &self.flows.current().privacy,
         );
         match (read, event) {
-            (Some(mut change), Event::Message(_)) => {
+            (Some(mut change), InboxEvent::Message(_)) => {
                 change.granted = granted;
                 Some(change)
             }
             (Some(change), _) => Some(change),
-            (None, Event::Message(_)) => Some(ConsentChange {
+            (None, InboxEvent::Message(_)) => Some(ConsentChange {
                 purpose: MARKETING.to_owned(),
                 granted,
                 at: now,

@@ -174,10 +174,12 @@ async fn resolve(state: &AppState, audience: &Audience) -> Result<Vec<Member>, S
                         .and_then(|sealer| {
                             let p = brief.profile.as_deref()?;
                             sealer
-                                .open(p, &crate::worker::profile_context(contact))
+                                .open(p, &crate::domain::profile::profile_context(contact))
                                 .ok()
                         })
-                        .and_then(|p| serde_json::from_slice::<crate::worker::Profile>(&p).ok());
+                        .and_then(|p| {
+                            serde_json::from_slice::<crate::domain::profile::Profile>(&p).ok()
+                        });
                     profile.is_some_and(|p| tags.iter().any(|t| p.contact.tags.contains(t)))
                 }
                 Audience::WaIds(_) => false,

@@ -262,10 +262,10 @@ pub async fn contact(
         Ok(k) => k,
         Err(e) => return unavailable(e),
     };
-    let profile: Option<crate::worker::Profile> = profile.and_then(|sealed| {
+    let profile: Option<crate::domain::profile::Profile> = profile.and_then(|sealed| {
         sealer
             .as_ref()?
-            .open(&sealed, &crate::worker::profile_context(&contact))
+            .open(&sealed, &crate::domain::profile::profile_context(&contact))
             .ok()
             .and_then(|plain| serde_json::from_slice(&plain).ok())
     });
@@ -391,10 +391,10 @@ async fn tell_erased(
         return Ok(());
     }
     let sealer = contact_sealer(state, contact).await?;
-    let profile: Option<crate::worker::Profile> =
+    let profile: Option<crate::domain::profile::Profile> =
         match (state.store.profile(contact).await?, sealer) {
             (Some(sealed), Some(sealer)) => sealer
-                .open(&sealed, &crate::worker::profile_context(contact))
+                .open(&sealed, &crate::domain::profile::profile_context(contact))
                 .ok()
                 .and_then(|plain| serde_json::from_slice(&plain).ok()),
             _ => None,
@@ -493,7 +493,7 @@ const TEXT_MAX: usize = 4096;
 async fn queue_agent_event(
     state: &AppState,
     contact: &crate::domain::ContactKey,
-    action: crate::webhook::events::AgentAction,
+    action: crate::domain::inbound::AgentAction,
 ) -> Result<(), HttpResponse> {
     let Some(wrapped) = state.store.data_key(contact).await.map_err(unavailable)? else {
         return Err(error(
@@ -505,7 +505,7 @@ async fn queue_agent_event(
         .keyring
         .unwrap(contact, &wrapped)
         .map_err(|_| unavailable(crate::store::StoreError::Corrupt("data key".into())))?;
-    let event = crate::webhook::events::Event::Agent(crate::webhook::events::AgentEvent {
+    let event = crate::domain::inbound::InboxEvent::Agent(crate::domain::inbound::AgentEvent {
         at: crate::store::now_secs(),
         action,
     });
@@ -618,7 +618,7 @@ pub async fn agent_message(
     if let Err(answer) = queue_agent_event(
         &state,
         &contact,
-        crate::webhook::events::AgentAction::Message { message },
+        crate::domain::inbound::AgentAction::Message { message },
     )
     .await
     {
@@ -641,7 +641,7 @@ pub async fn close_handoff(
         Err(answer) => return *answer,
     };
     if let Err(answer) =
-        queue_agent_event(&state, &contact, crate::webhook::events::AgentAction::Close).await
+        queue_agent_event(&state, &contact, crate::domain::inbound::AgentAction::Close).await
     {
         return answer;
     }

@@ -364,21 +364,21 @@ impl Dispatcher {
                 Err(_) => return skip("key_unavailable"),
             },
         };
-        let profile: Option<crate::worker::Profile> = brief
+        let profile: Option<crate::domain::profile::Profile> = brief
             .profile
             .as_deref()
             .and_then(|p| {
                 sealer
-                    .open(p, &crate::worker::profile_context(contact))
+                    .open(p, &crate::domain::profile::profile_context(contact))
                     .ok()
             })
             .and_then(|p| serde_json::from_slice(&p).ok());
-        let conversation: Option<crate::worker::Conversation> = brief
+        let conversation: Option<crate::domain::profile::Conversation> = brief
             .session
             .as_deref()
             .and_then(|s| {
                 sealer
-                    .open(s, &crate::worker::session_context(contact))
+                    .open(s, &crate::domain::profile::session_context(contact))
                     .ok()
             })
             .and_then(|s| serde_json::from_slice(&s).ok());

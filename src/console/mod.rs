@@ -80,8 +80,8 @@ struct Session {
 /// session, never with a contact, so it touches no real contact.
 #[derive(Clone, serde::Serialize, Deserialize)]
 struct Sim {
-    session: Option<crate::flow::engine::Session>,
-    contact: crate::flow::engine::ContactView,
+    session: Option<crate::domain::profile::Session>,
+    contact: crate::domain::profile::ContactView,
     offered: Vec<(String, String)>,
 }
 
@@ -693,7 +693,8 @@ pub async fn simulate(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    use crate::flow::engine::{ContactView, Input};
+    use crate::domain::inbound::Input;
+    use crate::domain::profile::ContactView;
     // One read of the session: it is checked and then carried on.
     let Some((id, mut held)) = session_of(&req, &state)
         .await

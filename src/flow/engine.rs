@@ -16,56 +16,19 @@
 //!
 //! Privacy commands (STOP, …) are handled before the engine, by the caller.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::text::Values;
 use super::{Action, Check, Flow, FlowIdx, Flows, Kind, MediaKind, StepIdx, Subject, Target, Test};
+use crate::domain::inbound::Input;
 use crate::domain::outbound::{ListSection, Outgoing};
+use crate::domain::profile::{ContactView, Session};
 use crate::domain::text::normalize;
 
 /// Most steps one input may run.
 pub const STEP_BUDGET: usize = 100;
-
-/// A contact's place in the flows. Stored per contact; ids (not indexes),
-/// so that a reload of the flows keeps sessions meaningful.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Session {
-    pub flow: String,
-    pub step: String,
-    #[serde(default)]
-    pub vars: BTreeMap<String, String>,
-    /// Failed answers so far at the current `ask`.
-    #[serde(default)]
-    pub retries: u32,
-    /// When the current step times out (Unix seconds).
-    #[serde(default)]
-    pub deadline: Option<u64>,
-    /// Last input (Unix seconds), for `flows.session_ttl`.
-    pub last_active: u64,
-}
-
-/// What the engine may read about the contact (and what flows may change).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ContactView {
-    pub name: Option<String>,
-    pub tags: BTreeSet<String>,
-}
-
-/// An inbound event, as the engine sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Input {
-    /// A text message.
-    Text(String),
-    /// A button or list reply (`id`, `title`), or a template quick reply
-    /// (payload as `id`, button text as `title`).
-    Choice { id: String, title: String },
-    /// Something a flow cannot read: an image, a sticker, an unknown type.
-    Unreadable,
-    /// Time passed: fire a due timeout.
-    Tick,
-}
 
 /// What the caller must do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -30,8 +30,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Flows;
-use super::engine::{ContactView, Effect, Input, Session, step};
+use super::engine::{Effect, step};
+use crate::domain::inbound::Input;
 use crate::domain::outbound::Outgoing;
+use crate::domain::profile::{ContactView, Session};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use whatsify::config::Settings;
 use whatsify::domain::ContactId;
+use whatsify::domain::inbound::InboxEvent;
 use whatsify::startup::{AppState, Application};
 use whatsify::store::{Queue, Store, StoredEntry};
-use whatsify::webhook::events::Event;
 use whatsify::webhook::signature::sign;
 
 pub const APP_SECRET: &str = "test-app-secret-5f2c9a1e7d";
@@ -499,7 +499,7 @@ impl TestApp {
     }
 
     /// The events of a queue, opened.
-    pub async fn events(&self, queue: &Queue) -> Vec<Event> {
+    pub async fn events(&self, queue: &Queue) -> Vec<InboxEvent> {
         let mut out = Vec::new();
         for e in self.entries(queue).await {
             let plain = self.open_entry(queue, &e.sealed).await;

@@ -2,8 +2,8 @@
 //! is parsed or stored; size and unreadable bodies are handled without loss.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use whatsify::domain::inbound::InboxEvent;
 use whatsify::store::Queue;
-use whatsify::webhook::events::Event;
 use whatsify::webhook::payload::MessageKind;
 use whatsify::webhook::signature::sign;
 
@@ -76,7 +76,7 @@ async fn non_ascii_text_is_verified_over_the_raw_bytes_and_reserialised_json_fai
     let resp = app.post_raw(raw, Some(signature)).await;
     assert_eq!(resp.status(), 200);
     let events = app.events(&app.queue_of("16505550101")).await;
-    let Event::Message(m) = &events[0] else {
+    let InboxEvent::Message(m) = &events[0] else {
         panic!("not a message")
     };
     let MessageKind::Text(text) = m.message.parse().expect("typed").kind else {
