@@ -1369,7 +1369,7 @@ impl Worker {
         sealer: &Sealer,
         profile: &mut Profile,
     ) -> Result<(), StoreError> {
-        use crate::integrations::{Event as Shared, EventKind, Field};
+        use crate::integrations::{EventKind, Field, HookEvent as Shared};
         use serde_json::{Value, json};
         let contact = &step.claim.contact;
         let phone = match &profile.recipient {

@@ -386,7 +386,7 @@ async fn tell_erased(
     contact: &crate::domain::ContactKey,
     now: u64,
 ) -> Result<(), crate::store::StoreError> {
-    use crate::integrations::{Event, EventKind, Field};
+    use crate::integrations::{EventKind, Field, HookEvent};
     if state.hooks.receivers().is_empty() {
         return Ok(());
     }
@@ -404,7 +404,7 @@ async fn tell_erased(
         Some(crate::domain::outbound::Recipient::WaId(w)) => json!(w),
         _ => serde_json::Value::Null,
     };
-    let event = Event::new(
+    let event = HookEvent::new(
         format!("{contact}.admin.{}.contact.erased", uuid::Uuid::new_v4()),
         EventKind::ContactErased,
         contact.clone(),

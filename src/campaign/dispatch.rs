@@ -63,9 +63,9 @@ fn per_ticks(rate: u32, ticks: u32) -> u32 {
     (rate.saturating_mul(ticks) / per_second.max(1)).clamp(1, BATCH)
 }
 
-/// What one step did.
+/// What one dispatch step did: how many recipients it queued and skipped.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Step {
+pub struct Progress {
     pub queued: usize,
     pub skipped: usize,
 }
@@ -86,9 +86,9 @@ impl Dispatcher {
     }
 
     /// One step of every campaign due that this instance may hold.
-    pub async fn tick(&self) -> Result<Step, StoreError> {
+    pub async fn tick(&self) -> Result<Progress, StoreError> {
         let now = self.clock.now();
-        let mut total = Step::default();
+        let mut total = Progress::default();
         for stored in self.store.active_campaigns().await? {
             let Ok(campaign) = serde_json::from_slice::<Campaign>(&stored.record) else {
                 tracing::error!(campaign = %stored.id, "campaign record does not parse; skipped");
@@ -111,7 +111,7 @@ impl Dispatcher {
         Ok(total)
     }
 
-    async fn step(&self, stored: &StoredCampaign, c: &Campaign) -> Result<Step, StoreError> {
+    async fn step(&self, stored: &StoredCampaign, c: &Campaign) -> Result<Progress, StoreError> {
         if stored.status == super::SCHEDULED
             && self
                 .store
@@ -126,7 +126,7 @@ impl Dispatcher {
         // resumes.
         let rate = c.rate_per_second.max(1);
         if !self.may_go(c, rate).await? {
-            return Ok(Step::default());
+            return Ok(Progress::default());
         }
         // The campaign's own rate, and the campaigns' share of the number.
         let interval = 1_000_000 / u64::from(rate);
@@ -136,7 +136,7 @@ impl Dispatcher {
             .take_rate(&format!("cmp:{}", c.id), interval, burst, BATCH)
             .await?;
         if grant.granted == 0 {
-            return Ok(Step::default());
+            return Ok(Progress::default());
         }
         let share = (self
             .outbox
@@ -155,7 +155,7 @@ impl Dispatcher {
             )
             .await?;
         if number.granted == 0 {
-            return Ok(Step::default());
+            return Ok(Progress::default());
         }
         let entries = self
             .store
@@ -169,7 +169,7 @@ impl Dispatcher {
             {
                 tracing::info!(campaign = %c.id, "campaign dispatched");
             }
-            return Ok(Step::default());
+            return Ok(Progress::default());
         }
         // `<contact key>|<sealed member>`. An entry whose sealed part does
         // not open (its master key is gone) is counted as `unreadable`
@@ -210,7 +210,7 @@ impl Dispatcher {
             };
             sends.push(self.prepare(c, contact, m, brief));
         }
-        let mut step = Step::default();
+        let mut step = Progress::default();
         // The batch's entries are dropped from the audience only once every
         // send is done; a send whose data key changed meanwhile (made by a
         // webhook, or the contact erased) is prepared again and retried.

@@ -148,7 +148,7 @@ impl FromStr for Field {
 /// One thing that happened to one contact, with everything it could tell
 /// a subscriber.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+pub struct HookEvent {
     /// Unique and stable: the same event emitted twice (a step redone
     /// after a crash) is queued once. Sent as `webhook-id`, the same on
     /// every retry, so a receiver can drop a repeat.
@@ -160,9 +160,9 @@ pub struct Event {
     pub data: BTreeMap<Field, Value>,
 }
 
-impl Event {
+impl HookEvent {
     pub fn new(id: String, kind: EventKind, contact: ContactKey, at: u64) -> Self {
-        Event {
+        HookEvent {
             id,
             kind,
             contact,
@@ -227,7 +227,7 @@ impl Subscriber {
     /// The body this subscriber receives for `event`, holding only the
     /// fields its configuration lists (and the pseudonymous contact id);
     /// `None` when it does not take this kind of event.
-    pub fn payload(&self, event: &Event) -> Option<Payload> {
+    pub fn payload(&self, event: &HookEvent) -> Option<Payload> {
         if !self.wants(event.kind) {
             return None;
         }
@@ -236,7 +236,7 @@ impl Subscriber {
 
     /// [`Subscriber::payload`] whatever its `events` list says (still only
     /// the fields it may have).
-    pub fn payload_anyway(&self, event: &Event) -> Option<Payload> {
+    pub fn payload_anyway(&self, event: &HookEvent) -> Option<Payload> {
         let contact = Value::String(event.contact.as_str().to_owned());
         let mut data: BTreeMap<&'static str, &Value> = BTreeMap::new();
         data.insert("contact_id", &contact);
@@ -383,7 +383,7 @@ impl Hooks {
         store: &dyn crate::store::Store,
         keyring: &crate::privacy::keys::Keyring,
         pseudonymizer: &crate::privacy::pseudonym::Pseudonymizer,
-        event: &Event,
+        event: &HookEvent,
         also: &std::collections::BTreeSet<String>,
     ) -> Result<Vec<String>, crate::store::StoreError> {
         use crate::store::{Appended, EntryKey, InboxEntry, Queue, StoreError};
@@ -551,7 +551,7 @@ mod tests {
 
     #[test]
     fn a_subscriber_gets_only_the_fields_it_lists() {
-        let event = Event::new(
+        let event = HookEvent::new(
             "msg_1".into(),
             EventKind::MessageReceived,
             contact(),
