@@ -28,6 +28,7 @@ pub mod console;
 pub mod domain;
 pub mod flow;
 pub mod health;
+pub mod inbox;
 pub mod integrations;
 pub mod metrics;
 pub mod outbox;
@@ -38,4 +39,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;
-pub mod worker;
+

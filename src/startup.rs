@@ -236,7 +236,7 @@ impl Application {
             shutdown.clone(),
         )));
         for _ in 0..workers {
-            let worker = crate::worker::Worker {
+            let worker = crate::inbox::Worker {
                 store: store.clone(),
                 keyring: crypto.keyring.clone(),
                 pseudonymizer: crypto.pseudonymizer.clone(),
