@@ -39,4 +39,3 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;
-

@@ -1,0 +1,181 @@
+//! From the flow engine's effects to outbound jobs: replies, consent a
+//! flow records, exports and erasures it asks for.
+
+use super::*;
+
+/// Whether the engine's effects hand the conversation to a person.
+pub(super) fn hands_off(effects: &[Effect]) -> bool {
+    effects
+        .iter()
+        .any(|e| matches!(e, Effect::Action { action, .. } if action == "handoff"))
+}
+
+/// The statistics' names of the steps an engine run visited.
+pub(super) fn steps_run(flows: &crate::flow::Flows, visited: &[(usize, usize)]) -> Vec<String> {
+    visited
+        .iter()
+        .filter_map(|(f, s)| {
+            let flow = flows.flows.get(*f)?;
+            Some(crate::store::stats::step(&flow.id, &flow.steps.get(*s)?.id))
+        })
+        .collect()
+}
+
+/// What handling an event adds to the commit: outbound jobs and consent
+/// ledger entries.
+pub(super) type Outputs<'a> = (&'a mut Vec<Job>, &'a mut Vec<ConsentChange>);
+
+/// Where a conversation's replies go.
+pub(super) struct Destination<'a> {
+    pub(super) to: &'a Recipient,
+    /// The business number the customer wrote to.
+    pub(super) phone_number_id: &'a str,
+    /// The customer's last message time: the window replies rely on.
+    pub(super) window_at: Option<u64>,
+    /// The message being answered: its time and a keyed hash of its id
+    /// (the evidence of consent a flow step records).
+    pub(super) cause: Option<(u64, String)>,
+}
+
+/// A plain text message.
+pub(super) fn text(body: String) -> OutMessage {
+    OutMessage::Flow {
+        message: Outgoing::Text {
+            body,
+            preview_url: false,
+        },
+    }
+}
+
+impl Worker {
+    /// A flow's `export` action makes a copy once a day, as MY DATA does:
+    /// asked again sooner, the customer is told so instead.
+    pub(super) fn bound_exports(&self, profile: &mut Profile, jobs: &mut [Job], now: u64) {
+        for job in jobs.iter_mut() {
+            if !matches!(job.message, OutMessage::Export) {
+                continue;
+            }
+            if crate::privacy::requests::export_allowed(profile.export_asked_at, now) {
+                profile.export_asked_at = Some(now);
+            } else {
+                job.message = text(self.privacy_texts.export_again.clone());
+            }
+        }
+    }
+
+    /// Turns the engine's effects into outbound jobs (and log lines).
+    pub(super) fn effects(
+        &self,
+        contact: &ContactKey,
+        effects: Vec<Effect>,
+        dest: Destination<'_>,
+        (jobs, consent): Outputs<'_>,
+        now: u64,
+    ) {
+        let Destination {
+            to,
+            phone_number_id,
+            window_at,
+            cause,
+        } = dest;
+        for effect in effects {
+            match effect {
+                Effect::Send { message } => {
+                    // A marketing template needs marketing consent when
+                    // its turn comes, even inside a conversation.
+                    let purpose = matches!(
+                        message,
+                        Outgoing::Template {
+                            marketing: true,
+                            ..
+                        }
+                    )
+                    .then(|| MARKETING.to_owned());
+                    jobs.push(Job {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        phone_number_id: phone_number_id.to_owned(),
+                        to: to.clone(),
+                        message: OutMessage::Flow { message },
+                        created_at: now,
+                        origin: Origin::Reply,
+                        window_at,
+                        purpose,
+                    })
+                }
+                Effect::BudgetExceeded { flow, step } => {
+                    tracing::error!(contact = %contact, flow, step, "flow step budget exceeded");
+                }
+                Effect::Action { action, purpose } if action == "opt_in" || action == "opt_out" => {
+                    let granted = action == "opt_in";
+                    tracing::info!(contact = %contact, action, "consent recorded");
+                    consent.push(ConsentChange {
+                        purpose: purpose.unwrap_or_else(|| MARKETING.to_owned()),
+                        granted,
+                        at: cause.as_ref().map_or(now, |(at, _)| *at),
+                        source: "flow".to_owned(),
+                        policy_version: self.policy_version.clone(),
+                        evidence: cause.as_ref().map(|(_, e)| e.clone()),
+                    });
+                }
+                Effect::Action { action, .. } if action == "export" => {
+                    tracing::info!(contact = %contact, "export requested (flow)");
+                    jobs.push(Job {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        phone_number_id: phone_number_id.to_owned(),
+                        to: to.clone(),
+                        message: OutMessage::Export,
+                        created_at: now,
+                        origin: Origin::Reply,
+                        window_at,
+                        purpose: None,
+                    });
+                }
+                Effect::Action { action, .. } if action == "erase" => {
+                    // The flow asked and the customer confirmed.
+                    tracing::info!(contact = %contact, "erasure confirmed (flow)");
+                    let done = self.privacy_texts.erase_done.clone();
+                    for message in [text(done), OutMessage::Erase] {
+                        jobs.push(Job {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            phone_number_id: phone_number_id.to_owned(),
+                            to: to.clone(),
+                            message,
+                            created_at: now,
+                            origin: Origin::Reply,
+                            window_at,
+                            purpose: None,
+                        });
+                    }
+                }
+                Effect::Action { action, .. } if action == "update_name" => {
+                    tracing::info!(contact = %contact, "name set by the customer");
+                }
+                Effect::Action { action, .. } => {
+                    tracing::info!(contact = %contact, action, "flow action (handled by later stages)");
+                }
+                Effect::SetName { .. } | Effect::AddTag { .. } | Effect::RemoveTag { .. } => {}
+            }
+        }
+    }
+
+    /// A reply to the contact's last message.
+    pub(super) fn reply(
+        &self,
+        state: &Conversation,
+        to: &Recipient,
+        number: &str,
+        message: OutMessage,
+        now: u64,
+    ) -> Job {
+        Job {
+            id: uuid::Uuid::new_v4().to_string(),
+            phone_number_id: number.to_owned(),
+            to: to.clone(),
+            message,
+            created_at: now,
+            origin: Origin::Reply,
+            window_at: state.last_inbound,
+            purpose: None,
+        }
+    }
+}
