@@ -48,6 +48,36 @@ pub(super) fn text(body: String) -> OutMessage {
 }
 
 impl Worker {
+    /// Runs the flows on one input at `at`; the conversation and profile
+    /// take the result. Answers the effects, and whether they hand the
+    /// conversation to a person.
+    pub(super) fn run_flows(
+        &self,
+        flows: &crate::flow::Flows,
+        (state, profile): (&mut Conversation, &mut Profile),
+        input: &Input,
+        at: u64,
+        now: u64,
+    ) -> (Vec<Effect>, bool) {
+        let out = engine::step(
+            flows,
+            state.session.take(),
+            &profile.contact,
+            input,
+            at,
+            self.session_ttl.as_secs(),
+        );
+        state.steps_run.extend(steps_run(flows, &out.visited));
+        state.completed.extend(out.completed);
+        state.session = out.session;
+        profile.contact = out.contact;
+        let handed_off = hands_off(&out.effects);
+        if handed_off {
+            profile.handed_off_at = Some(now);
+        }
+        (out.effects, handed_off)
+    }
+
     /// A flow's `export` action makes a copy once a day, as MY DATA does:
     /// asked again sooner, the customer is told so instead.
     pub(super) fn bound_exports(&self, profile: &mut Profile, jobs: &mut [Job], now: u64) {

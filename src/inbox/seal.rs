@@ -7,6 +7,18 @@ pub(super) fn outbox_context(contact: &ContactKey) -> Vec<u8> {
     Queue::Outbox(contact.clone()).name().into_bytes()
 }
 
+/// `value` as JSON, sealed under `context`.
+pub(super) fn seal_json<T: serde::Serialize>(
+    sealer: &Sealer,
+    value: &T,
+    context: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let plain = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sealer
+        .seal(&plain, context)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 impl Worker {
     /// The contact's data key, when it has one.
     pub(super) fn keyring_sealer(&self, claim: &Claim) -> Result<Option<Sealer>, StoreError> {

@@ -1,10 +1,37 @@
 //! One claim worked: the timeout that came due, then each inbox entry in
-//! order (message, status, preference, agent action).
+//! order (message, status, preference, agent action), gathered in a
+//! [`Turn`] until the step is committed.
 
-use super::effects::{Destination, hands_off, steps_run};
-use super::seal::outbox_context;
-use super::share::{Before, Cause, Sharing};
+use super::effects::Destination;
+use super::share::{Before, Cause};
 use super::*;
+use crate::privacy::export::HistoryItem;
+use crate::store::StoredEntry;
+
+/// What working one claim gathers until it is committed.
+pub(super) struct Turn {
+    pub(super) contact: ContactKey,
+    pub(super) state: Conversation,
+    pub(super) profile: Profile,
+    /// The profile as opened: written back only if it changed.
+    pub(super) profile_before: Profile,
+    /// A profile that is there but cannot be read is not overwritten.
+    pub(super) unreadable: bool,
+    pub(super) jobs: Vec<Job>,
+    pub(super) acked: Vec<String>,
+    pub(super) deliveries: Vec<Delivery>,
+    pub(super) consent: Vec<ConsentChange>,
+    /// The number and time of the customer's latest message.
+    pub(super) window: Option<(String, u64)>,
+    pub(super) history: Vec<HistoryItem>,
+    pub(super) messages_in: u64,
+    /// Whether there are receivers to tell what each entry did.
+    pub(super) sharing: bool,
+    /// What each entry did, for the CRM and helpdesk receivers.
+    pub(super) causes: Vec<Cause>,
+    pub(super) first_message: bool,
+    pub(super) now: u64,
+}
 
 /// What a status webhook says about one of our messages.
 pub(super) fn delivery_of(
@@ -43,324 +70,228 @@ impl Worker {
         mut claim: Claim,
         tick: Option<u64>,
     ) -> Result<Outcome, StoreError> {
-        let contact = claim.contact.clone();
         let sealer = self.sealer_for(&mut claim).await?;
-        let mut state = self.open_state(&claim, Some(&sealer));
+        let mut turn = self.open_turn(&claim, &sealer);
+        if let Some(at) = tick {
+            self.fire_timeout(&mut turn, at);
+        }
+        let queue = Queue::Contact(claim.contact.clone());
+        for entry in &claim.entries {
+            self.take_entry(&mut turn, &sealer, &queue, entry);
+        }
+        self.settle(&mut turn, &claim, &sealer).await?;
+        self.finish(turn, &claim, &sealer).await
+    }
+
+    /// The conversation and profile as the claim holds them, opened.
+    fn open_turn(&self, claim: &Claim, sealer: &Sealer) -> Turn {
+        let contact = claim.contact.clone();
+        let state = self.open_state(claim, Some(sealer));
         let opened: Option<Profile> = claim
             .profile
             .as_ref()
             .and_then(|sealed| sealer.open(sealed, &profile_context(&contact)).ok())
             .and_then(|plain| serde_json::from_slice(&plain).ok());
-        // A profile that is there but cannot be read is not overwritten.
         let unreadable = claim.profile.is_some() && opened.is_none();
         if unreadable {
             tracing::error!(contact = %contact, "profile cannot be opened; left as it is");
         }
-        let mut profile = opened.unwrap_or_default();
-        let profile_before = profile.clone();
-        let queue = Queue::Contact(contact.clone());
-        let mut jobs = Vec::new();
-        let mut acked = Vec::new();
-        let mut deliveries = Vec::new();
-        let mut consent = Vec::new();
-        let mut window: Option<(String, u64)> = None;
-        let mut history = Vec::new();
-        let mut messages_in = 0u64;
-        // What each entry did, for the CRM and helpdesk receivers.
-        let sharing = !self.hooks.receivers().is_empty();
-        let mut causes: Vec<Cause> = Vec::new();
-        let mut first_message = claim.profile.is_none();
-        let now = self.clock.now();
-        if let Some(at) = tick
-            && let Some(to) = state.recipient.clone()
-        {
-            let before = Before::of(&consent, &jobs, &state, &profile);
-            let flows = self.flows.current();
-            let out = engine::step(
-                &flows,
-                state.session.take(),
-                &profile.contact,
-                &Input::Tick,
-                at,
-                self.session_ttl.as_secs(),
-            );
-            state.steps_run.extend(steps_run(&flows, &out.visited));
-            state.completed.extend(out.completed.clone());
-            state.session = out.session;
-            profile.contact = out.contact;
-            if hands_off(&out.effects) {
-                profile.handed_off_at = Some(now);
-            }
-            let number = state.phone_number_id.clone().unwrap_or_default();
-            let dest = Destination {
-                to: &to,
-                phone_number_id: &number,
-                window_at: state.last_inbound,
-                cause: None,
-            };
-            self.effects(&contact, out.effects, dest, (&mut jobs, &mut consent), now);
-            if let Some(granted) = consent.last().map(|c| c.granted) {
-                profile.marketing = Some(granted);
-            }
-            if sharing {
-                causes.push(before.cause(
-                    format!("tick{at}"),
-                    (&consent, &jobs),
-                    (&state, &profile),
-                    Vec::new(),
-                ));
-            }
+        let profile = opened.unwrap_or_default();
+        Turn {
+            contact,
+            state,
+            profile_before: profile.clone(),
+            profile,
+            unreadable,
+            jobs: Vec::new(),
+            acked: Vec::new(),
+            deliveries: Vec::new(),
+            consent: Vec::new(),
+            window: None,
+            history: Vec::new(),
+            messages_in: 0,
+            sharing: !self.hooks.receivers().is_empty(),
+            causes: Vec::new(),
+            first_message: claim.profile.is_none(),
+            now: self.clock.now(),
         }
-        for entry in &claim.entries {
-            acked.push(entry.id.clone());
-            let event: Option<InboxEvent> = sealer
-                .open(&entry.sealed, queue.name().as_bytes())
-                .ok()
-                .and_then(|plain| serde_json::from_slice(&plain).ok());
-            let Some(event) = event else {
-                tracing::error!(contact = %contact, entry = %entry.id, "inbox entry cannot be opened; skipped");
-                continue;
-            };
-            let before = Before::of(&consent, &jobs, &state, &profile);
-            let mut ingress = Vec::new();
-            let mut forwarded: Option<Option<String>> = None;
-            let is_message = matches!(event, InboxEvent::Message(_));
-            if sharing {
-                ingress.extend(self.recorded_at_ingress(&event, &entry.id, now));
-            }
-            match event {
-                InboxEvent::Message(m) => {
-                    messages_in += 1;
-                    let handed_off = profile.handed_off_at.is_some();
-                    if let Ok(message) = m.message.parse() {
-                        // What the customer sent is theirs: kept (sealed)
-                        // for their copy, until the retention period ends.
-                        history.push(crate::privacy::export::inbound(
-                            message.timestamp.0.max(0) as u64,
-                            message.kind.type_name(),
-                            &input_of(&message),
-                        ));
-                    }
-                    if handed_off {
-                        // A person has the conversation: the message goes
-                        // to the helpdesk (`message.received`).
-                        let text = m.message.parse().ok().and_then(|msg| match input_of(&msg) {
-                            Input::Text(t) => Some(t),
-                            Input::Choice { title, .. } => Some(title),
-                            _ => None,
-                        });
-                        forwarded = Some(text);
-                    }
-                    let out = (&mut jobs, &mut consent);
-                    if let Some(at) =
-                        self.handle_message(&contact, &m, (&mut state, &mut profile), out, now)
-                        && window.as_ref().is_none_or(|(_, w)| at > *w)
-                    {
-                        window = Some((m.origin.phone_number_id.clone(), at));
-                    }
-                }
-                InboxEvent::Status(s) => {
-                    if let Some(d) = delivery_of(&s, &self.pseudonymizer) {
-                        if d.code == Some(crate::outbox::graph::MARKETING_STOPPED_CODE) {
-                            tracing::info!(contact = %contact, "customer stopped marketing messages (131050)");
-                            consent.push(ConsentChange {
-                                purpose: MARKETING.to_owned(),
-                                granted: false,
-                                at: d.at,
-                                source: "meta:131050".to_owned(),
-                                policy_version: self.policy_version.clone(),
-                                evidence: d.wamid.clone(),
-                            });
-                            profile.marketing = Some(false);
-                        }
-                        deliveries.push(d);
-                    }
-                }
-                InboxEvent::Preference(p) => {
-                    // WhatsApp's own Stop/Resume for marketing messages: on
-                    // record since ingress; confirmed like STOP and START.
-                    if let Ok(pref) = p.preference.parse()
-                        && pref.category == "marketing_messages"
-                        && (pref.value == "stop" || pref.value == "resume")
-                    {
-                        let command = if pref.value == "stop" {
-                            Command::OptOut
-                        } else {
-                            Command::OptIn
-                        };
-                        let turn = (&mut state, &mut profile);
-                        if p.grant_refused && command == Command::OptIn {
-                            self.grant_refused(&contact, &state, &mut jobs, now);
-                        } else {
-                            self.privacy_command(&contact, command, turn, &mut jobs, now);
-                        }
-                    }
-                }
-                InboxEvent::Agent(a) => match a.action {
-                    AgentAction::Message { message } => {
-                        match (state.recipient.clone(), state.phone_number_id.clone()) {
-                            (Some(to), Some(number)) => {
-                                let origin = if message.needs_window() {
-                                    Origin::Reply
-                                } else {
-                                    Origin::Business
-                                };
-                                let mut job = self.reply(&state, &to, &number, message, now);
-                                job.origin = origin;
-                                jobs.push(job);
-                            }
-                            _ => {
-                                tracing::warn!(contact = %contact, "agent message for a contact with no conversation; dropped")
-                            }
-                        }
-                    }
-                    AgentAction::Close => {
-                        tracing::info!(contact = %contact, "handoff closed; flows answer again");
-                        profile.handed_off_at = None;
-                        state.session = None;
-                    }
-                },
-                _ => {}
-            }
-            if sharing {
-                let mut cause = before.cause(
-                    entry.id.clone(),
-                    (&consent, &jobs),
-                    (&state, &profile),
-                    ingress,
-                );
-                cause.forwarded = forwarded;
-                if is_message && first_message {
-                    cause.created = true;
-                    first_message = false;
-                }
-                causes.push(cause);
-            }
+    }
+
+    /// Fires the session's timeout that came due at `at`.
+    fn fire_timeout(&self, turn: &mut Turn, at: u64) {
+        let Some(to) = turn.state.recipient.clone() else {
+            return;
+        };
+        let before = Before::of(&turn.consent, &turn.jobs, &turn.state, &turn.profile);
+        let flows = self.flows.current();
+        let turned = (&mut turn.state, &mut turn.profile);
+        let (effects, _) = self.run_flows(&flows, turned, &Input::Tick, at, turn.now);
+        let number = turn.state.phone_number_id.clone().unwrap_or_default();
+        let dest = Destination {
+            to: &to,
+            phone_number_id: &number,
+            window_at: turn.state.last_inbound,
+            cause: None,
+        };
+        let out = (&mut turn.jobs, &mut turn.consent);
+        self.effects(&turn.contact, effects, dest, out, turn.now);
+        if let Some(granted) = turn.consent.last().map(|c| c.granted) {
+            turn.profile.marketing = Some(granted);
         }
-        state.completed.clear();
-        if !consent.is_empty() || causes.iter().any(|c| !c.consent.is_empty()) {
-            let refused = self
-                .changes_only(&contact, &mut consent, &mut causes)
-                .await?;
-            if refused {
-                // A flow's opt-in beyond the day's grants: not recorded,
-                // and the customer is told.
-                profile.marketing = Some(false);
-                self.grant_refused(&contact, &state, &mut jobs, now);
-            }
+        if turn.sharing {
+            turn.causes.push(before.cause(
+                format!("tick{at}"),
+                (&turn.consent, &turn.jobs),
+                (&turn.state, &turn.profile),
+                Vec::new(),
+            ));
         }
-        if sharing {
-            let step = Sharing {
-                claim: &claim,
-                causes: &causes,
-                jobs: &jobs,
-                history: &history,
-                now,
-            };
-            self.share(step, &sealer, &mut profile).await?;
-        }
-        let session = serde_json::to_vec(&state)
+    }
+
+    /// Handles one inbox entry (acknowledged even when it cannot be read).
+    fn take_entry(&self, turn: &mut Turn, sealer: &Sealer, queue: &Queue, entry: &StoredEntry) {
+        turn.acked.push(entry.id.clone());
+        let event: Option<InboxEvent> = sealer
+            .open(&entry.sealed, queue.name().as_bytes())
             .ok()
-            .and_then(|plain| sealer.seal(&plain, &session_context(&contact)).ok());
-        let mut outbox = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            let plain = serde_json::to_vec(job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let sealed = sealer
-                .seal(&plain, &outbox_context(&contact))
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            outbox.push(sealed);
+            .and_then(|plain| serde_json::from_slice(&plain).ok());
+        let Some(event) = event else {
+            tracing::error!(contact = %turn.contact, entry = %entry.id, "inbox entry cannot be opened; skipped");
+            return;
+        };
+        let before = Before::of(&turn.consent, &turn.jobs, &turn.state, &turn.profile);
+        let mut ingress = Vec::new();
+        if turn.sharing {
+            ingress.extend(self.recorded_at_ingress(&event, &entry.id, turn.now));
         }
-        let events = acked.len();
-        let wake_at = state.session.as_ref().and_then(|s| s.deadline);
-        history.extend(jobs.iter().filter_map(crate::privacy::export::outbound));
-        let mut sealed_history = Vec::with_capacity(history.len());
-        for item in &history {
-            let plain = serde_json::to_vec(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            sealed_history.push(
-                sealer
-                    .seal(&plain, &crate::privacy::export::history_context(&contact))
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        let is_message = matches!(event, InboxEvent::Message(_));
+        let forwarded = self.on_event(turn, event);
+        if turn.sharing {
+            let mut cause = before.cause(
+                entry.id.clone(),
+                (&turn.consent, &turn.jobs),
+                (&turn.state, &turn.profile),
+                ingress,
             );
-        }
-        let confirmed = jobs.iter().any(|j| matches!(j.message, OutMessage::Erase));
-        let erasure = crate::privacy::requests::erasure_events(
-            (profile_before.erase_asked_at, profile.erase_asked_at),
-            confirmed,
-            &mut profile.erase_audit,
-            now,
-        );
-        // Written only when something changed (a status update is not
-        // the contact writing in, and does not extend the profile's life).
-        let sealed_profile = if profile != profile_before && !unreadable {
-            let plain =
-                serde_json::to_vec(&profile).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            Some(
-                sealer
-                    .seal(&plain, &profile_context(&contact))
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            )
-        } else {
-            None
-        };
-        let mut audited: Vec<crate::privacy::audit::Event> = consent
-            .iter()
-            .map(|c| crate::privacy::audit::of_consent(contact.as_str(), c))
-            .collect();
-        let erase_event = |kind: &str| crate::privacy::audit::Event {
-            at: now,
-            kind: kind.to_owned(),
-            contact: Some(contact.as_str().to_owned()),
-            actor: crate::privacy::audit::Actor::Customer,
-            detail: None,
-        };
-        audited.extend(erasure.into_iter().map(erase_event));
-        // Anonymous: how many messages came in, which steps ran.
-        let mut stats: crate::store::Counts = Vec::new();
-        if messages_in > 0 {
-            stats.push((crate::store::stats::MESSAGES_IN.to_owned(), messages_in));
-        }
-        let mut steps: std::collections::BTreeMap<String, u64> = Default::default();
-        for step in std::mem::take(&mut state.steps_run) {
-            *steps.entry(step).or_default() += 1;
-        }
-        stats.extend(steps);
-        let commit = Commit {
-            acked,
-            session,
-            session_ttl: self.session_ttl,
-            outbox,
-            wake_at,
-            window,
-            deliveries,
-            consent,
-            profile: sealed_profile,
-            history: sealed_history,
-            profile_ttl: self.profile_ttl,
-            stats,
-        };
-        let counted = (commit.stats.clone(), commit.consent.clone());
-        match self.store.commit(&claim, commit).await? {
-            Committed::LeaseLost => {
-                tracing::warn!(contact = %contact, "lease lost; another worker redoes the batch");
-                Ok(Outcome::LeaseLost(contact))
+            cause.forwarded = forwarded;
+            if is_message && turn.first_message {
+                cause.created = true;
+                turn.first_message = false;
             }
-            Committed::Done { inbox_left } => {
-                crate::metrics::global().counted(&counted.0, counted.1.iter());
-                tracing::info!(contact = %contact, events, jobs = jobs.len(), "conversation step");
-                for event in audited {
-                    crate::privacy::audit::note(self.store.as_ref(), &self.audit, event).await;
-                }
-                if !jobs.is_empty() {
-                    self.wake.outbox.push(contact.clone());
-                }
-                if inbox_left > 0 {
-                    self.wake.inbox.push(contact.clone());
-                }
-                Ok(Outcome::Worked {
-                    contact,
-                    events,
-                    jobs: jobs.len(),
-                })
+            turn.causes.push(cause);
+        }
+    }
+
+    /// Handles one event; answers what a handed-off customer's message
+    /// forwards to the helpdesk (its text, if any).
+    fn on_event(&self, turn: &mut Turn, event: InboxEvent) -> Option<Option<String>> {
+        match event {
+            InboxEvent::Message(m) => return self.on_message(turn, &m),
+            InboxEvent::Status(s) => self.on_status(turn, &s),
+            InboxEvent::Preference(p) => self.on_preference(turn, &p),
+            InboxEvent::Agent(a) => self.on_agent(turn, a.action),
+            InboxEvent::System(_) => {}
+        }
+        None
+    }
+
+    fn on_message(&self, turn: &mut Turn, m: &InboundMessage) -> Option<Option<String>> {
+        turn.messages_in += 1;
+        let handed_off = turn.profile.handed_off_at.is_some();
+        if let Ok(message) = m.message.parse() {
+            // What the customer sent is theirs: kept (sealed) for their
+            // copy, until the retention period ends.
+            turn.history.push(crate::privacy::export::inbound(
+                message.timestamp.0.max(0) as u64,
+                message.kind.type_name(),
+                &input_of(&message),
+            ));
+        }
+        // A person has the conversation: the message goes to the helpdesk
+        // (`message.received`).
+        let forwarded = handed_off.then(|| {
+            m.message.parse().ok().and_then(|msg| match input_of(&msg) {
+                Input::Text(t) => Some(t),
+                Input::Choice { title, .. } => Some(title),
+                _ => None,
+            })
+        });
+        let out = (&mut turn.jobs, &mut turn.consent);
+        let turned = (&mut turn.state, &mut turn.profile);
+        if let Some(at) = self.handle_message(&turn.contact, m, turned, out, turn.now)
+            && turn.window.as_ref().is_none_or(|(_, w)| at > *w)
+        {
+            turn.window = Some((m.origin.phone_number_id.clone(), at));
+        }
+        forwarded
+    }
+
+    fn on_status(&self, turn: &mut Turn, s: &StatusUpdate) {
+        let Some(d) = delivery_of(s, &self.pseudonymizer) else {
+            return;
+        };
+        if d.code == Some(crate::outbox::graph::MARKETING_STOPPED_CODE) {
+            tracing::info!(contact = %turn.contact, "customer stopped marketing messages (131050)");
+            turn.consent.push(ConsentChange {
+                purpose: MARKETING.to_owned(),
+                granted: false,
+                at: d.at,
+                source: "meta:131050".to_owned(),
+                policy_version: self.policy_version.clone(),
+                evidence: d.wamid.clone(),
+            });
+            turn.profile.marketing = Some(false);
+        }
+        turn.deliveries.push(d);
+    }
+
+    /// WhatsApp's own Stop/Resume for marketing messages: on record since
+    /// ingress; confirmed like STOP and START.
+    fn on_preference(&self, turn: &mut Turn, p: &crate::domain::inbound::PreferenceChange) {
+        let Ok(pref) = p.preference.parse() else {
+            return;
+        };
+        if pref.category != "marketing_messages"
+            || !matches!(pref.value.as_str(), "stop" | "resume")
+        {
+            return;
+        }
+        let command = if pref.value == "stop" {
+            Command::OptOut
+        } else {
+            Command::OptIn
+        };
+        if p.grant_refused && command == Command::OptIn {
+            self.grant_refused(&turn.contact, &turn.state, &mut turn.jobs, turn.now);
+        } else {
+            let turned = (&mut turn.state, &mut turn.profile);
+            self.privacy_command(&turn.contact, command, turned, &mut turn.jobs, turn.now);
+        }
+    }
+
+    fn on_agent(&self, turn: &mut Turn, action: AgentAction) {
+        match action {
+            AgentAction::Message { message } => {
+                let (Some(to), Some(number)) = (
+                    turn.state.recipient.clone(),
+                    turn.state.phone_number_id.clone(),
+                ) else {
+                    tracing::warn!(contact = %turn.contact, "agent message for a contact with no conversation; dropped");
+                    return;
+                };
+                let origin = if message.needs_window() {
+                    Origin::Reply
+                } else {
+                    Origin::Business
+                };
+                let mut job = self.reply(&turn.state, &to, &number, message, turn.now);
+                job.origin = origin;
+                turn.jobs.push(job);
+            }
+            AgentAction::Close => {
+                tracing::info!(contact = %turn.contact, "handoff closed; flows answer again");
+                turn.profile.handed_off_at = None;
+                turn.state.session = None;
             }
         }
     }
