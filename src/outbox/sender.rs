@@ -38,7 +38,7 @@ use super::graph::{Answer, Class, Failure, Graph, MARKETING_STOPPED_CODE};
 use crate::clock::Clock;
 use crate::config::OutboxSettings;
 use crate::domain::ContactKey;
-use crate::domain::outbound::{Job, Origin};
+use crate::domain::outbound::{Job, MediaRef, Message, Origin, Recipient};
 use crate::privacy::crypto::Sealer;
 use crate::privacy::pseudonym::Pseudonymizer;
 use crate::store::stats;
@@ -572,25 +572,14 @@ impl Sender {
         let record = |state: DeliveryState, code: Option<i64>, reason: &str, attempts: u32| {
             record_of(&job, state, now, code, reason, attempts)
         };
-        if matches!(job.message, super::Message::Erase) {
+        if matches!(job.message, Message::Erase) {
             // Everything before it (the final confirmation) is out: erase.
             // The outbox goes too, with this job and the claim's lease.
-            // With every id the customer is known by (their links too).
-            let aliases = self.store.erase_contact(&claim.contact, now).await?;
-            aliases.iter().for_each(|a| self.keyring.forget(a));
-            crate::metrics::global()
-                .events
-                .with_label_values(&[stats::ERASURES])
-                .inc();
-            // The data key is destroyed with the rest; this process forgets
-            // it too (a later message starts with a new key).
-            self.keyring.forget(&claim.contact);
-            tracing::info!(contact = %claim.contact, "contact erased");
-            self.audit_export(&claim.contact, "erasure_completed", now)
-                .await;
+            let (store, keyring) = (self.store.as_ref(), &self.keyring);
+            crate::privacy::erasure::erase(store, keyring, &self.audit, &claim.contact, now).await?;
             return Ok(Next::Stop);
         }
-        if matches!(job.message, super::Message::Hook { .. }) {
+        if matches!(job.message, Message::Hook { .. }) {
             return self.deliver(claim, id, &job, state, now_ms, run).await;
         }
         if now > job.created_at + self.settings.get().max_age.as_secs() {
@@ -716,7 +705,7 @@ impl Sender {
                 return Ok(Next::Stop);
             }
         }
-        let answer = if matches!(job.message, super::Message::Export) {
+        let answer = if matches!(job.message, Message::Export) {
             if state.attempts == 0 {
                 self.audit_export(&claim.contact, "export_request", job.created_at)
                     .await;
@@ -728,7 +717,7 @@ impl Sender {
         };
         match answer {
             Answer::Accepted { wamid } => {
-                if matches!(job.message, super::Message::Export) {
+                if matches!(job.message, Message::Export) {
                     self.audit_export(&claim.contact, "export_completed", now)
                         .await;
                 }
@@ -741,7 +730,7 @@ impl Sender {
                 }
                 let mut r = record(DeliveryState::Accepted, None, "", state.attempts);
                 r.wamid = wamid.map(|w| self.pseudonymizer.tag("wamid", &w));
-                if matches!(job.message, super::Message::MarkRead { .. }) {
+                if matches!(job.message, Message::MarkRead { .. }) {
                     // A read receipt is not a message: Meta sends no status
                     // for it, so it gets no record. Sending it twice after
                     // a crash changes nothing, so its removal rides on the
@@ -754,10 +743,10 @@ impl Sender {
                     r.wamid = None;
                 }
                 let mut done = Finish::record(r);
-                if !matches!(job.message, super::Message::MarkRead { .. }) {
+                if !matches!(job.message, Message::MarkRead { .. }) {
                     done.stats.push((stats::MESSAGES_OUT.to_owned(), 1));
                 }
-                if matches!(job.message, super::Message::Export) {
+                if matches!(job.message, Message::Export) {
                     done.stats.push((stats::EXPORTS.to_owned(), 1));
                 }
                 self.finish(claim, id, done, run).await
@@ -898,8 +887,8 @@ impl Sender {
         now: u64,
     ) -> Result<Answer, StoreError> {
         let id = match &job.to {
-            super::Recipient::WaId(w) => w.clone(),
-            super::Recipient::UserId(u) => u.clone(),
+            Recipient::WaId(w) => w.clone(),
+            Recipient::UserId(u) => u.clone(),
         };
         let doc = crate::privacy::export::build(
             self.store.as_ref(),
@@ -921,9 +910,9 @@ impl Sender {
             Err(f) => return Ok(Answer::Failed(f)),
         };
         let document = Job {
-            message: super::Message::Media {
+            message: Message::Media {
                 media: "document".into(),
-                source: super::MediaRef::Id(media),
+                source: MediaRef::Id(media),
                 caption: Some("A copy of the data we keep about you.".into()),
                 filename: Some(EXPORT_FILE.into()),
             },
@@ -947,7 +936,7 @@ impl Sender {
         run: &mut Run,
     ) -> Result<Next, StoreError> {
         let now = now_ms / 1000;
-        let super::Message::Hook {
+        let Message::Hook {
             receiver,
             event,
             contact,

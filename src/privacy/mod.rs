@@ -7,6 +7,7 @@ pub mod audit;
 pub mod audit_view;
 pub mod consent;
 pub mod crypto;
+pub mod erasure;
 pub mod export;
 pub mod keys;
 pub mod keywords;
