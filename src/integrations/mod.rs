@@ -12,6 +12,7 @@
 //! The body is the Standard Webhooks envelope, `{"type", "timestamp",
 //! "data"}`, signed as [`signing`] describes.
 
+pub mod delivery;
 pub mod signing;
 
 use std::collections::BTreeMap;

@@ -576,7 +576,8 @@ impl Sender {
             // Everything before it (the final confirmation) is out: erase.
             // The outbox goes too, with this job and the claim's lease.
             let (store, keyring) = (self.store.as_ref(), &self.keyring);
-            crate::privacy::erasure::erase(store, keyring, &self.audit, &claim.contact, now).await?;
+            crate::privacy::erasure::erase(store, keyring, &self.audit, &claim.contact, now)
+                .await?;
             return Ok(Next::Stop);
         }
         if matches!(job.message, Message::Hook { .. }) {
@@ -921,11 +922,9 @@ impl Sender {
         Ok(self.graph.send(&document).await)
     }
 
-    /// Posts an integration event to its receiver (see
-    /// [`crate::integrations`]): retried with backoff for
-    /// [`crate::integrations::DELIVERY_WINDOW`], then a dead letter. Each
-    /// delivery is audited: the receiver, the event and the names of the
-    /// fields it carried, never their values.
+    /// Delivers an integration event (see
+    /// [`crate::integrations::delivery`]): retried with backoff, then a
+    /// dead letter.
     async fn deliver(
         &self,
         claim: &Claim,
@@ -935,109 +934,39 @@ impl Sender {
         now_ms: u64,
         run: &mut Run,
     ) -> Result<Next, StoreError> {
+        use crate::integrations::delivery::Delivered;
         let now = now_ms / 1000;
-        let Message::Hook {
-            receiver,
-            event,
-            contact,
-            body,
-            fields,
-        } = &job.message
+        let (store, audit) = (self.store.as_ref(), &self.audit);
+        let Some(delivered) = (self.hooks)
+            .deliver(store, audit, job, &state.last_error, now)
+            .await?
         else {
             return Ok(Next::Stop);
         };
         let record = |st: DeliveryState, reason: &str, attempts: u32| {
             record_of(job, st, now, None, reason, attempts)
         };
-        let Some(to) = self.hooks.receiver(receiver).cloned() else {
-            let r = record(
-                DeliveryState::Dead,
-                "the receiver is no longer configured",
-                state.attempts,
-            );
-            return self.give_up(claim, id, (r, None, None), run).await;
-        };
-        if now > job.created_at + crate::integrations::DELIVERY_WINDOW.as_secs() {
-            let reason = format!(
-                "not delivered within 24 hours ({})",
-                if state.last_error.is_empty() {
-                    "no attempt"
-                } else {
-                    state.last_error.as_str()
-                }
-            );
-            let letter = Letter {
-                job: Some(job.clone()),
-                attempts: state.attempts,
-                code: None,
-                reason: reason.clone(),
-                at: now,
-            };
-            let r = record(DeliveryState::Dead, &reason, state.attempts);
-            crate::metrics::global()
-                .integration_deliveries
-                .with_label_values(&[receiver.as_str(), "dead"])
-                .inc();
-            return self.give_up(claim, id, (r, Some(letter), None), run).await;
-        }
-        // An event about a contact erased since it was queued is not sent;
-        // their `contact.erased` is.
-        if event != crate::integrations::EventKind::ContactErased.name()
-            && let Some(about) = ContactKey::parse(contact)
-            && let Some(erased_at) = self.store.suppressed(&about).await?
-            && job.created_at <= erased_at
-        {
-            let r = record(
-                DeliveryState::Cancelled,
-                "the contact was erased",
-                state.attempts,
-            );
-            return self.give_up(claim, id, (r, None, None), run).await;
-        }
-        // A field taken off the receiver's list since is not sent.
-        let allowed = |f: &String| to.fields.iter().any(|g| g.name() == f);
-        let (body, fields) = if fields.iter().all(allowed) {
-            (body.clone(), fields.clone())
-        } else {
-            match crate::integrations::refilter(body, &to.fields) {
-                Some(b) => b,
-                None => {
-                    let r = record(
-                        DeliveryState::Dead,
-                        "the queued event cannot be read",
-                        state.attempts,
-                    );
-                    return self.give_up(claim, id, (r, None, None), run).await;
-                }
-            }
-        };
-        match self.hooks.post(&to, &job.id, body.as_bytes(), now).await {
-            Ok(()) => {
-                if crate::integrations::audit_share(self.store.as_ref(), receiver, event, contact)
-                    .await
-                {
-                    use crate::privacy::audit::{Actor, Event, note};
-                    let shared = Event {
-                        at: now,
-                        kind: "data_shared".to_owned(),
-                        contact: Some(contact.clone()),
-                        actor: Actor::System,
-                        detail: Some(format!("{receiver}: {event} [{}]", fields.join(", "))),
-                    };
-                    note(self.store.as_ref(), &self.audit, shared).await;
-                }
-                crate::metrics::global()
-                    .integration_deliveries
-                    .with_label_values(&[receiver.as_str(), "delivered"])
-                    .inc();
+        match delivered {
+            Delivered::Accepted => {
                 let r = record(DeliveryState::Accepted, "", state.attempts + 1);
                 self.finish(claim, id, Finish::record(r), run).await
             }
-            Err(crate::integrations::Refused(reason)) => {
-                crate::metrics::global()
-                    .integration_deliveries
-                    .with_label_values(&[receiver.as_str(), "retry"])
-                    .inc();
+            Delivered::Dead { reason, letter } => {
+                let letter = letter.then(|| Letter {
+                    job: Some(job.clone()),
+                    attempts: state.attempts,
+                    code: None,
+                    reason: reason.clone(),
+                    at: now,
+                });
+                let r = record(DeliveryState::Dead, &reason, state.attempts);
+                self.give_up(claim, id, (r, letter, None), run).await
+            }
+            Delivered::Cancelled(reason) => {
+                let r = record(DeliveryState::Cancelled, &reason, state.attempts);
+                self.give_up(claim, id, (r, None, None), run).await
+            }
+            Delivered::Retry(reason) => {
                 state.attempts += 1;
                 state.last_error = reason;
                 let settings = self.settings.get();
