@@ -128,38 +128,13 @@ impl Dispatcher {
         if !self.may_go(c, rate).await? {
             return Ok(Progress::default());
         }
-        // The campaign's own rate, and the campaigns' share of the number.
-        let interval = 1_000_000 / u64::from(rate);
-        let burst = per_ticks(rate, BURST_TICKS);
-        let grant = self
-            .store
-            .take_rate(&format!("cmp:{}", c.id), interval, burst, BATCH)
-            .await?;
-        if grant.granted == 0 {
-            return Ok(Progress::default());
-        }
-        let share = (self
-            .outbox
-            .get()
-            .messages_per_second
-            .saturating_mul(super::RATE_SHARE_PERCENT)
-            / 100)
-            .max(1);
-        let number = self
-            .store
-            .take_rate(
-                &format!("cmpn:{}", c.phone_number_id),
-                1_000_000 / u64::from(share),
-                per_ticks(share, BURST_TICKS),
-                grant.granted,
-            )
-            .await?;
-        if number.granted == 0 {
+        let granted = self.slots(c, rate).await?;
+        if granted == 0 {
             return Ok(Progress::default());
         }
         let entries = self
             .store
-            .campaign_audience(&c.id, number.granted as usize)
+            .campaign_audience(&c.id, granted as usize)
             .await?;
         if entries.is_empty() {
             if self
@@ -171,24 +146,7 @@ impl Dispatcher {
             }
             return Ok(Progress::default());
         }
-        // `<contact key>|<sealed member>`. An entry whose sealed part does
-        // not open (its master key is gone) is counted as `unreadable`
-        // against the key it names.
-        let members: Vec<Option<(ContactKey, Option<Member>)>> = entries
-            .iter()
-            .map(|entry| {
-                let bar = entry.iter().position(|b| *b == b'|')?;
-                let key = ContactKey::parse(std::str::from_utf8(&entry[..bar]).ok()?)?;
-                let member = self
-                    .keyring
-                    .open_system(&entry[bar + 1..], &member_context(&c.id))
-                    .ok()
-                    .and_then(|plain| serde_json::from_slice::<Member>(&plain).ok())
-                    .filter(|m| m.contact == key.as_str());
-                Some((key, member))
-            })
-            .collect();
-        let members = self.canonical(members).await?;
+        let members = self.canonical(self.members(c, &entries)).await?;
         let contacts: Vec<ContactKey> = members.iter().flatten().map(|(k, _)| k.clone()).collect();
         let mut briefs = self.store.briefs(&contacts).await?.into_iter();
         let mut sends = Vec::with_capacity(contacts.len());
@@ -249,6 +207,63 @@ impl Dispatcher {
         }
         tracing::warn!(campaign = %c.id, contacts = sends.len(), "campaign: data keys kept changing; the batch is tried again at the next step");
         Ok(step)
+    }
+
+    /// How many of the campaign's audience may go now: the campaign's own
+    /// rate, and the campaigns' share of the number.
+    async fn slots(&self, c: &Campaign, rate: u32) -> Result<u32, StoreError> {
+        let interval = 1_000_000 / u64::from(rate);
+        let burst = per_ticks(rate, BURST_TICKS);
+        let grant = self
+            .store
+            .take_rate(&format!("cmp:{}", c.id), interval, burst, BATCH)
+            .await?;
+        if grant.granted == 0 {
+            return Ok(0);
+        }
+        let share = (self
+            .outbox
+            .get()
+            .messages_per_second
+            .saturating_mul(super::RATE_SHARE_PERCENT)
+            / 100)
+            .max(1);
+        let number = self
+            .store
+            .take_rate(
+                &format!("cmpn:{}", c.phone_number_id),
+                1_000_000 / u64::from(share),
+                per_ticks(share, BURST_TICKS),
+                grant.granted,
+            )
+            .await?;
+        Ok(number.granted)
+    }
+
+    /// The audience entries, each read as its contact and (when its
+    /// sealed part opens) its member record.
+    fn members(
+        &self,
+        c: &Campaign,
+        entries: &[Vec<u8>],
+    ) -> Vec<Option<(ContactKey, Option<Member>)>> {
+        // `<contact key>|<sealed member>`. An entry whose sealed part does
+        // not open (its master key is gone) is counted as `unreadable`
+        // against the key it names.
+        entries
+            .iter()
+            .map(|entry| {
+                let bar = entry.iter().position(|b| *b == b'|')?;
+                let key = ContactKey::parse(std::str::from_utf8(&entry[..bar]).ok()?)?;
+                let member = self
+                    .keyring
+                    .open_system(&entry[bar + 1..], &member_context(&c.id))
+                    .ok()
+                    .and_then(|plain| serde_json::from_slice::<Member>(&plain).ok())
+                    .filter(|m| m.contact == key.as_str());
+                Some((key, member))
+            })
+            .collect()
     }
 
     /// Each member as their canonical contact: a number linked to a
