@@ -47,7 +47,7 @@ pub enum Effect {
         tag: String,
     },
     Action {
-        action: String,
+        action: Action,
         purpose: Option<String>,
     },
     /// The step budget ran out (a bug in the flows; logged by the caller).
@@ -488,16 +488,8 @@ fn execute(run: &mut Run<'_>, step: &super::Step) -> Target {
             }
         }
         Kind::Action { action, purpose } => {
-            let name = match action {
-                Action::Handoff => "handoff",
-                Action::OptIn => "opt_in",
-                Action::OptOut => "opt_out",
-                Action::Export => "export",
-                Action::Erase => "erase",
-                Action::UpdateName => "update_name",
-            };
             run.effects.push(Effect::Action {
-                action: name.to_owned(),
+                action: *action,
                 purpose: purpose.clone(),
             });
         }

@@ -121,7 +121,10 @@ pub enum Test {
     Has(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an `action` step asks of the later stages (named in flow files
+/// as `handoff`, `opt_in`, `opt_out`, `export`, `erase`, `update_name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     Handoff,
     OptIn,
@@ -129,6 +132,20 @@ pub enum Action {
     Export,
     Erase,
     UpdateName,
+}
+
+impl Action {
+    /// The action's name, as flow files, logs and transcripts write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Handoff => "handoff",
+            Action::OptIn => "opt_in",
+            Action::OptOut => "opt_out",
+            Action::Export => "export",
+            Action::Erase => "erase",
+            Action::UpdateName => "update_name",
+        }
+    }
 }
 
 #[derive(Debug)]

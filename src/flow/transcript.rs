@@ -108,8 +108,8 @@ pub fn describe(effect: &Effect) -> String {
         Effect::AddTag { tag } => format!("tag: +{tag}"),
         Effect::RemoveTag { tag } => format!("tag: -{tag}"),
         Effect::Action { action, purpose } => match purpose {
-            Some(p) => format!("action: {action} {p}"),
-            None => format!("action: {action}"),
+            Some(p) => format!("action: {} {p}", action.name()),
+            None => format!("action: {}", action.name()),
         },
         Effect::BudgetExceeded { flow, step } => {
             format!("error: step budget exceeded at {flow}/{step}")

@@ -2,12 +2,19 @@
 //! flow records, exports and erasures it asks for.
 
 use super::*;
+use crate::flow::Action;
 
 /// Whether the engine's effects hand the conversation to a person.
 pub(super) fn hands_off(effects: &[Effect]) -> bool {
-    effects
-        .iter()
-        .any(|e| matches!(e, Effect::Action { action, .. } if action == "handoff"))
+    effects.iter().any(|e| {
+        matches!(
+            e,
+            Effect::Action {
+                action: Action::Handoff,
+                ..
+            }
+        )
+    })
 }
 
 /// The statistics' names of the steps an engine run visited.
@@ -102,12 +109,16 @@ impl Worker {
         (jobs, consent): Outputs<'_>,
         now: u64,
     ) {
-        let Destination {
-            to,
-            phone_number_id,
-            window_at,
-            cause,
-        } = dest;
+        let job = |message: OutMessage, purpose: Option<String>| Job {
+            id: uuid::Uuid::new_v4().to_string(),
+            phone_number_id: dest.phone_number_id.to_owned(),
+            to: dest.to.clone(),
+            message,
+            created_at: now,
+            origin: Origin::Reply,
+            window_at: dest.window_at,
+            purpose,
+        };
         for effect in effects {
             match effect {
                 Effect::Send { message } => {
@@ -121,67 +132,55 @@ impl Worker {
                         }
                     )
                     .then(|| MARKETING.to_owned());
-                    jobs.push(Job {
-                        id: uuid::Uuid::new_v4().to_string(),
-                        phone_number_id: phone_number_id.to_owned(),
-                        to: to.clone(),
-                        message: OutMessage::Flow { message },
-                        created_at: now,
-                        origin: Origin::Reply,
-                        window_at,
-                        purpose,
-                    })
+                    jobs.push(job(OutMessage::Flow { message }, purpose));
                 }
                 Effect::BudgetExceeded { flow, step } => {
                     tracing::error!(contact = %contact, flow, step, "flow step budget exceeded");
                 }
-                Effect::Action { action, purpose } if action == "opt_in" || action == "opt_out" => {
-                    let granted = action == "opt_in";
-                    tracing::info!(contact = %contact, action, "consent recorded");
+                Effect::Action {
+                    action: action @ (Action::OptIn | Action::OptOut),
+                    purpose,
+                } => {
+                    let granted = action == Action::OptIn;
+                    let cause = dest.cause.as_ref();
+                    tracing::info!(contact = %contact, action = action.name(), "consent recorded");
                     consent.push(ConsentChange {
                         purpose: purpose.unwrap_or_else(|| MARKETING.to_owned()),
                         granted,
-                        at: cause.as_ref().map_or(now, |(at, _)| *at),
+                        at: cause.map_or(now, |(at, _)| *at),
                         source: "flow".to_owned(),
                         policy_version: self.policy_version.clone(),
-                        evidence: cause.as_ref().map(|(_, e)| e.clone()),
+                        evidence: cause.map(|(_, e)| e.clone()),
                     });
                 }
-                Effect::Action { action, .. } if action == "export" => {
+                Effect::Action {
+                    action: Action::Export,
+                    ..
+                } => {
                     tracing::info!(contact = %contact, "export requested (flow)");
-                    jobs.push(Job {
-                        id: uuid::Uuid::new_v4().to_string(),
-                        phone_number_id: phone_number_id.to_owned(),
-                        to: to.clone(),
-                        message: OutMessage::Export,
-                        created_at: now,
-                        origin: Origin::Reply,
-                        window_at,
-                        purpose: None,
-                    });
+                    jobs.push(job(OutMessage::Export, None));
                 }
-                Effect::Action { action, .. } if action == "erase" => {
+                Effect::Action {
+                    action: Action::Erase,
+                    ..
+                } => {
                     // The flow asked and the customer confirmed.
                     tracing::info!(contact = %contact, "erasure confirmed (flow)");
                     let done = self.privacy_texts.erase_done.clone();
-                    for message in [text(done), OutMessage::Erase] {
-                        jobs.push(Job {
-                            id: uuid::Uuid::new_v4().to_string(),
-                            phone_number_id: phone_number_id.to_owned(),
-                            to: to.clone(),
-                            message,
-                            created_at: now,
-                            origin: Origin::Reply,
-                            window_at,
-                            purpose: None,
-                        });
-                    }
+                    jobs.push(job(text(done), None));
+                    jobs.push(job(OutMessage::Erase, None));
                 }
-                Effect::Action { action, .. } if action == "update_name" => {
+                Effect::Action {
+                    action: Action::UpdateName,
+                    ..
+                } => {
                     tracing::info!(contact = %contact, "name set by the customer");
                 }
-                Effect::Action { action, .. } => {
-                    tracing::info!(contact = %contact, action, "flow action (handled by later stages)");
+                Effect::Action {
+                    action: action @ Action::Handoff,
+                    ..
+                } => {
+                    tracing::info!(contact = %contact, action = action.name(), "flow action (handled by later stages)");
                 }
                 Effect::SetName { .. } | Effect::AddTag { .. } | Effect::RemoveTag { .. } => {}
             }

@@ -5,6 +5,7 @@
 use super::effects::{Destination, Outputs, text};
 use super::privacy::{ERASE_NO_TITLE, ERASE_YES_TITLE};
 use super::*;
+use crate::flow::Action;
 use crate::webhook::payload::{Contact, Message};
 
 /// The message being handled: where it came in, what it says, and when
@@ -100,7 +101,7 @@ impl Worker {
         // `update_name` action) wins over the WhatsApp name from now on.
         if effects.iter().any(|e| match e {
             Effect::SetName { .. } => true,
-            Effect::Action { action, .. } => action == "update_name",
+            Effect::Action { action, .. } => *action == Action::UpdateName,
             _ => false,
         }) {
             profile.name_chosen = true;
