@@ -1,10 +1,17 @@
-//! The worker: takes one contact at a time from the inbox (any instance
-//! may take any contact, never two at once), runs each pending event
-//! through the flow engine in the order Meta sent them, and commits the new
-//! session, the outbound jobs and the inbox acknowledgement atomically.
+//! The inbox stage: the worker takes one contact at a time from the inbox
+//! (any instance may take any contact, never two at once), runs each
+//! pending event through the flow engine in the order Meta sent them, and
+//! commits the new session, the outbound jobs and the inbox
+//! acknowledgement atomically.
 //!
 //! [`Worker::try_work_next`] does one unit of work and says what happened,
-//! so tests can drive it step by step; [`Worker::run`] loops on it.
+//! so tests can drive it step by step; [`Worker::run`] loops on it. One
+//! claim's course, file by file: `seal` (the data key, the sealed
+//! conversation), `turn` (the timeout due, then each entry by kind),
+//! `message` (a customer's message), `privacy` (STOP, START, HELP, MY
+//! DATA, DELETE MY DATA), `effects` (the flows' effects as jobs), `share`
+//! (events for the CRM and helpdesk receivers) and `commit` (consent kept,
+//! the step sealed, committed, audited, counted).
 
 mod commit;
 mod effects;
@@ -14,7 +21,7 @@ mod seal;
 mod share;
 mod turn;
 
-pub use privacy::{ERASE_NO, ERASE_YES};
+use privacy::{ERASE_NO, ERASE_YES};
 
 use std::sync::Arc;
 use std::time::Duration;

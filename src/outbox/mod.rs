@@ -18,6 +18,11 @@
 //!
 //! Every outcome is a [`crate::store::Delivery`] record that status
 //! webhooks later move forward (sent < delivered < read; final states stay).
+//!
+//! Two jobs are not messages: an erasure, carried out by
+//! [`crate::privacy::erasure`] when its turn comes, and an event for a CRM
+//! or helpdesk receiver, delivered by [`crate::integrations::delivery`];
+//! the sender only dispatches them.
 
 pub mod graph;
 pub mod sender;

@@ -26,14 +26,14 @@
 //! removed with the next job of the claim instead (marking a message read
 //! twice changes nothing), which saves a write per answered message.
 
-mod breakers;
+pub mod breakers;
 mod export;
 mod failure;
 mod hook;
 mod one;
 mod pace;
 
-pub use breakers::Breakers;
+use breakers::Breakers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
