@@ -6,7 +6,9 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use whatsify::flow::engine::{ContactView, Input, Session, step};
+use whatsify::domain::inbound::Input;
+use whatsify::domain::profile::{ContactView, Session};
+use whatsify::flow::engine::step;
 use whatsify::flow::validate::compile;
 
 /// 25 pairs of (say, ask): each answer is checked, saved, said back and the

@@ -93,10 +93,10 @@ impl Choices {
         if let Ok(n) = typed.trim().parse::<usize>() {
             return n.checked_sub(1).and_then(|i| self.0.get(i));
         }
-        let want = crate::flow::normalize(typed);
+        let want = crate::domain::text::normalize(typed);
         self.0
             .iter()
-            .find(|(_, _, title)| crate::flow::normalize(title) == want)
+            .find(|(_, _, title)| crate::domain::text::normalize(title) == want)
     }
 }
 
@@ -408,9 +408,9 @@ impl Session {
         let state = sealed.zip(wrapped).and_then(|(s, w)| {
             let sealer = self.app_state.keyring.unwrap(&key, &w).ok()?;
             let plain = sealer
-                .open(&s, &crate::worker::session_context(&key))
+                .open(&s, &crate::domain::profile::session_context(&key))
                 .ok()?;
-            serde_json::from_slice::<crate::worker::Conversation>(&plain).ok()
+            serde_json::from_slice::<crate::domain::profile::Conversation>(&plain).ok()
         });
         match state.and_then(|c| c.session) {
             Some(s) => format!("(at {}/{}, vars {:?})", s.flow, s.step, s.vars),

@@ -60,7 +60,7 @@ pub struct TokenReload {
     pub token: crate::outbox::graph::SharedToken,
     /// Weak: the watcher must not keep a stopped application's store open.
     pub store: std::sync::Weak<dyn crate::store::Store>,
-    pub breakers: crate::outbox::sender::Breakers,
+    pub breakers: crate::outbox::sender::breakers::Breakers,
     /// To sweep for the outboxes made due at once.
     pub wake: crate::shutdown::Wakeups,
     /// The master keys in force: a rotated key is put in force, and the

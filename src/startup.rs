@@ -97,7 +97,7 @@ impl Application {
         let secrets = crate::privacy::keys::load(settings)?;
         let crypto = Crypto::new(&secrets);
         let token = crate::outbox::graph::SharedToken::new(settings.meta.access_token.clone());
-        let breakers = crate::outbox::sender::Breakers::default();
+        let breakers = crate::outbox::sender::breakers::Breakers::default();
         let wake = crate::shutdown::Wakeups::default();
         // What SIGHUP replaces in force: shared by the HTTP handlers, the
         // senders and the dispatcher.
@@ -142,7 +142,7 @@ impl Application {
             shutdown.clone(),
         )));
         for _ in 0..workers {
-            let worker = crate::worker::Worker {
+            let worker = crate::inbox::Worker {
                 store: store.clone(),
                 keyring: crypto.keyring.clone(),
                 pseudonymizer: crypto.pseudonymizer.clone(),

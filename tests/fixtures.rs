@@ -5,8 +5,9 @@ use std::path::Path;
 
 use whatsify::config::Key32;
 use whatsify::crypto::pseudonym::Pseudonymizer;
+use whatsify::domain::inbound::InboxEvent;
 use whatsify::store::Queue;
-use whatsify::webhook::events::{Event, Routed, split};
+use whatsify::webhook::events::{Routed, split};
 use whatsify::webhook::payload::{
     self, Contact, Message, MessageKind, MetaError, Notification, Status,
 };
@@ -34,7 +35,7 @@ fn summary(routed: &[Routed]) -> Vec<String> {
     routed
         .iter()
         .map(|r| match &r.event {
-            Event::Message(m) => {
+            InboxEvent::Message(m) => {
                 let msg = m.message.parse().expect("typed message");
                 let who = match (&msg.from, &msg.from_user_id) {
                     (Some(w), _) => format!("wa:{w}"),
@@ -43,7 +44,7 @@ fn summary(routed: &[Routed]) -> Vec<String> {
                 };
                 format!("message:{}:{who}", msg.kind.type_name())
             }
-            Event::Status(s) => {
+            InboxEvent::Status(s) => {
                 let st = s.status.parse().expect("typed status");
                 let who = match (&st.recipient_id, &st.recipient_user_id) {
                     (Some(w), _) => format!("wa:{w}"),
@@ -52,7 +53,7 @@ fn summary(routed: &[Routed]) -> Vec<String> {
                 };
                 format!("status:{}:{who}", st.status.as_str())
             }
-            Event::Preference(p) => {
+            InboxEvent::Preference(p) => {
                 let pref = p.preference.parse().expect("typed preference");
                 format!(
                     "preference:{}:wa:{}",
@@ -60,8 +61,8 @@ fn summary(routed: &[Routed]) -> Vec<String> {
                     pref.wa_id.unwrap_or_default()
                 )
             }
-            Event::System(s) => format!("system:{}:-", s.field),
-            Event::Agent(_) => unreachable!("a webhook carries no agent events"),
+            InboxEvent::System(s) => format!("system:{}:-", s.field),
+            InboxEvent::Agent(_) => unreachable!("a webhook carries no agent events"),
         })
         .collect()
 }
@@ -77,7 +78,7 @@ fn only_message(name: &str) -> Parsed {
     assert_eq!(routed.len(), 1, "{name}: {:?}", summary(&routed));
     assert!(matches!(routed[0].queue, Queue::Contact(_)));
     match &routed[0].event {
-        Event::Message(m) => Parsed {
+        InboxEvent::Message(m) => Parsed {
             message: m.message.parse().expect("typed message"),
             contact: m.contact.parse().expect("typed contact"),
         },
@@ -87,14 +88,14 @@ fn only_message(name: &str) -> Parsed {
 
 fn only_status(name: &str) -> Status {
     match &events(name)[0].event {
-        Event::Status(s) => s.status.parse().expect("typed status"),
+        InboxEvent::Status(s) => s.status.parse().expect("typed status"),
         other => panic!("{name}: not a status: {}", other.label()),
     }
 }
 
 fn system_value(name: &str) -> serde_json::Value {
     match &events(name)[0].event {
-        Event::System(s) => {
+        InboxEvent::System(s) => {
             serde_json::from_str(s.value.as_ref().expect("value").get()).expect("json")
         }
         other => panic!("{name}: not a system event: {}", other.label()),
@@ -459,7 +460,7 @@ fn every_event_survives_the_inbox_round_trip() {
         }
         for r in events(&name) {
             let bytes = serde_json::to_vec(&r.event).expect("serialises");
-            let back: Event = serde_json::from_slice(&bytes).expect("deserialises");
+            let back: InboxEvent = serde_json::from_slice(&bytes).expect("deserialises");
             assert_eq!(
                 serde_json::to_value(&back).expect("value"),
                 serde_json::to_value(&r.event).expect("value"),

@@ -215,7 +215,8 @@ fn chat_runs_the_real_privacy_commands() {
 
 #[test]
 fn numbers_typed_at_a_question_are_answers_not_taps_on_old_buttons() {
-    use whatsify::flow::engine::{ContactView, Input};
+    use whatsify::domain::inbound::Input;
+    use whatsify::domain::profile::ContactView;
     use whatsify::flow::transcript::Conversation;
     let flows = whatsify::flow::load_dir(&root().join("flows")).expect("flows");
     let mut conv = Conversation::new(&flows, ContactView::default(), Duration::from_secs(86_400));

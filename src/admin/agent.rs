@@ -51,7 +51,7 @@ const TEXT_MAX: usize = 4096;
 async fn queue_agent_event(
     state: &AppState,
     contact: &ContactKey,
-    action: crate::webhook::events::AgentAction,
+    action: crate::domain::inbound::AgentAction,
 ) -> Result<(), ApiError> {
     let Some(wrapped) = state.store.data_key(contact).await? else {
         return Err(nothing_kept());
@@ -61,7 +61,7 @@ async fn queue_agent_event(
         .keyring
         .unwrap(contact, &wrapped)
         .map_err(|_| corrupt("data key".into()))?;
-    let event = crate::webhook::events::Event::Agent(crate::webhook::events::AgentEvent {
+    let event = crate::domain::inbound::InboxEvent::Agent(crate::domain::inbound::AgentEvent {
         at: crate::store::now_secs(),
         action,
     });
@@ -110,7 +110,7 @@ pub async fn agent_message(
     queue_agent_event(
         &state,
         &contact,
-        crate::webhook::events::AgentAction::Message { message },
+        crate::domain::inbound::AgentAction::Message { message },
     )
     .await?;
     admin_access(&state, &contact, "agent message").await;
@@ -124,8 +124,8 @@ async fn message_of(
     body: &[u8],
     state: &AppState,
     contact: &ContactKey,
-) -> Result<crate::outbox::Message, ApiError> {
-    use crate::outbox::{Message, TemplateParam};
+) -> Result<crate::domain::outbound::Message, ApiError> {
+    use crate::domain::outbound::{Message, TemplateParam};
     let bad = |m: &str| Err(ApiError::bad_request(m));
     let body: AgentMessage = match serde_json::from_slice(body) {
         Ok(b) => b,
@@ -153,7 +153,7 @@ async fn message_of(
                 ));
             }
             Message::Flow {
-                message: crate::flow::engine::Outgoing::Text {
+                message: crate::domain::outbound::Outgoing::Text {
                     body: text,
                     preview_url: false,
                 },
@@ -187,7 +187,7 @@ pub async fn close_handoff(
     ContactPath(contact): ContactPath,
     state: web::Data<AppState>,
 ) -> Answer {
-    queue_agent_event(&state, &contact, crate::webhook::events::AgentAction::Close).await?;
+    queue_agent_event(&state, &contact, crate::domain::inbound::AgentAction::Close).await?;
     tracing::info!(contact = %contact, "admin: handoff closed");
     Ok(HttpResponse::Accepted().json(json!({ "contact": contact.as_str(), "closed": true })))
 }

@@ -13,10 +13,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use crate::campaign::{self, Audience, Campaign, Member, member_context};
+use crate::domain::outbound::Recipient;
 use crate::domain::{ContactId, ContactKey};
 use crate::http::auth::Operator;
 use crate::http::error::{Answer, ApiError};
-use crate::outbox::Recipient;
 use crate::privacy::consent::{self, MARKETING};
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -167,10 +167,12 @@ async fn resolve(state: &AppState, audience: &Audience) -> Result<Vec<Member>, S
                         .and_then(|sealer| {
                             let p = brief.profile.as_deref()?;
                             sealer
-                                .open(p, &crate::worker::profile_context(contact))
+                                .open(p, &crate::domain::profile::profile_context(contact))
                                 .ok()
                         })
-                        .and_then(|p| serde_json::from_slice::<crate::worker::Profile>(&p).ok());
+                        .and_then(|p| {
+                            serde_json::from_slice::<crate::domain::profile::Profile>(&p).ok()
+                        });
                     profile.is_some_and(|p| tags.iter().any(|t| p.contact.tags.contains(t)))
                 }
                 Audience::WaIds(_) => false,

@@ -75,8 +75,8 @@ pub async fn record_consent(
     state.store.append_consent(&contact, change.clone()).await?;
     crate::metrics::global().counted(&[], std::iter::once(&change));
     if !state.hooks.receivers().is_empty() {
-        use crate::integrations::{Event, EventKind, Field};
-        let event = Event::new(
+        use crate::integrations::{EventKind, Field, HookEvent};
+        let event = HookEvent::new(
             format!("{contact}.admin.{}.consent.changed", uuid::Uuid::new_v4()),
             EventKind::ConsentChanged,
             contact.clone(),

@@ -117,16 +117,16 @@ async fn tell_erased(
     contact: &crate::domain::ContactKey,
     now: u64,
 ) -> Result<(), crate::store::StoreError> {
-    use crate::integrations::{Event, EventKind, Field};
+    use crate::integrations::{EventKind, Field, HookEvent};
     if state.hooks.receivers().is_empty() {
         return Ok(());
     }
     let profile = open_profile(state, contact).await?.unwrap_or_default();
     let phone = match &profile.recipient {
-        Some(crate::outbox::Recipient::WaId(w)) => json!(w),
+        Some(crate::domain::outbound::Recipient::WaId(w)) => json!(w),
         _ => serde_json::Value::Null,
     };
-    let event = Event::new(
+    let event = HookEvent::new(
         format!("{contact}.admin.{}.contact.erased", uuid::Uuid::new_v4()),
         EventKind::ContactErased,
         contact.clone(),

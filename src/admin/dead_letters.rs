@@ -40,8 +40,8 @@ pub async fn dead_letters(_: Operator, state: web::Data<AppState>) -> Answer {
                     reason,
                     at,
                     ..
-                }) if matches!(job.message, crate::outbox::Message::Hook { .. }) => {
-                    let crate::outbox::Message::Hook {
+                }) if matches!(job.message, crate::domain::outbound::Message::Hook { .. }) => {
+                    let crate::domain::outbound::Message::Hook {
                         receiver,
                         event,
                         contact,

@@ -83,11 +83,11 @@ fn nothing_kept() -> ApiError {
 async fn open_profile(
     state: &AppState,
     contact: &ContactKey,
-) -> Result<Option<crate::worker::Profile>, StoreError> {
+) -> Result<Option<crate::domain::profile::Profile>, StoreError> {
     let sealer = contact_sealer(state, contact).await?;
     Ok(match (state.store.profile(contact).await?, sealer) {
         (Some(sealed), Some(sealer)) => sealer
-            .open(&sealed, &crate::worker::profile_context(contact))
+            .open(&sealed, &crate::domain::profile::profile_context(contact))
             .ok()
             .and_then(|plain| serde_json::from_slice(&plain).ok()),
         _ => None,

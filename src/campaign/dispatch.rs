@@ -16,7 +16,7 @@ use super::{Campaign, ContactValues, Member, member_context};
 use crate::clock::Clock;
 use crate::crypto::keyring::Keyring;
 use crate::domain::ContactKey;
-use crate::outbox::{Job, Message, Origin, Recipient};
+use crate::domain::outbound::{Job, Message, Origin, Recipient};
 use crate::privacy::consent::{self, MARKETING};
 use crate::store::{
     Brief, CampaignSend, Dispatched, EntryKey, Queue, Store, StoreError, StoredCampaign,
@@ -63,9 +63,9 @@ fn per_ticks(rate: u32, ticks: u32) -> u32 {
     (rate.saturating_mul(ticks) / per_second.max(1)).clamp(1, BATCH)
 }
 
-/// What one step did.
+/// What one dispatch step did: how many recipients it queued and skipped.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Step {
+pub struct Progress {
     pub queued: usize,
     pub skipped: usize,
 }
@@ -86,9 +86,9 @@ impl Dispatcher {
     }
 
     /// One step of every campaign due that this instance may hold.
-    pub async fn tick(&self) -> Result<Step, StoreError> {
+    pub async fn tick(&self) -> Result<Progress, StoreError> {
         let now = self.clock.now();
-        let mut total = Step::default();
+        let mut total = Progress::default();
         for stored in self.store.active_campaigns().await? {
             let Ok(campaign) = serde_json::from_slice::<Campaign>(&stored.record) else {
                 tracing::error!(campaign = %stored.id, "campaign record does not parse; skipped");
@@ -111,7 +111,7 @@ impl Dispatcher {
         Ok(total)
     }
 
-    async fn step(&self, stored: &StoredCampaign, c: &Campaign) -> Result<Step, StoreError> {
+    async fn step(&self, stored: &StoredCampaign, c: &Campaign) -> Result<Progress, StoreError> {
         if stored.status == super::SCHEDULED
             && self
                 .store
@@ -126,40 +126,15 @@ impl Dispatcher {
         // resumes.
         let rate = c.rate_per_second.max(1);
         if !self.may_go(c, rate).await? {
-            return Ok(Step::default());
+            return Ok(Progress::default());
         }
-        // The campaign's own rate, and the campaigns' share of the number.
-        let interval = 1_000_000 / u64::from(rate);
-        let burst = per_ticks(rate, BURST_TICKS);
-        let grant = self
-            .store
-            .take_rate(&format!("cmp:{}", c.id), interval, burst, BATCH)
-            .await?;
-        if grant.granted == 0 {
-            return Ok(Step::default());
-        }
-        let share = (self
-            .outbox
-            .get()
-            .messages_per_second
-            .saturating_mul(super::RATE_SHARE_PERCENT)
-            / 100)
-            .max(1);
-        let number = self
-            .store
-            .take_rate(
-                &format!("cmpn:{}", c.phone_number_id),
-                1_000_000 / u64::from(share),
-                per_ticks(share, BURST_TICKS),
-                grant.granted,
-            )
-            .await?;
-        if number.granted == 0 {
-            return Ok(Step::default());
+        let granted = self.slots(c, rate).await?;
+        if granted == 0 {
+            return Ok(Progress::default());
         }
         let entries = self
             .store
-            .campaign_audience(&c.id, number.granted as usize)
+            .campaign_audience(&c.id, granted as usize)
             .await?;
         if entries.is_empty() {
             if self
@@ -169,26 +144,9 @@ impl Dispatcher {
             {
                 tracing::info!(campaign = %c.id, "campaign dispatched");
             }
-            return Ok(Step::default());
+            return Ok(Progress::default());
         }
-        // `<contact key>|<sealed member>`. An entry whose sealed part does
-        // not open (its master key is gone) is counted as `unreadable`
-        // against the key it names.
-        let members: Vec<Option<(ContactKey, Option<Member>)>> = entries
-            .iter()
-            .map(|entry| {
-                let bar = entry.iter().position(|b| *b == b'|')?;
-                let key = ContactKey::parse(std::str::from_utf8(&entry[..bar]).ok()?)?;
-                let member = self
-                    .keyring
-                    .open_system(&entry[bar + 1..], &member_context(&c.id))
-                    .ok()
-                    .and_then(|plain| serde_json::from_slice::<Member>(&plain).ok())
-                    .filter(|m| m.contact == key.as_str());
-                Some((key, member))
-            })
-            .collect();
-        let members = self.canonical(members).await?;
+        let members = self.canonical(self.members(c, &entries)).await?;
         let contacts: Vec<ContactKey> = members.iter().flatten().map(|(k, _)| k.clone()).collect();
         let mut briefs = self.store.briefs(&contacts).await?.into_iter();
         let mut sends = Vec::with_capacity(contacts.len());
@@ -210,7 +168,7 @@ impl Dispatcher {
             };
             sends.push(self.prepare(c, contact, m, brief));
         }
-        let mut step = Step::default();
+        let mut step = Progress::default();
         // The batch's entries are dropped from the audience only once every
         // send is done; a send whose data key changed meanwhile (made by a
         // webhook, or the contact erased) is prepared again and retried.
@@ -249,6 +207,63 @@ impl Dispatcher {
         }
         tracing::warn!(campaign = %c.id, contacts = sends.len(), "campaign: data keys kept changing; the batch is tried again at the next step");
         Ok(step)
+    }
+
+    /// How many of the campaign's audience may go now: the campaign's own
+    /// rate, and the campaigns' share of the number.
+    async fn slots(&self, c: &Campaign, rate: u32) -> Result<u32, StoreError> {
+        let interval = 1_000_000 / u64::from(rate);
+        let burst = per_ticks(rate, BURST_TICKS);
+        let grant = self
+            .store
+            .take_rate(&format!("cmp:{}", c.id), interval, burst, BATCH)
+            .await?;
+        if grant.granted == 0 {
+            return Ok(0);
+        }
+        let share = (self
+            .outbox
+            .get()
+            .messages_per_second
+            .saturating_mul(super::RATE_SHARE_PERCENT)
+            / 100)
+            .max(1);
+        let number = self
+            .store
+            .take_rate(
+                &format!("cmpn:{}", c.phone_number_id),
+                1_000_000 / u64::from(share),
+                per_ticks(share, BURST_TICKS),
+                grant.granted,
+            )
+            .await?;
+        Ok(number.granted)
+    }
+
+    /// The audience entries, each read as its contact and (when its
+    /// sealed part opens) its member record.
+    fn members(
+        &self,
+        c: &Campaign,
+        entries: &[Vec<u8>],
+    ) -> Vec<Option<(ContactKey, Option<Member>)>> {
+        // `<contact key>|<sealed member>`. An entry whose sealed part does
+        // not open (its master key is gone) is counted as `unreadable`
+        // against the key it names.
+        entries
+            .iter()
+            .map(|entry| {
+                let bar = entry.iter().position(|b| *b == b'|')?;
+                let key = ContactKey::parse(std::str::from_utf8(&entry[..bar]).ok()?)?;
+                let member = self
+                    .keyring
+                    .open_system(&entry[bar + 1..], &member_context(&c.id))
+                    .ok()
+                    .and_then(|plain| serde_json::from_slice::<Member>(&plain).ok())
+                    .filter(|m| m.contact == key.as_str());
+                Some((key, member))
+            })
+            .collect()
     }
 
     /// Each member as their canonical contact: a number linked to a
@@ -364,21 +379,21 @@ impl Dispatcher {
                 Err(_) => return skip("key_unavailable"),
             },
         };
-        let profile: Option<crate::worker::Profile> = brief
+        let profile: Option<crate::domain::profile::Profile> = brief
             .profile
             .as_deref()
             .and_then(|p| {
                 sealer
-                    .open(p, &crate::worker::profile_context(contact))
+                    .open(p, &crate::domain::profile::profile_context(contact))
                     .ok()
             })
             .and_then(|p| serde_json::from_slice(&p).ok());
-        let conversation: Option<crate::worker::Conversation> = brief
+        let conversation: Option<crate::domain::profile::Conversation> = brief
             .session
             .as_deref()
             .and_then(|s| {
                 sealer
-                    .open(s, &crate::worker::session_context(contact))
+                    .open(s, &crate::domain::profile::session_context(contact))
                     .ok()
             })
             .and_then(|s| serde_json::from_slice(&s).ok());

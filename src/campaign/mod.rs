@@ -30,8 +30,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::domain::outbound::Recipient;
 use crate::flow::text::{Text, Values};
-use crate::outbox::Recipient;
 
 /// Campaign statuses.
 pub const SCHEDULED: &str = "scheduled";

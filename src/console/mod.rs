@@ -554,7 +554,8 @@ pub async fn simulate(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    use crate::flow::engine::{ContactView, Input};
+    use crate::domain::inbound::Input;
+    use crate::domain::profile::ContactView;
     // One read of the session: it is checked and then carried on.
     let Some((id, mut held)) = session_of(&req, &state)
         .await

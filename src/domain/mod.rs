@@ -6,6 +6,11 @@
 //! ever appears in logs: their `Debug` is redacted, and stores and logs use
 //! the pseudonymous [`ContactKey`] instead.
 
+pub mod inbound;
+pub mod outbound;
+pub mod profile;
+pub mod text;
+
 use std::fmt;
 
 /// A WhatsApp id: the customer's phone number in digits, no `+`.

@@ -16,98 +16,19 @@
 //!
 //! Privacy commands (STOP, …) are handled before the engine, by the caller.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::text::Values;
-use super::{
-    Action, Check, Flow, FlowIdx, Flows, Kind, MediaKind, StepIdx, Subject, Target, Test, normalize,
-};
+use super::{Action, Check, Flow, FlowIdx, Flows, Kind, MediaKind, StepIdx, Subject, Target, Test};
+use crate::domain::inbound::Input;
+use crate::domain::outbound::{ListSection, Outgoing};
+use crate::domain::profile::{ContactView, Session};
+use crate::domain::text::normalize;
 
 /// Most steps one input may run.
 pub const STEP_BUDGET: usize = 100;
-
-/// A contact's place in the flows. Stored per contact; ids (not indexes),
-/// so that a reload of the flows keeps sessions meaningful.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Session {
-    pub flow: String,
-    pub step: String,
-    #[serde(default)]
-    pub vars: BTreeMap<String, String>,
-    /// Failed answers so far at the current `ask`.
-    #[serde(default)]
-    pub retries: u32,
-    /// When the current step times out (Unix seconds).
-    #[serde(default)]
-    pub deadline: Option<u64>,
-    /// Last input (Unix seconds), for `flows.session_ttl`.
-    pub last_active: u64,
-}
-
-/// What the engine may read about the contact (and what flows may change).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ContactView {
-    pub name: Option<String>,
-    pub tags: BTreeSet<String>,
-}
-
-/// An inbound event, as the engine sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Input {
-    /// A text message.
-    Text(String),
-    /// A button or list reply (`id`, `title`), or a template quick reply
-    /// (payload as `id`, button text as `title`).
-    Choice { id: String, title: String },
-    /// Something a flow cannot read: an image, a sticker, an unknown type.
-    Unreadable,
-    /// Time passed: fire a due timeout.
-    Tick,
-}
-
-/// A message to send.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Outgoing {
-    Text {
-        body: String,
-        preview_url: bool,
-    },
-    Buttons {
-        body: String,
-        header: Option<String>,
-        footer: Option<String>,
-        buttons: Vec<(String, String)>,
-    },
-    List {
-        body: String,
-        header: Option<String>,
-        footer: Option<String>,
-        button: String,
-        sections: Vec<ListSection>,
-    },
-    Media {
-        kind: String,
-        link: String,
-        caption: Option<String>,
-        filename: Option<String>,
-    },
-    Template {
-        name: String,
-        language: String,
-        params: Vec<String>,
-        marketing: bool,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ListSection {
-    pub title: Option<String>,
-    /// (id, title, description)
-    pub rows: Vec<(String, String, Option<String>)>,
-}
 
 /// What the caller must do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,7 +47,7 @@ pub enum Effect {
         tag: String,
     },
     Action {
-        action: String,
+        action: Action,
         purpose: Option<String>,
     },
     /// The step budget ran out (a bug in the flows; logged by the caller).
@@ -567,16 +488,8 @@ fn execute(run: &mut Run<'_>, step: &super::Step) -> Target {
             }
         }
         Kind::Action { action, purpose } => {
-            let name = match action {
-                Action::Handoff => "handoff",
-                Action::OptIn => "opt_in",
-                Action::OptOut => "opt_out",
-                Action::Export => "export",
-                Action::Erase => "erase",
-                Action::UpdateName => "update_name",
-            };
             run.effects.push(Effect::Action {
-                action: name.to_owned(),
+                action: *action,
                 purpose: purpose.clone(),
             });
         }

@@ -150,7 +150,7 @@ fn a_button_reply_follows_its_choice_and_an_answer_is_saved() {
     );
     assert_eq!(texts(&o), ["Thanks! We noted: my parcel is late"]);
     assert!(o.effects.contains(&Effect::Action {
-        action: "handoff".into(),
+        action: crate::flow::Action::Handoff,
         purpose: None
     }));
     assert_eq!(o.session, None, "the flow ended");

@@ -121,7 +121,10 @@ pub enum Test {
     Has(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an `action` step asks of the later stages (named in flow files
+/// as `handoff`, `opt_in`, `opt_out`, `export`, `erase`, `update_name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     Handoff,
     OptIn,
@@ -129,6 +132,20 @@ pub enum Action {
     Export,
     Erase,
     UpdateName,
+}
+
+impl Action {
+    /// The action's name, as flow files, logs and transcripts write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Handoff => "handoff",
+            Action::OptIn => "opt_in",
+            Action::OptOut => "opt_out",
+            Action::Export => "export",
+            Action::Erase => "erase",
+            Action::UpdateName => "update_name",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -250,33 +267,4 @@ pub struct PrivacyTexts {
     pub opt_in: Option<String>,
     pub help: Option<String>,
     pub export: Option<String>,
-}
-
-/// Normalises a message for keyword matching: lower case, accents removed,
-/// inner whitespace collapsed, surrounding whitespace and punctuation cut.
-pub fn normalize(input: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    let folded: String = input
-        .nfkd()
-        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
-        .flat_map(char::to_lowercase)
-        .collect();
-    let trimmed = folded.trim_matches(|c: char| {
-        c.is_whitespace() || c.is_ascii_punctuation() || matches!(c, '¡' | '¿' | '…' | '«' | '»')
-    });
-    trimmed.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize;
-
-    #[test]
-    fn keywords_match_whatever_the_case_accents_spaces_and_punctuation() {
-        assert_eq!(normalize("  Héllo!! "), "hello");
-        assert_eq!(normalize("MENÚ"), "menu");
-        assert_eq!(normalize("¿Ayuda?"), "ayuda");
-        assert_eq!(normalize("stop   all."), "stop all");
-        assert_eq!(normalize("opt-out"), "opt-out");
-    }
 }

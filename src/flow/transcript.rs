@@ -30,7 +30,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Flows;
-use super::engine::{ContactView, Effect, Input, Outgoing, Session, step};
+use super::engine::{Effect, step};
+use crate::domain::inbound::Input;
+use crate::domain::outbound::Outgoing;
+use crate::domain::profile::{ContactView, Session};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,8 +108,8 @@ pub fn describe(effect: &Effect) -> String {
         Effect::AddTag { tag } => format!("tag: +{tag}"),
         Effect::RemoveTag { tag } => format!("tag: -{tag}"),
         Effect::Action { action, purpose } => match purpose {
-            Some(p) => format!("action: {action} {p}"),
-            None => format!("action: {action}"),
+            Some(p) => format!("action: {} {p}", action.name()),
+            None => format!("action: {}", action.name()),
         },
         Effect::BudgetExceeded { flow, step } => {
             format!("error: step budget exceeded at {flow}/{step}")
@@ -189,7 +192,7 @@ impl<'a> Conversation<'a> {
     /// A tap on an offered choice, by title or id (case-insensitive), or a
     /// number (1-based) as in the terminal chat.
     pub fn tap(&self, what: &str) -> Option<Input> {
-        let want = super::normalize(what);
+        let want = crate::domain::text::normalize(what);
         let by_number = what
             .trim()
             .parse::<usize>()
@@ -199,7 +202,8 @@ impl<'a> Conversation<'a> {
         by_number
             .or_else(|| {
                 self.offered.iter().find(|(id, title)| {
-                    super::normalize(title) == want || super::normalize(id) == want
+                    crate::domain::text::normalize(title) == want
+                        || crate::domain::text::normalize(id) == want
                 })
             })
             .map(|(id, title)| Input::Choice {

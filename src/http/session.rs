@@ -35,8 +35,8 @@ pub(crate) struct Session {
 /// session, never with a contact, so it touches no real contact.
 #[derive(Clone, serde::Serialize, Deserialize)]
 pub(crate) struct Sim {
-    pub(crate) session: Option<crate::flow::engine::Session>,
-    pub(crate) contact: crate::flow::engine::ContactView,
+    pub(crate) session: Option<crate::domain::profile::Session>,
+    pub(crate) contact: crate::domain::profile::ContactView,
     pub(crate) offered: Vec<(String, String)>,
 }
 

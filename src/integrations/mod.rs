@@ -12,6 +12,7 @@
 //! The body is the Standard Webhooks envelope, `{"type", "timestamp",
 //! "data"}`, signed as [`signing`] describes.
 
+pub mod delivery;
 pub mod signing;
 
 use std::collections::BTreeMap;
@@ -148,7 +149,7 @@ impl FromStr for Field {
 /// One thing that happened to one contact, with everything it could tell
 /// a subscriber.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+pub struct HookEvent {
     /// Unique and stable: the same event emitted twice (a step redone
     /// after a crash) is queued once. Sent as `webhook-id`, the same on
     /// every retry, so a receiver can drop a repeat.
@@ -160,9 +161,9 @@ pub struct Event {
     pub data: BTreeMap<Field, Value>,
 }
 
-impl Event {
+impl HookEvent {
     pub fn new(id: String, kind: EventKind, contact: ContactKey, at: u64) -> Self {
-        Event {
+        HookEvent {
             id,
             kind,
             contact,
@@ -227,7 +228,7 @@ impl Subscriber {
     /// The body this subscriber receives for `event`, holding only the
     /// fields its configuration lists (and the pseudonymous contact id);
     /// `None` when it does not take this kind of event.
-    pub fn payload(&self, event: &Event) -> Option<Payload> {
+    pub fn payload(&self, event: &HookEvent) -> Option<Payload> {
         if !self.wants(event.kind) {
             return None;
         }
@@ -236,7 +237,7 @@ impl Subscriber {
 
     /// [`Subscriber::payload`] whatever its `events` list says (still only
     /// the fields it may have).
-    pub fn payload_anyway(&self, event: &Event) -> Option<Payload> {
+    pub fn payload_anyway(&self, event: &HookEvent) -> Option<Payload> {
         let contact = Value::String(event.contact.as_str().to_owned());
         let mut data: BTreeMap<&'static str, &Value> = BTreeMap::new();
         data.insert("contact_id", &contact);
@@ -383,7 +384,7 @@ impl Hooks {
         store: &dyn crate::store::Store,
         keyring: &crate::crypto::keyring::Keyring,
         pseudonymizer: &crate::crypto::pseudonym::Pseudonymizer,
-        event: &Event,
+        event: &HookEvent,
         also: &std::collections::BTreeSet<String>,
     ) -> Result<Vec<String>, crate::store::StoreError> {
         use crate::store::{Appended, EntryKey, InboxEntry, Queue, StoreError};
@@ -400,11 +401,11 @@ impl Hooks {
             let Some(queue) = Self::queue_of(pseudonymizer, &receiver.name, &event.contact) else {
                 continue;
             };
-            let job = crate::outbox::Job {
+            let job = crate::domain::outbound::Job {
                 id: format!("hook:{}", event.id),
                 phone_number_id: String::new(),
-                to: crate::outbox::Recipient::UserId(String::new()),
-                message: crate::outbox::Message::Hook {
+                to: crate::domain::outbound::Recipient::UserId(String::new()),
+                message: crate::domain::outbound::Message::Hook {
                     receiver: receiver.name.clone(),
                     event: event.kind.name().to_owned(),
                     contact: event.contact.as_str().to_owned(),
@@ -412,7 +413,7 @@ impl Hooks {
                     fields: payload.fields.iter().map(|f| (*f).to_owned()).collect(),
                 },
                 created_at: event.at,
-                origin: crate::outbox::Origin::Business,
+                origin: crate::domain::outbound::Origin::Business,
                 window_at: None,
                 purpose: None,
             };
@@ -551,7 +552,7 @@ mod tests {
 
     #[test]
     fn a_subscriber_gets_only_the_fields_it_lists() {
-        let event = Event::new(
+        let event = HookEvent::new(
             "msg_1".into(),
             EventKind::MessageReceived,
             contact(),

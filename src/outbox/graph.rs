@@ -18,7 +18,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::{Job, graph_body};
+use super::graph_body;
+use crate::domain::outbound::Job;
 
 /// How long one request may take.
 pub const TIMEOUT: Duration = Duration::from_secs(30);

@@ -147,19 +147,19 @@ pub fn refusal(ledger: &[ConsentChange], purpose: &str) -> Option<&'static str> 
 /// ingress, in the same write as the event (see
 /// [`crate::store::InboxEntry::consent`]).
 pub fn of_event(
-    event: &crate::webhook::events::Event,
+    event: &crate::domain::inbound::InboxEvent,
     dedup: &str,
     pseudonymizer: &crate::crypto::pseudonym::Pseudonymizer,
     policy_version: &str,
     extra: &crate::privacy::keywords::Extra,
 ) -> Option<ConsentChange> {
-    use crate::flow::engine::Input;
+    use crate::domain::inbound::InboxEvent;
+    use crate::domain::inbound::Input;
     use crate::privacy::keywords::{Command, classify, classify_choice};
-    use crate::webhook::events::Event;
     let (granted, at, source, evidence) = match event {
-        Event::Message(m) => {
+        InboxEvent::Message(m) => {
             let message = m.message.parse().ok()?;
-            let (command, source) = match crate::worker::input_of(&message) {
+            let (command, source) = match crate::domain::inbound::input_of(&message) {
                 Input::Text(t) => (classify(&t, extra)?, "keyword"),
                 Input::Choice { id, title } => (classify_choice(&id, &title, extra)?, "button"),
                 _ => return None,
@@ -172,7 +172,7 @@ pub fn of_event(
             let at = message.timestamp.0.max(0) as u64;
             (granted, at, source, pseudonymizer.tag("wamid", &message.id))
         }
-        Event::Preference(p) => {
+        InboxEvent::Preference(p) => {
             let pref = p.preference.parse().ok()?;
             if pref.category != "marketing_messages"
                 || !matches!(pref.value.as_str(), "stop" | "resume")

@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 
 use crate::crypto::seal::Sealer;
 use crate::domain::ContactKey;
-use crate::flow::engine::{Input, Outgoing};
-use crate::outbox::{Job, Message};
+use crate::domain::inbound::Input;
+use crate::domain::outbound::Outgoing;
+use crate::domain::outbound::{Job, Message};
 use crate::store::{Store, StoreError};
 
 /// The export format's version (`docs/export-schema.json`).
@@ -133,10 +134,10 @@ pub async fn build(
 ) -> Result<Value, StoreError> {
     // Without a data key nothing sealed can be read (and none was kept).
     let open = |sealed: &[u8], context: &[u8]| sealer.and_then(|k| k.open(sealed, context).ok());
-    let profile: Option<crate::worker::Profile> = store
+    let profile: Option<crate::domain::profile::Profile> = store
         .profile(contact)
         .await?
-        .and_then(|s| open(&s, &crate::worker::profile_context(contact)))
+        .and_then(|s| open(&s, &crate::domain::profile::profile_context(contact)))
         .and_then(|p| serde_json::from_slice(&p).ok());
     let ledger = store.consent(contact).await?;
     let deliveries = store.deliveries(contact).await?;
@@ -169,10 +170,10 @@ pub async fn build(
         .min()
         .unwrap_or(0);
     let requests = privacy_events(store, contact, since).await?;
-    let conversation: Option<crate::worker::Conversation> = store
+    let conversation: Option<crate::domain::profile::Conversation> = store
         .session(contact)
         .await?
-        .and_then(|s| open(&s, &crate::worker::session_context(contact)))
+        .and_then(|s| open(&s, &crate::domain::profile::session_context(contact)))
         .and_then(|p| serde_json::from_slice(&p).ok());
     let conversation = conversation.and_then(|c| c.session).map(|s| {
         json!({
@@ -224,7 +225,7 @@ pub async fn build(
 
 /// Every id the customer is known by: the one asked with, and those their
 /// messages came with (number and business-scoped user id, when known).
-fn known_ids(id: &str, profile: Option<&crate::worker::Profile>) -> Value {
+fn known_ids(id: &str, profile: Option<&crate::domain::profile::Profile>) -> Value {
     let asked_wa = crate::domain::WaId::parse(id).map(|w| w.as_str().to_owned());
     let asked_user = crate::domain::UserId::parse(id).map(|u| u.as_str().to_owned());
     let wa_id = profile.and_then(|p| p.wa_id.clone()).or(asked_wa);

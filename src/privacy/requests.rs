@@ -10,7 +10,7 @@
 //!   request is audited at most once per [`AGAIN_AFTER`] (with its
 //!   decline); a confirmed one always is, with its request.
 
-use serde::{Deserialize, Serialize};
+use crate::domain::profile::EraseAudit;
 
 /// How long a request is answered from the last one instead of anew.
 pub const AGAIN_AFTER: u64 = 24 * 3600;
@@ -19,18 +19,6 @@ pub const AGAIN_AFTER: u64 = 24 * 3600;
 /// having been asked for at `last` (Unix s).
 pub fn export_allowed(last: Option<u64>, now: u64) -> bool {
     last.is_none_or(|t| now >= t + AGAIN_AFTER)
-}
-
-/// What the audit log holds of a contact's erasure requests (kept in the
-/// sealed profile).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EraseAudit {
-    /// When a request was last audited (Unix s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<u64>,
-    /// The request waiting for its answer was audited.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub pending: bool,
 }
 
 /// The audit entries of an erasure request's course in one step, given

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
@@ -17,129 +16,18 @@ use super::payload::{
     UserPreference, UserPreferencesValue,
 };
 use crate::crypto::pseudonym::Pseudonymizer;
+use crate::domain::inbound::{
+    Arrival, InboundMessage, InboxEvent, PreferenceChange, StatusUpdate, SystemEvent,
+};
 use crate::domain::{ContactId, ContactKey, UserId, WaId};
 use crate::store::Queue;
-
-/// What the inbox holds (sealed).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Event {
-    Message(Box<InboundMessage>),
-    Status(StatusUpdate),
-    Preference(PreferenceChange),
-    System(SystemEvent),
-    /// A person of the business acting on a handed-off conversation
-    /// (through the admin API), queued in order with the customer's
-    /// messages.
-    Agent(AgentEvent),
-}
-
-/// What an agent did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AgentEvent {
-    /// When the admin API took it (Unix s).
-    pub at: u64,
-    pub action: AgentAction,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum AgentAction {
-    /// A message to the customer (free-form text or a template).
-    Message { message: crate::outbox::Message },
-    /// The handoff is over: flows answer again.
-    Close,
-}
-
-/// Where an event came in: the WhatsApp Business Account and number.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Origin {
-    pub waba_id: String,
-    pub phone_number_id: String,
-    pub display_phone_number: String,
-    /// When we received it (Unix seconds).
-    pub received_at: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InboundMessage {
-    pub origin: Origin,
-    /// The sender as `contacts[]` describes them (ids at least).
-    pub contact: Raw<Contact>,
-    pub message: Raw<Message>,
-    /// Marketing consent this message gave (`true`, START) or withdrew
-    /// (`false`, STOP), as decided and recorded at ingress.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consent: Option<bool>,
-    /// The grant it carried (`consent: Some(true)`) was refused at ingress:
-    /// beyond [`crate::privacy::consent::GRANTS_PER_DAY`], not recorded.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub grant_refused: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatusUpdate {
-    pub origin: Origin,
-    pub status: Raw<Status>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PreferenceChange {
-    pub origin: Origin,
-    pub contact: Raw<Contact>,
-    pub preference: Raw<UserPreference>,
-    /// A Resume refused at ingress (see [`InboundMessage::grant_refused`]).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub grant_refused: bool,
-}
-
-/// Something that concerns no single contact, or that we could not route
-/// or read: account-level errors (`errors`), unknown fields, unreadable
-/// changes or items, keys we do not model.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct SystemEvent {
-    pub waba_id: String,
-    pub field: String,
-    pub received_at: u64,
-    /// What it holds: `value`, `errors`, `item` or `other_keys`.
-    pub kind: String,
-    /// The change's value, the errors, or the item, as Meta sent it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<Box<RawValue>>,
-    /// Why it landed here, for an operator (never shown in logs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-impl std::fmt::Debug for SystemEvent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SystemEvent")
-            .field("field", &self.field)
-            .field("kind", &self.kind)
-            .field("bytes", &self.value.as_ref().map(|v| v.get().len()))
-            .finish_non_exhaustive()
-    }
-}
-
-impl Event {
-    /// A short label for logs and metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Event::Message(_) => "message",
-            Event::Status(_) => "status",
-            Event::Preference(_) => "preference",
-            Event::System(_) => "system",
-            Event::Agent(_) => "agent",
-        }
-    }
-}
 
 /// An event with its queue and de-duplication key.
 #[derive(Debug, Clone)]
 pub struct Routed {
     pub queue: Queue,
     pub dedup: String,
-    pub event: Event,
+    pub event: InboxEvent,
     /// The keys of the ids the event names (a contact's only): the queue
     /// is the number's key when there is one, until the webhook resolves
     /// them through the contact links ([`crate::store::links`]).
@@ -246,8 +134,8 @@ struct Splitter<'a> {
 }
 
 impl Splitter<'_> {
-    fn origin(&self, metadata: &Metadata) -> Origin {
-        Origin {
+    fn origin(&self, metadata: &Metadata) -> Arrival {
+        Arrival {
             waba_id: self.waba.to_owned(),
             phone_number_id: metadata.phone_number_id.clone(),
             display_phone_number: metadata.display_phone_number.clone(),
@@ -273,7 +161,7 @@ impl Splitter<'_> {
         self.out.push(Routed {
             queue: Queue::System,
             dedup,
-            event: Event::System(SystemEvent {
+            event: InboxEvent::System(SystemEvent {
                 waba_id: self.waba.to_owned(),
                 field: field.to_owned(),
                 received_at: self.received_at,
@@ -339,7 +227,7 @@ impl Splitter<'_> {
             self.out.push(Routed {
                 queue: Queue::Contact(self.pseudo.contact_key(&id)),
                 dedup: self.pseudo.tag("dedup-preference", &material),
-                event: Event::Preference(PreferenceChange {
+                event: InboxEvent::Preference(PreferenceChange {
                     origin: origin.clone(),
                     contact,
                     preference: raw,
@@ -399,7 +287,7 @@ impl Splitter<'_> {
             self.out.push(Routed {
                 queue: Queue::Contact(self.pseudo.contact_key(&id)),
                 dedup: self.pseudo.tag("dedup-message", &m.id),
-                event: Event::Message(Box::new(InboundMessage {
+                event: InboxEvent::Message(Box::new(InboundMessage {
                     origin: origin.clone(),
                     contact,
                     message: raw,
@@ -426,7 +314,7 @@ impl Splitter<'_> {
                     None => Queue::System,
                 },
                 dedup: self.pseudo.tag("dedup-status", &material),
-                event: Event::Status(StatusUpdate {
+                event: InboxEvent::Status(StatusUpdate {
                     origin: origin.clone(),
                     status: raw,
                 }),
@@ -467,7 +355,7 @@ mod tests {
         ));
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].queue, Queue::System);
-        let Event::System(s) = &r[0].event else {
+        let InboxEvent::System(s) = &r[0].event else {
             panic!("not system")
         };
         assert!(s.value.as_ref().is_some_and(|v| v.get().contains("\"hi\"")));
@@ -527,12 +415,12 @@ mod tests {
         let kinds: Vec<String> = r
             .iter()
             .map(|x| match &x.event {
-                Event::System(s) => format!("system:{}", s.kind),
+                InboxEvent::System(s) => format!("system:{}", s.kind),
                 other => other.label().to_owned(),
             })
             .collect();
         assert_eq!(kinds, ["system:other_keys", "system:errors", "message"]);
-        let Event::System(other) = &r[0].event else {
+        let InboxEvent::System(other) = &r[0].event else {
             panic!("not system")
         };
         assert!(
@@ -541,7 +429,7 @@ mod tests {
                 .as_ref()
                 .is_some_and(|v| v.get().contains("\"c1\""))
         );
-        let Event::Message(m) = &r[2].event else {
+        let InboxEvent::Message(m) = &r[2].event else {
             panic!("not a message")
         };
         let stored = serde_json::to_string(&**m).expect("json");

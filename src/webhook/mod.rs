@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::crypto::signature::SignatureError;
+use crate::domain::inbound::InboxEvent;
 use crate::state::AppState;
 use crate::store::{Appended, EntryKey, InboxEntry, Queue, StoreError};
 
@@ -258,7 +259,7 @@ fn seal_routed(
             ),
             _ => None,
         };
-        if let (events::Event::Message(m), Some(c)) = (&mut r.event, &consent) {
+        if let (InboxEvent::Message(m), Some(c)) = (&mut r.event, &consent) {
             m.consent = Some(c.granted);
         }
         let plain = serde_json::to_vec(&r.event).map_err(|_| WebhookError::Seal)?;
@@ -336,11 +337,11 @@ async fn recorded(
 
 /// The event with its grant marked refused (see
 /// [`events::InboundMessage::grant_refused`]).
-fn refused_plain(event: &events::Event) -> Result<Vec<u8>, WebhookError> {
+fn refused_plain(event: &InboxEvent) -> Result<Vec<u8>, WebhookError> {
     let mut event = event.clone();
     match &mut event {
-        events::Event::Message(m) => m.grant_refused = true,
-        events::Event::Preference(p) => p.grant_refused = true,
+        InboxEvent::Message(m) => m.grant_refused = true,
+        InboxEvent::Preference(p) => p.grant_refused = true,
         _ => {}
     }
     serde_json::to_vec(&event).map_err(|_| WebhookError::Seal)

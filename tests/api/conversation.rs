@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::json;
-use whatsify::flow::engine::ContactView;
+use whatsify::domain::profile::ContactView;
 use whatsify::flow::transcript::{Conversation, describe as describe_effect};
 
 use crate::both_backends;
@@ -214,10 +214,10 @@ async fn fifty_contacts_in_parallel_end_as_a_serial_replay(backend: &Backend) {
         let mut want = Vec::new();
         for m in script(n) {
             let input = match m["type"].as_str() {
-                Some("text") => whatsify::flow::engine::Input::Text(
+                Some("text") => whatsify::domain::inbound::Input::Text(
                     m["text"]["body"].as_str().unwrap_or("").to_owned(),
                 ),
-                _ => whatsify::flow::engine::Input::Choice {
+                _ => whatsify::domain::inbound::Input::Choice {
                     id: m["interactive"]["button_reply"]["id"]
                         .as_str()
                         .unwrap_or("")

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use whatsify::config::Settings;
 use whatsify::crypto::signature::sign;
 use whatsify::domain::ContactId;
+use whatsify::domain::inbound::InboxEvent;
 use whatsify::startup::Application;
 use whatsify::state::AppState;
 use whatsify::store::{Queue, Store, StoredEntry};
-use whatsify::webhook::events::Event;
 
 pub const APP_SECRET: &str = "test-app-secret-5f2c9a1e7d";
 pub const PREVIOUS_APP_SECRET: &str = "test-old-app-secret-8b3d0c";
@@ -500,7 +500,7 @@ impl TestApp {
     }
 
     /// The events of a queue, opened.
-    pub async fn events(&self, queue: &Queue) -> Vec<Event> {
+    pub async fn events(&self, queue: &Queue) -> Vec<InboxEvent> {
         let mut out = Vec::new();
         for e in self.entries(queue).await {
             let plain = self.open_entry(queue, &e.sealed).await;

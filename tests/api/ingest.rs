@@ -1,8 +1,8 @@
 //! Deliveries land in the durable inbox once, whole, sealed, on both stores.
 
 use futures_util::future::join_all;
+use whatsify::domain::inbound::InboxEvent;
 use whatsify::store::Queue;
-use whatsify::webhook::events::Event;
 
 use crate::both_backends;
 use crate::helpers::{Backend, fixture, fixture_names, spawn_app};
@@ -19,9 +19,9 @@ async fn every_fixture_is_accepted_and_stored(backend: &Backend) {
     assert!(total >= 40, "expected the whole fixture set, got {total}");
     // Spot checks: a contact by number, one by user id, and the system queue.
     let ana = app.events(&app.queue_of("16505550101")).await;
-    assert!(ana.iter().any(|e| matches!(e, Event::Message(_))));
-    assert!(ana.iter().any(|e| matches!(e, Event::Status(_))));
-    assert!(ana.iter().any(|e| matches!(e, Event::Preference(_))));
+    assert!(ana.iter().any(|e| matches!(e, InboxEvent::Message(_))));
+    assert!(ana.iter().any(|e| matches!(e, InboxEvent::Status(_))));
+    assert!(ana.iter().any(|e| matches!(e, InboxEvent::Preference(_))));
     let chloe_by_username = app
         .events(&app.queue_of_user("FR.71820394857261039485"))
         .await;
@@ -52,7 +52,7 @@ async fn a_batch_is_handled_whole(backend: &Backend) {
     let ana = app.events(&app.queue_of("16505550101")).await;
     let bob = app.events(&app.queue_of("16505550102")).await;
     let chloe = app.events(&app.queue_of("16505550103")).await;
-    let labels = |v: &[Event]| v.iter().map(|e| e.label()).collect::<Vec<_>>();
+    let labels = |v: &[InboxEvent]| v.iter().map(|e| e.label()).collect::<Vec<_>>();
     assert_eq!(labels(&ana), ["message", "message", "status"]);
     assert_eq!(labels(&bob), ["message"]);
     assert_eq!(labels(&chloe), ["status", "preference"]);
@@ -60,7 +60,7 @@ async fn a_batch_is_handled_whole(backend: &Backend) {
     let ids: Vec<String> = ana
         .iter()
         .filter_map(|e| match e {
-            Event::Message(m) => Some(m.message.parse().expect("typed").id),
+            InboxEvent::Message(m) => Some(m.message.parse().expect("typed").id),
             _ => None,
         })
         .collect();
@@ -118,7 +118,7 @@ async fn statuses_deduplicate_on_id_and_status(backend: &Backend) {
     let states: Vec<String> = events
         .iter()
         .map(|e| match e {
-            Event::Status(s) => s.status.parse().expect("typed").status.as_str().to_owned(),
+            InboxEvent::Status(s) => s.status.parse().expect("typed").status.as_str().to_owned(),
             _ => "other".to_owned(),
         })
         .collect();

@@ -102,7 +102,7 @@ async fn data_keys_and_master_key_rotation(backend: &Backend) {
         "moved to another contact"
     );
     assert!(
-        sa.open(sealed, &whatsify::worker::profile_context(&ka))
+        sa.open(sealed, &whatsify::domain::profile::profile_context(&ka))
             .is_err(),
         "moved to another field"
     );

@@ -569,7 +569,7 @@ pub(crate) async fn queue(
     store: &std::sync::Arc<dyn whatsify::store::Store>,
     keyring: &whatsify::crypto::keyring::Keyring,
     contact: &whatsify::domain::ContactKey,
-    jobs: &[whatsify::outbox::Job],
+    jobs: &[whatsify::domain::outbound::Job],
 ) {
     use whatsify::store::{Commit, InboxEntry, Lane, Queue};
     let q = Queue::Contact(contact.clone());
@@ -635,7 +635,7 @@ pub(crate) async fn queue(
 /// limit); a reply of several messages is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn business_messages_are_paced_per_recipient_and_replies_are_not() {
-    use whatsify::outbox::{Job, Message, Origin, Recipient};
+    use whatsify::domain::outbound::{Job, Message, Origin, Recipient};
     let b = crate::helpers::embedded();
     let graph = FakeGraph::start().await;
     let app = app_with(
@@ -669,7 +669,7 @@ async fn business_messages_are_paced_per_recipient_and_replies_are_not() {
             }
         } else {
             Message::Flow {
-                message: whatsify::flow::engine::Outgoing::Text {
+                message: whatsify::domain::outbound::Outgoing::Text {
                     body: format!("part {n}"),
                     preview_url: false,
                 },

@@ -219,8 +219,8 @@ async fn help_names_the_business_and_the_commands() {
 }
 
 /// A marketing template (a campaign's offer) for `wa`, needing consent.
-fn offer(id: &str, wa: &str) -> whatsify::outbox::Job {
-    use whatsify::outbox::{Job, Message, Origin, Recipient};
+fn offer(id: &str, wa: &str) -> whatsify::domain::outbound::Job {
+    use whatsify::domain::outbound::{Job, Message, Origin, Recipient};
     Job {
         id: id.to_owned(),
         phone_number_id: "106540352242922".into(),
@@ -244,7 +244,7 @@ fn offer(id: &str, wa: &str) -> whatsify::outbox::Job {
 /// contact: none is sent after the STOP was acknowledged; the rest are
 /// recorded as not sent for want of consent.
 async fn stop_stops_marketing_already_queued(backend: &Backend) {
-    use whatsify::outbox::Job;
+    use whatsify::domain::outbound::Job;
     let graph = FakeGraph::start().await;
     // Meta's pair limit paces them: one a second after the first.
     let app = app_with(

@@ -101,7 +101,7 @@ fn any_body_with_any_header_gets_200_401_or_413_and_never_crashes_the_server() {
 #[test]
 fn any_delivery_multiset_gives_one_entry_per_message_id() {
     use crate::helpers::spawn_app;
-    use whatsify::webhook::events::Event;
+    use whatsify::domain::inbound::InboxEvent;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -171,7 +171,7 @@ fn any_delivery_multiset_gives_one_entry_per_message_id() {
                     .block_on(app.events(&app.queue_of(wa)))
                     .iter()
                     .filter_map(|e| match e {
-                        Event::Message(m) => m.message.parse().ok().map(|t| t.id),
+                        InboxEvent::Message(m) => m.message.parse().ok().map(|t| t.id),
                         _ => None,
                     })
                     .collect();

@@ -3,8 +3,8 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use whatsify::crypto::signature::sign;
+use whatsify::domain::inbound::InboxEvent;
 use whatsify::store::Queue;
-use whatsify::webhook::events::Event;
 use whatsify::webhook::payload::MessageKind;
 
 use crate::helpers::{
@@ -76,7 +76,7 @@ async fn non_ascii_text_is_verified_over_the_raw_bytes_and_reserialised_json_fai
     let resp = app.post_raw(raw, Some(signature)).await;
     assert_eq!(resp.status(), 200);
     let events = app.events(&app.queue_of("16505550101")).await;
-    let Event::Message(m) = &events[0] else {
+    let InboxEvent::Message(m) = &events[0] else {
         panic!("not a message")
     };
     let MessageKind::Text(text) = m.message.parse().expect("typed").kind else {

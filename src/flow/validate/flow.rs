@@ -10,8 +10,9 @@ use regex::Regex;
 use super::compiler::{Compiler, last_line, valid_id};
 use super::graph::{Resolver, targets};
 use super::limits;
+use crate::domain::text::normalize;
 use crate::flow::model::{FlowFile, Spanned, Trigger};
-use crate::flow::{FlowIdx, Step, Target, normalize};
+use crate::flow::{FlowIdx, Step, Target};
 
 /// Most steps one flow file may have.
 const MAX_STEPS: usize = 1000;

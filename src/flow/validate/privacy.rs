@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::compiler::Compiler;
+use crate::domain::text::normalize;
 use crate::flow::model::{PrivacySpec, Spanned};
-use crate::flow::normalize;
 use crate::privacy::keywords::{Command, is_builtin};
 
 impl Compiler {

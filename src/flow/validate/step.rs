@@ -11,9 +11,10 @@ use regex::Regex;
 use super::compiler::{Compiler, last_line};
 use super::graph::Resolver;
 use super::limits;
+use crate::domain::text::normalize;
 use crate::flow::model::{Case, SetSpec, Spanned, StepSpec, ValidateSpec};
 use crate::flow::text::{Text, valid_name};
-use crate::flow::{Action, Check, Kind, Step, Subject, Target, Test, normalize};
+use crate::flow::{Action, Check, Kind, Step, Subject, Target, Test};
 
 impl Compiler {
     pub(super) fn step(

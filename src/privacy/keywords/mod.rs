@@ -15,7 +15,7 @@ mod sentence;
 
 use std::collections::HashSet;
 
-use crate::flow::normalize;
+use crate::domain::text::normalize;
 use sentence::{is_opt_in_phrase, is_opt_out_sentence, tokens};
 
 /// A privacy command.

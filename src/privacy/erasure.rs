@@ -1,0 +1,40 @@
+//! Carrying out an erasure the customer confirmed: everything kept about
+//! the contact goes, under every id they are known by, and the data key
+//! is forgotten. The sender calls it when the erasure's turn comes in the
+//! contact's outbox (after the final confirmation is out).
+
+use crate::crypto::keyring::Keyring;
+use crate::domain::ContactKey;
+use crate::privacy::audit::{Actor, Chain, Event, note};
+use crate::store::{Store, StoreError, stats};
+
+/// Erases the contact (their outbox too, with the claim's lease), counts
+/// it and audits it.
+pub async fn erase(
+    store: &dyn Store,
+    keyring: &Keyring,
+    audit: &Chain,
+    contact: &ContactKey,
+    now: u64,
+) -> Result<(), StoreError> {
+    // With every id the customer is known by (their links too).
+    let aliases = store.erase_contact(contact, now).await?;
+    aliases.iter().for_each(|a| keyring.forget(a));
+    crate::metrics::global()
+        .events
+        .with_label_values(&[stats::ERASURES])
+        .inc();
+    // The data key is destroyed with the rest; this process forgets it
+    // too (a later message starts with a new key).
+    keyring.forget(contact);
+    tracing::info!(contact = %contact, "contact erased");
+    let event = Event {
+        at: now,
+        kind: "erasure_completed".to_owned(),
+        contact: Some(contact.as_str().to_owned()),
+        actor: Actor::System,
+        detail: None,
+    };
+    note(store, audit, event).await;
+    Ok(())
+}
