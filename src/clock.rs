@@ -19,7 +19,7 @@ impl Clock {
 
     /// Seconds since the Unix epoch.
     pub fn now(&self) -> u64 {
-        let real = crate::store::now_secs() as i64;
+        let real = now_secs() as i64;
         (real + self.offset.load(Ordering::Relaxed)).max(0) as u64
     }
 
@@ -27,4 +27,20 @@ impl Clock {
     pub fn advance(&self, secs: i64) {
         self.offset.fetch_add(secs, Ordering::Relaxed);
     }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

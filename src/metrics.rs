@@ -202,7 +202,7 @@ pub async fn endpoint(
         return denied;
     }
     match global()
-        .render(state.store.as_ref(), crate::store::now_ms())
+        .render(state.store.as_ref(), crate::clock::now_ms())
         .await
     {
         Ok(text) => actix_web::HttpResponse::Ok()

@@ -81,7 +81,7 @@ pub async fn audit(
         to: q.to,
     };
     let store = state.store.as_ref();
-    let now = crate::store::now_secs();
+    let now = crate::clock::now_secs();
     let page = match audit_view::page(store, &state.audit, cursor.as_ref(), &filter, limit).await {
         Ok(p) => p,
         Err(e) => return unavailable(e),

@@ -38,7 +38,7 @@ fn valid_id(id: &str) -> bool {
 async fn audit(state: &AppState, kind: &str, detail: String) {
     use crate::privacy::audit::{Actor, Event, note};
     let event = Event {
-        at: crate::store::now_secs(),
+        at: crate::clock::now_secs(),
         kind: kind.to_owned(),
         contact: None,
         actor: Actor::Admin,

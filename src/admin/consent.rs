@@ -74,7 +74,7 @@ pub async fn record_consent(
     let change = crate::store::ConsentChange {
         purpose: MARKETING.to_owned(),
         granted: body.granted,
-        at: crate::store::now_secs(),
+        at: crate::clock::now_secs(),
         source: ADMIN_SOURCE.to_owned(),
         policy_version: state.policy_version.clone(),
         evidence: (!reference.is_empty()).then(|| format!("admin:{reference}")),

@@ -181,7 +181,7 @@ fn bad_id() -> HttpResponse {
 async fn admin_access(state: &AppState, contact: &crate::domain::ContactKey, what: &str) {
     use crate::privacy::audit::{Actor, Event, note};
     let event = Event {
-        at: crate::store::now_secs(),
+        at: crate::clock::now_secs(),
         kind: "admin_access".into(),
         contact: Some(contact.as_str().to_owned()),
         actor: Actor::Admin,
@@ -211,7 +211,7 @@ pub async fn stats(
     if let Some(denied) = authorize(&req, &state).await {
         return denied;
     }
-    let today = crate::store::now_secs() / 86_400;
+    let today = crate::clock::now_secs() / 86_400;
     let parse = |v: &Option<String>, default: u64| match v {
         None => Some(default),
         Some(t) => parse_day(t),
@@ -343,7 +343,7 @@ pub async fn erase(
     if let Some(answer) = unknown(&state, &contact).await {
         return answer;
     }
-    let now = crate::store::now_secs();
+    let now = crate::clock::now_secs();
     let event = |kind: &str| Event {
         at: now,
         kind: kind.to_owned(),
@@ -448,7 +448,7 @@ pub async fn export(
         &contact,
         &id,
         state.retention_days,
-        crate::store::now_secs(),
+        crate::clock::now_secs(),
     )
     .await
     {
@@ -506,7 +506,7 @@ async fn queue_agent_event(
         .unwrap(contact, &wrapped)
         .map_err(|_| unavailable(crate::store::StoreError::Corrupt("data key".into())))?;
     let event = crate::webhook::events::Event::Agent(crate::webhook::events::AgentEvent {
-        at: crate::store::now_secs(),
+        at: crate::clock::now_secs(),
         action,
     });
     let queue = crate::store::Queue::Contact(contact.clone());

@@ -200,7 +200,7 @@ pub async fn refused(req: &actix_web::HttpRequest, state: &crate::startup::AppSt
         format!("{how} refused, client {short}")
     };
     let event = crate::privacy::audit::Event {
-        at: crate::store::now_secs(),
+        at: crate::clock::now_secs(),
         kind: "admin_auth_failed".to_owned(),
         contact: None,
         actor: crate::privacy::audit::Actor::Admin,

@@ -139,7 +139,7 @@ async fn session_of(req: &HttpRequest, state: &AppState) -> Option<(String, Sess
         return None;
     }
     let key = store_key(&id);
-    let now = crate::store::now_secs();
+    let now = crate::clock::now_secs();
     let sealed = match state.store.console_session(&key, now).await {
         Ok(s) => s?,
         Err(e) => {
@@ -338,7 +338,7 @@ pub async fn sign_in(
     state.throttle.succeeded(addr);
     let id = random_id();
     let session = Session {
-        expires: crate::store::now_secs() + SESSION_LIFE.as_secs(),
+        expires: crate::clock::now_secs() + SESSION_LIFE.as_secs(),
         csrf: random_id(),
         credential: credential_id(Some(&token)),
         sim: None,
@@ -407,7 +407,7 @@ pub async fn overview_data(req: HttpRequest, state: web::Data<AppState>) -> Http
     }
     let today = crate::store::stats::today();
     let store = state.store.as_ref();
-    let now_ms = crate::store::now_ms();
+    let now_ms = crate::clock::now_ms();
     let data = async {
         let stats = store.stats(std::slice::from_ref(&today)).await?;
         let (depth, oldest) = store.backlog(crate::store::Lane::Outbox).await?;

@@ -182,7 +182,7 @@ async fn handle(
         .get("x-hub-signature-256")
         .map(|v| v.as_bytes());
     state.verifier.get().verify(header, &body)?;
-    let received_at = crate::store::now_secs();
+    let received_at = crate::clock::now_secs();
 
     let parsed = payload::parse(&body);
     let notification = match parsed {
@@ -293,7 +293,7 @@ async fn handle(
         )));
     }
     state.last_webhook.store(
-        crate::store::now_secs(),
+        crate::clock::now_secs(),
         std::sync::atomic::Ordering::Relaxed,
     );
     tracing::info!(

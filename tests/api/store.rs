@@ -1051,7 +1051,7 @@ both_backends!(rates_and_breakers, rate_limits_and_breakers_are_shared);
 
 async fn console_sessions_are_kept_until_they_expire_or_end(backend: &Backend) {
     let s = open(backend).await;
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     let (a, b) = (
         format!("a-{}", uuid::Uuid::new_v4()),
         format!("b-{}", uuid::Uuid::new_v4()),
@@ -1088,13 +1088,13 @@ async fn console_sessions_are_kept_until_they_expire_or_end(backend: &Backend) {
         .expect("put");
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(
-        s.console_session(&b, whatsify::store::now_secs())
+        s.console_session(&b, whatsify::clock::now_secs())
             .await
             .expect("get"),
         None
     );
     // A change of the admin credential ends them all at once.
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     for k in [&a, &b] {
         s.put_console_session(k, b"live".to_vec(), now + 3600)
             .await
@@ -1165,7 +1165,7 @@ async fn a_consent_that_changes_nothing_is_not_recorded(backend: &Backend) {
     let s = open(backend).await;
     let k = key(41);
     let q = Queue::Contact(k.clone());
-    let at = whatsify::store::now_secs() - 100;
+    let at = whatsify::clock::now_secs() - 100;
     let with = |dedup: &str, granted: bool, at: u64| InboxEntry {
         consent: Some(ConsentChange {
             at,
@@ -1736,7 +1736,7 @@ async fn old_message_history_is_purged(backend: &Backend) {
     };
     write("h1", &["old-1", "old-2"]).await;
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let cutoff = whatsify::store::now_ms();
+    let cutoff = whatsify::clock::now_ms();
     tokio::time::sleep(Duration::from_millis(30)).await;
     write("h2", &["new-1"]).await;
     // Nothing is older than a cutoff before it all.
@@ -1748,12 +1748,12 @@ async fn old_message_history_is_purged(backend: &Backend) {
     // The contact's place in the index moved to what is left.
     s.purge_history(cutoff, 100).await.expect("purge");
     assert_eq!(texts().await, ["new-1"]);
-    s.purge_history(whatsify::store::now_ms() + 1, 100)
+    s.purge_history(whatsify::clock::now_ms() + 1, 100)
         .await
         .expect("purge");
     assert!(texts().await.is_empty());
     assert_eq!(
-        s.purge_history(whatsify::store::now_ms() + 1, 100)
+        s.purge_history(whatsify::clock::now_ms() + 1, 100)
             .await
             .expect("purge"),
         0,
@@ -1932,7 +1932,7 @@ async fn the_embedded_purge_removes_what_is_past_its_time() {
     let b = crate::helpers::embedded();
     let s = open(&b.backend).await;
     let k = key(50);
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     queue_jobs(&s, &k, &["x"], Some(("pn-1", now))).await;
     let c = s
         .claim(Lane::Outbox, &k, "sender", LEASE, 10)
@@ -2096,7 +2096,7 @@ async fn a_job_appended_to_an_outbox_is_ready_for_the_senders(backend: &Backend)
         ]
     );
     assert_eq!(s.data_key(&k).await.expect("key"), Some(b"hk".to_vec()));
-    let now_ms = whatsify::store::now_ms();
+    let now_ms = whatsify::clock::now_ms();
     let (ready, _) = s.sweep(Lane::Outbox, now_ms, 100).await.expect("sweep");
     assert!(ready.contains(&k), "ready for the senders");
     let (inbox_ready, _) = s
@@ -2290,7 +2290,7 @@ fn campaign_accepted(job: &str) -> Delivery {
     Delivery {
         wamid: Some(format!("w-{job}")),
         kind: Some("template".into()),
-        ..record(job, DeliveryState::Accepted, whatsify::store::now_secs())
+        ..record(job, DeliveryState::Accepted, whatsify::clock::now_secs())
     }
 }
 
@@ -2298,7 +2298,7 @@ fn marketing(granted: bool, source: &str) -> whatsify::store::ConsentChange {
     whatsify::store::ConsentChange {
         purpose: whatsify::privacy::consent::MARKETING.into(),
         granted,
-        at: whatsify::store::now_secs(),
+        at: whatsify::clock::now_secs(),
         source: source.into(),
         policy_version: "v1".into(),
         evidence: None,
@@ -2334,7 +2334,7 @@ async fn a_campaign_queues_each_contact_once(backend: &Backend) {
             "d",
             vec![campaign_job(&k, "job-1", "k1", true)],
             1,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2356,7 +2356,7 @@ async fn a_campaign_queues_each_contact_once(backend: &Backend) {
             "d",
             vec![campaign_job(&k, "job-1 again", "k1", false)],
             1,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2381,7 +2381,7 @@ async fn a_campaign_queues_each_contact_once(backend: &Backend) {
             "d",
             vec![campaign_job(&k, "job-2", "k1", false)],
             1,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2435,7 +2435,7 @@ async fn skips_are_counted_by_reason(backend: &Backend) {
                 campaign_skip(&c, "no_consent"),
             ],
             3,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2449,7 +2449,7 @@ async fn skips_are_counted_by_reason(backend: &Backend) {
                 campaign_job(&b, "j", "k", true),
             ],
             0,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2492,7 +2492,7 @@ async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
                 campaign_job(&c, "for c", "old", false),
             ],
             3,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2532,7 +2532,7 @@ async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
                 campaign_job(&c, "for c", "new", true),
             ],
             3,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2561,7 +2561,7 @@ async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
             "d",
             vec![campaign_job(&a, "again", "stored", false)],
             1,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2584,7 +2584,7 @@ async fn delivery_records_count_a_campaign_s_progress_once(backend: &Backend) {
             campaign_job(&b, "jb", "kb", true),
         ],
         2,
-        whatsify::store::now_ms(),
+        whatsify::clock::now_ms(),
     )
     .await
     .expect("dispatch");
@@ -2601,12 +2601,12 @@ async fn delivery_records_count_a_campaign_s_progress_once(backend: &Backend) {
             "d",
             vec![campaign_job(&a, "ja again", "ka", false)],
             0,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
     assert_eq!(done, [Dispatched::Already]);
-    let at = whatsify::store::now_secs();
+    let at = whatsify::clock::now_secs();
     status(&s, &a, record("cmp.cd.1", DeliveryState::Delivered, at + 1)).await;
     status(&s, &a, record("cmp.cd.1", DeliveryState::Delivered, at + 1)).await;
     assert_eq!(counter(&s, "cd", "delivered").await, 1);
@@ -2658,10 +2658,10 @@ async fn a_campaign_job_that_ends_unsent_counts_why(backend: &Backend) {
         .enumerate()
         .map(|(i, k)| campaign_job(k, &format!("j{i}"), &format!("k{i}"), true))
         .collect();
-    s.campaign_dispatch("cf", "d", sends, 4, whatsify::store::now_ms())
+    s.campaign_dispatch("cf", "d", sends, 4, whatsify::clock::now_ms())
         .await
         .expect("dispatch");
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     let failed = Delivery {
         code: Some(131026),
         attempts: Some(1),
@@ -2703,7 +2703,7 @@ async fn a_campaign_job_that_ends_unsent_counts_why(backend: &Backend) {
         "d",
         vec![campaign_job(&k, "j", "k", true)],
         1,
-        whatsify::store::now_ms(),
+        whatsify::clock::now_ms(),
     )
     .await
     .expect("dispatch");
@@ -2732,7 +2732,7 @@ async fn an_opt_out_after_a_campaign_message_counts_once(backend: &Backend) {
         campaign_job(&b, "jb", "kb", true),
         campaign_skip(&c, "no_consent"),
     ];
-    s.campaign_dispatch("co", "d", sends, 3, whatsify::store::now_ms())
+    s.campaign_dispatch("co", "d", sends, 3, whatsify::clock::now_ms())
         .await
         .expect("dispatch");
     // Not yet sent: an opt-out counts for no campaign (nor the opt-in
@@ -2743,7 +2743,7 @@ async fn an_opt_out_after_a_campaign_message_counts_once(backend: &Backend) {
     };
     let earlier = |granted: bool, ago: u64| InboxEntry {
         consent: Some(whatsify::store::ConsentChange {
-            at: whatsify::store::now_secs() - ago,
+            at: whatsify::clock::now_secs() - ago,
             ..marketing(granted, "keyword")
         }),
         ..entry(
@@ -2819,7 +2819,7 @@ async fn erasing_a_contact_with_a_queued_campaign_job_counts_it_suppressed(backe
         campaign_job(&b, "jb", "kb", true),
         campaign_skip(&c, "no_consent"),
     ];
-    s.campaign_dispatch("ce", "d", sends, 3, whatsify::store::now_ms())
+    s.campaign_dispatch("ce", "d", sends, 3, whatsify::clock::now_ms())
         .await
         .expect("dispatch");
     finish_first(&s, &b, campaign_accepted("cmp.ce.2")).await;
@@ -2857,7 +2857,7 @@ async fn erasing_a_contact_with_a_queued_campaign_job_counts_it_suppressed(backe
             "d",
             vec![campaign_skip(&a, "suppressed")],
             0,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -3059,11 +3059,11 @@ async fn the_embedded_purge_removes_campaign_marks_and_old_campaigns() {
         ttl: Duration::from_secs(60),
         ..campaign_skip(&skipped, "no_consent")
     };
-    s.campaign_dispatch("cp", "d", vec![job, skip], 2, whatsify::store::now_ms())
+    s.campaign_dispatch("cp", "d", vec![job, skip], 2, whatsify::clock::now_ms())
         .await
         .expect("dispatch");
     finish_first(&s, &a, campaign_accepted("cmp.cp.1")).await;
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     let day = 86_400;
     assert_eq!(s.purge_expired(now + 10).await.expect("purge"), 0);
     // The two marks, and the data key made with them (kept as long).
@@ -3095,7 +3095,7 @@ async fn only_the_lease_holder_drops_audience_entries(backend: &Backend) {
             "stalled",
             vec![campaign_skip(&a, "no_consent")],
             1,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -3111,7 +3111,7 @@ async fn only_the_lease_holder_drops_audience_entries(backend: &Backend) {
             "d",
             vec![campaign_skip(&a, "no_consent")],
             1,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -3322,7 +3322,7 @@ async fn grants_beyond_the_days_bound_are_refused_in_the_append(backend: &Backen
     let s = open(backend).await;
     let k = key(140);
     let q = Queue::Contact(k.clone());
-    let t = whatsify::store::now_secs() - 100;
+    let t = whatsify::clock::now_secs() - 100;
     let with = |dedup: &str, granted: bool, at: u64| InboxEntry {
         consent: Some(whatsify::store::ConsentChange {
             at,
@@ -3401,7 +3401,7 @@ async fn the_redis_grant_check_reads_back_as_far_as_it_must() {
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     let day = 86_400;
     // Written when they happened: a STOP 10 days ago, then three STARTs
     // and STOPs two days ago, the last a STOP.

@@ -3,10 +3,104 @@
 
 use redis::Value;
 
+use super::*;
 use super::{MAX_COUNT, RedisStore, json, unavailable};
 use crate::privacy::audit::Entry;
+use crate::store::AuditStore;
 use crate::store::StoreError;
 use crate::store::audit_index::{self, CLOSED_KEEP, Requests};
+
+#[async_trait]
+impl AuditStore for RedisStore {
+    async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        let mut conn = self.conn.clone();
+        let (seq, hash): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+            .arg(format!("{}{{audit}}:head", self.prefix))
+            .arg("seq")
+            .arg("hash")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(match (seq, hash) {
+            (Some(seq), Some(hash)) => (seq, hash),
+            _ => (0, crate::privacy::audit::GENESIS.to_owned()),
+        })
+    }
+
+    async fn audit_append(&self, entry: &crate::privacy::audit::Entry) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let done: i64 = self
+            .audit_invocation(entry)?
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(done == 1)
+    }
+
+    async fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError> {
+        self.audit_newest_first(before, limit).await
+    }
+
+    async fn audit_append_run(
+        &self,
+        entries: &[crate::privacy::audit::Entry],
+    ) -> Result<bool, StoreError> {
+        self.audit_run(entries).await
+    }
+
+    async fn audit_requests(&self) -> Result<crate::store::audit_index::Requests, StoreError> {
+        self.audit_request_index().await
+    }
+
+    async fn audit_request_lapsed(
+        &self,
+        request: &crate::privacy::audit::Entry,
+    ) -> Result<bool, StoreError> {
+        self.audit_lapse(request).await
+    }
+
+    async fn audit_requests_reset(
+        &self,
+        through: u64,
+        index: &crate::store::audit_index::Replay,
+    ) -> Result<bool, StoreError> {
+        self.audit_reset(through, index).await
+    }
+
+    async fn audit_entries(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(format!("{}{{audit}}:log", self.prefix))
+            .arg(format!("{from}-0"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit.min(MAX_COUNT))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        reply
+            .ids
+            .iter()
+            .map(|sid| match sid.map.get("a") {
+                Some(Value::BulkString(b)) => {
+                    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+                }
+                _ => Err(StoreError::Corrupt(format!(
+                    "audit entry {} is empty",
+                    sid.id
+                ))),
+            })
+            .collect()
+    }
+}
 
 /// KEYS: request index, closed requests. ARGV: group, the lapsed
 /// request's seq, how many closed entries to keep. Moves the group to the

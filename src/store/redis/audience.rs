@@ -22,7 +22,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::StoreError;
-use super::redis_conn::Conn;
+use super::conn::Conn;
 
 /// The suffixes of a campaign's audience keys: the order, the entries,
 /// and the single list of an older version.
