@@ -102,49 +102,11 @@ impl AuditStore for RedisStore {
     }
 }
 
-/// KEYS: request index, closed requests. ARGV: group, the lapsed
-/// request's seq, how many closed entries to keep. Moves the group to the
-/// closed entries when that request is its newest entry and none of its
-/// entries is a confirmation; answers 1 when moved.
-pub(super) const LAPSE_LUA: &str = r#"
-local g = redis.call('HGET', KEYS[1], ARGV[1])
-if not g then return 0 end
-local last = nil
-for line in string.gmatch(g, '[^\n]+') do
-  local op, s = string.match(line, '^([rc]) (%d+) ')
-  if op ~= 'r' then return 0 end
-  last = s
-end
-if last ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-for line in string.gmatch(g, '[^\n]+') do
-  local s, e = string.match(line, '^r (%d+) (.*)$')
-  redis.call('ZADD', KEYS[2], s, e)
-end
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[3]) + 1))
-return 1
-"#;
+/// `lua/lapse.lua`: its header states its KEYS and ARGV.
+pub(super) const LAPSE_LUA: &str = include_str!("lua/lapse.lua");
 
-/// KEYS: audit head, request index, closed requests. ARGV: the head's
-/// seq the index was rebuilt up to, the number of groups, then group and
-/// value pairs, then seq and JSON pairs of closed entries. Replaces the
-/// index and marks it complete, unless the head moved; answers 1 when done.
-pub(super) const RESET_LUA: &str = r#"
-local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-if cur ~= tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[2], KEYS[3])
-local i = 3
-for _ = 1, tonumber(ARGV[2]) do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-while i < #ARGV do
-  redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-redis.call('HSET', KEYS[1], 'indexed_from', 1)
-return 1
-"#;
+/// `lua/reset.lua`: its header states its KEYS and ARGV.
+pub(super) const RESET_LUA: &str = include_str!("lua/reset.lua");
 
 /// How many appends one pipeline of [`RedisStore::audit_run`] carries.
 const RUN_CHUNK: usize = 2000;

@@ -126,612 +126,77 @@ fn shard_of(contact: &ContactKey) -> u16 {
         % SHARDS
 }
 
-/// KEYS: seen mark, stream, and for a contact its shard's inbox ready set,
-/// its consent ledger, its data key, its shard's statistics of the day,
-/// its last campaign mark and its shard's campaign counters prefix.
-/// ARGV: dedup TTL (s), sealed event, stream TTL (s), now (ms), contact,
-/// consent entry (JSON) or empty, the wrapped data key the entry is sealed
-/// under (or empty), '1' when that key is new, the key's TTL (s), the
-/// counter the consent entry adds (or empty), the statistics' TTL, the
-/// campaign counters' TTL, the event sealed as it reads when its grant is
-/// refused (or empty), the grants allowed per window, the window (s). An
-/// opt-out within 24 hours of a campaign
-/// message counts for that campaign (once).
-/// A consent entry that changes nothing (the ledger's latest entry for its
-/// purpose, by the time of the action and a withdrawal first within a
-/// second, says the same, or the same choice is there for the same second;
-/// see `privacy::consent::changes`) is not recorded, counted or attributed,
-/// nor a grant beyond ARGV[14] of its purpose within ARGV[15] seconds of
-/// its time (`privacy::consent::decide`); for a refused grant the entry
-/// stored is ARGV[13] (the event as it reads then). The ledger is read
-/// newest first, and only back to where no entry can matter any more: one
-/// written a day (clock skew) before both the latest action found and the
-/// grant window.
-/// Answers the entry's id, 0 when it was stored but its consent changed
-/// nothing, -2 when it was stored but its grant was refused, nil for a
-/// duplicate, or -1 (nothing written)
-/// when the data key is not the stored one. A key is stored only with a
-/// new entry (a duplicate of a message from before an erasure makes none).
-const APPEND_LUA: &str = r#"
-local function consent_decision(key, json, per_day, window)
-  local new = cjson.decode(json)
-  if new.purpose == 'policy_notice' then return 'record' end
-  local best = nil
-  local grants = 0
-  local last = '+'
-  local done = false
-  while not done do
-    local page = redis.call('XREVRANGE', key, last, '-', 'COUNT', 65)
-    local fresh = 0
-    for _, item in ipairs(page) do
-      if item[1] ~= last then
-        fresh = fresh + 1
-        local written = tonumber(string.match(item[1], '^(%d+)')) / 1000
-        if best and written + 86400 < math.min(best.at, new.at - window) then
-          done = true
-          break
-        end
-        local ok, c = pcall(cjson.decode, item[2][2])
-        if ok and c.purpose == new.purpose then
-          if c.granted == new.granted and c.at == new.at then return 'same' end
-          if c.granted and math.abs(c.at - new.at) < window then grants = grants + 1 end
-          if not best or c.at > best.at or (c.at == best.at and best.granted and not c.granted) then
-            best = c
-          end
-        end
-      end
-    end
-    if fresh == 0 then break end
-    last = page[#page][1]
-  end
-  if best ~= nil and best.granted == new.granted then return 'same' end
-  if new.granted and grants >= per_day then return 'refused' end
-  return 'record'
-end
-local make_key = false
-if KEYS[5] and ARGV[7] ~= '' then
-  local cur = redis.call('GET', KEYS[5])
-  if cur then
-    if cur ~= ARGV[7] then return -1 end
-  elseif ARGV[8] == '1' then
-    make_key = true
-  else
-    return -1
-  end
-end
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  if make_key then redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[9]) end
-  local decision = 'record'
-  if KEYS[4] and ARGV[6] ~= '' then
-    decision = consent_decision(KEYS[4], ARGV[6], tonumber(ARGV[14]), tonumber(ARGV[15]))
-  end
-  local sealed = ARGV[2]
-  if decision == 'refused' and ARGV[13] ~= '' then sealed = ARGV[13] end
-  local id = redis.call('XADD', KEYS[2], '*', 'e', sealed)
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-  if KEYS[3] then
-    redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
-    redis.call('EXPIRE', KEYS[3], 3024000)
-  end
-  local same = decision ~= 'record'
-  if KEYS[4] and ARGV[6] ~= '' and not same then
-    redis.call('XADD', KEYS[4], '*', 'c', ARGV[6])
-  end
-  if KEYS[5] and ARGV[7] ~= '' then redis.call('EXPIRE', KEYS[5], ARGV[9]) end
-  if KEYS[6] and ARGV[10] ~= '' and not same then
-    redis.call('HINCRBY', KEYS[6], ARGV[10], 1)
-    redis.call('EXPIRE', KEYS[6], ARGV[11])
-  end
-  if KEYS[7] and ARGV[10] == 'opt_outs' and not same then
-    local cid = redis.call('GET', KEYS[7])
-    if cid then
-      redis.call('HINCRBY', KEYS[8] .. cid, 'opt_outs', 1)
-      redis.call('EXPIRE', KEYS[8] .. cid, ARGV[12])
-      redis.call('DEL', KEYS[7])
-    end
-  end
-  if decision == 'refused' then return -2 end
-  if same then return 0 end
-  return id
-end
-return false
-"#;
+/// `lua/append.lua`: its header states its KEYS and ARGV.
+const APPEND_LUA: &str = include_str!("lua/append.lua");
 
-/// KEYS: a contact's data key. ARGV: a wrapped key, its time to live (s).
-/// Stores the key unless one is there; answers the key in force.
-const DATA_KEY_LUA: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-if cur then return cur end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return ARGV[1]
-"#;
+/// `lua/data_key.lua`: its header states its KEYS and ARGV.
+const DATA_KEY_LUA: &str = include_str!("lua/data_key.lua");
 
-/// KEYS: a contact's consent ledger, its shard's statistics of the day.
-/// ARGV: the ledger entry (JSON), the counter ('' for none), the
-/// statistics' TTL.
-const CONSENT_LUA: &str = r#"
-redis.call('XADD', KEYS[1], '*', 'c', ARGV[1])
-if ARGV[2] ~= '' then
-  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-end
-return 1
-"#;
+/// `lua/consent.lua`: its header states its KEYS and ARGV.
+const CONSENT_LUA: &str = include_str!("lua/consent.lua");
 
-/// KEYS: a pin. ARGV: a value. Stores it unless one is there; answers the
-/// value in force.
-const PIN_LUA: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-if cur then return cur end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]
-"#;
+/// `lua/pin.lua`: its header states its KEYS and ARGV.
+const PIN_LUA: &str = include_str!("lua/pin.lua");
 
-/// KEYS: a contact's data key, its previous wrapping. ARGV: the stored
-/// key, its replacement, how long the previous wrapping is kept (s).
-const REWRAP_LUA: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
-  return 1
-end
-return 0
-"#;
+/// `lua/rewrap.lua`: its header states its KEYS and ARGV.
+const REWRAP_LUA: &str = include_str!("lua/rewrap.lua");
 
-/// KEYS: lease, stream, session (inbox) or head state (outbox), the data
-/// key, and for the inbox the profile. ARGV: token, lease (ms), limit. Nil
-/// when the lease is held elsewhere, else the pending entries, the session
-/// or head state, the data key and the profile.
-const CLAIM_LUA: &str = r#"
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
-local profile = false
-if KEYS[5] then profile = redis.call('GET', KEYS[5]) or false end
-return {redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3]), redis.call('GET', KEYS[3]) or false, redis.call('GET', KEYS[4]) or false, profile}
-"#;
+/// `lua/claim.lua`: its header states its KEYS and ARGV.
+const CLAIM_LUA: &str = include_str!("lua/claim.lua");
 
-/// Merges a delivery record into the hash `key` (see [`Delivery::merge`]):
-/// the stored value is `RR|{json}` with a two-digit rank; a lower or equal
-/// rank, or anything after a final state (rank 10), changes nothing. A
-/// record with no job id is matched through its wamid hash.
-const MERGE_LUA: &str = r#"
-local function count(key, at, n, ttl)
-  if n == 0 then return end
-  for i = 0, n - 1 do redis.call('HINCRBY', key, ARGV[at + 2 * i], ARGV[at + 2 * i + 1]) end
-  redis.call('EXPIRE', key, ttl)
-end
--- A campaign job's record moved from rank `old` (0: none) to `rank`:
--- count it in the campaign's counters (the rules of store::campaign_tally).
--- cmp: the shard's campaign counters prefix, the contact's campaign marks,
--- its last campaign mark, the counters' TTL.
-local function tally(cmp, job, old, rank, json)
-  local cid = string.match(job, '^cmp%.(%w+)%.')
-  if not cid or not cmp then return end
-  local rec = cjson.decode(json)
-  local k = cmp[1] .. cid
-  if old == 0 then
-    redis.call('HINCRBY', k, 'queued', -1)
-    if redis.call('HEXISTS', cmp[2], cid) == 1 then redis.call('HSET', cmp[2], cid, 'd') end
-  end
-  if rank >= 10 then
-    local f
-    if rec['state'] == 'no_consent' then
-      f = 'skipped:' .. (rec['reason'] or 'no_consent')
-    elseif rec['state'] == 'cancelled' then
-      f = 'cancelled'
-    elseif type(rec['code']) == 'number' then
-      f = 'failed:' .. string.format('%d', rec['code'])
-    else
-      f = 'failed:' .. rec['state']
-    end
-    redis.call('HINCRBY', k, f, 1)
-  else
-    if old < 1 and rank >= 1 then
-      redis.call('HINCRBY', k, 'sent', 1)
-      redis.call('SET', cmp[3], cid, 'EX', 86400)
-    end
-    if old < 3 and rank >= 3 then redis.call('HINCRBY', k, 'delivered', 1) end
-    if old < 4 and rank >= 4 then redis.call('HINCRBY', k, 'read', 1) end
-  end
-  redis.call('EXPIRE', k, cmp[4])
-end
-local function merge(key, job, wamid, rank, json, cmp)
-  if job == '' then
-    if wamid == '' then return 0 end
-    job = redis.call('HGET', key, 'w:' .. wamid)
-    if not job then return 0 end
-  end
-  local cur = redis.call('HGET', key, job)
-  rank = tonumber(rank)
-  local old = 0
-  local update = json
-  if cur then
-    local r = tonumber(string.sub(cur, 1, 2))
-    old = r
-    if r >= 10 or r >= rank then return 0 end
-    local merged = cjson.decode(string.sub(cur, 4))
-    for k, v in pairs(cjson.decode(json)) do merged[k] = v end
-    merged['job'] = job
-    json = cjson.encode(merged)
-  end
-  redis.call('HSET', key, job, string.format('%02d', rank) .. '|' .. json)
-  if wamid ~= '' then redis.call('HSET', key, 'w:' .. wamid, job) end
-  redis.call('EXPIRE', key, 2592000)
-  tally(cmp, job, old, rank, update)
-  return 1
-end
-"#;
+/// `lua/merge.lua`: its header states its KEYS and ARGV.
+const MERGE_LUA: &str = include_str!("lua/merge.lua");
 
-/// KEYS: lease, inbox, session, outbox, window, deliveries, consent,
-/// inbox ready set, outbox ready set, timers, profile, history, the
-/// shard's history index.
-/// ARGV: token, session ttl, has session, session, number of acked ids,
-/// number of jobs, window number, window time, number of deliveries,
-/// number of consent entries, contact, now (ms), timer (Unix s, or empty
-/// to cancel), profile (or empty: unchanged), profile ttl (s), number of
-/// history entries, then the acked ids, the jobs, four values per delivery
-/// (job, wamid, rank, json), the consent entries (json) and the history
-/// entries, then the number of counters, the statistics' TTL and (name,
-/// amount) per counter (KEYS[14]: the shard's statistics of the day), the
-/// campaign counters' TTL, and last the wrapped data key the claim was
-/// sealed under, or empty (KEYS[15]: the contact's data key; its previous
-/// wrapping, `KEYS[15]:was`, is accepted too). KEYS[16..18]:
-/// the shard's campaign counters prefix, the contact's campaign marks and
-/// last campaign mark (see `tally`; an opt-out counts for the campaign
-/// whose message came within 24 hours). A data key that is no longer the stored one
-/// (the contact was erased meanwhile) writes nothing, as a lost lease.
-/// Answers the entries left in the inbox,
-/// or -1 when the lease was lost (nothing written).
-const COMMIT_LUA: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local dk = ARGV[#ARGV]
-if dk ~= '' then
-  local cur = redis.call('GET', KEYS[15])
-  if cur ~= dk and (not cur or redis.call('GET', KEYS[15] .. ':was') ~= dk) then return -1 end
-  redis.call('EXPIRE', KEYS[15], tonumber(ARGV[15]) + 172800)
-end
-local n, j, d, c = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local member = ARGV[11]
-local cmp = {KEYS[16], KEYS[17], KEYS[18], ARGV[#ARGV - 1]}
-if ARGV[14] ~= '' then redis.call('SET', KEYS[11], ARGV[14], 'EX', ARGV[15]) end
-local hn = tonumber(ARGV[16])
-local at = 17
-for i = 1, n do redis.call('XDEL', KEYS[2], ARGV[at + i - 1]) end
-at = at + n
-if ARGV[3] == '1' then
-  redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[2])
-else
-  redis.call('DEL', KEYS[3])
-end
-if j > 0 then
-  for i = 0, j - 1 do redis.call('XADD', KEYS[4], '*', 'e', ARGV[at + i]) end
-  redis.call('EXPIRE', KEYS[4], 2592000)
-  redis.call('ZADD', KEYS[9], 'NX', ARGV[12], member)
-  redis.call('EXPIRE', KEYS[9], 3024000)
-end
-at = at + j
-if ARGV[7] ~= '' then
-  local cur = tonumber(redis.call('HGET', KEYS[5], ARGV[7]) or '0')
-  if tonumber(ARGV[8]) > cur then redis.call('HSET', KEYS[5], ARGV[7], ARGV[8]) end
-  redis.call('EXPIRE', KEYS[5], 172800)
-end
-for i = 0, d - 1 do
-  local b = at + 4 * i
-  merge(KEYS[6], ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], cmp)
-end
-at = at + 4 * d
-for i = 0, c - 1 do redis.call('XADD', KEYS[7], '*', 'c', ARGV[at + i]) end
-at = at + c
-if hn > 0 then
-  for i = 0, hn - 1 do redis.call('XADD', KEYS[12], '*', 'h', ARGV[at + i]) end
-  redis.call('EXPIRE', KEYS[12], ARGV[15])
-  redis.call('ZADD', KEYS[13], 'NX', ARGV[12], member)
-  redis.call('EXPIRE', KEYS[13], math.max(3024000, tonumber(ARGV[15]) + 172800))
-end
-at = at + hn
-count(KEYS[14], at + 2, tonumber(ARGV[at]), ARGV[at + 1])
-for i = 0, tonumber(ARGV[at]) - 1 do
-  if ARGV[at + 2 + 2 * i] == 'opt_outs' then
-    local cid = redis.call('GET', KEYS[18])
-    if cid then
-      redis.call('HINCRBY', KEYS[16] .. cid, 'opt_outs', 1)
-      redis.call('EXPIRE', KEYS[16] .. cid, cmp[4])
-      redis.call('DEL', KEYS[18])
-    end
-  end
-end
-if ARGV[13] ~= '' then
-  redis.call('ZADD', KEYS[10], ARGV[13], member)
-  redis.call('EXPIRE', KEYS[10], math.max(3024000, tonumber(ARGV[2]) + 86400))
-else
-  redis.call('ZREM', KEYS[10], member)
-end
-local left = redis.call('XLEN', KEYS[2])
-if left == 0 then redis.call('ZREM', KEYS[8], member) end
-redis.call('DEL', KEYS[1])
-return left
-"#;
+/// `lua/commit.lua`: its header states its KEYS and ARGV.
+const COMMIT_LUA: &str = include_str!("lua/commit.lua");
 
-/// KEYS: lease, outbox, head, deliveries, dead, dead index, consent,
-/// outbox ready set, due set, the shard's statistics of the day.
-/// ARGV: token, entry id, job, wamid hash, rank, json, dead letter (or
-/// empty), now, contact, consent entry (or empty), release ('1' or ''),
-/// number of other entry ids, then those ids, the number of counters,
-/// the statistics' TTL, (name, amount) per counter, the campaign counters'
-/// TTL, and last the claim's wrapped data key or empty (KEYS[11]: the
-/// contact's data key; its previous wrapping, `KEYS[11]:was`, is accepted
-/// too). KEYS[12..14]: the shard's campaign counters prefix,
-/// the contact's campaign marks and last campaign mark. When the
-/// data key is no longer the stored one (the contact was erased), nothing
-/// is written and 0 is answered. Returns 1 if the lease is
-/// still held, else 0; the job is finished either way.
-const FINISH_LUA: &str = r#"
-local dk = ARGV[#ARGV]
-if dk ~= '' then
-  local cur = redis.call('GET', KEYS[11])
-  if cur ~= dk and (not cur or redis.call('GET', KEYS[11] .. ':was') ~= dk) then return 0 end
-end
-if ARGV[10] ~= '' then redis.call('XADD', KEYS[7], '*', 'c', ARGV[10]) end
-redis.call('XDEL', KEYS[2], ARGV[2])
-local also = tonumber(ARGV[12])
-for i = 1, also do redis.call('XDEL', KEYS[2], ARGV[12 + i]) end
-count(KEYS[10], 15 + also, tonumber(ARGV[13 + also]), ARGV[14 + also])
-redis.call('DEL', KEYS[3])
-merge(KEYS[4], ARGV[3], ARGV[4], ARGV[5], ARGV[6], {KEYS[12], KEYS[13], KEYS[14], ARGV[#ARGV - 1]})
-if ARGV[7] ~= '' then
-  redis.call('XADD', KEYS[5], '*', 'e', ARGV[7])
-  redis.call('EXPIRE', KEYS[5], 2592000)
-  redis.call('ZADD', KEYS[6], ARGV[8], ARGV[9])
-  redis.call('EXPIRE', KEYS[6], 3024000)
-end
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[11] == '1' then
-  redis.call('ZREM', KEYS[9], ARGV[9])
-  if redis.call('XLEN', KEYS[2]) == 0 then redis.call('ZREM', KEYS[8], ARGV[9]) end
-  redis.call('DEL', KEYS[1])
-end
-return 1
-"#;
+/// `lua/finish.lua`: its header states its KEYS and ARGV.
+const FINISH_LUA: &str = include_str!("lua/finish.lua");
 
-/// KEYS: lease, head, due set, outbox ready set. ARGV: token, has head,
-/// head, until (Unix ms), contact. Returns 1, or 0 when the lease was
-/// lost (nothing written). The contact leaves the ready set for the due
-/// set, so no one tries it before `until`.
-const DEFER_LUA: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '1' then redis.call('SET', KEYS[2], ARGV[3], 'EX', 2592000) end
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
-redis.call('EXPIRE', KEYS[3], 3024000)
-redis.call('ZREM', KEYS[4], ARGV[5])
-redis.call('DEL', KEYS[1])
-return 1
-"#;
+/// `lua/defer.lua`: its header states its KEYS and ARGV.
+const DEFER_LUA: &str = include_str!("lua/defer.lua");
 
-/// KEYS: rate key. ARGV: interval (µs), burst, wanted slots. GCRA on the
-/// server's clock (µs), so instances with skewed clocks agree. Answers
-/// {slots taken, 0}, or {0, ms to wait for one slot (rounded up)}.
-const RATE_LUA: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval, burst, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local free = math.floor((now + burst * interval - tat) / interval)
-if free < 1 then return {0, math.ceil((tat - now - (burst - 1) * interval) / 1000)} end
-local got = math.min(want, free)
-tat = tat + got * interval
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
-return {got, 0}
-"#;
+/// `lua/rate.lua`: its header states its KEYS and ARGV.
+const RATE_LUA: &str = include_str!("lua/rate.lua");
 
-/// KEYS: rate key. ARGV: hold (ms).
-const HOLD_LUA: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local until_ = now + tonumber(ARGV[1]) * 1000
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if until_ > tat then
-  redis.call('SET', KEYS[1], string.format('%.0f', until_), 'PX', tonumber(ARGV[1]) + 1000)
-end
-return 1
-"#;
+/// `lua/hold.lua`: its header states its KEYS and ARGV.
+const HOLD_LUA: &str = include_str!("lua/hold.lua");
 
-/// KEYS: probe hash. ARGV: number, now, next. 1 when this caller probes.
-const PROBE_LUA: &str = r#"
-local p = redis.call('HGET', KEYS[1], ARGV[1])
-if not p then return 0 end
-if tonumber(p) <= tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-  return 1
-end
-return 0
-"#;
+/// `lua/probe.lua`: its header states its KEYS and ARGV.
+const PROBE_LUA: &str = include_str!("lua/probe.lua");
 
-/// KEYS: lease, outbox, outbox ready set, due set. ARGV: token, contact,
-/// outbox lane ('1' or ''). Only the holder releases; in the outbox lane
-/// the contact's timer is cleared and, with nothing queued, its ready mark.
-const RELEASE_LUA: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[3] == '1' then
-  redis.call('ZREM', KEYS[4], ARGV[2])
-  if redis.call('XLEN', KEYS[2]) == 0 then redis.call('ZREM', KEYS[3], ARGV[2]) end
-end
-redis.call('DEL', KEYS[1])
-return 1
-"#;
+/// `lua/release.lua`: its header states its KEYS and ARGV.
+const RELEASE_LUA: &str = include_str!("lua/release.lua");
 
-/// KEYS: leases of one shard. ARGV: lease (ms), then the holder's token
-/// of each. Extends each lease its holder still has; answers 1 or 0 each.
-const RENEW_LUA: &str = r#"
-local out = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i + 1] then
-    redis.call('PEXPIRE', key, ARGV[1])
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-end
-return out
-"#;
+/// `lua/renew.lua`: its header states its KEYS and ARGV.
+const RENEW_LUA: &str = include_str!("lua/renew.lua");
 
-/// KEYS: a shard's ready set and timers. ARGV: limit, now. A random
-/// sample of the ready contacts, and the due ones (earliest first).
-const SWEEP_LUA: &str = r#"
-return {redis.call('ZRANDMEMBER', KEYS[1], ARGV[1]),
-  redis.call('ZRANGE', KEYS[2], '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0, ARGV[1])}
-"#;
+/// `lua/sweep.lua`: its header states its KEYS and ARGV.
+const SWEEP_LUA: &str = include_str!("lua/sweep.lua");
 
-/// KEYS: audit head, audit log, request index, closed requests. ARGV:
-/// seq, prev, hash, entry (JSON), the entry's request op (`r`, `c`, `x`
-/// or empty; see `store::audit_index`), its group, how many closed
-/// entries to keep. Appends only after the current head; answers 1, or 0
-/// when it moved. A group is its entries, one a line: op, seq, JSON. The
-/// head's `indexed_from` is the first entry the index saw.
-const AUDIT_LUA: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'seq', 'hash')
-local seq = tonumber(cur[1] or '0')
-local h = cur[2] or ''
-if seq + 1 ~= tonumber(ARGV[1]) or (seq > 0 and h ~= ARGV[2]) then return 0 end
-redis.call('XADD', KEYS[2], ARGV[1] .. '-1', 'a', ARGV[4])
-redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'hash', ARGV[3])
-redis.call('HSETNX', KEYS[1], 'indexed_from', ARGV[1])
-local op = ARGV[5]
-if op == '' then return 1 end
-local g = redis.call('HGET', KEYS[3], ARGV[6])
-if op == 'x' then
-  if g then
-    redis.call('HDEL', KEYS[3], ARGV[6])
-    for line in string.gmatch(g, '[^\n]+') do
-      local s, e = string.match(line, '^[rc] (%d+) (.*)$')
-      if s then redis.call('ZADD', KEYS[4], s, e) end
-    end
-    redis.call('ZADD', KEYS[4], ARGV[1], ARGV[4])
-    redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[7]) + 1))
-  end
-elseif op == 'r' or g then
-  local line = op .. ' ' .. ARGV[1] .. ' ' .. ARGV[4]
-  if g then line = g .. '\n' .. line end
-  redis.call('HSET', KEYS[3], ARGV[6], line)
-end
-return 1
-"#;
+/// `lua/audit.lua`: its header states its KEYS and ARGV.
+const AUDIT_LUA: &str = include_str!("lua/audit.lua");
 
-/// KEYS: the contact's keys (deleted), then its shard's inbox and outbox
-/// ready sets, timers, due set and dead index (it leaves them), and the
-/// shard's statistics of the day (erasures + 1). ARGV: number of contact
-/// keys, contact, the statistics' TTL, the index in KEYS of the contact's
-/// campaign marks, the shard's campaign counters prefix (same slot), the
-/// counters' TTL: a campaign message still queued counts as skipped
-/// (`suppressed`).
-const ERASE_LUA: &str = r#"
-local n = tonumber(ARGV[1])
-local marks = redis.call('HGETALL', KEYS[tonumber(ARGV[4])])
-for i = 1, #marks, 2 do
-  if marks[i + 1] == 'q' then
-    local k = ARGV[5] .. marks[i]
-    redis.call('HINCRBY', k, 'queued', -1)
-    redis.call('HINCRBY', k, 'skipped:suppressed', 1)
-    redis.call('EXPIRE', k, ARGV[6])
-  end
-end
-for i = 1, n do redis.call('DEL', KEYS[i]) end
-for i = n + 1, #KEYS - 1 do redis.call('ZREM', KEYS[i], ARGV[2]) end
-redis.call('HINCRBY', KEYS[#KEYS], 'erasures', 1)
-redis.call('EXPIRE', KEYS[#KEYS], ARGV[3])
-return 1
-"#;
+/// `lua/erase.lua`: its header states its KEYS and ARGV.
+const ERASE_LUA: &str = include_str!("lua/erase.lua");
 
-/// KEYS: a contact's history, its shard's history index. ARGV: cutoff
-/// (Unix ms), contact. Drops the entries written before the cutoff and
-/// moves the contact's place in the index to its oldest entry left.
-const PURGE_LUA: &str = r#"
-redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
-local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-if #first == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  return 0
-end
-redis.call('ZADD', KEYS[2], 'XX', tonumber(string.match(first[1][1], '^(%d+)')), ARGV[2])
-return 1
-"#;
+/// `lua/purge.lua`: its header states its KEYS and ARGV.
+const PURGE_LUA: &str = include_str!("lua/purge.lua");
 
-/// KEYS: the contact's campaign marks, data key, outbox, its shard's
-/// outbox ready set and the campaign's counters in the shard. ARGV:
-/// campaign id, sealed job (or empty: skipped), skip reason, wrapped data
-/// key, '1' when that key is new, the key's (and marks') TTL, now (ms),
-/// contact, the counters' TTL. Answers 1 (done), 0 (the contact already had
-/// its turn), -1 (the data key is not the stored one: nothing written).
-const DISPATCH_LUA: &str = r#"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
-if ARGV[2] ~= '' then
-  local cur = redis.call('GET', KEYS[2])
-  if cur then
-    -- A campaign does not lengthen the key's life: it is counted from
-    -- the contact's last message (privacy.retention_days).
-    if cur ~= ARGV[4] then return -1 end
-  elseif ARGV[5] == '1' then
-    redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[6])
-  else
-    return -1
-  end
-  redis.call('XADD', KEYS[3], '*', 'e', ARGV[2])
-  redis.call('EXPIRE', KEYS[3], 2592000)
-  redis.call('ZADD', KEYS[4], 'NX', ARGV[7], ARGV[8])
-  redis.call('EXPIRE', KEYS[4], 3024000)
-  redis.call('HSET', KEYS[1], ARGV[1], 'q')
-  redis.call('HINCRBY', KEYS[5], 'queued', 1)
-else
-  redis.call('HSET', KEYS[1], ARGV[1], 's')
-  redis.call('HINCRBY', KEYS[5], 'skipped:' .. ARGV[3], 1)
-end
-redis.call('HINCRBY', KEYS[5], 'dispatched', 1)
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call('EXPIRE', KEYS[5], ARGV[9])
-return 1
-"#;
+/// `lua/dispatch.lua`: its header states its KEYS and ARGV.
+const DISPATCH_LUA: &str = include_str!("lua/dispatch.lua");
 
-/// KEYS: a campaign's record hash, its audience's keys
-/// ([`super::audience`]). ARGV: the new status,
-/// then the statuses it may move from. Answers 1 when it moved. A
-/// cancelled campaign's audience left is dropped: its numbers go.
-const STATUS_LUA: &str = r#"
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return 0 end
-for i = 2, #ARGV do
-  if cur == ARGV[i] then
-    redis.call('HSET', KEYS[1], 'status', ARGV[1])
-    if ARGV[1] == 'cancelled' then
-      for k = 2, #KEYS do redis.call('DEL', KEYS[k]) end
-    end
-    return 1
-  end
-end
-return 0
-"#;
+/// `lua/status.lua`: its header states its KEYS and ARGV.
+const STATUS_LUA: &str = include_str!("lua/status.lua");
 
-/// KEYS: a lease. ARGV: owner, lease (ms). Takes it when free, renews it
-/// when held by the owner; answers 1 when the owner holds it.
-const LEASE_LUA: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"#;
+/// `lua/lease.lua`: its header states its KEYS and ARGV.
+const LEASE_LUA: &str = include_str!("lua/lease.lua");
 
-/// KEYS: lease, head. ARGV: token, head. Writes the head's retry state if
-/// the lease is held; answers 1 when it did.
-const SET_HEAD_LUA: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', 2592000)
-return 1
-"#;
+/// `lua/set_head.lua`: its header states its KEYS and ARGV.
+const SET_HEAD_LUA: &str = include_str!("lua/set_head.lua");
 
-/// KEYS: a due set. Makes every member due now.
-const WAKE_LUA: &str = r#"
-local m = redis.call('ZRANGE', KEYS[1], 0, -1)
-for _, x in ipairs(m) do redis.call('ZADD', KEYS[1], 'XX', 0, x) end
-return #m
-"#;
+/// `lua/wake.lua`: its header states its KEYS and ARGV.
+const WAKE_LUA: &str = include_str!("lua/wake.lua");
 
 /// The Redis store; cheap to clone (one multiplexed connection).
 #[derive(Clone)]
