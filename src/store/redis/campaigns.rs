@@ -1,5 +1,6 @@
 //! The Redis backend: the campaigns role (see [`crate::store::CampaignStore`]).
 
+use super::scripts::{DispatchKeys, Keys};
 use super::*;
 use crate::store::CampaignStore;
 
@@ -144,13 +145,13 @@ impl CampaignStore for RedisStore {
                 for send in &sends {
                     let c = &send.contact;
                     let shard = shard_of(c);
-                    let keys = [
-                        self.contact_key(c, "cmp"),
-                        self.contact_key(c, "key"),
-                        self.contact_key(c, "outbox"),
-                        self.ready_key(Lane::Outbox, shard),
-                        self.shard_key(shard, &format!("cmp:{id}")),
-                    ];
+                    let keys = DispatchKeys {
+                        campaigns: self.contact_key(c, "cmp"),
+                        data_key: self.contact_key(c, "key"),
+                        outbox: self.contact_key(c, "outbox"),
+                        outbox_ready: self.ready_key(Lane::Outbox, shard),
+                        counters: self.shard_key(shard, &format!("cmp:{id}")),
+                    };
                     let (job, reason): (&[u8], &str) = match &send.job {
                         Ok(job) => (job, ""),
                         Err(reason) => (b"", reason),
@@ -160,7 +161,7 @@ impl CampaignStore for RedisStore {
                         None => (&b""[..], false),
                     };
                     let ttl = send.ttl.as_secs().max(1);
-                    Self::evalsha(&mut pipe, &self.dispatch, &keys)
+                    Self::evalsha(&mut pipe, &self.dispatch, &keys.keys())
                         .arg(id)
                         .arg(job)
                         .arg(reason)

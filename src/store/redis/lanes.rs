@@ -1,5 +1,6 @@
 //! The Redis backend: the lanes role (see [`crate::store::LaneStore`]).
 
+use super::scripts::{ClaimKeys, Keys, ReleaseKeys};
 use super::*;
 use crate::store::LaneStore;
 
@@ -85,18 +86,18 @@ impl LaneStore for RedisStore {
             Lane::Inbox => Queue::Contact(contact.clone()),
             Lane::Outbox => Queue::Outbox(contact.clone()),
         };
-        let mut invocation = self.claim.prepare_invoke();
-        invocation
-            .key(self.lease_key(lane, contact))
-            .key(self.stream_key(&queue))
-            .key(match lane {
+        let keys = ClaimKeys {
+            lease: self.lease_key(lane, contact),
+            stream: self.stream_key(&queue),
+            state: match lane {
                 Lane::Inbox => self.contact_key(contact, "session"),
                 Lane::Outbox => self.contact_key(contact, "outbox:head"),
-            });
-        invocation.key(self.contact_key(contact, "key"));
-        if lane == Lane::Inbox {
-            invocation.key(self.contact_key(contact, "profile"));
-        }
+            },
+            data_key: self.contact_key(contact, "key"),
+            profile: (lane == Lane::Inbox).then(|| self.contact_key(contact, "profile")),
+        };
+        let mut invocation = self.claim.prepare_invoke();
+        keys.add_to(&mut invocation);
         let reply: Value = invocation
             .arg(owner)
             .arg(lease.as_millis() as u64)
@@ -251,12 +252,15 @@ impl LaneStore for RedisStore {
         let mut conn = self.conn.clone();
         let c = &claim.contact;
         let shard = shard_of(c);
-        let _: i64 = self
-            .release
-            .key(self.lease_key(claim.lane, c))
-            .key(self.contact_key(c, "outbox"))
-            .key(self.ready_key(Lane::Outbox, shard))
-            .key(self.timers_key(Lane::Outbox, shard))
+        let keys = ReleaseKeys {
+            lease: self.lease_key(claim.lane, c),
+            outbox: self.contact_key(c, "outbox"),
+            outbox_ready: self.ready_key(Lane::Outbox, shard),
+            due: self.timers_key(Lane::Outbox, shard),
+        };
+        let mut inv = self.release.prepare_invoke();
+        keys.add_to(&mut inv);
+        let _: i64 = inv
             .arg(&claim.owner)
             .arg(c.as_str())
             .arg(if claim.lane == Lane::Outbox { "1" } else { "" })

@@ -107,6 +107,7 @@ mod lanes;
 mod links;
 mod ops;
 mod outbox;
+mod scripts;
 
 /// The largest COUNT Redis takes (a signed 64-bit number); callers may
 /// ask for "everything" with `usize::MAX`.
@@ -535,116 +536,15 @@ impl RedisStore {
         }
     }
 
-    fn evalsha<'a>(
+    fn evalsha<'a, K: redis::ToRedisArgs>(
         pipe: &'a mut redis::Pipeline,
         script: &redis::Script,
-        keys: &[String],
+        keys: &[K],
     ) -> &'a mut redis::Pipeline {
         let cmd = pipe.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len());
         for k in keys {
             cmd.arg(k);
         }
         cmd
-    }
-
-    /// Appends the entries and records `links` (see
-    /// [`Store::append_linked`]) in one pipeline.
-    async fn append_with(
-        &self,
-        entries: Vec<InboxEntry>,
-        links: &[(ContactKey, ContactKey)],
-    ) -> Result<Vec<Appended>, StoreError> {
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = crate::clock::now_ms();
-        let today = stats::today();
-        let consents = entries
-            .iter()
-            .map(|e| e.consent.as_ref().map_or(Ok(String::new()), json))
-            .collect::<Result<Vec<String>, StoreError>>()?;
-        let values: Vec<Value> = self
-            .pipeline(|| {
-                let mut pipe = redis::pipe();
-                // Contact links the delivery shows (`store::links`): the
-                // index, and the link unless the alias has one already.
-                for (alias, canonical) in links {
-                    pipe.cmd("SADD")
-                        .arg(self.contact_key(canonical, "aliases"))
-                        .arg(alias.as_str())
-                        .ignore();
-                    pipe.cmd("SET")
-                        .arg(self.contact_key(alias, "link"))
-                        .arg(canonical.as_str())
-                        .arg("NX")
-                        .ignore();
-                }
-                for (i, e) in entries.iter().enumerate() {
-                    let mut keys = vec![
-                        self.queue_key(&e.queue, &format!("seen:{}", e.dedup)),
-                        self.stream_key(&e.queue),
-                    ];
-                    let member = match &e.queue {
-                        Queue::Contact(k) => {
-                            keys.push(self.ready_key(Lane::Inbox, shard_of(k)));
-                            keys.push(self.contact_key(k, "consent"));
-                            keys.push(self.contact_key(k, "key"));
-                            keys.push(self.stats_key(shard_of(k), &today));
-                            keys.push(self.contact_key(k, "lastcmp"));
-                            keys.push(self.shard_key(shard_of(k), "cmp:"));
-                            k.as_str()
-                        }
-                        // A job appended straight to an outbox (an
-                        // integration event): ready for the senders, under
-                        // the outbox's own data key.
-                        Queue::Outbox(k) => {
-                            keys.push(self.ready_key(Lane::Outbox, shard_of(k)));
-                            keys.push(self.contact_key(k, "consent"));
-                            keys.push(self.contact_key(k, "key"));
-                            k.as_str()
-                        }
-                        _ => "",
-                    };
-                    let (wrapped, fresh, ttl) = match &e.key {
-                        Some(k) => (&k.wrapped[..], k.fresh, k.ttl.as_secs().max(1)),
-                        None => (&b""[..], false, 1),
-                    };
-                    Self::evalsha(&mut pipe, &self.append, &keys)
-                        .arg(DEDUP_TTL.as_secs())
-                        .arg(&e.sealed[..])
-                        .arg(INBOX_TTL.as_secs())
-                        .arg(now)
-                        .arg(member)
-                        .arg(consents[i].as_str())
-                        .arg(wrapped)
-                        .arg(if fresh { "1" } else { "0" })
-                        .arg(ttl)
-                        .arg(e.consent.as_ref().and_then(stats::of_consent).unwrap_or(""))
-                        .arg(STATS_TTL)
-                        .arg(CAMPAIGN_TTL_S)
-                        .arg(e.refused.as_deref().unwrap_or(b""))
-                        .arg(crate::privacy::consent::GRANTS_PER_DAY)
-                        .arg(crate::privacy::consent::GRANT_WINDOW_SECS);
-                }
-                pipe
-            })
-            .await?;
-        if values.len() != entries.len() {
-            return Err(StoreError::Corrupt(format!(
-                "expected {} replies, got {}",
-                entries.len(),
-                values.len()
-            )));
-        }
-        Ok(values
-            .into_iter()
-            .map(|v| match v {
-                Value::Nil => Appended::Duplicate,
-                Value::Int(-1) => Appended::KeyMismatch,
-                Value::Int(0) => Appended::NewSameConsent,
-                Value::Int(-2) => Appended::NewGrantRefused,
-                _ => Appended::New,
-            })
-            .collect())
     }
 }

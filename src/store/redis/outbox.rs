@@ -1,5 +1,6 @@
 //! The Redis backend: the outbox role (see [`crate::store::OutboxStore`]).
 
+use super::scripts::{DeferKeys, FinishArgs, FinishKeys, Keys};
 use super::*;
 use crate::store::OutboxStore;
 
@@ -9,46 +10,41 @@ impl OutboxStore for RedisStore {
         let mut conn = self.conn.clone();
         let c = &claim.contact;
         let shard = shard_of(c);
-        let mut inv = self.finish.prepare_invoke();
-        inv.key(self.lease_key(Lane::Outbox, c))
-            .key(self.contact_key(c, "outbox"))
-            .key(self.contact_key(c, "outbox:head"))
-            .key(self.contact_key(c, "deliveries"))
-            .key(self.contact_key(c, "dead"))
-            .key(self.shard_key(shard, "dead"))
-            .key(self.contact_key(c, "consent"))
-            .key(self.ready_key(Lane::Outbox, shard))
-            .key(self.timers_key(Lane::Outbox, shard))
-            .key(self.stats_key(shard, &stats::today()))
-            .key(self.contact_key(c, "key"))
-            .key(self.shard_key(shard, "cmp:"))
-            .key(self.contact_key(c, "cmp"))
-            .key(self.contact_key(c, "lastcmp"))
-            .arg(&claim.owner)
-            .arg(id);
-        for a in record_args(&finish.record)? {
-            inv.arg(a);
-        }
-        let consent = match &finish.consent {
-            Some(change) => json(change)?,
-            None => String::new(),
+        let keys = FinishKeys {
+            lease: self.lease_key(Lane::Outbox, c),
+            outbox: self.contact_key(c, "outbox"),
+            head: self.contact_key(c, "outbox:head"),
+            deliveries: self.contact_key(c, "deliveries"),
+            dead: self.contact_key(c, "dead"),
+            dead_index: self.shard_key(shard, "dead"),
+            consent: self.contact_key(c, "consent"),
+            outbox_ready: self.ready_key(Lane::Outbox, shard),
+            due: self.timers_key(Lane::Outbox, shard),
+            stats: self.stats_key(shard, &stats::today()),
+            data_key: self.contact_key(c, "key"),
+            campaign_prefix: self.shard_key(shard, "cmp:"),
+            campaigns: self.contact_key(c, "cmp"),
+            last_campaign: self.contact_key(c, "lastcmp"),
         };
-        inv.arg(finish.dead_letter.as_deref().unwrap_or(b""))
-            .arg(crate::clock::now_secs())
-            .arg(c.as_str())
-            .arg(consent)
-            .arg(if finish.release { "1" } else { "" })
-            .arg(finish.also.len());
-        for other in &finish.also {
-            inv.arg(other);
-        }
         let counts = stats::with_consent(&finish.stats, finish.consent.iter());
-        inv.arg(counts.len()).arg(STATS_TTL);
-        for (name, n) in &counts {
-            inv.arg(name).arg(*n);
-        }
-        inv.arg(CAMPAIGN_TTL_S)
-            .arg(claim.data_key.as_deref().unwrap_or(b""));
+        let args = FinishArgs {
+            token: &claim.owner,
+            entry: id,
+            record: record_args(&finish.record)?,
+            dead_letter: finish.dead_letter.as_deref().unwrap_or(b""),
+            now: crate::clock::now_secs(),
+            contact: c.as_str(),
+            consent: finish.consent.as_ref().map_or(Ok(String::new()), json)?,
+            release: finish.release,
+            also: &finish.also,
+            counts: &counts,
+            stats_ttl: STATS_TTL,
+            campaign_ttl: CAMPAIGN_TTL_S,
+            data_key: claim.data_key.as_deref().unwrap_or(b""),
+        };
+        let mut inv = self.finish.prepare_invoke();
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         let held: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(held == 1)
     }
@@ -62,12 +58,15 @@ impl OutboxStore for RedisStore {
         let mut conn = self.conn.clone();
         let c = &claim.contact;
         let shard = shard_of(c);
-        let _: i64 = self
-            .defer
-            .key(self.lease_key(Lane::Outbox, c))
-            .key(self.contact_key(c, "outbox:head"))
-            .key(self.timers_key(Lane::Outbox, shard))
-            .key(self.ready_key(Lane::Outbox, shard))
+        let keys = DeferKeys {
+            lease: self.lease_key(Lane::Outbox, c),
+            head: self.contact_key(c, "outbox:head"),
+            due: self.timers_key(Lane::Outbox, shard),
+            outbox_ready: self.ready_key(Lane::Outbox, shard),
+        };
+        let mut inv = self.defer.prepare_invoke();
+        keys.add_to(&mut inv);
+        let _: i64 = inv
             .arg(&claim.owner)
             .arg(if head.is_some() { "1" } else { "0" })
             .arg(head.as_deref().unwrap_or(b""))
