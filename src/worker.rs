@@ -11,20 +11,23 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::consent::{Decision, MARKETING, decide};
+
+use crate::domain::consent::ConsentChange;
+
 use crate::clock::Clock;
 use crate::domain::ContactKey;
 use crate::flow::engine::{self, ContactView, Effect, Input, Outgoing, Session};
 use crate::flow::normalize;
 pub use crate::outbox::{Job, Recipient};
 use crate::outbox::{Message as OutMessage, Origin, WINDOW_SECS};
-use crate::privacy::consent::MARKETING;
+
 use crate::privacy::crypto::Sealer;
 use crate::privacy::keys::Keyring;
 use crate::privacy::keywords::{self, Command};
 use crate::privacy::pseudonym::Pseudonymizer;
 use crate::store::{
-    Claim, Commit, Committed, ConsentChange, Delivery, DeliveryState, Lane, Queue, Store,
-    StoreError,
+    Claim, Commit, Committed, Delivery, DeliveryState, Lane, Queue, Store, StoreError,
 };
 use crate::webhook::events::{AgentAction, Event, InboundMessage, StatusUpdate};
 use crate::webhook::payload::{Message, MessageKind, StatusKind};
@@ -848,15 +851,15 @@ impl Worker {
         } else {
             None
         };
-        let mut audited: Vec<crate::privacy::audit::Event> = consent
+        let mut audited: Vec<crate::domain::audit::Event> = consent
             .iter()
             .map(|c| crate::privacy::audit::of_consent(contact.as_str(), c))
             .collect();
-        let erase_event = |kind: &str| crate::privacy::audit::Event {
+        let erase_event = |kind: &str| crate::domain::audit::Event {
             at: now,
             kind: kind.to_owned(),
             contact: Some(contact.as_str().to_owned()),
-            actor: crate::privacy::audit::Actor::Customer,
+            actor: crate::domain::audit::Actor::Customer,
             detail: None,
         };
         audited.extend(erasure.into_iter().map(erase_event));
@@ -933,7 +936,7 @@ impl Worker {
     /// against the ledger, and those recorded at ingress are kept only if
     /// the ledger holds them (ingress recorded only the ones that changed
     /// something). A grant of the step's own beyond the day's grants is
-    /// not kept either (see [`crate::privacy::consent::decide`]); answers
+    /// not kept either (see [`crate::domain::consent::decide`]); answers
     /// whether there was one.
     async fn changes_only(
         &self,
@@ -941,7 +944,7 @@ impl Worker {
         consent: &mut Vec<ConsentChange>,
         causes: &mut [Cause],
     ) -> Result<bool, StoreError> {
-        use crate::privacy::consent::{Decision, decide, on_record};
+        use crate::privacy::consent::on_record;
         let ledger = self.store.consent(contact).await?;
         let mut all = ledger.clone();
         let mut kept = Vec::new();
@@ -1280,7 +1283,7 @@ impl Worker {
     }
 
     /// Answers a grant refused as beyond the day's grants (see
-    /// [`crate::privacy::consent::GRANTS_PER_DAY`]): the customer stays
+    /// [`crate::domain::consent::GRANTS_PER_DAY`]): the customer stays
     /// unsubscribed and may ask again tomorrow.
     fn grant_refused(
         &self,
@@ -1432,7 +1435,7 @@ impl Worker {
                     purpose: None,
                 });
                 consent.push(ConsentChange {
-                    purpose: crate::privacy::consent::POLICY_NOTICE.to_owned(),
+                    purpose: crate::domain::consent::POLICY_NOTICE.to_owned(),
                     granted: true,
                     at: sent_at,
                     source: "notice".to_owned(),

@@ -14,9 +14,11 @@ use serde_json::json;
 
 use super::{authorize, error, unavailable};
 use crate::campaign::{self, Audience, Campaign, Member, member_context};
+use crate::domain::audit::{Actor, Event};
+use crate::domain::consent::MARKETING;
 use crate::domain::{ContactId, ContactKey};
 use crate::outbox::Recipient;
-use crate::privacy::consent::{self, MARKETING};
+use crate::privacy::consent;
 use crate::startup::AppState;
 use crate::store::StoreError;
 
@@ -36,7 +38,7 @@ fn valid_id(id: &str) -> bool {
 }
 
 async fn audit(state: &AppState, kind: &str, detail: String) {
-    use crate::privacy::audit::{Actor, Event, note};
+    use crate::privacy::audit::note;
     let event = Event {
         at: crate::clock::now_secs(),
         kind: kind.to_owned(),

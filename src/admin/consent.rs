@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::{BODY_MAX, body_of, error, one_contact, unavailable};
+use crate::domain::consent::MARKETING;
 use crate::startup::AppState;
 
 /// The body of `POST /admin/contacts/{id}/consent`.
@@ -31,7 +32,7 @@ pub async fn record_consent(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    use crate::privacy::consent::{ADMIN_SOURCE, MARKETING};
+    use crate::privacy::consent::ADMIN_SOURCE;
     let contact = match one_contact(&req, &path, &state).await {
         Ok(c) => c,
         Err(answer) => return *answer,
@@ -71,7 +72,7 @@ pub async fn record_consent(
         Ok(None) => {}
         Err(e) => return unavailable(e),
     }
-    let change = crate::store::ConsentChange {
+    let change = crate::domain::consent::ConsentChange {
         purpose: MARKETING.to_owned(),
         granted: body.granted,
         at: crate::clock::now_secs(),

@@ -37,6 +37,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::domain::audit::{Actor, Event};
+
 use crate::domain::ContactId;
 use crate::outbox::sender::{Letter, dead_context};
 use crate::startup::AppState;
@@ -179,7 +181,7 @@ fn bad_id() -> HttpResponse {
 }
 
 async fn admin_access(state: &AppState, contact: &crate::domain::ContactKey, what: &str) {
-    use crate::privacy::audit::{Actor, Event, note};
+    use crate::privacy::audit::note;
     let event = Event {
         at: crate::clock::now_secs(),
         kind: "admin_access".into(),
@@ -280,17 +282,17 @@ pub async fn contact(
     let mut purposes: Vec<&str> = ledger
         .iter()
         .map(|c| c.purpose.as_str())
-        .filter(|p| *p != crate::privacy::consent::POLICY_NOTICE)
+        .filter(|p| *p != crate::domain::consent::POLICY_NOTICE)
         .collect();
     purposes.sort_unstable();
     purposes.dedup();
-    if !purposes.contains(&crate::privacy::consent::MARKETING) {
-        purposes.insert(0, crate::privacy::consent::MARKETING);
+    if !purposes.contains(&crate::domain::consent::MARKETING) {
+        purposes.insert(0, crate::domain::consent::MARKETING);
     }
     let mut consent: serde_json::Map<String, serde_json::Value> = purposes
         .iter()
         .map(|p| {
-            let latest = crate::privacy::consent::state(&ledger, p);
+            let latest = crate::domain::consent::state(&ledger, p);
             (
                 (*p).to_owned(),
                 json!({
@@ -335,7 +337,7 @@ pub async fn erase(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    use crate::privacy::audit::{Actor, Event, note};
+    use crate::privacy::audit::note;
     let contact = match one_contact(&req, &path, &state).await {
         Ok(c) => c,
         Err(answer) => return *answer,

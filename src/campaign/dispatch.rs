@@ -15,8 +15,9 @@ use std::time::Duration;
 use super::{Campaign, ContactValues, Member, member_context};
 use crate::clock::Clock;
 use crate::domain::ContactKey;
+use crate::domain::consent::MARKETING;
 use crate::outbox::{Job, Message, Origin, Recipient};
-use crate::privacy::consent::{self, MARKETING};
+use crate::privacy::consent;
 use crate::privacy::keys::Keyring;
 use crate::store::{
     Brief, CampaignSend, Dispatched, EntryKey, Queue, Store, StoreError, StoredCampaign,

@@ -6,6 +6,9 @@
 //! ever appears in logs: their `Debug` is redacted, and stores and logs use
 //! the pseudonymous [`ContactKey`] instead.
 
+pub mod audit;
+pub mod consent;
+
 use std::fmt;
 
 /// A WhatsApp id: the customer's phone number in digits, no `+`.

@@ -38,6 +38,7 @@ use super::{Job, Origin, WINDOW_SECS};
 use crate::clock::Clock;
 use crate::config::OutboxSettings;
 use crate::domain::ContactKey;
+use crate::domain::audit::{Actor, Event};
 use crate::privacy::crypto::Sealer;
 use crate::privacy::pseudonym::Pseudonymizer;
 use crate::store::stats;
@@ -265,7 +266,7 @@ fn no_record() -> Delivery {
 type GiveUp = (
     Delivery,
     Option<Letter>,
-    Option<crate::store::ConsentChange>,
+    Option<crate::domain::consent::ConsentChange>,
 );
 
 enum Next {
@@ -796,15 +797,16 @@ impl Sender {
                 let r = record(DeliveryState::Failed, state.attempts + 1);
                 // Meta says the customer stopped marketing messages: that
                 // is a withdrawal of marketing consent, recorded with it.
-                let consent =
-                    (f.code == Some(MARKETING_STOPPED_CODE)).then(|| crate::store::ConsentChange {
+                let consent = (f.code == Some(MARKETING_STOPPED_CODE)).then(|| {
+                    crate::domain::consent::ConsentChange {
                         purpose: "marketing".into(),
                         granted: false,
                         at: now,
                         source: "meta:131050".into(),
                         policy_version: self.policy_version.clone(),
                         evidence: Some(format!("job:{}", job.id)),
-                    });
+                    }
+                });
                 self.give_up(claim, id, (r, None, consent), run).await
             }
             Class::Credentials => {
@@ -1026,7 +1028,7 @@ impl Sender {
                 if crate::integrations::audit_share(self.store.as_ref(), receiver, event, contact)
                     .await
                 {
-                    use crate::privacy::audit::{Actor, Event, note};
+                    use crate::privacy::audit::note;
                     let shared = Event {
                         at: now,
                         kind: "data_shared".to_owned(),
@@ -1081,7 +1083,7 @@ impl Sender {
     }
 
     async fn audit_export(&self, contact: &ContactKey, kind: &str, at: u64) {
-        use crate::privacy::audit::{Actor, Event, note};
+        use crate::privacy::audit::note;
         let actor = if kind.ends_with("_request") {
             Actor::Customer
         } else {

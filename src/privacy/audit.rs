@@ -10,59 +10,20 @@
 //! without the key nobody can forge a chain that verifies.
 
 use hmac::{Hmac, KeyInit, Mac};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::Sha256;
 
+use crate::domain::consent::POLICY_NOTICE;
+
 use crate::config::Key32;
+use crate::domain::audit::{Actor, Entry, Event, GENESIS};
 use crate::store::{Store, StoreError};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The hash before the first entry.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
 /// How long a request may stay open before it is flagged (GDPR allows a
 /// month, CCPA 45 days; we hold ourselves to a week).
 pub const OPEN_REQUEST_FLAG_SECS: u64 = 7 * 24 * 3600;
-
-/// Who did it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Actor {
-    Customer,
-    Admin,
-    System,
-}
-
-/// One privacy event, as recorded (never message content).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    /// When (Unix s).
-    pub at: u64,
-    /// What: `consent_given`, `consent_withdrawn`, `policy_notice`,
-    /// `admin_access`, `export_request`, `erasure_request`, … Requests end
-    /// in `_request` and are closed by the same kind ending in
-    /// `_completed` (or `_declined`) for the same contact.
-    pub kind: String,
-    /// The pseudonymous contact id, when the event concerns one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact: Option<String>,
-    pub actor: Actor,
-    /// A short description with no personal data ("marketing, keyword").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// An event in the log, with its place in the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    pub seq: u64,
-    #[serde(flatten)]
-    pub event: Event,
-    /// The previous entry's hash ([`GENESIS`] for the first).
-    pub prev: String,
-    pub hash: String,
-}
 
 /// Computes and checks the chain's hashes.
 #[derive(Clone)]
@@ -154,8 +115,7 @@ pub async fn note(store: &dyn Store, chain: &Chain, event: Event) {
 
 /// The audit event of a consent change (or a policy notice) recorded for
 /// `contact`.
-pub fn of_consent(contact: &str, change: &crate::store::ConsentChange) -> Event {
-    use crate::privacy::consent::POLICY_NOTICE;
+pub fn of_consent(contact: &str, change: &crate::domain::consent::ConsentChange) -> Event {
     let (kind, actor) = if change.purpose == POLICY_NOTICE {
         ("policy_notice", Actor::System)
     } else if change.source == crate::privacy::consent::ADMIN_SOURCE {

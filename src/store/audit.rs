@@ -8,20 +8,20 @@ use crate::store::{StoreError, audit_index};
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// The audit log's last entry: (sequence number, hash); (0,
-    /// [`crate::privacy::audit::GENESIS`]) when empty.
+    /// [`crate::domain::audit::GENESIS`]) when empty.
     async fn audit_head(&self) -> Result<(u64, String), StoreError>;
 
     /// Appends `entry` if it follows the current head (its `seq` is the
     /// next one and its `prev` the head's hash); false when another
     /// writer got there first (nothing written).
-    async fn audit_append(&self, entry: &crate::privacy::audit::Entry) -> Result<bool, StoreError>;
+    async fn audit_append(&self, entry: &crate::domain::audit::Entry) -> Result<bool, StoreError>;
 
     /// Up to `limit` audit entries from sequence number `from`, in order.
     async fn audit_entries(
         &self,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError>;
+    ) -> Result<Vec<crate::domain::audit::Entry>, StoreError>;
 
     /// Up to `limit` audit entries with a sequence number below `before`
     /// (from the newest when `None`), newest first.
@@ -29,7 +29,7 @@ pub trait AuditStore: Send + Sync {
         &self,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError>;
+    ) -> Result<Vec<crate::domain::audit::Entry>, StoreError>;
 
     /// Appends a run of entries, each as [`Store::audit_append`] would, in
     /// one round trip: for seeding or restoring a log (the application
@@ -37,7 +37,7 @@ pub trait AuditStore: Send + Sync {
     /// not follow (it and those after it are not written).
     async fn audit_append_run(
         &self,
-        entries: &[crate::privacy::audit::Entry],
+        entries: &[crate::domain::audit::Entry],
     ) -> Result<bool, StoreError>;
 
     /// The request index ([`audit_index`]), kept by the appends: the
@@ -59,6 +59,6 @@ pub trait AuditStore: Send + Sync {
     /// it was confirmed; true when moved.
     async fn audit_request_lapsed(
         &self,
-        request: &crate::privacy::audit::Entry,
+        request: &crate::domain::audit::Entry,
     ) -> Result<bool, StoreError>;
 }

@@ -11,7 +11,7 @@
 //! moved there by [`super::Store::audit_request_lapsed`] once its window
 //! has passed. [`crate::privacy::audit::requests`] pairs the entries.
 
-use crate::privacy::audit::Entry;
+use crate::domain::audit::Entry;
 
 /// How many entries of closed requests are kept (the newest).
 pub const CLOSED_KEEP: usize = 1000;
@@ -126,7 +126,7 @@ impl Requests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::privacy::audit::{Actor, Event};
+    use crate::domain::audit::{Actor, Entry, Event};
 
     fn entry(kind: &str, contact: Option<&str>) -> Entry {
         Entry {

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::consent::ConsentChange;
+
 use crate::domain::ContactKey;
-use crate::store::{ConsentChange, Delivery, DeliveryState, EntryKey, StoreError};
+use crate::store::{Delivery, DeliveryState, EntryKey, StoreError};
 
 /// One audience member, as the campaign dispatcher hands it to the store.
 #[derive(Debug, Clone)]

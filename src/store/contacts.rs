@@ -4,30 +4,8 @@
 use async_trait::async_trait;
 
 use crate::domain::ContactKey;
+use crate::domain::consent::ConsentChange;
 use crate::store::{Delivery, StoreError};
-
-/// One entry of a contact's consent ledger (append-only: the current
-/// state of a purpose is its latest entry).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ConsentChange {
-    /// What the consent is for (`marketing`, …).
-    pub purpose: String,
-    pub granted: bool,
-    /// When (Unix seconds).
-    pub at: u64,
-    /// How we learned it: `keyword` (STOP, START… typed), `button` (the
-    /// "Stop promotions" quick reply), `flow` (a flow's opt-in or opt-out
-    /// step), `whatsapp:user_preferences` (WhatsApp's Stop/Resume),
-    /// `meta:131050` (Meta said the customer stopped marketing messages),
-    /// `admin`.
-    pub source: String,
-    /// The privacy policy in force (`privacy.policy_version`).
-    pub policy_version: String,
-    /// What shows it: a keyed hash of the customer's message id (or of
-    /// the webhook event) that carried the choice.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<String>,
-}
 
 /// What [`Store::resolve_contacts`] knows about a contact key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::consent::ConsentChange;
+
 use crate::domain::ContactKey;
-use crate::store::{Claim, ConsentChange, Counts, Delivery, StoreError};
+use crate::store::{Claim, Counts, Delivery, StoreError};
 
 /// How long a de-duplication key is remembered. Meta retries a delivery
 /// for up to 7 days; one more day covers clock skew and slow retries.
@@ -53,11 +55,11 @@ pub struct InboxEntry {
     /// atomic write as the entry, and only if the entry is new, so it is on
     /// record before the webhook is acknowledged.
     /// Recorded only when it changes the contact's state for its purpose
-    /// (see [`crate::privacy::consent::changes`]).
+    /// (see [`crate::domain::consent::changes`]).
     pub consent: Option<ConsentChange>,
     /// For an entry whose `consent` is a grant: the event sealed as it
     /// reads when the grant is refused (beyond
-    /// [`crate::privacy::consent::GRANTS_PER_DAY`]), stored instead of
+    /// [`crate::domain::consent::GRANTS_PER_DAY`]), stored instead of
     /// `sealed` then, so that the worker answers what was decided.
     pub refused: Option<Vec<u8>>,
     /// The contact's wrapped data key the entry is sealed under (contact
@@ -94,7 +96,7 @@ pub enum Appended {
     /// STOP), so none was recorded, counted or attributed.
     NewSameConsent,
     /// Stored (as [`InboxEntry::refused`]), but the grant it carried is
-    /// beyond [`crate::privacy::consent::GRANTS_PER_DAY`], so none was
+    /// beyond [`crate::domain::consent::GRANTS_PER_DAY`], so none was
     /// recorded, counted or attributed.
     NewGrantRefused,
     Duplicate,

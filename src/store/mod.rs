@@ -36,7 +36,7 @@ pub use campaigns::{
     Brief, CAMPAIGN_TTL, CampaignSend, CampaignStore, Dispatched, StoredCampaign, audience_prefix,
     campaign_of_job, campaign_tally,
 };
-pub use contacts::{ConsentChange, ContactStore, Resolved};
+pub use contacts::{ContactStore, Resolved};
 pub use inbox::{
     Appended, Commit, Committed, DEDUP_TTL, EntryKey, INBOX_TTL, InboxEntry, InboxStore, Queue,
     StoredEntry,

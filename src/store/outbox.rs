@@ -3,8 +3,10 @@
 
 use async_trait::async_trait;
 
+use crate::domain::consent::ConsentChange;
+
 use crate::domain::ContactKey;
-use crate::store::{Claim, ConsentChange, Counts, StoreError, StoredEntry};
+use crate::store::{Claim, Counts, StoreError, StoredEntry};
 
 /// Where an outbound message stands. The order of the variants is the
 /// order of progress: an update never moves a message back, and the final

@@ -14,8 +14,8 @@ pub const ERASURES: &str = "erasures";
 pub const KEEP_DAYS: u64 = 400;
 
 /// The counter a consent ledger entry adds, if any.
-pub fn of_consent(c: &crate::store::ConsentChange) -> Option<&'static str> {
-    (c.purpose == crate::privacy::consent::MARKETING).then_some(if c.granted {
+pub fn of_consent(c: &crate::domain::consent::ConsentChange) -> Option<&'static str> {
+    (c.purpose == crate::domain::consent::MARKETING).then_some(if c.granted {
         OPT_INS
     } else {
         OPT_OUTS
@@ -25,7 +25,7 @@ pub fn of_consent(c: &crate::store::ConsentChange) -> Option<&'static str> {
 /// `counts` and the opt-ins and opt-outs of `consent`, merged by name.
 pub fn with_consent<'a>(
     counts: &[(String, u64)],
-    consent: impl Iterator<Item = &'a crate::store::ConsentChange>,
+    consent: impl Iterator<Item = &'a crate::domain::consent::ConsentChange>,
 ) -> Vec<(String, u64)> {
     let mut out: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for (name, n) in counts {

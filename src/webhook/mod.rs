@@ -238,9 +238,9 @@ async fn handle(
         });
         plains.push(plain);
     }
-    let consents: Vec<Option<crate::store::ConsentChange>> =
+    let consents: Vec<Option<crate::domain::consent::ConsentChange>> =
         entries.iter().map(|e| e.consent.clone()).collect();
-    let audited: Vec<Option<crate::privacy::audit::Event>> = entries
+    let audited: Vec<Option<crate::domain::audit::Event>> = entries
         .iter()
         .map(|e| match (&e.queue, &e.consent) {
             (Queue::Contact(k), Some(c)) => Some(crate::privacy::audit::of_consent(k.as_str(), c)),
@@ -406,7 +406,7 @@ async fn append_sealed(
     links: &[(crate::domain::ContactKey, crate::domain::ContactKey)],
 ) -> Result<Vec<Appended>, WebhookError> {
     // What a retry needs besides the sealed bytes (cheap to copy).
-    let heads: Vec<(Queue, String, Option<crate::store::ConsentChange>)> = entries
+    let heads: Vec<(Queue, String, Option<crate::domain::consent::ConsentChange>)> = entries
         .iter()
         .map(|e| (e.queue.clone(), e.dedup.clone(), e.consent.clone()))
         .collect();

@@ -5,7 +5,8 @@
 //! wherever they are in the log.
 
 use serde_json::Value;
-use whatsify::privacy::audit::{Actor, Event, OPEN_REQUEST_FLAG_SECS};
+use whatsify::domain::audit::{Actor, Event};
+use whatsify::privacy::audit::OPEN_REQUEST_FLAG_SECS;
 
 use crate::both_backends;
 use crate::graph::FakeGraph;

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use whatsify::domain::consent::ConsentChange;
 use whatsify::domain::{ContactId, ContactKey};
-use whatsify::store::ConsentChange;
 
 use crate::conversation::delivery;
 use crate::graph::{FakeGraph, Sent};

@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use whatsify::domain::consent::GRANTS_PER_DAY;
+
 use crate::both_backends;
 use crate::graph::FakeGraph;
 use crate::helpers::{Backend, TestApp};
@@ -244,7 +246,6 @@ const STAY_UNSUBSCRIBED: &str = "reply START tomorrow";
 /// unsubscribed until tomorrow. The ledger and the audit log grow by at
 /// most `2 × GRANTS_PER_DAY + 1` entries.
 async fn alternating_stop_and_start_is_bounded(backend: &Backend) {
-    use whatsify::privacy::consent::GRANTS_PER_DAY;
     let graph = FakeGraph::start().await;
     let app = app_with(backend, &graph, &[]).await;
     let wa = "16505557005";
@@ -307,7 +308,6 @@ both_backends!(alternating, alternating_stop_and_start_is_bounded);
 /// The promotions flow's "Yes, send offers" counts as a grant too: after
 /// the day's grants, it is not recorded and the customer is told so.
 async fn a_flow_opt_in_beyond_the_days_grants_is_refused(backend: &Backend) {
-    use whatsify::privacy::consent::GRANTS_PER_DAY;
     let graph = FakeGraph::start().await;
     let app = app_with(backend, &graph, &[]).await;
     let wa = "16505557006";

@@ -8,6 +8,9 @@ use secrecy::SecretString;
 use std::time::Duration;
 use whatsify::config::{Backend as Kind, StoreSettings};
 use whatsify::domain::ContactKey;
+use whatsify::domain::audit::GENESIS;
+use whatsify::domain::consent::ConsentChange;
+use whatsify::domain::consent::GRANTS_PER_DAY;
 
 use whatsify::store::{
     self, Appended, Breaker, CampaignSend, Commit, Committed, Delivery, DeliveryState, Dispatched,
@@ -1161,7 +1164,6 @@ async fn writes_survive_redis_forgetting_its_scripts() {
 /// is stored (`NewSameConsent`) but the ledger, the opt-out counter and
 /// the campaign attribution get nothing; a change is recorded again.
 async fn a_consent_that_changes_nothing_is_not_recorded(backend: &Backend) {
-    use whatsify::store::ConsentChange;
     let s = open(backend).await;
     let k = key(41);
     let q = Queue::Contact(k.clone());
@@ -1245,7 +1247,7 @@ both_backends!(
 async fn the_consent_ledger_keeps_every_change_in_order(backend: &Backend) {
     let s = open(backend).await;
     let k = key(31);
-    let change = |granted: bool, at: u64, source: &str| whatsify::store::ConsentChange {
+    let change = |granted: bool, at: u64, source: &str| whatsify::domain::consent::ConsentChange {
         purpose: "marketing".into(),
         granted,
         at,
@@ -1387,18 +1389,18 @@ both_backends!(
     a_profile_outlives_the_session_and_expires_after_its_time
 );
 
-fn audit_event(kind: &str, at: u64) -> whatsify::privacy::audit::Event {
-    whatsify::privacy::audit::Event {
+fn audit_event(kind: &str, at: u64) -> whatsify::domain::audit::Event {
+    whatsify::domain::audit::Event {
         at,
         kind: kind.into(),
         contact: Some("c0ffee".into()),
-        actor: whatsify::privacy::audit::Actor::Customer,
+        actor: whatsify::domain::audit::Actor::Customer,
         detail: None,
     }
 }
 
 async fn the_audit_log_appends_only_after_its_head(backend: &Backend) {
-    use whatsify::privacy::audit::{Chain, GENESIS, record};
+    use whatsify::privacy::audit::{Chain, record};
     let s = open(backend).await;
     let chain = Chain::new(&whatsify::config::Key32::new([9; 32]));
     assert_eq!(s.audit_head().await.expect("head"), (0, GENESIS.to_owned()));
@@ -1432,7 +1434,7 @@ async fn audit_run(
     s: &dyn Store,
     chain: &whatsify::privacy::audit::Chain,
     kinds: &[(&str, &str)],
-) -> Vec<whatsify::privacy::audit::Entry> {
+) -> Vec<whatsify::domain::audit::Entry> {
     let (mut seq, mut prev) = s.audit_head().await.expect("head");
     let run: Vec<_> = kinds
         .iter()
@@ -1454,7 +1456,7 @@ async fn audit_run(
 /// request with its confirmation, closes a group on its completion, moves
 /// a lapsed unconfirmed one out, and keeps the newest closed entries.
 async fn the_audit_log_pages_newest_first_and_indexes_open_requests(backend: &Backend) {
-    use whatsify::privacy::audit::{Chain, GENESIS, record};
+    use whatsify::privacy::audit::{Chain, record};
     use whatsify::store::audit_index::CLOSED_KEEP;
     let s = open(backend).await;
     let chain = Chain::new(&whatsify::config::Key32::new([9; 32]));
@@ -1479,8 +1481,7 @@ async fn the_audit_log_pages_newest_first_and_indexes_open_requests(backend: &Ba
         s.audit_head().await.expect("head"),
         (7, run[5].hash.clone())
     );
-    let seqs =
-        |p: Vec<whatsify::privacy::audit::Entry>| p.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let seqs = |p: Vec<whatsify::domain::audit::Entry>| p.iter().map(|e| e.seq).collect::<Vec<_>>();
     assert_eq!(seqs(s.audit_page(None, 3).await.expect("page")), [7, 6, 5]);
     assert_eq!(
         seqs(s.audit_page(Some(5), 3).await.expect("page")),
@@ -1615,7 +1616,7 @@ async fn a_log_from_before_the_request_index_has_it_rebuilt(backend: &Backend) {
     assert_eq!(states, [(1, "completed"), (2, "open"), (4, "completed")]);
     let index = s.audit_requests().await.expect("index");
     assert!(index.complete);
-    let seqs = |p: &[whatsify::privacy::audit::Entry]| p.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let seqs = |p: &[whatsify::domain::audit::Entry]| p.iter().map(|e| e.seq).collect::<Vec<_>>();
     assert_eq!(seqs(&index.open), [2]);
     assert_eq!(seqs(&index.closed), [1, 3, 4, 6]);
     // And it is kept from there on.
@@ -2294,9 +2295,9 @@ fn campaign_accepted(job: &str) -> Delivery {
     }
 }
 
-fn marketing(granted: bool, source: &str) -> whatsify::store::ConsentChange {
-    whatsify::store::ConsentChange {
-        purpose: whatsify::privacy::consent::MARKETING.into(),
+fn marketing(granted: bool, source: &str) -> whatsify::domain::consent::ConsentChange {
+    whatsify::domain::consent::ConsentChange {
+        purpose: whatsify::domain::consent::MARKETING.into(),
         granted,
         at: whatsify::clock::now_secs(),
         source: source.into(),
@@ -2742,7 +2743,7 @@ async fn an_opt_out_after_a_campaign_message_counts_once(backend: &Backend) {
         ..entry(&Queue::Contact(k.clone()), dedup, "STOP")
     };
     let earlier = |granted: bool, ago: u64| InboxEntry {
-        consent: Some(whatsify::store::ConsentChange {
+        consent: Some(whatsify::domain::consent::ConsentChange {
             at: whatsify::clock::now_secs() - ago,
             ..marketing(granted, "keyword")
         }),
@@ -3318,13 +3319,12 @@ async fn the_conformance_suite_passes_on_a_redis_cluster() {
 /// the entry is stored as its refused reading, and nothing goes on the
 /// ledger; withdrawals are recorded whenever they change the state.
 async fn grants_beyond_the_days_bound_are_refused_in_the_append(backend: &Backend) {
-    use whatsify::privacy::consent::GRANTS_PER_DAY;
     let s = open(backend).await;
     let k = key(140);
     let q = Queue::Contact(k.clone());
     let t = whatsify::clock::now_secs() - 100;
     let with = |dedup: &str, granted: bool, at: u64| InboxEntry {
-        consent: Some(whatsify::store::ConsentChange {
+        consent: Some(whatsify::domain::consent::ConsentChange {
             at,
             ..marketing(granted, "keyword")
         }),
@@ -3372,7 +3372,7 @@ async fn grants_beyond_the_days_bound_are_refused_in_the_append(backend: &Backen
     let later = with(
         "later",
         true,
-        t + 1 + whatsify::privacy::consent::GRANT_WINDOW_SECS,
+        t + 1 + whatsify::domain::consent::GRANT_WINDOW_SECS,
     );
     assert_eq!(
         s.append(vec![later]).await.expect("append"),
@@ -3411,7 +3411,7 @@ async fn the_redis_grant_check_reads_back_as_far_as_it_must() {
         seeded.push((now - 2 * day + 2 * i + 1, false));
     }
     for (at, granted) in &seeded {
-        let c = whatsify::store::ConsentChange {
+        let c = whatsify::domain::consent::ConsentChange {
             at: *at,
             ..marketing(*granted, "keyword")
         };
@@ -3426,7 +3426,7 @@ async fn the_redis_grant_check_reads_back_as_far_as_it_must() {
     }
     let q = Queue::Contact(k.clone());
     let with = |dedup: &str, granted: bool, at: u64| InboxEntry {
-        consent: Some(whatsify::store::ConsentChange {
+        consent: Some(whatsify::domain::consent::ConsentChange {
             at,
             ..marketing(granted, "keyword")
         }),
@@ -3451,7 +3451,7 @@ async fn the_redis_grant_check_reads_back_as_far_as_it_must() {
                 .expect("append"),
         );
     }
-    let n = whatsify::privacy::consent::GRANTS_PER_DAY;
+    let n = whatsify::domain::consent::GRANTS_PER_DAY;
     let mut want = Vec::new();
     for i in 0..4 {
         want.push(if i < n {
@@ -3469,7 +3469,7 @@ async fn the_redis_grant_check_reads_back_as_far_as_it_must() {
     // Only a STOP of a month ago on record: a STOP now changes nothing.
     let lone = key(142);
     let lone_key = format!("{prefix}{{s:0}}:c:{}:consent", lone.as_str());
-    let old = whatsify::store::ConsentChange {
+    let old = whatsify::domain::consent::ConsentChange {
         at: now - 30 * day,
         ..marketing(false, "keyword")
     };

@@ -8,7 +8,9 @@ use redb::{
 
 use super::*;
 use super::{AUDIT, audit_last, corrupt};
-use crate::privacy::audit::Entry;
+
+use crate::domain::audit::Entry;
+
 use crate::store::AuditStore;
 use crate::store::StoreError;
 use crate::store::audit_index::{self, CLOSED_KEEP, Op, Requests};
@@ -20,7 +22,7 @@ impl AuditStore for EmbeddedStore {
             .await
     }
 
-    async fn audit_append(&self, entry: &crate::privacy::audit::Entry) -> Result<bool, StoreError> {
+    async fn audit_append(&self, entry: &crate::domain::audit::Entry) -> Result<bool, StoreError> {
         self.audit_append_run(std::slice::from_ref(entry)).await
     }
 
@@ -28,7 +30,7 @@ impl AuditStore for EmbeddedStore {
         &self,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError> {
+    ) -> Result<Vec<crate::domain::audit::Entry>, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(corrupt)?;
             let table = txn.open_table(AUDIT).map_err(corrupt)?;
@@ -46,14 +48,14 @@ impl AuditStore for EmbeddedStore {
         &self,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError> {
+    ) -> Result<Vec<crate::domain::audit::Entry>, StoreError> {
         self.blocking(move |db| audit::page(&db.begin_read().map_err(corrupt)?, before, limit))
             .await
     }
 
     async fn audit_append_run(
         &self,
-        entries: &[crate::privacy::audit::Entry],
+        entries: &[crate::domain::audit::Entry],
     ) -> Result<bool, StoreError> {
         let entries = entries.to_vec();
         self.write(move |txn| audit::append_run(txn, &entries))
@@ -67,7 +69,7 @@ impl AuditStore for EmbeddedStore {
 
     async fn audit_request_lapsed(
         &self,
-        request: &crate::privacy::audit::Entry,
+        request: &crate::domain::audit::Entry,
     ) -> Result<bool, StoreError> {
         let request = request.clone();
         self.write(move |txn| audit::lapse(txn, &request)).await

@@ -68,11 +68,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use tokio::sync::oneshot;
 
 use super::{
-    Appended, Breaker, Claim, Commit, Committed, ConsentChange, DEDUP_TTL, DeadLetter, Delivery,
-    Finish, InboxEntry, Lane, Queue, RateGrant, StoreError, StoredEntry, stats,
+    Appended, Breaker, Claim, Commit, Committed, DEDUP_TTL, DeadLetter, Delivery, Finish,
+    InboxEntry, Lane, Queue, RateGrant, StoreError, StoredEntry, stats,
 };
 use crate::clock::now_secs;
 use crate::domain::ContactKey;
+use crate::domain::consent::ConsentChange;
 
 mod audience;
 mod audit;
@@ -231,11 +232,11 @@ fn set_timer(
 fn audit_last(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<(u64, String), StoreError> {
     match table.last().map_err(corrupt)? {
         Some((k, v)) => {
-            let e: crate::privacy::audit::Entry =
+            let e: crate::domain::audit::Entry =
                 serde_json::from_slice(v.value()).map_err(corrupt)?;
             Ok((k.value(), e.hash))
         }
-        None => Ok((0, crate::privacy::audit::GENESIS.to_owned())),
+        None => Ok((0, crate::domain::audit::GENESIS.to_owned())),
     }
 }
 
@@ -1009,12 +1010,12 @@ fn apply_appends(
                             let (_, v) = item?;
                             ledger.extend(serde_json::from_slice::<ConsentChange>(v.value()).ok());
                         }
-                        crate::privacy::consent::decide(&ledger, change)
+                        crate::domain::consent::decide(&ledger, change)
                     }
-                    _ => crate::privacy::consent::Decision::Record,
+                    _ => crate::domain::consent::Decision::Record,
                 };
                 let sealed = match (decision, &e.refused) {
-                    (crate::privacy::consent::Decision::Refused, Some(r)) => r.as_slice(),
+                    (crate::domain::consent::Decision::Refused, Some(r)) => r.as_slice(),
                     _ => e.sealed.as_slice(),
                 };
                 let n = seq.get(queue.as_str())?.map(|v| v.value()).unwrap_or(0);
@@ -1038,13 +1039,13 @@ fn apply_appends(
                         .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
                     let q = format!("k:{k}");
                     match decision {
-                        crate::privacy::consent::Decision::Record => {}
-                        crate::privacy::consent::Decision::Same => {
+                        crate::domain::consent::Decision::Record => {}
+                        crate::domain::consent::Decision::Same => {
                             // A second STOP: nothing to record or count.
                             out.push(Appended::NewSameConsent);
                             continue;
                         }
-                        crate::privacy::consent::Decision::Refused => {
+                        crate::domain::consent::Decision::Refused => {
                             out.push(Appended::NewGrantRefused);
                             continue;
                         }

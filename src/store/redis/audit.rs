@@ -5,7 +5,9 @@ use redis::Value;
 
 use super::*;
 use super::{MAX_COUNT, RedisStore, json, unavailable};
-use crate::privacy::audit::Entry;
+
+use crate::domain::audit::Entry;
+
 use crate::store::AuditStore;
 use crate::store::StoreError;
 use crate::store::audit_index::{self, CLOSED_KEEP, Requests};
@@ -23,11 +25,11 @@ impl AuditStore for RedisStore {
             .map_err(unavailable)?;
         Ok(match (seq, hash) {
             (Some(seq), Some(hash)) => (seq, hash),
-            _ => (0, crate::privacy::audit::GENESIS.to_owned()),
+            _ => (0, crate::domain::audit::GENESIS.to_owned()),
         })
     }
 
-    async fn audit_append(&self, entry: &crate::privacy::audit::Entry) -> Result<bool, StoreError> {
+    async fn audit_append(&self, entry: &crate::domain::audit::Entry) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let done: i64 = self
             .audit_invocation(entry)?
@@ -41,13 +43,13 @@ impl AuditStore for RedisStore {
         &self,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError> {
+    ) -> Result<Vec<crate::domain::audit::Entry>, StoreError> {
         self.audit_newest_first(before, limit).await
     }
 
     async fn audit_append_run(
         &self,
-        entries: &[crate::privacy::audit::Entry],
+        entries: &[crate::domain::audit::Entry],
     ) -> Result<bool, StoreError> {
         self.audit_run(entries).await
     }
@@ -58,7 +60,7 @@ impl AuditStore for RedisStore {
 
     async fn audit_request_lapsed(
         &self,
-        request: &crate::privacy::audit::Entry,
+        request: &crate::domain::audit::Entry,
     ) -> Result<bool, StoreError> {
         self.audit_lapse(request).await
     }
@@ -75,7 +77,7 @@ impl AuditStore for RedisStore {
         &self,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<crate::privacy::audit::Entry>, StoreError> {
+    ) -> Result<Vec<crate::domain::audit::Entry>, StoreError> {
         let mut conn = self.conn.clone();
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(format!("{}{{audit}}:log", self.prefix))

@@ -178,8 +178,8 @@ impl RedisStore {
                         stats_ttl: STATS_TTL,
                         campaign_ttl: CAMPAIGN_TTL_S,
                         refused: e.refused.as_deref().unwrap_or(b""),
-                        grants_per_window: crate::privacy::consent::GRANTS_PER_DAY,
-                        grant_window: crate::privacy::consent::GRANT_WINDOW_SECS,
+                        grants_per_window: crate::domain::consent::GRANTS_PER_DAY,
+                        grant_window: crate::domain::consent::GRANT_WINDOW_SECS,
                     };
                     args.args(Self::evalsha(&mut pipe, &self.append, &keys.keys()));
                 }

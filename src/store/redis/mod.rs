@@ -90,10 +90,11 @@ use redis::{RedisError, Value};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Appended, Breaker, Claim, Commit, Committed, ConsentChange, DEDUP_TTL, DeadLetter, Delivery,
-    Finish, INBOX_TTL, InboxEntry, Lane, Queue, RateGrant, StoreError, StoredEntry, stats,
+    Appended, Breaker, Claim, Commit, Committed, DEDUP_TTL, DeadLetter, Delivery, Finish,
+    INBOX_TTL, InboxEntry, Lane, Queue, RateGrant, StoreError, StoredEntry, stats,
 };
 use crate::domain::ContactKey;
+use crate::domain::consent::ConsentChange;
 
 mod audience;
 mod audit;
