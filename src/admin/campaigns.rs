@@ -13,8 +13,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::{authorize, error, unavailable};
-use crate::campaign::{self, Audience, Campaign, Member, member_context};
+use crate::campaign::{self, Audience, Member, member_context};
 use crate::domain::audit::{Actor, Event};
+use crate::domain::campaign::{Campaign, CampaignStatus};
 use crate::domain::consent::MARKETING;
 use crate::domain::{ContactId, ContactKey};
 use crate::outbox::Recipient;
@@ -133,7 +134,7 @@ pub async fn create(
         .insert_header(("Location", format!("/admin/campaigns/{id}")))
         .json(json!({
             "id": id,
-            "status": campaign::SCHEDULED,
+            "status": CampaignStatus::Scheduled,
             "targeted": record.targeted,
             "send_at": record.send_at,
             "rate_per_second": record.rate_per_second,
@@ -235,7 +236,7 @@ async fn report(state: &AppState, id: &str) -> Result<Option<serde_json::Value>,
         .map_err(|e| StoreError::Corrupt(format!("campaign record: {e}")))?;
     let counts = state.store.campaign_counts(id).await?;
     let left = state.store.campaign_left(id).await?;
-    Ok(Some(campaign::report(&c, &stored.status, left, &counts)))
+    Ok(Some(campaign::report(&c, stored.status, left, &counts)))
 }
 
 /// `GET /admin/campaigns/{id}`.
@@ -280,8 +281,12 @@ pub async fn cancel(
         .store
         .set_campaign_status(
             &id,
-            &[campaign::SCHEDULED, campaign::RUNNING, campaign::DISPATCHED],
-            campaign::CANCELLED,
+            &[
+                CampaignStatus::Scheduled,
+                CampaignStatus::Running,
+                CampaignStatus::Dispatched,
+            ],
+            CampaignStatus::Cancelled,
         )
         .await;
     match moved {

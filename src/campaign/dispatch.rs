@@ -12,9 +12,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Campaign, ContactValues, Member, member_context};
+use super::{ContactValues, Member, member_context};
 use crate::clock::Clock;
 use crate::domain::ContactKey;
+use crate::domain::campaign::{Campaign, CampaignStatus};
 use crate::domain::consent::MARKETING;
 use crate::outbox::{Job, Message, Origin, Recipient};
 use crate::privacy::consent;
@@ -113,10 +114,10 @@ impl Dispatcher {
     }
 
     async fn step(&self, stored: &StoredCampaign, c: &Campaign) -> Result<Step, StoreError> {
-        if stored.status == super::SCHEDULED
+        if stored.status == CampaignStatus::Scheduled
             && self
                 .store
-                .set_campaign_status(&c.id, &[super::SCHEDULED], super::RUNNING)
+                .set_campaign_status(&c.id, &[CampaignStatus::Scheduled], CampaignStatus::Running)
                 .await?
         {
             tracing::info!(campaign = %c.id, targeted = c.targeted, "campaign started");
@@ -165,7 +166,11 @@ impl Dispatcher {
         if entries.is_empty() {
             if self
                 .store
-                .set_campaign_status(&c.id, &[super::RUNNING], super::DISPATCHED)
+                .set_campaign_status(
+                    &c.id,
+                    &[CampaignStatus::Running],
+                    CampaignStatus::Dispatched,
+                )
                 .await?
             {
                 tracing::info!(campaign = %c.id, "campaign dispatched");

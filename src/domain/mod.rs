@@ -7,6 +7,7 @@
 //! the pseudonymous [`ContactKey`] instead.
 
 pub mod audit;
+pub mod campaign;
 pub mod consent;
 
 use std::fmt;

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use crate::domain::consent::ConsentChange;
 
 use crate::domain::ContactKey;
+use crate::domain::campaign::CampaignStatus;
 use crate::store::{Delivery, DeliveryState, EntryKey, StoreError};
 
 /// One audience member, as the campaign dispatcher hands it to the store.
@@ -49,13 +50,13 @@ pub struct Brief {
 }
 
 /// A campaign as stored: its definition (JSON, see
-/// [`crate::campaign::Campaign`]) and its status, kept apart so a status
+/// [`crate::domain::campaign::Campaign`]) and its status, kept apart so a status
 /// change is a compare-and-set.
 #[derive(Debug, Clone)]
 pub struct StoredCampaign {
     pub id: String,
     pub record: Vec<u8>,
-    pub status: String,
+    pub status: CampaignStatus,
 }
 
 /// How a campaign's audience entry starts: the contact's pseudonymous key
@@ -137,7 +138,7 @@ pub trait CampaignStore: Send + Sync {
             .campaigns()
             .await?
             .into_iter()
-            .filter(|c| crate::campaign::is_active(&c.status))
+            .filter(|c| c.status.is_active())
             .collect())
     }
 
@@ -150,8 +151,8 @@ pub trait CampaignStore: Send + Sync {
     async fn set_campaign_status(
         &self,
         id: &str,
-        from: &[&str],
-        to: &str,
+        from: &[CampaignStatus],
+        to: CampaignStatus,
     ) -> Result<bool, StoreError>;
 
     /// Takes (or keeps) the right to dispatch a campaign for `lease`:

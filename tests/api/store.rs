@@ -2313,7 +2313,10 @@ async fn a_campaign_queues_each_contact_once(backend: &Backend) {
     let s = open(backend).await;
     new_campaign(&s, "cq1", 3).await;
     let stored = s.campaign("cq1").await.expect("campaign").expect("stored");
-    assert_eq!(stored.status, whatsify::campaign::SCHEDULED);
+    assert_eq!(
+        stored.status,
+        whatsify::domain::campaign::CampaignStatus::Scheduled
+    );
     assert_eq!(stored.record, b"{\"id\":\"cq1\"}");
     assert!(s.campaign("nope").await.expect("campaign").is_none());
     assert_eq!(s.campaign_left("cq1").await.expect("left"), 3);
@@ -2415,7 +2418,7 @@ async fn campaigns_are_listed_oldest_first(backend: &Backend) {
     assert_eq!(ids, ["zz", "mm", "aa"]);
     assert!(
         all.iter()
-            .all(|c| c.status == whatsify::campaign::SCHEDULED)
+            .all(|c| c.status == whatsify::domain::campaign::CampaignStatus::Scheduled)
     );
 }
 both_backends!(campaign_order, campaigns_are_listed_oldest_first);
@@ -2872,7 +2875,7 @@ both_backends!(
 
 /// A status moves only from one of the statuses named.
 async fn a_campaign_status_is_compared_and_set(backend: &Backend) {
-    use whatsify::campaign::{CANCELLED, DISPATCHED, RUNNING, SCHEDULED};
+    use whatsify::domain::campaign::CampaignStatus::{Cancelled, Dispatched, Running, Scheduled};
     let s = open(backend).await;
     new_campaign(&s, "cst", 1).await;
     new_campaign(&s, "cst2", 1).await;
@@ -2886,34 +2889,34 @@ async fn a_campaign_status_is_compared_and_set(backend: &Backend) {
     };
     assert_eq!(active().await, ["cst", "cst2"]);
     assert!(
-        s.set_campaign_status("cst", &[SCHEDULED], RUNNING)
+        s.set_campaign_status("cst", &[Scheduled], Running)
             .await
             .expect("status")
     );
     assert_eq!(active().await, ["cst", "cst2"], "running is active");
     assert!(
-        !s.set_campaign_status("cst", &[SCHEDULED], RUNNING)
+        !s.set_campaign_status("cst", &[Scheduled], Running)
             .await
             .expect("status"),
         "no longer scheduled"
     );
     assert!(
-        !s.set_campaign_status("cst", &[], CANCELLED)
+        !s.set_campaign_status("cst", &[], Cancelled)
             .await
             .expect("status")
     );
     assert!(
-        s.set_campaign_status("cst", &[SCHEDULED, RUNNING], CANCELLED)
+        s.set_campaign_status("cst", &[Scheduled, Running], Cancelled)
             .await
             .expect("status")
     );
     assert!(
-        !s.set_campaign_status("cst", &[SCHEDULED, RUNNING], DISPATCHED)
+        !s.set_campaign_status("cst", &[Scheduled, Running], Dispatched)
             .await
             .expect("status")
     );
     let c = s.campaign("cst").await.expect("campaign").expect("stored");
-    assert_eq!(c.status, CANCELLED);
+    assert_eq!(c.status, Cancelled);
     assert_eq!(
         active().await,
         ["cst2"],
@@ -2926,7 +2929,7 @@ async fn a_campaign_status_is_compared_and_set(backend: &Backend) {
     );
     assert_eq!(s.campaign_left("cst2").await.expect("left"), 1);
     assert!(
-        s.set_campaign_status("cst2", &[SCHEDULED], DISPATCHED)
+        s.set_campaign_status("cst2", &[Scheduled], Dispatched)
             .await
             .expect("status")
     );
@@ -2934,7 +2937,7 @@ async fn a_campaign_status_is_compared_and_set(backend: &Backend) {
     assert_eq!(s.campaigns().await.expect("all").len(), 2);
     assert_eq!(c.record, b"{\"id\":\"cst\"}", "the record is kept");
     assert!(
-        !s.set_campaign_status("unknown", &[SCHEDULED], RUNNING)
+        !s.set_campaign_status("unknown", &[Scheduled], Running)
             .await
             .expect("status")
     );

@@ -1,6 +1,7 @@
 //! The embedded backend: the campaigns role (see [`crate::store::CampaignStore`]).
 
 use super::*;
+use crate::domain::campaign::CampaignStatus;
 use crate::store::CampaignStore;
 
 #[async_trait]
@@ -34,7 +35,14 @@ impl CampaignStore for EmbeddedStore {
                 }
             }
             campaigns
-                .insert(id, (created, crate::campaign::SCHEDULED, record.as_slice()))
+                .insert(
+                    id,
+                    (
+                        created,
+                        CampaignStatus::Scheduled.as_str(),
+                        record.as_slice(),
+                    ),
+                )
                 .map_err(corrupt)?;
             index.insert((created, id), ()).map_err(corrupt)?;
             Ok(())
@@ -73,12 +81,11 @@ impl CampaignStore for EmbeddedStore {
     async fn set_campaign_status(
         &self,
         id: &str,
-        from: &[&str],
-        to: &str,
+        from: &[CampaignStatus],
+        to: CampaignStatus,
     ) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        let from: Vec<String> = from.iter().map(|f| (*f).to_owned()).collect();
-        let to = to.to_owned();
+        let from = from.to_vec();
         self.write(move |txn| {
             let mut campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
             let cur = campaigns.get(id.as_str()).map_err(corrupt)?.map(|v| {
@@ -88,13 +95,13 @@ impl CampaignStore for EmbeddedStore {
             let Some((at, status, record)) = cur else {
                 return Ok(false);
             };
-            if !from.contains(&status) {
+            if !CampaignStatus::parse(&status).is_some_and(|s| from.contains(&s)) {
                 return Ok(false);
             }
             campaigns
                 .insert(id.as_str(), (at, to.as_str(), record.as_slice()))
                 .map_err(corrupt)?;
-            if to == crate::campaign::CANCELLED {
+            if to == CampaignStatus::Cancelled {
                 // What was not dispatched will never be: its numbers go.
                 let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
                 let mut left = Vec::new();

@@ -1,6 +1,7 @@
 //! The embedded backend: the contacts role (see [`crate::store::ContactStore`]).
 
 use super::*;
+use crate::domain::campaign::CampaignStatus;
 use crate::store::ContactStore;
 
 #[async_trait]
@@ -110,7 +111,9 @@ impl ContactStore for EmbeddedStore {
                     let mut ids = Vec::new();
                     for item in campaigns.iter().map_err(corrupt)? {
                         let (id, value) = item.map_err(corrupt)?;
-                        if crate::campaign::is_active(value.value().1) {
+                        if CampaignStatus::parse(value.value().1)
+                            .is_some_and(CampaignStatus::is_active)
+                        {
                             ids.push(id.value().to_owned());
                         }
                     }

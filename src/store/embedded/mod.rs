@@ -73,6 +73,7 @@ use super::{
 };
 use crate::clock::now_secs;
 use crate::domain::ContactKey;
+use crate::domain::campaign::CampaignStatus;
 use crate::domain::consent::ConsentChange;
 
 mod audience;
@@ -846,13 +847,15 @@ fn read_campaign(
     table: &impl ReadableTable<&'static str, (u64, &'static str, &'static [u8])>,
     id: &str,
 ) -> Result<Option<super::StoredCampaign>, StoreError> {
-    Ok(table.get(id).map_err(corrupt)?.map(|v| {
-        let (_, status, record) = v.value();
-        super::StoredCampaign {
-            id: id.to_owned(),
-            record: record.to_vec(),
-            status: status.to_owned(),
-        }
+    let Some(v) = table.get(id).map_err(corrupt)? else {
+        return Ok(None);
+    };
+    let (_, status, record) = v.value();
+    Ok(Some(super::StoredCampaign {
+        id: id.to_owned(),
+        record: record.to_vec(),
+        status: CampaignStatus::parse(status)
+            .ok_or_else(|| corrupt(format!("unknown campaign status {status:?}")))?,
     }))
 }
 

@@ -2,6 +2,7 @@
 
 use super::scripts::{DispatchKeys, Keys};
 use super::*;
+use crate::domain::campaign::CampaignStatus;
 use crate::store::CampaignStore;
 
 #[async_trait]
@@ -29,7 +30,7 @@ impl CampaignStore for RedisStore {
             .arg("record")
             .arg(record)
             .arg("status")
-            .arg(crate::campaign::SCHEDULED)
+            .arg(CampaignStatus::Scheduled.as_str())
             .ignore();
         pipe.cmd("EXPIRE").arg(&hash).arg(CAMPAIGN_TTL_S).ignore();
         for key in &keys[..2] {
@@ -67,7 +68,7 @@ impl CampaignStore for RedisStore {
             (Some(record), Some(status)) => Some(crate::store::StoredCampaign {
                 id: id.to_owned(),
                 record,
-                status,
+                status: status_of(&status)?,
             }),
             _ => None,
         })
@@ -76,8 +77,8 @@ impl CampaignStore for RedisStore {
     async fn set_campaign_status(
         &self,
         id: &str,
-        from: &[&str],
-        to: &str,
+        from: &[CampaignStatus],
+        to: CampaignStatus,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let mut inv = self.status.prepare_invoke();
@@ -85,12 +86,12 @@ impl CampaignStore for RedisStore {
         for key in self.audience_keys(id) {
             inv.key(key);
         }
-        inv.arg(to);
+        inv.arg(to.as_str());
         for f in from {
-            inv.arg(*f);
+            inv.arg(f.as_str());
         }
         let moved: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
-        if moved == 1 && !crate::campaign::is_active(to) {
+        if moved == 1 && !to.is_active() {
             let () = redis::cmd("ZREM")
                 .arg(format!("{}{{cmp}}:active", self.prefix))
                 .arg(id)
@@ -102,7 +103,7 @@ impl CampaignStore for RedisStore {
     }
 
     async fn active_campaigns(&self) -> Result<Vec<crate::store::StoredCampaign>, StoreError> {
-        self.indexed_campaigns("active", crate::campaign::is_active)
+        self.indexed_campaigns("active", CampaignStatus::is_active)
             .await
     }
 

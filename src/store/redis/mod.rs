@@ -94,6 +94,7 @@ use super::{
     INBOX_TTL, InboxEntry, Lane, Queue, RateGrant, StoreError, StoredEntry, stats,
 };
 use crate::domain::ContactKey;
+use crate::domain::campaign::CampaignStatus;
 use crate::domain::consent::ConsentChange;
 
 mod audience;
@@ -283,6 +284,12 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A campaign status as stored.
+fn status_of(stored: &str) -> Result<CampaignStatus, StoreError> {
+    CampaignStatus::parse(stored)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown campaign status {stored:?}")))
+}
+
 /// Contacts from several shards' sorted sets: merged by score (lowest
 /// first), at most `limit`.
 fn merge_scored(per_shard: Vec<Vec<(String, f64)>>, limit: usize) -> Vec<ContactKey> {
@@ -446,7 +453,7 @@ impl RedisStore {
     async fn indexed_campaigns(
         &self,
         index: &str,
-        keep: fn(&str) -> bool,
+        keep: fn(CampaignStatus) -> bool,
     ) -> Result<Vec<super::StoredCampaign>, StoreError> {
         let mut conn = self.conn.clone();
         let index = format!("{}{{cmp}}:{index}", self.prefix);
@@ -473,8 +480,12 @@ impl RedisStore {
         let mut stale = Vec::new();
         for (id, row) in ids.into_iter().zip(rows) {
             match row {
-                (Some(record), Some(status)) if keep(&status) => {
-                    out.push(super::StoredCampaign { id, record, status })
+                (Some(record), Some(status)) if keep(status_of(&status)?) => {
+                    out.push(super::StoredCampaign {
+                        id,
+                        record,
+                        status: status_of(&status)?,
+                    })
                 }
                 // Expired, or finished (the status moved between the two
                 // writes of `set_campaign_status`).
