@@ -9,7 +9,7 @@
 //! the closing one move to the closed entries, of which the newest
 //! [`CLOSED_KEEP`] are kept. An erasure the customer never confirmed is
 //! moved there by [`super::Store::audit_request_lapsed`] once its window
-//! has passed. [`crate::privacy::audit::requests`] pairs the entries.
+//! has passed. `privacy::audit::requests` pairs the entries.
 
 use crate::domain::audit::Entry;
 
