@@ -80,20 +80,7 @@ impl InboxStore for EmbeddedStore {
                         .remove((inbox_q.as_str(), seq_of(id)?))
                         .map_err(corrupt)?;
                 }
-                let mut sessions = txn.open_table(SESSIONS).map_err(corrupt)?;
-                let mut session_expiry = txn.open_table(SESSION_EXPIRY).map_err(corrupt)?;
-                match &commit.session {
-                    Some(bytes) => {
-                        sessions.insert(key, bytes.as_slice()).map_err(corrupt)?;
-                        session_expiry
-                            .insert(key, now_secs() + commit.session_ttl.as_secs().max(1))
-                            .map_err(corrupt)?;
-                    }
-                    None => {
-                        sessions.remove(key).map_err(corrupt)?;
-                        session_expiry.remove(key).map_err(corrupt)?;
-                    }
-                }
+                write_session(txn, key, &commit)?;
                 if !commit.outbox.is_empty() {
                     let mut seq = txn.open_table(SEQ).map_err(corrupt)?;
                     let mut n = seq
@@ -114,45 +101,7 @@ impl InboxStore for EmbeddedStore {
                     }
                 }
                 set_timer(txn, TIMERS, TIMER_OF, key, commit.wake_at)?;
-                if !commit.history.is_empty() {
-                    let q = format!("h:{key}");
-                    let mut seq = txn.open_table(SEQ).map_err(corrupt)?;
-                    let mut n = seq
-                        .get(q.as_str())
-                        .map_err(corrupt)?
-                        .map(|v| v.value())
-                        .unwrap_or(0);
-                    let mut history = txn.open_table(HISTORY).map_err(corrupt)?;
-                    let mut age = txn.open_table(HISTORY_AGE).map_err(corrupt)?;
-                    for item in &commit.history {
-                        history
-                            .insert((q.as_str(), n), (now_ms, item.as_slice()))
-                            .map_err(corrupt)?;
-                        age.insert((now_ms, q.as_str(), n), ()).map_err(corrupt)?;
-                        n += 1;
-                    }
-                    seq.insert(q.as_str(), n).map_err(corrupt)?;
-                }
-                if let Some(profile) = &commit.profile {
-                    let until = now_ms / 1000 + commit.profile_ttl.as_secs().max(1);
-                    txn.open_table(PROFILES)
-                        .map_err(corrupt)?
-                        .insert(key, (until, profile.as_slice()))
-                        .map_err(corrupt)?;
-                }
-                if let Some((number, at)) = &commit.window {
-                    let mut windows = txn.open_table(WINDOWS).map_err(corrupt)?;
-                    let cur = windows
-                        .get((key, number.as_str()))
-                        .map_err(corrupt)?
-                        .map(|v| v.value())
-                        .unwrap_or(0);
-                    if *at > cur {
-                        windows
-                            .insert((key, number.as_str()), *at)
-                            .map_err(corrupt)?;
-                    }
-                }
+                write_history(txn, key, &commit, now_ms)?;
                 for d in &commit.deliveries {
                     merge_delivery(txn, key, d)?;
                 }
@@ -186,4 +135,76 @@ impl InboxStore for EmbeddedStore {
         Self::unlease(&self.leases, claim);
         result
     }
+}
+
+/// Writes (or deletes) the session a commit leaves.
+fn write_session(
+    txn: &redb::WriteTransaction,
+    key: &str,
+    commit: &Commit,
+) -> Result<(), StoreError> {
+    let mut sessions = txn.open_table(SESSIONS).map_err(corrupt)?;
+    let mut session_expiry = txn.open_table(SESSION_EXPIRY).map_err(corrupt)?;
+    match &commit.session {
+        Some(bytes) => {
+            sessions.insert(key, bytes.as_slice()).map_err(corrupt)?;
+            session_expiry
+                .insert(key, now_secs() + commit.session_ttl.as_secs().max(1))
+                .map_err(corrupt)?;
+        }
+        None => {
+            sessions.remove(key).map_err(corrupt)?;
+            session_expiry.remove(key).map_err(corrupt)?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends a commit's history entries, and writes its profile and window.
+fn write_history(
+    txn: &redb::WriteTransaction,
+    key: &str,
+    commit: &Commit,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    if !commit.history.is_empty() {
+        let q = format!("h:{key}");
+        let mut seq = txn.open_table(SEQ).map_err(corrupt)?;
+        let mut n = seq
+            .get(q.as_str())
+            .map_err(corrupt)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let mut history = txn.open_table(HISTORY).map_err(corrupt)?;
+        let mut age = txn.open_table(HISTORY_AGE).map_err(corrupt)?;
+        for item in &commit.history {
+            history
+                .insert((q.as_str(), n), (now_ms, item.as_slice()))
+                .map_err(corrupt)?;
+            age.insert((now_ms, q.as_str(), n), ()).map_err(corrupt)?;
+            n += 1;
+        }
+        seq.insert(q.as_str(), n).map_err(corrupt)?;
+    }
+    if let Some(profile) = &commit.profile {
+        let until = now_ms / 1000 + commit.profile_ttl.as_secs().max(1);
+        txn.open_table(PROFILES)
+            .map_err(corrupt)?
+            .insert(key, (until, profile.as_slice()))
+            .map_err(corrupt)?;
+    }
+    if let Some((number, at)) = &commit.window {
+        let mut windows = txn.open_table(WINDOWS).map_err(corrupt)?;
+        let cur = windows
+            .get((key, number.as_str()))
+            .map_err(corrupt)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        if *at > cur {
+            windows
+                .insert((key, number.as_str()), *at)
+                .map_err(corrupt)?;
+        }
+    }
+    Ok(())
 }
