@@ -206,19 +206,7 @@ mod merge_tests {
     use proptest::prelude::*;
 
     fn state() -> impl Strategy<Value = DeliveryState> {
-        prop::sample::select(vec![
-            DeliveryState::Accepted,
-            DeliveryState::Sent,
-            DeliveryState::Delivered,
-            DeliveryState::Read,
-            DeliveryState::Played,
-            DeliveryState::Failed,
-            DeliveryState::OutsideWindow,
-            DeliveryState::Expired,
-            DeliveryState::Dead,
-            DeliveryState::NoConsent,
-            DeliveryState::Cancelled,
-        ])
+        prop::sample::select(DeliveryState::ALL.to_vec())
     }
 
     fn update(state: DeliveryState, at: u64) -> Delivery {

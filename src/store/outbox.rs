@@ -39,6 +39,21 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
+    /// Every state, in the order of progress.
+    pub const ALL: [DeliveryState; 11] = [
+        DeliveryState::Accepted,
+        DeliveryState::Sent,
+        DeliveryState::Delivered,
+        DeliveryState::Read,
+        DeliveryState::Played,
+        DeliveryState::Failed,
+        DeliveryState::OutsideWindow,
+        DeliveryState::Expired,
+        DeliveryState::Dead,
+        DeliveryState::NoConsent,
+        DeliveryState::Cancelled,
+    ];
+
     /// Final states never change again.
     pub fn is_final(self) -> bool {
         self >= DeliveryState::Failed

@@ -3509,19 +3509,7 @@ fn the_lua_merge_and_tally_agree_with_the_rust_rules() {
     let b = crate::helpers::redis();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let s = rt.block_on(open(&b.backend));
-    let states = prop::sample::select(vec![
-        DeliveryState::Accepted,
-        DeliveryState::Sent,
-        DeliveryState::Delivered,
-        DeliveryState::Read,
-        DeliveryState::Played,
-        DeliveryState::Failed,
-        DeliveryState::OutsideWindow,
-        DeliveryState::Expired,
-        DeliveryState::Dead,
-        DeliveryState::NoConsent,
-        DeliveryState::Cancelled,
-    ]);
+    let states = prop::sample::select(DeliveryState::ALL.to_vec());
     let case = std::sync::atomic::AtomicU32::new(0);
     let mut runner = TestRunner::new(Config {
         cases: 32,
