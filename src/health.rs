@@ -60,7 +60,7 @@ pub async fn operator(req: &HttpRequest, state: &AppState) -> Result<(), ApiErro
 pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     operator(&req, &state).await?;
     match crate::metrics::global()
-        .render(state.store.as_ref(), crate::store::now_ms())
+        .render(state.store.as_ref(), crate::clock::now_ms())
         .await
     {
         Ok(text) => Ok(HttpResponse::Ok()

@@ -14,7 +14,9 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::store::{ConsentChange, Lane, Store, StoreError, stats};
+use crate::domain::consent::ConsentChange;
+
+use crate::store::{Lane, Store, StoreError, stats};
 
 /// Every metric whatsify exports.
 pub struct Metrics {

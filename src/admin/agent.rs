@@ -62,7 +62,7 @@ async fn queue_agent_event(
         .unwrap(contact, &wrapped)
         .map_err(|_| corrupt("data key".into()))?;
     let event = crate::domain::inbound::InboxEvent::Agent(crate::domain::inbound::AgentEvent {
-        at: crate::store::now_secs(),
+        at: crate::clock::now_secs(),
         action,
     });
     let queue = crate::store::Queue::Contact(contact.clone());

@@ -77,7 +77,7 @@ pub async fn audit(
         to: q.to,
     };
     let store = state.store.as_ref();
-    let now = crate::store::now_secs();
+    let now = crate::clock::now_secs();
     let page = audit_view::page(store, &state.audit, cursor.as_ref(), &filter, limit).await?;
     let chain = if full {
         audit_view::verify_all(store, &state.audit).await?

@@ -12,12 +12,15 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use crate::campaign::{self, Audience, Campaign, Member, member_context};
+use crate::campaign::{self, Audience, Member, member_context};
+use crate::domain::audit::{Actor, AuditEvent};
+use crate::domain::campaign::{Campaign, CampaignStatus};
+use crate::domain::consent::MARKETING;
 use crate::domain::outbound::Recipient;
 use crate::domain::{ContactId, ContactKey};
 use crate::http::auth::Operator;
 use crate::http::error::{Answer, ApiError};
-use crate::privacy::consent::{self, MARKETING};
+use crate::privacy::consent;
 use crate::state::AppState;
 use crate::store::StoreError;
 
@@ -37,9 +40,9 @@ fn valid_id(id: &str) -> bool {
 }
 
 async fn audit(state: &AppState, kind: &str, detail: String) {
-    use crate::privacy::audit::{Actor, Event, note};
-    let event = Event {
-        at: crate::store::now_secs(),
+    use crate::privacy::audit::note;
+    let event = AuditEvent {
+        at: crate::clock::now_secs(),
         kind: kind.to_owned(),
         contact: None,
         actor: Actor::Admin,
@@ -124,7 +127,7 @@ pub async fn create(
         .insert_header(("Location", format!("/admin/campaigns/{id}")))
         .json(json!({
             "id": id,
-            "status": campaign::SCHEDULED,
+            "status": CampaignStatus::Scheduled,
             "targeted": record.targeted,
             "send_at": record.send_at,
             "rate_per_second": record.rate_per_second,
@@ -222,7 +225,7 @@ async fn report(state: &AppState, id: &str) -> Result<Option<serde_json::Value>,
         .map_err(|e| StoreError::Corrupt(format!("campaign record: {e}")))?;
     let counts = state.store.campaign_counts(id).await?;
     let left = state.store.campaign_left(id).await?;
-    Ok(Some(campaign::report(&c, &stored.status, left, &counts)))
+    Ok(Some(campaign::report(&c, stored.status, left, &counts)))
 }
 
 /// `GET /admin/campaigns/{id}`.
@@ -252,8 +255,12 @@ pub async fn cancel(_: Operator, path: web::Path<String>, state: web::Data<AppSt
         .store
         .set_campaign_status(
             &id,
-            &[campaign::SCHEDULED, campaign::RUNNING, campaign::DISPATCHED],
-            campaign::CANCELLED,
+            &[
+                CampaignStatus::Scheduled,
+                CampaignStatus::Running,
+                CampaignStatus::Dispatched,
+            ],
+            CampaignStatus::Cancelled,
         )
         .await;
     if moved? {

@@ -34,7 +34,8 @@ pub async fn record_consent(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Answer {
-    use crate::privacy::consent::{ADMIN_SOURCE, MARKETING};
+    use crate::domain::consent::MARKETING;
+    use crate::privacy::consent::ADMIN_SOURCE;
     let body = crate::http::body::of(&req, payload, &state, BODY_MAX).await?;
     let bad = |m: String| Err(ApiError::bad_request(m));
     let body: ConsentBody = match serde_json::from_slice(&body) {
@@ -64,10 +65,10 @@ pub async fn record_consent(
                 .into(),
         ));
     }
-    let change = crate::store::ConsentChange {
+    let change = crate::domain::consent::ConsentChange {
         purpose: MARKETING.to_owned(),
         granted: body.granted,
-        at: crate::store::now_secs(),
+        at: crate::clock::now_secs(),
         source: ADMIN_SOURCE.to_owned(),
         policy_version: state.policy_version.clone(),
         evidence: (!reference.is_empty()).then(|| format!("admin:{reference}")),

@@ -23,17 +23,17 @@ pub async fn contact(ContactPath(contact): ContactPath, state: web::Data<AppStat
     let mut purposes: Vec<&str> = ledger
         .iter()
         .map(|c| c.purpose.as_str())
-        .filter(|p| *p != crate::privacy::consent::POLICY_NOTICE)
+        .filter(|p| *p != crate::domain::consent::POLICY_NOTICE)
         .collect();
     purposes.sort_unstable();
     purposes.dedup();
-    if !purposes.contains(&crate::privacy::consent::MARKETING) {
-        purposes.insert(0, crate::privacy::consent::MARKETING);
+    if !purposes.contains(&crate::domain::consent::MARKETING) {
+        purposes.insert(0, crate::domain::consent::MARKETING);
     }
     let mut consent: serde_json::Map<String, serde_json::Value> = purposes
         .iter()
         .map(|p| {
-            let latest = crate::privacy::consent::state(&ledger, p);
+            let latest = crate::domain::consent::state(&ledger, p);
             (
                 (*p).to_owned(),
                 json!({
@@ -76,10 +76,11 @@ pub async fn contact(ContactPath(contact): ContactPath, state: web::Data<AppStat
 /// `DELETE /admin/contacts/{id}`: erases everything kept about the
 /// contact, as a confirmed DELETE MY DATA does.
 pub async fn erase(ContactPath(contact): ContactPath, state: web::Data<AppState>) -> Answer {
-    use crate::privacy::audit::{Actor, Event, note};
+    use crate::domain::audit::{Actor, AuditEvent};
+    use crate::privacy::audit::note;
     known(&state, &contact).await?;
-    let now = crate::store::now_secs();
-    let event = |kind: &str| Event {
+    let now = crate::clock::now_secs();
+    let event = |kind: &str| AuditEvent {
         at: now,
         kind: kind.to_owned(),
         contact: Some(contact.as_str().to_owned()),
@@ -163,7 +164,7 @@ pub async fn export(
         &contact,
         &id,
         state.retention_days,
-        crate::store::now_secs(),
+        crate::clock::now_secs(),
     )
     .await?;
     Ok(HttpResponse::Ok().json(doc))

@@ -95,9 +95,10 @@ async fn open_profile(
 }
 
 async fn admin_access(state: &AppState, contact: &ContactKey, what: &str) {
-    use crate::privacy::audit::{Actor, Event, note};
-    let event = Event {
-        at: crate::store::now_secs(),
+    use crate::domain::audit::{Actor, AuditEvent};
+    use crate::privacy::audit::note;
+    let event = AuditEvent {
+        at: crate::clock::now_secs(),
         kind: "admin_access".into(),
         contact: Some(contact.as_str().to_owned()),
         actor: Actor::Admin,

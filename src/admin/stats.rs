@@ -25,7 +25,7 @@ pub async fn stats(
     state: web::Data<AppState>,
 ) -> Answer {
     use crate::store::stats::{day, parse_day};
-    let today = crate::store::now_secs() / 86_400;
+    let today = crate::clock::now_secs() / 86_400;
     let parse = |v: &Option<String>, default: u64| match v {
         None => Some(default),
         Some(t) => parse_day(t),

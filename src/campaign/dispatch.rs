@@ -12,12 +12,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Campaign, ContactValues, Member, member_context};
+use super::{ContactValues, Member, member_context};
 use crate::clock::Clock;
 use crate::crypto::keyring::Keyring;
 use crate::domain::ContactKey;
+use crate::domain::campaign::{Campaign, CampaignStatus};
+use crate::domain::consent::MARKETING;
 use crate::domain::outbound::{Job, Message, Origin, Recipient};
-use crate::privacy::consent::{self, MARKETING};
+use crate::privacy::consent;
 use crate::store::{
     Brief, CampaignSend, Dispatched, EntryKey, Queue, Store, StoreError, StoredCampaign,
 };
@@ -112,10 +114,10 @@ impl Dispatcher {
     }
 
     async fn step(&self, stored: &StoredCampaign, c: &Campaign) -> Result<Progress, StoreError> {
-        if stored.status == super::SCHEDULED
+        if stored.status == CampaignStatus::Scheduled
             && self
                 .store
-                .set_campaign_status(&c.id, &[super::SCHEDULED], super::RUNNING)
+                .set_campaign_status(&c.id, &[CampaignStatus::Scheduled], CampaignStatus::Running)
                 .await?
         {
             tracing::info!(campaign = %c.id, targeted = c.targeted, "campaign started");
@@ -139,7 +141,11 @@ impl Dispatcher {
         if entries.is_empty() {
             if self
                 .store
-                .set_campaign_status(&c.id, &[super::RUNNING], super::DISPATCHED)
+                .set_campaign_status(
+                    &c.id,
+                    &[CampaignStatus::Running],
+                    CampaignStatus::Dispatched,
+                )
                 .await?
             {
                 tracing::info!(campaign = %c.id, "campaign dispatched");

@@ -30,20 +30,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::domain::campaign::{Campaign, CampaignStatus, OptOut};
 use crate::domain::outbound::Recipient;
 use crate::flow::text::{Text, Values};
-
-/// Campaign statuses.
-pub const SCHEDULED: &str = "scheduled";
-pub const RUNNING: &str = "running";
-/// Every audience entry was dispatched (messages may still be sending).
-pub const DISPATCHED: &str = "dispatched";
-pub const CANCELLED: &str = "cancelled";
-
-/// A campaign the dispatchers still work on.
-pub fn is_active(status: &str) -> bool {
-    matches!(status, SCHEDULED | RUNNING)
-}
 
 /// The share of a number's rate campaigns may use together (percent).
 pub const RATE_SHARE_PERCENT: u32 = 80;
@@ -52,39 +41,6 @@ pub const MAX_WA_IDS: usize = 100_000;
 /// The payload whatsify gives the template's opt-out quick reply: a tap
 /// on it is a marketing opt-out (see [`crate::privacy::keywords`]).
 pub const STOP_PAYLOAD: &str = "stop_promotions";
-
-/// How the approved template tells the customer how to stop promotions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OptOut {
-    /// The template has a "Stop promotions" quick-reply button at this
-    /// index: whatsify gives it its payload and honours the tap.
-    Button(u8),
-    /// The template's own text tells the customer to reply STOP.
-    Text,
-}
-
-/// A campaign as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Campaign {
-    pub id: String,
-    pub name: String,
-    /// Meta's `template` object: name, language, components (with
-    /// `{{contact.name}}` and `{{vars.NAME}}` placeholders in parameters).
-    pub template: Value,
-    /// `wa_ids`, `tags` or `all_consenting`.
-    pub audience: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-    pub phone_number_id: String,
-    pub rate_per_second: u32,
-    /// Not before (Unix s).
-    pub send_at: u64,
-    pub created_at: u64,
-    pub opt_out: OptOut,
-    /// Audience entries stored.
-    pub targeted: u64,
-}
 
 /// One audience entry (sealed under the system key, in the context
 /// [`member_context`]).
@@ -494,7 +450,12 @@ pub fn render(campaign: &Campaign, values: &ContactValues<'_>) -> Option<Value> 
 }
 
 /// The answer of `GET /admin/campaigns/{id}`.
-pub fn report(c: &Campaign, status: &str, left: u64, counts: &BTreeMap<String, i64>) -> Value {
+pub fn report(
+    c: &Campaign,
+    status: CampaignStatus,
+    left: u64,
+    counts: &BTreeMap<String, i64>,
+) -> Value {
     let n = |k: &str| counts.get(k).copied().unwrap_or(0).max(0);
     let mut skipped = BTreeMap::new();
     let mut failed = BTreeMap::new();
@@ -514,7 +475,12 @@ pub fn report(c: &Campaign, status: &str, left: u64, counts: &BTreeMap<String, i
         .unwrap_or(i64::MAX)
         .saturating_sub(n("dispatched"))
         .max(0);
-    let cancelled = n("cancelled") + if status == CANCELLED { never } else { 0 };
+    let cancelled = n("cancelled")
+        + if status == CampaignStatus::Cancelled {
+            never
+        } else {
+            0
+        };
     json!({
         "id": c.id,
         "name": c.name,
@@ -526,7 +492,7 @@ pub fn report(c: &Campaign, status: &str, left: u64, counts: &BTreeMap<String, i
         "send_at": c.send_at,
         "created_at": c.created_at,
         "targeted": c.targeted,
-        "waiting": if status == CANCELLED { 0 } else { left },
+        "waiting": if status == CampaignStatus::Cancelled { 0 } else { left },
         "queued": n("queued"),
         "skipped": skipped,
         "sent": n("sent"),

@@ -209,7 +209,7 @@ pub async fn sign_in(
     state.throttle.succeeded(addr);
     let id = random_id();
     let session = Session {
-        expires: crate::store::now_secs() + SESSION_LIFE.as_secs(),
+        expires: crate::clock::now_secs() + SESSION_LIFE.as_secs(),
         csrf: random_id(),
         credential: credential_id(Some(&token)),
         sim: None,
@@ -275,7 +275,7 @@ pub async fn style() -> HttpResponse {
 pub async fn overview_data(_: SignedIn, state: web::Data<AppState>) -> HttpResponse {
     let today = crate::store::stats::today();
     let store = state.store.as_ref();
-    let now_ms = crate::store::now_ms();
+    let now_ms = crate::clock::now_ms();
     let data = async {
         let stats = store.stats(std::slice::from_ref(&today)).await?;
         let (depth, oldest) = store.backlog(crate::store::Lane::Outbox).await?;

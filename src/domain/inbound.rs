@@ -61,7 +61,7 @@ pub struct InboundMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent: Option<bool>,
     /// The grant it carried (`consent: Some(true)`) was refused at ingress:
-    /// beyond [`crate::privacy::consent::GRANTS_PER_DAY`], not recorded.
+    /// beyond [`crate::domain::consent::GRANTS_PER_DAY`], not recorded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub grant_refused: bool,
 }

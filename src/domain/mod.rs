@@ -6,6 +6,9 @@
 //! ever appears in logs: their `Debug` is redacted, and stores and logs use
 //! the pseudonymous [`ContactKey`] instead.
 
+pub mod audit;
+pub mod campaign;
+pub mod consent;
 pub mod inbound;
 pub mod outbound;
 pub mod profile;

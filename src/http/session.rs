@@ -94,7 +94,7 @@ pub(crate) async fn session_of(req: &HttpRequest, state: &AppState) -> Option<(S
         return None;
     }
     let key = store_key(&id);
-    let now = crate::store::now_secs();
+    let now = crate::clock::now_secs();
     let sealed = match state.store.console_session(&key, now).await {
         Ok(s) => s?,
         Err(e) => {

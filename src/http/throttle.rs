@@ -30,11 +30,11 @@ pub async fn refused(req: &actix_web::HttpRequest, state: &crate::state::AppStat
     } else {
         format!("{how} refused, client {short}")
     };
-    let event = crate::privacy::audit::Event {
-        at: crate::store::now_secs(),
+    let event = crate::domain::audit::AuditEvent {
+        at: crate::clock::now_secs(),
         kind: "admin_auth_failed".to_owned(),
         contact: None,
-        actor: crate::privacy::audit::Actor::Admin,
+        actor: crate::domain::audit::Actor::Admin,
         detail: Some(detail),
     };
     crate::privacy::audit::note(state.store.as_ref(), &state.audit, event).await;

@@ -5,7 +5,7 @@ use super::seal::{outbox_context, seal_json};
 use super::share::{Cause, Sharing};
 use super::turn::Turn;
 use super::*;
-use crate::privacy::audit::{Actor, Event as AuditEvent};
+use crate::domain::audit::{Actor, AuditEvent};
 use crate::privacy::export::history_context;
 
 impl Worker {
@@ -162,7 +162,7 @@ impl Worker {
     /// against the ledger, and those recorded at ingress are kept only if
     /// the ledger holds them (ingress recorded only the ones that changed
     /// something). A grant of the step's own beyond the day's grants is
-    /// not kept either (see [`crate::privacy::consent::decide`]); answers
+    /// not kept either (see [`crate::domain::consent::decide`]); answers
     /// whether there was one.
     pub(super) async fn changes_only(
         &self,
@@ -170,7 +170,8 @@ impl Worker {
         consent: &mut Vec<ConsentChange>,
         causes: &mut [Cause],
     ) -> Result<bool, StoreError> {
-        use crate::privacy::consent::{Decision, decide, on_record};
+        use crate::domain::consent::{Decision, decide};
+        use crate::privacy::consent::on_record;
         let ledger = self.store.consent(contact).await?;
         let mut all = ledger.clone();
         let mut kept = Vec::new();

@@ -230,7 +230,7 @@ impl Worker {
                     purpose: None,
                 });
                 consent.push(ConsentChange {
-                    purpose: crate::privacy::consent::POLICY_NOTICE.to_owned(),
+                    purpose: crate::domain::consent::POLICY_NOTICE.to_owned(),
                     granted: true,
                     at: sent_at,
                     source: "notice".to_owned(),

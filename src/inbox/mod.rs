@@ -31,6 +31,8 @@ use crate::crypto::keyring::Keyring;
 use crate::crypto::pseudonym::Pseudonymizer;
 use crate::crypto::seal::Sealer;
 use crate::domain::ContactKey;
+use crate::domain::consent::ConsentChange;
+use crate::domain::consent::MARKETING;
 use crate::domain::inbound::{
     AgentAction, InboundMessage, InboxEvent, Input, StatusUpdate, input_of,
 };
@@ -39,11 +41,9 @@ use crate::domain::profile::{Conversation, Profile, profile_context, session_con
 use crate::domain::text::normalize;
 use crate::flow::engine::{self, Effect};
 use crate::outbox::WINDOW_SECS;
-use crate::privacy::consent::MARKETING;
 use crate::privacy::keywords::{self, Command};
 use crate::store::{
-    Claim, Commit, Committed, ConsentChange, Delivery, DeliveryState, Lane, Queue, Store,
-    StoreError,
+    Claim, Commit, Committed, Delivery, DeliveryState, Lane, Queue, Store, StoreError,
 };
 use crate::webhook::payload::StatusKind;
 

@@ -13,7 +13,7 @@ pub(super) const ERASE_NO_TITLE: &str = "No, keep it";
 
 impl Worker {
     /// Answers a grant refused as beyond the day's grants (see
-    /// [`crate::privacy::consent::GRANTS_PER_DAY`]): the customer stays
+    /// [`crate::domain::consent::GRANTS_PER_DAY`]): the customer stays
     /// unsubscribed and may ask again tomorrow.
     pub(super) fn grant_refused(
         &self,

@@ -6,8 +6,9 @@
 
 use super::{DELIVERY_WINDOW, EventKind, Hooks, Refused, audit_share, refilter};
 use crate::domain::ContactKey;
+use crate::domain::audit::{Actor, AuditEvent};
 use crate::domain::outbound::{Job, Message};
-use crate::privacy::audit::{Actor, Chain, Event, note};
+use crate::privacy::audit::{Chain, note};
 use crate::store::{Store, StoreError};
 
 /// What became of one delivery attempt.
@@ -84,7 +85,7 @@ impl Hooks {
         match self.post(&to, &job.id, body.as_bytes(), now).await {
             Ok(()) => {
                 if audit_share(store, receiver, event, contact).await {
-                    let shared = Event {
+                    let shared = AuditEvent {
                         at: now,
                         kind: "data_shared".to_owned(),
                         contact: Some(contact.clone()),

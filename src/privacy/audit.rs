@@ -10,59 +10,20 @@
 //! without the key nobody can forge a chain that verifies.
 
 use hmac::{Hmac, KeyInit, Mac};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::Sha256;
 
+use crate::domain::consent::POLICY_NOTICE;
+
 use crate::config::Key32;
+use crate::domain::audit::{Actor, AuditEvent, Entry, GENESIS};
 use crate::store::{Store, StoreError};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The hash before the first entry.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
 /// How long a request may stay open before it is flagged (GDPR allows a
 /// month, CCPA 45 days; we hold ourselves to a week).
 pub const OPEN_REQUEST_FLAG_SECS: u64 = 7 * 24 * 3600;
-
-/// Who did it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Actor {
-    Customer,
-    Admin,
-    System,
-}
-
-/// One privacy event, as recorded (never message content).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    /// When (Unix s).
-    pub at: u64,
-    /// What: `consent_given`, `consent_withdrawn`, `policy_notice`,
-    /// `admin_access`, `export_request`, `erasure_request`, … Requests end
-    /// in `_request` and are closed by the same kind ending in
-    /// `_completed` (or `_declined`) for the same contact.
-    pub kind: String,
-    /// The pseudonymous contact id, when the event concerns one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact: Option<String>,
-    pub actor: Actor,
-    /// A short description with no personal data ("marketing, keyword").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// An event in the log, with its place in the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    pub seq: u64,
-    #[serde(flatten)]
-    pub event: Event,
-    /// The previous entry's hash ([`GENESIS`] for the first).
-    pub prev: String,
-    pub hash: String,
-}
 
 /// Computes and checks the chain's hashes.
 #[derive(Clone)]
@@ -85,7 +46,7 @@ impl Chain {
     }
 
     /// The hash of `event` as entry `seq` after `prev`.
-    pub fn hash(&self, seq: u64, prev: &str, event: &Event) -> String {
+    pub fn hash(&self, seq: u64, prev: &str, event: &AuditEvent) -> String {
         let mut m = <HmacSha256 as KeyInit>::new_from_slice(self.key.expose())
             .expect("HMAC takes keys of any length");
         m.update(prev.as_bytes());
@@ -98,7 +59,7 @@ impl Chain {
     }
 
     /// The entry that follows (`seq`, `prev`).
-    pub fn link(&self, seq: u64, prev: &str, event: Event) -> Entry {
+    pub fn link(&self, seq: u64, prev: &str, event: AuditEvent) -> Entry {
         let hash = self.hash(seq, prev, &event);
         Entry {
             seq,
@@ -125,7 +86,7 @@ impl Chain {
 
 /// Appends `event` to the store's log, retrying when another writer
 /// appended first.
-pub async fn record(store: &dyn Store, chain: &Chain, event: Event) -> Result<(), StoreError> {
+pub async fn record(store: &dyn Store, chain: &Chain, event: AuditEvent) -> Result<(), StoreError> {
     for attempt in 0..50u32 {
         let (seq, prev) = store.audit_head().await?;
         let entry = chain.link(seq + 1, &prev, event.clone());
@@ -145,7 +106,7 @@ pub async fn record(store: &dyn Store, chain: &Chain, event: Event) -> Result<()
 
 /// Records `event`, logging (not failing) when the store is unavailable:
 /// for callers whose own write already succeeded.
-pub async fn note(store: &dyn Store, chain: &Chain, event: Event) {
+pub async fn note(store: &dyn Store, chain: &Chain, event: AuditEvent) {
     let kind = event.kind.clone();
     if let Err(e) = record(store, chain, event).await {
         tracing::error!(error = %e, kind, "audit entry not written");
@@ -154,8 +115,7 @@ pub async fn note(store: &dyn Store, chain: &Chain, event: Event) {
 
 /// The audit event of a consent change (or a policy notice) recorded for
 /// `contact`.
-pub fn of_consent(contact: &str, change: &crate::store::ConsentChange) -> Event {
-    use crate::privacy::consent::POLICY_NOTICE;
+pub fn of_consent(contact: &str, change: &crate::domain::consent::ConsentChange) -> AuditEvent {
     let (kind, actor) = if change.purpose == POLICY_NOTICE {
         ("policy_notice", Actor::System)
     } else if change.source == crate::privacy::consent::ADMIN_SOURCE {
@@ -174,7 +134,7 @@ pub fn of_consent(contact: &str, change: &crate::store::ConsentChange) -> Event 
     } else {
         ("consent_withdrawn", Actor::Customer)
     };
-    Event {
+    AuditEvent {
         at: change.at,
         kind: kind.to_owned(),
         contact: Some(contact.to_owned()),
@@ -294,8 +254,8 @@ pub fn overdue_of(requests: &[Request], now: u64) -> Vec<u64> {
 mod tests {
     use super::*;
 
-    fn event(kind: &str, at: u64) -> Event {
-        Event {
+    fn event(kind: &str, at: u64) -> AuditEvent {
+        AuditEvent {
             at,
             kind: kind.into(),
             contact: Some("c1".into()),
@@ -377,7 +337,7 @@ mod tests {
         entries.push(chain.link(
             7,
             &entries[5].hash,
-            Event {
+            AuditEvent {
                 at: 60,
                 kind: "export_completed".into(),
                 contact: Some("c2".into()),

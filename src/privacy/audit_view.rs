@@ -12,7 +12,8 @@
 
 use serde::Serialize;
 
-use super::audit::{Chain, Entry, GENESIS, Request};
+use super::audit::{Chain, Request};
+use crate::domain::audit::{Entry, GENESIS};
 use crate::store::{Store, StoreError};
 
 /// The most entries one answer reads and checks, whatever the filters.
@@ -334,6 +335,7 @@ async fn rebuild(store: &dyn Store) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::audit::{Actor, AuditEvent};
 
     #[test]
     fn a_cursor_reads_back_as_written_and_nothing_else_is_one() {
@@ -362,12 +364,12 @@ mod tests {
     #[test]
     fn a_walk_from_the_head_finds_removed_altered_and_cut_off_entries() {
         use crate::config::Key32;
-        use crate::privacy::audit::{Actor, Event};
+
         let chain = Chain::new(&Key32::new([7; 32]));
         let mut prev = GENESIS.to_owned();
         let log: Vec<Entry> = (1..=5)
             .map(|seq| {
-                let event = Event {
+                let event = AuditEvent {
                     at: seq,
                     kind: "k".into(),
                     contact: None,

@@ -8,93 +8,11 @@
 //! in doubt, no marketing. Marketing consent is absent (no) until given
 //! explicitly.
 
-use crate::store::ConsentChange;
+use crate::domain::consent::{ConsentChange, Decision, MARKETING, decide, state};
 
-/// The purpose of promotional messages.
 /// The source of consent recorded by the support team
 /// (`POST /admin/contacts/{id}/consent`).
 pub const ADMIN_SOURCE: &str = "admin";
-pub const MARKETING: &str = "marketing";
-/// Not a consent but a notice: the privacy policy version a contact was
-/// shown (`granted` is always true).
-pub const POLICY_NOTICE: &str = "policy_notice";
-
-/// Whether `purpose` is granted, with the entry that says so; `None`: no
-/// entry (never asked), which counts as not granted.
-pub fn state<'a>(ledger: &'a [ConsentChange], purpose: &str) -> Option<&'a ConsentChange> {
-    ledger
-        .iter()
-        .filter(|c| c.purpose == purpose)
-        // The latest second; in it, a withdrawal over a grant; among
-        // equals, the last written (max_by_key keeps the last).
-        .max_by_key(|c| (c.at, !c.granted))
-}
-
-/// Whether recording `change` after `ledger` changes anything: a purpose
-/// whose latest entry already says the same (a second STOP, a repeated
-/// opt-in) does not, nor the same choice again in the same second (a
-/// START in the second of a STOP loses to it, and so would its repeats);
-/// neither is recorded again. Policy notices always count (each is shown
-/// once per policy version).
-pub fn changes(ledger: &[ConsentChange], change: &ConsentChange) -> bool {
-    if change.purpose == POLICY_NOTICE {
-        return true;
-    }
-    let again = ledger
-        .iter()
-        .any(|c| c.purpose == change.purpose && c.granted == change.granted && c.at == change.at);
-    !again && state(ledger, &change.purpose).is_none_or(|c| c.granted != change.granted)
-}
-
-/// How many times a contact may give a consent again (START, an opt-in
-/// button, WhatsApp's Resume) within 24 hours of the action. A withdrawal
-/// is always recorded; a grant beyond this is not (nor counted, audited or
-/// shared), and the customer is told they stay unsubscribed until
-/// tomorrow. Since a withdrawal is recorded only when it changes the
-/// state, a customer alternating STOP and START adds at most
-/// `2 × GRANTS_PER_DAY + 1` entries a day to the ledger and the audit log.
-pub const GRANTS_PER_DAY: usize = 3;
-
-/// The rolling window of [`GRANTS_PER_DAY`], in seconds.
-pub const GRANT_WINDOW_SECS: u64 = 86_400;
-
-/// What recording a consent entry after a ledger amounts to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// It changes the state: recorded.
-    Record,
-    /// It changes nothing (see [`changes`]): not recorded.
-    Same,
-    /// A grant beyond [`GRANTS_PER_DAY`]: not recorded; the purpose stays
-    /// as it was (withdrawn or never given).
-    Refused,
-}
-
-/// Whether `change` is recorded after `ledger`: a withdrawal whenever it
-/// changes something; a grant only when fewer than [`GRANTS_PER_DAY`]
-/// grants of its purpose are on record within [`GRANT_WINDOW_SECS`] of
-/// its time (either side: Meta may deliver late).
-pub fn decide(ledger: &[ConsentChange], change: &ConsentChange) -> Decision {
-    if !changes(ledger, change) {
-        return Decision::Same;
-    }
-    if change.granted
-        && change.purpose != POLICY_NOTICE
-        && recent_grants(ledger, &change.purpose, change.at) >= GRANTS_PER_DAY
-    {
-        return Decision::Refused;
-    }
-    Decision::Record
-}
-
-/// The grants of `purpose` on record within [`GRANT_WINDOW_SECS`] of `at`.
-pub fn recent_grants(ledger: &[ConsentChange], purpose: &str, at: u64) -> usize {
-    ledger
-        .iter()
-        .filter(|c| c.purpose == purpose && c.granted && c.at.abs_diff(at) < GRANT_WINDOW_SECS)
-        .count()
-}
-
 /// The entries of `new` that are recorded, each judged after the ledger
 /// and the ones kept before it (see [`decide`]).
 pub fn changes_only(ledger: &[ConsentChange], new: &[ConsentChange]) -> Vec<ConsentChange> {
@@ -202,6 +120,7 @@ pub fn of_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::consent::{GRANT_WINDOW_SECS, GRANTS_PER_DAY, POLICY_NOTICE, changes};
 
     fn entry(granted: bool, at: u64) -> ConsentChange {
         ConsentChange {

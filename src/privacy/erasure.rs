@@ -5,7 +5,8 @@
 
 use crate::crypto::keyring::Keyring;
 use crate::domain::ContactKey;
-use crate::privacy::audit::{Actor, Chain, Event, note};
+use crate::domain::audit::{Actor, AuditEvent};
+use crate::privacy::audit::{Chain, note};
 use crate::store::{Store, StoreError, stats};
 
 /// Erases the contact (their outbox too, with the claim's lease), counts
@@ -28,7 +29,7 @@ pub async fn erase(
     // too (a later message starts with a new key).
     keyring.forget(contact);
     tracing::info!(contact = %contact, "contact erased");
-    let event = Event {
+    let event = AuditEvent {
         at: now,
         kind: "erasure_completed".to_owned(),
         contact: Some(contact.as_str().to_owned()),

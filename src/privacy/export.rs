@@ -183,7 +183,7 @@ pub async fn build(
             "last_active": s.last_active,
         })
     });
-    let marketing = crate::privacy::consent::state(&ledger, crate::privacy::consent::MARKETING);
+    let marketing = crate::domain::consent::state(&ledger, crate::domain::consent::MARKETING);
     Ok(json!({
         "schema": SCHEMA,
         "generated_at": now,

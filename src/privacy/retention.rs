@@ -10,9 +10,10 @@
 use std::sync::Weak;
 use std::time::Duration;
 
+use crate::clock::now_ms;
 use crate::crypto::keyring::Keyring;
 use crate::shutdown::Shutdown;
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 
 /// How often the purge runs.
 pub const EVERY: Duration = Duration::from_secs(3600);
@@ -49,7 +50,7 @@ pub async fn run(store: Weak<dyn Store>, keep: Duration, keyring: Keyring, stop:
             Ok(n) => tracing::info!(contacts = n, "retention: old message history purged"),
             Err(e) => tracing::warn!(error = %e, "retention: purge failed; will retry"),
         }
-        match store.purge_expired(crate::store::now_secs()).await {
+        match store.purge_expired(crate::clock::now_secs()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(records = n, "retention: records past their time purged"),
             Err(e) => tracing::warn!(error = %e, "retention: purge failed; will retry"),

@@ -9,9 +9,9 @@
 //! the closing one move to the closed entries, of which the newest
 //! [`CLOSED_KEEP`] are kept. An erasure the customer never confirmed is
 //! moved there by [`super::Store::audit_request_lapsed`] once its window
-//! has passed. [`crate::privacy::audit::requests`] pairs the entries.
+//! has passed. `privacy::audit::requests` pairs the entries.
 
-use crate::privacy::audit::Entry;
+use crate::domain::audit::Entry;
 
 /// How many entries of closed requests are kept (the newest).
 pub const CLOSED_KEEP: usize = 1000;
@@ -126,12 +126,12 @@ impl Requests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::privacy::audit::{Actor, Event};
+    use crate::domain::audit::{Actor, AuditEvent, Entry};
 
     fn entry(kind: &str, contact: Option<&str>) -> Entry {
         Entry {
             seq: 1,
-            event: Event {
+            event: AuditEvent {
                 at: 1,
                 kind: kind.into(),
                 contact: contact.map(str::to_owned),

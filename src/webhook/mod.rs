@@ -182,7 +182,7 @@ async fn handle(
         .get("x-hub-signature-256")
         .map(|v| v.as_bytes());
     state.verifier.get().verify(header, &body)?;
-    let received_at = crate::store::now_secs();
+    let received_at = crate::clock::now_secs();
 
     let parsed = payload::parse(&body);
     let notification = match parsed {
@@ -198,9 +198,9 @@ async fn handle(
     let cache = (state.contact_links.as_ref(), &state.keyring);
     let links = links::route(state.store.as_ref(), cache, &mut routed).await?;
     let (entries, plains) = seal_routed(state, &mut routed)?;
-    let consents: Vec<Option<crate::store::ConsentChange>> =
+    let consents: Vec<Option<crate::domain::consent::ConsentChange>> =
         entries.iter().map(|e| e.consent.clone()).collect();
-    let audited: Vec<Option<crate::privacy::audit::Event>> = entries
+    let audited: Vec<Option<crate::domain::audit::AuditEvent>> = entries
         .iter()
         .map(|e| match (&e.queue, &e.consent) {
             (Queue::Contact(k), Some(c)) => Some(crate::privacy::audit::of_consent(k.as_str(), c)),
@@ -215,7 +215,7 @@ async fn handle(
         )));
     }
     state.last_webhook.store(
-        crate::store::now_secs(),
+        crate::clock::now_secs(),
         std::sync::atomic::Ordering::Relaxed,
     );
     tracing::info!(
@@ -290,8 +290,8 @@ fn seal_routed(
 async fn recorded(
     state: &AppState,
     routed: &[events::Routed],
-    consents: &[Option<crate::store::ConsentChange>],
-    audited: Vec<Option<crate::privacy::audit::Event>>,
+    consents: &[Option<crate::domain::consent::ConsentChange>],
+    audited: Vec<Option<crate::domain::audit::AuditEvent>>,
     results: &[Appended],
 ) -> usize {
     // Opt-outs and opt-ins recorded with new entries (a STOP that changes
@@ -430,7 +430,7 @@ async fn append_sealed(
     links: &[(crate::domain::ContactKey, crate::domain::ContactKey)],
 ) -> Result<Vec<Appended>, WebhookError> {
     // What a retry needs besides the sealed bytes (cheap to copy).
-    let heads: Vec<(Queue, String, Option<crate::store::ConsentChange>)> = entries
+    let heads: Vec<(Queue, String, Option<crate::domain::consent::ConsentChange>)> = entries
         .iter()
         .map(|e| (e.queue.clone(), e.dedup.clone(), e.consent.clone()))
         .collect();

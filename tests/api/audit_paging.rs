@@ -5,7 +5,8 @@
 //! wherever they are in the log.
 
 use serde_json::Value;
-use whatsify::privacy::audit::{Actor, Event, OPEN_REQUEST_FLAG_SECS};
+use whatsify::domain::audit::{Actor, AuditEvent};
+use whatsify::privacy::audit::OPEN_REQUEST_FLAG_SECS;
 
 use crate::both_backends;
 use crate::graph::FakeGraph;
@@ -17,8 +18,8 @@ const FILLERS: u64 = 100_500;
 /// Entries appended per run while seeding.
 const SEED_RUN: usize = 10_000;
 
-pub(crate) fn event(kind: &str, contact: String, at: u64, actor: Actor) -> Event {
-    Event {
+pub(crate) fn event(kind: &str, contact: String, at: u64, actor: Actor) -> AuditEvent {
+    AuditEvent {
         at,
         kind: kind.into(),
         contact: Some(contact),
@@ -30,7 +31,7 @@ pub(crate) fn event(kind: &str, contact: String, at: u64, actor: Actor) -> Event
 /// Appends `events` to the app's log as the app does (each chained after
 /// the head, with the app's key, through the store's checked append), a
 /// run at a time.
-pub(crate) async fn seed(app: &TestApp, events: Vec<Event>) {
+pub(crate) async fn seed(app: &TestApp, events: Vec<AuditEvent>) {
     let store = app.store();
     for run in events.chunks(SEED_RUN) {
         loop {

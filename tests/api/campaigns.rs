@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use whatsify::domain::consent::ConsentChange;
 use whatsify::domain::{ContactId, ContactKey};
-use whatsify::store::ConsentChange;
 
 use crate::conversation::delivery;
 use crate::graph::{FakeGraph, Sent};
@@ -115,7 +115,7 @@ async fn a_campaign_reaches_exactly_the_consenting_contacts(backend: &Backend) {
     let graph = FakeGraph::start().await;
     let app = campaign_app(backend, &graph, &[]).await;
     let store = app.store();
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     // 1,000 contacts: 400 granted, 200 never asked (known), 200 withdrawn,
     // 100 erased, 100 never seen.
     let ids: Vec<String> = (0..1000).map(wa).collect();
@@ -216,7 +216,7 @@ crate::both_backends!(
 pub fn status(s: &Sent, wamid: &str, state: &str, code: Option<i64>) -> Vec<u8> {
     let mut st = json!({
         "id": wamid, "status": state,
-        "timestamp": whatsify::store::now_secs().to_string(),
+        "timestamp": whatsify::clock::now_secs().to_string(),
         "recipient_id": s.body["to"].as_str().unwrap_or("").trim_start_matches('+'),
         "biz_opaque_callback_data": s.body["biz_opaque_callback_data"],
     });
@@ -255,7 +255,7 @@ async fn stop_mid_campaign_statuses_and_opt_outs(backend: &Backend) {
     let graph = FakeGraph::start().await;
     let app = campaign_app(backend, &graph, &[]).await;
     let store = app.store();
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     let ids: Vec<String> = (0..40).map(|i| format!("4478{i:08}")).collect();
     for w in &ids {
         store
@@ -441,7 +441,7 @@ async fn every_consenting_contact_and_a_scheduled_start(backend: &Backend) {
     graph.wait_for(3).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = graph.sent().len();
-    let at = whatsify::store::now_secs() + 3600;
+    let at = whatsify::clock::now_secs() + 3600;
     let send_at = time_text(at);
     let body = json!({
         "name": "Everyone",
@@ -502,7 +502,7 @@ async fn replies_keep_their_pace_while_a_big_campaign_drains_and_cancel_stops_it
     let graph = FakeGraph::start().await;
     let app = campaign_app(&b.backend, &graph, &[]).await;
     let store = app.store();
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     let ids: Vec<String> = (0..10_000).map(|i| format!("4475{i:08}")).collect();
     for w in &ids {
         store
@@ -661,7 +661,7 @@ async fn an_erasure_removes_the_contact_from_waiting_campaigns(backend: &Backend
     let graph = FakeGraph::start().await;
     let app = campaign_app(backend, &graph, &[]).await;
     let store = app.store();
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     let (gone, stays) = ("447722000001".to_owned(), "447722000002".to_owned());
     for w in [&gone, &stays] {
         store
@@ -706,7 +706,7 @@ async fn a_stop_after_queueing_is_honoured_right_before_the_send(backend: &Backe
         &[("WHATSIFY__OUTBOX__RETRY_BASE", "2s".to_owned())],
     )
     .await;
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     let who = "447733000001".to_owned();
     app.store()
         .append_consent(&key_of(&app, &who), consent(true, now - 60))

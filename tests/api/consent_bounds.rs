@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use whatsify::domain::consent::GRANTS_PER_DAY;
+
 use crate::both_backends;
 use crate::graph::FakeGraph;
 use crate::helpers::{Backend, TestApp};
@@ -111,7 +113,7 @@ async fn two_hundred_stops_append_once(backend: &Backend) {
     let graph = FakeGraph::start().await;
     let app = app_with(backend, &graph, &[]).await;
     let wa = "16505557001";
-    let t = whatsify::store::now_secs() - 60;
+    let t = whatsify::clock::now_secs() - 60;
     repeat(&app, wa, "STOP", "STOP", 200, t).await;
     settled(&app, &graph, wa, "wamid.HI1", t + 1).await;
     assert_eq!(ledger(&app, wa).await, [false], "one ledger entry");
@@ -143,7 +145,7 @@ async fn repeated_requests_are_audited_once(backend: &Backend) {
     let graph = FakeGraph::start().await;
     let app = app_with(backend, &graph, &[]).await;
     let wa = "16505557002";
-    let t = whatsify::store::now_secs() - 60;
+    let t = whatsify::clock::now_secs() - 60;
     post(&app, &text_from(wa, "wamid.MD0", "MY DATA", t)).await;
     until("the copy", 60, async || graph.uploads().len() == 1).await;
     repeat(&app, wa, "MD", "MY DATA", 8, t + 1).await;
@@ -187,7 +189,7 @@ async fn a_start_in_the_second_of_a_repeated_stop_loses(backend: &Backend) {
     let graph = FakeGraph::start().await;
     let app = app_with(backend, &graph, &[]).await;
     let wa = "16505557003";
-    let t = whatsify::store::now_secs() - 60;
+    let t = whatsify::clock::now_secs() - 60;
     post(&app, &text_from(wa, "wamid.W1", "STOP", t)).await;
     post(&app, &text_from(wa, "wamid.W2", "STOP", t + 5)).await;
     post(&app, &text_from(wa, "wamid.W3", "START", t + 5)).await;
@@ -208,7 +210,7 @@ async fn a_repeated_flow_opt_in_appends_once(backend: &Backend) {
     let graph = FakeGraph::start().await;
     let app = app_with(backend, &graph, &[]).await;
     let wa = "16505557004";
-    let t = whatsify::store::now_secs() - 60;
+    let t = whatsify::clock::now_secs() - 60;
     for i in 0..4u64 {
         let asked = |g: &FakeGraph| {
             sent_to(g, wa)
@@ -244,11 +246,10 @@ const STAY_UNSUBSCRIBED: &str = "reply START tomorrow";
 /// unsubscribed until tomorrow. The ledger and the audit log grow by at
 /// most `2 × GRANTS_PER_DAY + 1` entries.
 async fn alternating_stop_and_start_is_bounded(backend: &Backend) {
-    use whatsify::privacy::consent::GRANTS_PER_DAY;
     let graph = FakeGraph::start().await;
     let app = app_with(backend, &graph, &[]).await;
     let wa = "16505557005";
-    let t = whatsify::store::now_secs() - 60;
+    let t = whatsify::clock::now_secs() - 60;
     for i in 0..10u64 {
         let (stop, start) = (format!("wamid.ALT{i}S"), format!("wamid.ALT{i}G"));
         post(&app, &text_from(wa, &stop, "STOP", t + 2 * i)).await;
@@ -307,11 +308,10 @@ both_backends!(alternating, alternating_stop_and_start_is_bounded);
 /// The promotions flow's "Yes, send offers" counts as a grant too: after
 /// the day's grants, it is not recorded and the customer is told so.
 async fn a_flow_opt_in_beyond_the_days_grants_is_refused(backend: &Backend) {
-    use whatsify::privacy::consent::GRANTS_PER_DAY;
     let graph = FakeGraph::start().await;
     let app = app_with(backend, &graph, &[]).await;
     let wa = "16505557006";
-    let t = whatsify::store::now_secs() - 60;
+    let t = whatsify::clock::now_secs() - 60;
     for i in 0..GRANTS_PER_DAY as u64 {
         let (stop, start) = (format!("wamid.FL{i}S"), format!("wamid.FL{i}G"));
         post(&app, &text_from(wa, &stop, "STOP", t + 2 * i)).await;

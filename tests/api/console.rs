@@ -897,7 +897,7 @@ async fn an_operator_runs_campaigns_audits_and_tries_flows_in_a_real_browser() {
                     "consent_given",
                     who,
                     1,
-                    whatsify::privacy::audit::Actor::Customer,
+                    whatsify::domain::audit::Actor::Customer,
                 )
             })
             .collect();

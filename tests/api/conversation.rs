@@ -26,7 +26,7 @@ pub fn delivery(wa_id: &str, name: &str, id: &str, message: serde_json::Value) -
     let mut m = message;
     m["from"] = json!(wa_id);
     m["id"] = json!(id);
-    m["timestamp"] = json!(whatsify::store::now_secs().to_string());
+    m["timestamp"] = json!(whatsify::clock::now_secs().to_string());
     serde_json::to_vec(&json!({
         "object": "whatsapp_business_account",
         "entry": [{ "id": "240017555501234", "changes": [{ "field": "messages", "value": {

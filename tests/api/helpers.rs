@@ -43,7 +43,7 @@ pub fn fixture(name: &str) -> Vec<u8> {
 /// timestamps, and a message older than 24 hours gets no flow answer.
 pub fn fresh_fixture(name: &str) -> Vec<u8> {
     let mut v: serde_json::Value = serde_json::from_slice(&fixture(name)).expect("json");
-    let now = whatsify::store::now_secs().to_string();
+    let now = whatsify::clock::now_secs().to_string();
     if let Some(entries) = v["entry"].as_array_mut() {
         for e in entries {
             if let Some(changes) = e["changes"].as_array_mut() {

@@ -45,7 +45,7 @@ pub(crate) fn text_from(wa_id: &str, wamid: &str, body: &str, sent_at: u64) -> V
 }
 
 pub(crate) fn now() -> u64 {
-    whatsify::store::now_secs()
+    whatsify::clock::now_secs()
 }
 
 pub(crate) async fn say_hi(app: &TestApp, wa_id: &str, wamid: &str) {

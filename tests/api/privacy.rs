@@ -1166,7 +1166,7 @@ async fn anonymous_daily_statistics(backend: &Backend) {
 both_backends!(statistics, anonymous_daily_statistics);
 
 /// The class of a stored key, as the key table at the top of
-/// src/store/redis.rs names it (`P{s:N}:c:<contact>:inbox`, …).
+/// src/store/redis/mod.rs names it (`P{s:N}:c:<contact>:inbox`, …).
 fn key_class(key: &str, prefix: &str) -> String {
     let rest = key.strip_prefix(prefix).unwrap_or(key);
     let rules = [
@@ -1266,7 +1266,7 @@ async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
         )
         .await;
     assert_eq!(status, 400, "more than a year ahead");
-    let later = whatsify::store::now_secs() + 86_400;
+    let later = whatsify::clock::now_secs() + 86_400;
     let day = whatsify::store::stats::day(later);
     let (status, _) = app
         .admin_post(
@@ -1304,7 +1304,7 @@ async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
         .await
         .expect("append");
 
-    let documented = include_str!("../../src/store/redis.rs");
+    let documented = include_str!("../../src/store/redis/mod.rs");
     let kept = [
         "P{s:N}:c:<contact>:consent",
         "P{s:N}:c:<contact>:link",
@@ -1348,7 +1348,7 @@ async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
         println!("  {class}: {n}, {ttl}");
         assert!(
             documented.contains(&format!("`{class}`")),
-            "{class} is not in the key table of src/store/redis.rs"
+            "{class} is not in the key table of src/store/redis/mod.rs"
         );
         if kept.contains(&class.as_str()) {
             assert_eq!(*ttl, -1, "{class} is kept");

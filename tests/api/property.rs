@@ -128,7 +128,7 @@ fn any_delivery_multiset_gives_one_entry_per_message_id() {
                 let wa = contacts[i % contacts.len()];
                 serde_json::json!({
                     "from": wa, "id": format!("wamid.MS{seed:016x}{i}"),
-                    "timestamp": whatsify::store::now_secs().to_string(),
+                    "timestamp": whatsify::clock::now_secs().to_string(),
                     "type": "text", "text": { "body": format!("hello {i}") },
                 })
             };

@@ -8,6 +8,9 @@ use secrecy::SecretString;
 use std::time::Duration;
 use whatsify::config::{Backend as Kind, StoreSettings};
 use whatsify::domain::ContactKey;
+use whatsify::domain::audit::GENESIS;
+use whatsify::domain::consent::ConsentChange;
+use whatsify::domain::consent::GRANTS_PER_DAY;
 
 use whatsify::store::{
     self, Appended, Breaker, CampaignSend, Commit, Committed, Delivery, DeliveryState, Dispatched,
@@ -1051,7 +1054,7 @@ both_backends!(rates_and_breakers, rate_limits_and_breakers_are_shared);
 
 async fn console_sessions_are_kept_until_they_expire_or_end(backend: &Backend) {
     let s = open(backend).await;
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     let (a, b) = (
         format!("a-{}", uuid::Uuid::new_v4()),
         format!("b-{}", uuid::Uuid::new_v4()),
@@ -1088,13 +1091,13 @@ async fn console_sessions_are_kept_until_they_expire_or_end(backend: &Backend) {
         .expect("put");
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(
-        s.console_session(&b, whatsify::store::now_secs())
+        s.console_session(&b, whatsify::clock::now_secs())
             .await
             .expect("get"),
         None
     );
     // A change of the admin credential ends them all at once.
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     for k in [&a, &b] {
         s.put_console_session(k, b"live".to_vec(), now + 3600)
             .await
@@ -1161,11 +1164,10 @@ async fn writes_survive_redis_forgetting_its_scripts() {
 /// is stored (`NewSameConsent`) but the ledger, the opt-out counter and
 /// the campaign attribution get nothing; a change is recorded again.
 async fn a_consent_that_changes_nothing_is_not_recorded(backend: &Backend) {
-    use whatsify::store::ConsentChange;
     let s = open(backend).await;
     let k = key(41);
     let q = Queue::Contact(k.clone());
-    let at = whatsify::store::now_secs() - 100;
+    let at = whatsify::clock::now_secs() - 100;
     let with = |dedup: &str, granted: bool, at: u64| InboxEntry {
         consent: Some(ConsentChange {
             at,
@@ -1245,7 +1247,7 @@ both_backends!(
 async fn the_consent_ledger_keeps_every_change_in_order(backend: &Backend) {
     let s = open(backend).await;
     let k = key(31);
-    let change = |granted: bool, at: u64, source: &str| whatsify::store::ConsentChange {
+    let change = |granted: bool, at: u64, source: &str| whatsify::domain::consent::ConsentChange {
         purpose: "marketing".into(),
         granted,
         at,
@@ -1387,18 +1389,18 @@ both_backends!(
     a_profile_outlives_the_session_and_expires_after_its_time
 );
 
-fn audit_event(kind: &str, at: u64) -> whatsify::privacy::audit::Event {
-    whatsify::privacy::audit::Event {
+fn audit_event(kind: &str, at: u64) -> whatsify::domain::audit::AuditEvent {
+    whatsify::domain::audit::AuditEvent {
         at,
         kind: kind.into(),
         contact: Some("c0ffee".into()),
-        actor: whatsify::privacy::audit::Actor::Customer,
+        actor: whatsify::domain::audit::Actor::Customer,
         detail: None,
     }
 }
 
 async fn the_audit_log_appends_only_after_its_head(backend: &Backend) {
-    use whatsify::privacy::audit::{Chain, GENESIS, record};
+    use whatsify::privacy::audit::{Chain, record};
     let s = open(backend).await;
     let chain = Chain::new(&whatsify::config::Key32::new([9; 32]));
     assert_eq!(s.audit_head().await.expect("head"), (0, GENESIS.to_owned()));
@@ -1432,7 +1434,7 @@ async fn audit_run(
     s: &dyn Store,
     chain: &whatsify::privacy::audit::Chain,
     kinds: &[(&str, &str)],
-) -> Vec<whatsify::privacy::audit::Entry> {
+) -> Vec<whatsify::domain::audit::Entry> {
     let (mut seq, mut prev) = s.audit_head().await.expect("head");
     let run: Vec<_> = kinds
         .iter()
@@ -1454,7 +1456,7 @@ async fn audit_run(
 /// request with its confirmation, closes a group on its completion, moves
 /// a lapsed unconfirmed one out, and keeps the newest closed entries.
 async fn the_audit_log_pages_newest_first_and_indexes_open_requests(backend: &Backend) {
-    use whatsify::privacy::audit::{Chain, GENESIS, record};
+    use whatsify::privacy::audit::{Chain, record};
     use whatsify::store::audit_index::CLOSED_KEEP;
     let s = open(backend).await;
     let chain = Chain::new(&whatsify::config::Key32::new([9; 32]));
@@ -1479,8 +1481,7 @@ async fn the_audit_log_pages_newest_first_and_indexes_open_requests(backend: &Ba
         s.audit_head().await.expect("head"),
         (7, run[5].hash.clone())
     );
-    let seqs =
-        |p: Vec<whatsify::privacy::audit::Entry>| p.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let seqs = |p: Vec<whatsify::domain::audit::Entry>| p.iter().map(|e| e.seq).collect::<Vec<_>>();
     assert_eq!(seqs(s.audit_page(None, 3).await.expect("page")), [7, 6, 5]);
     assert_eq!(
         seqs(s.audit_page(Some(5), 3).await.expect("page")),
@@ -1615,7 +1616,7 @@ async fn a_log_from_before_the_request_index_has_it_rebuilt(backend: &Backend) {
     assert_eq!(states, [(1, "completed"), (2, "open"), (4, "completed")]);
     let index = s.audit_requests().await.expect("index");
     assert!(index.complete);
-    let seqs = |p: &[whatsify::privacy::audit::Entry]| p.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let seqs = |p: &[whatsify::domain::audit::Entry]| p.iter().map(|e| e.seq).collect::<Vec<_>>();
     assert_eq!(seqs(&index.open), [2]);
     assert_eq!(seqs(&index.closed), [1, 3, 4, 6]);
     // And it is kept from there on.
@@ -1736,7 +1737,7 @@ async fn old_message_history_is_purged(backend: &Backend) {
     };
     write("h1", &["old-1", "old-2"]).await;
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let cutoff = whatsify::store::now_ms();
+    let cutoff = whatsify::clock::now_ms();
     tokio::time::sleep(Duration::from_millis(30)).await;
     write("h2", &["new-1"]).await;
     // Nothing is older than a cutoff before it all.
@@ -1748,12 +1749,12 @@ async fn old_message_history_is_purged(backend: &Backend) {
     // The contact's place in the index moved to what is left.
     s.purge_history(cutoff, 100).await.expect("purge");
     assert_eq!(texts().await, ["new-1"]);
-    s.purge_history(whatsify::store::now_ms() + 1, 100)
+    s.purge_history(whatsify::clock::now_ms() + 1, 100)
         .await
         .expect("purge");
     assert!(texts().await.is_empty());
     assert_eq!(
-        s.purge_history(whatsify::store::now_ms() + 1, 100)
+        s.purge_history(whatsify::clock::now_ms() + 1, 100)
             .await
             .expect("purge"),
         0,
@@ -1932,7 +1933,7 @@ async fn the_embedded_purge_removes_what_is_past_its_time() {
     let b = crate::helpers::embedded();
     let s = open(&b.backend).await;
     let k = key(50);
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     queue_jobs(&s, &k, &["x"], Some(("pn-1", now))).await;
     let c = s
         .claim(Lane::Outbox, &k, "sender", LEASE, 10)
@@ -2096,7 +2097,7 @@ async fn a_job_appended_to_an_outbox_is_ready_for_the_senders(backend: &Backend)
         ]
     );
     assert_eq!(s.data_key(&k).await.expect("key"), Some(b"hk".to_vec()));
-    let now_ms = whatsify::store::now_ms();
+    let now_ms = whatsify::clock::now_ms();
     let (ready, _) = s.sweep(Lane::Outbox, now_ms, 100).await.expect("sweep");
     assert!(ready.contains(&k), "ready for the senders");
     let (inbox_ready, _) = s
@@ -2290,15 +2291,15 @@ fn campaign_accepted(job: &str) -> Delivery {
     Delivery {
         wamid: Some(format!("w-{job}")),
         kind: Some("template".into()),
-        ..record(job, DeliveryState::Accepted, whatsify::store::now_secs())
+        ..record(job, DeliveryState::Accepted, whatsify::clock::now_secs())
     }
 }
 
-fn marketing(granted: bool, source: &str) -> whatsify::store::ConsentChange {
-    whatsify::store::ConsentChange {
-        purpose: whatsify::privacy::consent::MARKETING.into(),
+fn marketing(granted: bool, source: &str) -> whatsify::domain::consent::ConsentChange {
+    whatsify::domain::consent::ConsentChange {
+        purpose: whatsify::domain::consent::MARKETING.into(),
         granted,
-        at: whatsify::store::now_secs(),
+        at: whatsify::clock::now_secs(),
         source: source.into(),
         policy_version: "v1".into(),
         evidence: None,
@@ -2312,7 +2313,10 @@ async fn a_campaign_queues_each_contact_once(backend: &Backend) {
     let s = open(backend).await;
     new_campaign(&s, "cq1", 3).await;
     let stored = s.campaign("cq1").await.expect("campaign").expect("stored");
-    assert_eq!(stored.status, whatsify::campaign::SCHEDULED);
+    assert_eq!(
+        stored.status,
+        whatsify::domain::campaign::CampaignStatus::Scheduled
+    );
     assert_eq!(stored.record, b"{\"id\":\"cq1\"}");
     assert!(s.campaign("nope").await.expect("campaign").is_none());
     assert_eq!(s.campaign_left("cq1").await.expect("left"), 3);
@@ -2334,7 +2338,7 @@ async fn a_campaign_queues_each_contact_once(backend: &Backend) {
             "d",
             vec![campaign_job(&k, "job-1", "k1", true)],
             1,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2356,7 +2360,7 @@ async fn a_campaign_queues_each_contact_once(backend: &Backend) {
             "d",
             vec![campaign_job(&k, "job-1 again", "k1", false)],
             1,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2381,7 +2385,7 @@ async fn a_campaign_queues_each_contact_once(backend: &Backend) {
             "d",
             vec![campaign_job(&k, "job-2", "k1", false)],
             1,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2414,7 +2418,7 @@ async fn campaigns_are_listed_oldest_first(backend: &Backend) {
     assert_eq!(ids, ["zz", "mm", "aa"]);
     assert!(
         all.iter()
-            .all(|c| c.status == whatsify::campaign::SCHEDULED)
+            .all(|c| c.status == whatsify::domain::campaign::CampaignStatus::Scheduled)
     );
 }
 both_backends!(campaign_order, campaigns_are_listed_oldest_first);
@@ -2435,7 +2439,7 @@ async fn skips_are_counted_by_reason(backend: &Backend) {
                 campaign_skip(&c, "no_consent"),
             ],
             3,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2449,7 +2453,7 @@ async fn skips_are_counted_by_reason(backend: &Backend) {
                 campaign_job(&b, "j", "k", true),
             ],
             0,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2492,7 +2496,7 @@ async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
                 campaign_job(&c, "for c", "old", false),
             ],
             3,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2532,7 +2536,7 @@ async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
                 campaign_job(&c, "for c", "new", true),
             ],
             3,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2561,7 +2565,7 @@ async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
             "d",
             vec![campaign_job(&a, "again", "stored", false)],
             1,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2584,7 +2588,7 @@ async fn delivery_records_count_a_campaign_s_progress_once(backend: &Backend) {
             campaign_job(&b, "jb", "kb", true),
         ],
         2,
-        whatsify::store::now_ms(),
+        whatsify::clock::now_ms(),
     )
     .await
     .expect("dispatch");
@@ -2601,12 +2605,12 @@ async fn delivery_records_count_a_campaign_s_progress_once(backend: &Backend) {
             "d",
             vec![campaign_job(&a, "ja again", "ka", false)],
             0,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
     assert_eq!(done, [Dispatched::Already]);
-    let at = whatsify::store::now_secs();
+    let at = whatsify::clock::now_secs();
     status(&s, &a, record("cmp.cd.1", DeliveryState::Delivered, at + 1)).await;
     status(&s, &a, record("cmp.cd.1", DeliveryState::Delivered, at + 1)).await;
     assert_eq!(counter(&s, "cd", "delivered").await, 1);
@@ -2658,10 +2662,10 @@ async fn a_campaign_job_that_ends_unsent_counts_why(backend: &Backend) {
         .enumerate()
         .map(|(i, k)| campaign_job(k, &format!("j{i}"), &format!("k{i}"), true))
         .collect();
-    s.campaign_dispatch("cf", "d", sends, 4, whatsify::store::now_ms())
+    s.campaign_dispatch("cf", "d", sends, 4, whatsify::clock::now_ms())
         .await
         .expect("dispatch");
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     let failed = Delivery {
         code: Some(131026),
         attempts: Some(1),
@@ -2703,7 +2707,7 @@ async fn a_campaign_job_that_ends_unsent_counts_why(backend: &Backend) {
         "d",
         vec![campaign_job(&k, "j", "k", true)],
         1,
-        whatsify::store::now_ms(),
+        whatsify::clock::now_ms(),
     )
     .await
     .expect("dispatch");
@@ -2732,7 +2736,7 @@ async fn an_opt_out_after_a_campaign_message_counts_once(backend: &Backend) {
         campaign_job(&b, "jb", "kb", true),
         campaign_skip(&c, "no_consent"),
     ];
-    s.campaign_dispatch("co", "d", sends, 3, whatsify::store::now_ms())
+    s.campaign_dispatch("co", "d", sends, 3, whatsify::clock::now_ms())
         .await
         .expect("dispatch");
     // Not yet sent: an opt-out counts for no campaign (nor the opt-in
@@ -2742,8 +2746,8 @@ async fn an_opt_out_after_a_campaign_message_counts_once(backend: &Backend) {
         ..entry(&Queue::Contact(k.clone()), dedup, "STOP")
     };
     let earlier = |granted: bool, ago: u64| InboxEntry {
-        consent: Some(whatsify::store::ConsentChange {
-            at: whatsify::store::now_secs() - ago,
+        consent: Some(whatsify::domain::consent::ConsentChange {
+            at: whatsify::clock::now_secs() - ago,
             ..marketing(granted, "keyword")
         }),
         ..entry(
@@ -2819,7 +2823,7 @@ async fn erasing_a_contact_with_a_queued_campaign_job_counts_it_suppressed(backe
         campaign_job(&b, "jb", "kb", true),
         campaign_skip(&c, "no_consent"),
     ];
-    s.campaign_dispatch("ce", "d", sends, 3, whatsify::store::now_ms())
+    s.campaign_dispatch("ce", "d", sends, 3, whatsify::clock::now_ms())
         .await
         .expect("dispatch");
     finish_first(&s, &b, campaign_accepted("cmp.ce.2")).await;
@@ -2857,7 +2861,7 @@ async fn erasing_a_contact_with_a_queued_campaign_job_counts_it_suppressed(backe
             "d",
             vec![campaign_skip(&a, "suppressed")],
             0,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -2871,7 +2875,7 @@ both_backends!(
 
 /// A status moves only from one of the statuses named.
 async fn a_campaign_status_is_compared_and_set(backend: &Backend) {
-    use whatsify::campaign::{CANCELLED, DISPATCHED, RUNNING, SCHEDULED};
+    use whatsify::domain::campaign::CampaignStatus::{Cancelled, Dispatched, Running, Scheduled};
     let s = open(backend).await;
     new_campaign(&s, "cst", 1).await;
     new_campaign(&s, "cst2", 1).await;
@@ -2885,34 +2889,34 @@ async fn a_campaign_status_is_compared_and_set(backend: &Backend) {
     };
     assert_eq!(active().await, ["cst", "cst2"]);
     assert!(
-        s.set_campaign_status("cst", &[SCHEDULED], RUNNING)
+        s.set_campaign_status("cst", &[Scheduled], Running)
             .await
             .expect("status")
     );
     assert_eq!(active().await, ["cst", "cst2"], "running is active");
     assert!(
-        !s.set_campaign_status("cst", &[SCHEDULED], RUNNING)
+        !s.set_campaign_status("cst", &[Scheduled], Running)
             .await
             .expect("status"),
         "no longer scheduled"
     );
     assert!(
-        !s.set_campaign_status("cst", &[], CANCELLED)
+        !s.set_campaign_status("cst", &[], Cancelled)
             .await
             .expect("status")
     );
     assert!(
-        s.set_campaign_status("cst", &[SCHEDULED, RUNNING], CANCELLED)
+        s.set_campaign_status("cst", &[Scheduled, Running], Cancelled)
             .await
             .expect("status")
     );
     assert!(
-        !s.set_campaign_status("cst", &[SCHEDULED, RUNNING], DISPATCHED)
+        !s.set_campaign_status("cst", &[Scheduled, Running], Dispatched)
             .await
             .expect("status")
     );
     let c = s.campaign("cst").await.expect("campaign").expect("stored");
-    assert_eq!(c.status, CANCELLED);
+    assert_eq!(c.status, Cancelled);
     assert_eq!(
         active().await,
         ["cst2"],
@@ -2925,7 +2929,7 @@ async fn a_campaign_status_is_compared_and_set(backend: &Backend) {
     );
     assert_eq!(s.campaign_left("cst2").await.expect("left"), 1);
     assert!(
-        s.set_campaign_status("cst2", &[SCHEDULED], DISPATCHED)
+        s.set_campaign_status("cst2", &[Scheduled], Dispatched)
             .await
             .expect("status")
     );
@@ -2933,7 +2937,7 @@ async fn a_campaign_status_is_compared_and_set(backend: &Backend) {
     assert_eq!(s.campaigns().await.expect("all").len(), 2);
     assert_eq!(c.record, b"{\"id\":\"cst\"}", "the record is kept");
     assert!(
-        !s.set_campaign_status("unknown", &[SCHEDULED], RUNNING)
+        !s.set_campaign_status("unknown", &[Scheduled], Running)
             .await
             .expect("status")
     );
@@ -3059,11 +3063,11 @@ async fn the_embedded_purge_removes_campaign_marks_and_old_campaigns() {
         ttl: Duration::from_secs(60),
         ..campaign_skip(&skipped, "no_consent")
     };
-    s.campaign_dispatch("cp", "d", vec![job, skip], 2, whatsify::store::now_ms())
+    s.campaign_dispatch("cp", "d", vec![job, skip], 2, whatsify::clock::now_ms())
         .await
         .expect("dispatch");
     finish_first(&s, &a, campaign_accepted("cmp.cp.1")).await;
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     let day = 86_400;
     assert_eq!(s.purge_expired(now + 10).await.expect("purge"), 0);
     // The two marks, and the data key made with them (kept as long).
@@ -3095,7 +3099,7 @@ async fn only_the_lease_holder_drops_audience_entries(backend: &Backend) {
             "stalled",
             vec![campaign_skip(&a, "no_consent")],
             1,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -3111,7 +3115,7 @@ async fn only_the_lease_holder_drops_audience_entries(backend: &Backend) {
             "d",
             vec![campaign_skip(&a, "no_consent")],
             1,
-            whatsify::store::now_ms(),
+            whatsify::clock::now_ms(),
         )
         .await
         .expect("dispatch");
@@ -3318,13 +3322,12 @@ async fn the_conformance_suite_passes_on_a_redis_cluster() {
 /// the entry is stored as its refused reading, and nothing goes on the
 /// ledger; withdrawals are recorded whenever they change the state.
 async fn grants_beyond_the_days_bound_are_refused_in_the_append(backend: &Backend) {
-    use whatsify::privacy::consent::GRANTS_PER_DAY;
     let s = open(backend).await;
     let k = key(140);
     let q = Queue::Contact(k.clone());
-    let t = whatsify::store::now_secs() - 100;
+    let t = whatsify::clock::now_secs() - 100;
     let with = |dedup: &str, granted: bool, at: u64| InboxEntry {
-        consent: Some(whatsify::store::ConsentChange {
+        consent: Some(whatsify::domain::consent::ConsentChange {
             at,
             ..marketing(granted, "keyword")
         }),
@@ -3372,7 +3375,7 @@ async fn grants_beyond_the_days_bound_are_refused_in_the_append(backend: &Backen
     let later = with(
         "later",
         true,
-        t + 1 + whatsify::privacy::consent::GRANT_WINDOW_SECS,
+        t + 1 + whatsify::domain::consent::GRANT_WINDOW_SECS,
     );
     assert_eq!(
         s.append(vec![later]).await.expect("append"),
@@ -3401,7 +3404,7 @@ async fn the_redis_grant_check_reads_back_as_far_as_it_must() {
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    let now = whatsify::store::now_secs();
+    let now = whatsify::clock::now_secs();
     let day = 86_400;
     // Written when they happened: a STOP 10 days ago, then three STARTs
     // and STOPs two days ago, the last a STOP.
@@ -3411,7 +3414,7 @@ async fn the_redis_grant_check_reads_back_as_far_as_it_must() {
         seeded.push((now - 2 * day + 2 * i + 1, false));
     }
     for (at, granted) in &seeded {
-        let c = whatsify::store::ConsentChange {
+        let c = whatsify::domain::consent::ConsentChange {
             at: *at,
             ..marketing(*granted, "keyword")
         };
@@ -3426,7 +3429,7 @@ async fn the_redis_grant_check_reads_back_as_far_as_it_must() {
     }
     let q = Queue::Contact(k.clone());
     let with = |dedup: &str, granted: bool, at: u64| InboxEntry {
-        consent: Some(whatsify::store::ConsentChange {
+        consent: Some(whatsify::domain::consent::ConsentChange {
             at,
             ..marketing(granted, "keyword")
         }),
@@ -3451,7 +3454,7 @@ async fn the_redis_grant_check_reads_back_as_far_as_it_must() {
                 .expect("append"),
         );
     }
-    let n = whatsify::privacy::consent::GRANTS_PER_DAY;
+    let n = whatsify::domain::consent::GRANTS_PER_DAY;
     let mut want = Vec::new();
     for i in 0..4 {
         want.push(if i < n {
@@ -3469,7 +3472,7 @@ async fn the_redis_grant_check_reads_back_as_far_as_it_must() {
     // Only a STOP of a month ago on record: a STOP now changes nothing.
     let lone = key(142);
     let lone_key = format!("{prefix}{{s:0}}:c:{}:consent", lone.as_str());
-    let old = whatsify::store::ConsentChange {
+    let old = whatsify::domain::consent::ConsentChange {
         at: now - 30 * day,
         ..marketing(false, "keyword")
     };
@@ -3490,4 +3493,79 @@ async fn the_redis_grant_check_reads_back_as_far_as_it_must() {
         s.append(vec![stop]).await.expect("append"),
         [Appended::NewSameConsent]
     );
+}
+
+/// The delivery-status merge and the campaign tally are written twice: in
+/// Rust (`Delivery::merge`, `campaign_tally`, which the embedded store runs)
+/// and in Lua (`merge.lua`, which the Redis store runs in its scripts). The
+/// same generated status sequences go through both, and the record kept
+/// and the campaign's counters must come out the same.
+#[test]
+fn the_lua_merge_and_tally_agree_with_the_rust_rules() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use whatsify::store::campaign_tally;
+
+    let b = crate::helpers::redis();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let s = rt.block_on(open(&b.backend));
+    let states = prop::sample::select(DeliveryState::ALL.to_vec());
+    let case = std::sync::atomic::AtomicU32::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: 32,
+        ..Config::default()
+    });
+    let strategy = prop::collection::vec((states, any::<bool>()), 1..8);
+    runner
+        .run(&strategy, |steps| {
+            let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let k = ContactKey::parse(&format!("{:032x}", 0xabc_0000 + n)).expect("key");
+            let campaign = format!("prop{n}");
+            let job = format!("cmp.{campaign}.1");
+            // The Rust rules.
+            let mut kept: Option<Delivery> = None;
+            let mut counted = std::collections::BTreeMap::<String, i64>::new();
+            let updates: Vec<Delivery> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, (state, with_code))| Delivery {
+                    code: with_code.then_some(131_000 + i as i64),
+                    reason: (*state == DeliveryState::NoConsent && *with_code)
+                        .then(|| "opted_out".to_owned()),
+                    ..record(&job, *state, 100 + i as u64)
+                })
+                .collect();
+            for u in &updates {
+                let before = kept.clone();
+                let changed = match kept.as_mut() {
+                    None => {
+                        kept = Some(u.clone());
+                        true
+                    }
+                    Some(d) => d.merge(u),
+                };
+                if changed {
+                    for (name, delta) in campaign_tally(before.as_ref(), u) {
+                        *counted.entry(name).or_default() += delta;
+                    }
+                }
+            }
+            // The Lua rules, through the Redis store.
+            let (records, counts) = rt.block_on(async {
+                for u in &updates {
+                    status(&s, &k, u.clone()).await;
+                }
+                (
+                    s.deliveries(&k).await.expect("records"),
+                    s.campaign_counts(&campaign).await.expect("counts"),
+                )
+            });
+            prop_assert_eq!(records, kept.into_iter().collect::<Vec<_>>());
+            counted.retain(|_, v| *v != 0);
+            let counts: std::collections::BTreeMap<String, i64> =
+                counts.into_iter().filter(|(_, v)| *v != 0).collect();
+            prop_assert_eq!(counts, counted);
+            Ok(())
+        })
+        .expect("the Lua and the Rust rules agree");
 }

@@ -49,13 +49,14 @@ impl Sender {
     }
 
     pub(super) async fn audit_export(&self, contact: &ContactKey, kind: &str, at: u64) {
-        use crate::privacy::audit::{Actor, Event, note};
+        use crate::domain::audit::{Actor, AuditEvent};
+        use crate::privacy::audit::note;
         let actor = if kind.ends_with("_request") {
             Actor::Customer
         } else {
             Actor::System
         };
-        let event = Event {
+        let event = AuditEvent {
             at,
             kind: kind.to_owned(),
             contact: Some(contact.as_str().to_owned()),

@@ -32,15 +32,16 @@ impl Sender {
                 let r = record(DeliveryState::Failed, state.attempts + 1);
                 // Meta says the customer stopped marketing messages: that
                 // is a withdrawal of marketing consent, recorded with it.
-                let consent =
-                    (f.code == Some(MARKETING_STOPPED_CODE)).then(|| crate::store::ConsentChange {
+                let consent = (f.code == Some(MARKETING_STOPPED_CODE)).then(|| {
+                    crate::domain::consent::ConsentChange {
                         purpose: "marketing".into(),
                         granted: false,
                         at: now,
                         source: "meta:131050".into(),
                         policy_version: self.policy_version.clone(),
                         evidence: Some(format!("job:{}", job.id)),
-                    });
+                    }
+                });
                 self.give_up(claim, id, (r, None, consent), run).await
             }
             Class::Credentials => {

@@ -230,7 +230,7 @@ fn no_record() -> Delivery {
 type GiveUp = (
     Delivery,
     Option<Letter>,
-    Option<crate::store::ConsentChange>,
+    Option<crate::domain::consent::ConsentChange>,
 );
 
 enum Next {

@@ -243,11 +243,10 @@ impl Sender {
         }
         if let Some(campaign) = crate::store::campaign_of_job(&job.id) {
             // A cancelled campaign sends nothing more, even what is queued.
-            let cancelled = self
-                .store
-                .campaign(campaign)
-                .await?
-                .is_some_and(|c| c.status == crate::campaign::CANCELLED);
+            let cancelled =
+                self.store.campaign(campaign).await?.is_some_and(|c| {
+                    c.status == crate::domain::campaign::CampaignStatus::Cancelled
+                });
             if cancelled {
                 let reason = "the campaign was cancelled";
                 return Ok(Some((DeliveryState::Cancelled, reason)));

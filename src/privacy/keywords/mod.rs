@@ -126,7 +126,7 @@ pub struct Texts {
     /// MY DATA again within a day of a copy.
     pub export_again: String,
     /// START (or an opt-in) beyond the day's grants
-    /// ([`crate::privacy::consent::GRANTS_PER_DAY`]): not recorded.
+    /// ([`crate::domain::consent::GRANTS_PER_DAY`]): not recorded.
     pub grant_refused: String,
     /// The question before an erasure, and the two answers' outcomes.
     pub erase_ask: String,

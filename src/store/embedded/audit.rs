@@ -6,10 +6,85 @@ use redb::{
     ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 
+use super::*;
 use super::{AUDIT, audit_last, corrupt};
-use crate::privacy::audit::Entry;
+
+use crate::domain::audit::Entry;
+
+use crate::store::AuditStore;
 use crate::store::StoreError;
 use crate::store::audit_index::{self, CLOSED_KEEP, Op, Requests};
+
+#[async_trait]
+impl AuditStore for EmbeddedStore {
+    async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        self.blocking(|db| audit::head(&db.begin_read().map_err(corrupt)?))
+            .await
+    }
+
+    async fn audit_append(&self, entry: &crate::domain::audit::Entry) -> Result<bool, StoreError> {
+        self.audit_append_run(std::slice::from_ref(entry)).await
+    }
+
+    async fn audit_entries(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::audit::Entry>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(corrupt)?;
+            let table = txn.open_table(AUDIT).map_err(corrupt)?;
+            let mut out = Vec::new();
+            for item in table.range(from..).map_err(corrupt)?.take(limit) {
+                let (_, v) = item.map_err(corrupt)?;
+                out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::audit::Entry>, StoreError> {
+        self.blocking(move |db| audit::page(&db.begin_read().map_err(corrupt)?, before, limit))
+            .await
+    }
+
+    async fn audit_append_run(
+        &self,
+        entries: &[crate::domain::audit::Entry],
+    ) -> Result<bool, StoreError> {
+        let entries = entries.to_vec();
+        self.write(move |txn| audit::append_run(txn, &entries))
+            .await
+    }
+
+    async fn audit_requests(&self) -> Result<crate::store::audit_index::Requests, StoreError> {
+        self.blocking(|db| audit::requests(&db.begin_read().map_err(corrupt)?))
+            .await
+    }
+
+    async fn audit_request_lapsed(
+        &self,
+        request: &crate::domain::audit::Entry,
+    ) -> Result<bool, StoreError> {
+        let request = request.clone();
+        self.write(move |txn| audit::lapse(txn, &request)).await
+    }
+
+    async fn audit_requests_reset(
+        &self,
+        through: u64,
+        index: &crate::store::audit_index::Replay,
+    ) -> Result<bool, StoreError> {
+        let index = index.clone();
+        self.write(move |txn| audit::reset(txn, through, &index))
+            .await
+    }
+}
 
 /// `"head"` → (seq, hash) of the last entry appended.
 const AUDIT_HEAD: TableDefinition<&str, (u64, &str)> = TableDefinition::new("audit_head");

@@ -3,54 +3,112 @@
 
 use redis::Value;
 
+use super::*;
 use super::{MAX_COUNT, RedisStore, json, unavailable};
-use crate::privacy::audit::Entry;
+
+use crate::domain::audit::Entry;
+
+use crate::store::AuditStore;
 use crate::store::StoreError;
 use crate::store::audit_index::{self, CLOSED_KEEP, Requests};
 
-/// KEYS: request index, closed requests. ARGV: group, the lapsed
-/// request's seq, how many closed entries to keep. Moves the group to the
-/// closed entries when that request is its newest entry and none of its
-/// entries is a confirmation; answers 1 when moved.
-pub(super) const LAPSE_LUA: &str = r#"
-local g = redis.call('HGET', KEYS[1], ARGV[1])
-if not g then return 0 end
-local last = nil
-for line in string.gmatch(g, '[^\n]+') do
-  local op, s = string.match(line, '^([rc]) (%d+) ')
-  if op ~= 'r' then return 0 end
-  last = s
-end
-if last ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-for line in string.gmatch(g, '[^\n]+') do
-  local s, e = string.match(line, '^r (%d+) (.*)$')
-  redis.call('ZADD', KEYS[2], s, e)
-end
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[3]) + 1))
-return 1
-"#;
+#[async_trait]
+impl AuditStore for RedisStore {
+    async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        let mut conn = self.conn.clone();
+        let (seq, hash): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+            .arg(format!("{}{{audit}}:head", self.prefix))
+            .arg("seq")
+            .arg("hash")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(match (seq, hash) {
+            (Some(seq), Some(hash)) => (seq, hash),
+            _ => (0, crate::domain::audit::GENESIS.to_owned()),
+        })
+    }
 
-/// KEYS: audit head, request index, closed requests. ARGV: the head's
-/// seq the index was rebuilt up to, the number of groups, then group and
-/// value pairs, then seq and JSON pairs of closed entries. Replaces the
-/// index and marks it complete, unless the head moved; answers 1 when done.
-pub(super) const RESET_LUA: &str = r#"
-local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-if cur ~= tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[2], KEYS[3])
-local i = 3
-for _ = 1, tonumber(ARGV[2]) do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-while i < #ARGV do
-  redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-redis.call('HSET', KEYS[1], 'indexed_from', 1)
-return 1
-"#;
+    async fn audit_append(&self, entry: &crate::domain::audit::Entry) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let done: i64 = self
+            .audit_invocation(entry)?
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(done == 1)
+    }
+
+    async fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::audit::Entry>, StoreError> {
+        self.audit_newest_first(before, limit).await
+    }
+
+    async fn audit_append_run(
+        &self,
+        entries: &[crate::domain::audit::Entry],
+    ) -> Result<bool, StoreError> {
+        self.audit_run(entries).await
+    }
+
+    async fn audit_requests(&self) -> Result<crate::store::audit_index::Requests, StoreError> {
+        self.audit_request_index().await
+    }
+
+    async fn audit_request_lapsed(
+        &self,
+        request: &crate::domain::audit::Entry,
+    ) -> Result<bool, StoreError> {
+        self.audit_lapse(request).await
+    }
+
+    async fn audit_requests_reset(
+        &self,
+        through: u64,
+        index: &crate::store::audit_index::Replay,
+    ) -> Result<bool, StoreError> {
+        self.audit_reset(through, index).await
+    }
+
+    async fn audit_entries(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::audit::Entry>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(format!("{}{{audit}}:log", self.prefix))
+            .arg(format!("{from}-0"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit.min(MAX_COUNT))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        reply
+            .ids
+            .iter()
+            .map(|sid| match sid.map.get("a") {
+                Some(Value::BulkString(b)) => {
+                    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+                }
+                _ => Err(StoreError::Corrupt(format!(
+                    "audit entry {} is empty",
+                    sid.id
+                ))),
+            })
+            .collect()
+    }
+}
+
+/// `lua/lapse.lua`: its header states its KEYS and ARGV.
+pub(super) const LAPSE_LUA: &str = include_str!("lua/lapse.lua");
+
+/// `lua/reset.lua`: its header states its KEYS and ARGV.
+pub(super) const RESET_LUA: &str = include_str!("lua/reset.lua");
 
 /// How many appends one pipeline of [`RedisStore::audit_run`] carries.
 const RUN_CHUNK: usize = 2000;

@@ -9,12 +9,8 @@ use super::{RedisStore, unavailable};
 use crate::domain::ContactKey;
 use crate::store::{Resolved, StoreError};
 
-/// KEYS: an alias's link. ARGV: the canonical contact. Deletes the link if
-/// it still names that contact.
-const UNLINK_LUA: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
+/// `lua/unlink.lua`: its header states its KEYS and ARGV.
+const UNLINK_LUA: &str = include_str!("lua/unlink.lua");
 
 fn parse_key(v: Option<String>) -> Result<Option<ContactKey>, StoreError> {
     v.map(|s| ContactKey::parse(&s).ok_or_else(|| StoreError::Corrupt("contact link".into())))

@@ -22,7 +22,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::StoreError;
-use super::redis_conn::Conn;
+use super::conn::Conn;
 
 /// The suffixes of a campaign's audience keys: the order, the entries,
 /// and the single list of an older version.
@@ -39,106 +39,33 @@ pub fn name_of(entry: &[u8]) -> &[u8] {
         .map_or(entry, |bar| &entry[..bar])
 }
 
-/// Lua: moves an older version's list (KEYS[3]) into the queue (KEYS[1])
-/// and the members (KEYS[2]), keeping its time to live.
-const MIGRATE_LUA: &str = r#"
-local function migrate()
-  if redis.call('EXISTS', KEYS[3]) == 0 then return end
-  local ttl = redis.call('TTL', KEYS[3])
-  for _, v in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
-    local bar = string.find(v, '|', 1, true)
-    local name = v
-    if bar then name = string.sub(v, 1, bar - 1) end
-    if redis.call('HSETNX', KEYS[2], name, v) == 1 then
-      redis.call('RPUSH', KEYS[1], name)
-    end
-  end
-  redis.call('DEL', KEYS[3])
-  if ttl > 0 then
-    redis.call('EXPIRE', KEYS[1], ttl)
-    redis.call('EXPIRE', KEYS[2], ttl)
-  end
-end
-migrate()
-"#;
+/// `lua/audience_migrate.lua`: its header states its KEYS and ARGV.
+const MIGRATE_LUA: &str = include_str!("lua/audience_migrate.lua");
 
-/// KEYS: queue, members. ARGV: time to live (s), then name and entry
-/// pairs. Adds each name not there yet, at the end.
-static ADD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-for i = 2, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then
-    redis.call('RPUSH', KEYS[1], ARGV[i])
-  end
-end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-return 1
-"#,
-    )
-});
+/// `lua/audience_add.lua`: its header states its KEYS and ARGV.
+static ADD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/audience_add.lua")));
 
-/// KEYS: queue, members, older list. ARGV: limit. Up to `limit` entries
-/// from the front, skipping erased names.
+/// `lua/audience_read.lua`: its header states its KEYS and ARGV.
 static READ: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{MIGRATE_LUA}{}",
-        r#"
-local limit = tonumber(ARGV[1])
-local page = math.min(math.max(limit, 16), 1000)
-local out = {}
-local from = 0
-while #out < limit do
-  local names = redis.call('LRANGE', KEYS[1], from, from + page - 1)
-  if #names == 0 then break end
-  local entries = redis.call('HMGET', KEYS[2], unpack(names))
-  for i = 1, #names do
-    if entries[i] then
-      out[#out + 1] = entries[i]
-      if #out == limit then break end
-    end
-  end
-  from = from + #names
-end
-return out
-"#
+        include_str!("lua/audience_read.lua")
     ))
 });
 
-/// KEYS: queue, members, older list, lease. ARGV: owner, entries
-/// dispatched. While the owner holds the lease, drops that many entries
-/// from the front (and the erased names among and right after them);
-/// answers how many are left.
+/// `lua/audience_trim.lua`: its header states its KEYS and ARGV.
 static TRIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{MIGRATE_LUA}{}",
-        r#"
-local n = tonumber(ARGV[2])
-if n > 0 and redis.call('GET', KEYS[4]) == ARGV[1] then
-  local done = 0
-  while done < n do
-    local name = redis.call('LPOP', KEYS[1])
-    if not name then break end
-    done = done + redis.call('HDEL', KEYS[2], name)
-  end
-  while true do
-    local name = redis.call('LINDEX', KEYS[1], 0)
-    if not name or redis.call('HEXISTS', KEYS[2], name) == 1 then break end
-    redis.call('LPOP', KEYS[1])
-  end
-end
-return redis.call('HLEN', KEYS[2])
-"#
+        include_str!("lua/audience_trim.lua")
     ))
 });
 
-/// KEYS: queue, members, older list. ARGV: a contact's key. Removes the
-/// contact's entry (by key: O(1)); answers 1 when there was one.
+/// `lua/audience_unlist.lua`: its header states its KEYS and ARGV.
 static UNLIST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{MIGRATE_LUA}{}",
-        "return redis.call('HDEL', KEYS[2], ARGV[1])\n"
+        include_str!("lua/audience_unlist.lua")
     ))
 });
 

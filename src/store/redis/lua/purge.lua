@@ -1,0 +1,11 @@
+-- KEYS: a contact's history, its shard's history index. ARGV: cutoff
+-- (Unix ms), contact. Drops the entries written before the cutoff and
+-- moves the contact's place in the index to its oldest entry left.
+redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  return 0
+end
+redis.call('ZADD', KEYS[2], 'XX', tonumber(string.match(first[1][1], '^(%d+)')), ARGV[2])
+return 1

@@ -1,0 +1,8 @@
+-- KEYS: a contact's data key, its previous wrapping. ARGV: the stored
+-- key, its replacement, how long the previous wrapping is kept (s).
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
+  return 1
+end
+return 0

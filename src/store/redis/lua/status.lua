@@ -1,0 +1,16 @@
+-- KEYS: a campaign's record hash, its audience's keys
+-- ([`super::audience`]). ARGV: the new status,
+-- then the statuses it may move from. Answers 1 when it moved. A
+-- cancelled campaign's audience left is dropped: its numbers go.
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return 0 end
+for i = 2, #ARGV do
+  if cur == ARGV[i] then
+    redis.call('HSET', KEYS[1], 'status', ARGV[1])
+    if ARGV[1] == 'cancelled' then
+      for k = 2, #KEYS do redis.call('DEL', KEYS[k]) end
+    end
+    return 1
+  end
+end
+return 0
