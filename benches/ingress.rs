@@ -8,8 +8,8 @@ use whatsify::config::Key32;
 use whatsify::crypto::pseudonym::Pseudonymizer;
 use whatsify::crypto::seal::Sealer;
 use whatsify::crypto::signature::{SignatureVerifier, sign};
+use whatsify::domain::payload::parse;
 use whatsify::webhook::events::split;
-use whatsify::webhook::payload::parse;
 
 const SECRET: &str = "bench-app-secret-0123456789";
 

@@ -6,11 +6,11 @@ use std::path::Path;
 use whatsify::config::Key32;
 use whatsify::crypto::pseudonym::Pseudonymizer;
 use whatsify::domain::inbound::InboxEvent;
-use whatsify::store::Queue;
-use whatsify::webhook::events::{Routed, split};
-use whatsify::webhook::payload::{
+use whatsify::domain::payload::{
     self, Contact, Message, MessageKind, MetaError, Notification, Status,
 };
+use whatsify::store::Queue;
+use whatsify::webhook::events::{Routed, split};
 
 fn load(name: &str) -> Notification {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use whatsify::config::Key32;
 use whatsify::crypto::pseudonym::Pseudonymizer;
 use whatsify::webhook::events::{Event, split};
-use whatsify::webhook::payload::parse;
+use whatsify::domain::payload::parse;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(notification) = parse(data) else {

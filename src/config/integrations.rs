@@ -1,6 +1,9 @@
 //! `[[integrations.webhooks]]`: the CRM and helpdesk receivers, checked
 //! and turned into subscribers.
 
+use std::str::FromStr;
+
+use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 
@@ -26,10 +29,7 @@ pub struct RawWebhook {
 }
 
 impl RawWebhook {
-    pub(super) fn validate(
-        self,
-        index: usize,
-    ) -> Result<std::sync::Arc<crate::integrations::Subscriber>, ConfigError> {
+    pub(super) fn validate(self, index: usize) -> Result<std::sync::Arc<Subscriber>, ConfigError> {
         let name = self.name.clone();
         let invalid = |problem: String| ConfigError::Webhook {
             index,
@@ -61,8 +61,8 @@ impl RawWebhook {
                 ));
             }
         }
-        let key = crate::integrations::signing::key_of(self.secret.expose_secret())
-            .map_err(|why| invalid(format!("secret: {why}")))?;
+        let key =
+            key_of(self.secret.expose_secret()).map_err(|why| invalid(format!("secret: {why}")))?;
         if self.events.is_empty() {
             return Err(invalid("events is empty: list what it receives".into()));
         }
@@ -74,7 +74,7 @@ impl RawWebhook {
         for f in &self.fields {
             fields.push(f.parse().map_err(invalid)?);
         }
-        Ok(std::sync::Arc::new(crate::integrations::Subscriber {
+        Ok(std::sync::Arc::new(Subscriber {
             name: self.name,
             url,
             key: SecretBox::new(Box::new(key)),
@@ -82,4 +82,169 @@ impl RawWebhook {
             fields,
         }))
     }
+}
+
+/// What happened, as a subscriber's `events` list names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    ContactCreated,
+    ConsentChanged,
+    FlowCompleted,
+    HandoffRequested,
+    MessageReceived,
+    ExportRequested,
+    ContactRectified,
+    ContactErased,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 8] = [
+        EventKind::ContactCreated,
+        EventKind::ConsentChanged,
+        EventKind::FlowCompleted,
+        EventKind::HandoffRequested,
+        EventKind::MessageReceived,
+        EventKind::ExportRequested,
+        EventKind::ContactRectified,
+        EventKind::ContactErased,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::ContactCreated => "contact.created",
+            EventKind::ConsentChanged => "consent.changed",
+            EventKind::FlowCompleted => "flow.completed",
+            EventKind::HandoffRequested => "handoff.requested",
+            EventKind::MessageReceived => "message.received",
+            EventKind::ExportRequested => "privacy.export_requested",
+            EventKind::ContactRectified => "contact.rectified",
+            EventKind::ContactErased => "contact.erased",
+        }
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown event {s:?} (known: {})", known.join(", "))
+            })
+    }
+}
+
+/// A piece of an event's data, as a subscriber's `fields` list names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    /// The customer's WhatsApp number (`wa_id`): only to subscribers that
+    /// list it.
+    PhoneNumber,
+    /// The customer's name (their WhatsApp profile name, or as corrected).
+    Name,
+    /// Consent: the purpose, whether granted, the source and the policy
+    /// version (`consent.changed`), or every purpose's state.
+    Consent,
+    /// The contact's tags.
+    Tags,
+    /// The flow and step an event comes from (no personal data).
+    Flow,
+    /// The variables a flow collected (`flow.completed`).
+    Variables,
+    /// A message's text (`message.received`).
+    Text,
+    /// The recent conversation, both ways (`handoff.requested`).
+    Conversation,
+    /// Which fields a rectification changed (their names, not values).
+    Changed,
+}
+
+impl Field {
+    pub const ALL: [Field; 9] = [
+        Field::PhoneNumber,
+        Field::Name,
+        Field::Consent,
+        Field::Tags,
+        Field::Flow,
+        Field::Variables,
+        Field::Text,
+        Field::Conversation,
+        Field::Changed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::PhoneNumber => "phone_number",
+            Field::Name => "name",
+            Field::Consent => "consent",
+            Field::Tags => "tags",
+            Field::Flow => "flow",
+            Field::Variables => "variables",
+            Field::Text => "text",
+            Field::Conversation => "conversation",
+            Field::Changed => "changed",
+        }
+    }
+}
+
+impl FromStr for Field {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Field::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown field {s:?} (known: {})", known.join(", "))
+            })
+    }
+}
+
+/// A configured receiver (`[[integrations.webhooks]]`).
+pub struct Subscriber {
+    /// Names it in the audit log and the admin API (never a secret).
+    pub name: String,
+    pub url: reqwest::Url,
+    /// The HMAC key: the `whsec_` secret's base64-decoded bytes.
+    pub key: SecretBox<Vec<u8>>,
+    pub events: Vec<EventKind>,
+    pub fields: Vec<Field>,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("events", &self.events)
+            .field("fields", &self.fields)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The fewest key bytes a secret may have (the specification asks for
+/// 24 to 64).
+pub const MIN_KEY_BYTES: usize = 24;
+pub const MAX_KEY_BYTES: usize = 64;
+
+/// The key of a `whsec_…` secret; the error says what is wrong with it
+/// (never the secret).
+pub fn key_of(secret: &str) -> Result<Vec<u8>, String> {
+    let b64 = secret
+        .strip_prefix("whsec_")
+        .ok_or("it must start with whsec_ (then the key in base64)")?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| "what follows whsec_ is not base64".to_owned())?;
+    if !(MIN_KEY_BYTES..=MAX_KEY_BYTES).contains(&key.len()) {
+        return Err(format!(
+            "its key is {} bytes; it must be {MIN_KEY_BYTES} to {MAX_KEY_BYTES}",
+            key.len()
+        ));
+    }
+    Ok(key)
 }

@@ -23,6 +23,10 @@ pub use console::ConsoleSettings;
 pub use defaults::DEFAULTS_TOML;
 pub use raw::*;
 
+/// The longest `outbox.request_timeout`: a Graph API call still
+/// unanswered after it fails as unanswered.
+pub const GRAPH_TIMEOUT_MAX: Duration = Duration::from_secs(30);
+
 /// Shortest accepted length of a textual secret (app secret, tokens).
 pub const MIN_SECRET_CHARS: usize = 16;
 /// Shortest accepted admin token: it guards every contact's data.
@@ -107,7 +111,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub console: ConsoleSettings,
     /// The CRM and helpdesk receivers (`[[integrations.webhooks]]`).
-    pub integrations: Vec<std::sync::Arc<crate::integrations::Subscriber>>,
+    pub integrations: Vec<std::sync::Arc<crate::config::integrations::Subscriber>>,
     /// The settings file these came from (SIGHUP re-reads it).
     pub config_file: Option<PathBuf>,
 }

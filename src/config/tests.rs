@@ -133,8 +133,8 @@ fn webhook_receivers_are_read_and_checked() {
     assert_eq!(
         crm.fields,
         [
-            crate::integrations::Field::Name,
-            crate::integrations::Field::Consent
+            crate::config::integrations::Field::Name,
+            crate::config::integrations::Field::Consent
         ]
     );
     assert!(s.integrations[1].fields.is_empty());

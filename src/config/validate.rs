@@ -220,8 +220,7 @@ fn check_limits(
             });
         }
     }
-    if outbox.request_timeout < Duration::from_secs(1)
-        || outbox.request_timeout > crate::outbox::graph::TIMEOUT
+    if outbox.request_timeout < Duration::from_secs(1) || outbox.request_timeout > GRAPH_TIMEOUT_MAX
     {
         return Err(ConfigError::Invalid {
             key: "outbox.request_timeout",
@@ -243,13 +242,13 @@ fn check_limits(
 /// `[[integrations.webhooks]]`, each checked, no two of one name.
 fn receivers(
     raw: RawIntegrations,
-) -> Result<Vec<std::sync::Arc<crate::integrations::Subscriber>>, ConfigError> {
+) -> Result<Vec<std::sync::Arc<crate::config::integrations::Subscriber>>, ConfigError> {
     let mut integrations = Vec::new();
     for (index, raw) in raw.webhooks.into_iter().enumerate() {
         let hook = raw.validate(index)?;
         if integrations
             .iter()
-            .any(|h: &std::sync::Arc<crate::integrations::Subscriber>| h.name == hook.name)
+            .any(|h: &std::sync::Arc<crate::config::integrations::Subscriber>| h.name == hook.name)
         {
             return Err(ConfigError::Webhook {
                 index,

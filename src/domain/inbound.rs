@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::outbound::Message as OutboundMessage;
-use crate::webhook::payload::{Contact, Message, MessageKind, Raw, Status, UserPreference};
+use crate::domain::payload::{Contact, Message, MessageKind, Raw, Status, UserPreference};
 
 /// What the inbox holds (sealed).
 #[derive(Debug, Clone, Serialize, Deserialize)]

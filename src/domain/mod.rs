@@ -11,6 +11,7 @@ pub mod campaign;
 pub mod consent;
 pub mod inbound;
 pub mod outbound;
+pub mod payload;
 pub mod profile;
 pub mod text;
 

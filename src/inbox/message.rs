@@ -5,8 +5,8 @@
 use super::effects::{Destination, Outputs, text};
 use super::privacy::{ERASE_NO_TITLE, ERASE_YES_TITLE};
 use super::*;
+use crate::domain::payload::{Contact, Message};
 use crate::flow::Action;
-use crate::webhook::payload::{Contact, Message};
 
 /// The message being handled: where it came in, what it says, and when
 /// it was sent (Unix s).

@@ -37,6 +37,7 @@ use crate::domain::inbound::{
     AgentAction, InboundMessage, InboxEvent, Input, StatusUpdate, input_of,
 };
 use crate::domain::outbound::{Job, Message as OutMessage, Origin, Outgoing, Recipient};
+use crate::domain::payload::StatusKind;
 use crate::domain::profile::{Conversation, Profile, profile_context, session_context};
 use crate::domain::text::normalize;
 use crate::flow::engine::{self, Effect};
@@ -45,7 +46,6 @@ use crate::privacy::keywords::{self, Command};
 use crate::store::{
     Claim, Commit, Committed, Delivery, DeliveryState, Lane, Queue, Store, StoreError,
 };
-use crate::webhook::payload::StatusKind;
 
 /// A worker's lease on a contact: short, and renewed by the process's
 /// [`crate::store::lease::Keeper`] while the claim is worked on, so the

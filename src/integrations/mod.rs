@@ -16,135 +16,17 @@ pub mod delivery;
 pub mod signing;
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretBox};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::Value;
 
+// Defined with the settings that name them (`[[integrations.webhooks]]`).
+pub use crate::config::integrations::{EventKind, Field, Subscriber};
 use crate::domain::ContactKey;
-
-/// What happened, as a subscriber's `events` list names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventKind {
-    ContactCreated,
-    ConsentChanged,
-    FlowCompleted,
-    HandoffRequested,
-    MessageReceived,
-    ExportRequested,
-    ContactRectified,
-    ContactErased,
-}
-
-impl EventKind {
-    pub const ALL: [EventKind; 8] = [
-        EventKind::ContactCreated,
-        EventKind::ConsentChanged,
-        EventKind::FlowCompleted,
-        EventKind::HandoffRequested,
-        EventKind::MessageReceived,
-        EventKind::ExportRequested,
-        EventKind::ContactRectified,
-        EventKind::ContactErased,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            EventKind::ContactCreated => "contact.created",
-            EventKind::ConsentChanged => "consent.changed",
-            EventKind::FlowCompleted => "flow.completed",
-            EventKind::HandoffRequested => "handoff.requested",
-            EventKind::MessageReceived => "message.received",
-            EventKind::ExportRequested => "privacy.export_requested",
-            EventKind::ContactRectified => "contact.rectified",
-            EventKind::ContactErased => "contact.erased",
-        }
-    }
-}
-
-impl FromStr for EventKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        EventKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown event {s:?} (known: {})", known.join(", "))
-            })
-    }
-}
-
-/// A piece of an event's data, as a subscriber's `fields` list names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Field {
-    /// The customer's WhatsApp number (`wa_id`): only to subscribers that
-    /// list it.
-    PhoneNumber,
-    /// The customer's name (their WhatsApp profile name, or as corrected).
-    Name,
-    /// Consent: the purpose, whether granted, the source and the policy
-    /// version (`consent.changed`), or every purpose's state.
-    Consent,
-    /// The contact's tags.
-    Tags,
-    /// The flow and step an event comes from (no personal data).
-    Flow,
-    /// The variables a flow collected (`flow.completed`).
-    Variables,
-    /// A message's text (`message.received`).
-    Text,
-    /// The recent conversation, both ways (`handoff.requested`).
-    Conversation,
-    /// Which fields a rectification changed (their names, not values).
-    Changed,
-}
-
-impl Field {
-    pub const ALL: [Field; 9] = [
-        Field::PhoneNumber,
-        Field::Name,
-        Field::Consent,
-        Field::Tags,
-        Field::Flow,
-        Field::Variables,
-        Field::Text,
-        Field::Conversation,
-        Field::Changed,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Field::PhoneNumber => "phone_number",
-            Field::Name => "name",
-            Field::Consent => "consent",
-            Field::Tags => "tags",
-            Field::Flow => "flow",
-            Field::Variables => "variables",
-            Field::Text => "text",
-            Field::Conversation => "conversation",
-            Field::Changed => "changed",
-        }
-    }
-}
-
-impl FromStr for Field {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Field::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| {
-                let known: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
-                format!("unknown field {s:?} (known: {})", known.join(", "))
-            })
-    }
-}
 
 /// One thing that happened to one contact, with everything it could tell
 /// a subscriber.
@@ -178,28 +60,6 @@ impl HookEvent {
             self.data.insert(field, value);
         }
         self
-    }
-}
-
-/// A configured receiver (`[[integrations.webhooks]]`).
-pub struct Subscriber {
-    /// Names it in the audit log and the admin API (never a secret).
-    pub name: String,
-    pub url: reqwest::Url,
-    /// The HMAC key: the `whsec_` secret's base64-decoded bytes.
-    pub key: SecretBox<Vec<u8>>,
-    pub events: Vec<EventKind>,
-    pub fields: Vec<Field>,
-}
-
-impl std::fmt::Debug for Subscriber {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscriber")
-            .field("name", &self.name)
-            .field("url", &self.url.as_str())
-            .field("events", &self.events)
-            .field("fields", &self.fields)
-            .finish_non_exhaustive()
     }
 }
 
@@ -514,7 +374,7 @@ mod tests {
         Subscriber {
             name: "crm".into(),
             url: "https://crm.example/hooks".parse().expect("url"),
-            key: SecretBox::new(Box::new(vec![7; 32])),
+            key: secrecy::SecretBox::new(Box::new(vec![7; 32])),
             events: events.to_vec(),
             fields: fields.to_vec(),
         }

@@ -9,29 +9,6 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-/// The fewest key bytes a secret may have (the specification asks for
-/// 24 to 64).
-pub const MIN_KEY_BYTES: usize = 24;
-pub const MAX_KEY_BYTES: usize = 64;
-
-/// The key of a `whsec_…` secret; the error says what is wrong with it
-/// (never the secret).
-pub fn key_of(secret: &str) -> Result<Vec<u8>, String> {
-    let b64 = secret
-        .strip_prefix("whsec_")
-        .ok_or("it must start with whsec_ (then the key in base64)")?;
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| "what follows whsec_ is not base64".to_owned())?;
-    if !(MIN_KEY_BYTES..=MAX_KEY_BYTES).contains(&key.len()) {
-        return Err(format!(
-            "its key is {} bytes; it must be {MIN_KEY_BYTES} to {MAX_KEY_BYTES}",
-            key.len()
-        ));
-    }
-    Ok(key)
-}
-
 /// The `webhook-signature` value for a delivery.
 pub fn signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
     // HMAC takes keys of any length.
@@ -52,6 +29,7 @@ pub fn signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::integrations::key_of;
 
     /// The Standard Webhooks project's own Rust library accepts what we
     /// sign, and refuses it once anything changes.

@@ -22,7 +22,7 @@ use super::graph_body;
 use crate::domain::outbound::Job;
 
 /// How long one request may take.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+pub const TIMEOUT: Duration = crate::config::GRAPH_TIMEOUT_MAX;
 
 /// Transient error codes: try again later (with backoff).
 pub const TRANSIENT_CODES: [i64; 5] = [1, 2, 17, 131000, 131016];

@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use super::payload::{
-    Change, Contact, Message, MessagesValue, Metadata, Notification, Raw, Status, UnixTime,
-    UserPreference, UserPreferencesValue,
-};
 use crate::crypto::pseudonym::Pseudonymizer;
 use crate::domain::inbound::{
     Arrival, InboundMessage, InboxEvent, PreferenceChange, StatusUpdate, SystemEvent,
+};
+use crate::domain::payload::{
+    Change, Contact, Message, MessagesValue, Metadata, Notification, Raw, Status, UnixTime,
+    UserPreference, UserPreferencesValue,
 };
 use crate::domain::{ContactId, ContactKey, UserId, WaId};
 use crate::store::Queue;
@@ -342,7 +342,7 @@ mod tests {
         let body = format!(
             r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{value}}}]}}]}}"#
         );
-        let n = crate::webhook::payload::parse(body.as_bytes()).expect("parses");
+        let n = crate::domain::payload::parse(body.as_bytes()).expect("parses");
         split(n, &Pseudonymizer::new(&Key32::new([1; 32]), None), 7)
     }
 

@@ -17,7 +17,6 @@
 
 pub mod events;
 pub mod links;
-pub mod payload;
 
 use std::collections::HashMap;
 
@@ -184,7 +183,7 @@ async fn handle(
     state.verifier.get().verify(header, &body)?;
     let received_at = crate::clock::now_secs();
 
-    let parsed = payload::parse(&body);
+    let parsed = crate::domain::payload::parse(&body);
     let notification = match parsed {
         Ok(n) if n.object == "whatsapp_business_account" => n,
         other => {

@@ -4,8 +4,8 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use whatsify::crypto::signature::sign;
 use whatsify::domain::inbound::InboxEvent;
+use whatsify::domain::payload::MessageKind;
 use whatsify::store::Queue;
-use whatsify::webhook::payload::MessageKind;
 
 use crate::helpers::{
     APP_SECRET, PREVIOUS_APP_SECRET, TestApp, embedded, fixture, spawn_app, spawn_app_with,
