@@ -141,33 +141,17 @@ impl Application {
             crypto.keyring.clone(),
             shutdown.clone(),
         )));
+        let shared = Shared {
+            store: &store,
+            crypto: &crypto,
+            flows: &flows,
+            clock: &clock,
+            wake: &wake,
+            leases: &leases,
+            hooks: &hooks,
+        };
         for _ in 0..workers {
-            let worker = crate::inbox::Worker {
-                store: store.clone(),
-                keyring: crypto.keyring.clone(),
-                pseudonymizer: crypto.pseudonymizer.clone(),
-                flows: flows.clone(),
-                session_ttl: settings.flows.session_ttl,
-                mark_read: settings.outbox.mark_read,
-                clock: clock.clone(),
-                wake: wake.clone(),
-                policy_version: settings.privacy.policy_version.clone(),
-                privacy_texts: crate::privacy::keywords::Texts::new(
-                    &settings.business,
-                    &settings.privacy.policy_notice,
-                ),
-                audit: crypto.audit.clone(),
-                erase_confirm: std::time::Duration::from_secs(
-                    u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,
-                ),
-                profile_ttl: std::time::Duration::from_secs(
-                    u64::from(settings.privacy.retention_days.max(1)) * 24 * 3600,
-                ),
-                owner: uuid::Uuid::new_v4().to_string(),
-                leases: leases.clone(),
-                stranded: Default::default(),
-                hooks: hooks.clone(),
-            };
+            let worker = inbox_worker(settings, &shared);
             tasks.push(tokio::spawn(worker.run(shutdown.clone())));
         }
         for _ in 0..senders {
@@ -465,4 +449,45 @@ fn ops_listener(
     let handle = server.handle();
     tokio::spawn(server);
     Ok(Some((port, handle)))
+}
+
+/// What the workers share with the rest of the application.
+struct Shared<'a> {
+    store: &'a Arc<dyn Store>,
+    crypto: &'a Crypto,
+    flows: &'a crate::flow::SharedFlows,
+    clock: &'a crate::clock::Clock,
+    wake: &'a crate::shutdown::Wakeups,
+    leases: &'a crate::store::lease::Keeper,
+    hooks: &'a crate::integrations::Hooks,
+}
+
+/// One inbox worker, as the settings say.
+fn inbox_worker(settings: &Settings, shared: &Shared) -> crate::inbox::Worker {
+    crate::inbox::Worker {
+        store: shared.store.clone(),
+        keyring: shared.crypto.keyring.clone(),
+        pseudonymizer: shared.crypto.pseudonymizer.clone(),
+        flows: shared.flows.clone(),
+        session_ttl: settings.flows.session_ttl,
+        mark_read: settings.outbox.mark_read,
+        clock: shared.clock.clone(),
+        wake: shared.wake.clone(),
+        policy_version: settings.privacy.policy_version.clone(),
+        privacy_texts: crate::privacy::keywords::Texts::new(
+            &settings.business,
+            &settings.privacy.policy_notice,
+        ),
+        audit: shared.crypto.audit.clone(),
+        erase_confirm: std::time::Duration::from_secs(
+            u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,
+        ),
+        profile_ttl: std::time::Duration::from_secs(
+            u64::from(settings.privacy.retention_days.max(1)) * 24 * 3600,
+        ),
+        owner: uuid::Uuid::new_v4().to_string(),
+        leases: shared.leases.clone(),
+        stranded: Default::default(),
+        hooks: shared.hooks.clone(),
+    }
 }

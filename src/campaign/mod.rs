@@ -201,61 +201,7 @@ pub fn parse(body: &[u8], limits: &Limits, now: u64) -> Result<Request, String> 
     for (i, c) in t.components.iter().enumerate() {
         check_component(i, c)?;
     }
-    let audience = match (
-        raw.audience.wa_ids,
-        raw.audience.tags,
-        raw.audience.all_consenting,
-    ) {
-        (Some(ids), None, None) => {
-            if ids.is_empty() || ids.len() > MAX_WA_IDS {
-                return Err(format!(
-                    "audience.wa_ids must list 1 to {MAX_WA_IDS} phone numbers"
-                ));
-            }
-            let mut seen = std::collections::HashSet::new();
-            let mut out = Vec::with_capacity(ids.len());
-            for (i, entry) in ids.into_iter().enumerate() {
-                let (id, vars) = match entry {
-                    RawWaId::Plain(id) => (id, BTreeMap::new()),
-                    RawWaId::WithVars { wa_id, vars } => (wa_id, vars),
-                };
-                let digits = id.strip_prefix('+').unwrap_or(&id);
-                if !(6..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit())
-                {
-                    return Err(format!(
-                        "audience.wa_ids[{i}] must be a phone number in international form (6 to 15 digits, an optional +)"
-                    ));
-                }
-                for name in vars.keys() {
-                    if !crate::flow::text::valid_name(name) {
-                        return Err(format!(
-                            "audience.wa_ids[{i}].vars: a variable name must be letters, digits and underscores"
-                        ));
-                    }
-                }
-                if seen.insert(digits.to_owned()) {
-                    out.push((digits.to_owned(), vars));
-                }
-            }
-            Audience::WaIds(out)
-        }
-        (None, Some(tags), None) => {
-            if tags.is_empty()
-                || tags.len() > 20
-                || tags.iter().any(|t| t.trim().is_empty() || t.len() > 64)
-            {
-                return Err("audience.tags must list 1 to 20 tags of 1 to 64 characters".into());
-            }
-            Audience::Tags(tags.iter().map(|t| t.trim().to_owned()).collect())
-        }
-        (None, None, Some(true)) => Audience::AllConsenting,
-        (None, None, Some(false)) => {
-            return Err("audience.all_consenting must be true (or give wa_ids or tags)".into());
-        }
-        _ => {
-            return Err("audience must have exactly one of wa_ids, tags or all_consenting".into());
-        }
-    };
+    let audience = audience(raw.audience)?;
     let phone_number_id = match raw.phone_number_id {
         Some(p) if p.is_empty() || p.len() > 32 || !p.bytes().all(|b| b.is_ascii_digit()) => {
             return Err("phone_number_id must be the business number's id (digits)".into());
@@ -327,6 +273,64 @@ pub fn parse(body: &[u8], limits: &Limits, now: u64) -> Result<Request, String> 
         send_at,
         opt_out,
     })
+}
+
+/// `audience`: exactly one of wa_ids, tags or all_consenting.
+fn audience(raw: RawAudience) -> Result<Audience, String> {
+    Ok(match (raw.wa_ids, raw.tags, raw.all_consenting) {
+        (Some(ids), None, None) => wa_ids(ids)?,
+        (None, Some(tags), None) => {
+            if tags.is_empty()
+                || tags.len() > 20
+                || tags.iter().any(|t| t.trim().is_empty() || t.len() > 64)
+            {
+                return Err("audience.tags must list 1 to 20 tags of 1 to 64 characters".into());
+            }
+            Audience::Tags(tags.iter().map(|t| t.trim().to_owned()).collect())
+        }
+        (None, None, Some(true)) => Audience::AllConsenting,
+        (None, None, Some(false)) => {
+            return Err("audience.all_consenting must be true (or give wa_ids or tags)".into());
+        }
+        _ => {
+            return Err("audience must have exactly one of wa_ids, tags or all_consenting".into());
+        }
+    })
+}
+
+/// `audience.wa_ids`: phone numbers in international form, each with its
+/// variables, duplicates dropped.
+fn wa_ids(ids: Vec<RawWaId>) -> Result<Audience, String> {
+    if ids.is_empty() || ids.len() > MAX_WA_IDS {
+        return Err(format!(
+            "audience.wa_ids must list 1 to {MAX_WA_IDS} phone numbers"
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(ids.len());
+    for (i, entry) in ids.into_iter().enumerate() {
+        let (id, vars) = match entry {
+            RawWaId::Plain(id) => (id, BTreeMap::new()),
+            RawWaId::WithVars { wa_id, vars } => (wa_id, vars),
+        };
+        let digits = id.strip_prefix('+').unwrap_or(&id);
+        if !(6..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "audience.wa_ids[{i}] must be a phone number in international form (6 to 15 digits, an optional +)"
+            ));
+        }
+        for name in vars.keys() {
+            if !crate::flow::text::valid_name(name) {
+                return Err(format!(
+                    "audience.wa_ids[{i}].vars: a variable name must be letters, digits and underscores"
+                ));
+            }
+        }
+        if seen.insert(digits.to_owned()) {
+            out.push((digits.to_owned(), vars));
+        }
+    }
+    Ok(Audience::WaIds(out))
 }
 
 /// serde's message, without the value it quotes for a wrong type or value
