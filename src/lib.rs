@@ -4,7 +4,8 @@
 //! (the layers and their rules: `docs/architecture.md`).
 //!
 //! Records, settings and support, used by every stage:
-//! - [`domain`]: ids and the records the stages share (profile,
+//! - [`domain`]: ids, Meta's webhook payload as typed records, and the
+//!   records the stages share (profile,
 //!   conversation, inbox event, outbound job and message, campaign, audit
 //!   and consent records).
 //! - [`clock`]: the time the pipeline reads (tests move it).

@@ -244,7 +244,7 @@ pub fn parse(body: &[u8], limits: &Limits, now: u64) -> Result<Request, String> 
         }
         Some(RawOptOut::Text(true)) => OptOut::Text,
         Some(RawOptOut::Text(false)) | None => {
-            return Err("opt_out must say how the template tells customers to stop promotions: {\"button\": INDEX} (its \"Stop promotions\" quick reply) or {\"text\": true} (its text says to reply STOP); see the README".into());
+            return Err("opt_out must say how the template tells customers to stop promotions: {\"button\": INDEX} (its \"Stop promotions\" quick reply) or {\"text\": true} (its text says to reply STOP); see docs/http-api.md".into());
         }
     };
     if let OptOut::Button(i) = opt_out {

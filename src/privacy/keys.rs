@@ -218,7 +218,7 @@ fn write_key_file(path: &Path, keys: &MasterKeys, pepper: &Key32) -> Result<(), 
     let text = format!(
         "# whatsify's keys for the embedded store in this folder. Keep this file\n\
          # secret and back it up apart from the store: without it the stored\n\
-         # messages cannot be read. Made by whatsify; see the README (keys).\n\
+         # messages cannot be read. Made by whatsify; see docs/privacy.md (keys).\n\
          master_key = \"{}\"\n\
          master_key_previous = \"{}\"\n\
          pseudonym_key = \"{}\"\n",
