@@ -5,9 +5,8 @@
 //!
 //! Records, settings and support, used by every stage:
 //! - [`domain`]: ids, Meta's webhook payload as typed records, and the
-//!   records the stages share (profile,
-//!   conversation, inbox event, outbound job and message, campaign, audit
-//!   and consent records).
+//!   records the stages share (profile, conversation, inbox event,
+//!   outbound job and message, campaign, audit and consent records).
 //! - [`clock`]: the time the pipeline reads (tests move it).
 //! - [`config`]: typed settings (defaults < TOML file < environment).
 //! - [`telemetry`]: the tracing subscriber (JSON or text logs).
