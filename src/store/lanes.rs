@@ -47,6 +47,35 @@ pub struct Claim {
     pub data_key: Option<Vec<u8>>,
 }
 
+/// What a claim read besides its entries, as the backends read it.
+pub(crate) struct ClaimRead {
+    pub entries: Vec<StoredEntry>,
+    /// The inbox session or the outbox head, by lane.
+    pub state: Option<Vec<u8>>,
+    pub profile: Option<Vec<u8>>,
+    pub data_key: Option<Vec<u8>>,
+}
+
+impl Claim {
+    /// The claim of `contact` in `lane` by `owner`, from what was read.
+    pub(crate) fn of(lane: Lane, contact: &ContactKey, owner: &str, read: ClaimRead) -> Claim {
+        let (session, head) = match lane {
+            Lane::Inbox => (read.state, None),
+            Lane::Outbox => (None, read.state),
+        };
+        Claim {
+            lane,
+            contact: contact.clone(),
+            owner: owner.to_owned(),
+            entries: read.entries,
+            session,
+            head,
+            profile: read.profile,
+            data_key: read.data_key,
+        }
+    }
+}
+
 /// Claims a worker or sender could not release because the store failed:
 /// released as soon as it answers again (otherwise their contacts would
 /// wait for their leases to expire).

@@ -100,20 +100,13 @@ impl LaneStore for EmbeddedStore {
                 Ok((state, profile, read_data_key(&txn, &key)?))
             })
             .await?;
-        let (session, head) = match lane {
-            Lane::Inbox => (state, None),
-            Lane::Outbox => (None, state),
-        };
-        Ok(Some(Claim {
-            lane,
-            contact: contact.clone(),
-            owner: owner.to_owned(),
+        let read = crate::store::lanes::ClaimRead {
             entries,
-            session,
-            head,
+            state,
             profile,
             data_key,
-        }))
+        };
+        Ok(Some(Claim::of(lane, contact, owner, read)))
     }
 
     async fn due_timers(

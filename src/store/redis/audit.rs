@@ -78,29 +78,8 @@ impl AuditStore for RedisStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<crate::domain::audit::Entry>, StoreError> {
-        let mut conn = self.conn.clone();
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(format!("{}{{audit}}:log", self.prefix))
-            .arg(format!("{from}-0"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit.min(MAX_COUNT))
-            .query_async(&mut conn)
+        self.audit_range("XRANGE", &format!("{from}-0"), "+", limit)
             .await
-            .map_err(unavailable)?;
-        reply
-            .ids
-            .iter()
-            .map(|sid| match sid.map.get("a") {
-                Some(Value::BulkString(b)) => {
-                    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
-                }
-                _ => Err(StoreError::Corrupt(format!(
-                    "audit entry {} is empty",
-                    sid.id
-                ))),
-            })
-            .collect()
     }
 }
 
@@ -162,11 +141,23 @@ impl RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        self.audit_range("XREVRANGE", &end, "-", limit).await
+    }
+
+    /// The log's entries between `start` and `end` (`XRANGE` oldest first,
+    /// `XREVRANGE` newest first), at most `limit`.
+    async fn audit_range(
+        &self,
+        command: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
         let mut conn = self.conn.clone();
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+        let reply: redis::streams::StreamRangeReply = redis::cmd(command)
             .arg(self.audit_key("log"))
+            .arg(start)
             .arg(end)
-            .arg("-")
             .arg("COUNT")
             .arg(limit.min(MAX_COUNT))
             .query_async(&mut conn)

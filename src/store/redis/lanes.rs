@@ -124,20 +124,13 @@ impl LaneStore for RedisStore {
         let data_key = bytes();
         let profile = bytes();
         let entries = entries_of(range)?;
-        let (session, head) = match lane {
-            Lane::Inbox => (extra, None),
-            Lane::Outbox => (None, extra),
-        };
-        Ok(Some(Claim {
-            lane,
-            contact: contact.clone(),
-            owner: owner.to_owned(),
+        let read = crate::store::lanes::ClaimRead {
             entries,
-            session,
-            head,
+            state: extra,
             profile,
             data_key,
-        }))
+        };
+        Ok(Some(Claim::of(lane, contact, owner, read)))
     }
 
     async fn due_timers(
