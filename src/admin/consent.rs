@@ -93,20 +93,7 @@ pub async fn record_consent(
                 "policy_version": change.policy_version,
             }),
         );
-        let none = std::collections::BTreeSet::new();
-        if let Err(e) = state
-            .hooks
-            .emit(
-                state.store.as_ref(),
-                &state.keyring,
-                &state.pseudonymizer,
-                &event,
-                &none,
-            )
-            .await
-        {
-            return Err(e.into());
-        }
+        super::notify(&state, &event, &Default::default()).await?;
     }
     crate::privacy::audit::note(
         state.store.as_ref(),

@@ -134,17 +134,7 @@ async fn tell_erased(
         now,
     )
     .with(Field::PhoneNumber, phone);
-    state
-        .hooks
-        .emit(
-            state.store.as_ref(),
-            &state.keyring,
-            &state.pseudonymizer,
-            &event,
-            &profile.shared_with,
-        )
-        .await?;
-    Ok(())
+    super::notify(state, &event, &profile.shared_with).await
 }
 
 /// `GET /admin/contacts/{id}/export`: the copy of their data the

@@ -106,3 +106,18 @@ async fn admin_access(state: &AppState, contact: &ContactKey, what: &str) {
     };
     note(state.store.as_ref(), &state.audit, event).await;
 }
+
+/// Tells the integration receivers about an operator's change to a
+/// contact: every receiver subscribed to the event, and those the contact
+/// shared their data with (`shared_with`).
+async fn notify(
+    state: &AppState,
+    event: &crate::integrations::HookEvent,
+    shared_with: &std::collections::BTreeSet<String>,
+) -> Result<(), StoreError> {
+    let s = state.store.as_ref();
+    (state.hooks)
+        .emit(s, &state.keyring, &state.pseudonymizer, event, shared_with)
+        .await?;
+    Ok(())
+}

@@ -16,7 +16,7 @@ use super::{ContactValues, Member, member_context};
 use crate::clock::Clock;
 use crate::crypto::keyring::Keyring;
 use crate::domain::ContactKey;
-use crate::domain::campaign::{Campaign, CampaignStatus};
+use crate::domain::campaign::{Campaign, CampaignStatus, Skip};
 use crate::domain::consent::MARKETING;
 use crate::domain::outbound::{Job, Message, Origin, Recipient};
 use crate::privacy::consent;
@@ -166,7 +166,7 @@ impl Dispatcher {
                 tracing::error!(campaign = %c.id, contact = %contact, "an audience entry cannot be opened; skipped as unreadable");
                 sends.push(CampaignSend {
                     contact: contact.clone(),
-                    job: Err("unreadable".to_owned()),
+                    job: Err(Skip::Unreadable),
                     key: None,
                     ttl: crate::crypto::keyring::data_key_ttl(self.retention_days),
                 });
@@ -342,19 +342,19 @@ impl Dispatcher {
         brief: Brief,
     ) -> CampaignSend {
         let ttl = crate::crypto::keyring::data_key_ttl(self.retention_days);
-        let skip = |reason: &str| CampaignSend {
+        let skip = |reason: Skip| CampaignSend {
             contact: contact.clone(),
-            job: Err(reason.to_owned()),
+            job: Err(reason),
             key: None,
             ttl,
         };
         if brief.suppressed.is_some() {
-            return skip("suppressed");
+            return skip(Skip::Suppressed);
         }
         let known =
             brief.data_key.is_some() || brief.profile.is_some() || !brief.consent.is_empty();
         if let Some(reason) = consent::refusal(&brief.consent, MARKETING) {
-            return skip(if known { reason } else { "unknown" });
+            return skip(if known { reason.into() } else { Skip::Unknown });
         }
         // The contact's data key (made now if it has none: its consent is
         // on record, its other data expired).
@@ -370,7 +370,7 @@ impl Dispatcher {
                 ),
                 Err(_) => {
                     tracing::error!(contact = %contact, "campaign: the contact's data key cannot be unwrapped; is every master key in force configured?");
-                    return skip("key_unavailable");
+                    return skip(Skip::KeyUnavailable);
                 }
             },
             None => match self.keyring.new_data_key(contact) {
@@ -382,7 +382,7 @@ impl Dispatcher {
                         ttl,
                     },
                 ),
-                Err(_) => return skip("key_unavailable"),
+                Err(_) => return skip(Skip::KeyUnavailable),
             },
         };
         let profile: Option<crate::domain::profile::Profile> = brief
@@ -411,7 +411,7 @@ impl Dispatcher {
                 .or_else(|| profile.as_ref().and_then(|p| p.recipient.clone()))
                 .or_else(|| conversation.as_ref().and_then(|c| c.recipient.clone()));
         let Some(to) = to else {
-            return skip("unknown");
+            return skip(Skip::Unknown);
         };
         let no_vars = std::collections::BTreeMap::new();
         let values = ContactValues {

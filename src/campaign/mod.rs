@@ -470,8 +470,8 @@ pub fn report(
             failed.insert(code.to_owned(), (*v).max(0));
         }
     }
-    for reason in ["no_consent", "opted_out", "suppressed", "unknown"] {
-        skipped.entry(reason.to_owned()).or_insert(0);
+    for reason in crate::domain::campaign::Skip::REPORTED {
+        skipped.entry(reason.as_str().to_owned()).or_insert(0);
     }
     // A cancelled campaign's audience left was dropped: those contacts are
     // the ones never dispatched.

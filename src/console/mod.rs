@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use crate::http::auth::SignedIn;
-use crate::http::error::ApiError;
+use crate::http::error::{Answer, ApiError};
 use crate::http::session::{
     COOKIE, Session, Sim, allows, credential_id, csrf_ok, random_id, same, save, session_of,
     store_key,
@@ -161,20 +161,17 @@ pub async fn sign_in(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Answer {
     let Some(token) = state.admin_token.get() else {
-        return HttpResponse::NotFound().finish();
+        return Err(ApiError::Off);
     };
-    let body = match crate::http::body::of(&req, payload, &state, SIGN_IN_BODY_MAX).await {
-        Ok(b) => b,
-        Err(e) => return e.error_response(),
-    };
+    let body = crate::http::body::of(&req, payload, &state, SIGN_IN_BODY_MAX).await?;
     let Some(form) = std::str::from_utf8(&body)
         .ok()
         .and_then(|text| web::Query::<SignIn>::from_query(text).ok())
     else {
-        return HttpResponse::BadRequest()
-            .body("The form must carry the token (application/x-www-form-urlencoded).");
+        return Ok(HttpResponse::BadRequest()
+            .body("The form must carry the token (application/x-www-form-urlencoded)."));
     };
     // A sign-in form posted from another site is refused (login CSRF).
     if let Some(origin) = req
@@ -185,7 +182,7 @@ pub async fn sign_in(
         let info = req.connection_info();
         let own = format!("{}://{}", info.scheme(), info.host());
         if origin != own {
-            return HttpResponse::Forbidden().body("cross-site sign-in refused");
+            return Ok(HttpResponse::Forbidden().body("cross-site sign-in refused"));
         }
     }
     let addr = crate::http::throttle::client(&req);
@@ -200,11 +197,11 @@ pub async fn sign_in(
             header::HeaderValue::from_str(&crate::http::error::retry_after(wait))
                 .unwrap_or(header::HeaderValue::from_static("60")),
         );
-        return answer;
+        return Ok(answer);
     }
     if !same(&form.token, token.expose_secret()) {
         crate::http::throttle::refused(&req, &state, "sign-in").await;
-        return sign_in_page("That token is not the admin token.");
+        return Ok(sign_in_page("That token is not the admin token."));
     }
     state.throttle.succeeded(addr);
     let id = random_id();
@@ -216,8 +213,8 @@ pub async fn sign_in(
     };
     if let Err(e) = save(&state, &id, &session).await {
         tracing::error!(error = %e, "console: session not stored");
-        return HttpResponse::ServiceUnavailable()
-            .body("The store is unavailable; try signing in again in a moment.");
+        return Ok(HttpResponse::ServiceUnavailable()
+            .body("The store is unavailable; try signing in again in a moment."));
     }
     let cookie = Cookie::build(COOKIE, id)
         .path("/")
@@ -229,10 +226,10 @@ pub async fn sign_in(
         ))
         .finish();
     tracing::info!("console: signed in");
-    HttpResponse::SeeOther()
+    Ok(HttpResponse::SeeOther()
         .cookie(cookie)
         .insert_header((header::LOCATION, "/console"))
-        .finish()
+        .finish())
 }
 
 /// `POST /console/sign-out` (with the CSRF token).
@@ -272,7 +269,10 @@ pub async fn style() -> HttpResponse {
 
 /// `GET /console/api/overview`: today's counters, the outbox backlog, dead
 /// letters, paused numbers and the last webhook, for the overview page.
-pub async fn overview_data(_: SignedIn, state: web::Data<AppState>) -> HttpResponse {
+pub async fn overview_data(
+    _: SignedIn,
+    state: web::Data<AppState>,
+) -> Answer {
     let today = crate::store::stats::today();
     let store = state.store.as_ref();
     let now_ms = crate::clock::now_ms();
@@ -283,43 +283,34 @@ pub async fn overview_data(_: SignedIn, state: web::Data<AppState>) -> HttpRespo
         let breakers = store.breakers().await?;
         Ok::<_, crate::store::StoreError>((stats, depth, oldest, dead, breakers))
     };
-    match data.await {
-        Ok((stats, depth, oldest, dead, breakers)) => {
-            let day = stats.get(&today).cloned().unwrap_or_default();
-            let n = |k: &str| day.get(k).copied().unwrap_or(0);
-            let last = state
-                .last_webhook
-                .load(std::sync::atomic::Ordering::Relaxed);
-            HttpResponse::Ok().json(serde_json::json!({
-                "day": today,
-                "messages_in": n(crate::store::stats::MESSAGES_IN),
-                "messages_out": n(crate::store::stats::MESSAGES_OUT),
-                "opt_outs": n(crate::store::stats::OPT_OUTS),
-                "opt_ins": n(crate::store::stats::OPT_INS),
-                "exports": n(crate::store::stats::EXPORTS),
-                "erasures": n(crate::store::stats::ERASURES),
-                "outbox_depth": depth,
-                "outbox_oldest_seconds": oldest.map(|t| now_ms.saturating_sub(t) / 1000),
-                "dead_letters": dead,
-                "paused_numbers": breakers.iter().map(|(n, b)| serde_json::json!({"phone_number_id": n, "code": b.code, "since": b.since})).collect::<Vec<_>>(),
-                "last_webhook_at": (last > 0).then_some(last),
-            }))
-        }
-        Err(e) => store_down(e),
-    }
-}
-
-fn store_down(e: crate::store::StoreError) -> HttpResponse {
-    ApiError::console(e).error_response()
+    let (stats, depth, oldest, dead, breakers) = data.await.map_err(ApiError::console)?;
+    let day = stats.get(&today).cloned().unwrap_or_default();
+    let n = |k: &str| day.get(k).copied().unwrap_or(0);
+    let last = state
+        .last_webhook
+        .load(std::sync::atomic::Ordering::Relaxed);
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "day": today,
+        "messages_in": n(crate::store::stats::MESSAGES_IN),
+        "messages_out": n(crate::store::stats::MESSAGES_OUT),
+        "opt_outs": n(crate::store::stats::OPT_OUTS),
+        "opt_ins": n(crate::store::stats::OPT_INS),
+        "exports": n(crate::store::stats::EXPORTS),
+        "erasures": n(crate::store::stats::ERASURES),
+        "outbox_depth": depth,
+        "outbox_oldest_seconds": oldest.map(|t| now_ms.saturating_sub(t) / 1000),
+        "dead_letters": dead,
+        "paused_numbers": breakers.iter().map(|(n, b)| serde_json::json!({"phone_number_id": n, "code": b.code, "since": b.since})).collect::<Vec<_>>(),
+        "last_webhook_at": (last > 0).then_some(last),
+    })))
 }
 
 /// 503 while no flows are loaded.
-fn no_flows() -> HttpResponse {
+fn no_flows() -> ApiError {
     ApiError::Refused(
         actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
         "no flows are loaded".into(),
     )
-    .error_response()
 }
 
 /// `GET /console/api/requests`: every open privacy request and the most
@@ -327,14 +318,14 @@ fn no_flows() -> HttpResponse {
 /// log; see [`crate::store::audit_index`]), newest first, with its state, its age and how near it is to the legal
 /// deadline: `due` once it has been open a week (our own bound), `overdue`
 /// past the 30 days the law allows.
-pub async fn requests_data(_: SignedIn, state: web::Data<AppState>) -> HttpResponse {
+pub async fn requests_data(
+    _: SignedIn,
+    state: web::Data<AppState>,
+) -> Answer {
     use crate::privacy::audit::{OPEN_REQUEST_FLAG_SECS, REQUEST_DEADLINE_SECS};
     let now = state.clock.now();
     let found = crate::privacy::audit_view::requests(state.store.as_ref(), now, state.erase_window);
-    let found = match found.await {
-        Ok(r) => r,
-        Err(e) => return store_down(e),
-    };
+    let found = found.await.map_err(ApiError::console)?;
     let mut rows: Vec<serde_json::Value> = found
         .into_iter()
         .rev()
@@ -368,7 +359,7 @@ pub async fn requests_data(_: SignedIn, state: web::Data<AppState>) -> HttpRespo
         )
     });
     let count = |u: &str| rows.iter().filter(|r| r["urgency"] == u).count();
-    HttpResponse::Ok().json(serde_json::json!({
+    Ok(HttpResponse::Ok().json(serde_json::json!({
         "now": now,
         "due_after_days": OPEN_REQUEST_FLAG_SECS / 86_400,
         "deadline_days": REQUEST_DEADLINE_SECS / 86_400,
@@ -376,7 +367,7 @@ pub async fn requests_data(_: SignedIn, state: web::Data<AppState>) -> HttpRespo
         "due": count("due"),
         "overdue": count("overdue"),
         "requests": rows,
-    }))
+    })))
 }
 
 /// A flow file's id, read without the rest of its checks.
@@ -388,9 +379,12 @@ struct FlowId {
 /// `GET /console/api/flows`: the flow files on disk with their validation
 /// errors (`file:line:col: message`), and the flows in force (the last
 /// good set, when the files on disk have errors).
-pub async fn flows_data(_: SignedIn, state: web::Data<AppState>) -> HttpResponse {
+pub async fn flows_data(
+    _: SignedIn,
+    state: web::Data<AppState>,
+) -> Answer {
     let Some(shared) = state.flows.clone() else {
-        return no_flows();
+        return Err(no_flows());
     };
     let dir = state.flows_dir.clone();
     let checked = web::block(move || {
@@ -420,8 +414,10 @@ pub async fn flows_data(_: SignedIn, state: web::Data<AppState>) -> HttpResponse
     })
     .await;
     let Ok((errors, files)) = checked else {
-        return HttpResponse::InternalServerError()
-            .json(serde_json::json!({"error": "the flow files could not be checked"}));
+        return Err(ApiError::Refused(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "the flow files could not be checked".into(),
+        ));
     };
     let flows = shared.current();
     let error_text = |e: &crate::flow::FlowError| {
@@ -478,13 +474,13 @@ pub async fn flows_data(_: SignedIn, state: web::Data<AppState>) -> HttpResponse
         .filter(|e| !files.iter().any(|(name, _)| file_name(&e.file) == *name))
         .map(error_text)
         .collect();
-    HttpResponse::Ok().json(serde_json::json!({
+    Ok(HttpResponse::Ok().json(serde_json::json!({
         "valid": errors.is_empty(),
         "generation": shared.generation(),
         "reload_failures": shared.failures(),
         "files": rows,
         "errors": other,
-    }))
+    })))
 }
 
 fn file_name(p: &std::path::Path) -> String {
@@ -498,24 +494,22 @@ pub async fn diagram(
     _: SignedIn,
     path: web::Path<String>,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Answer {
     let Some(shared) = &state.flows else {
-        return HttpResponse::NotFound().finish();
+        return Err(ApiError::Off);
     };
     let flows = shared.current();
-    let drawn = flows
+    let svg = flows
         .by_id
         .get(path.as_str())
-        .and_then(|&i| diagram::svg(&flows, i));
-    match drawn {
-        Some(svg) => HttpResponse::Ok()
-            .insert_header((header::CONTENT_TYPE, "image/svg+xml"))
-            .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'"))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header(("X-Content-Type-Options", "nosniff"))
-            .body(svg),
-        None => HttpResponse::NotFound().json(serde_json::json!({"error": "no such flow"})),
-    }
+        .and_then(|&i| diagram::svg(&flows, i))
+        .ok_or_else(|| ApiError::not_found("no such flow"))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "image/svg+xml"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .body(svg))
 }
 
 /// A button or list row the simulated customer taps.
@@ -553,7 +547,7 @@ pub async fn simulate(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Answer {
     use crate::domain::inbound::Input;
     use crate::domain::profile::ContactView;
     // One read of the session: it is checked and then carried on.
@@ -561,16 +555,13 @@ pub async fn simulate(
         .await
         .filter(|(_, s)| csrf_ok(&req, s))
     else {
-        return ApiError::SignInFirst.error_response();
+        return Err(ApiError::SignInFirst);
     };
-    let body = match crate::http::body::of(&req, payload, &state, SIM_BODY_MAX).await {
-        Ok(b) => b,
-        Err(e) => return e.error_response(),
-    };
+    let body = crate::http::body::of(&req, payload, &state, SIM_BODY_MAX).await?;
     let Some(shared) = &state.flows else {
-        return no_flows();
+        return Err(no_flows());
     };
-    let bad = |m: &str| ApiError::bad_request(m).error_response();
+    let bad = |m: &str| Err(ApiError::bad_request(m));
     let input: SimInput = match serde_json::from_slice(&body) {
         Ok(i) => i,
         Err(e) => {
@@ -592,10 +583,8 @@ pub async fn simulate(
             },
             offered: Vec::new(),
         });
-        return match save(&state, &id, &held).await {
-            Ok(()) => HttpResponse::Ok().json(serde_json::json!({"effects": [], "at": null})),
-            Err(e) => store_down(e),
-        };
+        save(&state, &id, &held).await.map_err(ApiError::console)?;
+        return Ok(HttpResponse::Ok().json(serde_json::json!({"effects": [], "at": null})));
     }
     let flows = shared.current();
     let (input, privacy) = match (input.text, input.choice) {
@@ -622,11 +611,11 @@ pub async fn simulate(
         _ => return bad("send exactly one of text, choice or reset"),
     };
     if let Some(cmd) = privacy {
-        return HttpResponse::Ok().json(serde_json::json!({
+        return Ok(HttpResponse::Ok().json(serde_json::json!({
             "effects": [],
             "privacy_command": cmd.name(),
             "at": null,
-        }));
+        })));
     }
     let now = state.clock.now();
     let ttl = state.session_ttl;
@@ -649,8 +638,6 @@ pub async fn simulate(
         contact: conv.contact,
         offered: conv.offered,
     });
-    match save(&state, &id, &held).await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "effects": effects, "at": at })),
-        Err(e) => store_down(e),
-    }
+    save(&state, &id, &held).await.map_err(ApiError::console)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "effects": effects, "at": at })))
 }

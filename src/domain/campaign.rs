@@ -52,6 +52,50 @@ impl std::fmt::Display for CampaignStatus {
     }
 }
 
+/// Why a campaign skips a contact, counted in its report as
+/// `skipped:<reason>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Marketing consent was never given.
+    NoConsent,
+    /// Marketing consent was withdrawn.
+    OptedOut,
+    /// The contact asked for their data to be erased and is suppressed.
+    Suppressed,
+    /// whatsify knows nothing of the contact (or no number to send to).
+    Unknown,
+    /// The contact's data key cannot be unwrapped or made.
+    KeyUnavailable,
+    /// The audience entry cannot be opened.
+    Unreadable,
+}
+
+impl Skip {
+    /// The reasons every campaign report lists, even at 0.
+    pub const REPORTED: [Skip; 4] = [Skip::NoConsent, Skip::OptedOut, Skip::Suppressed, Skip::Unknown];
+
+    /// As counted and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::NoConsent => "no_consent",
+            Skip::OptedOut => "opted_out",
+            Skip::Suppressed => "suppressed",
+            Skip::Unknown => "unknown",
+            Skip::KeyUnavailable => "key_unavailable",
+            Skip::Unreadable => "unreadable",
+        }
+    }
+}
+
+impl From<crate::domain::consent::Refusal> for Skip {
+    fn from(r: crate::domain::consent::Refusal) -> Skip {
+        match r {
+            crate::domain::consent::Refusal::NoConsent => Skip::NoConsent,
+            crate::domain::consent::Refusal::OptedOut => Skip::OptedOut,
+        }
+    }
+}
+
 /// How the approved template tells the customer how to stop promotions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -51,6 +51,25 @@ pub fn state<'a>(ledger: &'a [ConsentChange], purpose: &str) -> Option<&'a Conse
         .max_by_key(|c| (c.at, !c.granted))
 }
 
+/// Why a purpose is not granted now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No entry: never given.
+    NoConsent,
+    /// Withdrawn.
+    OptedOut,
+}
+
+impl Refusal {
+    /// As delivery records and campaign reports name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NoConsent => "no_consent",
+            Refusal::OptedOut => "opted_out",
+        }
+    }
+}
+
 /// Whether recording `change` after `ledger` changes anything: a purpose
 /// whose latest entry already says the same (a second STOP, a repeated
 /// opt-in) does not, nor the same choice again in the same second (a

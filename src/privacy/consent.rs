@@ -49,13 +49,16 @@ pub fn granted(ledger: &[ConsentChange], purpose: &str) -> bool {
     state(ledger, purpose).is_some_and(|c| c.granted)
 }
 
-/// Why `purpose` is not granted now: `opted_out` (withdrawn) or
-/// `no_consent` (never given); `None` when it is granted.
-pub fn refusal(ledger: &[ConsentChange], purpose: &str) -> Option<&'static str> {
+/// Why `purpose` is not granted now; `None` when it is granted.
+pub fn refusal(
+    ledger: &[ConsentChange],
+    purpose: &str,
+) -> Option<crate::domain::consent::Refusal> {
+    use crate::domain::consent::Refusal;
     match state(ledger, purpose) {
         Some(c) if c.granted => None,
-        Some(_) => Some("opted_out"),
-        None => Some("no_consent"),
+        Some(_) => Some(Refusal::OptedOut),
+        None => Some(Refusal::NoConsent),
     }
 }
 

@@ -15,8 +15,8 @@ use crate::store::{Delivery, DeliveryState, EntryKey, StoreError};
 pub struct CampaignSend {
     pub contact: ContactKey,
     /// The sealed job to queue in the contact's outbox, or why the contact
-    /// is skipped (`no_consent`, `opted_out`, `suppressed`, `unknown`, …).
-    pub job: Result<Vec<u8>, String>,
+    /// is skipped.
+    pub job: Result<Vec<u8>, crate::domain::campaign::Skip>,
     /// With a job: the contact's data key it is sealed under. A fresh one
     /// is stored unless the contact has one; otherwise it must be the one
     /// stored, or nothing is done ([`Dispatched::KeyMismatch`]).

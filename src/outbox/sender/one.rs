@@ -239,7 +239,7 @@ impl Sender {
         // The reason is `opted_out` (withdrawn) or `no_consent` (never
         // given): campaign reports count skips by it.
         if let Some(reason) = self.refused(claim, job).await? {
-            return Ok(Some((DeliveryState::NoConsent, reason)));
+            return Ok(Some((DeliveryState::NoConsent, reason.as_str())));
         }
         if let Some(campaign) = crate::store::campaign_of_job(&job.id) {
             // A cancelled campaign sends nothing more, even what is queued.

@@ -4,14 +4,13 @@
 use super::*;
 
 impl Sender {
-    /// Why the contact's ledger does not allow the job now: `opted_out`
-    /// (withdrawn) or `no_consent` (never given); `None`: it may go (a
-    /// service message always may).
+    /// Why the contact's ledger does not allow the job now; `None`: it
+    /// may go (a service message always may).
     pub(super) async fn refused(
         &self,
         claim: &Claim,
         job: &Job,
-    ) -> Result<Option<&'static str>, StoreError> {
+    ) -> Result<Option<crate::domain::consent::Refusal>, StoreError> {
         let Some(purpose) = &job.purpose else {
             return Ok(None);
         };

@@ -244,15 +244,15 @@ impl CampaignStore for EmbeddedStore {
                             ready.insert(contact, now_ms).map_err(corrupt)?;
                         }
                         marks
-                            .insert((contact, id), (until, MARK_QUEUED))
+                            .insert((contact, id), (until, Mark::Queued.code()))
                             .map_err(corrupt)?;
                         add_count(&mut counts, id, "queued", 1).map_err(corrupt)?;
                     }
                     Err(reason) => {
                         marks
-                            .insert((contact, id), (until, MARK_SKIPPED))
+                            .insert((contact, id), (until, Mark::Skipped.code()))
                             .map_err(corrupt)?;
-                        add_count(&mut counts, id, &format!("skipped:{reason}"), 1)
+                        add_count(&mut counts, id, &format!("skipped:{}", reason.as_str()), 1)
                             .map_err(corrupt)?;
                     }
                 }

@@ -139,7 +139,7 @@ fn erase_campaign_marks(txn: &redb::WriteTransaction, k: &str) -> Result<(), Sto
     {
         let (key, value) = item.map_err(corrupt)?;
         let (until, mark) = value.value();
-        if mark == MARK_QUEUED && until > now {
+        if Mark::of(mark) == Some(Mark::Queued) && until > now {
             queued.push(key.value().1.to_owned());
         }
     }

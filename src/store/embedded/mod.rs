@@ -140,19 +140,39 @@ const CAMPAIGN_AUDIENCE: TableDefinition<(&str, u64), &[u8]> =
 /// (campaign id, counter) → amount.
 const CAMPAIGN_COUNTS: TableDefinition<(&str, &str), i64> = TableDefinition::new("campaign_counts");
 /// (contact, campaign id) → (expiry, Unix s; mark): the contact's turn in
-/// a campaign (see [`MARK_QUEUED`]).
+/// a campaign (see [`Mark`]).
 const CAMPAIGN_MARKS: TableDefinition<(&str, &str), (u64, &str)> =
     TableDefinition::new("campaign_marks");
 /// contact → (expiry, Unix s; campaign id): the campaign whose message the
 /// contact was last sent, for a day.
 const LAST_CAMPAIGN: TableDefinition<&str, (u64, &str)> = TableDefinition::new("last_campaign");
 
-/// A campaign mark: the contact's job is queued (no record yet).
-const MARK_QUEUED: &str = "q";
-/// A campaign mark: the contact was skipped.
-const MARK_SKIPPED: &str = "s";
-/// A campaign mark: the contact's job has a delivery record.
-const MARK_DONE: &str = "d";
+/// A contact's turn in a campaign, stored as one letter (as on Redis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// The contact's job is queued (no record yet): `q`.
+    Queued,
+    /// The contact was skipped: `s`.
+    Skipped,
+    /// The contact's job has a delivery record: `d`.
+    Done,
+}
+
+impl Mark {
+    fn code(self) -> &'static str {
+        match self {
+            Mark::Queued => "q",
+            Mark::Skipped => "s",
+            Mark::Done => "d",
+        }
+    }
+
+    fn of(code: &str) -> Option<Mark> {
+        [Mark::Queued, Mark::Skipped, Mark::Done]
+            .into_iter()
+            .find(|m| m.code() == code)
+    }
+}
 /// How long an opt-out is attributed to the campaign whose message came
 /// last (as on Redis).
 const LAST_CAMPAIGN_KEEP: u64 = 86_400;
@@ -423,11 +443,11 @@ fn tally_campaign(
         let mut marks = txn.open_table(CAMPAIGN_MARKS).map_err(corrupt)?;
         let queued = marks.get((contact, cid)).map_err(corrupt)?.and_then(|v| {
             let (until, mark) = v.value();
-            (mark == MARK_QUEUED).then_some(until)
+            (Mark::of(mark) == Some(Mark::Queued)).then_some(until)
         });
         if let Some(until) = queued {
             marks
-                .insert((contact, cid), (until, MARK_DONE))
+                .insert((contact, cid), (until, Mark::Done.code()))
                 .map_err(corrupt)?;
         }
     }

@@ -155,7 +155,7 @@ impl CampaignStore for RedisStore {
                     };
                     let (job, reason): (&[u8], &str) = match &send.job {
                         Ok(job) => (job, ""),
-                        Err(reason) => (b"", reason),
+                        Err(reason) => (b"", reason.as_str()),
                     };
                     let (wrapped, fresh) = match &send.key {
                         Some(k) => (&k.wrapped[..], k.fresh),

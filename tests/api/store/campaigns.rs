@@ -2,6 +2,7 @@
 //! unless it names one).
 
 use super::*;
+use whatsify::domain::campaign::Skip;
 
 /// A campaign is stored scheduled with its audience in order; each
 /// contact is queued once (a second dispatch finds its mark), in one job
@@ -131,9 +132,9 @@ pub(super) async fn skips_are_counted_by_reason(backend: &Backend) {
             "cs",
             "d",
             vec![
-                campaign_skip(&a, "no_consent"),
-                campaign_skip(&b, "opted_out"),
-                campaign_skip(&c, "no_consent"),
+                campaign_skip(&a, Skip::NoConsent),
+                campaign_skip(&b, Skip::OptedOut),
+                campaign_skip(&c, Skip::NoConsent),
             ],
             3,
             whatsify::clock::now_ms(),
@@ -146,7 +147,7 @@ pub(super) async fn skips_are_counted_by_reason(backend: &Backend) {
             "cs",
             "d",
             vec![
-                campaign_skip(&a, "no_consent"),
+                campaign_skip(&a, Skip::NoConsent),
                 campaign_job(&b, "j", "k", true),
             ],
             0,
@@ -188,7 +189,7 @@ pub(super) async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
             "d",
             vec![
                 campaign_job(&a, "for a", "other", false),
-                campaign_skip(&b, "unknown"),
+                campaign_skip(&b, Skip::Unknown),
                 // No key stored and not a fresh one: refused too.
                 campaign_job(&c, "for c", "old", false),
             ],
@@ -229,7 +230,7 @@ pub(super) async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
             "d",
             vec![
                 campaign_job(&a, "for a", "stored", false),
-                campaign_skip(&b, "unknown"),
+                campaign_skip(&b, Skip::Unknown),
                 campaign_job(&c, "for c", "new", true),
             ],
             3,
@@ -431,7 +432,7 @@ pub(super) async fn an_opt_out_after_a_campaign_message_counts_once(backend: &Ba
     let sends = vec![
         campaign_job(&a, "ja", "ka", true),
         campaign_job(&b, "jb", "kb", true),
-        campaign_skip(&c, "no_consent"),
+        campaign_skip(&c, Skip::NoConsent),
     ];
     s.campaign_dispatch("co", "d", sends, 3, whatsify::clock::now_ms())
         .await
@@ -520,7 +521,7 @@ pub(super) async fn erasing_a_contact_with_a_queued_campaign_job_counts_it_suppr
     let sends = vec![
         campaign_job(&a, "ja", "ka", true),
         campaign_job(&b, "jb", "kb", true),
-        campaign_skip(&c, "no_consent"),
+        campaign_skip(&c, Skip::NoConsent),
     ];
     s.campaign_dispatch("ce", "d", sends, 3, whatsify::clock::now_ms())
         .await
@@ -558,7 +559,7 @@ pub(super) async fn erasing_a_contact_with_a_queued_campaign_job_counts_it_suppr
         .campaign_dispatch(
             "ce",
             "d",
-            vec![campaign_skip(&a, "suppressed")],
+            vec![campaign_skip(&a, Skip::Suppressed)],
             0,
             whatsify::clock::now_ms(),
         )
@@ -760,7 +761,7 @@ async fn the_embedded_purge_removes_campaign_marks_and_old_campaigns() {
     };
     let skip = CampaignSend {
         ttl: Duration::from_secs(60),
-        ..campaign_skip(&skipped, "no_consent")
+        ..campaign_skip(&skipped, Skip::NoConsent)
     };
     s.campaign_dispatch("cp", "d", vec![job, skip], 2, whatsify::clock::now_ms())
         .await
@@ -796,7 +797,7 @@ pub(super) async fn only_the_lease_holder_drops_audience_entries(backend: &Backe
         .campaign_dispatch(
             "cf2",
             "stalled",
-            vec![campaign_skip(&a, "no_consent")],
+            vec![campaign_skip(&a, Skip::NoConsent)],
             1,
             whatsify::clock::now_ms(),
         )
@@ -812,7 +813,7 @@ pub(super) async fn only_the_lease_holder_drops_audience_entries(backend: &Backe
         .campaign_dispatch(
             "cf2",
             "d",
-            vec![campaign_skip(&a, "no_consent")],
+            vec![campaign_skip(&a, Skip::NoConsent)],
             1,
             whatsify::clock::now_ms(),
         )

@@ -303,10 +303,10 @@ fn campaign_job(c: &ContactKey, job: &str, wrapped: &str, fresh: bool) -> Campai
 }
 
 /// A campaign send that skips the contact for `reason`.
-fn campaign_skip(c: &ContactKey, reason: &str) -> CampaignSend {
+fn campaign_skip(c: &ContactKey, reason: whatsify::domain::campaign::Skip) -> CampaignSend {
     CampaignSend {
         contact: c.clone(),
-        job: Err(reason.to_owned()),
+        job: Err(reason),
         key: None,
         ttl: Duration::from_secs(3600),
     }
