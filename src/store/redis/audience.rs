@@ -23,6 +23,10 @@ use redis::Script;
 
 use super::StoreError;
 use super::conn::Conn;
+use super::scripts::{
+    AudienceAddArgs, AudienceAddKeys, AudienceKeys, AudienceReadArgs, AudienceTrimArgs,
+    AudienceTrimKeys, AudienceUnlistArgs, Keys,
+};
 
 /// The suffixes of a campaign's audience keys: the order, the entries,
 /// and the single list of an older version.
@@ -73,6 +77,16 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// The audience keys (from `RedisStore::audience_keys`) by name.
+fn named(keys: &[String; 3]) -> AudienceKeys {
+    let [queue, members, old_list] = keys.clone();
+    AudienceKeys {
+        queue,
+        members,
+        old_list,
+    }
+}
+
 /// Adds `audience` (in order; a name already there is skipped), the keys
 /// living `ttl_s`.
 pub async fn add(
@@ -81,12 +95,16 @@ pub async fn add(
     audience: &[Vec<u8>],
     ttl_s: u64,
 ) -> Result<(), StoreError> {
+    let [queue, members, _] = keys.clone();
+    let keys = AudienceAddKeys { queue, members };
     for chunk in audience.chunks(1000) {
+        let args = AudienceAddArgs {
+            ttl_s,
+            entries: chunk.iter().map(|e| (name_of(e), &e[..])).collect(),
+        };
         let mut inv = ADD.prepare_invoke();
-        inv.key(&keys[0]).key(&keys[1]).arg(ttl_s);
-        for entry in chunk {
-            inv.arg(name_of(entry)).arg(&entry[..]);
-        }
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         let _: i64 = inv.invoke_async(conn).await.map_err(unavailable)?;
     }
     Ok(())
@@ -102,7 +120,8 @@ pub async fn read(
         return Ok(Vec::new());
     }
     let mut inv = READ.prepare_invoke();
-    inv.key(&keys[0]).key(&keys[1]).key(&keys[2]).arg(limit);
+    named(keys).add_to(&mut inv);
+    AudienceReadArgs { limit }.args(&mut inv);
     inv.invoke_async(conn).await.map_err(unavailable)
 }
 
@@ -115,20 +134,24 @@ pub async fn trim(
     owner: &str,
     consumed: usize,
 ) -> Result<u64, StoreError> {
+    let [queue, members, old_list] = keys.clone();
+    let keys = AudienceTrimKeys {
+        queue,
+        members,
+        old_list,
+        lease: lease.to_owned(),
+    };
     let mut inv = TRIM.prepare_invoke();
-    inv.key(&keys[0])
-        .key(&keys[1])
-        .key(&keys[2])
-        .key(lease)
-        .arg(owner)
-        .arg(consumed);
+    keys.add_to(&mut inv);
+    AudienceTrimArgs { owner, consumed }.args(&mut inv);
     inv.invoke_async(conn).await.map_err(unavailable)
 }
 
 /// Removes `contact`'s entry; answers how many went (0 or 1).
 pub async fn unlist(conn: &mut Conn, keys: &[String; 3], contact: &str) -> Result<i64, StoreError> {
     let mut inv = UNLIST.prepare_invoke();
-    inv.key(&keys[0]).key(&keys[1]).key(&keys[2]).arg(contact);
+    named(keys).add_to(&mut inv);
+    AudienceUnlistArgs { contact }.args(&mut inv);
     inv.invoke_async(conn).await.map_err(unavailable)
 }
 

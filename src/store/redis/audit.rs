@@ -3,6 +3,7 @@
 
 use redis::Value;
 
+use super::scripts::{AuditArgs, AuditKeys, Keys, LapseArgs, LapseKeys, ResetArgs, ResetKeys};
 use super::*;
 use super::{MAX_COUNT, RedisStore, json, unavailable};
 
@@ -111,18 +112,24 @@ impl RedisStore {
     ) -> Result<redis::ScriptInvocation<'_>, StoreError> {
         let (op, group) =
             audit_index::op_of(entry).map_or(("", String::new()), |(op, g)| (op.tag(), g));
+        let keys = AuditKeys {
+            head: self.audit_key("head"),
+            log: self.audit_key("log"),
+            requests: self.audit_key("requests"),
+            closed: self.audit_key("requests:closed"),
+        };
+        let args = AuditArgs {
+            seq: entry.seq,
+            prev: &entry.prev,
+            hash: &entry.hash,
+            entry: json(entry)?,
+            op,
+            group,
+            closed_keep: CLOSED_KEEP,
+        };
         let mut inv = self.audit.prepare_invoke();
-        inv.key(self.audit_key("head"))
-            .key(self.audit_key("log"))
-            .key(self.audit_key("requests"))
-            .key(self.audit_key("requests:closed"))
-            .arg(entry.seq)
-            .arg(&entry.prev)
-            .arg(&entry.hash)
-            .arg(json(entry)?)
-            .arg(op)
-            .arg(group)
-            .arg(CLOSED_KEEP);
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         Ok(inv)
     }
 
@@ -243,22 +250,32 @@ impl RedisStore {
         through: u64,
         index: &audit_index::Replay,
     ) -> Result<bool, StoreError> {
-        let mut inv = self.audit_reset.prepare_invoke();
-        inv.key(self.audit_key("head"))
-            .key(self.audit_key("requests"))
-            .key(self.audit_key("requests:closed"))
-            .arg(through)
-            .arg(index.open.len());
+        let keys = ResetKeys {
+            head: self.audit_key("head"),
+            requests: self.audit_key("requests"),
+            closed: self.audit_key("requests:closed"),
+        };
+        let mut groups = Vec::with_capacity(index.open.len());
         for (group, members) in &index.open {
             let lines = members
                 .iter()
                 .map(|(op, e)| Ok(format!("{} {} {}", op.tag(), e.seq, json(e)?)))
                 .collect::<Result<Vec<String>, StoreError>>()?;
-            inv.arg(group).arg(lines.join("\n"));
+            groups.push((group.clone(), lines.join("\n")));
         }
-        for (seq, e) in &index.closed {
-            inv.arg(*seq).arg(json(e)?);
-        }
+        let closed = index
+            .closed
+            .iter()
+            .map(|(seq, e)| Ok((*seq, json(e)?)))
+            .collect::<Result<Vec<(u64, String)>, StoreError>>()?;
+        let args = ResetArgs {
+            through,
+            groups,
+            closed,
+        };
+        let mut inv = self.audit_reset.prepare_invoke();
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(done == 1)
@@ -268,17 +285,20 @@ impl RedisStore {
         let Some((_, group)) = audit_index::op_of(request) else {
             return Ok(false);
         };
+        let keys = LapseKeys {
+            requests: self.audit_key("requests"),
+            closed: self.audit_key("requests:closed"),
+        };
+        let args = LapseArgs {
+            group: &group,
+            seq: request.seq,
+            closed_keep: CLOSED_KEEP,
+        };
+        let mut inv = self.audit_lapse.prepare_invoke();
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         let mut conn = self.conn.clone();
-        let moved: i64 = self
-            .audit_lapse
-            .key(self.audit_key("requests"))
-            .key(self.audit_key("requests:closed"))
-            .arg(group)
-            .arg(request.seq)
-            .arg(CLOSED_KEEP)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let moved: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(moved == 1)
     }
 }

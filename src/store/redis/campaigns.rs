@@ -1,6 +1,8 @@
 //! The Redis backend: the campaigns role (see [`crate::store::CampaignStore`]).
 
-use super::scripts::{DispatchKeys, Keys};
+use super::scripts::{
+    DispatchArgs, DispatchKeys, Keys, LeaseArgs, LeaseKeys, StatusArgs, StatusKeys,
+};
 use super::*;
 use crate::domain::campaign::CampaignStatus;
 use crate::store::CampaignStore;
@@ -81,15 +83,20 @@ impl CampaignStore for RedisStore {
         to: CampaignStatus,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
+        let [queue, members, old_list] = self.audience_keys(id);
+        let keys = StatusKeys {
+            campaign: self.campaign_key(id, ""),
+            queue,
+            members,
+            old_list,
+        };
+        let args = StatusArgs {
+            to: to.as_str(),
+            from: from.iter().map(|f| f.as_str()).collect(),
+        };
         let mut inv = self.status.prepare_invoke();
-        inv.key(self.campaign_key(id, ""));
-        for key in self.audience_keys(id) {
-            inv.key(key);
-        }
-        inv.arg(to.as_str());
-        for f in from {
-            inv.arg(f.as_str());
-        }
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         let moved: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         if moved == 1 && !to.is_active() {
             let () = redis::cmd("ZREM")
@@ -113,15 +120,18 @@ impl CampaignStore for RedisStore {
         owner: &str,
         lease: Duration,
     ) -> Result<bool, StoreError> {
+        let keys = LeaseKeys {
+            lease: self.campaign_key(id, ":lease"),
+        };
+        let args = LeaseArgs {
+            owner,
+            lease_ms: lease.as_millis() as u64,
+        };
+        let mut inv = self.lease.prepare_invoke();
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         let mut conn = self.conn.clone();
-        let held: i64 = self
-            .lease
-            .key(self.campaign_key(id, ":lease"))
-            .arg(owner)
-            .arg(lease.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let held: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(held == 1)
     }
 
@@ -161,17 +171,18 @@ impl CampaignStore for RedisStore {
                         Some(k) => (&k.wrapped[..], k.fresh),
                         None => (&b""[..], false),
                     };
-                    let ttl = send.ttl.as_secs().max(1);
-                    Self::evalsha(&mut pipe, &self.dispatch, &keys.keys())
-                        .arg(id)
-                        .arg(job)
-                        .arg(reason)
-                        .arg(wrapped)
-                        .arg(if fresh { "1" } else { "" })
-                        .arg(ttl)
-                        .arg(now_ms)
-                        .arg(c.as_str())
-                        .arg(CAMPAIGN_TTL_S);
+                    let args = DispatchArgs {
+                        campaign: id,
+                        job,
+                        reason,
+                        data_key: wrapped,
+                        fresh_key: fresh,
+                        key_ttl: send.ttl.as_secs().max(1),
+                        now_ms,
+                        contact: c.as_str(),
+                        campaign_ttl: CAMPAIGN_TTL_S,
+                    };
+                    args.args(Self::evalsha(&mut pipe, &self.dispatch, &keys.keys()));
                 }
                 pipe
             })

@@ -1,5 +1,6 @@
 //! The Redis backend: the contacts role (see [`crate::store::ContactStore`]).
 
+use super::scripts::{ConsentArgs, ConsentKeys, EraseArgs, EraseKeys, Keys, PurgeArgs, PurgeKeys};
 use super::*;
 use crate::store::{CampaignStore, ContactStore};
 
@@ -16,42 +17,42 @@ impl ContactStore for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let own = [
-            "inbox",
-            "outbox",
-            "session",
-            "profile",
-            "history",
-            "consent",
-            "deliveries",
-            "window",
-            "dead",
-            "outbox:head",
-            "lease:inbox",
-            "lease:outbox",
-            "key",
-            "key:was",
-            "lastcmp",
-            "cmp",
-        ];
         let shard = shard_of(contact);
+        let own = |suffix: &str| self.contact_key(contact, suffix);
+        let keys = EraseKeys {
+            inbox: own("inbox"),
+            outbox: own("outbox"),
+            session: own("session"),
+            profile: own("profile"),
+            history: own("history"),
+            consent: own("consent"),
+            deliveries: own("deliveries"),
+            window: own("window"),
+            dead: own("dead"),
+            head: own("outbox:head"),
+            inbox_lease: self.lease_key(Lane::Inbox, contact),
+            outbox_lease: self.lease_key(Lane::Outbox, contact),
+            data_key: own("key"),
+            data_key_was: own("key:was"),
+            last_campaign: own("lastcmp"),
+            campaigns: own("cmp"),
+            inbox_ready: self.ready_key(Lane::Inbox, shard),
+            outbox_ready: self.ready_key(Lane::Outbox, shard),
+            timers: self.timers_key(Lane::Inbox, shard),
+            due: self.timers_key(Lane::Outbox, shard),
+            dead_index: self.shard_key(shard, "dead"),
+            history_index: self.shard_key(shard, "history"),
+            stats: self.stats_key(shard, &stats::today()),
+        };
+        let args = EraseArgs {
+            contact: contact.as_str(),
+            stats_ttl: STATS_TTL,
+            campaign_prefix: self.shard_key(shard, "cmp:"),
+            campaign_ttl: CAMPAIGN_TTL_S,
+        };
         let mut inv = self.erase.prepare_invoke();
-        for suffix in own {
-            inv.key(self.contact_key(contact, suffix));
-        }
-        inv.key(self.ready_key(Lane::Inbox, shard))
-            .key(self.ready_key(Lane::Outbox, shard))
-            .key(self.timers_key(Lane::Inbox, shard))
-            .key(self.timers_key(Lane::Outbox, shard))
-            .key(self.shard_key(shard, "dead"))
-            .key(self.shard_key(shard, "history"))
-            .key(self.stats_key(shard, &stats::today()))
-            .arg(own.len())
-            .arg(contact.as_str())
-            .arg(STATS_TTL)
-            .arg(own.len())
-            .arg(self.shard_key(shard, "cmp:"))
-            .arg(CAMPAIGN_TTL_S);
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         // Their entries in campaigns not dispatched yet (their number,
         // sealed) go too, counted as skipped. (Another slot: its own
@@ -108,15 +109,18 @@ impl ContactStore for RedisStore {
             .collect();
         let mut conn = self.conn.clone();
         for c in &contacts {
-            let _: i64 = self
-                .purge
-                .key(self.contact_key(c, "history"))
-                .key(self.shard_key(shard_of(c), "history"))
-                .arg(before_ms)
-                .arg(c.as_str())
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+            let keys = PurgeKeys {
+                history: self.contact_key(c, "history"),
+                history_index: self.shard_key(shard_of(c), "history"),
+            };
+            let args = PurgeArgs {
+                cutoff_ms: before_ms,
+                contact: c.as_str(),
+            };
+            let mut inv = self.purge.prepare_invoke();
+            keys.add_to(&mut inv);
+            args.args(&mut inv);
+            let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         }
         Ok(contacts.len())
     }
@@ -126,17 +130,20 @@ impl ContactStore for RedisStore {
         contact: &ContactKey,
         change: ConsentChange,
     ) -> Result<(), StoreError> {
+        let keys = ConsentKeys {
+            consent: self.contact_key(contact, "consent"),
+            stats: self.stats_key(shard_of(contact), &stats::today()),
+        };
+        let args = ConsentArgs {
+            entry: json(&change)?,
+            counter: stats::of_consent(&change).unwrap_or(""),
+            stats_ttl: STATS_TTL,
+        };
+        let mut inv = self.consent.prepare_invoke();
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         let mut conn = self.conn.clone();
-        let _: i64 = self
-            .consent
-            .key(self.contact_key(contact, "consent"))
-            .key(self.stats_key(shard_of(contact), &stats::today()))
-            .arg(json(&change)?)
-            .arg(stats::of_consent(&change).unwrap_or(""))
-            .arg(STATS_TTL)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
 

@@ -1,18 +1,20 @@
 //! The Redis backend: the keys role (see [`crate::store::KeyStore`]).
 
+use super::scripts::{DataKeyArgs, DataKeyKeys, Keys, PinArgs, PinKeys, RewrapArgs, RewrapKeys};
 use super::*;
 use crate::store::KeyStore;
 
 #[async_trait]
 impl KeyStore for RedisStore {
     async fn pin(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        let keys = PinKeys {
+            pin: format!("{}{{meta}}:pin:{name}", self.prefix),
+        };
+        let mut inv = self.pin.prepare_invoke();
+        keys.add_to(&mut inv);
+        PinArgs { value }.args(&mut inv);
         let mut conn = self.conn.clone();
-        self.pin
-            .key(format!("{}{{meta}}:pin:{name}", self.prefix))
-            .arg(value)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)
+        inv.invoke_async(&mut conn).await.map_err(unavailable)
     }
 
     async fn data_key(&self, contact: &ContactKey) -> Result<Option<Vec<u8>>, StoreError> {
@@ -25,14 +27,18 @@ impl KeyStore for RedisStore {
         wrapped: Vec<u8>,
         ttl: Duration,
     ) -> Result<Vec<u8>, StoreError> {
+        let keys = DataKeyKeys {
+            data_key: self.contact_key(contact, "key"),
+        };
+        let args = DataKeyArgs {
+            wrapped: &wrapped,
+            ttl_s: ttl.as_secs().max(1),
+        };
+        let mut inv = self.data_key.prepare_invoke();
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         let mut conn = self.conn.clone();
-        self.data_key
-            .key(self.contact_key(contact, "key"))
-            .arg(wrapped)
-            .arg(ttl.as_secs().max(1))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)
+        inv.invoke_async(&mut conn).await.map_err(unavailable)
     }
 
     async fn data_keys(
@@ -128,17 +134,20 @@ impl KeyStore for RedisStore {
         old: &[u8],
         new: &[u8],
     ) -> Result<bool, StoreError> {
+        let keys = RewrapKeys {
+            data_key: self.contact_key(contact, "key"),
+            data_key_was: self.contact_key(contact, "key:was"),
+        };
+        let args = RewrapArgs {
+            old,
+            new,
+            keep_s: crate::store::REWRAPPED_KEEP.as_secs(),
+        };
+        let mut inv = self.rewrap.prepare_invoke();
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         let mut conn = self.conn.clone();
-        let done: i64 = self
-            .rewrap
-            .key(self.contact_key(contact, "key"))
-            .key(self.contact_key(contact, "key:was"))
-            .arg(old)
-            .arg(new)
-            .arg(crate::store::REWRAPPED_KEEP.as_secs())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let done: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(done == 1)
     }
 }

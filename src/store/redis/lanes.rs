@@ -1,6 +1,9 @@
 //! The Redis backend: the lanes role (see [`crate::store::LaneStore`]).
 
-use super::scripts::{ClaimKeys, Keys, ReleaseKeys};
+use super::scripts::{
+    ClaimArgs, ClaimKeys, Keys, ReleaseArgs, ReleaseKeys, RenewArgs, RenewKeys, SweepArgs,
+    SweepKeys,
+};
 use super::*;
 use crate::store::LaneStore;
 
@@ -49,10 +52,12 @@ impl LaneStore for RedisStore {
             .pipeline(|| {
                 let mut pipe = redis::pipe();
                 for shard in 0..SHARDS {
-                    let keys = [self.ready_key(lane, shard), self.timers_key(lane, shard)];
-                    Self::evalsha(&mut pipe, &self.sweep, &keys)
-                        .arg(limit)
-                        .arg(now);
+                    let keys = SweepKeys {
+                        ready: self.ready_key(lane, shard),
+                        timers: self.timers_key(lane, shard),
+                    };
+                    let args = SweepArgs { limit, now };
+                    args.args(Self::evalsha(&mut pipe, &self.sweep, &keys.keys()));
                 }
                 pipe
             })
@@ -96,12 +101,15 @@ impl LaneStore for RedisStore {
             data_key: self.contact_key(contact, "key"),
             profile: (lane == Lane::Inbox).then(|| self.contact_key(contact, "profile")),
         };
+        let args = ClaimArgs {
+            token: owner,
+            lease_ms: lease.as_millis() as u64,
+            limit,
+        };
         let mut invocation = self.claim.prepare_invoke();
         keys.add_to(&mut invocation);
+        args.args(&mut invocation);
         let reply: Value = invocation
-            .arg(owner)
-            .arg(lease.as_millis() as u64)
-            .arg(limit)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -220,14 +228,17 @@ impl LaneStore for RedisStore {
             .pipeline(|| {
                 let mut pipe = redis::pipe();
                 for at in by_shard.values() {
-                    let keys: Vec<String> = at
-                        .iter()
-                        .map(|&i| self.lease_key(held[i].lane, &held[i].contact))
-                        .collect();
-                    let cmd = Self::evalsha(&mut pipe, &self.renew, &keys).arg(ms);
-                    for &i in at {
-                        cmd.arg(&held[i].owner);
-                    }
+                    let keys = RenewKeys {
+                        leases: at
+                            .iter()
+                            .map(|&i| self.lease_key(held[i].lane, &held[i].contact))
+                            .collect(),
+                    };
+                    let args = RenewArgs {
+                        lease_ms: ms,
+                        tokens: at.iter().map(|&i| held[i].owner.as_str()).collect(),
+                    };
+                    args.args(Self::evalsha(&mut pipe, &self.renew, &keys.keys()));
                 }
                 pipe
             })
@@ -251,15 +262,15 @@ impl LaneStore for RedisStore {
             outbox_ready: self.ready_key(Lane::Outbox, shard),
             due: self.timers_key(Lane::Outbox, shard),
         };
+        let args = ReleaseArgs {
+            token: &claim.owner,
+            contact: c.as_str(),
+            outbox_lane: claim.lane == Lane::Outbox,
+        };
         let mut inv = self.release.prepare_invoke();
         keys.add_to(&mut inv);
-        let _: i64 = inv
-            .arg(&claim.owner)
-            .arg(c.as_str())
-            .arg(if claim.lane == Lane::Outbox { "1" } else { "" })
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        args.args(&mut inv);
+        let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
 }

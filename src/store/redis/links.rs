@@ -5,6 +5,7 @@
 
 use redis::Value;
 
+use super::scripts::{Keys, UnlinkArgs, UnlinkKeys};
 use super::{RedisStore, unavailable};
 use crate::domain::ContactKey;
 use crate::store::{Resolved, StoreError};
@@ -115,12 +116,16 @@ impl RedisStore {
             .map_err(unavailable)?;
         let script = redis::Script::new(UNLINK_LUA);
         for alias in members.iter().filter_map(|m| ContactKey::parse(m)) {
-            let _: i64 = script
-                .key(self.contact_key(&alias, "link"))
-                .arg(canonical.as_str())
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+            let keys = UnlinkKeys {
+                link: self.contact_key(&alias, "link"),
+            };
+            let args = UnlinkArgs {
+                canonical: canonical.as_str(),
+            };
+            let mut inv = script.prepare_invoke();
+            keys.add_to(&mut inv);
+            args.args(&mut inv);
+            let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         }
         let _: i64 = redis::cmd("DEL")
             .arg(&index)

@@ -1,5 +1,6 @@
 //! The Redis backend: the operations role (see [`crate::store::OpsStore`]).
 
+use super::scripts::{HoldArgs, HoldKeys, Keys, ProbeArgs, ProbeKeys, RateArgs, RateKeys};
 use super::*;
 use crate::store::OpsStore;
 
@@ -47,28 +48,32 @@ impl OpsStore for RedisStore {
         burst: u32,
         want: u32,
     ) -> Result<RateGrant, StoreError> {
+        let keys = RateKeys {
+            rate: format!("{}rate:{key}", self.prefix),
+        };
+        let args = RateArgs {
+            interval_us: interval_us.max(1),
+            burst: burst.max(1),
+            want: want.max(1),
+        };
+        let mut inv = self.rate.prepare_invoke();
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         let mut conn = self.conn.clone();
-        let (granted, wait_ms): (u32, u64) = self
-            .rate
-            .key(format!("{}rate:{key}", self.prefix))
-            .arg(interval_us.max(1))
-            .arg(burst.max(1))
-            .arg(want.max(1))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let (granted, wait_ms): (u32, u64) =
+            inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(RateGrant { granted, wait_ms })
     }
 
     async fn hold_rate(&self, key: &str, ms: u64) -> Result<(), StoreError> {
+        let keys = HoldKeys {
+            rate: format!("{}rate:{key}", self.prefix),
+        };
+        let mut inv = self.hold.prepare_invoke();
+        keys.add_to(&mut inv);
+        HoldArgs { hold_ms: ms }.args(&mut inv);
         let mut conn = self.conn.clone();
-        let _: i64 = self
-            .hold
-            .key(format!("{}rate:{key}", self.prefix))
-            .arg(ms)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -221,16 +226,15 @@ impl OpsStore for RedisStore {
     }
 
     async fn take_probe(&self, number: &str, now: u64, next: u64) -> Result<bool, StoreError> {
+        let keys = ProbeKeys {
+            probe: format!("{}breakers:probe", self.prefix),
+        };
+        let args = ProbeArgs { number, now, next };
+        let mut inv = self.probe.prepare_invoke();
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
         let mut conn = self.conn.clone();
-        let got: i64 = self
-            .probe
-            .key(format!("{}breakers:probe", self.prefix))
-            .arg(number)
-            .arg(now)
-            .arg(next)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let got: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(got == 1)
     }
 }

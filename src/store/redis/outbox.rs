@@ -1,6 +1,8 @@
 //! The Redis backend: the outbox role (see [`crate::store::OutboxStore`]).
 
-use super::scripts::{DeferKeys, FinishArgs, FinishKeys, Keys};
+use super::scripts::{
+    DeferArgs, DeferKeys, FinishArgs, FinishKeys, Keys, SetHeadArgs, SetHeadKeys, WakeKeys,
+};
 use super::*;
 use crate::store::OutboxStore;
 
@@ -64,32 +66,34 @@ impl OutboxStore for RedisStore {
             due: self.timers_key(Lane::Outbox, shard),
             outbox_ready: self.ready_key(Lane::Outbox, shard),
         };
+        let args = DeferArgs {
+            token: &claim.owner,
+            head: head.as_deref(),
+            until_ms: until,
+            contact: c.as_str(),
+        };
         let mut inv = self.defer.prepare_invoke();
         keys.add_to(&mut inv);
-        let _: i64 = inv
-            .arg(&claim.owner)
-            .arg(if head.is_some() { "1" } else { "0" })
-            .arg(head.as_deref().unwrap_or(b""))
-            .arg(until)
-            .arg(c.as_str())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        args.args(&mut inv);
+        let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
 
     async fn set_head(&self, claim: &Claim, head: Vec<u8>) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let c = &claim.contact;
-        let held: i64 = self
-            .set_head
-            .key(self.lease_key(Lane::Outbox, c))
-            .key(self.contact_key(c, "outbox:head"))
-            .arg(&claim.owner)
-            .arg(&head[..])
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let keys = SetHeadKeys {
+            lease: self.lease_key(Lane::Outbox, c),
+            head: self.contact_key(c, "outbox:head"),
+        };
+        let args = SetHeadArgs {
+            token: &claim.owner,
+            head: &head,
+        };
+        let mut inv = self.set_head.prepare_invoke();
+        keys.add_to(&mut inv);
+        args.args(&mut inv);
+        let held: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(held == 1)
     }
 
@@ -98,11 +102,10 @@ impl OutboxStore for RedisStore {
             .pipeline(|| {
                 let mut pipe = redis::pipe();
                 for shard in 0..SHARDS {
-                    Self::evalsha(
-                        &mut pipe,
-                        &self.wake,
-                        &[self.timers_key(Lane::Outbox, shard)],
-                    );
+                    let keys = WakeKeys {
+                        due: self.timers_key(Lane::Outbox, shard),
+                    };
+                    Self::evalsha(&mut pipe, &self.wake, &keys.keys());
                 }
                 pipe
             })

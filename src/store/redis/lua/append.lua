@@ -1,24 +1,28 @@
--- KEYS: seen mark, stream, and for a contact its shard's inbox ready set,
--- its consent ledger, its data key, its shard's statistics of the day,
--- its last campaign mark and its shard's campaign counters prefix.
--- ARGV: dedup TTL (s), sealed event, stream TTL (s), now (ms), contact,
--- consent entry (JSON) or empty, the wrapped data key the entry is sealed
--- under (or empty), '1' when that key is new, the key's TTL (s), the
--- counter the consent entry adds (or empty), the statistics' TTL, the
--- campaign counters' TTL, the event sealed as it reads when its grant is
--- refused (or empty), the grants allowed per window, the window (s). An
--- opt-out within 24 hours of a campaign
+-- KEYS: [1] seen (the seen mark), [2] stream, and for a contact's or an
+-- outbox's queue [3] ready (its shard's ready set of the queue's lane),
+-- [4] consent (its ledger), [5] data_key, and for a contact's only
+-- [6] stats (its shard's statistics of the day), [7] last_campaign (its
+-- last campaign mark), [8] campaign_prefix (its shard's campaign counters
+-- prefix).
+-- ARGV: [1] dedup_ttl (s), [2] sealed (the event), [3] stream_ttl (s),
+-- [4] now_ms, [5] contact, [6] consent (the entry, JSON, or empty),
+-- [7] data_key (the wrapped data key the entry is sealed under, or
+-- empty), [8] fresh_key ('1' when that key is new), [9] key_ttl (s),
+-- [10] counter (the counter the consent entry adds, or empty),
+-- [11] stats_ttl, [12] campaign_ttl, [13] refused (the event sealed as it
+-- reads when its grant is refused, or empty), [14] grants_per_window,
+-- [15] grant_window (s). An opt-out within 24 hours of a campaign
 -- message counts for that campaign (once).
 -- A consent entry that changes nothing (the ledger's latest entry for its
 -- purpose, by the time of the action and a withdrawal first within a
 -- second, says the same, or the same choice is there for the same second;
 -- see `privacy::consent::changes`) is not recorded, counted or attributed,
--- nor a grant beyond ARGV[14] of its purpose within ARGV[15] seconds of
--- its time (`privacy::consent::decide`); for a refused grant the entry
--- stored is ARGV[13] (the event as it reads then). The ledger is read
--- newest first, and only back to where no entry can matter any more: one
--- written a day (clock skew) before both the latest action found and the
--- grant window.
+-- nor a grant beyond grants_per_window of its purpose within grant_window
+-- seconds of its time (`privacy::consent::decide`); for a refused grant
+-- the entry stored is `refused` (the event as it reads then). The ledger
+-- is read newest first, and only back to where no entry can matter any
+-- more: one written a day (clock skew) before both the latest action
+-- found and the grant window.
 -- Answers the entry's id, 0 when it was stored but its consent changed
 -- nothing, -2 when it was stored but its grant was refused, nil for a
 -- duplicate, or -1 (nothing written)

@@ -1,5 +1,6 @@
--- KEYS: queue, members. ARGV: time to live (s), then name and entry
--- pairs. Adds each name not there yet, at the end.
+-- KEYS: queue, members. ARGV: ttl_s (the keys' time to live), then
+-- entries (name and entry pairs). Adds each name not there yet, at the
+-- end.
 for i = 2, #ARGV, 2 do
   if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then
     redis.call('RPUSH', KEYS[1], ARGV[i])

@@ -1,5 +1,6 @@
--- Lua: moves an older version's list (KEYS[3]) into the queue (KEYS[1])
--- and the members (KEYS[2]), keeping its time to live.
+-- Lua: moves an older version's list (KEYS[3], old_list) into the queue
+-- (KEYS[1], queue) and the members (KEYS[2], members), keeping its time
+-- to live.
 local function migrate()
   if redis.call('EXISTS', KEYS[3]) == 0 then return end
   local ttl = redis.call('TTL', KEYS[3])

@@ -1,4 +1,4 @@
--- KEYS: queue, members, older list. ARGV: limit. Up to `limit` entries
+-- KEYS: queue, members, old_list. ARGV: limit. Up to `limit` entries
 -- from the front, skipping erased names.
 -- (Runs after audience_migrate.lua, prepended to it.)
 local limit = tonumber(ARGV[1])

@@ -1,7 +1,7 @@
--- KEYS: queue, members, older list, lease. ARGV: owner, entries
--- dispatched. While the owner holds the lease, drops that many entries
--- from the front (and the erased names among and right after them);
--- answers how many are left.
+-- KEYS: queue, members, old_list, lease. ARGV: owner, consumed (the
+-- entries dispatched). While the owner holds the lease, drops that many
+-- entries from the front (and the erased names among and right after
+-- them); answers how many are left.
 -- (Runs after audience_migrate.lua, prepended to it.)
 local n = tonumber(ARGV[2])
 if n > 0 and redis.call('GET', KEYS[4]) == ARGV[1] then

@@ -1,9 +1,10 @@
--- KEYS: audit head, audit log, request index, closed requests. ARGV:
--- seq, prev, hash, entry (JSON), the entry's request op (`r`, `c`, `x`
--- or empty; see `store::audit_index`), its group, how many closed
--- entries to keep. Appends only after the current head; answers 1, or 0
--- when it moved. A group is its entries, one a line: op, seq, JSON. The
--- head's `indexed_from` is the first entry the index saw.
+-- KEYS: head (the audit head), log, requests (the request index), closed
+-- (the closed requests). ARGV: [1] seq, [2] prev, [3] hash, [4] entry
+-- (JSON), [5] op (the entry's request op: `r`, `c`, `x` or empty; see
+-- `store::audit_index`), [6] group (its group), [7] closed_keep (how many
+-- closed entries to keep). Appends only after the current head; answers
+-- 1, or 0 when it moved. A group is its entries, one a line: op, seq,
+-- JSON. The head's `indexed_from` is the first entry the index saw.
 local cur = redis.call('HMGET', KEYS[1], 'seq', 'hash')
 local seq = tonumber(cur[1] or '0')
 local h = cur[2] or ''

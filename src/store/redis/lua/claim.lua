@@ -1,7 +1,8 @@
--- KEYS: lease, stream, session (inbox) or head state (outbox), the data
--- key, and for the inbox the profile. ARGV: token, lease (ms), limit. Nil
--- when the lease is held elsewhere, else the pending entries, the session
--- or head state, the data key and the profile.
+-- KEYS: lease, stream, state (the session for the inbox, the head's
+-- retry state for the outbox), data_key, and for the inbox profile.
+-- ARGV: token, lease_ms, limit. Nil when the lease is held elsewhere,
+-- else the pending entries, the session or head state, the data key and
+-- the profile.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
 local profile = false
 if KEYS[5] then profile = redis.call('GET', KEYS[5]) or false end

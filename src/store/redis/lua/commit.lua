@@ -1,21 +1,25 @@
--- KEYS: lease, inbox, session, outbox, window, deliveries, consent,
--- inbox ready set, outbox ready set, timers, profile, history, the
--- shard's history index.
--- ARGV: token, session ttl, has session, session, number of acked ids,
--- number of jobs, window number, window time, number of deliveries,
--- number of consent entries, contact, now (ms), timer (Unix s, or empty
--- to cancel), profile (or empty: unchanged), profile ttl (s), number of
--- history entries, then the acked ids, the jobs, four values per delivery
--- (job, wamid, rank, json), the consent entries (json) and the history
--- entries, then the number of counters, the statistics' TTL and (name,
--- amount) per counter (KEYS[14]: the shard's statistics of the day), the
--- campaign counters' TTL, and last the wrapped data key the claim was
--- sealed under, or empty (KEYS[15]: the contact's data key; its previous
--- wrapping, `KEYS[15]:was`, is accepted too). KEYS[16..18]:
--- the shard's campaign counters prefix, the contact's campaign marks and
--- last campaign mark (see `tally`; an opt-out counts for the campaign
--- whose message came within 24 hours). A data key that is no longer the stored one
--- (the contact was erased meanwhile) writes nothing, as a lost lease.
+-- KEYS: [1] lease, [2] inbox, [3] session, [4] outbox, [5] window,
+-- [6] deliveries, [7] consent, [8] inbox_ready, [9] outbox_ready,
+-- [10] timers, [11] profile, [12] history, [13] history_index (the
+-- shard's history index), [14] stats (the shard's statistics of the
+-- day), [15] data_key (the contact's; its previous wrapping,
+-- `KEYS[15]:was`, is accepted too), [16] campaign_prefix (the shard's
+-- campaign counters prefix), [17] campaigns (the contact's campaign
+-- marks), [18] last_campaign (its last campaign mark; see `tally`: an
+-- opt-out counts for the campaign whose message came within 24 hours).
+-- ARGV: [1] token, [2] session_ttl, [3]-[4] session ('1' and the
+-- session, or '0' and empty: deleted), [5] acked (their number), [6] jobs
+-- (their number), [7]-[8] window (the business number, or empty, and the
+-- customer's last message time), [9] deliveries (their number),
+-- [10] consent (their number), [11] contact, [12] now_ms, [13] timer
+-- (Unix s, or empty to cancel), [14] profile (or empty: unchanged),
+-- [15] profile_ttl (s), [16] history (their number); then the acked ids,
+-- the jobs, four values per delivery (job, wamid, rank, json), the
+-- consent entries (json) and the history entries; then counts: their
+-- number, stats_ttl and (name, amount) per counter; then campaign_ttl,
+-- and last data_key: the wrapped data key the claim was sealed under, or
+-- empty. A data key that is no longer the stored one (the contact was
+-- erased meanwhile) writes nothing, as a lost lease.
 -- Answers the entries left in the inbox,
 -- or -1 when the lease was lost (nothing written).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end

@@ -1,6 +1,6 @@
--- KEYS: a contact's consent ledger, its shard's statistics of the day.
--- ARGV: the ledger entry (JSON), the counter ('' for none), the
--- statistics' TTL.
+-- KEYS: consent (a contact's ledger), stats (its shard's statistics of
+-- the day). ARGV: entry (the ledger entry, JSON), counter ('' for none),
+-- stats_ttl.
 redis.call('XADD', KEYS[1], '*', 'c', ARGV[1])
 if ARGV[2] ~= '' then
   redis.call('HINCRBY', KEYS[2], ARGV[2], 1)

@@ -1,9 +1,12 @@
--- KEYS: the contact's campaign marks, data key, outbox, its shard's
--- outbox ready set and the campaign's counters in the shard. ARGV:
--- campaign id, sealed job (or empty: skipped), skip reason, wrapped data
--- key, '1' when that key is new, the key's (and marks') TTL, now (ms),
--- contact, the counters' TTL. Answers 1 (done), 0 (the contact already had
--- its turn), -1 (the data key is not the stored one: nothing written).
+-- KEYS: [1] campaigns (the contact's campaign marks), [2] data_key,
+-- [3] outbox, [4] outbox_ready (its shard's outbox ready set),
+-- [5] counters (the campaign's counters in the shard).
+-- ARGV: [1] campaign (its id), [2] job (sealed, or empty: skipped),
+-- [3] reason (why skipped), [4] data_key (wrapped), [5] fresh_key ('1'
+-- when that key is new), [6] key_ttl (the key's and the marks' TTL),
+-- [7] now_ms, [8] contact, [9] campaign_ttl (the counters' TTL). Answers
+-- 1 (done), 0 (the contact already had its turn), -1 (the data key is not
+-- the stored one: nothing written).
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 if ARGV[2] ~= '' then
   local cur = redis.call('GET', KEYS[2])

@@ -1,10 +1,14 @@
--- KEYS: the contact's keys (deleted), then its shard's inbox and outbox
--- ready sets, timers, due set and dead index (it leaves them), and the
--- shard's statistics of the day (erasures + 1). ARGV: number of contact
--- keys, contact, the statistics' TTL, the index in KEYS of the contact's
--- campaign marks, the shard's campaign counters prefix (same slot), the
--- counters' TTL: a campaign message still queued counts as skipped
--- (`suppressed`).
+-- KEYS: the contact's own keys, deleted (inbox, outbox, session,
+-- profile, history, consent, deliveries, window, dead, head, inbox_lease,
+-- outbox_lease, data_key, data_key_was, last_campaign, campaigns), then
+-- its shard's inbox_ready, outbox_ready, timers, due, dead_index and
+-- history_index (it leaves them), and stats (the shard's statistics of
+-- the day: erasures + 1). ARGV: [1] own_keys (how many of KEYS are the
+-- contact's own), [2] contact, [3] stats_ttl, [4] campaigns_at (where
+-- `campaigns`, the contact's campaign marks, is in KEYS),
+-- [5] campaign_prefix (the shard's campaign counters prefix, same slot),
+-- [6] campaign_ttl (the counters' TTL): a campaign message still queued
+-- counts as skipped (`suppressed`).
 local n = tonumber(ARGV[1])
 local marks = redis.call('HGETALL', KEYS[tonumber(ARGV[4])])
 for i = 1, #marks, 2 do

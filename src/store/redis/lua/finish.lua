@@ -1,16 +1,19 @@
--- KEYS: lease, outbox, head, deliveries, dead, dead index, consent,
--- outbox ready set, due set, the shard's statistics of the day.
--- ARGV: token, entry id, job, wamid hash, rank, json, dead letter (or
--- empty), now, contact, consent entry (or empty), release ('1' or ''),
--- number of other entry ids, then those ids, the number of counters,
--- the statistics' TTL, (name, amount) per counter, the campaign counters'
--- TTL, and last the claim's wrapped data key or empty (KEYS[11]: the
--- contact's data key; its previous wrapping, `KEYS[11]:was`, is accepted
--- too). KEYS[12..14]: the shard's campaign counters prefix,
--- the contact's campaign marks and last campaign mark. When the
--- data key is no longer the stored one (the contact was erased), nothing
--- is written and 0 is answered. Returns 1 if the lease is
--- still held, else 0; the job is finished either way.
+-- KEYS: [1] lease, [2] outbox, [3] head, [4] deliveries, [5] dead,
+-- [6] dead_index, [7] consent, [8] outbox_ready, [9] due, [10] stats (the
+-- shard's statistics of the day), [11] data_key (the contact's; its
+-- previous wrapping, `KEYS[11]:was`, is accepted too), [12]
+-- campaign_prefix (the shard's campaign counters prefix), [13] campaigns
+-- (the contact's campaign marks), [14] last_campaign (its last campaign
+-- mark).
+-- ARGV: [1] token, [2] entry (the job's id in the outbox), [3]-[6] record
+-- (job, wamid hash, rank, json), [7] dead_letter (or empty), [8] now,
+-- [9] contact, [10] consent (the entry, or empty), [11] release ('1' or
+-- ''), [12] also (the number of other entry ids), then those ids; then
+-- counts: their number, stats_ttl and (name, amount) per counter; then
+-- campaign_ttl, and last data_key: the claim's wrapped data key, or
+-- empty. When the data key is no longer the stored one (the contact was
+-- erased), nothing is written and 0 is answered. Returns 1 if the lease
+-- is still held, else 0; the job is finished either way.
 local dk = ARGV[#ARGV]
 if dk ~= '' then
   local cur = redis.call('GET', KEYS[11])

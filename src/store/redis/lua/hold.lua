@@ -1,4 +1,4 @@
--- KEYS: rate key. ARGV: hold (ms).
+-- KEYS: rate (a rate key). ARGV: hold_ms.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local until_ = now + tonumber(ARGV[1]) * 1000

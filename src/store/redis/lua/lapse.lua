@@ -1,7 +1,8 @@
--- KEYS: request index, closed requests. ARGV: group, the lapsed
--- request's seq, how many closed entries to keep. Moves the group to the
--- closed entries when that request is its newest entry and none of its
--- entries is a confirmation; answers 1 when moved.
+-- KEYS: requests (the request index), closed (the closed requests).
+-- ARGV: group, seq (the lapsed request's), closed_keep (how many closed
+-- entries to keep). Moves the group to the closed entries when that
+-- request is its newest entry and none of its entries is a confirmation;
+-- answers 1 when moved.
 local g = redis.call('HGET', KEYS[1], ARGV[1])
 if not g then return 0 end
 local last = nil

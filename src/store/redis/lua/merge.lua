@@ -12,8 +12,10 @@ local function count(key, at, n, ttl)
 end
 -- A campaign job's record moved from rank `old` (0: none) to `rank`:
 -- count it in the campaign's counters (the rules of store::campaign_tally).
--- cmp: the shard's campaign counters prefix, the contact's campaign marks,
--- its last campaign mark, the counters' TTL.
+-- cmp: the calling script's campaign_prefix (the shard's campaign
+-- counters prefix), campaigns (the contact's campaign marks),
+-- last_campaign (its last campaign mark) and campaign_ttl (the counters'
+-- TTL).
 local function tally(cmp, job, old, rank, json)
   local cid = string.match(job, '^cmp%.(%w+)%.')
   if not cid or not cmp then return end

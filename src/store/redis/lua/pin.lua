@@ -1,4 +1,4 @@
--- KEYS: a pin. ARGV: a value. Stores it unless one is there; answers the
+-- KEYS: pin. ARGV: value. Stores it unless one is there; answers the
 -- value in force.
 local cur = redis.call('GET', KEYS[1])
 if cur then return cur end

@@ -1,6 +1,7 @@
--- KEYS: a contact's history, its shard's history index. ARGV: cutoff
--- (Unix ms), contact. Drops the entries written before the cutoff and
--- moves the contact's place in the index to its oldest entry left.
+-- KEYS: history (a contact's), history_index (its shard's). ARGV:
+-- cutoff_ms (Unix ms), contact. Drops the entries written before the
+-- cutoff and moves the contact's place in the index to its oldest entry
+-- left.
 redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 if #first == 0 then

@@ -1,6 +1,7 @@
--- KEYS: rate key. ARGV: interval (µs), burst, wanted slots. GCRA on the
--- server's clock (µs), so instances with skewed clocks agree. Answers
--- {slots taken, 0}, or {0, ms to wait for one slot (rounded up)}.
+-- KEYS: rate (a rate key). ARGV: interval_us (µs), burst, want (the
+-- slots wanted). GCRA on the server's clock (µs), so instances with
+-- skewed clocks agree. Answers {slots taken, 0}, or {0, ms to wait for
+-- one slot (rounded up)}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval, burst, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])

@@ -1,5 +1,6 @@
--- KEYS: leases of one shard. ARGV: lease (ms), then the holder's token
--- of each. Extends each lease its holder still has; answers 1 or 0 each.
+-- KEYS: leases (of one shard, any number). ARGV: lease_ms, then tokens
+-- (the holder's token of each lease). Extends each lease its holder
+-- still has; answers 1 or 0 each.
 local out = {}
 for i, key in ipairs(KEYS) do
   if redis.call('GET', key) == ARGV[i + 1] then

@@ -1,6 +1,6 @@
--- KEYS: a campaign's record hash, its audience's keys
--- ([`super::audience`]). ARGV: the new status,
--- then the statuses it may move from. Answers 1 when it moved. A
+-- KEYS: campaign (its record hash), then its audience's keys: queue,
+-- members, old_list ([`super::audience`]). ARGV: to (the new status),
+-- then from (the statuses it may move from). Answers 1 when it moved. A
 -- cancelled campaign's audience left is dropped: its numbers go.
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return 0 end
