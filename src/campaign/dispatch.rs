@@ -424,7 +424,7 @@ impl Dispatcher {
                 .unwrap_or(&no_vars),
         };
         let Some(template) = super::render(c, &values) else {
-            return skip("missing_parameter");
+            return skip(Skip::MissingParameter);
         };
         let job = Job {
             id: format!("cmp.{}.{}", c.id, uuid::Uuid::new_v4().simple()),
@@ -448,7 +448,7 @@ impl Dispatcher {
                 key: Some(key),
                 ttl,
             },
-            None => skip("key_unavailable"),
+            None => skip(Skip::KeyUnavailable),
         }
     }
 }

@@ -269,10 +269,7 @@ pub async fn style() -> HttpResponse {
 
 /// `GET /console/api/overview`: today's counters, the outbox backlog, dead
 /// letters, paused numbers and the last webhook, for the overview page.
-pub async fn overview_data(
-    _: SignedIn,
-    state: web::Data<AppState>,
-) -> Answer {
+pub async fn overview_data(_: SignedIn, state: web::Data<AppState>) -> Answer {
     let today = crate::store::stats::today();
     let store = state.store.as_ref();
     let now_ms = crate::clock::now_ms();
@@ -318,10 +315,7 @@ fn no_flows() -> ApiError {
 /// log; see [`crate::store::audit_index`]), newest first, with its state, its age and how near it is to the legal
 /// deadline: `due` once it has been open a week (our own bound), `overdue`
 /// past the 30 days the law allows.
-pub async fn requests_data(
-    _: SignedIn,
-    state: web::Data<AppState>,
-) -> Answer {
+pub async fn requests_data(_: SignedIn, state: web::Data<AppState>) -> Answer {
     use crate::privacy::audit::{OPEN_REQUEST_FLAG_SECS, REQUEST_DEADLINE_SECS};
     let now = state.clock.now();
     let found = crate::privacy::audit_view::requests(state.store.as_ref(), now, state.erase_window);
@@ -379,10 +373,7 @@ struct FlowId {
 /// `GET /console/api/flows`: the flow files on disk with their validation
 /// errors (`file:line:col: message`), and the flows in force (the last
 /// good set, when the files on disk have errors).
-pub async fn flows_data(
-    _: SignedIn,
-    state: web::Data<AppState>,
-) -> Answer {
+pub async fn flows_data(_: SignedIn, state: web::Data<AppState>) -> Answer {
     let Some(shared) = state.flows.clone() else {
         return Err(no_flows());
     };
@@ -490,11 +481,7 @@ fn file_name(p: &std::path::Path) -> String {
 }
 
 /// `GET /console/flows/{id}/diagram.svg`: the diagram of a flow in force.
-pub async fn diagram(
-    _: SignedIn,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Answer {
+pub async fn diagram(_: SignedIn, path: web::Path<String>, state: web::Data<AppState>) -> Answer {
     let Some(shared) = &state.flows else {
         return Err(ApiError::Off);
     };

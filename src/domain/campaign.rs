@@ -68,11 +68,18 @@ pub enum Skip {
     KeyUnavailable,
     /// The audience entry cannot be opened.
     Unreadable,
+    /// The template needs a value the contact has none of.
+    MissingParameter,
 }
 
 impl Skip {
     /// The reasons every campaign report lists, even at 0.
-    pub const REPORTED: [Skip; 4] = [Skip::NoConsent, Skip::OptedOut, Skip::Suppressed, Skip::Unknown];
+    pub const REPORTED: [Skip; 4] = [
+        Skip::NoConsent,
+        Skip::OptedOut,
+        Skip::Suppressed,
+        Skip::Unknown,
+    ];
 
     /// As counted and shown.
     pub fn as_str(self) -> &'static str {
@@ -83,6 +90,7 @@ impl Skip {
             Skip::Unknown => "unknown",
             Skip::KeyUnavailable => "key_unavailable",
             Skip::Unreadable => "unreadable",
+            Skip::MissingParameter => "missing_parameter",
         }
     }
 }

@@ -50,10 +50,7 @@ pub fn granted(ledger: &[ConsentChange], purpose: &str) -> bool {
 }
 
 /// Why `purpose` is not granted now; `None` when it is granted.
-pub fn refusal(
-    ledger: &[ConsentChange],
-    purpose: &str,
-) -> Option<crate::domain::consent::Refusal> {
+pub fn refusal(ledger: &[ConsentChange], purpose: &str) -> Option<crate::domain::consent::Refusal> {
     use crate::domain::consent::Refusal;
     match state(ledger, purpose) {
         Some(c) if c.granted => None,

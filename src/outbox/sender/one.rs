@@ -67,7 +67,7 @@ impl Sender {
             return self.defer(claim, run, None, now_ms + wait).await;
         }
         if let Some(reason) = self.refused(claim, &job).await? {
-            let r = give_up((DeliveryState::NoConsent, reason), state.attempts);
+            let r = give_up((DeliveryState::NoConsent, reason.as_str()), state.attempts);
             return self.give_up(claim, id, r, run).await;
         }
         if job.origin == Origin::Business {
