@@ -41,13 +41,14 @@ fn bench(c: &mut Criterion) {
             parse(black_box(&body)).expect("parses")
         })
     });
+    let directory = whatsify::config::businesses::Directory::default_only();
     group.bench_function("verify+parse+split+seal", |b| {
         b.iter(|| {
             verifier
                 .verify(Some(header.as_bytes()), black_box(&body))
                 .expect("valid");
             let n = parse(black_box(&body)).expect("parses");
-            for r in split(n, &pseudo, 1_764_400_000) {
+            for r in split(n, &pseudo, &directory, 1_764_400_000) {
                 let plain = serde_json::to_vec(&r.event).expect("json");
                 black_box(
                     sealer

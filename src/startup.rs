@@ -357,32 +357,13 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(health::metrics))
             .configure(crate::console::routes)
-            .route("/admin/contacts/{id}", web::get().to(crate::admin::contact))
-            .route(
-                "/admin/contacts/{id}",
-                web::delete().to(crate::admin::erase),
-            )
             .route("/admin/audit", web::get().to(crate::admin::audit))
             .route("/admin/stats", web::get().to(crate::admin::stats))
-            .route(
-                "/admin/contacts/{id}/consent",
-                web::post().to(crate::admin::record_consent),
-            )
-            .route(
-                "/admin/contacts/{id}/messages",
-                web::post().to(crate::admin::agent_message),
-            )
-            .route(
-                "/admin/contacts/{id}/handoff/close",
-                web::post().to(crate::admin::close_handoff),
-            )
-            .route(
-                "/admin/contacts/{id}/export",
-                web::get().to(crate::admin::export),
-            )
-            .route(
-                "/admin/contacts/{id}/messages",
-                web::get().to(crate::admin::messages),
+            .route("/admin/businesses", web::get().to(crate::admin::businesses))
+            .service(web::scope("/admin/contacts").configure(crate::admin::contact_routes))
+            .service(
+                web::scope("/admin/businesses/{business}/contacts")
+                    .configure(crate::admin::contact_routes),
             )
             .service(
                 web::resource("/admin/campaigns")

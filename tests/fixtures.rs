@@ -26,6 +26,7 @@ fn events(name: &str) -> Vec<Routed> {
     split(
         n,
         &Pseudonymizer::new(&Key32::new([3; 32]), None),
+        &whatsify::config::businesses::Directory::default_only(),
         1_764_400_000,
     )
 }

@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let pseudo = Pseudonymizer::new(&Key32::new([7; 32]), None);
-    for routed in split(notification, &pseudo, 1_800_000_000) {
+    for routed in split(notification, &pseudo, &whatsify::config::businesses::Directory::default_only(), 1_800_000_000) {
         if let Event::Message(m) = &routed.event {
             let _ = m.message.parse();
             let _ = m.contact.parse();

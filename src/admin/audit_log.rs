@@ -35,20 +35,25 @@ pub struct AuditQuery {
 
 pub async fn audit(
     _: Operator,
+    req: actix_web::HttpRequest,
     query: web::Query<AuditQuery>,
     state: web::Data<AppState>,
 ) -> Answer {
     let q = query.into_inner();
     let contact = match &q.contact {
         None => None,
-        // Either id of a customer known by both names their one contact.
-        Some(id) => match crate::domain::ContactKey::parse(id).or_else(|| contact_of(id, &state)) {
-            Some(k) => {
-                let k = crate::store::links::canonical(state.store.as_ref(), k).await?;
-                Some(k.as_str().to_owned())
-            }
-            None => return Err(bad_id()),
-        },
+        Some(id) => {
+            let key = match crate::domain::ContactKey::parse(id) {
+                Some(k) => k,
+                None => {
+                    let business = crate::http::auth::business_of(&req, &state)?;
+                    contact_of(id, &business, &state).ok_or_else(bad_id)?
+                }
+            };
+            // Either id of a customer known by both names their one contact.
+            let k = crate::store::links::canonical(state.store.as_ref(), key).await?;
+            Some(k.as_str().to_owned())
+        }
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {

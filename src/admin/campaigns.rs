@@ -70,7 +70,24 @@ pub async fn create(
         Audience::Tags(t) => ("tags", t.clone()),
         Audience::AllConsenting => ("all_consenting", Vec::new()),
     };
-    let members = resolve(&state, &request.audience).await?;
+    // The campaign reaches the contacts of the business whose number
+    // sends it.
+    let Some(business) = state.businesses.of_number(&request.phone_number_id) else {
+        return Err(ApiError::bad_request(format!(
+            "phone_number_id {} belongs to no business",
+            request.phone_number_id
+        )));
+    };
+    // Until the store keeps each business's contacts apart (issue 20),
+    // an audience found by searching every contact cannot be limited to
+    // one business: refused rather than crossing businesses.
+    if state.businesses.only().is_none() && !matches!(request.audience, Audience::WaIds(_)) {
+        return Err(ApiError::Refused(
+            StatusCode::CONFLICT,
+            "with several businesses, a campaign's audience must list wa_ids".into(),
+        ));
+    }
+    let members = resolve(&state, &business.id, &request.audience).await?;
     let mut audience = Vec::with_capacity(members.len());
     for m in &members {
         let sealed = serde_json::to_vec(m)
@@ -135,14 +152,22 @@ pub async fn create(
 }
 
 /// The audience's members: the wa_ids given, or the contacts found.
-async fn resolve(state: &AppState, audience: &Audience) -> Result<Vec<Member>, StoreError> {
+async fn resolve(
+    state: &AppState,
+    business: &crate::domain::BusinessId,
+    audience: &Audience,
+) -> Result<Vec<Member>, StoreError> {
     if let Audience::WaIds(ids) = audience {
         return Ok(ids
             .iter()
             .filter_map(|(wa_id, vars)| {
                 let id = ContactId::from_parts(Some(wa_id), None)?;
                 Some(Member {
-                    contact: state.pseudonymizer.contact_key(&id).as_str().to_owned(),
+                    contact: state
+                        .pseudonymizer
+                        .contact_key_in(business, &id)
+                        .as_str()
+                        .to_owned(),
                     to: Some(Recipient::WaId(wa_id.clone())),
                     vars: vars.clone(),
                 })

@@ -141,10 +141,10 @@ async fn tell_erased(
 /// customer gets with MY DATA.
 pub async fn export(
     ContactPath(contact): ContactPath,
-    path: web::Path<String>,
+    req: actix_web::HttpRequest,
     state: web::Data<AppState>,
 ) -> Answer {
-    let id = path.into_inner();
+    let id = req.match_info().get("id").unwrap_or_default().to_owned();
     known(&state, &contact).await?;
     admin_access(&state, &contact, "export").await;
     let sealer = contact_sealer(&state, &contact).await?;

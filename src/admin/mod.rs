@@ -37,6 +37,44 @@ pub use contacts::{contact, erase, export, messages};
 pub use dead_letters::dead_letters;
 pub use stats::stats;
 
+/// The routes of one contact, under `/admin/contacts` and under
+/// `/admin/businesses/{business}/contacts`.
+pub fn contact_routes(cfg: &mut actix_web::web::ServiceConfig) {
+    use actix_web::web;
+    cfg.route("/{id}", web::get().to(contact))
+        .route("/{id}", web::delete().to(erase))
+        .route("/{id}/consent", web::post().to(record_consent))
+        .route("/{id}/messages", web::post().to(agent_message))
+        .route("/{id}/messages", web::get().to(messages))
+        .route("/{id}/handoff/close", web::post().to(close_handoff))
+        .route("/{id}/export", web::get().to(export));
+}
+
+/// `GET /admin/businesses`: the businesses served, each with its numbers
+/// and the folder of its flows.
+pub async fn businesses(
+    _: crate::http::auth::Operator,
+    state: actix_web::web::Data<AppState>,
+) -> crate::http::error::Answer {
+    let list: Vec<serde_json::Value> = state
+        .businesses
+        .all()
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "id": b.id.as_str(),
+                "name": b.name,
+                "phone_number_ids": b.phone_number_ids,
+                "waba_id": b.waba_id,
+                "own_app": b.app_secret.is_some(),
+                "flows_dir": b.flows_dir.display().to_string(),
+                "policy_version": b.policy_version,
+            })
+        })
+        .collect();
+    Ok(actix_web::HttpResponse::Ok().json(serde_json::json!({ "businesses": list })))
+}
+
 use crate::domain::ContactKey;
 use crate::http::error::ApiError;
 use crate::state::AppState;

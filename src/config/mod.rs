@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
+pub mod businesses;
 pub mod console;
 mod defaults;
 pub mod integrations;
@@ -19,6 +20,7 @@ mod raw;
 pub mod transport;
 mod validate;
 
+pub use businesses::Business;
 pub use console::ConsoleSettings;
 pub use defaults::DEFAULTS_TOML;
 pub use raw::*;
@@ -49,6 +51,13 @@ pub enum ConfigError {
     Invalid {
         key: &'static str,
         env: String,
+        problem: String,
+    },
+    #[error("businesses[{index}] (id {id:?}): {key} {problem}")]
+    Business {
+        index: usize,
+        id: String,
+        key: &'static str,
         problem: String,
     },
     #[error("integrations.webhooks[{index}] ({name:?}) is invalid: {problem} (config file)")]
@@ -110,6 +119,9 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub log: LogSettings,
     pub console: ConsoleSettings,
+    /// The client businesses served: the `[[businesses]]` entries, or the
+    /// one `default` business the other sections describe. Never empty.
+    pub businesses: Vec<Business>,
     /// The CRM and helpdesk receivers (`[[integrations.webhooks]]`).
     pub integrations: Vec<std::sync::Arc<crate::config::integrations::Subscriber>>,
     /// The settings file these came from (SIGHUP re-reads it).
@@ -183,10 +195,16 @@ impl Settings {
             Some(path) => builder.add_source(config::File::from(path).required(true)),
             None => builder.add_source(config::File::with_name("whatsify.toml").required(false)),
         };
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("WHATSIFY__"))
-            .collect();
+        let mut business_env = std::collections::BTreeMap::new();
+        let mut sections = config::Map::new();
+        for (k, v) in env {
+            if k.starts_with("WHATSIFY__") {
+                sections.insert(k, v);
+            } else if k.starts_with("WHATSIFY_BUSINESS__") {
+                business_env.insert(k, v);
+            }
+        }
+        let env = sections;
         builder = builder.add_source(
             config::Environment::with_prefix("WHATSIFY")
                 .prefix_separator("__")
@@ -194,7 +212,7 @@ impl Settings {
                 .source(Some(env)),
         );
         let raw: RawSettings = builder.build()?.try_deserialize()?;
-        raw.validate()
+        raw.validate(&business_env)
     }
 }
 

@@ -24,6 +24,8 @@ pub struct RawSettings {
     pub admin: RawAdmin,
     pub log: LogSettings,
     #[serde(default)]
+    pub businesses: Vec<super::businesses::RawBusiness>,
+    #[serde(default)]
     pub integrations: RawIntegrations,
     #[serde(default)]
     pub console: ConsoleSettings,

@@ -98,9 +98,23 @@ fn redis_ca_file(url: &SecretString, file: PathBuf) -> Result<Option<PathBuf>, C
 
 impl RawSettings {
     /// Checks every key and builds the typed settings.
-    pub fn validate(self) -> Result<Settings, ConfigError> {
-        let meta = meta(self.meta)?;
+    pub fn validate(
+        self,
+        business_env: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let several = !self.businesses.is_empty();
+        let meta = meta(self.meta, several)?;
         let privacy = privacy(self.privacy)?;
+        let businesses = if several {
+            super::businesses::check(self.businesses, business_env, &privacy)?
+        } else {
+            vec![super::businesses::implicit(
+                &meta,
+                &self.flows.dir,
+                &privacy,
+                &self.business,
+            )]
+        };
         let backend = backend(&self.store.backend)?;
         check_limits(&self.store, &self.server, &self.outbox)?;
         let integrations = receivers(self.integrations)?;
@@ -123,14 +137,22 @@ impl RawSettings {
             },
             log: self.log,
             console: self.console,
+            businesses,
             integrations,
             config_file: None,
         })
     }
 }
 
-/// `[meta]`: the app secrets and tokens, present and long enough.
-fn meta(raw: RawMeta) -> Result<MetaSettings, ConfigError> {
+/// `[meta]`: the app secrets and tokens, present and long enough (the
+/// access token may be left out when every business has its own).
+fn meta(raw: RawMeta, several: bool) -> Result<MetaSettings, ConfigError> {
+    let access_token = if several {
+        optional_secret("meta.access_token", raw.access_token, MIN_SECRET_CHARS)?
+            .unwrap_or_else(|| SecretString::from(""))
+    } else {
+        secret("meta.access_token", raw.access_token, MIN_SECRET_CHARS)?
+    };
     Ok(MetaSettings {
         app_secret: secret("meta.app_secret", raw.app_secret, MIN_SECRET_CHARS)?,
         app_secret_previous: optional_secret(
@@ -139,7 +161,7 @@ fn meta(raw: RawMeta) -> Result<MetaSettings, ConfigError> {
             MIN_SECRET_CHARS,
         )?,
         verify_token: secret("meta.verify_token", raw.verify_token, MIN_SECRET_CHARS)?,
-        access_token: secret("meta.access_token", raw.access_token, MIN_SECRET_CHARS)?,
+        access_token,
         graph_api_base: graph_api_base(&raw.graph_api_base)?,
         phone_number_id: Some(raw.phone_number_id).filter(|s| !s.is_empty()),
     })

@@ -6,7 +6,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::config::Key32;
-use crate::domain::{ContactId, ContactKey};
+use crate::domain::{BusinessId, ContactId, ContactKey};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -35,9 +35,23 @@ impl Pseudonymizer {
         Pseudonymizer { key: key.clone() }
     }
 
-    /// The pseudonymous id of a contact.
+    /// The pseudonymous id of a contact of the `default` business (see
+    /// [`Pseudonymizer::contact_key_in`]).
     pub fn contact_key(&self, id: &ContactId) -> ContactKey {
-        let full = mac(self.key.expose(), id.canonical().as_bytes());
+        self.contact_key_in(&BusinessId::default_business(), id)
+    }
+
+    /// The pseudonymous id of the contact `id` of `business`: the same
+    /// person writing to two businesses is two contacts. The `default`
+    /// business keeps the keys of releases before businesses existed, so
+    /// a store they wrote reads on without a migration.
+    pub fn contact_key_in(&self, business: &BusinessId, id: &ContactId) -> ContactKey {
+        let full = if business.is_default() {
+            mac(self.key.expose(), id.canonical().as_bytes())
+        } else {
+            let scoped = format!("business:{}\0{}", business.as_str(), id.canonical());
+            mac(self.key.expose(), scoped.as_bytes())
+        };
         let mut short = [0u8; 16];
         short.copy_from_slice(&full[..16]);
         ContactKey::from_hash(&short)
@@ -76,6 +90,22 @@ mod tests {
         assert_eq!(p.contact_key(&a), p.contact_key(&a));
         assert_ne!(p.contact_key(&a), p.contact_key(&b));
         assert!(!p.contact_key(&a).as_str().contains("16505550101"));
+    }
+
+    #[test]
+    fn one_person_is_a_different_contact_at_each_business() {
+        let p = Pseudonymizer::with_key(&Key32::new([7; 32]));
+        let a = ContactId::from_parts(Some("16505550101"), None).expect("id");
+        let [shop, cafe] = ["shop", "cafe"].map(|b| BusinessId::parse(b).expect("id"));
+        assert_ne!(p.contact_key_in(&shop, &a), p.contact_key_in(&cafe, &a));
+        assert_ne!(p.contact_key_in(&shop, &a), p.contact_key(&a));
+        // The default business keeps the keys earlier releases stored.
+        let legacy = mac(&[7; 32], b"wa:16505550101");
+        assert_eq!(
+            p.contact_key_in(&BusinessId::default_business(), &a)
+                .as_str(),
+            hex::encode(&legacy[..16])
+        );
     }
 
     #[test]

@@ -109,9 +109,66 @@ impl fmt::Display for ContactKey {
     }
 }
 
+/// A client business's id, as its settings name it: 1 to 32 of `a-z`,
+/// `0-9` and `-`. Safe to log, to use in storage keys, routes and metric
+/// labels (it is neither a name nor a number).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BusinessId(String);
+
+impl BusinessId {
+    /// The business a deployment without `[[businesses]]` serves.
+    pub const DEFAULT: &str = "default";
+
+    pub fn parse(s: &str) -> Option<BusinessId> {
+        let ok = (1..=32).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        ok.then(|| BusinessId(s.to_owned()))
+    }
+
+    /// The id of [`BusinessId::DEFAULT`].
+    pub fn default_business() -> BusinessId {
+        BusinessId(Self::DEFAULT.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the business a deployment without `[[businesses]]`
+    /// serves (whose contacts keep the keys of earlier releases).
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT
+    }
+}
+
+impl fmt::Display for BusinessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn business_ids_are_short_lowercase_words() {
+        for good in ["default", "acme", "shoe-shop-2", "a", &"x".repeat(32)] {
+            assert!(BusinessId::parse(good).is_some(), "{good}");
+        }
+        for bad in [
+            "",
+            "Acme",
+            "shoe shop",
+            "shop_2",
+            "ünï",
+            &"x".repeat(33),
+            "a/b",
+        ] {
+            assert!(BusinessId::parse(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_phone_number_is_preferred_over_the_business_scoped_id() {

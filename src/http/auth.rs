@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::domain::{ContactId, ContactKey};
+use crate::domain::{BusinessId, ContactId, ContactKey};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -108,8 +108,9 @@ impl FromRequest for ContactPath {
         Box::pin(async move {
             let state = state_of(&req)?;
             authorize(&req, &state).await?;
+            let business = business_of(&req, &state)?;
             let id = req.match_info().get("id").unwrap_or("");
-            let key = contact_of(id, &state).ok_or_else(bad_id)?;
+            let key = contact_of(id, &business, &state).ok_or_else(bad_id)?;
             // Either of a customer's ids names their one contact.
             let key = crate::store::links::canonical(state.store.as_ref(), key).await?;
             Ok(ContactPath(key))
@@ -122,9 +123,37 @@ pub fn bad_id() -> ApiError {
     ApiError::bad_request("the id must be a wa_id (digits) or a business-scoped user id")
 }
 
-/// The contact key of a wa_id (digits) or business-scoped user id.
-pub fn contact_of(id: &str, state: &AppState) -> Option<ContactKey> {
+/// The contact key of a wa_id (digits) or business-scoped user id, as a
+/// contact of `business`.
+pub fn contact_of(id: &str, business: &BusinessId, state: &AppState) -> Option<ContactKey> {
     let digits = id.chars().all(|c| c.is_ascii_digit());
     let id = ContactId::from_parts(digits.then_some(id), (!digits).then_some(id))?;
-    Some(state.pseudonymizer.contact_key(&id))
+    Some(state.pseudonymizer.contact_key_in(business, &id))
+}
+
+/// The business a request is about: `{business}` in its path (404 when
+/// no business has that id), else the one business served. With several,
+/// a route without the prefix answers 409 naming the route to use.
+pub fn business_of(req: &HttpRequest, state: &AppState) -> Result<BusinessId, ApiError> {
+    if let Some(id) = req.match_info().get("business") {
+        return state
+            .businesses
+            .get(id)
+            .map(|b| b.id.clone())
+            .ok_or_else(|| ApiError::not_found("no such business"));
+    }
+    match state.businesses.only() {
+        Some(b) => Ok(b.id.clone()),
+        None => {
+            let route = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+            let tail = route.strip_prefix("/admin").unwrap_or(&route);
+            Err(ApiError::Refused(
+                actix_web::http::StatusCode::CONFLICT,
+                format!(
+                    "several businesses are served: use /admin/businesses/{{business}}{tail} \
+                     (GET /admin/businesses lists them)"
+                ),
+            ))
+        }
+    }
 }

@@ -63,6 +63,8 @@ pub struct AppState {
     pub secure_cookie: bool,
     /// The contact keys the webhook resolved lately (contact links).
     pub contact_links: Arc<links::Cache>,
+    /// The client businesses served, by id and by phone number id.
+    pub businesses: Arc<crate::config::businesses::Directory>,
 }
 
 impl AppState {
@@ -95,6 +97,9 @@ impl AppState {
             throttle: Default::default(),
             secure_cookie: settings.console.secure_cookie_for(&settings.server.bind),
             contact_links: Default::default(),
+            businesses: Arc::new(crate::config::businesses::Directory::new(
+                settings.businesses.clone(),
+            )),
         }
     }
 }

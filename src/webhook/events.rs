@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use crate::config::businesses::Directory;
 use crate::crypto::pseudonym::Pseudonymizer;
 use crate::domain::inbound::{
     Arrival, InboundMessage, InboxEvent, PreferenceChange, StatusUpdate, SystemEvent,
@@ -19,7 +20,7 @@ use crate::domain::payload::{
     Change, Contact, Message, MessagesValue, Metadata, Notification, Raw, Status, UnixTime,
     UserPreference, UserPreferencesValue,
 };
-use crate::domain::{ContactId, ContactKey, UserId, WaId};
+use crate::domain::{BusinessId, ContactId, ContactKey, UserId, WaId};
 use crate::store::Queue;
 
 /// An event with its queue and de-duplication key.
@@ -44,14 +45,19 @@ pub struct Ids {
 }
 
 impl Ids {
-    fn of(pseudo: &Pseudonymizer, wa_id: Option<&str>, user_id: Option<&str>) -> Ids {
+    fn of(
+        pseudo: &Pseudonymizer,
+        business: &BusinessId,
+        wa_id: Option<&str>,
+        user_id: Option<&str>,
+    ) -> Ids {
         Ids {
             wa: wa_id
                 .and_then(WaId::parse)
-                .map(|w| pseudo.contact_key(&ContactId::WaId(w))),
+                .map(|w| pseudo.contact_key_in(business, &ContactId::WaId(w))),
             user: user_id
                 .and_then(UserId::parse)
-                .map(|u| pseudo.contact_key(&ContactId::UserId(u))),
+                .map(|u| pseudo.contact_key_in(business, &ContactId::UserId(u))),
         }
     }
 }
@@ -66,11 +72,21 @@ fn content_hash(parts: &[&[u8]]) -> String {
 }
 
 /// Splits a delivery into routed events, in the order Meta listed them.
-pub fn split(n: Notification, pseudo: &Pseudonymizer, received_at: u64) -> Vec<Routed> {
+/// Each change goes to the business that owns its phone number id, its
+/// customers keyed as that business's contacts; a change for a number no
+/// business owns is kept whole in the system queue (kind
+/// `unknown_number`), read by nobody's flows.
+pub fn split(
+    n: Notification,
+    pseudo: &Pseudonymizer,
+    directory: &Directory,
+    received_at: u64,
+) -> Vec<Routed> {
     let mut out = Vec::new();
     for entry in n.entry {
         let mut s = Splitter {
             pseudo,
+            business: BusinessId::default_business(),
             waba: &entry.id,
             time: entry.time,
             received_at,
@@ -78,8 +94,22 @@ pub fn split(n: Notification, pseudo: &Pseudonymizer, received_at: u64) -> Vec<R
         };
         for change in entry.changes {
             match change {
-                Change::Messages(v) => s.messages(*v),
-                Change::UserPreferences(v) => s.preferences(v),
+                Change::Messages(v) => match directory.of_number(&v.metadata.phone_number_id) {
+                    Some(b) => {
+                        s.business = b.id.clone();
+                        s.messages(*v)
+                    }
+                    None => s.unknown_number("messages", messages_json(*v)),
+                },
+                Change::UserPreferences(v) => {
+                    match directory.of_number(&v.metadata.phone_number_id) {
+                        Some(b) => {
+                            s.business = b.id.clone();
+                            s.preferences(v)
+                        }
+                        None => s.unknown_number("user_preferences", preferences_json(v)),
+                    }
+                }
                 Change::Unknown { field, value } => s.system(&field, "value", value, None),
                 Change::Unreadable {
                     field,
@@ -124,9 +154,51 @@ fn made_up_contact(wa_id: Option<&str>, user_id: Option<&str>) -> Raw<Contact> {
     Raw::from_typed(&contact).unwrap_or_else(|_| unreachable!("a Contact always serialises"))
 }
 
+/// A change value as JSON again: its metadata, its lists as Meta sent
+/// them, and the keys we do not model.
+fn value_json(
+    metadata: &Metadata,
+    lists: Vec<(&str, Vec<Box<RawValue>>)>,
+    other: BTreeMap<String, Box<RawValue>>,
+) -> Option<Box<RawValue>> {
+    let mut map: BTreeMap<String, Box<RawValue>> = other;
+    map.insert(
+        "metadata".into(),
+        serde_json::value::to_raw_value(metadata).ok()?,
+    );
+    for (key, items) in lists {
+        map.insert(key.into(), serde_json::value::to_raw_value(&items).ok()?);
+    }
+    serde_json::value::to_raw_value(&map).ok()
+}
+
+fn raws<T>(items: Vec<Raw<T>>) -> Vec<Box<RawValue>> {
+    items.into_iter().map(Raw::into_json).collect()
+}
+
+fn messages_json(v: MessagesValue) -> Option<Box<RawValue>> {
+    let lists = vec![
+        ("contacts", raws(v.contacts)),
+        ("messages", raws(v.messages)),
+        ("statuses", raws(v.statuses)),
+        ("errors", raws(v.errors)),
+    ];
+    value_json(&v.metadata, lists, v.other)
+}
+
+fn preferences_json(v: UserPreferencesValue) -> Option<Box<RawValue>> {
+    let lists = vec![
+        ("contacts", raws(v.contacts)),
+        ("user_preferences", raws(v.user_preferences)),
+    ];
+    value_json(&v.metadata, lists, v.other)
+}
+
 /// Routes the changes of one entry (one WhatsApp Business Account).
 struct Splitter<'a> {
     pseudo: &'a Pseudonymizer,
+    /// The business of the change being split.
+    business: BusinessId,
     waba: &'a str,
     time: Option<UnixTime>,
     received_at: u64,
@@ -173,6 +245,27 @@ impl Splitter<'_> {
         });
     }
 
+    /// A change for a phone number id no business owns: kept whole in the
+    /// system queue, counted, answered 200 like any other.
+    fn unknown_number(&mut self, field: &str, value: Option<Box<RawValue>>) {
+        crate::metrics::global()
+            .webhook_requests
+            .with_label_values(&["unknown_number"])
+            .inc();
+        tracing::warn!(
+            field,
+            "webhook: a change for a phone number id no business owns; kept in the system queue"
+        );
+        if let Some(value) = value {
+            self.system(
+                field,
+                "unknown_number",
+                value,
+                Some("no business owns this phone number id".into()),
+            );
+        }
+    }
+
     /// An item we cannot route or read: kept whole in the system queue.
     fn unroutable<T>(&mut self, field: &str, item: Raw<T>, note: String) {
         self.system(field, "item", item.into_json(), Some(note));
@@ -207,6 +300,7 @@ impl Splitter<'_> {
             let found = find_contact(&contacts, p.wa_id.as_deref(), p.user_id.as_deref());
             let ids = Ids::of(
                 self.pseudo,
+                &self.business,
                 p.wa_id
                     .as_deref()
                     .or(found.as_ref().and_then(|(c, _)| c.wa_id.as_deref())),
@@ -225,7 +319,7 @@ impl Splitter<'_> {
                 p.timestamp.0
             );
             self.out.push(Routed {
-                queue: Queue::Contact(self.pseudo.contact_key(&id)),
+                queue: Queue::Contact(self.pseudo.contact_key_in(&self.business, &id)),
                 dedup: self.pseudo.tag("dedup-preference", &material),
                 event: InboxEvent::Preference(PreferenceChange {
                     origin: origin.clone(),
@@ -279,13 +373,13 @@ impl Splitter<'_> {
                 self.unroutable("messages", raw, "message without a valid sender id".into());
                 continue;
             };
-            let ids = Ids::of(self.pseudo, wa_id, user_id);
+            let ids = Ids::of(self.pseudo, &self.business, wa_id, user_id);
             let contact = match found {
                 Some((_, raw)) => raw,
                 None => made_up_contact(wa_id, user_id),
             };
             self.out.push(Routed {
-                queue: Queue::Contact(self.pseudo.contact_key(&id)),
+                queue: Queue::Contact(self.pseudo.contact_key_in(&self.business, &id)),
                 dedup: self.pseudo.tag("dedup-message", &m.id),
                 event: InboxEvent::Message(Box::new(InboundMessage {
                     origin: origin.clone(),
@@ -310,7 +404,7 @@ impl Splitter<'_> {
             let material = format!("{}\0{}", st.id, st.status.as_str());
             self.out.push(Routed {
                 queue: match id {
-                    Some(id) => Queue::Contact(self.pseudo.contact_key(&id)),
+                    Some(id) => Queue::Contact(self.pseudo.contact_key_in(&self.business, &id)),
                     None => Queue::System,
                 },
                 dedup: self.pseudo.tag("dedup-status", &material),
@@ -320,6 +414,7 @@ impl Splitter<'_> {
                 }),
                 ids: Ids::of(
                     self.pseudo,
+                    &self.business,
                     st.recipient_id.as_deref(),
                     st.recipient_user_id.as_deref(),
                 ),
@@ -343,7 +438,8 @@ mod tests {
             r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{value}}}]}}]}}"#
         );
         let n = crate::domain::payload::parse(body.as_bytes()).expect("parses");
-        split(n, &Pseudonymizer::new(&Key32::new([1; 32]), None), 7)
+        let one = Directory::default_only();
+        split(n, &Pseudonymizer::new(&Key32::new([1; 32]), None), &one, 7)
     }
 
     const META: &str = r#""metadata":{"display_phone_number":"1","phone_number_id":"2"}"#;

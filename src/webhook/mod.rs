@@ -192,7 +192,12 @@ async fn handle(
                 .map(|r| (r, "quarantined"));
         }
     };
-    let mut routed = events::split(notification, &state.pseudonymizer, received_at);
+    let mut routed = events::split(
+        notification,
+        &state.pseudonymizer,
+        &state.businesses,
+        received_at,
+    );
     // One contact per customer, whichever of their ids Meta gave.
     let cache = (state.contact_links.as_ref(), &state.keyring);
     let links = links::route(state.store.as_ref(), cache, &mut routed).await?;

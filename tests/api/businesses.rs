@@ -1,0 +1,285 @@
+//! Several client businesses on one server: each change goes to the
+//! business that owns its phone number id, and one person writing to two
+//! businesses is two contacts that share nothing (consent, MY DATA,
+//! DELETE MY DATA, campaigns, the admin API).
+
+use serde_json::{Value, json};
+use whatsify::domain::consent::MARKETING;
+use whatsify::domain::{BusinessId, ContactId, ContactKey};
+
+use crate::both_backends;
+use crate::campaigns::{body_for, campaign_sends, drained};
+use crate::graph::FakeGraph;
+use crate::helpers::{Backend, TestApp};
+use crate::outbox::{now, until};
+
+/// The shoe shop's and the café's numbers.
+const SHOP: &str = "1001001001";
+const CAFE: &str = "2002002002";
+/// One customer, writing to both.
+const WA: &str = "16505553434";
+
+fn two_businesses() -> String {
+    format!(
+        r#"
+[[businesses]]
+id = "shop"
+name = "Shoe shop"
+phone_number_ids = ["{SHOP}"]
+access_token = "shop-token-0123456789abcdef"
+flows_dir = "flows"
+
+[[businesses]]
+id = "cafe"
+name = "Café"
+phone_number_ids = ["{CAFE}"]
+access_token = "cafe-token-0123456789abcdef"
+flows_dir = "flows"
+"#
+    )
+}
+
+/// A message of the customer `wa` to the business number `number`.
+fn to(number: &str, wa: &str, wamid: &str, message: Value) -> Vec<u8> {
+    let mut m = json!({ "from": wa, "id": wamid, "timestamp": now().to_string() });
+    for (k, v) in message.as_object().expect("message") {
+        m[k] = v.clone();
+    }
+    serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "240017555501234", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550001111", "phone_number_id": number },
+            "contacts": [{ "profile": { "name": "Ana" }, "wa_id": wa }],
+            "messages": [m]
+        }}]}]
+    }))
+    .expect("json")
+}
+
+fn text(body: &str) -> Value {
+    json!({ "type": "text", "text": { "body": body } })
+}
+
+async fn say(app: &TestApp, number: &str, wamid: &str, message: Value) {
+    let r = app.post_signed(&to(number, WA, wamid, message)).await;
+    assert_eq!(r.status(), 200);
+}
+
+/// The texts (and interactive bodies) sent to the customer from `number`.
+fn said_from(graph: &FakeGraph, number: &str) -> Vec<String> {
+    graph
+        .sent()
+        .iter()
+        .filter(|s| s.phone_number_id == number && s.body["to"] == format!("+{WA}"))
+        .map(|s| crate::graph::describe(&s.body))
+        .collect()
+}
+
+fn key(app: &TestApp, business: &str) -> ContactKey {
+    let b = BusinessId::parse(business).expect("business");
+    let id = ContactId::from_parts(Some(WA), None).expect("wa_id");
+    app.state.pseudonymizer.contact_key_in(&b, &id)
+}
+
+async fn marketing(app: &TestApp, business: &str) -> Option<bool> {
+    let ledger = app
+        .store()
+        .consent(&key(app, business))
+        .await
+        .expect("ledger");
+    whatsify::domain::consent::state(&ledger, MARKETING).map(|c| c.granted)
+}
+
+async fn app(backend: &Backend, graph: &FakeGraph) -> TestApp {
+    crate::integrations::app_with_receivers(backend, graph, &two_businesses()).await
+}
+
+/// The same person at two businesses: each business answers from its own
+/// number; a STOP at the shop leaves the café's promotions reaching them;
+/// MY DATA at the shop holds nothing said to the café; DELETE MY DATA at
+/// the shop leaves the café's conversation; the admin API finds each
+/// contact only under its own business.
+async fn one_person_two_businesses(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app(backend, &graph).await;
+    assert_ne!(key(&app, "shop"), key(&app, "cafe"));
+    say(&app, SHOP, "wamid.S1", text("START")).await;
+    say(&app, CAFE, "wamid.C1", text("START")).await;
+    until("both opted in", 30, async || {
+        marketing(&app, "shop").await == Some(true) && marketing(&app, "cafe").await == Some(true)
+    })
+    .await;
+    say(&app, SHOP, "wamid.S2", text("shoes in size 38 please")).await;
+    say(&app, CAFE, "wamid.C2", text("a flat white please")).await;
+    say(&app, SHOP, "wamid.S3", text("STOP")).await;
+    until("the shop's opt-out", 30, async || {
+        marketing(&app, "shop").await == Some(false)
+    })
+    .await;
+    assert_eq!(
+        marketing(&app, "cafe").await,
+        Some(true),
+        "the café keeps it"
+    );
+
+    // A campaign of each: the café's reaches them, the shop's does not.
+    for (number, reached) in [(CAFE, 1), (SHOP, 0)] {
+        let mut body = body_for(&[WA.to_owned()], 50);
+        body["phone_number_id"] = json!(number);
+        let (status, answer) = app.admin_post("/admin/campaigns", &body).await;
+        assert_eq!(status, 202, "{answer}");
+        let id = answer["id"].as_str().expect("id").to_owned();
+        let report = drained(&app, &id, std::time::Duration::from_secs(30)).await;
+        let sent = graph.sent();
+        let sends = campaign_sends(&sent, &id);
+        assert_eq!(sends.len(), reached, "{number}: {report}");
+        assert!(sends.iter().all(|s| s.phone_number_id == number));
+    }
+
+    // MY DATA at the shop: the shop's conversation, nothing of the café's.
+    say(&app, SHOP, "wamid.S4", text("MY DATA")).await;
+    until("the copy", 60, async || graph.uploads().len() == 1).await;
+    let upload = &graph.uploads()[0];
+    assert_eq!(upload.phone_number_id, SHOP);
+    let copy = String::from_utf8_lossy(&upload.file).into_owned();
+    assert!(copy.contains("shoes in size 38"), "{copy}");
+    assert!(
+        !copy.contains("flat white"),
+        "the café's words in the shop's copy"
+    );
+
+    // The admin API: each contact under its own business only; the
+    // unprefixed route names the prefixed one.
+    for (business, word, other) in [
+        ("shop", "shoes", "flat white"),
+        ("cafe", "flat white", "shoes"),
+    ] {
+        let (status, doc) = app
+            .admin_get(&format!(
+                "/admin/businesses/{business}/contacts/{WA}/export"
+            ))
+            .await;
+        assert_eq!(status, 200, "{doc}");
+        let doc = doc.to_string();
+        assert!(
+            doc.contains(word) && !doc.contains(other),
+            "{business}: {doc}"
+        );
+    }
+    let (status, answer) = app.admin_get(&format!("/admin/contacts/{WA}")).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/admin/businesses/"))
+    );
+    assert!(
+        !answer.to_string().contains(WA),
+        "the number echoed: {answer}"
+    );
+    let (status, _) = app
+        .admin_get(&format!("/admin/businesses/bakery/contacts/{WA}"))
+        .await;
+    assert_eq!(status, 404, "a business that does not exist");
+
+    // DELETE MY DATA at the shop: the café's contact stays.
+    say(&app, SHOP, "wamid.S5", text("DELETE MY DATA")).await;
+    until("the question", 60, async || {
+        said_from(&graph, SHOP)
+            .iter()
+            .any(|t| t.contains("Delete everything?"))
+    })
+    .await;
+    let yes = json!({ "type": "interactive", "interactive": { "type": "button_reply",
+        "button_reply": { "id": "whatsify_erase_yes", "title": "Yes, delete it" } } });
+    say(&app, SHOP, "wamid.S6", yes).await;
+    let store = app.store();
+    let shop = key(&app, "shop");
+    until("the shop's contact erased", 60, async || {
+        store.suppressed(&shop).await.is_ok_and(|s| s.is_some())
+    })
+    .await;
+    let cafe = key(&app, "cafe");
+    assert!(store.suppressed(&cafe).await.expect("suppressed").is_none());
+    assert!(store.profile(&cafe).await.expect("profile").is_some());
+    assert_eq!(marketing(&app, "cafe").await, Some(true));
+    let (status, _) = app
+        .admin_get(&format!("/admin/businesses/shop/contacts/{WA}"))
+        .await;
+    assert_eq!(status, 404, "the shop's contact is gone");
+    let (status, _) = app
+        .admin_get(&format!("/admin/businesses/cafe/contacts/{WA}"))
+        .await;
+    assert_eq!(status, 200, "the café's contact is there");
+    // The café still answers.
+    let before = said_from(&graph, CAFE).len();
+    say(&app, CAFE, "wamid.C3", text("hi")).await;
+    until("the café's answer", 30, async || {
+        said_from(&graph, CAFE).len() > before
+    })
+    .await;
+    app.stop().await;
+}
+both_backends!(two, one_person_two_businesses);
+
+/// A change for a number no business owns: 200 to Meta, kept (in the
+/// system queue), counted, and no business answers it.
+async fn an_unknown_number_is_kept_and_counted(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app(backend, &graph).await;
+    let counted = async || {
+        let text = crate::metrics::scrape(&app).await;
+        text.lines()
+            .find(|l| l.starts_with("whatsify_webhook_requests_total{outcome=\"unknown_number\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = counted().await;
+    // Meta's retry of it is a duplicate: counted again, kept once.
+    for _ in 0..2 {
+        let r = app
+            .post_signed(&to("3003003003", WA, "wamid.U1", text("hi")))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    assert!(counted().await >= before + 2, "counted");
+    let store = app.store();
+    let kept = store
+        .read(&whatsify::store::Queue::System, 10)
+        .await
+        .expect("system queue");
+    assert_eq!(kept.len(), 1, "kept once");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        graph.sent().is_empty(),
+        "nobody answers: {:?}",
+        graph.sent()
+    );
+    for b in ["shop", "cafe"] {
+        let k = key(&app, b);
+        assert!(store.profile(&k).await.expect("profile").is_none(), "{b}");
+        assert!(store.consent(&k).await.expect("ledger").is_empty(), "{b}");
+    }
+    app.stop().await;
+}
+both_backends!(unknown_number, an_unknown_number_is_kept_and_counted);
+
+/// `GET /admin/businesses` lists each business with its numbers.
+async fn the_businesses_are_listed(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app(backend, &graph).await;
+    let (status, list) = app.admin_get("/admin/businesses").await;
+    assert_eq!(status, 200, "{list}");
+    let ids: Vec<&str> = list["businesses"]
+        .as_array()
+        .expect("businesses")
+        .iter()
+        .filter_map(|b| b["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["shop", "cafe"]);
+    assert_eq!(list["businesses"][1]["phone_number_ids"], json!([CAFE]));
+    assert!(!list.to_string().contains("token"), "{list}");
+    app.stop().await;
+}
+both_backends!(listed, the_businesses_are_listed);
