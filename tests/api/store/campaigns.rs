@@ -478,27 +478,14 @@ pub(super) async fn an_opt_out_after_a_campaign_message_counts_once(backend: &Ba
     .expect("append");
     assert_eq!(counter(&s, "co", "opt_outs").await, 1);
     // In a commit (a flow's opt-out step, the Stop button), once.
-    let claim = s
-        .claim(Lane::Inbox, &b, "w", LEASE, 10)
-        .await
-        .expect("claim")
-        .expect("free");
-    let commit = Commit {
-        consent: vec![marketing(false, "button"), marketing(false, "flow")],
-        ..ack_all(&claim)
-    };
-    s.commit(&claim, commit).await.expect("commit");
+    commit_consent(
+        &s,
+        &b,
+        vec![marketing(false, "button"), marketing(false, "flow")],
+    )
+    .await;
     assert_eq!(counter(&s, "co", "opt_outs").await, 2);
-    let claim = s
-        .claim(Lane::Inbox, &b, "w", LEASE, 10)
-        .await
-        .expect("claim")
-        .expect("free");
-    let commit = Commit {
-        consent: vec![marketing(false, "button")],
-        ..ack_all(&claim)
-    };
-    s.commit(&claim, commit).await.expect("commit");
+    commit_consent(&s, &b, vec![marketing(false, "button")]).await;
     assert_eq!(counter(&s, "co", "opt_outs").await, 2);
     // A skipped contact was sent nothing.
     s.append(vec![stop(&c, "stop-c")]).await.expect("append");

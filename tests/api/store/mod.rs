@@ -379,3 +379,18 @@ fn marketing(granted: bool, source: &str) -> whatsify::domain::consent::ConsentC
         evidence: None,
     }
 }
+
+/// Claims the contact's inbox and commits `consent` with it (a flow's
+/// opt-out step, the Stop button), acknowledging what was claimed.
+async fn commit_consent(s: &Arc<dyn Store>, k: &ContactKey, consent: Vec<ConsentChange>) {
+    let claim = s
+        .claim(Lane::Inbox, k, "w", LEASE, 10)
+        .await
+        .expect("claim")
+        .expect("free");
+    let commit = Commit {
+        consent,
+        ..ack_all(&claim)
+    };
+    s.commit(&claim, commit).await.expect("commit");
+}

@@ -124,16 +124,7 @@ async fn play(s: &Arc<dyn Store>, k: &ContactKey, case: u32, steps: &[Act]) -> V
             Act::StopInCommit => {
                 let hello = entry(&Queue::Contact(k.clone()), &format!("c{case}s{i}"), "hi");
                 s.append(vec![hello]).await.expect("append");
-                let claim = s
-                    .claim(Lane::Inbox, k, "w", LEASE, 10)
-                    .await
-                    .expect("claim")
-                    .expect("free");
-                let commit = Commit {
-                    consent: vec![marketing(false, "button")],
-                    ..ack_all(&claim)
-                };
-                s.commit(&claim, commit).await.expect("commit");
+                commit_consent(s, k, vec![marketing(false, "button")]).await;
             }
         }
     }
