@@ -94,7 +94,7 @@ impl TokenReload {
         if admin_changed {
             self.end_console_sessions().await;
         }
-        if !self.token.set(settings.meta.access_token) {
+        if !self.token.set(crate::outbox::graph::Tokens::of(&settings)) {
             return;
         }
         tracing::info!("access token reloaded; paused numbers resume");

@@ -93,10 +93,12 @@ impl Application {
         workers: usize,
         senders: usize,
     ) -> Result<Self, StartError> {
-        let flows = crate::flow::SharedFlows::new(load_flows(settings)?);
+        let flows = crate::flow::SharedFlows::new(load_flows(&settings.flows.dir)?);
+        let flow_sets = business_flows(settings, &flows)?;
         let secrets = crate::privacy::keys::load(settings)?;
         let crypto = Crypto::new(&secrets);
-        let token = crate::outbox::graph::SharedToken::new(settings.meta.access_token.clone());
+        let token =
+            crate::outbox::graph::SharedToken::new(crate::outbox::graph::Tokens::of(settings));
         let breakers = crate::outbox::sender::breakers::Breakers::default();
         let wake = crate::shutdown::Wakeups::default();
         // What SIGHUP replaces in force: shared by the HTTP handlers, the
@@ -144,7 +146,7 @@ impl Application {
         let shared = Shared {
             store: &store,
             crypto: &crypto,
-            flows: &flows,
+            flows: &flow_sets,
             clock: &clock,
             wake: &wake,
             leases: &leases,
@@ -190,6 +192,7 @@ impl Application {
         }
         let (listener, port) = bind(&settings.server.bind)?;
         state.flows = Some(flows);
+        state.flow_sets = Some(flow_sets);
         state.shutdown = shutdown;
         state.wake = wake;
         state.clock = clock.clone();
@@ -353,6 +356,8 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .app_data(state.clone())
             .route("/webhook", web::get().to(webhook::verify))
             .route("/webhook", web::post().to(webhook::receive))
+            .route("/webhook/{business}", web::get().to(webhook::verify))
+            .route("/webhook/{business}", web::post().to(webhook::receive))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(health::metrics))
@@ -390,16 +395,44 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
     Ok(server)
 }
 
-/// The flow files of `flows.dir`, or every error in them.
-fn load_flows(settings: &Settings) -> Result<crate::flow::Flows, StartError> {
-    crate::flow::load_dir(&settings.flows.dir).map_err(|errors| StartError::Flows {
-        dir: settings.flows.dir.display().to_string(),
+/// The flow files of `dir`, or every error in them.
+fn load_flows(dir: &std::path::Path) -> Result<crate::flow::Flows, StartError> {
+    crate::flow::load_dir(dir).map_err(|errors| StartError::Flows {
+        dir: dir.display().to_string(),
         errors: errors
             .iter()
             .map(|e| e.to_string())
             .collect::<Vec<_>>()
             .join("\n"),
     })
+}
+
+/// Each business's flows: `flows.dir`'s set for a business that names
+/// that folder, else its own folder's (loaded once per folder, refusing
+/// to start when invalid, and reloaded as `flows.dir` is).
+fn business_flows(
+    settings: &Settings,
+    default: &crate::flow::SharedFlows,
+) -> Result<crate::flow::FlowSets, StartError> {
+    let mut by_dir = std::collections::HashMap::new();
+    by_dir.insert(settings.flows.dir.clone(), default.clone());
+    let mut by_number = std::collections::HashMap::new();
+    for b in &settings.businesses {
+        let set = match by_dir.get(&b.flows_dir) {
+            Some(set) => set.clone(),
+            None if b.phone_number_ids.is_empty() => continue,
+            None => {
+                let set = crate::flow::SharedFlows::new(load_flows(&b.flows_dir)?);
+                tokio::spawn(crate::reload::watch(b.flows_dir.clone(), set.clone(), None));
+                by_dir.insert(b.flows_dir.clone(), set.clone());
+                set
+            }
+        };
+        for number in &b.phone_number_ids {
+            by_number.insert(number.clone(), set.clone());
+        }
+    }
+    Ok(crate::flow::FlowSets::new(default.clone(), by_number))
 }
 
 /// Binds `addr`; answers the listener and its port.
@@ -436,7 +469,7 @@ fn ops_listener(
 struct Shared<'a> {
     store: &'a Arc<dyn Store>,
     crypto: &'a Crypto,
-    flows: &'a crate::flow::SharedFlows,
+    flows: &'a crate::flow::FlowSets,
     clock: &'a crate::clock::Clock,
     wake: &'a crate::shutdown::Wakeups,
     leases: &'a crate::store::lease::Keeper,

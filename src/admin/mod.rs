@@ -51,7 +51,7 @@ pub fn contact_routes(cfg: &mut actix_web::web::ServiceConfig) {
 }
 
 /// `GET /admin/businesses`: the businesses served, each with its numbers
-/// and the folder of its flows.
+/// and its flows in force.
 pub async fn businesses(
     _: crate::http::auth::Operator,
     state: actix_web::web::Data<AppState>,
@@ -61,6 +61,15 @@ pub async fn businesses(
         .all()
         .iter()
         .map(|b| {
+            // The flows in force for the business (its first number's).
+            let number = b.phone_number_ids.first().map_or("", String::as_str);
+            let flows: Vec<String> = state.flow_sets.as_ref().map_or_else(Vec::new, |f| {
+                f.for_number(number)
+                    .flows
+                    .iter()
+                    .map(|f| f.id.clone())
+                    .collect()
+            });
             serde_json::json!({
                 "id": b.id.as_str(),
                 "name": b.name,
@@ -68,6 +77,7 @@ pub async fn businesses(
                 "waba_id": b.waba_id,
                 "own_app": b.app_secret.is_some(),
                 "flows_dir": b.flows_dir.display().to_string(),
+                "flows": flows,
                 "policy_version": b.policy_version,
             })
         })

@@ -243,6 +243,12 @@ impl Directory {
         }
     }
 
+    /// Only the business `id` (nothing when there is none): what its own
+    /// webhook routes to.
+    pub fn only_for(&self, id: &BusinessId) -> Directory {
+        Directory::new(self.list.iter().filter(|b| b.id == *id).cloned().collect())
+    }
+
     /// The business of this id.
     pub fn get(&self, id: &str) -> Option<&Business> {
         self.list.iter().find(|b| b.id.as_str() == id)

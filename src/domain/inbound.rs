@@ -111,6 +111,16 @@ impl std::fmt::Debug for SystemEvent {
 }
 
 impl InboxEvent {
+    /// The business number the event came to (none for a system event).
+    pub fn phone_number_id(&self) -> Option<&str> {
+        match self {
+            InboxEvent::Message(m) => Some(&m.origin.phone_number_id),
+            InboxEvent::Status(s) => Some(&s.origin.phone_number_id),
+            InboxEvent::Preference(p) => Some(&p.origin.phone_number_id),
+            _ => None,
+        }
+    }
+
     /// A short label for logs and metrics.
     pub fn label(&self) -> &'static str {
         match self {

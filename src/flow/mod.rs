@@ -10,9 +10,12 @@
 
 pub mod engine;
 pub mod model;
+pub mod sets;
 pub mod text;
 pub mod transcript;
 pub mod validate;
+
+pub use sets::FlowSets;
 
 use std::collections::HashMap;
 use std::time::Duration;

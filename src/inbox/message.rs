@@ -68,7 +68,7 @@ impl Worker {
         now: u64,
     ) {
         let input = input_of(msg.message);
-        let flows = self.flows.current();
+        let flows = self.flows.for_number(&msg.m.origin.phone_number_id);
         let command = command_of(msg.m, &input, &flows);
         let evidence = self.pseudonymizer.tag("wamid", &msg.message.id);
         self.note_withdrawal(profile, consent, msg, &evidence);

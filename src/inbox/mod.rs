@@ -84,7 +84,8 @@ pub struct Worker {
     /// The master keys, to unwrap (or make) the contact's data key.
     pub keyring: Keyring,
     pub pseudonymizer: Pseudonymizer,
-    pub flows: crate::flow::SharedFlows,
+    /// Each business's flows, by the number the customer wrote to.
+    pub flows: crate::flow::FlowSets,
     pub session_ttl: Duration,
     /// Queue a read receipt for each answered message.
     pub mark_read: bool,

@@ -48,7 +48,7 @@ impl Worker {
         };
         let before = profile.marketing.unwrap_or(false);
         // A flow file may reword the answers.
-        let flows = self.flows.current();
+        let flows = self.flows.for_number(&number);
         let worded = &flows.privacy_texts;
         let builtin = &self.privacy_texts;
         let pick =
@@ -134,7 +134,10 @@ impl Worker {
             entry,
             &self.pseudonymizer,
             &self.policy_version,
-            &self.flows.current().privacy,
+            &self
+                .flows
+                .for_number(event.phone_number_id().unwrap_or_default())
+                .privacy,
         );
         match (read, event) {
             (Some(mut change), InboxEvent::Message(_)) => {

@@ -123,7 +123,8 @@ impl Worker {
             return;
         };
         let before = Before::of(&turn.consent, &turn.jobs, &turn.state, &turn.profile);
-        let flows = self.flows.current();
+        let number = turn.state.phone_number_id.as_deref().unwrap_or_default();
+        let flows = self.flows.for_number(number);
         let turned = (&mut turn.state, &mut turn.profile);
         let (effects, _) = self.run_flows(&flows, turned, &Input::Tick, at, turn.now);
         let number = turn.state.phone_number_id.clone().unwrap_or_default();

@@ -34,24 +34,71 @@ pub const PAIR_LIMIT_CODE: i64 = 131056;
 /// The user stopped marketing messages from this business.
 pub const MARKETING_STOPPED_CODE: i64 = 131050;
 
-/// The access token, replaceable while running (SIGHUP re-reads it).
+/// The access tokens: each business's for its numbers, and
+/// `meta.access_token` for any other. Replaceable while running (SIGHUP
+/// re-reads them).
 #[derive(Clone)]
-pub struct SharedToken(Arc<RwLock<SecretString>>);
+pub struct SharedToken(Arc<RwLock<Tokens>>);
+
+/// The tokens in force.
+#[derive(Clone)]
+pub struct Tokens {
+    /// `meta.access_token`: numbers no business lists (the `default`
+    /// business of a deployment without `[[businesses]]`).
+    pub default: SecretString,
+    /// Each listed number's business's token.
+    pub by_number: std::collections::HashMap<String, SecretString>,
+}
+
+impl Tokens {
+    /// The tokens the settings give.
+    pub fn of(settings: &crate::config::Settings) -> Tokens {
+        let by_number = settings
+            .businesses
+            .iter()
+            .flat_map(|b| {
+                b.phone_number_ids
+                    .iter()
+                    .map(|n| (n.clone(), b.access_token.clone()))
+            })
+            .collect();
+        Tokens {
+            default: settings.meta.access_token.clone(),
+            by_number,
+        }
+    }
+
+    fn same(&self, other: &Tokens) -> bool {
+        self.default.expose_secret() == other.default.expose_secret()
+            && self.by_number.len() == other.by_number.len()
+            && self.by_number.iter().all(|(n, t)| {
+                other
+                    .by_number
+                    .get(n)
+                    .is_some_and(|o| o.expose_secret() == t.expose_secret())
+            })
+    }
+}
 
 impl SharedToken {
-    pub fn new(token: SecretString) -> Self {
-        SharedToken(Arc::new(RwLock::new(token)))
+    pub fn new(tokens: Tokens) -> Self {
+        SharedToken(Arc::new(RwLock::new(tokens)))
     }
 
-    pub fn get(&self) -> SecretString {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The token that sends from `phone_number_id`.
+    pub fn for_number(&self, phone_number_id: &str) -> SecretString {
+        let t = self.0.read().unwrap_or_else(|p| p.into_inner());
+        t.by_number
+            .get(phone_number_id)
+            .unwrap_or(&t.default)
+            .clone()
     }
 
-    /// Replaces the token; true when it changed.
-    pub fn set(&self, token: SecretString) -> bool {
+    /// Replaces the tokens; true when any changed.
+    pub fn set(&self, tokens: Tokens) -> bool {
         let mut t = self.0.write().unwrap_or_else(|p| p.into_inner());
-        let changed = t.expose_secret() != token.expose_secret();
-        *t = token;
+        let changed = !t.same(&tokens);
+        *t = tokens;
         changed
     }
 }
@@ -181,7 +228,7 @@ impl Graph {
         filename: &str,
     ) -> Result<String, Failure> {
         let url = format!("{}/{}/media", self.base, phone_number_id);
-        let token = self.token.get();
+        let token = self.token.for_number(phone_number_id);
         let part = reqwest::multipart::Part::bytes(bytes)
             .file_name(filename.to_owned())
             .mime_str(mime)
@@ -222,7 +269,7 @@ impl Graph {
     /// Posts one job.
     pub async fn send(&self, job: &Job) -> Answer {
         let url = format!("{}/{}/messages", self.base, job.phone_number_id);
-        let token = self.token.get();
+        let token = self.token.for_number(&job.phone_number_id);
         let resp = self
             .client
             .post(&url)

@@ -63,6 +63,8 @@ pub struct AppState {
     pub secure_cookie: bool,
     /// The contact keys the webhook resolved lately (contact links).
     pub contact_links: Arc<links::Cache>,
+    /// Each business's flows, by number (`flows` is `flows.dir`'s).
+    pub flow_sets: Option<crate::flow::FlowSets>,
     /// The client businesses served, by id and by phone number id.
     pub businesses: Arc<crate::config::businesses::Directory>,
 }
@@ -97,6 +99,7 @@ impl AppState {
             throttle: Default::default(),
             secure_cookie: settings.console.secure_cookie_for(&settings.server.bind),
             contact_links: Default::default(),
+            flow_sets: None,
             businesses: Arc::new(crate::config::businesses::Directory::new(
                 settings.businesses.clone(),
             )),

@@ -49,6 +49,8 @@ pub enum WebhookError {
     Seal,
     #[error("shutting down")]
     ShuttingDown,
+    #[error("no business has the id in the path")]
+    NoSuchBusiness,
 }
 
 impl ResponseError for WebhookError {
@@ -58,6 +60,7 @@ impl ResponseError for WebhookError {
             WebhookError::Timeout => StatusCode::REQUEST_TIMEOUT,
             WebhookError::Signature(_) => StatusCode::UNAUTHORIZED,
             WebhookError::BadBody => StatusCode::BAD_REQUEST,
+            WebhookError::NoSuchBusiness => StatusCode::NOT_FOUND,
             WebhookError::Store(_) | WebhookError::Seal | WebhookError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -72,6 +75,7 @@ impl ResponseError for WebhookError {
             WebhookError::BadBody => "could not read body",
             WebhookError::Store(_) | WebhookError::Seal => "temporarily unavailable, retry later",
             WebhookError::ShuttingDown => "shutting down, retry later",
+            WebhookError::NoSuchBusiness => "no such business",
         };
         let mut resp = HttpResponse::build(self.status_code());
         if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
@@ -81,13 +85,21 @@ impl ResponseError for WebhookError {
     }
 }
 
-/// `GET /webhook`: Meta's verification handshake.
+/// `GET /webhook` and `GET /webhook/{business}`: Meta's verification
+/// handshake (404 for a business that does not exist).
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let forbidden = || {
         HttpResponse::Forbidden()
             .content_type(ContentType::plaintext())
             .body("forbidden")
     };
+    if let Some(id) = req.match_info().get("business")
+        && state.businesses.get(id).is_none()
+    {
+        return HttpResponse::NotFound()
+            .content_type(ContentType::plaintext())
+            .body("no such business");
+    }
     let Ok(q) = web::Query::<HashMap<String, String>>::from_query(req.query_string()) else {
         return forbidden();
     };
@@ -113,7 +125,9 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     }
 }
 
-/// `POST /webhook`: a delivery from Meta.
+/// `POST /webhook`: a delivery from Meta; `POST /webhook/{business}`: one
+/// for a business on its own Meta app, signed with its `app_secret` and
+/// routed to its own numbers only.
 pub async fn receive(
     req: HttpRequest,
     payload: web::Payload,
@@ -159,6 +173,7 @@ fn outcome(e: &WebhookError) -> &'static str {
         WebhookError::Store(_) => "store_unavailable",
         WebhookError::Seal => "seal_failed",
         WebhookError::ShuttingDown => "shutting_down",
+        WebhookError::NoSuchBusiness => "no_such_business",
     }
 }
 
@@ -180,7 +195,27 @@ async fn handle(
         .headers()
         .get("x-hub-signature-256")
         .map(|v| v.as_bytes());
-    state.verifier.get().verify(header, &body)?;
+    let own = match req.match_info().get("business") {
+        None => None,
+        Some(id) => Some(
+            state
+                .businesses
+                .get(id)
+                .ok_or(WebhookError::NoSuchBusiness)?,
+        ),
+    };
+    match own.and_then(|b| b.app_secret.clone()) {
+        Some(secret) => {
+            crate::crypto::signature::SignatureVerifier::new(secret, None).verify(header, &body)?
+        }
+        None => state.verifier.get().verify(header, &body)?,
+    }
+    // At a business's own webhook, only its numbers are routed: a change
+    // for another business's number is kept as an unknown number.
+    let directory = match own {
+        Some(b) => std::borrow::Cow::Owned(state.businesses.only_for(&b.id)),
+        None => std::borrow::Cow::Borrowed(state.businesses.as_ref()),
+    };
     let received_at = crate::clock::now_secs();
 
     let parsed = crate::domain::payload::parse(&body);
@@ -192,12 +227,7 @@ async fn handle(
                 .map(|r| (r, "quarantined"));
         }
     };
-    let mut routed = events::split(
-        notification,
-        &state.pseudonymizer,
-        &state.businesses,
-        received_at,
-    );
+    let mut routed = events::split(notification, &state.pseudonymizer, &directory, received_at);
     // One contact per customer, whichever of their ids Meta gave.
     let cache = (state.contact_links.as_ref(), &state.keyring);
     let links = links::route(state.store.as_ref(), cache, &mut routed).await?;
@@ -246,10 +276,12 @@ fn seal_routed(
 ) -> Result<(Vec<InboxEntry>, Vec<Plain>), WebhookError> {
     let mut entries = Vec::with_capacity(routed.len());
     let mut plains = Vec::with_capacity(routed.len());
-    let flows = state.flows.as_ref().map(|f| f.current());
     let no_extra = crate::privacy::keywords::Extra::default();
-    let extra = flows.as_deref().map_or(&no_extra, |f| &f.privacy);
     for r in routed.iter_mut() {
+        // The privacy keywords the business's flow files add.
+        let number = r.event.phone_number_id().unwrap_or_default();
+        let flows = state.flow_sets.as_ref().map(|f| f.for_number(number));
+        let extra = flows.as_deref().map_or(&no_extra, |f| &f.privacy);
         // STOP, START, "Stop promotions" and WhatsApp's Stop/Resume are on
         // record before the delivery is acknowledged; the event carries the
         // decision so that the worker answers what was recorded.

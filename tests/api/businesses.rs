@@ -16,10 +16,19 @@ use crate::outbox::{now, until};
 /// The shoe shop's and the café's numbers.
 const SHOP: &str = "1001001001";
 const CAFE: &str = "2002002002";
+/// The café is also on its own Meta app, whose webhook is `/webhook/cafe`.
+const CAFE_APP_SECRET: &str = "cafe-own-app-secret-0123456789";
 /// One customer, writing to both.
 const WA: &str = "16505553434";
 
-fn two_businesses() -> String {
+/// The café's own flows: one flow that greets everyone.
+const CAFE_FLOW: &str = "id: cafe\ntriggers:\n  - default: true\nsteps:\n  - id: hello\n    say: \"Welcome to the Corner Café ☕\"\n";
+
+/// The settings: the shop on the shipped flows, the café on its own
+/// (written to `cafe_flows`).
+fn two_businesses(cafe_flows: &std::path::Path) -> String {
+    std::fs::write(cafe_flows.join("cafe.yaml"), CAFE_FLOW).expect("write");
+    let cafe_dir = cafe_flows.display();
     format!(
         r#"
 [[businesses]]
@@ -34,7 +43,8 @@ id = "cafe"
 name = "Café"
 phone_number_ids = ["{CAFE}"]
 access_token = "cafe-token-0123456789abcdef"
-flows_dir = "flows"
+app_secret = "{CAFE_APP_SECRET}"
+flows_dir = "{cafe_dir}"
 "#
     )
 }
@@ -91,18 +101,25 @@ async fn marketing(app: &TestApp, business: &str) -> Option<bool> {
     whatsify::domain::consent::state(&ledger, MARKETING).map(|c| c.granted)
 }
 
-async fn app(backend: &Backend, graph: &FakeGraph) -> TestApp {
-    crate::integrations::app_with_receivers(backend, graph, &two_businesses()).await
+/// The server with the two businesses; the fake Graph API takes each
+/// number's requests only with its business's token.
+async fn app(backend: &Backend, graph: &FakeGraph) -> (TestApp, tempfile::TempDir) {
+    graph.expect_token(SHOP, "shop-token-0123456789abcdef");
+    graph.expect_token(CAFE, "cafe-token-0123456789abcdef");
+    let cafe_flows = tempfile::tempdir().expect("temp dir");
+    let settings = two_businesses(cafe_flows.path());
+    let app = crate::integrations::app_with_receivers(backend, graph, &settings).await;
+    (app, cafe_flows)
 }
 
 /// The same person at two businesses: each business answers from its own
-/// number; a STOP at the shop leaves the café's promotions reaching them;
+/// number, with its own token and its own flows; a STOP at the shop leaves the café's promotions reaching them;
 /// MY DATA at the shop holds nothing said to the café; DELETE MY DATA at
 /// the shop leaves the café's conversation; the admin API finds each
 /// contact only under its own business.
 async fn one_person_two_businesses(backend: &Backend) {
     let graph = FakeGraph::start().await;
-    let app = app(backend, &graph).await;
+    let (app, _cafe_flows) = app(backend, &graph).await;
     assert_ne!(key(&app, "shop"), key(&app, "cafe"));
     say(&app, SHOP, "wamid.S1", text("START")).await;
     say(&app, CAFE, "wamid.C1", text("START")).await;
@@ -112,6 +129,27 @@ async fn one_person_two_businesses(backend: &Backend) {
     .await;
     say(&app, SHOP, "wamid.S2", text("shoes in size 38 please")).await;
     say(&app, CAFE, "wamid.C2", text("a flat white please")).await;
+    // Each business's own flows answer.
+    until("both answers", 30, async || {
+        said_from(&graph, CAFE)
+            .iter()
+            .any(|t| t.contains("Corner Café"))
+            && said_from(&graph, SHOP)
+                .iter()
+                .any(|t| t.contains("What can we do for you"))
+    })
+    .await;
+    assert!(
+        !said_from(&graph, CAFE)
+            .iter()
+            .any(|t| t.contains("What can we do for you")),
+        "the shop's flows answered at the café"
+    );
+    assert!(
+        !said_from(&graph, SHOP)
+            .iter()
+            .any(|t| t.contains("Corner Café"))
+    );
     say(&app, SHOP, "wamid.S3", text("STOP")).await;
     until("the shop's opt-out", 30, async || {
         marketing(&app, "shop").await == Some(false)
@@ -227,7 +265,7 @@ both_backends!(two, one_person_two_businesses);
 /// system queue), counted, and no business answers it.
 async fn an_unknown_number_is_kept_and_counted(backend: &Backend) {
     let graph = FakeGraph::start().await;
-    let app = app(backend, &graph).await;
+    let (app, _cafe_flows) = app(backend, &graph).await;
     let counted = async || {
         let text = crate::metrics::scrape(&app).await;
         text.lines()
@@ -268,7 +306,7 @@ both_backends!(unknown_number, an_unknown_number_is_kept_and_counted);
 /// `GET /admin/businesses` lists each business with its numbers.
 async fn the_businesses_are_listed(backend: &Backend) {
     let graph = FakeGraph::start().await;
-    let app = app(backend, &graph).await;
+    let (app, _cafe_flows) = app(backend, &graph).await;
     let (status, list) = app.admin_get("/admin/businesses").await;
     assert_eq!(status, 200, "{list}");
     let ids: Vec<&str> = list["businesses"]
@@ -279,7 +317,91 @@ async fn the_businesses_are_listed(backend: &Backend) {
         .collect();
     assert_eq!(ids, ["shop", "cafe"]);
     assert_eq!(list["businesses"][1]["phone_number_ids"], json!([CAFE]));
+    assert_eq!(list["businesses"][1]["flows"], json!(["cafe"]), "{list}");
+    assert!(
+        list["businesses"][0]["flows"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("welcome")))
+    );
     assert!(!list.to_string().contains("token"), "{list}");
     app.stop().await;
 }
 both_backends!(listed, the_businesses_are_listed);
+
+/// A business on its own Meta app: its webhook `/webhook/cafe` answers the
+/// handshake, takes deliveries signed with its own app secret (not the
+/// service's), and routes only its own numbers; a business that does not
+/// exist is 404.
+async fn a_business_on_its_own_app(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let (app, _cafe_flows) = app(backend, &graph).await;
+    let url = |path: &str| format!("{}{path}", app.address);
+    let client = reqwest::Client::new();
+    let handshake = |path: &str| {
+        url(&format!(
+            "{path}?hub.mode=subscribe&hub.verify_token={}&hub.challenge=1158201444",
+            crate::helpers::VERIFY_TOKEN
+        ))
+    };
+    let r = client
+        .get(handshake("/webhook/cafe"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("text"), "1158201444");
+    let r = client
+        .get(handshake("/webhook/bakery"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+    let post = async |path: &str, secret: &str, body: Vec<u8>| {
+        let signature = whatsify::crypto::signature::sign(secret, &body);
+        client
+            .post(url(path))
+            .header("Content-Type", "application/json")
+            .header("X-Hub-Signature-256", signature)
+            .body(body)
+            .send()
+            .await
+            .expect("post")
+            .status()
+    };
+    let hi = to(CAFE, WA, "wamid.OWN1", text("hi"));
+    // The service's secret does not sign the café's own webhook.
+    let service = crate::helpers::APP_SECRET;
+    assert_eq!(post("/webhook/cafe", service, hi.clone()).await, 401);
+    assert_eq!(
+        post("/webhook/bakery", CAFE_APP_SECRET, hi.clone()).await,
+        404
+    );
+    assert_eq!(post("/webhook/cafe", CAFE_APP_SECRET, hi).await, 200);
+    until("the café's answer", 30, async || {
+        said_from(&graph, CAFE)
+            .iter()
+            .any(|t| t.contains("Corner Café"))
+    })
+    .await;
+    // The café's app cannot speak for the shop's number.
+    let forged = to(SHOP, WA, "wamid.OWN2", text("STOP"));
+    assert_eq!(post("/webhook/cafe", CAFE_APP_SECRET, forged).await, 200);
+    let kept = app
+        .store()
+        .read(&whatsify::store::Queue::System, 10)
+        .await
+        .expect("system queue");
+    assert_eq!(kept.len(), 1, "kept as an unknown number");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        said_from(&graph, SHOP).is_empty(),
+        "the shop answered a forged message"
+    );
+    assert_eq!(
+        marketing(&app, "shop").await,
+        None,
+        "a forged STOP was recorded"
+    );
+    app.stop().await;
+}
+both_backends!(own_app, a_business_on_its_own_app);

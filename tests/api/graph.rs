@@ -61,6 +61,17 @@ struct State {
     /// Graph API hanging).
     hang: usize,
     uploads: Vec<Upload>,
+    /// Numbers whose requests need another token than `ACCESS_TOKEN` (a
+    /// business's own).
+    tokens: std::collections::HashMap<String, String>,
+}
+
+/// Whether `auth` is the bearer token the number takes (Meta answers 401
+/// with code 190 otherwise).
+fn authorized(state: &Mutex<State>, number: &str, auth: Option<&str>) -> bool {
+    let st = state.lock().unwrap_or_else(|p| p.into_inner());
+    let token = st.tokens.get(number).map_or(ACCESS_TOKEN, String::as_str);
+    auth == Some(&format!("Bearer {token}"))
 }
 
 #[derive(Clone)]
@@ -129,7 +140,7 @@ async fn messages(
         });
         st.requests.len() - 1
     };
-    let answer = if auth != Some(&format!("Bearer {ACCESS_TOKEN}")) {
+    let answer = if !authorized(&state, &number, auth) {
         error(401, 190, "Invalid OAuth access token")
     } else {
         answer(&number, &body, &state)
@@ -236,7 +247,8 @@ async fn media(
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {ACCESS_TOKEN}")) {
+    let number = path.1.clone();
+    if !authorized(&state, &number, auth) {
         return error(401, 190, "Invalid OAuth access token");
     }
     let content_type = req
@@ -321,6 +333,16 @@ impl FakeGraph {
             state,
             handle,
         }
+    }
+
+    /// Requests from `number` need `token` from now on (a business's own
+    /// token) instead of the tests' `ACCESS_TOKEN`.
+    pub fn expect_token(&self, number: &str, token: &str) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tokens
+            .insert(number.to_owned(), token.to_owned());
     }
 
     pub fn sent(&self) -> Vec<Sent> {
