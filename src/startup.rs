@@ -93,16 +93,14 @@ impl Application {
         workers: usize,
         senders: usize,
     ) -> Result<Self, StartError> {
-        let flows = crate::flow::SharedFlows::new(load_flows(&settings.flows.dir)?);
-        let flow_sets = business_flows(settings, &flows)?;
+        use crate::outbox::graph::{Graph, SharedToken, Tokens};
+        let (flows, flow_sets) = all_flows(settings)?;
         let secrets = crate::privacy::keys::load(settings)?;
         let crypto = Crypto::new(&secrets);
-        let token =
-            crate::outbox::graph::SharedToken::new(crate::outbox::graph::Tokens::of(settings));
+        let token = SharedToken::new(Tokens::of(settings));
         let breakers = crate::outbox::sender::breakers::Breakers::default();
         let wake = crate::shutdown::Wakeups::default();
-        // What SIGHUP replaces in force: shared by the HTTP handlers, the
-        // senders and the dispatcher.
+        // What SIGHUP replaces: shared by handlers, senders and dispatcher.
         let mut state = AppState::new(settings, store.clone(), &crypto);
         let outbox = crate::config::Live::new(settings.outbox.clone());
         tokio::spawn(crate::reload::watch(
@@ -123,10 +121,8 @@ impl Application {
                 outbox: outbox.clone(),
             }),
         ));
-        let client = crate::outbox::graph::Graph::client(settings.outbox.request_timeout)
-            .map_err(StartError::Client)?;
-        let graph =
-            crate::outbox::graph::Graph::new(client, &settings.meta.graph_api_base, token.clone());
+        let client = Graph::client(settings.outbox.request_timeout).map_err(StartError::Client)?;
+        let graph = Graph::new(client, &settings.meta.graph_api_base, token.clone());
         let clock = crate::clock::Clock::system();
         let shutdown = crate::shutdown::Shutdown::new();
         let hooks = state.hooks.clone();
@@ -407,13 +403,14 @@ fn load_flows(dir: &std::path::Path) -> Result<crate::flow::Flows, StartError> {
     })
 }
 
-/// Each business's flows: `flows.dir`'s set for a business that names
-/// that folder, else its own folder's (loaded once per folder, refusing
-/// to start when invalid, and reloaded as `flows.dir` is).
-fn business_flows(
+/// `flows.dir`'s flows, and each business's: `flows.dir`'s set for a
+/// business that names that folder, else its own folder's (loaded once
+/// per folder, refusing to start when invalid, and reloaded as
+/// `flows.dir` is).
+fn all_flows(
     settings: &Settings,
-    default: &crate::flow::SharedFlows,
-) -> Result<crate::flow::FlowSets, StartError> {
+) -> Result<(crate::flow::SharedFlows, crate::flow::FlowSets), StartError> {
+    let default = crate::flow::SharedFlows::new(load_flows(&settings.flows.dir)?);
     let mut by_dir = std::collections::HashMap::new();
     by_dir.insert(settings.flows.dir.clone(), default.clone());
     let mut by_number = std::collections::HashMap::new();
@@ -432,7 +429,8 @@ fn business_flows(
             by_number.insert(number.clone(), set.clone());
         }
     }
-    Ok(crate::flow::FlowSets::new(default.clone(), by_number))
+    let sets = crate::flow::FlowSets::new(default.clone(), by_number);
+    Ok((default, sets))
 }
 
 /// Binds `addr`; answers the listener and its port.
