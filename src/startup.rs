@@ -485,11 +485,7 @@ fn inbox_worker(settings: &Settings, shared: &Shared) -> crate::inbox::Worker {
         mark_read: settings.outbox.mark_read,
         clock: shared.clock.clone(),
         wake: shared.wake.clone(),
-        policy_version: settings.privacy.policy_version.clone(),
-        privacy_texts: crate::privacy::keywords::Texts::new(
-            &settings.business,
-            &settings.privacy.policy_notice,
-        ),
+        policies: crate::inbox::policy::Policies::of(settings),
         audit: shared.crypto.audit.clone(),
         erase_confirm: std::time::Duration::from_secs(
             u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,

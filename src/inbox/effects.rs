@@ -95,7 +95,8 @@ impl Worker {
             if crate::privacy::requests::export_allowed(profile.export_asked_at, now) {
                 profile.export_asked_at = Some(now);
             } else {
-                job.message = text(self.privacy_texts.export_again.clone());
+                let texts = &self.policies.for_number(&job.phone_number_id).texts;
+                job.message = text(texts.export_again.clone());
             }
         }
     }
@@ -119,6 +120,7 @@ impl Worker {
             window_at: dest.window_at,
             purpose,
         };
+        let policy = self.policies.for_number(dest.phone_number_id);
         for effect in effects {
             match effect {
                 Effect::Send { message } => {
@@ -149,7 +151,7 @@ impl Worker {
                         granted,
                         at: cause.map_or(now, |(at, _)| *at),
                         source: "flow".to_owned(),
-                        policy_version: self.policy_version.clone(),
+                        policy_version: policy.version.clone(),
                         evidence: cause.map(|(_, e)| e.clone()),
                     });
                 }
@@ -166,7 +168,7 @@ impl Worker {
                 } => {
                     // The flow asked and the customer confirmed.
                     tracing::info!(contact = %contact, "erasure confirmed (flow)");
-                    let done = self.privacy_texts.erase_done.clone();
+                    let done = policy.texts.erase_done.clone();
                     jobs.push(job(text(done), None));
                     jobs.push(job(OutMessage::Erase, None));
                 }

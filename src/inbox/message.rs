@@ -144,7 +144,11 @@ impl Worker {
                     granted: false,
                     at: msg.sent_at,
                     source: "keyword".to_owned(),
-                    policy_version: self.policy_version.clone(),
+                    policy_version: self
+                        .policies
+                        .for_number(&msg.m.origin.phone_number_id)
+                        .version
+                        .clone(),
                     evidence: Some(stop.clone()),
                 });
             }
@@ -180,16 +184,17 @@ impl Worker {
             return false;
         }
         let number = &msg.m.origin.phone_number_id;
+        let texts = &self.policies.for_number(number).texts;
         match answer {
             Some(true) => {
                 tracing::info!(contact = %contact, "erasure confirmed");
-                let done = text(self.privacy_texts.erase_done.clone());
+                let done = text(texts.erase_done.clone());
                 jobs.push(self.reply(state, msg.to, number, done, now));
                 jobs.push(self.reply(state, msg.to, number, OutMessage::Erase, now));
                 true
             }
             Some(false) => {
-                let kept = text(self.privacy_texts.erase_kept.clone());
+                let kept = text(texts.erase_kept.clone());
                 jobs.push(self.reply(state, msg.to, number, kept, now));
                 true
             }
@@ -209,7 +214,8 @@ impl Worker {
         (sent_at, evidence): (u64, &str),
         now: u64,
     ) {
-        let current = &self.policy_version;
+        let policy = self.policies.for_number(&m.origin.phone_number_id);
+        let current = &policy.version;
         match &profile.policy_version {
             None => profile.policy_version = Some(current.clone()),
             Some(seen) if seen != current => {
@@ -220,7 +226,7 @@ impl Worker {
                     to: to.clone(),
                     message: OutMessage::Flow {
                         message: Outgoing::Text {
-                            body: self.privacy_texts.policy_notice.clone(),
+                            body: policy.texts.policy_notice.clone(),
                             preview_url: false,
                         },
                     },

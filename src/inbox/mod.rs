@@ -16,6 +16,7 @@
 mod commit;
 mod effects;
 mod message;
+pub mod policy;
 mod privacy;
 mod seal;
 mod share;
@@ -91,10 +92,9 @@ pub struct Worker {
     pub mark_read: bool,
     pub clock: Clock,
     pub wake: crate::shutdown::Wakeups,
-    /// `privacy.policy_version`, stamped on consent it records.
-    pub policy_version: String,
-    /// The answers to STOP, START and HELP, and the policy notice.
-    pub privacy_texts: crate::privacy::keywords::Texts,
+    /// Each business's policy version (stamped on the consent it records)
+    /// and answers, by number.
+    pub policies: policy::Policies,
     /// How long a profile is kept after the contact's last message.
     pub profile_ttl: Duration,
     /// How long the buttons that confirm an erasure are valid.

@@ -27,7 +27,12 @@ impl Worker {
             return;
         };
         tracing::info!(contact = %contact, "consent given again too often today; not recorded");
-        let body = self.privacy_texts.grant_refused.clone();
+        let body = self
+            .policies
+            .for_number(&number)
+            .texts
+            .grant_refused
+            .clone();
         jobs.push(self.reply(state, &to, &number, text(body), now));
     }
 
@@ -50,7 +55,7 @@ impl Worker {
         // A flow file may reword the answers.
         let flows = self.flows.for_number(&number);
         let worded = &flows.privacy_texts;
-        let builtin = &self.privacy_texts;
+        let builtin = &self.policies.for_number(&number).texts;
         let pick =
             |own: &Option<String>, default: &String| own.clone().unwrap_or_else(|| default.clone());
         let body = match command {
@@ -133,7 +138,10 @@ impl Worker {
             event,
             entry,
             &self.pseudonymizer,
-            &self.policy_version,
+            &self
+                .policies
+                .for_number(event.phone_number_id().unwrap_or_default())
+                .version,
             &self
                 .flows
                 .for_number(event.phone_number_id().unwrap_or_default())
@@ -150,7 +158,11 @@ impl Worker {
                 granted,
                 at: now,
                 source: "keyword".to_owned(),
-                policy_version: self.policy_version.clone(),
+                policy_version: self
+                    .policies
+                    .for_number(event.phone_number_id().unwrap_or_default())
+                    .version
+                    .clone(),
                 evidence: None,
             }),
             (None, _) => None,

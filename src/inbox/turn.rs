@@ -238,7 +238,11 @@ impl Worker {
                 granted: false,
                 at: d.at,
                 source: "meta:131050".to_owned(),
-                policy_version: self.policy_version.clone(),
+                policy_version: self
+                    .policies
+                    .for_number(&s.origin.phone_number_id)
+                    .version
+                    .clone(),
                 evidence: d.wamid.clone(),
             });
             turn.profile.marketing = Some(false);

@@ -290,7 +290,11 @@ fn seal_routed(
                 &r.event,
                 &r.dedup,
                 &state.pseudonymizer,
-                &state.policy_version,
+                // The policy of the business the customer wrote to.
+                state
+                    .businesses
+                    .of_number(number)
+                    .map_or(&state.policy_version, |b| &b.policy_version),
                 extra,
             ),
             _ => None,

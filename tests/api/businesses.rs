@@ -40,7 +40,9 @@ flows_dir = "flows"
 
 [[businesses]]
 id = "cafe"
-name = "Café"
+name = "Corner Café"
+policy_version = "cafe-7"
+contact = "ask for Sam at the counter"
 phone_number_ids = ["{CAFE}"]
 access_token = "cafe-token-0123456789abcdef"
 app_secret = "{CAFE_APP_SECRET}"
@@ -160,6 +162,32 @@ async fn one_person_two_businesses(backend: &Backend) {
         Some(true),
         "the café keeps it"
     );
+    // Each consent is recorded under its business's policy version.
+    for (business, version) in [("shop", "1"), ("cafe", "cafe-7")] {
+        let ledger = app
+            .store()
+            .consent(&key(&app, business))
+            .await
+            .expect("ledger");
+        assert!(
+            !ledger.is_empty() && ledger.iter().all(|c| c.policy_version == version),
+            "{business}: {:?}",
+            ledger.iter().map(|c| &c.policy_version).collect::<Vec<_>>()
+        );
+    }
+    // HELP names the business the customer wrote to.
+    say(&app, SHOP, "wamid.S2h", text("HELP")).await;
+    say(&app, CAFE, "wamid.C2h", text("HELP")).await;
+    until("both helps", 30, async || {
+        said_from(&graph, CAFE)
+            .iter()
+            .any(|t| t.contains("ask for Sam at the counter"))
+            && said_from(&graph, SHOP)
+                .iter()
+                .any(|t| t.contains("This is Shoe shop"))
+    })
+    .await;
+    assert!(!said_from(&graph, SHOP).iter().any(|t| t.contains("Sam")));
 
     // A campaign of each: the café's reaches them, the shop's does not.
     for (number, reached) in [(CAFE, 1), (SHOP, 0)] {
