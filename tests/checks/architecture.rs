@@ -187,7 +187,7 @@ fn every_module_imports_only_the_layers_below_it() {
         };
         let Some(own) = layer_of(&module) else {
             broken.push(format!(
-                "src/{module}: a module in no layer (add it to docs/architecture.md and to LAYERS in tests/architecture.rs)"
+                "src/{module}: a module in no layer (add it to docs/architecture.md and to LAYERS in tests/checks/architecture.rs)"
             ));
             continue;
         };
