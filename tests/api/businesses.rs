@@ -433,3 +433,15 @@ async fn a_business_on_its_own_app(backend: &Backend) {
     app.stop().await;
 }
 both_backends!(own_app, a_business_on_its_own_app);
+
+/// The business scenarios on a real 3-master Redis Cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn businesses_on_a_redis_cluster() {
+    let cluster = crate::helpers::RedisCluster::start();
+    crate::on_cluster!(
+        cluster,
+        one_person_two_businesses,
+        an_unknown_number_is_kept_and_counted,
+        a_business_on_its_own_app,
+    );
+}
