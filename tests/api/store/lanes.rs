@@ -32,14 +32,7 @@ pub(super) async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend:
                 session: Some(b"session-1".to_vec()),
                 session_ttl: Duration::from_secs(3600),
                 outbox: vec![b"job-1".to_vec(), b"job-2".to_vec()],
-                wake_at: None,
-                window: None,
-                deliveries: Vec::new(),
-                consent: Vec::new(),
-                profile: None,
-                history: Vec::new(),
-                profile_ttl: Duration::from_secs(3600),
-                stats: Vec::new(),
+                ..ack_all(&claim)
             },
         )
         .await
@@ -72,17 +65,9 @@ pub(super) async fn a_claim_is_exclusive_and_a_commit_is_all_or_nothing(backend:
             &claim,
             Commit {
                 acked: vec![claim.entries[0].id.clone()],
-                session: None,
                 session_ttl: Duration::from_secs(3600),
                 outbox: vec![b"job-3".to_vec()],
-                wake_at: None,
-                window: None,
-                deliveries: Vec::new(),
-                consent: Vec::new(),
-                profile: None,
-                history: Vec::new(),
-                profile_ttl: Duration::from_secs(3600),
-                stats: Vec::new(),
+                ..ack_all(&claim)
             },
         )
         .await
@@ -136,16 +121,8 @@ pub(super) async fn an_expired_lease_cannot_commit(backend: &Backend) {
             Commit {
                 acked: vec![slow.entries[0].id.clone()],
                 session: Some(b"stale".to_vec()),
-                session_ttl: Duration::from_secs(60),
                 outbox: vec![b"stale job".to_vec()],
-                wake_at: None,
-                window: None,
-                deliveries: Vec::new(),
-                consent: Vec::new(),
-                profile: None,
-                history: Vec::new(),
-                profile_ttl: Duration::from_secs(3600),
-                stats: Vec::new(),
+                ..ack_all(&slow)
             },
         )
         .await
@@ -242,17 +219,7 @@ pub(super) async fn a_message_arriving_during_a_claim_keeps_the_contact_ready(ba
             &claim,
             Commit {
                 acked: vec![claim.entries[0].id.clone()],
-                session: None,
-                session_ttl: Duration::from_secs(60),
-                outbox: Vec::new(),
-                wake_at: None,
-                window: None,
-                deliveries: Vec::new(),
-                consent: Vec::new(),
-                profile: None,
-                history: Vec::new(),
-                profile_ttl: Duration::from_secs(3600),
-                stats: Vec::new(),
+                ..ack_all(&claim)
             },
         )
         .await
