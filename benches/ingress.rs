@@ -48,7 +48,7 @@ fn bench(c: &mut Criterion) {
                 .verify(Some(header.as_bytes()), black_box(&body))
                 .expect("valid");
             let n = parse(black_box(&body)).expect("parses");
-            for r in split(n, &pseudo, &directory, 1_764_400_000) {
+            for r in split(n, &pseudo, &directory, &Default::default(), 1_764_400_000) {
                 let plain = serde_json::to_vec(&r.event).expect("json");
                 black_box(
                     sealer

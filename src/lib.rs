@@ -53,6 +53,7 @@ pub mod http;
 pub mod inbox;
 pub mod integrations;
 pub mod metrics;
+pub mod offboard;
 pub mod outbox;
 pub mod privacy;
 pub mod reload;

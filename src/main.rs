@@ -50,10 +50,30 @@ enum Command {
         #[arg(long)]
         rewrap: bool,
     },
+    /// Manage the client businesses.
+    Business {
+        #[command(subcommand)]
+        action: BusinessAction,
+    },
     /// Run the conversation transcripts in DIR/tests against the flows.
     Test {
         /// Folder of flow files (default: flows); transcripts in DIR/tests.
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BusinessAction {
+    /// Take a business off the system: its webhooks are discarded, its
+    /// campaigns cancelled, every record and data key of its contacts
+    /// deleted, and a deletion certificate written into the audit log.
+    /// Resumable: run it again (or start the server) after a crash.
+    Remove {
+        /// The business's id.
+        id: String,
+        /// Settings file (TOML); default: whatsify.toml when present.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -65,6 +85,9 @@ fn main() -> ExitCode {
         Command::Chat { wa_id, name, flows } => chat(flows, &wa_id, name),
         Command::Test { dir } => test(dir.unwrap_or_else(|| PathBuf::from("flows"))),
         Command::RotateKey { config, rewrap } => rotate_key(config, rewrap),
+        Command::Business {
+            action: BusinessAction::Remove { id, config },
+        } => remove_business(config, &id),
     }
 }
 
@@ -243,6 +266,47 @@ fn rotate_key(config: Option<PathBuf>, rewrap: bool) -> ExitCode {
             }
             println!(
                 "Every data key is under {id}: the previous master keys can be removed (account events and quarantined bodies sealed under them are kept 30 days at most, then unreadable without them)."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("whatsify: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn remove_business(config: Option<PathBuf>, id: &str) -> ExitCode {
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("whatsify: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("whatsify: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(whatsify::offboard::remove_now(&settings, id)) {
+        Ok(r) => {
+            let d = &r.deleted;
+            println!(
+                "business {id} removed: {} contacts ({} other ids), {} campaigns and {} de-duplication marks deleted; the deletion certificate is in the audit log (kind {}).",
+                d.contacts,
+                d.linked_ids,
+                d.campaigns,
+                d.dedup_marks,
+                whatsify::offboard::CERTIFICATE
+            );
+            println!(
+                "Next: delete its [[businesses]] entry from the settings; its webhooks are discarded meanwhile."
             );
             ExitCode::SUCCESS
         }

@@ -174,18 +174,17 @@ impl Application {
             tasks.push(tokio::spawn(sender.run(shutdown.clone())));
         }
         if senders > 0 {
-            let dispatcher = crate::campaign::dispatch::Dispatcher {
-                store: store.clone(),
-                keyring: crypto.keyring.clone(),
-                clock: clock.clone(),
-                retention_days: settings.privacy.retention_days,
-                wake: wake.clone(),
-                owner: uuid::Uuid::new_v4().to_string(),
-                outbox: outbox.clone(),
-                checked: Default::default(),
-            };
+            let dispatcher = campaign_dispatcher(settings, &shared, outbox.clone());
             tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
         }
+        tokio::spawn(crate::offboard::on_start(
+            store.clone(),
+            crypto.keyring.clone(),
+            crypto.audit.clone(),
+            clock.clone(),
+            state.removed.clone(),
+            shutdown.clone(),
+        ));
         let (listener, port) = bind(&settings.server.bind)?;
         state.flows = Some(flows);
         state.flow_sets = Some(flow_sets);
@@ -361,6 +360,14 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/admin/audit", web::get().to(crate::admin::audit))
             .route("/admin/stats", web::get().to(crate::admin::stats))
             .route("/admin/businesses", web::get().to(crate::admin::businesses))
+            .route(
+                "/admin/businesses/{business}",
+                web::delete().to(crate::admin::offboard::remove),
+            )
+            .route(
+                "/admin/businesses/{business}/removal",
+                web::get().to(crate::admin::offboard::status),
+            )
             .service(web::scope("/admin/contacts").configure(crate::admin::contact_routes))
             .service(
                 web::scope("/admin/businesses/{business}/contacts")
@@ -392,6 +399,24 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
 }
 
 /// The flow files of `dir`, or every error in them.
+/// The campaign dispatcher.
+fn campaign_dispatcher(
+    settings: &Settings,
+    shared: &Shared,
+    outbox: crate::config::Live<crate::config::OutboxSettings>,
+) -> crate::campaign::dispatch::Dispatcher {
+    crate::campaign::dispatch::Dispatcher {
+        store: shared.store.clone(),
+        keyring: shared.crypto.keyring.clone(),
+        clock: shared.clock.clone(),
+        retention_days: settings.privacy.retention_days,
+        wake: shared.wake.clone(),
+        owner: uuid::Uuid::new_v4().to_string(),
+        outbox,
+        checked: Default::default(),
+    }
+}
+
 fn load_flows(dir: &std::path::Path) -> Result<crate::flow::Flows, StartError> {
     crate::flow::load_dir(dir).map_err(|errors| StartError::Flows {
         dir: dir.display().to_string(),

@@ -28,6 +28,7 @@ pub mod campaigns;
 mod consent;
 mod contacts;
 mod dead_letters;
+pub mod offboard;
 mod stats;
 
 pub use agent::{agent_message, close_handoff};
@@ -56,6 +57,14 @@ pub async fn businesses(
     _: crate::http::auth::Operator,
     state: actix_web::web::Data<AppState>,
 ) -> crate::http::error::Answer {
+    let counts: std::collections::HashMap<String, u64> =
+        state.store.member_counts().await?.into_iter().collect();
+    let mut removals = std::collections::HashMap::new();
+    for (id, bytes) in state.store.removals().await? {
+        if let Ok(r) = serde_json::from_slice::<crate::offboard::Removal>(&bytes) {
+            removals.insert(id, offboard::view(&r));
+        }
+    }
     let list: Vec<serde_json::Value> = state
         .businesses
         .all()
@@ -79,10 +88,15 @@ pub async fn businesses(
                 "flows_dir": b.flows_dir.display().to_string(),
                 "flows": flows,
                 "policy_version": b.policy_version,
+                "contacts": counts.get(b.id.as_str()).copied().unwrap_or(0),
+                "removal": removals.remove(b.id.as_str()),
             })
         })
         .collect();
-    Ok(actix_web::HttpResponse::Ok().json(serde_json::json!({ "businesses": list })))
+    // Businesses removed whose entry is gone from the settings.
+    let gone: Vec<serde_json::Value> = removals.into_values().collect();
+    Ok(actix_web::HttpResponse::Ok()
+        .json(serde_json::json!({ "businesses": list, "removed": gone })))
 }
 
 use crate::domain::ContactKey;

@@ -67,6 +67,9 @@ pub struct AppState {
     pub flow_sets: Option<crate::flow::FlowSets>,
     /// The client businesses served, by id and by phone number id.
     pub businesses: Arc<crate::config::businesses::Directory>,
+    /// The businesses removed or being removed: their webhooks are
+    /// discarded.
+    pub removed: crate::offboard::Removed,
 }
 
 impl AppState {
@@ -103,6 +106,7 @@ impl AppState {
             businesses: Arc::new(crate::config::businesses::Directory::new(
                 settings.businesses.clone(),
             )),
+            removed: Default::default(),
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod redis;
 pub mod stats;
 
 mod audit;
+mod businesses;
 mod campaigns;
 mod contacts;
 mod inbox;
@@ -32,6 +33,7 @@ mod ops;
 mod outbox;
 
 pub use audit::AuditStore;
+pub use businesses::{ADOPTED_PIN, BusinessStore};
 pub use campaigns::{
     Brief, CAMPAIGN_TTL, CampaignSend, CampaignStore, Dispatched, StoredCampaign, audience_prefix,
     campaign_of_job, campaign_tally,
@@ -69,6 +71,7 @@ pub trait Store:
     + KeyStore
     + CampaignStore
     + AuditStore
+    + BusinessStore
     + OpsStore
     + Send
     + Sync
@@ -84,6 +87,7 @@ impl<T> Store for T where
         + KeyStore
         + CampaignStore
         + AuditStore
+        + BusinessStore
         + OpsStore
         + Send
         + Sync

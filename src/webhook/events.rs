@@ -21,6 +21,7 @@ use crate::domain::payload::{
     UserPreference, UserPreferencesValue,
 };
 use crate::domain::{BusinessId, ContactId, ContactKey, UserId, WaId};
+use crate::offboard::removed::Gone;
 use crate::store::Queue;
 
 /// An event with its queue and de-duplication key.
@@ -75,11 +76,13 @@ fn content_hash(parts: &[&[u8]]) -> String {
 /// Each change goes to the business that owns its phone number id, its
 /// customers keyed as that business's contacts; a change for a number no
 /// business owns is kept whole in the system queue (kind
-/// `unknown_number`), read by nobody's flows.
+/// `unknown_number`), read by nobody's flows. A change for a business
+/// being removed (`removed`) is counted and dropped.
 pub fn split(
     n: Notification,
     pseudo: &Pseudonymizer,
     directory: &Directory,
+    removed: &Gone,
     received_at: u64,
 ) -> Vec<Routed> {
     let mut out = Vec::new();
@@ -95,6 +98,9 @@ pub fn split(
         for change in entry.changes {
             match change {
                 Change::Messages(v) => match directory.of_number(&v.metadata.phone_number_id) {
+                    b if removed.covers(b.map(|b| b.id.as_str()), &v.metadata.phone_number_id) => {
+                        discarded("messages")
+                    }
                     Some(b) => {
                         s.business = b.id.clone();
                         s.messages(*v)
@@ -103,6 +109,11 @@ pub fn split(
                 },
                 Change::UserPreferences(v) => {
                     match directory.of_number(&v.metadata.phone_number_id) {
+                        b if removed
+                            .covers(b.map(|b| b.id.as_str()), &v.metadata.phone_number_id) =>
+                        {
+                            discarded("user_preferences")
+                        }
                         Some(b) => {
                             s.business = b.id.clone();
                             s.preferences(v)
@@ -120,6 +131,16 @@ pub fn split(
         }
     }
     out
+}
+
+/// A change for a business being removed: answered 200 like any other,
+/// counted, and not kept (nothing of it may stay).
+fn discarded(field: &str) {
+    crate::metrics::global()
+        .webhook_requests
+        .with_label_values(&["business_removed"])
+        .inc();
+    tracing::info!(field, "webhook: a change for a removed business; discarded");
 }
 
 /// The typed `contacts[]` entries that parse (the others are kept apart).
@@ -439,7 +460,13 @@ mod tests {
         );
         let n = crate::domain::payload::parse(body.as_bytes()).expect("parses");
         let one = Directory::default_only();
-        split(n, &Pseudonymizer::new(&Key32::new([1; 32]), None), &one, 7)
+        split(
+            n,
+            &Pseudonymizer::new(&Key32::new([1; 32]), None),
+            &one,
+            &Gone::default(),
+            7,
+        )
     }
 
     const META: &str = r#""metadata":{"display_phone_number":"1","phone_number_id":"2"}"#;

@@ -227,7 +227,14 @@ async fn handle(
                 .map(|r| (r, "quarantined"));
         }
     };
-    let mut routed = events::split(notification, &state.pseudonymizer, &directory, received_at);
+    let removed = state.removed.snapshot();
+    let mut routed = events::split(
+        notification,
+        &state.pseudonymizer,
+        &directory,
+        &removed,
+        received_at,
+    );
     // One contact per customer, whichever of their ids Meta gave.
     let cache = (state.contact_links.as_ref(), &state.keyring);
     let links = links::route(state.store.as_ref(), cache, &mut routed).await?;
@@ -241,6 +248,7 @@ async fn handle(
             _ => None,
         })
         .collect();
+    enlist(state, &routed, &entries).await?;
     let results = append_sealed(state, entries, &plains, &links).await?;
     let new = recorded(state, &routed, &consents, audited, &results).await;
     if results.contains(&Appended::KeyMismatch) {
@@ -265,6 +273,32 @@ async fn handle(
             .body("EVENT_RECEIVED"),
         "ok",
     ))
+}
+
+/// Records the business of each contact this instance meets for the first
+/// time (its data key is made here): before its first entry is stored, so
+/// no contact is on record without its business.
+async fn enlist(
+    state: &AppState,
+    routed: &[events::Routed],
+    entries: &[InboxEntry],
+) -> Result<(), StoreError> {
+    for (r, e) in routed.iter().zip(entries) {
+        let (Queue::Contact(contact), Some(key)) = (&e.queue, &e.key) else {
+            continue;
+        };
+        if !key.fresh {
+            continue;
+        }
+        let number = r.event.phone_number_id().unwrap_or_default();
+        if let Some(b) = state.businesses.of_number(number) {
+            state
+                .store
+                .enlist(&b.id, std::slice::from_ref(contact))
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The sealed inbox entries of a delivery's routed events, with each

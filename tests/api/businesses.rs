@@ -14,19 +14,19 @@ use crate::helpers::{Backend, TestApp};
 use crate::outbox::{now, until};
 
 /// The shoe shop's and the café's numbers.
-const SHOP: &str = "1001001001";
-const CAFE: &str = "2002002002";
+pub const SHOP: &str = "1001001001";
+pub const CAFE: &str = "2002002002";
 /// The café is also on its own Meta app, whose webhook is `/webhook/cafe`.
 const CAFE_APP_SECRET: &str = "cafe-own-app-secret-0123456789";
 /// One customer, writing to both.
-const WA: &str = "16505553434";
+pub const WA: &str = "16505553434";
 
 /// The café's own flows: one flow that greets everyone.
 const CAFE_FLOW: &str = "id: cafe\ntriggers:\n  - default: true\nsteps:\n  - id: hello\n    say: \"Welcome to the Corner Café ☕\"\n";
 
 /// The settings: the shop on the shipped flows, the café on its own
 /// (written to `cafe_flows`).
-fn two_businesses(cafe_flows: &std::path::Path) -> String {
+pub fn two_businesses(cafe_flows: &std::path::Path) -> String {
     std::fs::write(cafe_flows.join("cafe.yaml"), CAFE_FLOW).expect("write");
     let cafe_dir = cafe_flows.display();
     format!(
@@ -52,7 +52,7 @@ flows_dir = "{cafe_dir}"
 }
 
 /// A message of the customer `wa` to the business number `number`.
-fn to(number: &str, wa: &str, wamid: &str, message: Value) -> Vec<u8> {
+pub fn to(number: &str, wa: &str, wamid: &str, message: Value) -> Vec<u8> {
     let mut m = json!({ "from": wa, "id": wamid, "timestamp": now().to_string() });
     for (k, v) in message.as_object().expect("message") {
         m[k] = v.clone();
@@ -69,17 +69,17 @@ fn to(number: &str, wa: &str, wamid: &str, message: Value) -> Vec<u8> {
     .expect("json")
 }
 
-fn text(body: &str) -> Value {
+pub fn text(body: &str) -> Value {
     json!({ "type": "text", "text": { "body": body } })
 }
 
-async fn say(app: &TestApp, number: &str, wamid: &str, message: Value) {
+pub async fn say(app: &TestApp, number: &str, wamid: &str, message: Value) {
     let r = app.post_signed(&to(number, WA, wamid, message)).await;
     assert_eq!(r.status(), 200);
 }
 
 /// The texts (and interactive bodies) sent to the customer from `number`.
-fn said_from(graph: &FakeGraph, number: &str) -> Vec<String> {
+pub fn said_from(graph: &FakeGraph, number: &str) -> Vec<String> {
     graph
         .sent()
         .iter()
@@ -88,13 +88,13 @@ fn said_from(graph: &FakeGraph, number: &str) -> Vec<String> {
         .collect()
 }
 
-fn key(app: &TestApp, business: &str) -> ContactKey {
+pub fn key(app: &TestApp, business: &str) -> ContactKey {
     let b = BusinessId::parse(business).expect("business");
     let id = ContactId::from_parts(Some(WA), None).expect("wa_id");
     app.state.pseudonymizer.contact_key_in(&b, &id)
 }
 
-async fn marketing(app: &TestApp, business: &str) -> Option<bool> {
+pub async fn marketing(app: &TestApp, business: &str) -> Option<bool> {
     let ledger = app
         .store()
         .consent(&key(app, business))
@@ -105,7 +105,7 @@ async fn marketing(app: &TestApp, business: &str) -> Option<bool> {
 
 /// The server with the two businesses; the fake Graph API takes each
 /// number's requests only with its business's token.
-async fn app(backend: &Backend, graph: &FakeGraph) -> (TestApp, tempfile::TempDir) {
+pub async fn app(backend: &Backend, graph: &FakeGraph) -> (TestApp, tempfile::TempDir) {
     graph.expect_token(SHOP, "shop-token-0123456789abcdef");
     graph.expect_token(CAFE, "cafe-token-0123456789abcdef");
     let cafe_flows = tempfile::tempdir().expect("temp dir");

@@ -405,6 +405,19 @@ impl TestApp {
             .as_u16()
     }
 
+    /// `DELETE path` with the admin token: the status and the JSON answer.
+    pub async fn admin_delete_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .delete(format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// `POST path` with a JSON body and the admin token: the status and
     /// the JSON answer.
     pub async fn admin_post(
@@ -583,10 +596,24 @@ pub async fn spawn_app_on_store(
     store: Arc<dyn Store>,
     workers: usize,
 ) -> TestApp {
+    spawn_app_on_store_with_file(backend, extra, "", store, workers).await
+}
+
+/// As [`spawn_app_on_store`], with a settings file.
+pub async fn spawn_app_on_store_with_file(
+    backend: &Backend,
+    extra: &[(&str, String)],
+    toml: &str,
+    store: Arc<dyn Store>,
+    workers: usize,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("empty.toml");
-    std::fs::write(&file, "").expect("write");
+    let file = dir.path().join("whatsify.toml");
+    std::fs::write(&file, toml).expect("write");
     let settings = Settings::load_from(Some(&file), test_env(backend, extra)).expect("settings");
+    Application::check_keys(&settings, store.as_ref())
+        .await
+        .expect("keys");
     let app =
         Application::build_with_pools(&settings, store, workers, workers).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("outbox", &["outbox"]),
     ("inbox worker", &["inbox"]),
     ("campaigns", &["campaign"]),
+    ("offboarding", &["offboard"]),
     ("application state", &["state"]),
     ("HTTP support", &["http"]),
     ("HTTP surfaces", &["webhook", "health", "admin", "console"]),

@@ -27,6 +27,7 @@ fn events(name: &str) -> Vec<Routed> {
         n,
         &Pseudonymizer::new(&Key32::new([3; 32]), None),
         &whatsify::config::businesses::Directory::default_only(),
+        &Default::default(),
         1_764_400_000,
     )
 }

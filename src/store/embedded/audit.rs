@@ -87,11 +87,14 @@ impl AuditStore for EmbeddedStore {
 }
 
 /// `"head"` → (seq, hash) of the last entry appended.
-const AUDIT_HEAD: TableDefinition<&str, (u64, &str)> = TableDefinition::new("audit_head");
+pub(super) const AUDIT_HEAD: TableDefinition<&str, (u64, &str)> =
+    TableDefinition::new("audit_head");
 /// (group, seq) → (op tag, entry JSON): the open requests' entries.
-const OPEN: TableDefinition<(&str, u64), (&str, &[u8])> = TableDefinition::new("audit_requests");
+pub(super) const OPEN: TableDefinition<(&str, u64), (&str, &[u8])> =
+    TableDefinition::new("audit_requests");
 /// seq → entry JSON: the newest entries of closed requests.
-const CLOSED: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_requests_closed");
+pub(super) const CLOSED: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("audit_requests_closed");
 
 const HEAD: &str = "head";
 /// In [`AUDIT_HEAD`]: the first entry the request index saw (1 once

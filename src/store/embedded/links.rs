@@ -10,9 +10,9 @@ use crate::domain::ContactKey;
 use crate::store::{Resolved, StoreError};
 
 /// alias contact key → canonical contact key.
-const LINKS: TableDefinition<&str, &str> = TableDefinition::new("links");
+pub(super) const LINKS: TableDefinition<&str, &str> = TableDefinition::new("links");
 /// (canonical contact key, alias contact key) → ().
-const ALIASES: TableDefinition<(&str, &str), ()> = TableDefinition::new("aliases");
+pub(super) const ALIASES: TableDefinition<(&str, &str), ()> = TableDefinition::new("aliases");
 
 /// Creates the tables (at open).
 pub(super) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {

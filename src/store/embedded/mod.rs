@@ -37,6 +37,8 @@
 //! | `campaign_audience` | `(campaign id, seq)` → sealed audience entry, taken from the front | until dispatched, or with its campaign |
 //! | `campaign_counts` | `(campaign id, counter)` → amount (`queued`, `sent`, `skipped:<reason>`, …; may go back to 0) | with its campaign |
 //! | `campaign_marks` | `(contact, campaign id)` → (expiry, Unix s; `q` queued, `s` skipped, `d` done): the contact had its turn | as long as the contact's data key (not read past its expiry; purged hourly); erased with the contact |
+//! | `owners` | contact key → its business id (see `store::BusinessStore`) | until its business is removed |
+//! | `removals` | business id → its removal record (JSON: started, finished, what was deleted) | kept: the certificate's source |
 //! | `last_campaign` | contact → (expiry, campaign id): the campaign whose message was last sent to the contact, to which an opt-out is attributed (once) | 24 hours after that message (likewise) |
 //!
 //! redb is copy-on-write: a removed value's bytes stay in the file's free
@@ -78,8 +80,10 @@ use crate::domain::consent::ConsentChange;
 
 mod audience;
 mod audit;
+mod businesses;
 mod campaigns;
 mod contacts;
+mod dump;
 mod erase;
 mod history;
 mod inbox;
@@ -91,7 +95,7 @@ mod outbox;
 mod purge;
 mod writer;
 
-use purge::purge_expired;
+use purge::{drop_campaign, purge_expired};
 use writer::writer_loop;
 
 const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
@@ -146,6 +150,10 @@ const CAMPAIGN_MARKS: TableDefinition<(&str, &str), (u64, &str)> =
 /// contact → (expiry, Unix s; campaign id): the campaign whose message the
 /// contact was last sent, for a day.
 const LAST_CAMPAIGN: TableDefinition<&str, (u64, &str)> = TableDefinition::new("last_campaign");
+/// contact → its business id (see [`crate::store::BusinessStore`]).
+const OWNERS: TableDefinition<&str, &str> = TableDefinition::new("owners");
+/// business id → its removal record (JSON).
+const REMOVALS: TableDefinition<&str, &[u8]> = TableDefinition::new("removals");
 
 /// A contact's turn in a campaign, stored as one letter (as on Redis).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -543,6 +551,8 @@ impl EmbeddedStore {
             txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
             txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
             txn.open_table(CAMPAIGN_MARKS).map_err(corrupt)?;
+            txn.open_table(OWNERS).map_err(corrupt)?;
+            txn.open_table(REMOVALS).map_err(corrupt)?;
             txn.open_table(LAST_CAMPAIGN).map_err(corrupt)?;
             audit::create_tables(&txn)?;
             links::create_tables(&txn)?;

@@ -193,7 +193,7 @@ fn purge_campaign_marks(txn: &redb::WriteTransaction, now: u64) -> Result<usize,
 fn purge_campaigns(txn: &redb::WriteTransaction, now: u64) -> Result<usize, StoreError> {
     let mut removed = 0;
     let cutoff_ms = now.saturating_sub(crate::store::CAMPAIGN_TTL.as_secs()) * 1000;
-    let mut index = txn.open_table(CAMPAIGN_INDEX).map_err(corrupt)?;
+    let index = txn.open_table(CAMPAIGN_INDEX).map_err(corrupt)?;
     let mut old: Vec<(u64, String)> = Vec::new();
     for item in index
         .range((0, "")..(cutoff_ms + 1, ""))
@@ -204,27 +204,39 @@ fn purge_campaigns(txn: &redb::WriteTransaction, now: u64) -> Result<usize, Stor
         let (at, id) = k.value();
         old.push((at, id.to_owned()));
     }
-    let mut campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
-    let mut audience = txn.open_table(CAMPAIGN_AUDIENCE).map_err(corrupt)?;
-    let mut members = txn
-        .open_table(audience::CAMPAIGN_MEMBERS)
-        .map_err(corrupt)?;
-    let mut counts = txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
-    for (at, id) in &old {
-        let id = id.as_str();
-        index.remove((*at, id)).map_err(corrupt)?;
-        campaigns.remove(id).map_err(corrupt)?;
-        audience
-            .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
-            .map_err(corrupt)?;
-        audience::forget_all(&mut members, id)?;
-        let after = format!("{id}\0");
-        counts
-            .retain_in((id, "")..(after.as_str(), ""), |_, _| false)
-            .map_err(corrupt)?;
+    drop(index);
+    for (_, id) in &old {
+        drop_campaign(txn, id)?;
     }
     removed += old.len();
     Ok(removed)
+}
+
+/// Deletes a campaign whole: its place in the order, definition, audience
+/// and counters.
+pub(super) fn drop_campaign(txn: &redb::WriteTransaction, id: &str) -> Result<(), StoreError> {
+    let mut campaigns = txn.open_table(CAMPAIGNS).map_err(corrupt)?;
+    let created = campaigns.remove(id).map_err(corrupt)?.map(|v| v.value().0);
+    if let Some(at) = created {
+        txn.open_table(CAMPAIGN_INDEX)
+            .map_err(corrupt)?
+            .remove((at, id))
+            .map_err(corrupt)?;
+    }
+    txn.open_table(CAMPAIGN_AUDIENCE)
+        .map_err(corrupt)?
+        .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+        .map_err(corrupt)?;
+    let mut members = txn
+        .open_table(audience::CAMPAIGN_MEMBERS)
+        .map_err(corrupt)?;
+    audience::forget_all(&mut members, id)?;
+    let after = format!("{id}\0");
+    txn.open_table(CAMPAIGN_COUNTS)
+        .map_err(corrupt)?
+        .retain_in((id, "")..(after.as_str(), ""), |_, _| false)
+        .map_err(corrupt)?;
+    Ok(())
 }
 
 /// Statistics older than they are kept.

@@ -43,6 +43,8 @@
 //! | `P{meta}:pin:<name>` | string: the store's identity, the id (8 hex digits) of the pseudonym key its contacts are named under; a server with another key refuses to start | kept: it names the store, not a contact |
 //! | `P{s:N}:c:<contact>:link` | string, for a key that is an alias (a customer's other id, see `store::links`): the canonical contact's key (keyed hashes only) | kept until the contact is erased: it applies the contact's kept consent ledger to both ids |
 //! | `P{s:N}:c:<contact>:aliases` | set: the keys linked to the contact, for its erasure | kept until the contact is erased |
+//! | `P{s:N}:owners`, `P{s:N}:owned` | hashes: the shard's contacts → their business id, and business id → how many (see `businesses`) | until the business is removed |
+//! | `P{meta}:removed` | hash: business id → its removal record (JSON: started, finished, what was deleted) | kept: the certificate's source |
 //! | `P{suppressed}` | hash: pseudonymous key of an erased contact → when (Unix s); so their opt-out survives and a later import cannot re-subscribe them | kept |
 //! | `Pconsole:<hash>` | string: an operator's console session (sealed: expiry, CSRF token, the credential it was opened with, the simulator's conversation), under a hash of its cookie id | until it expires (8 hours) or ends |
 //! | `Pconsole:sessions` | set: the session keys above, so that a change of the admin credential ends them all at once | 9 hours after the last sign-in |
@@ -99,6 +101,7 @@ use crate::domain::consent::ConsentChange;
 
 mod audience;
 mod audit;
+mod businesses;
 mod campaigns;
 mod conn;
 mod contacts;
@@ -109,6 +112,7 @@ mod lanes;
 mod links;
 mod ops;
 mod outbox;
+mod scan;
 mod scripts;
 
 /// The largest COUNT Redis takes (a signed 64-bit number); callers may

@@ -8,7 +8,8 @@
 //! (claim, release, renew, sweep), `outbox` (finish, defer, set_head,
 //! wake), `contacts` (erase, purge, consent, unlink), `keys` (pin,
 //! data_key, rewrap), `campaigns` (dispatch, status, lease, the audience
-//! scripts), `audit` (audit, lapse, reset) and `ops` (rate, hold, probe).
+//! scripts), `audit` (audit, lapse, reset), `businesses` (enlist,
+//! forget) and `ops` (rate, hold, probe).
 
 use redis::{ToRedisArgs, ToSingleRedisArg};
 
@@ -97,6 +98,7 @@ macro_rules! script_args {
 }
 
 mod audit;
+mod businesses;
 mod campaigns;
 mod contacts;
 mod inbox;
@@ -106,6 +108,7 @@ mod ops;
 mod outbox;
 
 pub(super) use audit::*;
+pub(super) use businesses::*;
 pub(super) use campaigns::*;
 pub(super) use contacts::*;
 pub(super) use inbox::*;
