@@ -336,3 +336,55 @@ async fn a_removal_cut_short_is_finished_at_the_next_start() {
     assert_eq!(certificates(&again).await.len(), 1);
     again.stop().await;
 }
+
+/// `whatsify business remove ID`, run beside a server on the same Redis:
+/// the removal done, the certificate written; the server discards the
+/// business's webhooks from then on (it reads the removal within seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_removes_a_business() {
+    let b = crate::helpers::redis();
+    let graph = FakeGraph::start().await;
+    let (app, flows) = crate::businesses::app(&b.backend, &graph).await;
+    say(&app, CAFE, "wamid.C1", text("hello")).await;
+    let cafe = key(&app, "cafe");
+    let store = app.store();
+    until("the café's contact", 30, async || {
+        store.data_key(&cafe).await.ok().flatten().is_some()
+    })
+    .await;
+    let file = flows.path().join("whatsify.toml");
+    std::fs::write(&file, crate::businesses::two_businesses(flows.path())).expect("write");
+    let run = |id: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_whatsify"))
+            .args(["business", "remove", id, "--config"])
+            .arg(&file)
+            .envs(crate::helpers::test_env(&b.backend, &[]))
+            .output()
+            .expect("whatsify runs")
+    };
+    let unknown = run("bakery");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no business has the id"));
+    let out = run("cafe");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("business cafe removed: 1 contacts"), "{said}");
+    assert!(store.data_key(&cafe).await.expect("key").is_none());
+    assert_eq!(certificates(&app).await.len(), 1);
+    // Run again: nothing more to do, the same answer.
+    let again = run("cafe");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("1 contacts"));
+    assert_eq!(certificates(&app).await.len(), 1);
+    // The running server learns of it and discards the café's webhooks.
+    tokio::time::sleep(whatsify::offboard::removed::REFRESH * 2).await;
+    let before = said_from(&graph, CAFE).len();
+    say(&app, CAFE, "wamid.C2", text("anyone?")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(said_from(&graph, CAFE).len(), before);
+    assert!(store.data_key(&cafe).await.expect("key").is_none());
+    app.stop().await;
+}
