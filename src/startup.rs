@@ -179,9 +179,9 @@ impl Application {
         }
         tokio::spawn(crate::offboard::on_start(
             store.clone(),
-            crypto.keyring.clone(),
-            crypto.audit.clone(),
+            (crypto.keyring.clone(), crypto.audit.clone()),
             clock.clone(),
+            hooks.clone(),
             state.removed.clone(),
             shutdown.clone(),
         ));

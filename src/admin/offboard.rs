@@ -96,6 +96,7 @@ fn remover(state: &AppState) -> Remover<'_> {
         keyring: &state.keyring,
         audit: &state.audit,
         clock: &state.clock,
+        hooks: &state.hooks,
         actor: Actor::Admin,
     }
 }

@@ -26,6 +26,10 @@ pub struct RawWebhook {
     events: Vec<String>,
     #[serde(default)]
     fields: Vec<String>,
+    /// The business whose contacts' events it receives (none: every
+    /// business's).
+    #[serde(default)]
+    business: Option<String>,
 }
 
 impl RawWebhook {
@@ -74,7 +78,15 @@ impl RawWebhook {
         for f in &self.fields {
             fields.push(f.parse().map_err(invalid)?);
         }
+        if let Some(b) = &self.business
+            && crate::domain::BusinessId::parse(b).is_none()
+        {
+            return Err(invalid(
+                "business must be a business id (1 to 32 of a-z, 0-9, -)".into(),
+            ));
+        }
         Ok(std::sync::Arc::new(Subscriber {
+            business: self.business,
             name: self.name,
             url,
             key: SecretBox::new(Box::new(key)),
@@ -213,6 +225,20 @@ pub struct Subscriber {
     pub key: SecretBox<Vec<u8>>,
     pub events: Vec<EventKind>,
     pub fields: Vec<Field>,
+    /// The business whose contacts' events it receives (`None`: every
+    /// business's: the service's own CRM).
+    pub business: Option<String>,
+}
+
+impl Subscriber {
+    /// Whether it receives the events of a contact of `business` (`None`:
+    /// not on record, read as the `default` business's).
+    pub fn serves(&self, business: Option<&str>) -> bool {
+        match &self.business {
+            None => true,
+            Some(b) => b == business.unwrap_or(crate::domain::BusinessId::DEFAULT),
+        }
+    }
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -222,6 +248,7 @@ impl std::fmt::Debug for Subscriber {
             .field("url", &self.url.as_str())
             .field("events", &self.events)
             .field("fields", &self.fields)
+            .field("business", &self.business)
             .finish_non_exhaustive()
     }
 }

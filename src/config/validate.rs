@@ -118,6 +118,17 @@ impl RawSettings {
         let backend = backend(&self.store.backend)?;
         check_limits(&self.store, &self.server, &self.outbox)?;
         let integrations = receivers(self.integrations)?;
+        for (index, hook) in integrations.iter().enumerate() {
+            if let Some(b) = &hook.business
+                && !businesses.iter().any(|known| known.id.as_str() == b)
+            {
+                return Err(ConfigError::Webhook {
+                    index,
+                    name: hook.name.clone(),
+                    problem: format!("business \"{b}\" is not one of [[businesses]]"),
+                });
+            }
+        }
         Ok(Settings {
             server: self.server,
             meta,

@@ -232,6 +232,44 @@ impl Hooks {
         }
     }
 
+    /// Tells the receivers that serve `business` (those bound to it and
+    /// the service's own) that it was taken off the system: a
+    /// `business.removed` delivery, `{"business": id}`, signed like every
+    /// other, tried up to three times. Answers the receivers that took it.
+    /// Not queued: the business's queues are being deleted.
+    pub async fn tell_removed(&self, business: &str, now: u64) -> Vec<String> {
+        let timestamp = time::OffsetDateTime::from_unix_timestamp(now as i64)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        let id = format!("business.removed.{business}");
+        let body = serde_json::json!({
+            "type": "business.removed",
+            "timestamp": timestamp,
+            "data": { "business": business },
+        })
+        .to_string();
+        let mut told = Vec::new();
+        for receiver in self.receivers.iter().filter(|r| r.serves(Some(business))) {
+            for attempt in 0..3u64 {
+                match self.post(receiver, &id, body.as_bytes(), now).await {
+                    Ok(()) => {
+                        told.push(receiver.name.clone());
+                        break;
+                    }
+                    Err(Refused(why)) => {
+                        tracing::warn!(why, attempt, "integrations: business.removed not taken");
+                        tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                    }
+                }
+            }
+        }
+        told
+    }
+
     /// Queues `event` for every receiver that takes it, and for the
     /// receivers in `also` whatever their `events` list (an erasure or a
     /// rectification reaches everyone who got data about the contact, GDPR
@@ -249,7 +287,16 @@ impl Hooks {
     ) -> Result<Vec<String>, crate::store::StoreError> {
         use crate::store::{Appended, EntryKey, InboxEntry, Queue, StoreError};
         let mut queued = Vec::new();
+        // Receivers bound to a business get only its contacts' events.
+        let owner = if self.receivers.iter().any(|r| r.business.is_some()) {
+            store.owner(&event.contact).await?
+        } else {
+            None
+        };
         for receiver in self.receivers.iter() {
+            if !receiver.serves(owner.as_deref()) {
+                continue;
+            }
             let payload = if also.contains(&receiver.name) {
                 receiver.payload_anyway(event)
             } else {
@@ -377,6 +424,7 @@ mod tests {
             key: secrecy::SecretBox::new(Box::new(vec![7; 32])),
             events: events.to_vec(),
             fields: fields.to_vec(),
+            business: None,
         }
     }
 

@@ -34,6 +34,8 @@ pub const CERTIFICATE: &str = "business_removed";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// Its integration receivers are told (`business.removed`).
+    Tell,
     Campaigns,
     Marks,
     Contacts,
@@ -72,6 +74,9 @@ pub struct Removal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
     pub deleted: Deleted,
+    /// The integration receivers that took `business.removed`.
+    #[serde(default)]
+    pub told: Vec<String>,
 }
 
 impl Removal {
@@ -87,6 +92,7 @@ impl Removal {
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "deleted": self.deleted,
+            "receivers_told": self.told,
         })
         .to_string()
     }
@@ -98,6 +104,7 @@ pub struct Remover<'a> {
     pub keyring: &'a Keyring,
     pub audit: &'a Chain,
     pub clock: &'a Clock,
+    pub hooks: &'a crate::integrations::Hooks,
     /// Who asked: the admin (HTTP, command line) or the system (resuming).
     pub actor: Actor,
 }
@@ -142,9 +149,10 @@ impl Remover<'_> {
             numbers: numbers.to_vec(),
             started_at: self.clock.now(),
             finished_at: None,
-            phase: Phase::Campaigns,
+            phase: Phase::Tell,
             cursor: None,
             deleted: Deleted::default(),
+            told: Vec::new(),
         };
         self.save(&r).await?;
         tracing::info!(business = %business, "business removal started");
@@ -158,6 +166,10 @@ impl Remover<'_> {
             .ok_or_else(|| StoreError::Corrupt("business removal record: id".into()))?;
         loop {
             match r.phase {
+                Phase::Tell => {
+                    r.told = self.hooks.tell_removed(&r.business, self.clock.now()).await;
+                    r.phase = Phase::Campaigns;
+                }
                 Phase::Campaigns => {
                     r.deleted.campaigns += self.campaigns(&r.numbers).await?;
                     r.phase = Phase::Marks;
@@ -294,9 +306,9 @@ pub async fn adopt_older_contacts(store: &dyn Store) -> Result<u64, StoreError> 
 /// removals other instances begin.
 pub async fn on_start(
     store: std::sync::Arc<dyn Store>,
-    keyring: Keyring,
-    audit: Chain,
+    (keyring, audit): (Keyring, Chain),
     clock: Clock,
+    hooks: crate::integrations::Hooks,
     removed: Removed,
     stop: crate::shutdown::Shutdown,
 ) {
@@ -311,6 +323,7 @@ pub async fn on_start(
         keyring: &keyring,
         audit: &audit,
         clock: &clock,
+        hooks: &hooks,
         actor: Actor::System,
     };
     if let Err(e) = resume(&remover).await {
@@ -333,6 +346,7 @@ pub async fn remove_now(
     let crypto = crate::privacy::keys::Crypto::new(&secrets);
     let (keyring, audit) = (crypto.keyring, crypto.audit);
     let clock = Clock::system();
+    let hooks = crate::integrations::Hooks::new(settings.integrations.clone());
     let numbers = match settings.businesses.iter().find(|b| b.id == business) {
         Some(b) => b.phone_number_ids.clone(),
         None => match removal(store.as_ref(), &business).await? {
@@ -345,6 +359,7 @@ pub async fn remove_now(
         keyring: &keyring,
         audit: &audit,
         clock: &clock,
+        hooks: &hooks,
         actor: Actor::Admin,
     };
     let started = remover.begin(&business, &numbers).await?;

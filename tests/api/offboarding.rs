@@ -315,6 +315,7 @@ async fn a_removal_cut_short_is_finished_at_the_next_start() {
         keyring: &app.state.keyring,
         audit: &app.state.audit,
         clock: &app.state.clock,
+        hooks: &app.state.hooks,
         actor: whatsify::domain::audit::Actor::Admin,
     };
     let cafe_id = BusinessId::parse("cafe").expect("id");
@@ -388,3 +389,78 @@ async fn the_command_line_removes_a_business() {
     assert!(store.data_key(&cafe).await.expect("key").is_none());
     app.stop().await;
 }
+
+/// Receivers bound to a business (`business = "…"`): each gets only its
+/// business's contacts' events, and the café's is told when the café is
+/// removed; a receiver naming no business of the settings stops start-up.
+async fn receivers_of_each_business(backend: &Backend) {
+    use crate::integrations::Receiver;
+    let graph = FakeGraph::start().await;
+    graph.expect_token(SHOP, "shop-token-0123456789abcdef");
+    graph.expect_token(CAFE, "cafe-token-0123456789abcdef");
+    let (shop_crm, cafe_crm) = (Receiver::start(11).await, Receiver::start(12).await);
+    let flows = tempfile::tempdir().expect("temp dir");
+    let bound = |r: &Receiver, name: &str, business: &str| {
+        format!(
+            "{}business = {business:?}\n",
+            r.settings(name, &["consent.changed", "contact.erased"], &[])
+        )
+    };
+    let toml = format!(
+        "{}\n{}\n{}",
+        crate::businesses::two_businesses(flows.path()),
+        bound(&shop_crm, "shop-crm", "shop"),
+        bound(&cafe_crm, "cafe-crm", "cafe"),
+    );
+    let app = crate::integrations::app_with_receivers(backend, &graph, &toml).await;
+    say(&app, SHOP, "wamid.S1", text("START")).await;
+    say(&app, CAFE, "wamid.C1", text("START")).await;
+    until("each business's consent event", 30, async || {
+        !shop_crm.of("consent.changed").is_empty() && !cafe_crm.of("consent.changed").is_empty()
+    })
+    .await;
+    for (crm, business) in [(&shop_crm, "shop"), (&cafe_crm, "cafe")] {
+        let contacts: Vec<Value> = crm
+            .of("consent.changed")
+            .iter()
+            .map(|e| e["data"]["contact_id"].clone())
+            .collect();
+        assert_eq!(
+            contacts,
+            [json!(key(&app, business).as_str())],
+            "{business}"
+        );
+    }
+    let (status, removal) = app
+        .admin_delete_json("/admin/businesses/cafe?confirm=cafe")
+        .await;
+    assert_eq!(status, 200, "{removal}");
+    let told = cafe_crm.of("business.removed");
+    assert_eq!(told.len(), 1, "{:?}", cafe_crm.got());
+    assert_eq!(told[0]["data"]["business"], "cafe");
+    assert!(cafe_crm.got().iter().all(|g| g.verified), "signed");
+    assert!(shop_crm.of("business.removed").is_empty());
+    let certs = certificates(&app).await;
+    assert!(
+        certs[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("\"receivers_told\":[\"cafe-crm\"]"))
+    );
+    app.stop().await;
+
+    // A receiver bound to a business the settings do not have.
+    let file = flows.path().join("bad.toml");
+    let bad = format!(
+        "{}\n{}",
+        crate::businesses::two_businesses(flows.path()),
+        bound(&shop_crm, "x", "bakery")
+    );
+    std::fs::write(&file, bad).expect("write");
+    let err =
+        whatsify::config::Settings::load_from(Some(&file), crate::helpers::test_env(backend, &[]))
+            .map(|_| ())
+            .expect_err("refused")
+            .to_string();
+    assert!(err.contains("bakery") && err.contains("x"), "{err}");
+}
+crate::both_backends!(receivers, receivers_of_each_business);
