@@ -35,3 +35,4 @@ mod signature;
 mod store;
 mod store_files;
 mod transport;
+mod upgrade;
