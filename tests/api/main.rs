@@ -36,3 +36,4 @@ mod signature;
 mod store;
 mod store_files;
 mod transport;
+mod upgrade;
