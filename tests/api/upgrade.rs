@@ -351,7 +351,35 @@ async fn declared_businesses(backend: &Backend) {
     old_audit_reads(&app, "/admin/businesses/default/contacts", started).await;
     conversation_continues(&app, &graph).await;
     campaign_respects_old_choices(&app, &graph).await;
+    old_contacts_are_the_default_business(&app).await;
     app.stop().await;
+}
+
+/// The contacts the old release stored (Ana, Bruno, Dora, and Carla, whose
+/// suppression is kept) are given to the `default` business at the first
+/// start, so its count shows them and its removal reaches every one.
+async fn old_contacts_are_the_default_business(app: &TestApp) {
+    until("the old contacts adopted", 30, async || {
+        let list = get(app, "/admin/businesses").await;
+        list["businesses"][0]["contacts"].as_u64() >= Some(4)
+    })
+    .await;
+    let list = get(app, "/admin/businesses").await;
+    assert_eq!(list["businesses"][1]["contacts"], 0, "{list}");
+    let (status, removal) = app
+        .admin_delete_json("/admin/businesses/default?confirm=default")
+        .await;
+    assert_eq!(status, 200, "{removal}");
+    assert!(
+        removal["deleted"]["contacts"].as_u64() >= Some(4),
+        "{removal}"
+    );
+    for wa in [ANA, BRUNO, DORA] {
+        let (status, doc) = app
+            .admin_get(&format!("/admin/businesses/default/contacts/{wa}"))
+            .await;
+        assert_eq!(status, 404, "{wa} is left: {doc}");
+    }
 }
 
 mod embedded {
