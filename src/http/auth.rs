@@ -95,9 +95,10 @@ impl FromRequest for SignedIn {
 }
 
 /// The contact a `/admin/contacts/{id}…` request names (the wa_id or the
-/// business-scoped user id), resolved to the customer's one contact, once
-/// the caller is authorised.
-pub struct ContactPath(pub ContactKey);
+/// business-scoped user id), resolved to the customer's one contact of
+/// the business the request is about (also given), once the caller is
+/// authorised.
+pub struct ContactPath(pub ContactKey, pub BusinessId);
 
 impl FromRequest for ContactPath {
     type Error = ApiError;
@@ -113,7 +114,7 @@ impl FromRequest for ContactPath {
             let key = contact_of(id, &business, &state).ok_or_else(bad_id)?;
             // Either of a customer's ids names their one contact.
             let key = crate::store::links::canonical(state.store.as_ref(), key).await?;
-            Ok(ContactPath(key))
+            Ok(ContactPath(key, business))
         })
     }
 }

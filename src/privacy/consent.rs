@@ -114,6 +114,7 @@ pub fn of_event(
         source: source.to_owned(),
         policy_version: policy_version.to_owned(),
         evidence: Some(evidence),
+        business: None,
     })
 }
 
@@ -130,6 +131,7 @@ mod tests {
             source: "keyword".into(),
             policy_version: "1".into(),
             evidence: None,
+            business: None,
         }
     }
 

@@ -38,8 +38,14 @@ impl Sender {
                         granted: false,
                         at: now,
                         source: "meta:131050".into(),
-                        policy_version: self.policy_version.clone(),
+                        // The policy of the business the number is.
+                        policy_version: self
+                            .businesses
+                            .of_number(&job.phone_number_id)
+                            .map_or(&self.policy_version, |b| &b.policy_version)
+                            .clone(),
                         evidence: Some(format!("job:{}", job.id)),
+                        business: run.business.clone(),
                     }
                 });
                 self.give_up(claim, id, (r, None, consent), run).await
@@ -74,9 +80,10 @@ impl Sender {
                         Class::PairLimit => "pair_limit",
                         _ => "transient",
                     };
+                    let business = BusinessId::of_tag(run.business.as_ref());
                     crate::metrics::global()
                         .retries
-                        .with_label_values(&[class])
+                        .with_label_values(&[business.as_str(), class])
                         .inc();
                 }
                 state.attempts += 1;
