@@ -250,6 +250,22 @@ async fn each_business_sees_only_its_own(backend: &Backend) {
         "a business name in the metrics"
     );
 
+    // A STOP at the shop after its campaign reached the customer counts
+    // against that campaign (the shop's opt-out counter is its own).
+    let report_path = format!("/admin/businesses/shop/campaigns/{shop_campaign}");
+    crate::campaigns::drained_at(&app, &report_path, std::time::Duration::from_secs(30)).await;
+    say(&app, SHOP, "wamid.S2", text("STOP")).await;
+    until("the campaign's opt-out", 30, async || {
+        app.admin_get(&report_path).await.1["opt_outs"] == 1
+    })
+    .await;
+    assert_eq!(today(&app, "shop").await["opt_outs"], 1);
+    assert_eq!(today(&app, "cafe").await["opt_outs"], json!(null));
+    // An erasure at the café is the café's.
+    assert_eq!(app.admin_delete(&contact("cafe", WA2)).await, 200);
+    assert_eq!(today(&app, "cafe").await["erasures"], 1);
+    assert_eq!(today(&app, "shop").await["erasures"], json!(null));
+
     // Every route: 404 for a business that does not exist, 409 naming
     // the prefixed route unprefixed. Neither changes anything.
     for (method, route, pattern) in ROUTES {
