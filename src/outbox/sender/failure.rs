@@ -4,6 +4,29 @@
 use super::*;
 
 impl Sender {
+    /// The withdrawal of marketing consent Meta's 131050 tells of, under
+    /// the policy and in the statistics of the business the number is.
+    fn marketing_stopped(
+        &self,
+        job: &Job,
+        now: u64,
+        run: &Run,
+    ) -> crate::domain::consent::ConsentChange {
+        crate::domain::consent::ConsentChange {
+            purpose: "marketing".into(),
+            granted: false,
+            at: now,
+            source: "meta:131050".into(),
+            policy_version: self
+                .businesses
+                .of_number(&job.phone_number_id)
+                .map_or(&self.policy_version, |b| &b.policy_version)
+                .clone(),
+            evidence: Some(format!("job:{}", job.id)),
+            business: run.business.clone(),
+        }
+    }
+
     pub(super) async fn failed(
         &self,
         claim: &Claim,
@@ -32,22 +55,8 @@ impl Sender {
                 let r = record(DeliveryState::Failed, state.attempts + 1);
                 // Meta says the customer stopped marketing messages: that
                 // is a withdrawal of marketing consent, recorded with it.
-                let consent = (f.code == Some(MARKETING_STOPPED_CODE)).then(|| {
-                    crate::domain::consent::ConsentChange {
-                        purpose: "marketing".into(),
-                        granted: false,
-                        at: now,
-                        source: "meta:131050".into(),
-                        // The policy of the business the number is.
-                        policy_version: self
-                            .businesses
-                            .of_number(&job.phone_number_id)
-                            .map_or(&self.policy_version, |b| &b.policy_version)
-                            .clone(),
-                        evidence: Some(format!("job:{}", job.id)),
-                        business: run.business.clone(),
-                    }
-                });
+                let consent = (f.code == Some(MARKETING_STOPPED_CODE))
+                    .then(|| self.marketing_stopped(job, now, run));
                 self.give_up(claim, id, (r, None, consent), run).await
             }
             Class::Credentials => {
