@@ -5,15 +5,19 @@
 //! gauges are read from the store at each scrape, so they are the same on
 //! every instance. No label ever holds a phone number, a name or message
 //! text: labels are fixed words, Meta error codes, flow and step ids (from
-//! the business's flow files) and business phone_number_ids.
+//! the business's flow files), business phone_number_ids and business
+//! ids. The per-message metrics (messages in and out, sends, retries,
+//! dead letters, opt-outs and opt-ins, exports, erasures, flow steps)
+//! carry the `business` label: the id of the business the message is
+//! for (`default` for a deployment without `[[businesses]]`).
 
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::domain::BusinessId;
 use crate::domain::consent::ConsentChange;
 
 use crate::store::{Lane, Store, StoreError, stats};
@@ -26,21 +30,23 @@ pub struct Metrics {
     pub webhook_requests: IntCounterVec,
     /// From the request's start to its answer.
     pub webhook_ack_seconds: Histogram,
-    /// Outbound messages by result (`accepted`, `failed`, `dead`,
-    /// `expired`, `outside_window`, `no_consent`, `cancelled`) and Meta
-    /// error code (empty when none).
+    /// Outbound messages by business, result (`accepted`, `failed`,
+    /// `dead`, `expired`, `outside_window`, `no_consent`, `cancelled`) and
+    /// Meta error code (empty when none).
     pub sends: IntCounterVec,
-    /// Send attempts that will be tried again, by class (`transient`,
-    /// `throttled`, `pair_limit`).
+    /// Send attempts that will be tried again, by business and class
+    /// (`transient`, `throttled`, `pair_limit`).
     pub retries: IntCounterVec,
-    /// Messages given up after every attempt (moved to the dead letters).
-    pub dead_letters: IntCounter,
+    /// Messages given up after every attempt (moved to the dead letters),
+    /// by business.
+    pub dead_letters: IntCounterVec,
     /// Integration events posted to a CRM or helpdesk receiver, by its
     /// configured name and result (`delivered`, `retry`, `dead`).
     pub integration_deliveries: IntCounterVec,
-    /// Flow steps run, by flow and step id.
+    /// Flow steps run, by business, flow and step id.
     pub flow_steps: IntCounterVec,
-    /// Messages in and out, opt-outs, opt-ins, exports, erasures.
+    /// Messages in and out, opt-outs, opt-ins, exports, erasures, by
+    /// business.
     pub events: IntCounterVec,
     /// Contacts with pending entries, by lane (`inbox`, `outbox`), and how
     /// long the oldest has waited.
@@ -83,13 +89,6 @@ impl Metrics {
         .unwrap_or_else(|e| panic!("metric webhook_ack_seconds: {e}"));
         r.register(Box::new(ack.clone()))
             .unwrap_or_else(|e| panic!("metric webhook_ack_seconds: {e}"));
-        let dead = IntCounter::new(
-            "dead_letters_total",
-            "Messages given up after every attempt failed",
-        )
-        .unwrap_or_else(|e| panic!("metric dead_letters_total: {e}"));
-        r.register(Box::new(dead.clone()))
-            .unwrap_or_else(|e| panic!("metric dead_letters_total: {e}"));
         Metrics {
             webhook_requests: counter_vec(
                 &r,
@@ -101,28 +100,38 @@ impl Metrics {
             sends: counter_vec(
                 &r,
                 "sends_total",
-                "Outbound messages by result and Meta error code",
-                &["result", "code"],
+                "Outbound messages by business, result and Meta error code",
+                &["business", "result", "code"],
             ),
             retries: counter_vec(
                 &r,
                 "send_retries_total",
-                "Send attempts to be tried again, by class",
-                &["class"],
+                "Send attempts to be tried again, by business and class",
+                &["business", "class"],
             ),
-            dead_letters: dead,
+            dead_letters: counter_vec(
+                &r,
+                "dead_letters_total",
+                "Messages given up after every attempt failed, by business",
+                &["business"],
+            ),
             integration_deliveries: counter_vec(
                 &r,
                 "integration_deliveries_total",
                 "Integration events posted to receivers, by receiver and result",
                 &["receiver", "result"],
             ),
-            flow_steps: counter_vec(&r, "flow_steps_total", "Flow steps run", &["flow", "step"]),
+            flow_steps: counter_vec(
+                &r,
+                "flow_steps_total",
+                "Flow steps run, by business",
+                &["business", "flow", "step"],
+            ),
             events: counter_vec(
                 &r,
                 "events_total",
-                "Messages in and out, opt-outs, opt-ins, exports and erasures",
-                &["event"],
+                "Messages in and out, opt-outs, opt-ins, exports and erasures, by business",
+                &["business", "event"],
             ),
             pending: gauge_vec(
                 &r,
@@ -147,19 +156,32 @@ impl Metrics {
     }
 
     /// Counts what a store write counted in the anonymous statistics
-    /// (`counts`, and the opt-ins and opt-outs of `consent`): flow steps by
-    /// flow and step, the rest as events.
+    /// (`counts`, and the opt-ins and opt-outs of `consent`, each named in
+    /// its business's statistics): flow steps by flow and step, the rest
+    /// as events, each under its business.
     pub fn counted<'a>(
         &self,
         counts: &[(String, u64)],
         consent: impl Iterator<Item = &'a ConsentChange>,
     ) {
-        for (name, n) in stats::with_consent(counts, consent) {
+        for (counter, n) in stats::with_consent(counts, consent) {
+            let (business, name) = stats::unscoped(&counter);
+            let b = business.as_str();
             match name.strip_prefix("step:").and_then(|s| s.split_once('/')) {
-                Some((flow, step)) => self.flow_steps.with_label_values(&[flow, step]).inc_by(n),
-                None => self.events.with_label_values(&[name.as_str()]).inc_by(n),
+                Some((flow, step)) => self
+                    .flow_steps
+                    .with_label_values(&[b, flow, step])
+                    .inc_by(n),
+                None => self.events.with_label_values(&[b, name]).inc_by(n),
             }
         }
+    }
+
+    /// Counts one event (`messages_in`, `erasures`, …) of `business`.
+    pub fn event(&self, business: &BusinessId, name: &str) {
+        self.events
+            .with_label_values(&[business.as_str(), name])
+            .inc();
     }
 
     /// Reads the backlog and the breakers from the store, then renders

@@ -166,6 +166,7 @@ impl Application {
                 audit: crypto.audit.clone(),
                 retention_days: settings.privacy.retention_days,
                 policy_version: settings.privacy.policy_version.clone(),
+                businesses: state.businesses.clone(),
                 owner: uuid::Uuid::new_v4().to_string(),
                 leases: leases.clone(),
                 stranded: Default::default(),
@@ -357,8 +358,6 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(health::metrics))
             .configure(crate::console::routes)
-            .route("/admin/audit", web::get().to(crate::admin::audit))
-            .route("/admin/stats", web::get().to(crate::admin::stats))
             .route("/admin/businesses", web::get().to(crate::admin::businesses))
             .route(
                 "/admin/businesses/{business}",
@@ -373,23 +372,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
                 web::scope("/admin/businesses/{business}/contacts")
                     .configure(crate::admin::contact_routes),
             )
-            .service(
-                web::resource("/admin/campaigns")
-                    .route(web::post().to(crate::admin::campaigns::create))
-                    .route(web::get().to(crate::admin::campaigns::list)),
-            )
-            .route(
-                "/admin/campaigns/{id}",
-                web::get().to(crate::admin::campaigns::show),
-            )
-            .route(
-                "/admin/campaigns/{id}",
-                web::delete().to(crate::admin::campaigns::cancel),
-            )
-            .route(
-                "/admin/outbox/dead-letters",
-                web::get().to(crate::admin::dead_letters),
-            )
+            .configure(crate::admin::business_routes)
     })
     .disable_signals()
     .listen(listener)

@@ -1,11 +1,15 @@
-//! `GET /admin/audit`: the privacy audit log, newest first, one page at a
-//! time, with what was checked of its hash chain (see
-//! [`crate::privacy::audit_view`]) and the requests open for more than a
-//! week (from the store's request index, not the log).
+//! `GET /admin/audit` and `GET /admin/businesses/{business}/audit`: the
+//! privacy audit log of one business, newest first, one page at a time,
+//! with what was checked of its hash chain (see
+//! [`crate::privacy::audit_view`]: the chain is the whole service's, so
+//! every entry read is checked, the business's or not, and only the
+//! business's are shown) and its requests open for more than a week (from
+//! the store's request index, not the log).
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use crate::domain::BusinessId;
 use crate::http::auth::{Operator, bad_id, contact_of};
 use crate::http::error::{Answer, ApiError};
 use crate::privacy::audit_view::{self, Cursor, Filter};
@@ -39,16 +43,17 @@ pub async fn audit(
     query: web::Query<AuditQuery>,
     state: web::Data<AppState>,
 ) -> Answer {
+    let business = crate::http::auth::business_of(&req, &state)?;
+    // With one business served, every entry is its own (as before
+    // businesses existed); with several, only those naming this one.
+    let only = state.businesses.only().is_none().then(|| business.clone());
     let q = query.into_inner();
     let contact = match &q.contact {
         None => None,
         Some(id) => {
             let key = match crate::domain::ContactKey::parse(id) {
                 Some(k) => k,
-                None => {
-                    let business = crate::http::auth::business_of(&req, &state)?;
-                    contact_of(id, &business, &state).ok_or_else(bad_id)?
-                }
+                None => contact_of(id, &business, &state).ok_or_else(bad_id)?,
             };
             // Either id of a customer known by both names their one contact.
             let k = crate::store::links::canonical(state.store.as_ref(), key).await?;
@@ -80,6 +85,7 @@ pub async fn audit(
         kind: q.kind,
         from: q.from,
         to: q.to,
+        business: only.clone(),
     };
     let store = state.store.as_ref();
     let now = crate::clock::now_secs();
@@ -92,7 +98,10 @@ pub async fn audit(
     if let Some(seq) = chain.broken_at {
         tracing::error!(seq, "audit log chain broken");
     }
-    let requests = audit_view::requests(store, now, state.erase_window).await?;
+    let mut requests = audit_view::requests(store, now, state.erase_window).await?;
+    if let Some(b) = &only {
+        requests.retain(|r| BusinessId::of_tag(r.business.as_ref()) == *b);
+    }
     let overdue = crate::privacy::audit::overdue_of(&requests, now);
     let shown: Vec<serde_json::Value> = page
         .entries

@@ -1,12 +1,18 @@
-//! `/admin/campaigns`: promotional campaigns (see [`crate::campaign`]).
+//! `/admin/campaigns` and `/admin/businesses/{business}/campaigns`:
+//! promotional campaigns (see [`crate::campaign`]), each of one business
+//! (the one whose number sends it).
 //!
-//! - `POST /admin/campaigns`: checks the request, resolves the audience
-//!   and stores the campaign: 202 with its id; 400 with what is wrong.
-//! - `GET /admin/campaigns`: every campaign, with its status.
-//! - `GET /admin/campaigns/{id}`: the report (targeted, skipped by reason,
+//! - `POST …/campaigns`: checks the request, resolves the audience and
+//!   stores the campaign: 202 with its id; 400 with what is wrong (a
+//!   number that is not the business's among it).
+//! - `GET …/campaigns`: the business's campaigns, with their status.
+//! - `GET …/campaigns/{id}`: the report (targeted, skipped by reason,
 //!   queued, sent, delivered, read, failed by error code, cancelled,
-//!   opt-outs).
-//! - `DELETE /admin/campaigns/{id}`: cancels what has not been sent yet.
+//!   opt-outs); 404 for another business's campaign.
+//! - `DELETE …/campaigns/{id}`: cancels what has not been sent yet.
+//!
+//! Unprefixed, the routes are those of the one business served (409 with
+//! several: see [`crate::http::auth::business_of`]).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -17,7 +23,7 @@ use crate::domain::audit::{Actor, AuditEvent};
 use crate::domain::campaign::{Campaign, CampaignStatus};
 use crate::domain::consent::MARKETING;
 use crate::domain::outbound::Recipient;
-use crate::domain::{ContactId, ContactKey};
+use crate::domain::{BusinessId, ContactId, ContactKey};
 use crate::http::auth::Operator;
 use crate::http::error::{Answer, ApiError};
 use crate::privacy::consent;
@@ -39,7 +45,7 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-async fn audit(state: &AppState, kind: &str, detail: String) {
+async fn audit(state: &AppState, business: &BusinessId, kind: &str, detail: String) {
     use crate::privacy::audit::note;
     let event = AuditEvent {
         at: crate::clock::now_secs(),
@@ -47,6 +53,7 @@ async fn audit(state: &AppState, kind: &str, detail: String) {
         contact: None,
         actor: Actor::Admin,
         detail: Some(detail),
+        business: business.tag(),
     };
     note(state.store.as_ref(), &state.audit, event).await;
 }
@@ -58,9 +65,11 @@ pub async fn create(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Answer {
+    let business = crate::http::auth::business_of(&req, &state)?;
     let body = crate::http::body::of(&req, payload, &state, MAX_BODY).await?;
     let now = state.clock.now();
-    let request = match campaign::parse(&body, &state.campaign_limits.get(), now) {
+    let limits = limits_of(&state, &business);
+    let request = match campaign::parse(&body, &limits, now) {
         Ok(r) => r,
         Err(message) => return Err(ApiError::bad_request(message)),
     };
@@ -71,13 +80,13 @@ pub async fn create(
         Audience::AllConsenting => ("all_consenting", Vec::new()),
     };
     // The campaign reaches the contacts of the business whose number
-    // sends it.
-    let Some(business) = state.businesses.of_number(&request.phone_number_id) else {
+    // sends it: one of the business's own numbers.
+    if owner(&state, &request.phone_number_id).as_ref() != Some(&business) {
         return Err(ApiError::bad_request(format!(
-            "phone_number_id {} belongs to no business",
+            "phone_number_id {} is not a number of business {business}",
             request.phone_number_id
         )));
-    };
+    }
     // Until the store keeps each business's contacts apart (issue 20),
     // an audience found by searching every contact cannot be limited to
     // one business: refused rather than crossing businesses.
@@ -87,7 +96,7 @@ pub async fn create(
             "with several businesses, a campaign's audience must list wa_ids".into(),
         ));
     }
-    let members = resolve(&state, &business.id, &request.audience).await?;
+    let members = resolve(&state, &business, &request.audience).await?;
     let mut audience = Vec::with_capacity(members.len());
     for m in &members {
         let sealed = serde_json::to_vec(m)
@@ -123,6 +132,7 @@ pub async fn create(
         created_at: now,
         opt_out: request.opt_out,
         targeted: audience.len() as u64,
+        business: Some(business.clone()),
     };
     let Ok(json) = serde_json::to_vec(&record) else {
         return Err(ApiError::Refused(
@@ -135,13 +145,19 @@ pub async fn create(
     }
     audit(
         &state,
+        &business,
         "campaign_created",
         format!("campaign {id}: {} contacts", record.targeted),
     )
     .await;
     tracing::info!(campaign = %id, targeted = record.targeted, audience = kind, "campaign accepted");
+    // Where its report is read: under the prefix the request came by.
+    let location = match req.match_info().get("business") {
+        Some(_) => format!("/admin/businesses/{business}/campaigns/{id}"),
+        None => format!("/admin/campaigns/{id}"),
+    };
     Ok(HttpResponse::Accepted()
-        .insert_header(("Location", format!("/admin/campaigns/{id}")))
+        .insert_header(("Location", location))
         .json(json!({
             "id": id,
             "status": CampaignStatus::Scheduled,
@@ -149,6 +165,25 @@ pub async fn create(
             "send_at": record.send_at,
             "rate_per_second": record.rate_per_second,
         })))
+}
+
+/// The business that owns `phone_number_id`, if any.
+fn owner(state: &AppState, phone_number_id: &str) -> Option<BusinessId> {
+    (state.businesses.of_number(phone_number_id)).map(|b| b.id.clone())
+}
+
+/// The campaign limits in force, with the business's default sender:
+/// `meta.phone_number_id` when it is the business's, else the business's
+/// first number.
+fn limits_of(state: &AppState, business: &BusinessId) -> campaign::Limits {
+    let mut limits = state.campaign_limits.get();
+    let own = |n: &String| owner(state, n).as_ref() == Some(business);
+    if !limits.phone_number_id.as_ref().is_some_and(own) {
+        let first = state.businesses.get(business.as_str());
+        let first = first.and_then(|b| b.phone_number_ids.first().cloned());
+        limits.phone_number_id = first.or(limits.phone_number_id);
+    }
+    limits
 }
 
 /// The audience's members: the wa_ids given, or the contacts found.
@@ -221,13 +256,17 @@ async fn resolve(
     Ok(members)
 }
 
-/// `GET /admin/campaigns`.
-pub async fn list(_: Operator, state: web::Data<AppState>) -> Answer {
+/// `GET /admin/campaigns`: the business's campaigns.
+pub async fn list(_: Operator, req: HttpRequest, state: web::Data<AppState>) -> Answer {
+    let business = crate::http::auth::business_of(&req, &state)?;
     let all = state.store.campaigns().await?;
     let rows: Vec<_> = all
         .iter()
         .filter_map(|s| {
             let c: Campaign = serde_json::from_slice(&s.record).ok()?;
+            if c.business_in(|n| owner(&state, n)) != business {
+                return None;
+            }
             Some(json!({
                 "id": c.id,
                 "name": c.name,
@@ -242,28 +281,47 @@ pub async fn list(_: Operator, state: web::Data<AppState>) -> Answer {
     Ok(HttpResponse::Ok().json(json!({ "campaigns": rows })))
 }
 
-async fn report(state: &AppState, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+/// The report of campaign `id` of `business`; `None` when there is no
+/// such campaign or it is another business's.
+async fn report(
+    state: &AppState,
+    business: &BusinessId,
+    id: &str,
+) -> Result<Option<serde_json::Value>, StoreError> {
     let Some(stored) = state.store.campaign(id).await? else {
         return Ok(None);
     };
     let c: Campaign = serde_json::from_slice(&stored.record)
         .map_err(|e| StoreError::Corrupt(format!("campaign record: {e}")))?;
+    if c.business_in(|n| owner(state, n)) != *business {
+        return Ok(None);
+    }
     let counts = state.store.campaign_counts(id).await?;
     let left = state.store.campaign_left(id).await?;
     Ok(Some(campaign::report(&c, stored.status, left, &counts)))
 }
 
-/// `GET /admin/campaigns/{id}`.
-pub async fn show(_: Operator, path: web::Path<String>, state: web::Data<AppState>) -> Answer {
-    if !valid_id(&path) {
+/// The business and the campaign id a `…/campaigns/{id}` request names
+/// (404 for an id whatsify never makes).
+fn campaign_path(req: &HttpRequest, state: &AppState) -> Result<(BusinessId, String), ApiError> {
+    let business = crate::http::auth::business_of(req, state)?;
+    let id = req.match_info().get("id").unwrap_or_default();
+    if !valid_id(id) {
         return Err(not_found());
     }
-    answer_report(&state, &path).await
+    Ok((business, id.to_owned()))
 }
 
-/// 200 with the campaign's report; 404 for an unknown one.
-async fn answer_report(state: &AppState, id: &str) -> Answer {
-    match report(state, id).await? {
+/// `GET /admin/campaigns/{id}`.
+pub async fn show(_: Operator, req: HttpRequest, state: web::Data<AppState>) -> Answer {
+    let (business, id) = campaign_path(&req, &state)?;
+    answer_report(&state, &business, &id).await
+}
+
+/// 200 with the campaign's report; 404 for an unknown one (or another
+/// business's).
+async fn answer_report(state: &AppState, business: &BusinessId, id: &str) -> Answer {
+    match report(state, business, id).await? {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
         None => Err(not_found()),
     }
@@ -271,9 +329,10 @@ async fn answer_report(state: &AppState, id: &str) -> Answer {
 
 /// `DELETE /admin/campaigns/{id}`: nothing more is dispatched, and what is
 /// queued but not sent is recorded as cancelled by the senders.
-pub async fn cancel(_: Operator, path: web::Path<String>, state: web::Data<AppState>) -> Answer {
-    let id = path.into_inner();
-    if !valid_id(&id) {
+pub async fn cancel(_: Operator, req: HttpRequest, state: web::Data<AppState>) -> Answer {
+    let (business, id) = campaign_path(&req, &state)?;
+    // Another business's campaign is not there for this one.
+    if report(&state, &business, &id).await?.is_none() {
         return Err(not_found());
     }
     let moved = state
@@ -289,8 +348,14 @@ pub async fn cancel(_: Operator, path: web::Path<String>, state: web::Data<AppSt
         )
         .await;
     if moved? {
-        audit(&state, "campaign_cancelled", format!("campaign {id}")).await;
+        audit(
+            &state,
+            &business,
+            "campaign_cancelled",
+            format!("campaign {id}"),
+        )
+        .await;
         tracing::info!(campaign = %id, "campaign cancelled");
     }
-    answer_report(&state, &id).await
+    answer_report(&state, &business, &id).await
 }

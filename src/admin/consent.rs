@@ -29,7 +29,7 @@ const REFERENCE_MAX: usize = 100;
 /// or a withdrawal the customer gave them (by phone, on paper), with
 /// source `admin`. An erased contact cannot be re-subscribed (409).
 pub async fn record_consent(
-    ContactPath(contact): ContactPath,
+    ContactPath(contact, business): ContactPath,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -70,8 +70,14 @@ pub async fn record_consent(
         granted: body.granted,
         at: crate::clock::now_secs(),
         source: ADMIN_SOURCE.to_owned(),
-        policy_version: state.policy_version.clone(),
+        // The policy of the business the contact wrote to.
+        policy_version: state
+            .businesses
+            .get(business.as_str())
+            .map_or(&state.policy_version, |b| &b.policy_version)
+            .clone(),
         evidence: (!reference.is_empty()).then(|| format!("admin:{reference}")),
+        business: business.tag(),
     };
     state.store.append_consent(&contact, change.clone()).await?;
     crate::metrics::global().counted(&[], std::iter::once(&change));

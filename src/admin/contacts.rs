@@ -11,7 +11,10 @@ use crate::http::error::Answer;
 use crate::state::AppState;
 
 /// `GET /admin/contacts/{id}`: the contact's profile and consent.
-pub async fn contact(ContactPath(contact): ContactPath, state: web::Data<AppState>) -> Answer {
+pub async fn contact(
+    ContactPath(contact, business): ContactPath,
+    state: web::Data<AppState>,
+) -> Answer {
     let ledger = state.store.consent(&contact).await?;
     let windows = state.store.windows(&contact).await?;
     let profile = open_profile(&state, &contact).await?;
@@ -19,7 +22,7 @@ pub async fn contact(ContactPath(contact): ContactPath, state: web::Data<AppStat
         return Err(nothing_kept());
     }
     tracing::info!(contact = %contact, "admin: contact viewed");
-    admin_access(&state, &contact, "profile and consent").await;
+    admin_access(&state, &contact, &business, "profile and consent").await;
     let mut purposes: Vec<&str> = ledger
         .iter()
         .map(|c| c.purpose.as_str())
@@ -75,7 +78,10 @@ pub async fn contact(ContactPath(contact): ContactPath, state: web::Data<AppStat
 
 /// `DELETE /admin/contacts/{id}`: erases everything kept about the
 /// contact, as a confirmed DELETE MY DATA does.
-pub async fn erase(ContactPath(contact): ContactPath, state: web::Data<AppState>) -> Answer {
+pub async fn erase(
+    ContactPath(contact, business): ContactPath,
+    state: web::Data<AppState>,
+) -> Answer {
     use crate::domain::audit::{Actor, AuditEvent};
     use crate::privacy::audit::note;
     known(&state, &contact).await?;
@@ -86,6 +92,7 @@ pub async fn erase(ContactPath(contact): ContactPath, state: web::Data<AppState>
         contact: Some(contact.as_str().to_owned()),
         actor: Actor::Admin,
         detail: Some("through the support team".into()),
+        business: business.tag(),
     };
     note(state.store.as_ref(), &state.audit, event("erasure_request")).await;
     // Every CRM or helpdesk tool that got data about the contact hears of
@@ -95,12 +102,9 @@ pub async fn erase(ContactPath(contact): ContactPath, state: web::Data<AppState>
     state.keyring.forget(&contact);
     // With every id the customer is known by (their links too).
     state.contact_links.forget(&contact);
-    let aliases = state.store.erase_contact(&contact, now).await?;
+    let aliases = state.store.erase_contact(&contact, &business, now).await?;
     aliases.iter().for_each(|a| state.keyring.forget(a));
-    crate::metrics::global()
-        .events
-        .with_label_values(&[crate::store::stats::ERASURES])
-        .inc();
+    crate::metrics::global().event(&business, crate::store::stats::ERASURES);
     tracing::info!(contact = %contact, "admin: contact erased");
     note(
         state.store.as_ref(),
@@ -140,13 +144,13 @@ async fn tell_erased(
 /// `GET /admin/contacts/{id}/export`: the copy of their data the
 /// customer gets with MY DATA.
 pub async fn export(
-    ContactPath(contact): ContactPath,
+    ContactPath(contact, business): ContactPath,
     req: actix_web::HttpRequest,
     state: web::Data<AppState>,
 ) -> Answer {
     let id = req.match_info().get("id").unwrap_or_default().to_owned();
     known(&state, &contact).await?;
-    admin_access(&state, &contact, "export").await;
+    admin_access(&state, &contact, &business, "export").await;
     let sealer = contact_sealer(&state, &contact).await?;
     let doc = crate::privacy::export::build(
         state.store.as_ref(),
@@ -162,8 +166,11 @@ pub async fn export(
 
 /// `GET /admin/contacts/{id}/messages`: the delivery record of each
 /// message sent to the contact (never the content).
-pub async fn messages(ContactPath(contact): ContactPath, state: web::Data<AppState>) -> Answer {
-    admin_access(&state, &contact, "delivery records").await;
+pub async fn messages(
+    ContactPath(contact, business): ContactPath,
+    state: web::Data<AppState>,
+) -> Answer {
+    admin_access(&state, &contact, &business, "delivery records").await;
     let records = state.store.deliveries(&contact).await?;
     Ok(HttpResponse::Ok().json(json!({
         "contact": contact.as_str(),

@@ -1,5 +1,10 @@
-//! `GET /admin/outbox/dead-letters`: messages and integration events
-//! given up after every attempt failed, with the last error.
+//! `GET /admin/outbox/dead-letters` and
+//! `GET /admin/businesses/{business}/outbox/dead-letters`: messages and
+//! integration events given up after every attempt failed, with the last
+//! error, of one business: those sent from its numbers. With one business
+//! served, every dead letter is its own; with several, a letter that
+//! names no number of the business (an integration event, one that
+//! cannot be opened) is listed under none.
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -14,7 +19,13 @@ use crate::state::AppState;
 const DEAD_LETTERS_LIMIT: usize = 500;
 
 /// `GET /admin/outbox/dead-letters`.
-pub async fn dead_letters(_: Operator, state: web::Data<AppState>) -> Answer {
+pub async fn dead_letters(
+    _: Operator,
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Answer {
+    let business = crate::http::auth::business_of(&req, &state)?;
+    let several = state.businesses.only().is_none();
     let letters = state.store.dead_letters(DEAD_LETTERS_LIMIT).await?;
     let mut sealers = std::collections::HashMap::new();
     for d in &letters {
@@ -23,14 +34,24 @@ pub async fn dead_letters(_: Operator, state: web::Data<AppState>) -> Answer {
             sealers.insert(d.contact.clone(), sealer);
         }
     }
-    let items: Vec<_> = letters
-        .iter()
-        .map(|d| {
-            let letter: Option<Letter> = sealers
-                .get(&d.contact)
-                .and_then(Option::as_ref)
-                .and_then(|k| k.open(&d.entry.sealed, &dead_context(&d.contact)).ok())
-                .and_then(|p| serde_json::from_slice(&p).ok());
+    let opened = letters.iter().map(|d| {
+        let letter: Option<Letter> = sealers
+            .get(&d.contact)
+            .and_then(Option::as_ref)
+            .and_then(|k| k.open(&d.entry.sealed, &dead_context(&d.contact)).ok())
+            .and_then(|p| serde_json::from_slice(&p).ok());
+        (d, letter)
+    });
+    // The business's own: sent from one of its numbers.
+    let own = |letter: &Option<Letter>| {
+        let number = letter.as_ref().and_then(|l| l.job.as_ref());
+        let number = number.map_or("", |j| j.phone_number_id.as_str());
+        let owner = state.businesses.of_number(number).map(|b| &b.id);
+        !several || (!number.is_empty() && owner == Some(&business))
+    };
+    let items: Vec<_> = opened
+        .filter(|(_, letter)| own(letter))
+        .map(|(d, letter)| {
             match letter {
                 // An integration event its receiver never took: named by
                 // the receiver, the event and the contact it is about.

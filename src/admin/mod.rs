@@ -15,6 +15,13 @@
 //!   content). `{id}` is the wa_id or the business-scoped user id.
 //! - `GET /admin/outbox/dead-letters`: messages given up after every
 //!   attempt failed, with the last error.
+//! - `/admin/campaigns…`, `/admin/stats`: see [`campaigns`] and `stats`.
+//!
+//! Every route also exists under `/admin/businesses/{business}`, for that
+//! business's contacts, campaigns, audit entries, statistics and dead
+//! letters only (404 for a business that does not exist). Unprefixed,
+//! the routes are the one business's when one is served, and answer 409
+//! naming the prefixed route when several are.
 //! - `GET /admin/audit?contact=&kind=&from=&to=&limit=&before=&verify=`:
 //!   the privacy audit log, newest first, a page at a time, filtered, with
 //!   what was checked of its hash chain and which requests have been open
@@ -49,6 +56,33 @@ pub fn contact_routes(cfg: &mut actix_web::web::ServiceConfig) {
         .route("/{id}/messages", web::get().to(messages))
         .route("/{id}/handoff/close", web::post().to(close_handoff))
         .route("/{id}/export", web::get().to(export));
+}
+
+/// The routes of one business's campaigns, audit log, statistics and dead
+/// letters: under `/admin/businesses/{business}`, and unprefixed under
+/// `/admin` (the one business served; 409 with several). Each is a
+/// resource of its own, not a scope, so that no other
+/// `/admin/businesses/{business}…` route is shadowed.
+pub fn business_routes(cfg: &mut actix_web::web::ServiceConfig) {
+    use actix_web::web;
+    for prefix in ["/admin", "/admin/businesses/{business}"] {
+        cfg.service(
+            web::resource(format!("{prefix}/campaigns"))
+                .route(web::post().to(campaigns::create))
+                .route(web::get().to(campaigns::list)),
+        )
+        .service(
+            web::resource(format!("{prefix}/campaigns/{{id}}"))
+                .route(web::get().to(campaigns::show))
+                .route(web::delete().to(campaigns::cancel)),
+        )
+        .route(&format!("{prefix}/audit"), web::get().to(audit))
+        .route(&format!("{prefix}/stats"), web::get().to(stats))
+        .route(
+            &format!("{prefix}/outbox/dead-letters"),
+            web::get().to(dead_letters),
+        );
+    }
 }
 
 /// `GET /admin/businesses`: the businesses served, each with its numbers
@@ -156,7 +190,12 @@ async fn open_profile(
     })
 }
 
-async fn admin_access(state: &AppState, contact: &ContactKey, what: &str) {
+async fn admin_access(
+    state: &AppState,
+    contact: &ContactKey,
+    business: &crate::domain::BusinessId,
+    what: &str,
+) {
     use crate::domain::audit::{Actor, AuditEvent};
     use crate::privacy::audit::note;
     let event = AuditEvent {
@@ -165,6 +204,7 @@ async fn admin_access(state: &AppState, contact: &ContactKey, what: &str) {
         contact: Some(contact.as_str().to_owned()),
         actor: Actor::Admin,
         detail: Some(what.to_owned()),
+        business: business.tag(),
     };
     note(state.store.as_ref(), &state.audit, event).await;
 }

@@ -1,4 +1,5 @@
-//! `GET /admin/stats`: the anonymous daily counters retention keeps.
+//! `GET /admin/stats` and `GET /admin/businesses/{business}/stats`: the
+//! anonymous daily counters retention keeps, of one business.
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -17,13 +18,16 @@ pub struct StatsQuery {
 /// The most days one statistics answer covers.
 const STATS_MAX_DAYS: u64 = crate::store::stats::KEEP_DAYS;
 
-/// `GET /admin/stats`: the anonymous daily counters (default: the last 30
-/// days). They name no contact, so reading them is not audited.
+/// `GET /admin/stats`: the business's anonymous daily counters (default:
+/// the last 30 days). They name no contact, so reading them is not
+/// audited.
 pub async fn stats(
     _: Operator,
+    req: actix_web::HttpRequest,
     query: web::Query<StatsQuery>,
     state: web::Data<AppState>,
 ) -> Answer {
+    let business = crate::http::auth::business_of(&req, &state)?;
     use crate::store::stats::{day, parse_day};
     let today = crate::clock::now_secs() / 86_400;
     let parse = |v: &Option<String>, default: u64| match v {
@@ -43,7 +47,8 @@ pub async fn stats(
         )));
     }
     let days: Vec<String> = (from..=to).map(|d| day(d * 86_400)).collect();
-    let counts = state.store.stats(&days).await?;
+    let all = state.store.stats(&days).await?;
+    let counts = crate::store::stats::of_business(&all, &business);
     Ok(HttpResponse::Ok().json(json!({
         "from": day(from * 86_400),
         "to": day(to * 86_400),

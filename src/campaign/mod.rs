@@ -617,6 +617,7 @@ mod tests {
             created_at: 0,
             opt_out: r.opt_out,
             targeted: 3,
+            business: None,
         };
         let vars: BTreeMap<String, String> = [("code".to_owned(), "X1".to_owned())].into();
         let none = BTreeMap::new();

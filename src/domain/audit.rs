@@ -32,6 +32,20 @@ pub struct AuditEvent {
     /// A short description with no personal data ("marketing, keyword").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The business the event concerns; `None` for the `default` business
+    /// and for events of the whole service. Left out of the JSON when
+    /// `None`, so entries written before businesses existed hash (and so
+    /// verify) as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business: Option<crate::domain::BusinessId>,
+}
+
+impl AuditEvent {
+    /// The business whose audit log shows this event (`default` when the
+    /// event names none).
+    pub fn business_id(&self) -> crate::domain::BusinessId {
+        crate::domain::BusinessId::of_tag(self.business.as_ref())
+    }
 }
 
 /// An event in the log, with its place in the chain.

@@ -135,6 +135,24 @@ pub struct Campaign {
     pub opt_out: OptOut,
     /// Audience entries stored.
     pub targeted: u64,
+    /// The business whose number sends it (recorded since campaigns exist
+    /// per business; see [`Campaign::business_in`] for older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business: Option<crate::domain::BusinessId>,
+}
+
+impl Campaign {
+    /// The campaign's business: as recorded, else the business that owns
+    /// its number (`owner`), else `default`.
+    pub fn business_in(
+        &self,
+        owner: impl Fn(&str) -> Option<crate::domain::BusinessId>,
+    ) -> crate::domain::BusinessId {
+        self.business
+            .clone()
+            .or_else(|| owner(&self.phone_number_id))
+            .unwrap_or_else(crate::domain::BusinessId::default_business)
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,11 @@ pub struct ConsentChange {
     /// the webhook event) that carried the choice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
+    /// The business the consent was given to or withdrawn from (its
+    /// statistics count it); `None` for the `default` business, whose
+    /// entries read as earlier releases wrote them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business: Option<crate::domain::BusinessId>,
 }
 
 /// The purpose of promotional messages.

@@ -112,8 +112,24 @@ impl fmt::Display for ContactKey {
 /// A client business's id, as its settings name it: 1 to 32 of `a-z`,
 /// `0-9` and `-`. Safe to log, to use in storage keys, routes and metric
 /// labels (it is neither a name nor a number).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct BusinessId(String);
+
+impl TryFrom<String> for BusinessId {
+    type Error = String;
+    fn try_from(s: String) -> Result<BusinessId, String> {
+        BusinessId::parse(&s).ok_or_else(|| format!("{s:?} is not a business id"))
+    }
+}
+
+impl From<BusinessId> for String {
+    fn from(b: BusinessId) -> String {
+        b.0
+    }
+}
 
 impl BusinessId {
     /// The business a deployment without `[[businesses]]` serves.
@@ -139,6 +155,19 @@ impl BusinessId {
     /// serves (whose contacts keep the keys of earlier releases).
     pub fn is_default(&self) -> bool {
         self.0 == Self::DEFAULT
+    }
+
+    /// The business as records written for it name it: `None` for the
+    /// `default` business (so that they read as earlier releases wrote
+    /// them), else its id.
+    pub fn tag(&self) -> Option<BusinessId> {
+        (!self.is_default()).then(|| self.clone())
+    }
+
+    /// The business a record names ([`BusinessId::tag`]): `None` is the
+    /// `default` business.
+    pub fn of_tag(tag: Option<&BusinessId>) -> BusinessId {
+        tag.cloned().unwrap_or_else(BusinessId::default_business)
     }
 }
 

@@ -95,9 +95,10 @@ impl FromRequest for SignedIn {
 }
 
 /// The contact a `/admin/contacts/{id}…` request names (the wa_id or the
-/// business-scoped user id), resolved to the customer's one contact, once
-/// the caller is authorised.
-pub struct ContactPath(pub ContactKey);
+/// business-scoped user id), resolved to the customer's one contact of
+/// the business the request is about (also given), once the caller is
+/// authorised.
+pub struct ContactPath(pub ContactKey, pub BusinessId);
 
 impl FromRequest for ContactPath {
     type Error = ApiError;
@@ -113,7 +114,7 @@ impl FromRequest for ContactPath {
             let key = contact_of(id, &business, &state).ok_or_else(bad_id)?;
             // Either of a customer's ids names their one contact.
             let key = crate::store::links::canonical(state.store.as_ref(), key).await?;
-            Ok(ContactPath(key))
+            Ok(ContactPath(key, business))
         })
     }
 }
@@ -136,10 +137,22 @@ pub fn contact_of(id: &str, business: &BusinessId, state: &AppState) -> Option<C
 /// a route without the prefix answers 409 naming the route to use.
 pub fn business_of(req: &HttpRequest, state: &AppState) -> Result<BusinessId, ApiError> {
     if let Some(id) = req.match_info().get("business") {
+        // A business removed and gone from the settings still has its
+        // audit log (the deletion certificate) to read.
+        let removed = || {
+            state
+                .removed
+                .snapshot()
+                .ids
+                .contains(id)
+                .then(|| BusinessId::parse(id))
+                .flatten()
+        };
         return state
             .businesses
             .get(id)
             .map(|b| b.id.clone())
+            .or_else(removed)
             .ok_or_else(|| ApiError::not_found("no such business"));
     }
     match state.businesses.only() {

@@ -36,6 +36,7 @@ pub async fn refused(req: &actix_web::HttpRequest, state: &crate::state::AppStat
         contact: None,
         actor: crate::domain::audit::Actor::Admin,
         detail: Some(detail),
+        business: None,
     };
     crate::privacy::audit::note(state.store.as_ref(), &state.audit, event).await;
 }

@@ -98,6 +98,7 @@ impl Worker {
             turn.now,
         );
         let contact = &turn.contact;
+        let business = self.business_of(turn);
         let mut audited: Vec<AuditEvent> = turn
             .consent
             .iter()
@@ -109,6 +110,7 @@ impl Worker {
             contact: Some(contact.as_str().to_owned()),
             actor: Actor::Customer,
             detail: None,
+            business: business.clone(),
         };
         audited.extend(erasure.into_iter().map(erase_event));
         audited
@@ -116,6 +118,7 @@ impl Worker {
 
     /// The step's writes, sealed under the contact's data key.
     fn sealed(&self, turn: &mut Turn, sealer: &Sealer) -> Result<Commit, StoreError> {
+        let business = self.business_of(turn);
         let contact = &turn.contact;
         let session = serde_json::to_vec(&turn.state)
             .ok()
@@ -151,8 +154,18 @@ impl Worker {
             profile,
             history,
             profile_ttl: self.profile_ttl,
-            stats: stats_of(turn),
+            stats: stats_of(turn, business.as_ref()),
         })
+    }
+
+    /// The business of the turn's contact (`None`: `default`): that of the
+    /// number the customer wrote to, the conversation is on, or a reply
+    /// goes out from (all of a contact's numbers are its business's).
+    fn business_of(&self, turn: &Turn) -> Option<crate::domain::BusinessId> {
+        let number = (turn.window.as_ref().map(|(n, _)| n))
+            .or(turn.state.phone_number_id.as_ref())
+            .or(turn.jobs.first().map(|j| &j.phone_number_id))?;
+        self.policies.for_number(number).business.tag()
     }
 
     /// Keeps only the consent entries that change something, so that a
@@ -196,18 +209,17 @@ impl Worker {
     }
 }
 
-/// Anonymous: how many messages came in, which steps ran.
-fn stats_of(turn: &mut Turn) -> crate::store::Counts {
+/// Anonymous: how many messages came in, which steps ran, in the
+/// statistics of `business` (`None`: `default`).
+fn stats_of(turn: &mut Turn, business: Option<&crate::domain::BusinessId>) -> crate::store::Counts {
+    use crate::store::stats::{MESSAGES_IN, scoped};
     let mut stats: crate::store::Counts = Vec::new();
     if turn.messages_in > 0 {
-        stats.push((
-            crate::store::stats::MESSAGES_IN.to_owned(),
-            turn.messages_in,
-        ));
+        stats.push((scoped(business, MESSAGES_IN), turn.messages_in));
     }
     let mut steps: std::collections::BTreeMap<String, u64> = Default::default();
     for step in std::mem::take(&mut turn.state.steps_run) {
-        *steps.entry(step).or_default() += 1;
+        *steps.entry(scoped(business, &step)).or_default() += 1;
     }
     stats.extend(steps);
     stats

@@ -153,6 +153,7 @@ impl Worker {
                         source: "flow".to_owned(),
                         policy_version: policy.version.clone(),
                         evidence: cause.map(|(_, e)| e.clone()),
+                        business: policy.business.tag(),
                     });
                 }
                 Effect::Action {

@@ -139,16 +139,14 @@ impl Worker {
             (Some(false), _) => profile.withdrew = Some((msg.sent_at, evidence.to_owned())),
             (Some(true), Some((at, stop))) if *at == msg.sent_at => {
                 // The ledger keeps it once.
+                let policy = self.policies.for_number(&msg.m.origin.phone_number_id);
                 consent.push(ConsentChange {
                     purpose: MARKETING.to_owned(),
                     granted: false,
                     at: msg.sent_at,
                     source: "keyword".to_owned(),
-                    policy_version: self
-                        .policies
-                        .for_number(&msg.m.origin.phone_number_id)
-                        .version
-                        .clone(),
+                    policy_version: policy.version.clone(),
+                    business: policy.business.tag(),
                     evidence: Some(stop.clone()),
                 });
             }
@@ -242,6 +240,7 @@ impl Worker {
                     source: "notice".to_owned(),
                     policy_version: current.clone(),
                     evidence: Some(evidence.to_owned()),
+                    business: policy.business.tag(),
                 });
             }
             Some(_) => {}

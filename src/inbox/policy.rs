@@ -6,11 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{BusinessSettings, Settings};
+use crate::domain::BusinessId;
 use crate::privacy::keywords::Texts;
 
 /// One business's policy.
 #[derive(Debug)]
 pub struct Policy {
+    /// The business's id: its statistics, metrics and audit entries.
+    pub business: BusinessId,
     /// Its `policy_version` (else `privacy.policy_version`).
     pub version: String,
     /// The answers to STOP, START, HELP, … and its policy notice.
@@ -29,6 +32,7 @@ impl Policies {
     /// The policies the settings give.
     pub fn of(settings: &Settings) -> Policies {
         let default = Arc::new(Policy {
+            business: BusinessId::default_business(),
             version: settings.privacy.policy_version.clone(),
             texts: Texts::new(&settings.business, &settings.privacy.policy_notice),
         });
@@ -39,6 +43,7 @@ impl Policies {
                 contact: b.contact.clone(),
             };
             let policy = Arc::new(Policy {
+                business: b.id.clone(),
                 version: b.policy_version.clone(),
                 texts: Texts::new(&named, &b.privacy_notice),
             });

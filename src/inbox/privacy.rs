@@ -134,14 +134,14 @@ impl Worker {
             InboxEvent::Preference(_) => true,
             _ => return None,
         };
+        let policy = self
+            .policies
+            .for_number(event.phone_number_id().unwrap_or_default());
         let read = crate::privacy::consent::of_event(
             event,
             entry,
             &self.pseudonymizer,
-            &self
-                .policies
-                .for_number(event.phone_number_id().unwrap_or_default())
-                .version,
+            (&policy.version, Some(&policy.business)),
             &self
                 .flows
                 .for_number(event.phone_number_id().unwrap_or_default())
@@ -158,12 +158,9 @@ impl Worker {
                 granted,
                 at: now,
                 source: "keyword".to_owned(),
-                policy_version: self
-                    .policies
-                    .for_number(event.phone_number_id().unwrap_or_default())
-                    .version
-                    .clone(),
+                policy_version: policy.version.clone(),
                 evidence: None,
+                business: policy.business.tag(),
             }),
             (None, _) => None,
         }

@@ -233,16 +233,14 @@ impl Worker {
         };
         if d.code == Some(crate::outbox::graph::MARKETING_STOPPED_CODE) {
             tracing::info!(contact = %turn.contact, "customer stopped marketing messages (131050)");
+            let policy = self.policies.for_number(&s.origin.phone_number_id);
             turn.consent.push(ConsentChange {
                 purpose: MARKETING.to_owned(),
                 granted: false,
                 at: d.at,
                 source: "meta:131050".to_owned(),
-                policy_version: self
-                    .policies
-                    .for_number(&s.origin.phone_number_id)
-                    .version
-                    .clone(),
+                policy_version: policy.version.clone(),
+                business: policy.business.tag(),
                 evidence: d.wamid.clone(),
             });
             turn.profile.marketing = Some(false);

@@ -91,6 +91,7 @@ impl Hooks {
                         contact: Some(contact.clone()),
                         actor: Actor::System,
                         detail: Some(format!("{receiver}: {event} [{}]", fields.join(", "))),
+                        business: None,
                     };
                     note(store, audit, shared).await;
                 }

@@ -188,7 +188,10 @@ impl Remover<'_> {
                 Phase::Contacts => {
                     let (page, next) = self.store.members(&business, r.cursor.take(), PAGE).await?;
                     for contact in &page {
-                        let aliases = self.store.erase_contact(contact, self.clock.now()).await?;
+                        let aliases = self
+                            .store
+                            .erase_contact(contact, &business, self.clock.now())
+                            .await?;
                         for alias in &aliases {
                             self.store.forget(alias).await?;
                             self.keyring.forget(alias);
@@ -229,6 +232,7 @@ impl Remover<'_> {
             contact: None,
             actor: self.actor,
             detail: Some(r.certificate()),
+            business: BusinessId::parse(&r.business).filter(|b| !b.is_default()),
         }
     }
 

@@ -143,6 +143,7 @@ pub fn of_consent(contact: &str, change: &crate::domain::consent::ConsentChange)
             "{}, {}, policy {}",
             change.purpose, change.source, change.policy_version
         )),
+        business: change.business.clone(),
     }
 }
 
@@ -167,6 +168,9 @@ pub struct Request {
     pub state: &'static str,
     /// When it was completed or declined.
     pub closed_at: Option<u64>,
+    /// The business it was made to (`None`: `default`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business: Option<crate::domain::BusinessId>,
 }
 
 impl Request {
@@ -200,6 +204,7 @@ pub fn requests(entries: &[Entry], now: u64, erase_window: u64) -> Vec<Request> 
                 at: e.event.at,
                 state: "open",
                 closed_at: None,
+                business: e.event.business.clone(),
             });
             continue;
         }
@@ -261,7 +266,40 @@ mod tests {
             contact: Some("c1".into()),
             actor: Actor::Customer,
             detail: None,
+            business: None,
         }
+    }
+
+    /// Two entries as a release before businesses stored them (their
+    /// hashes computed apart from this code, over the JSON as written).
+    const OLD_LOG: [&str; 2] = [
+        r#"{"seq":1,"at":1700000000,"kind":"consent_given","contact":"0123456789abcdef0123456789abcdef","actor":"customer","detail":"marketing, keyword, policy 1","prev":"0000000000000000000000000000000000000000000000000000000000000000","hash":"4b0b73afefeb252fde63ffad8e3901118e909de404199b63dcd81fce6f4913a5"}"#,
+        r#"{"seq":2,"at":1700000060,"kind":"admin_auth_failed","actor":"admin","prev":"4b0b73afefeb252fde63ffad8e3901118e909de404199b63dcd81fce6f4913a5","hash":"374e8448bc9fe7349c83d9dccedb9ef3135c3e83420b1477a5f66c4e8e714e6d"}"#,
+    ];
+
+    #[test]
+    fn entries_written_before_businesses_still_verify_and_belong_to_default() {
+        let chain = Chain::new(&crate::config::Key32::new([7; 32]));
+        let old: Vec<Entry> = OLD_LOG
+            .iter()
+            .map(|e| serde_json::from_str(e).expect("entry"))
+            .collect();
+        assert_eq!(chain.verify(&old), Ok(()));
+        for (e, text) in old.iter().zip(OLD_LOG) {
+            assert_eq!(serde_json::to_string(e).ok().as_deref(), Some(text));
+            assert!(e.event.business_id().is_default());
+        }
+        // An entry of another business names it, and is chained the same.
+        let cafe = crate::domain::BusinessId::parse("cafe");
+        let mut next = event("admin_access", 1700000120);
+        next.business = cafe.clone();
+        let mut all = old.clone();
+        all.push(chain.link(3, &old[1].hash, next));
+        assert_eq!(chain.verify(&all), Ok(()));
+        assert_eq!(Some(all[2].event.business_id()), cafe);
+        let mut moved = all.clone();
+        moved[2].event.business = None;
+        assert_eq!(chain.verify(&moved), Err(3), "the business is in the hash");
     }
 
     fn log(chain: &Chain, kinds: &[(&str, u64)]) -> Vec<Entry> {
@@ -343,6 +381,7 @@ mod tests {
                 contact: Some("c2".into()),
                 actor: Actor::System,
                 detail: None,
+                business: None,
             },
         ));
         let r = requests(&entries, 100, 600);

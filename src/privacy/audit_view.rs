@@ -56,17 +56,28 @@ pub struct Filter {
     /// From and to (Unix s, inclusive).
     pub from: Option<u64>,
     pub to: Option<u64>,
+    /// Only the entries of this business (those that name none are the
+    /// `default` business's).
+    pub business: Option<crate::domain::BusinessId>,
 }
 
 impl Filter {
     fn is_empty(&self) -> bool {
-        self.contact.is_none() && self.kind.is_none() && self.from.is_none() && self.to.is_none()
+        self.contact.is_none()
+            && self.kind.is_none()
+            && self.from.is_none()
+            && self.to.is_none()
+            && self.business.is_none()
     }
 
     fn matches(&self, e: &Entry) -> bool {
-        self.contact
+        self.business
             .as_ref()
-            .is_none_or(|k| e.event.contact.as_deref() == Some(k.as_str()))
+            .is_none_or(|b| e.event.business_id() == *b)
+            && self
+                .contact
+                .as_ref()
+                .is_none_or(|k| e.event.contact.as_deref() == Some(k.as_str()))
             && self.kind.as_ref().is_none_or(|k| &e.event.kind == k)
             && self.from.is_none_or(|t| e.event.at >= t)
             && self.to.is_none_or(|t| e.event.at <= t)
@@ -375,6 +386,7 @@ mod tests {
                     contact: None,
                     actor: Actor::System,
                     detail: None,
+                    business: None,
                 };
                 let e = chain.link(seq, &prev, event);
                 prev.clone_from(&e.hash);

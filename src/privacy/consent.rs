@@ -63,12 +63,13 @@ pub fn refusal(ledger: &[ConsentChange], purpose: &str) -> Option<crate::domain:
 /// flow: STOP, START and their variants typed, the "Stop promotions"
 /// quick reply, and WhatsApp's own marketing Stop/Resume. Recorded at
 /// ingress, in the same write as the event (see
-/// [`crate::store::InboxEntry::consent`]).
+/// [`crate::store::InboxEntry::consent`]), under the policy version of
+/// the business the customer wrote to (`None`: `default`).
 pub fn of_event(
     event: &crate::domain::inbound::InboxEvent,
     dedup: &str,
     pseudonymizer: &crate::crypto::pseudonym::Pseudonymizer,
-    policy_version: &str,
+    (policy_version, business): (&str, Option<&crate::domain::BusinessId>),
     extra: &crate::privacy::keywords::Extra,
 ) -> Option<ConsentChange> {
     use crate::domain::inbound::InboxEvent;
@@ -114,6 +115,7 @@ pub fn of_event(
         source: source.to_owned(),
         policy_version: policy_version.to_owned(),
         evidence: Some(evidence),
+        business: business.and_then(crate::domain::BusinessId::tag),
     })
 }
 
@@ -130,6 +132,7 @@ mod tests {
             source: "keyword".into(),
             policy_version: "1".into(),
             evidence: None,
+            business: None,
         }
     }
 

@@ -4,8 +4,8 @@
 //! contact's outbox (after the final confirmation is out).
 
 use crate::crypto::keyring::Keyring;
-use crate::domain::ContactKey;
 use crate::domain::audit::{Actor, AuditEvent};
+use crate::domain::{BusinessId, ContactKey};
 use crate::privacy::audit::{Chain, note};
 use crate::store::{Store, StoreError, stats};
 
@@ -15,16 +15,13 @@ pub async fn erase(
     store: &dyn Store,
     keyring: &Keyring,
     audit: &Chain,
-    contact: &ContactKey,
+    (contact, business): (&ContactKey, &BusinessId),
     now: u64,
 ) -> Result<(), StoreError> {
     // With every id the customer is known by (their links too).
-    let aliases = store.erase_contact(contact, now).await?;
+    let aliases = store.erase_contact(contact, business, now).await?;
     aliases.iter().for_each(|a| keyring.forget(a));
-    crate::metrics::global()
-        .events
-        .with_label_values(&[stats::ERASURES])
-        .inc();
+    crate::metrics::global().event(business, stats::ERASURES);
     // The data key is destroyed with the rest; this process forgets it
     // too (a later message starts with a new key).
     keyring.forget(contact);
@@ -35,6 +32,7 @@ pub async fn erase(
         contact: Some(contact.as_str().to_owned()),
         actor: Actor::System,
         detail: None,
+        business: business.tag(),
     };
     note(store, audit, event).await;
     Ok(())

@@ -137,6 +137,7 @@ mod tests {
                 contact: contact.map(str::to_owned),
                 actor: Actor::Customer,
                 detail: None,
+                business: None,
             },
             prev: String::new(),
             hash: String::new(),

@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 
-use crate::domain::ContactKey;
 use crate::domain::consent::ConsentChange;
+use crate::domain::{BusinessId, ContactKey};
 use crate::store::{Delivery, StoreError};
 
 /// What [`Store::resolve_contacts`] knows about a contact key.
@@ -28,8 +28,14 @@ pub trait ContactStore: Send + Sync {
     /// the shard's
     /// sets; and puts the contact's pseudonymous key on the suppression
     /// list with the time (Unix s). (Redis de-duplication marks, which hold
-    /// no personal data, expire on their own within 8 days.)
-    async fn erase(&self, contact: &ContactKey, at: u64) -> Result<(), StoreError>;
+    /// no personal data, expire on their own within 8 days.) Counted in
+    /// the erasures of `business`, whose contact it is.
+    async fn erase(
+        &self,
+        contact: &ContactKey,
+        business: &BusinessId,
+        at: u64,
+    ) -> Result<(), StoreError>;
 
     /// When the contact was erased (their key is on the suppression list).
     async fn suppressed(&self, contact: &ContactKey) -> Result<Option<u64>, StoreError>;
@@ -107,13 +113,14 @@ pub trait ContactStore: Send + Sync {
     async fn erase_contact(
         &self,
         contact: &ContactKey,
+        business: &BusinessId,
         at: u64,
     ) -> Result<Vec<ContactKey>, StoreError> {
         let aliases = self.aliases(contact).await?;
         for alias in &aliases {
-            self.erase(alias, at).await?;
+            self.erase(alias, business, at).await?;
         }
-        self.erase(contact, at).await?;
+        self.erase(contact, business, at).await?;
         self.unlink(contact).await?;
         Ok(aliases)
     }

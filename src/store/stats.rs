@@ -2,6 +2,13 @@
 //! which outlive every contact's data: per UTC day, messages in and out,
 //! opt-outs and opt-ins, exports, erasures, and the flow steps run
 //! (`step:<flow>/<step>`). They name no contact.
+//!
+//! Each business has its own: the `default` business's counters keep the
+//! names earlier releases gave them (so a store written before businesses
+//! existed reads on unchanged), another business's are named
+//! `business:<id>:<name>` ([`scoped`]). Every counter name starts with
+//! one of the fixed words above or `step:`, never `business:`, so the two
+//! never meet.
 
 pub const MESSAGES_IN: &str = "messages_in";
 pub const MESSAGES_OUT: &str = "messages_out";
@@ -13,12 +20,68 @@ pub const ERASURES: &str = "erasures";
 /// embedded store drops older days in the retention pass).
 pub const KEEP_DAYS: u64 = 400;
 
-/// The counter a consent ledger entry adds, if any.
-pub fn of_consent(c: &crate::domain::consent::ConsentChange) -> Option<&'static str> {
-    (c.purpose == crate::domain::consent::MARKETING).then_some(if c.granted {
-        OPT_INS
-    } else {
-        OPT_OUTS
+use crate::domain::BusinessId;
+
+/// What starts the counters of a business other than `default`.
+const BUSINESS_PREFIX: &str = "business:";
+
+/// The name of the counter `name` of `business` (`None`: `default`).
+pub fn scoped(business: Option<&BusinessId>, name: &str) -> String {
+    match business.filter(|b| !b.is_default()) {
+        None => name.to_owned(),
+        Some(b) => format!("{BUSINESS_PREFIX}{b}:{name}"),
+    }
+}
+
+/// The business a counter belongs to, and its name within that business.
+pub fn unscoped(counter: &str) -> (BusinessId, &str) {
+    counter
+        .strip_prefix(BUSINESS_PREFIX)
+        .and_then(|rest| rest.split_once(':'))
+        .and_then(|(id, name)| Some((BusinessId::parse(id)?, name)))
+        .unwrap_or_else(|| (BusinessId::default_business(), counter))
+}
+
+/// Whether a counter (of any business) counts opt-outs.
+pub fn is_opt_out(counter: &str) -> bool {
+    unscoped(counter).1 == OPT_OUTS
+}
+
+/// `business`'s counters of each day, by their names within it.
+pub fn of_business(all: &super::DailyStats, business: &BusinessId) -> super::DailyStats {
+    all.iter()
+        .map(|(day, counters)| {
+            let own = counters
+                .iter()
+                .filter_map(|(counter, n)| {
+                    let (b, name) = unscoped(counter);
+                    (b == *business).then(|| (name.to_owned(), *n))
+                })
+                .collect();
+            (day.clone(), own)
+        })
+        .collect()
+}
+
+/// Every business's counters of each day, added up by name.
+pub fn of_all(all: &super::DailyStats) -> super::DailyStats {
+    all.iter()
+        .map(|(day, counters)| {
+            let mut sum: std::collections::BTreeMap<String, u64> = Default::default();
+            for (counter, n) in counters {
+                *sum.entry(unscoped(counter).1.to_owned()).or_default() += n;
+            }
+            (day.clone(), sum)
+        })
+        .collect()
+}
+
+/// The counter a consent ledger entry adds (in its business's
+/// statistics), if any.
+pub fn of_consent(c: &crate::domain::consent::ConsentChange) -> Option<String> {
+    (c.purpose == crate::domain::consent::MARKETING).then(|| {
+        let name = if c.granted { OPT_INS } else { OPT_OUTS };
+        scoped(c.business.as_ref(), name)
     })
 }
 
@@ -32,7 +95,7 @@ pub fn with_consent<'a>(
         *out.entry(name.clone()).or_default() += n;
     }
     for name in consent.filter_map(of_consent) {
-        *out.entry(name.to_owned()).or_default() += 1;
+        *out.entry(name).or_default() += 1;
     }
     out.into_iter().collect()
 }
@@ -86,6 +149,34 @@ pub fn today() -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::BusinessId;
+
+    #[test]
+    fn the_default_business_keeps_the_old_names_and_others_read_only_their_own() {
+        let cafe = BusinessId::parse("cafe").expect("id");
+        let default = BusinessId::default_business();
+        assert_eq!(super::scoped(None, "opt_outs"), "opt_outs");
+        assert_eq!(super::scoped(Some(&default), "opt_outs"), "opt_outs");
+        let named = super::scoped(Some(&cafe), "step:menu/hello");
+        assert_eq!(named, "business:cafe:step:menu/hello");
+        assert_eq!(super::unscoped(&named), (cafe.clone(), "step:menu/hello"));
+        assert_eq!(
+            super::unscoped("step:menu/hello"),
+            (default.clone(), "step:menu/hello")
+        );
+        assert!(super::is_opt_out("business:cafe:opt_outs") && super::is_opt_out("opt_outs"));
+        assert!(!super::is_opt_out("step:x/opt_outs"));
+        let day: std::collections::BTreeMap<String, u64> = [
+            ("messages_in".to_owned(), 2),
+            ("business:cafe:messages_in".to_owned(), 5),
+        ]
+        .into();
+        let all: crate::store::DailyStats = [("2026-01-01".to_owned(), day)].into();
+        let of = |b: &BusinessId| super::of_business(&all, b)["2026-01-01"]["messages_in"];
+        assert_eq!((of(&default), of(&cafe)), (2, 5));
+        assert_eq!(super::of_all(&all)["2026-01-01"]["messages_in"], 7);
+    }
+
     #[test]
     fn days_are_utc_calendar_dates() {
         assert_eq!(super::day(0), "1970-01-01");

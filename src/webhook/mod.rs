@@ -319,16 +319,18 @@ fn seal_routed(
         // STOP, START, "Stop promotions" and WhatsApp's Stop/Resume are on
         // record before the delivery is acknowledged; the event carries the
         // decision so that the worker answers what was recorded.
+        // The policy of the business the customer wrote to.
+        let business = state.businesses.of_number(number);
+        let policy = (
+            business.map_or(state.policy_version.as_str(), |b| b.policy_version.as_str()),
+            business.map(|b| &b.id),
+        );
         let consent = match &r.queue {
             Queue::Contact(_) => crate::privacy::consent::of_event(
                 &r.event,
                 &r.dedup,
                 &state.pseudonymizer,
-                // The policy of the business the customer wrote to.
-                state
-                    .businesses
-                    .of_number(number)
-                    .map_or(&state.policy_version, |b| &b.policy_version),
+                policy,
                 extra,
             ),
             _ => None,

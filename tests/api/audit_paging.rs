@@ -25,6 +25,7 @@ pub(crate) fn event(kind: &str, contact: String, at: u64, actor: Actor) -> Audit
         contact: Some(contact),
         actor,
         detail: None,
+        business: None,
     }
 }
 

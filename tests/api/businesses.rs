@@ -8,25 +8,25 @@ use whatsify::domain::consent::MARKETING;
 use whatsify::domain::{BusinessId, ContactId, ContactKey};
 
 use crate::both_backends;
-use crate::campaigns::{body_for, campaign_sends, drained};
+use crate::campaigns::{body_for, campaign_sends, drained_at};
 use crate::graph::FakeGraph;
 use crate::helpers::{Backend, TestApp};
 use crate::outbox::{now, until};
 
 /// The shoe shop's and the café's numbers.
-pub const SHOP: &str = "1001001001";
-pub const CAFE: &str = "2002002002";
+pub(crate) const SHOP: &str = "1001001001";
+pub(crate) const CAFE: &str = "2002002002";
 /// The café is also on its own Meta app, whose webhook is `/webhook/cafe`.
 const CAFE_APP_SECRET: &str = "cafe-own-app-secret-0123456789";
 /// One customer, writing to both.
-pub const WA: &str = "16505553434";
+pub(crate) const WA: &str = "16505553434";
 
 /// The café's own flows: one flow that greets everyone.
 const CAFE_FLOW: &str = "id: cafe\ntriggers:\n  - default: true\nsteps:\n  - id: hello\n    say: \"Welcome to the Corner Café ☕\"\n";
 
 /// The settings: the shop on the shipped flows, the café on its own
 /// (written to `cafe_flows`).
-pub fn two_businesses(cafe_flows: &std::path::Path) -> String {
+pub(crate) fn two_businesses(cafe_flows: &std::path::Path) -> String {
     std::fs::write(cafe_flows.join("cafe.yaml"), CAFE_FLOW).expect("write");
     let cafe_dir = cafe_flows.display();
     format!(
@@ -52,7 +52,7 @@ flows_dir = "{cafe_dir}"
 }
 
 /// A message of the customer `wa` to the business number `number`.
-pub fn to(number: &str, wa: &str, wamid: &str, message: Value) -> Vec<u8> {
+pub(crate) fn to(number: &str, wa: &str, wamid: &str, message: Value) -> Vec<u8> {
     let mut m = json!({ "from": wa, "id": wamid, "timestamp": now().to_string() });
     for (k, v) in message.as_object().expect("message") {
         m[k] = v.clone();
@@ -69,17 +69,17 @@ pub fn to(number: &str, wa: &str, wamid: &str, message: Value) -> Vec<u8> {
     .expect("json")
 }
 
-pub fn text(body: &str) -> Value {
+pub(crate) fn text(body: &str) -> Value {
     json!({ "type": "text", "text": { "body": body } })
 }
 
-pub async fn say(app: &TestApp, number: &str, wamid: &str, message: Value) {
+pub(crate) async fn say(app: &TestApp, number: &str, wamid: &str, message: Value) {
     let r = app.post_signed(&to(number, WA, wamid, message)).await;
     assert_eq!(r.status(), 200);
 }
 
 /// The texts (and interactive bodies) sent to the customer from `number`.
-pub fn said_from(graph: &FakeGraph, number: &str) -> Vec<String> {
+pub(crate) fn said_from(graph: &FakeGraph, number: &str) -> Vec<String> {
     graph
         .sent()
         .iter()
@@ -88,13 +88,13 @@ pub fn said_from(graph: &FakeGraph, number: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn key(app: &TestApp, business: &str) -> ContactKey {
+pub(crate) fn key(app: &TestApp, business: &str) -> ContactKey {
     let b = BusinessId::parse(business).expect("business");
     let id = ContactId::from_parts(Some(WA), None).expect("wa_id");
     app.state.pseudonymizer.contact_key_in(&b, &id)
 }
 
-pub async fn marketing(app: &TestApp, business: &str) -> Option<bool> {
+pub(crate) async fn marketing(app: &TestApp, business: &str) -> Option<bool> {
     let ledger = app
         .store()
         .consent(&key(app, business))
@@ -105,7 +105,7 @@ pub async fn marketing(app: &TestApp, business: &str) -> Option<bool> {
 
 /// The server with the two businesses; the fake Graph API takes each
 /// number's requests only with its business's token.
-pub async fn app(backend: &Backend, graph: &FakeGraph) -> (TestApp, tempfile::TempDir) {
+pub(crate) async fn app(backend: &Backend, graph: &FakeGraph) -> (TestApp, tempfile::TempDir) {
     graph.expect_token(SHOP, "shop-token-0123456789abcdef");
     graph.expect_token(CAFE, "cafe-token-0123456789abcdef");
     let cafe_flows = tempfile::tempdir().expect("temp dir");
@@ -190,13 +190,15 @@ async fn one_person_two_businesses(backend: &Backend) {
     assert!(!said_from(&graph, SHOP).iter().any(|t| t.contains("Sam")));
 
     // A campaign of each: the café's reaches them, the shop's does not.
-    for (number, reached) in [(CAFE, 1), (SHOP, 0)] {
+    for (business, number, reached) in [("cafe", CAFE, 1), ("shop", SHOP, 0)] {
         let mut body = body_for(&[WA.to_owned()], 50);
         body["phone_number_id"] = json!(number);
-        let (status, answer) = app.admin_post("/admin/campaigns", &body).await;
+        let campaigns = format!("/admin/businesses/{business}/campaigns");
+        let (status, answer) = app.admin_post(&campaigns, &body).await;
         assert_eq!(status, 202, "{answer}");
         let id = answer["id"].as_str().expect("id").to_owned();
-        let report = drained(&app, &id, std::time::Duration::from_secs(30)).await;
+        let path = format!("{campaigns}/{id}");
+        let report = drained_at(&app, &path, std::time::Duration::from_secs(30)).await;
         let sent = graph.sent();
         let sends = campaign_sends(&sent, &id);
         assert_eq!(sends.len(), reached, "{number}: {report}");

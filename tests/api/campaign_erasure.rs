@@ -82,7 +82,10 @@ async fn erasing_a_contact_does_not_read_any_audience() {
     monitor.write_all(b"MONITOR\r\n").expect("monitor");
     let mut lines = BufReader::new(monitor.try_clone().expect("clone")).lines();
     assert_eq!(lines.next().expect("answer").expect("read"), "+OK");
-    store.erase(&gone, 1).await.expect("erase");
+    store
+        .erase(&gone, &whatsify::domain::BusinessId::default_business(), 1)
+        .await
+        .expect("erase");
     let mut marker = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
     marker
         .write_all(b"ECHO whatsify-erasure-done\r\n")

@@ -42,6 +42,7 @@ pub fn consent(granted: bool, at: u64) -> ConsentChange {
         source: "admin".into(),
         policy_version: "1".into(),
         evidence: None,
+        business: None,
     }
 }
 
@@ -72,9 +73,15 @@ pub async fn report(app: &TestApp, id: &str) -> Value {
 
 /// Waits (bounded) until nothing of the campaign waits or is queued.
 pub async fn drained(app: &TestApp, id: &str, limit: Duration) -> Value {
+    drained_at(app, &format!("/admin/campaigns/{id}"), limit).await
+}
+
+/// As [`drained`], with the report read at `path`.
+pub async fn drained_at(app: &TestApp, path: &str, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
     loop {
-        let r = report(app, id).await;
+        let (status, r) = app.admin_get(path).await;
+        assert_eq!(status, 200, "{r}");
         if (r["status"] == "dispatched" || r["status"] == "cancelled") && r["queued"] == 0 {
             return r;
         }
@@ -155,7 +162,14 @@ async fn a_campaign_reaches_exactly_the_consenting_contacts(backend: &Backend) {
                     .append_consent(&k, consent(true, now - 60))
                     .await
                     .expect("consent");
-                store.erase(&k, now - 10).await.expect("erase");
+                store
+                    .erase(
+                        &k,
+                        &whatsify::domain::BusinessId::default_business(),
+                        now - 10,
+                    )
+                    .await
+                    .expect("erase");
             }
             _ => {}
         }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod audit_paging;
 mod bodies;
+mod business_routes;
 mod businesses;
 mod campaign_erasure;
 mod campaigns;

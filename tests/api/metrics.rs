@@ -153,10 +153,17 @@ async fn metrics_count_what_happened_and_name_no_one(backend: &Backend) {
         ) >= 1.0
     );
     assert!(grew("whatsify_webhook_ack_seconds_count", &[]) >= 5.0);
-    assert!(grew("whatsify_sends_total", &[("result", "accepted")]) >= 3.0);
-    assert!(grew("whatsify_flow_steps_total", &[("flow", "welcome")]) >= 1.0);
-    assert!(grew("whatsify_events_total", &[("event", "opt_outs")]) >= 1.0);
-    assert!(grew("whatsify_events_total", &[("event", "messages_in")]) >= 3.0);
+    // The per-message metrics name the business (the one `default` here).
+    let default = ("business", "default");
+    assert!(grew("whatsify_sends_total", &[default, ("result", "accepted")]) >= 3.0);
+    assert!(grew("whatsify_flow_steps_total", &[default, ("flow", "welcome")]) >= 1.0);
+    assert!(grew("whatsify_events_total", &[default, ("event", "opt_outs")]) >= 1.0);
+    assert!(
+        grew(
+            "whatsify_events_total",
+            &[default, ("event", "messages_in")]
+        ) >= 3.0
+    );
     assert!(
         now.iter()
             .any(|(n, l, _)| n == "whatsify_pending_contacts"

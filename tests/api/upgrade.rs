@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::campaigns::{body_for, campaign_sends, drained, per_recipient};
+use crate::campaigns::{body_for, campaign_sends, drained_at, per_recipient};
 use crate::graph::FakeGraph;
 use crate::helpers::{ACCESS_TOKEN, Backend, TestApp, TestRedis, try_spawn_app_with_file};
 use crate::outbox::{now, until};
@@ -199,10 +199,11 @@ async fn old_contacts_read(app: &TestApp, contacts: &str, started: u64) -> u64 {
 
 /// The audit log the previous release wrote verifies whole and is listed.
 async fn old_audit_reads(app: &TestApp, contacts: &str, started: u64) {
-    let full = get(app, "/admin/audit?verify=full").await;
+    let base = contacts.strip_suffix("/contacts").unwrap_or("/admin");
+    let full = get(app, &format!("{base}/audit?verify=full")).await;
     assert_eq!(full["chain"]["intact"], true, "{full}");
     assert_eq!(full["chain"]["complete"], true, "{full}");
-    let page = get(app, "/admin/audit?limit=1000").await;
+    let page = get(app, &format!("{base}/audit?limit=1000")).await;
     let old: Vec<&str> = page["entries"]
         .as_array()
         .expect("entries")
@@ -225,7 +226,7 @@ async fn old_audit_reads(app: &TestApp, contacts: &str, started: u64) {
     let key = key.as_str().expect("contact key");
     let stop = get(
         app,
-        &format!("/admin/audit?contact={key}&kind=consent_withdrawn"),
+        &format!("{base}/audit?contact={key}&kind=consent_withdrawn"),
     )
     .await;
     assert_eq!(stop["entries"].as_array().map(Vec::len), Some(1), "{stop}");
@@ -260,9 +261,9 @@ async fn conversation_continues(app: &TestApp, graph: &FakeGraph) {
 /// Ana and Dora, both read, Bruno and Carla skipped. A campaign record
 /// lives 400 days after its creation, so a fixture older than that has
 /// none left, by design, and there is nothing to read.
-async fn old_campaign_reads(app: &TestApp, made_at: u64) {
+async fn old_campaign_reads(app: &TestApp, base: &str, made_at: u64) {
     const CAMPAIGN_DAYS: u64 = 400;
-    let list = get(app, "/admin/campaigns").await;
+    let list = get(app, &format!("{base}/campaigns")).await;
     let old = list["campaigns"]
         .as_array()
         .expect("campaigns")
@@ -276,7 +277,7 @@ async fn old_campaign_reads(app: &TestApp, made_at: u64) {
         return;
     };
     let id = old["id"].as_str().expect("id");
-    let report = get(app, &format!("/admin/campaigns/{id}")).await;
+    let report = get(app, &format!("{base}/campaigns/{id}")).await;
     assert_eq!(report["status"], "dispatched", "{report}");
     assert_eq!(report["targeted"], 4, "{report}");
     assert_eq!(report["read"], 2, "{report}");
@@ -286,14 +287,19 @@ async fn old_campaign_reads(app: &TestApp, made_at: u64) {
 
 /// A campaign to the four old contacts reaches only those who consented:
 /// Bruno's STOP and Carla's erasure hold.
-async fn campaign_respects_old_choices(app: &TestApp, graph: &FakeGraph) {
+async fn campaign_respects_old_choices(app: &TestApp, base: &str, graph: &FakeGraph) {
     let audience = [ANA, BRUNO, CARLA, DORA].map(str::to_owned);
     let mut body = body_for(&audience, 50);
     body["phone_number_id"] = json!(NUMBER);
-    let (status, answer) = app.admin_post("/admin/campaigns", &body).await;
+    let (status, answer) = app.admin_post(&format!("{base}/campaigns"), &body).await;
     assert_eq!(status, 202, "{answer}");
     let id = answer["id"].as_str().expect("id").to_owned();
-    let report = drained(app, &id, std::time::Duration::from_secs(30)).await;
+    let report = drained_at(
+        app,
+        &format!("{base}/campaigns/{id}"),
+        std::time::Duration::from_secs(30),
+    )
+    .await;
     let sent = graph.sent();
     let reached = per_recipient(&campaign_sends(&sent, &id));
     let mut reached: Vec<&str> = reached.keys().map(String::as_str).collect();
@@ -319,10 +325,10 @@ async fn one_business(backend: &Backend) {
     assert_eq!(list["businesses"][0]["flows"], json!(["club"]), "{list}");
     let made_at = old_contacts_read(&app, "/admin/contacts", started).await;
     old_contacts_read(&app, "/admin/businesses/default/contacts", started).await;
-    old_campaign_reads(&app, made_at).await;
+    old_campaign_reads(&app, "/admin", made_at).await;
     old_audit_reads(&app, "/admin/businesses/default/contacts", started).await;
     conversation_continues(&app, &graph).await;
-    campaign_respects_old_choices(&app, &graph).await;
+    campaign_respects_old_choices(&app, "/admin", &graph).await;
     app.stop().await;
 }
 
@@ -339,7 +345,7 @@ async fn declared_businesses(backend: &Backend) {
     assert_eq!(list["businesses"][0]["id"], "default", "{list}");
     assert_eq!(list["businesses"][0]["phone_number_ids"], json!([NUMBER]));
     let made_at = old_contacts_read(&app, "/admin/businesses/default/contacts", started).await;
-    old_campaign_reads(&app, made_at).await;
+    old_campaign_reads(&app, "/admin/businesses/default", made_at).await;
     for wa in [ANA, BRUNO, DORA, DORA_USER] {
         let (status, doc) = app
             .admin_get(&format!("/admin/businesses/cafe/contacts/{wa}"))
@@ -350,7 +356,7 @@ async fn declared_businesses(backend: &Backend) {
     assert_eq!(status, 409, "{doc}");
     old_audit_reads(&app, "/admin/businesses/default/contacts", started).await;
     conversation_continues(&app, &graph).await;
-    campaign_respects_old_choices(&app, &graph).await;
+    campaign_respects_old_choices(&app, "/admin/businesses/default", &graph).await;
     old_contacts_are_the_default_business(&app).await;
     app.stop().await;
 }

@@ -48,7 +48,7 @@ impl Sender {
         Ok(self.graph.send(&document).await)
     }
 
-    pub(super) async fn audit_export(&self, contact: &ContactKey, kind: &str, at: u64) {
+    pub(super) async fn audit_export(&self, contact: &ContactKey, run: &Run, kind: &str, at: u64) {
         use crate::domain::audit::{Actor, AuditEvent};
         use crate::privacy::audit::note;
         let actor = if kind.ends_with("_request") {
@@ -62,6 +62,7 @@ impl Sender {
             contact: Some(contact.as_str().to_owned()),
             actor,
             detail: None,
+            business: run.business.clone(),
         };
         note(self.store.as_ref(), &self.audit, event).await;
     }

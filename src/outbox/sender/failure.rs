@@ -4,6 +4,29 @@
 use super::*;
 
 impl Sender {
+    /// The withdrawal of marketing consent Meta's 131050 tells of, under
+    /// the policy and in the statistics of the business the number is.
+    fn marketing_stopped(
+        &self,
+        job: &Job,
+        now: u64,
+        run: &Run,
+    ) -> crate::domain::consent::ConsentChange {
+        crate::domain::consent::ConsentChange {
+            purpose: "marketing".into(),
+            granted: false,
+            at: now,
+            source: "meta:131050".into(),
+            policy_version: self
+                .businesses
+                .of_number(&job.phone_number_id)
+                .map_or(&self.policy_version, |b| &b.policy_version)
+                .clone(),
+            evidence: Some(format!("job:{}", job.id)),
+            business: run.business.clone(),
+        }
+    }
+
     pub(super) async fn failed(
         &self,
         claim: &Claim,
@@ -32,16 +55,8 @@ impl Sender {
                 let r = record(DeliveryState::Failed, state.attempts + 1);
                 // Meta says the customer stopped marketing messages: that
                 // is a withdrawal of marketing consent, recorded with it.
-                let consent = (f.code == Some(MARKETING_STOPPED_CODE)).then(|| {
-                    crate::domain::consent::ConsentChange {
-                        purpose: "marketing".into(),
-                        granted: false,
-                        at: now,
-                        source: "meta:131050".into(),
-                        policy_version: self.policy_version.clone(),
-                        evidence: Some(format!("job:{}", job.id)),
-                    }
-                });
+                let consent = (f.code == Some(MARKETING_STOPPED_CODE))
+                    .then(|| self.marketing_stopped(job, now, run));
                 self.give_up(claim, id, (r, None, consent), run).await
             }
             Class::Credentials => {
@@ -74,9 +89,10 @@ impl Sender {
                         Class::PairLimit => "pair_limit",
                         _ => "transient",
                     };
+                    let business = BusinessId::of_tag(run.business.as_ref());
                     crate::metrics::global()
                         .retries
-                        .with_label_values(&[class])
+                        .with_label_values(&[business.as_str(), class])
                         .inc();
                 }
                 state.attempts += 1;

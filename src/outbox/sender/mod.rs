@@ -48,8 +48,8 @@ use crate::clock::Clock;
 use crate::config::OutboxSettings;
 use crate::crypto::pseudonym::Pseudonymizer;
 use crate::crypto::seal::Sealer;
-use crate::domain::ContactKey;
 use crate::domain::outbound::{Job, MediaRef, Message, Origin, Recipient};
+use crate::domain::{BusinessId, ContactKey};
 use crate::store::stats;
 use crate::store::{
     Breaker, Claim, Delivery, DeliveryState, Finish, Lane, Queue, Store, StoreError,
@@ -160,6 +160,9 @@ pub struct Sender {
     pub wake: crate::shutdown::Wakeups,
     /// `privacy.policy_version`, stamped on consent it records.
     pub policy_version: String,
+    /// The businesses served: whose each number is (their statistics,
+    /// metrics, audit entries and policy versions).
+    pub businesses: Arc<crate::config::businesses::Directory>,
     /// The audit log's hash chain.
     pub audit: crate::privacy::audit::Chain,
     /// `privacy.retention_days`, stated in exports.
@@ -259,9 +262,19 @@ struct Run {
     released: bool,
     /// The contact's data key (its queued jobs are sealed under it).
     sealer: Option<Sealer>,
+    /// The business of the contact (of the number its jobs go out from;
+    /// `None`: `default`), whose statistics and metrics count the jobs.
+    business: Option<BusinessId>,
 }
 
 impl Sender {
+    /// The business whose number `phone_number_id` is (`None`: `default`).
+    fn business_of(&self, phone_number_id: &str) -> Option<BusinessId> {
+        self.businesses
+            .of_number(phone_number_id)
+            .and_then(|b| b.id.tag())
+    }
+
     /// Sends the pending jobs of one contact, if any: one handed over by
     /// this instance's workers, or else, when it is this task's turn, those
     /// the sweep of the store finds (queued elsewhere, left by a crash, or
@@ -400,6 +413,7 @@ impl Sender {
         finish.also = std::mem::take(&mut run.sent);
         finish.release = run.last;
         let m = crate::metrics::global();
+        let business = BusinessId::of_tag(run.business.as_ref());
         let (stats, consent, record) = (
             finish.stats.clone(),
             finish.consent.clone(),
@@ -412,10 +426,10 @@ impl Sender {
             // integration event is not a message).
             let code = record.code.map(|c| c.to_string()).unwrap_or_default();
             m.sends
-                .with_label_values(&[record.state.name(), code.as_str()])
+                .with_label_values(&[business.as_str(), record.state.name(), code.as_str()])
                 .inc();
             if record.state == DeliveryState::Dead {
-                m.dead_letters.inc();
+                m.dead_letters.with_label_values(&[business.as_str()]).inc();
             }
             // The contact is the `send` span's.
             tracing::debug!(

@@ -30,6 +30,7 @@ impl Sender {
         let Some(job) = job else {
             return self.unreadable(claim, id, now, run).await;
         };
+        run.business = self.business_of(&job.phone_number_id);
         let give_up = |(st, reason): Barred, attempts| {
             (record_of(&job, st, now, None, reason, attempts), None, None)
         };
@@ -37,8 +38,9 @@ impl Sender {
             // Everything before it (the final confirmation) is out: erase.
             // The outbox goes too, with this job and the claim's lease.
             let (store, keyring) = (self.store.as_ref(), &self.keyring);
-            crate::privacy::erasure::erase(store, keyring, &self.audit, &claim.contact, now)
-                .await?;
+            let business = BusinessId::of_tag(run.business.as_ref());
+            let whose = (&claim.contact, &business);
+            crate::privacy::erasure::erase(store, keyring, &self.audit, whose, now).await?;
             return Ok(Next::Stop);
         }
         if matches!(job.message, Message::Hook { .. }) {
@@ -83,7 +85,7 @@ impl Sender {
         }
         let answer = if matches!(job.message, Message::Export) {
             if state.attempts == 0 {
-                self.audit_export(&claim.contact, "export_request", job.created_at)
+                self.audit_export(&claim.contact, run, "export_request", job.created_at)
                     .await;
             }
             self.send_export(&claim.contact, run.sealer.as_ref(), &job, now)
@@ -206,7 +208,8 @@ impl Sender {
                 state.attempts,
             );
             let mut done = Finish::record(record);
-            done.stats.push((stats::MESSAGES_OUT.to_owned(), 1));
+            let sent = stats::scoped(run.business.as_ref(), stats::MESSAGES_OUT);
+            done.stats.push((sent, 1));
             return self.finish(claim, id, done, run).await.map(Some);
         }
         let wait = self.settings.get().unconfirmed_wait.as_millis() as u64;
@@ -267,7 +270,7 @@ impl Sender {
         run: &mut Run,
     ) -> Result<Next, StoreError> {
         if matches!(job.message, Message::Export) {
-            self.audit_export(&claim.contact, "export_completed", now)
+            self.audit_export(&claim.contact, run, "export_completed", now)
                 .await;
         }
         if probing {
@@ -293,11 +296,12 @@ impl Sender {
             r.wamid = None;
         }
         let mut done = Finish::record(r);
+        let counter = |name| (stats::scoped(run.business.as_ref(), name), 1);
         if !matches!(job.message, Message::MarkRead { .. }) {
-            done.stats.push((stats::MESSAGES_OUT.to_owned(), 1));
+            done.stats.push(counter(stats::MESSAGES_OUT));
         }
         if matches!(job.message, Message::Export) {
-            done.stats.push((stats::EXPORTS.to_owned(), 1));
+            done.stats.push(counter(stats::EXPORTS));
         }
         self.finish(claim, id, done, run).await
     }

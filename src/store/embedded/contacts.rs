@@ -5,9 +5,16 @@ use crate::store::ContactStore;
 
 #[async_trait]
 impl ContactStore for EmbeddedStore {
-    async fn erase(&self, contact: &ContactKey, at: u64) -> Result<(), StoreError> {
+    async fn erase(
+        &self,
+        contact: &ContactKey,
+        business: &BusinessId,
+        at: u64,
+    ) -> Result<(), StoreError> {
         let k = contact.as_str().to_owned();
-        self.write(move |txn| erase::erase(txn, &k, at)).await?;
+        let counter = stats::scoped(Some(business), stats::ERASURES);
+        self.write(move |txn| erase::erase(txn, &k, at, counter))
+            .await?;
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         leases.retain(|(_, key), _| key != contact.as_str());
         Ok(())

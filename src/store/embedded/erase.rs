@@ -5,9 +5,14 @@
 use super::*;
 use crate::domain::campaign::CampaignStatus;
 
-/// Erases what is kept about contact `k` and puts them on the suppression
-/// list at `at`.
-pub(super) fn erase(txn: &redb::WriteTransaction, k: &str, at: u64) -> Result<(), StoreError> {
+/// Erases what is kept about contact `k`, puts them on the suppression
+/// list at `at` and adds one to `counter` (its business's erasures).
+pub(super) fn erase(
+    txn: &redb::WriteTransaction,
+    k: &str,
+    at: u64,
+    counter: String,
+) -> Result<(), StoreError> {
     let c = ContactKey::parse(k).ok_or_else(|| StoreError::Corrupt("contact key".into()))?;
     erase_logs(txn, &c)?;
     // (contact, …) keys.
@@ -32,7 +37,7 @@ pub(super) fn erase(txn: &redb::WriteTransaction, k: &str, at: u64) -> Result<()
         .map_err(corrupt)?
         .insert(k, at)
         .map_err(corrupt)?;
-    count(txn, &[(stats::ERASURES.to_owned(), 1)])?;
+    count(txn, &[(counter, 1)])?;
     Ok(())
 }
 

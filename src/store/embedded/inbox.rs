@@ -113,7 +113,7 @@ impl InboxStore for EmbeddedStore {
                 if commit
                     .consent
                     .iter()
-                    .any(|c| stats::of_consent(c) == Some(stats::OPT_OUTS))
+                    .any(|c| stats::of_consent(c).is_some_and(|n| stats::is_opt_out(&n)))
                 {
                     let mut last = txn.open_table(LAST_CAMPAIGN).map_err(corrupt)?;
                     let mut counts = txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;

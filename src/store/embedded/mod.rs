@@ -30,7 +30,7 @@
 //! | `profiles` | contact key → (expiry, sealed profile) | `privacy.retention_days` after the last write (not read past its expiry; purged hourly) |
 //! | `data_keys` | contact key → (expiry, wrapped data key) | `privacy.retention_days` + 2 days after the contact's last message (likewise) |
 //! | `data_keys_rewrapped` | contact key → (expiry, the data key's previous wrapping): a claim taken before a rewrap still commits | [`super::REWRAPPED_KEEP`] after the rewrap (likewise); erased with the contact |
-//! | `stats` | `(day, counter)` → amount: the anonymous daily statistics | 400 days |
+//! | `stats` | `(day, counter)` → amount: the anonymous daily statistics (another business's counters named `business:<id>:<name>`, see `store::stats`) | 400 days |
 //! | `pins` | name → value: the store's identity (the id of the pseudonym key its contacts are named under) | kept |
 //! | `campaigns` | campaign id → (creation time in Unix ms, status, definition JSON) | 400 days after its creation ([`super::CAMPAIGN_TTL`]; purged hourly) |
 //! | `campaign_index` | `(creation time in Unix ms, campaign id)` → (): campaigns oldest first | with its campaign |
@@ -74,9 +74,9 @@ use super::{
     InboxEntry, Lane, Queue, RateGrant, StoreError, StoredEntry, stats,
 };
 use crate::clock::now_secs;
-use crate::domain::ContactKey;
 use crate::domain::campaign::CampaignStatus;
 use crate::domain::consent::ConsentChange;
+use crate::domain::{BusinessId, ContactKey};
 
 mod audience;
 mod audit;

@@ -206,10 +206,11 @@ impl<'t> AppendTables<'t> {
                 let day = stats::day(now);
                 let cur = self
                     .counters
-                    .get((day.as_str(), name))?
+                    .get((day.as_str(), name.as_str()))?
                     .map_or(0, |v| v.value());
-                self.counters.insert((day.as_str(), name), cur + 1)?;
-                if name == stats::OPT_OUTS {
+                self.counters
+                    .insert((day.as_str(), name.as_str()), cur + 1)?;
+                if stats::is_opt_out(&name) {
                     attribute_opt_out(
                         &mut self.last_campaign,
                         &mut self.campaign_counts,

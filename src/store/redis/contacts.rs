@@ -6,7 +6,12 @@ use crate::store::{CampaignStore, ContactStore};
 
 #[async_trait]
 impl ContactStore for RedisStore {
-    async fn erase(&self, contact: &ContactKey, at: u64) -> Result<(), StoreError> {
+    async fn erase(
+        &self,
+        contact: &ContactKey,
+        business: &BusinessId,
+        at: u64,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         // The suppression mark first: a crash after it leaves the data,
         // and erasing again is safe.
@@ -44,8 +49,10 @@ impl ContactStore for RedisStore {
             history_index: self.shard_key(shard, "history"),
             stats: self.stats_key(shard, &stats::today()),
         };
+        let counter = stats::scoped(Some(business), stats::ERASURES);
         let args = EraseArgs {
             contact: contact.as_str(),
+            counter: &counter,
             stats_ttl: STATS_TTL,
             campaign_prefix: self.shard_key(shard, "cmp:"),
             campaign_ttl: CAMPAIGN_TTL_S,
@@ -134,9 +141,10 @@ impl ContactStore for RedisStore {
             consent: self.contact_key(contact, "consent"),
             stats: self.stats_key(shard_of(contact), &stats::today()),
         };
+        let counter = stats::of_consent(&change).unwrap_or_default();
         let args = ConsentArgs {
             entry: json(&change)?,
-            counter: stats::of_consent(&change).unwrap_or(""),
+            counter: &counter,
             stats_ttl: STATS_TTL,
         };
         let mut inv = self.consent.prepare_invoke();

@@ -160,6 +160,7 @@ impl RedisStore {
                 }
                 for (i, e) in entries.iter().enumerate() {
                     let (keys, member) = self.append_keys(&e.queue, &e.dedup, &today);
+                    let counter = e.consent.as_ref().and_then(stats::of_consent);
                     let (data_key, fresh_key, key_ttl) = match &e.key {
                         Some(k) => (&k.wrapped[..], k.fresh, k.ttl.as_secs().max(1)),
                         None => (&b""[..], false, 1),
@@ -174,7 +175,7 @@ impl RedisStore {
                         data_key,
                         fresh_key,
                         key_ttl,
-                        counter: e.consent.as_ref().and_then(stats::of_consent).unwrap_or(""),
+                        counter: counter.as_deref().unwrap_or(""),
                         stats_ttl: STATS_TTL,
                         campaign_ttl: CAMPAIGN_TTL_S,
                         refused: e.refused.as_deref().unwrap_or(b""),

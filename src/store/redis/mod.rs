@@ -22,7 +22,7 @@
 //! | `P{s:N}:c:<contact>:window` | hash: business phone_number_id → the customer's last message time (Unix s) | 2 days after the last write |
 //! | `P{s:N}:c:<contact>:key` | string: the contact's data key, wrapped under a master key (see `privacy::keys`) | `privacy.retention_days` + 2 days after the contact's last message |
 //! | `P{s:N}:c:<contact>:key:was` | string: the data key's previous wrapping after a rewrap; a claim taken under it still commits and finishes (the key is the same) | [`super::REWRAPPED_KEEP`] (one hour) |
-//! | `P{s:N}:stats:<day>` | hash: the shard's anonymous counters of a UTC day (messages in and out, opt-outs, opt-ins, exports, erasures, `step:<flow>/<step>`); no contact | 400 days |
+//! | `P{s:N}:stats:<day>` | hash: the shard's anonymous counters of a UTC day (messages in and out, opt-outs, opt-ins, exports, erasures, `step:<flow>/<step>`; another business's as `business:<id>:<name>`, see `store::stats`); no contact | 400 days |
 //! | `P{s:N}:c:<contact>:cmp` | hash: campaign id → the contact's turn in it (`q` queued, `s` skipped, `d` done): never twice per campaign | as long as the contact's data key (`privacy.retention_days` + 2 days) after the last campaign |
 //! | `P{s:N}:c:<contact>:lastcmp` | string: the campaign whose message the contact got last, so an opt-out within 24 hours counts for it | 24 hours |
 //! | `P{s:N}:cmp:<id>` | hash: the shard's counters of one campaign (queued, sent, delivered, read, `failed:<code>`, `skipped:<reason>`, cancelled, opt_outs); no contact | 400 days after the last change |
@@ -95,9 +95,9 @@ use super::{
     Appended, Breaker, Claim, Commit, Committed, DEDUP_TTL, DeadLetter, Delivery, Finish,
     INBOX_TTL, InboxEntry, Lane, Queue, RateGrant, StoreError, StoredEntry, stats,
 };
-use crate::domain::ContactKey;
 use crate::domain::campaign::CampaignStatus;
 use crate::domain::consent::ConsentChange;
+use crate::domain::{BusinessId, ContactKey};
 
 mod audience;
 mod audit;

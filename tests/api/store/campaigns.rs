@@ -255,7 +255,9 @@ pub(super) async fn a_key_mismatch_keeps_the_audience(backend: &Backend) {
         counts(&[("queued", 2), ("skipped:unknown", 1)])
     );
     // An erased contact's key is gone: a job under it is refused.
-    s.erase(&a, 1).await.expect("erase");
+    s.erase(&a, &whatsify::domain::BusinessId::default_business(), 1)
+        .await
+        .expect("erase");
     new_campaign(&s, "ck2", 1).await;
     let (done, left) = s
         .campaign_dispatch(
@@ -520,7 +522,9 @@ pub(super) async fn erasing_a_contact_with_a_queued_campaign_job_counts_it_suppr
         counts(&[("queued", 1), ("sent", 1), ("skipped:no_consent", 1)])
     );
     for k in [&a, &b, &c] {
-        s.erase(k, 5).await.expect("erase");
+        s.erase(k, &whatsify::domain::BusinessId::default_business(), 5)
+            .await
+            .expect("erase");
     }
     assert_eq!(counter(&s, "ce", "queued").await, 0);
     assert_eq!(
@@ -538,7 +542,9 @@ pub(super) async fn erasing_a_contact_with_a_queued_campaign_job_counts_it_suppr
             .is_empty()
     );
     // Erasing again counts nothing more.
-    s.erase(&a, 6).await.expect("erase");
+    s.erase(&a, &whatsify::domain::BusinessId::default_business(), 6)
+        .await
+        .expect("erase");
     assert_eq!(counter(&s, "ce", "skipped:suppressed").await, 1);
     // The marks went with the contact (the dispatcher skips a suppressed
     // contact itself).
@@ -698,7 +704,13 @@ pub(super) async fn briefs_tell_the_dispatcher_about_each_contact(backend: &Back
     )])
     .await
     .expect("append");
-    s.erase(&erased, 77).await.expect("erase");
+    s.erase(
+        &erased,
+        &whatsify::domain::BusinessId::default_business(),
+        77,
+    )
+    .await
+    .expect("erase");
 
     assert!(s.briefs(&[]).await.expect("briefs").is_empty());
     let briefs = s
@@ -900,7 +912,10 @@ pub(super) async fn contact_links_resolve_and_go_with_the_contact(backend: &Back
     )])
     .await
     .expect("append");
-    let gone = s.erase_contact(&canon, 7).await.expect("erase");
+    let gone = s
+        .erase_contact(&canon, &whatsify::domain::BusinessId::default_business(), 7)
+        .await
+        .expect("erase");
     assert_eq!(gone, std::slice::from_ref(&alias));
     assert_eq!(
         s.resolve_contacts(&both).await.expect("resolve"),
@@ -917,7 +932,12 @@ pub(super) async fn contact_links_resolve_and_go_with_the_contact(backend: &Back
                 .is_empty()
         );
     }
-    assert!(s.erase_contact(&canon, 8).await.expect("again").is_empty());
+    assert!(
+        s.erase_contact(&canon, &whatsify::domain::BusinessId::default_business(), 8)
+            .await
+            .expect("again")
+            .is_empty()
+    );
 
     // A link recorded with the events that show it (the webhook's way).
     let r = s

@@ -13,6 +13,7 @@ pub(super) async fn the_consent_ledger_keeps_every_change_in_order(backend: &Bac
         source: source.into(),
         policy_version: "1".into(),
         evidence: Some(format!("e{at}")),
+        business: None,
     };
     queue_jobs(&s, &k, &["a"], None).await;
     // Given in a flow (with the worker's commit) …
@@ -347,7 +348,9 @@ pub(super) async fn entries_are_stored_only_under_the_contact_s_data_key(backend
         [(c.clone(), b"k3".to_vec()), (fresh.clone(), b"k7".to_vec())]
     );
 
-    s.erase(&c, 1).await.expect("erase");
+    s.erase(&c, &whatsify::domain::BusinessId::default_business(), 1)
+        .await
+        .expect("erase");
     assert_eq!(s.data_key(&c).await.expect("key"), None);
     let r = s
         .append(vec![
@@ -381,7 +384,9 @@ pub(super) async fn nothing_is_written_under_an_erased_contact_s_key(backend: &B
         .expect("claim")
         .expect("free");
     assert_eq!(claim.data_key.as_deref(), Some(&b"k1"[..]));
-    s.erase(&c, 1).await.expect("erase");
+    s.erase(&c, &whatsify::domain::BusinessId::default_business(), 1)
+        .await
+        .expect("erase");
     let commit = Commit {
         session: Some(b"session".to_vec()),
         outbox: vec![b"job".to_vec()],
@@ -416,7 +421,9 @@ pub(super) async fn nothing_is_written_under_an_erased_contact_s_key(backend: &B
         .expect("claim")
         .expect("free");
     assert!(sender.data_key.is_some());
-    s.erase(&k, 1).await.expect("erase");
+    s.erase(&k, &whatsify::domain::BusinessId::default_business(), 1)
+        .await
+        .expect("erase");
     let done = Finish {
         dead_letter: Some(b"letter".to_vec()),
         ..Finish::record(record("job-x", DeliveryState::Dead, 100))

@@ -130,7 +130,9 @@ pub(super) async fn a_claim_from_before_a_rewrap_still_writes(backend: &Backend)
         .await
         .expect("claim")
         .expect("free");
-    s.erase(&c, 1).await.expect("erase");
+    s.erase(&c, &whatsify::domain::BusinessId::default_business(), 1)
+        .await
+        .expect("erase");
     s.append(vec![keyed(&q, "m3", "k2", true)])
         .await
         .expect("append");

@@ -200,6 +200,7 @@ fn audit_event(kind: &str, at: u64) -> whatsify::domain::audit::AuditEvent {
         contact: Some("c0ffee".into()),
         actor: whatsify::domain::audit::Actor::Customer,
         detail: None,
+        business: None,
     }
 }
 
@@ -377,6 +378,7 @@ fn marketing(granted: bool, source: &str) -> whatsify::domain::consent::ConsentC
         source: source.into(),
         policy_version: "v1".into(),
         evidence: None,
+        business: None,
     }
 }
 

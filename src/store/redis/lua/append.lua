@@ -97,7 +97,10 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
     redis.call('HINCRBY', KEYS[6], ARGV[10], 1)
     redis.call('EXPIRE', KEYS[6], ARGV[11])
   end
-  if KEYS[7] and ARGV[10] == 'opt_outs' and not same then
+  -- An opt-out counter: 'opt_outs', or another business's
+  -- 'business:<id>:opt_outs' (store::stats::is_opt_out).
+  local opt_out = ARGV[10] == 'opt_outs' or string.match(ARGV[10], '^business:[a-z0-9%-]+:opt_outs$') ~= nil
+  if KEYS[7] and opt_out and not same then
     local cid = redis.call('GET', KEYS[7])
     if cid then
       redis.call('HINCRBY', KEYS[8] .. cid, 'opt_outs', 1)

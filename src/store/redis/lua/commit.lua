@@ -70,7 +70,7 @@ end
 at = at + hn
 count(KEYS[14], at + 2, tonumber(ARGV[at]), ARGV[at + 1])
 for i = 0, tonumber(ARGV[at]) - 1 do
-  if ARGV[at + 2 + 2 * i] == 'opt_outs' then
+  if is_opt_out(ARGV[at + 2 + 2 * i]) then
     local cid = redis.call('GET', KEYS[18])
     if cid then
       redis.call('HINCRBY', KEYS[16] .. cid, 'opt_outs', 1)

@@ -10,6 +10,11 @@ local function count(key, at, n, ttl)
   for i = 0, n - 1 do redis.call('HINCRBY', key, ARGV[at + 2 * i], ARGV[at + 2 * i + 1]) end
   redis.call('EXPIRE', key, ttl)
 end
+-- Whether a statistics counter counts opt-outs: 'opt_outs', or another
+-- business's 'business:<id>:opt_outs' (the rule of store::stats::is_opt_out).
+local function is_opt_out(name)
+  return name == 'opt_outs' or string.match(name, '^business:[a-z0-9%-]+:opt_outs$') ~= nil
+end
 -- A campaign job's record moved from rank `old` (0: none) to `rank`:
 -- count it in the campaign's counters (the rules of store::campaign_tally).
 -- cmp: the calling script's campaign_prefix (the shard's campaign

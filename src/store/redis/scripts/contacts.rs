@@ -31,10 +31,12 @@ impl EraseKeys {
 
 /// The ARGV of `erase.lua`: `own_keys` ([`EraseKeys::OWN`]), `contact`,
 /// `stats_ttl`, `campaigns_at` ([`EraseKeys::CAMPAIGNS_AT`]),
-/// `campaign_prefix`, `campaign_ttl`.
+/// `campaign_prefix`, `campaign_ttl`, `counter`.
 pub(in crate::store::redis) struct EraseArgs<'a> {
     /// The member the contact is in its shard's sets.
     pub contact: &'a str,
+    /// The erasures counter of the contact's business.
+    pub counter: &'a str,
     pub stats_ttl: u64,
     /// The shard's campaign counters prefix (`P{s:N}:cmp:`).
     pub campaign_prefix: String,
@@ -49,6 +51,7 @@ impl EraseArgs<'_> {
         out.one(EraseKeys::CAMPAIGNS_AT);
         out.one(self.campaign_prefix.as_str());
         out.one(self.campaign_ttl);
+        out.one(self.counter);
     }
 }
 
