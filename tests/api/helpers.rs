@@ -583,9 +583,20 @@ pub async fn spawn_app_on_store(
     store: Arc<dyn Store>,
     workers: usize,
 ) -> TestApp {
+    spawn_app_on_store_with_file(backend, extra, "", store, workers).await
+}
+
+/// As [`spawn_app_on_store`], with a settings file.
+pub async fn spawn_app_on_store_with_file(
+    backend: &Backend,
+    extra: &[(&str, String)],
+    toml: &str,
+    store: Arc<dyn Store>,
+    workers: usize,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("empty.toml");
-    std::fs::write(&file, "").expect("write");
+    let file = dir.path().join("whatsify.toml");
+    std::fs::write(&file, toml).expect("write");
     let settings = Settings::load_from(Some(&file), test_env(backend, extra)).expect("settings");
     let app =
         Application::build_with_pools(&settings, store, workers, workers).expect("app builds");

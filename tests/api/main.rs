@@ -25,6 +25,7 @@ mod integrations;
 mod keys;
 mod logs;
 mod metrics;
+mod notice;
 mod outbox;
 mod privacy;
 mod process;
