@@ -14,15 +14,15 @@ use crate::helpers::{Backend, TestApp};
 use crate::outbox::{now, until};
 
 /// The shoe shop's and the café's numbers.
-const SHOP: &str = "1001001001";
-const CAFE: &str = "2002002002";
+pub(crate) const SHOP: &str = "1001001001";
+pub(crate) const CAFE: &str = "2002002002";
 /// The café is also on its own Meta app, whose webhook is `/webhook/cafe`.
 const CAFE_APP_SECRET: &str = "cafe-own-app-secret-0123456789";
 /// One customer, writing to both.
-const WA: &str = "16505553434";
+pub(crate) const WA: &str = "16505553434";
 
 /// The café's own flows: one flow that greets everyone.
-const CAFE_FLOW: &str = "id: cafe\ntriggers:\n  - default: true\nsteps:\n  - id: hello\n    say: \"Welcome to the Corner Café ☕\"\n";
+pub(crate) const CAFE_FLOW: &str = "id: cafe\ntriggers:\n  - default: true\nsteps:\n  - id: hello\n    say: \"Welcome to the Corner Café ☕\"\n";
 
 /// The settings: the shop on the shipped flows, the café on its own
 /// (written to `cafe_flows`).
@@ -52,7 +52,7 @@ flows_dir = "{cafe_dir}"
 }
 
 /// A message of the customer `wa` to the business number `number`.
-fn to(number: &str, wa: &str, wamid: &str, message: Value) -> Vec<u8> {
+pub(crate) fn to(number: &str, wa: &str, wamid: &str, message: Value) -> Vec<u8> {
     let mut m = json!({ "from": wa, "id": wamid, "timestamp": now().to_string() });
     for (k, v) in message.as_object().expect("message") {
         m[k] = v.clone();
@@ -69,17 +69,17 @@ fn to(number: &str, wa: &str, wamid: &str, message: Value) -> Vec<u8> {
     .expect("json")
 }
 
-fn text(body: &str) -> Value {
+pub(crate) fn text(body: &str) -> Value {
     json!({ "type": "text", "text": { "body": body } })
 }
 
-async fn say(app: &TestApp, number: &str, wamid: &str, message: Value) {
+pub(crate) async fn say(app: &TestApp, number: &str, wamid: &str, message: Value) {
     let r = app.post_signed(&to(number, WA, wamid, message)).await;
     assert_eq!(r.status(), 200);
 }
 
 /// The texts (and interactive bodies) sent to the customer from `number`.
-fn said_from(graph: &FakeGraph, number: &str) -> Vec<String> {
+pub(crate) fn said_from(graph: &FakeGraph, number: &str) -> Vec<String> {
     graph
         .sent()
         .iter()
@@ -88,7 +88,7 @@ fn said_from(graph: &FakeGraph, number: &str) -> Vec<String> {
         .collect()
 }
 
-fn key(app: &TestApp, business: &str) -> ContactKey {
+pub(crate) fn key(app: &TestApp, business: &str) -> ContactKey {
     let b = BusinessId::parse(business).expect("business");
     let id = ContactId::from_parts(Some(WA), None).expect("wa_id");
     app.state.pseudonymizer.contact_key_in(&b, &id)
@@ -135,7 +135,7 @@ async fn one_person_two_businesses(backend: &Backend) {
     until("both answers", 30, async || {
         said_from(&graph, CAFE)
             .iter()
-            .any(|t| t.contains("Corner Café"))
+            .any(|t| t.contains("Welcome to the Corner Café"))
             && said_from(&graph, SHOP)
                 .iter()
                 .any(|t| t.contains("What can we do for you"))
@@ -150,7 +150,7 @@ async fn one_person_two_businesses(backend: &Backend) {
     assert!(
         !said_from(&graph, SHOP)
             .iter()
-            .any(|t| t.contains("Corner Café"))
+            .any(|t| t.contains("Welcome to the Corner Café"))
     );
     say(&app, SHOP, "wamid.S3", text("STOP")).await;
     until("the shop's opt-out", 30, async || {
@@ -184,7 +184,7 @@ async fn one_person_two_businesses(backend: &Backend) {
             .any(|t| t.contains("ask for Sam at the counter"))
             && said_from(&graph, SHOP)
                 .iter()
-                .any(|t| t.contains("This is Shoe shop"))
+                .any(|t| t.contains("This is Shoe shop on WhatsApp. To talk to a person"))
     })
     .await;
     assert!(!said_from(&graph, SHOP).iter().any(|t| t.contains("Sam")));
@@ -262,8 +262,10 @@ async fn one_person_two_businesses(backend: &Backend) {
     say(&app, SHOP, "wamid.S6", yes).await;
     let store = app.store();
     let shop = key(&app, "shop");
+    // The suppression mark is written first, then the data goes.
     until("the shop's contact erased", 60, async || {
         store.suppressed(&shop).await.is_ok_and(|s| s.is_some())
+            && store.profile(&shop).await.is_ok_and(|p| p.is_none())
     })
     .await;
     let cafe = key(&app, "cafe");
@@ -408,7 +410,7 @@ async fn a_business_on_its_own_app(backend: &Backend) {
     until("the café's answer", 30, async || {
         said_from(&graph, CAFE)
             .iter()
-            .any(|t| t.contains("Corner Café"))
+            .any(|t| t.contains("Welcome to the Corner Café"))
     })
     .await;
     // The café's app cannot speak for the shop's number.
