@@ -32,8 +32,15 @@ pub struct RawBusiness {
     app_secret: Option<SecretString>,
     #[serde(default)]
     policy_version: String,
+    /// The first-contact notice.
     #[serde(default)]
     privacy_notice: String,
+    /// The notice of a policy change.
+    #[serde(default)]
+    policy_notice: String,
+    /// The privacy policy's address, linked from the first-contact notice.
+    #[serde(default)]
+    policy_url: String,
     /// How to reach a person, for the built-in HELP answer.
     #[serde(default)]
     contact: String,
@@ -56,7 +63,14 @@ pub struct Business {
     /// `/webhook/{id}`, signed with this.
     pub app_secret: Option<SecretString>,
     pub policy_version: String,
+    /// Sent before the first reply to each new contact; empty: the
+    /// built-in wording, which names the business and links `policy_url`.
     pub privacy_notice: String,
+    /// Sent once to each contact who writes in after `policy_version`
+    /// changed.
+    pub policy_notice: String,
+    /// The privacy policy's address (empty: none).
+    pub policy_url: String,
     /// How to reach a person ("call +1 555 0100"); empty: reply AGENT.
     pub contact: String,
 }
@@ -87,7 +101,9 @@ pub fn implicit(
         waba_id: None,
         app_secret: None,
         policy_version: privacy.policy_version.clone(),
-        privacy_notice: privacy.policy_notice.clone(),
+        privacy_notice: privacy.privacy_notice.clone(),
+        policy_notice: privacy.policy_notice.clone(),
+        policy_url: privacy.policy_url.clone(),
         contact: business.contact.clone(),
     }
 }
@@ -168,6 +184,10 @@ pub fn check(
                 "name the folder of its flow files".into(),
             ));
         }
+        let policy_url = b.policy_url.trim().to_owned();
+        if let Some(problem) = super::validate::url_problem(&policy_url) {
+            return Err(entry("policy_url", problem));
+        }
         let waba_id = Some(b.waba_id.clone()).filter(|w| !w.is_empty());
         if waba_id
             .as_ref()
@@ -187,16 +207,23 @@ pub fn check(
             flows_dir: b.flows_dir,
             waba_id,
             app_secret,
-            policy_version: Some(b.policy_version)
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| privacy.policy_version.clone()),
-            privacy_notice: Some(b.privacy_notice)
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| privacy.policy_notice.clone()),
+            policy_version: or_else(b.policy_version, &privacy.policy_version),
+            privacy_notice: or_else(b.privacy_notice, &privacy.privacy_notice),
+            policy_notice: or_else(b.policy_notice, &privacy.policy_notice),
+            policy_url: or_else(policy_url, &privacy.policy_url),
             contact: b.contact,
         });
     }
     Ok(out)
+}
+
+/// `value`, or `fallback` when it is empty.
+fn or_else(value: String, fallback: &str) -> String {
+    if value.is_empty() {
+        fallback.to_owned()
+    } else {
+        value
+    }
 }
 
 /// The businesses served, looked up by id and by phone number id.
@@ -230,6 +257,8 @@ impl Directory {
             app_secret: None,
             policy_version: String::new(),
             privacy_notice: String::new(),
+            policy_notice: String::new(),
+            policy_url: String::new(),
             contact: String::new(),
         }])
     }
@@ -360,6 +389,53 @@ mod tests {
             assert!(err.contains(expected), "{err}\n  expected: {expected}");
             assert!(!err.contains("token-of-"), "a token in the error: {err}");
         }
+    }
+
+    #[test]
+    fn a_business_s_notices_fall_back_to_the_privacy_settings() {
+        let toml = format!(
+            "[privacy]\npolicy_notice = \"New policy.\"\npolicy_url = \"https://svc.example/p\"\n\
+             {}{}policy_notice = \"Nueva política.\"\nprivacy_notice = \"Hola.\"\n\
+             policy_url = \"https://cafe.example/p\"\n",
+            entry("shop", "\"1\""),
+            entry("cafe", "\"2\"")
+        );
+        let s = load(&toml, &[]).expect("settings");
+        let [shop, cafe] = s.businesses.as_slice() else {
+            panic!("two businesses: {:?}", s.businesses);
+        };
+        assert_eq!(shop.policy_notice, "New policy.");
+        assert_eq!(shop.policy_url, "https://svc.example/p");
+        assert_eq!(shop.privacy_notice, "", "empty: the built-in wording");
+        assert_eq!(
+            (cafe.policy_notice.as_str(), cafe.privacy_notice.as_str()),
+            ("Nueva política.", "Hola.")
+        );
+        assert_eq!(cafe.policy_url, "https://cafe.example/p");
+    }
+
+    #[test]
+    fn a_policy_url_that_is_not_an_address_stops_start_up() {
+        let toml = format!(
+            "{}policy_url = \"acme.example/privacy\"\n",
+            entry("shop", "\"1\"")
+        );
+        let err = load(&toml, &[]).expect_err("not an address").to_string();
+        assert!(
+            err.contains("businesses[0] (id \"shop\"): policy_url must be an https://"),
+            "{err}"
+        );
+        let err = load(
+            "",
+            &[
+                ("WHATSIFY__META__ACCESS_TOKEN", "access-token-0123456789"),
+                ("WHATSIFY__PRIVACY__POLICY_URL", "https://acme.example/a b"),
+            ],
+        )
+        .expect_err("a space")
+        .to_string();
+        assert!(err.contains("privacy.policy_url"), "{err}");
+        assert!(err.contains("WHATSIFY__PRIVACY__POLICY_URL"), "{err}");
     }
 
     #[test]

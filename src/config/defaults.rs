@@ -49,6 +49,8 @@ master_key_previous = ""
 pseudonym_key = ""
 policy_version = "1"
 policy_notice = "We've updated our privacy policy. Reply PRIVACY to see how we use your data and what you can do about it."
+privacy_notice = ""
+policy_url = ""
 retention_days = 365
 erase_confirm_minutes = 10
 

@@ -163,6 +163,12 @@ pub struct PrivacySettings {
     /// Sent once to each contact who writes in after `policy_version`
     /// changed.
     pub policy_notice: String,
+    /// Sent before the first reply to each new contact; empty: the
+    /// built-in wording, which names the business and links `policy_url`.
+    pub privacy_notice: String,
+    /// The privacy policy's address (empty: none), in the built-in
+    /// first-contact notice.
+    pub policy_url: String,
     pub retention_days: u32,
     pub erase_confirm_minutes: u32,
 }

@@ -139,6 +139,8 @@ pub struct RawPrivacy {
     pub(super) pseudonym_key: SecretString,
     pub(super) policy_version: String,
     pub(super) policy_notice: String,
+    pub(super) privacy_notice: String,
+    pub(super) policy_url: String,
     pub(super) retention_days: u32,
     pub(super) erase_confirm_minutes: u32,
 }

@@ -199,9 +199,37 @@ fn privacy(raw: RawPrivacy) -> Result<PrivacySettings, ConfigError> {
         pseudonym_key: key32("privacy.pseudonym_key", &raw.pseudonym_key)?,
         policy_version: raw.policy_version,
         policy_notice: raw.policy_notice,
+        privacy_notice: raw.privacy_notice,
+        policy_url: policy_url(raw.policy_url)?,
         retention_days: raw.retention_days,
         erase_confirm_minutes: raw.erase_confirm_minutes,
     })
+}
+
+/// `privacy.policy_url`: empty, or a web address.
+fn policy_url(raw: String) -> Result<String, ConfigError> {
+    let url = raw.trim().to_owned();
+    match url_problem(&url) {
+        None => Ok(url),
+        Some(problem) => Err(ConfigError::Invalid {
+            key: "privacy.policy_url",
+            env: env_var("privacy.policy_url"),
+            problem,
+        }),
+    }
+}
+
+/// What is wrong with a privacy policy's address, if anything: it must be
+/// empty or an `https://` (or `http://`) address without spaces, as the
+/// customer will tap it.
+pub(super) fn url_problem(url: &str) -> Option<String> {
+    let web = url.starts_with("https://") || url.starts_with("http://");
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    if url.is_empty() || (web && !rest.is_empty() && !url.contains(char::is_whitespace)) {
+        None
+    } else {
+        Some("must be an https:// address without spaces".to_owned())
+    }
 }
 
 /// `store.backend`.

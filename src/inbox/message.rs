@@ -1,6 +1,7 @@
 //! One customer message: what it tells about the contact, the read
-//! receipt, the policy notice, the answer to an erasure question, then the
-//! privacy commands or the flows.
+//! receipt, the notice of a policy change, the answer to an erasure
+//! question, then the privacy commands or the flows (whose first reply to
+//! a new contact follows the first-contact notice).
 
 use super::effects::{Destination, Outputs, text};
 use super::privacy::{ERASE_NO_TITLE, ERASE_YES_TITLE};
@@ -73,7 +74,7 @@ impl Worker {
         let evidence = self.pseudonymizer.tag("wamid", &msg.message.id);
         self.note_withdrawal(profile, consent, msg, &evidence);
         let (m, to, sent_at) = (msg.m, msg.to, msg.sent_at);
-        self.policy_notice(profile, (jobs, consent), to, m, (sent_at, &evidence), now);
+        self.policy_change_notice(profile, (jobs, consent), to, m, (sent_at, &evidence), now);
         if self.erase_answer(contact, (state, profile), jobs, msg, &input, now) {
             return;
         }
@@ -110,12 +111,17 @@ impl Worker {
             to,
             phone_number_id: &m.origin.phone_number_id,
             window_at: state.last_inbound,
-            cause: Some((sent_at, evidence)),
+            cause: Some((sent_at, evidence.clone())),
         };
         let before = consent.len();
         let jobs_before = jobs.len();
         self.effects(contact, effects, dest, (jobs, consent), now);
         self.bound_exports(profile, &mut jobs[jobs_before..], now);
+        // The flows' first reply to a new contact comes after the
+        // business's privacy notice. (A privacy command's answer, above,
+        // goes alone: the notice waits for the flows' first reply.)
+        let cause = (sent_at, Some(evidence));
+        self.first_contact_notice(profile, (jobs, consent), jobs_before, cause);
         if let Some(granted) = consent[before..]
             .iter()
             .rev()
@@ -197,53 +203,6 @@ impl Worker {
                 true
             }
             None => false,
-        }
-    }
-
-    /// A contact who writes in after `privacy.policy_version` changed gets
-    /// one short notice, and the version shown goes into their ledger. A
-    /// new contact starts under the policy in force, with no notice.
-    pub(super) fn policy_notice(
-        &self,
-        profile: &mut Profile,
-        (jobs, consent): Outputs<'_>,
-        to: &Recipient,
-        m: &InboundMessage,
-        (sent_at, evidence): (u64, &str),
-        now: u64,
-    ) {
-        let policy = self.policies.for_number(&m.origin.phone_number_id);
-        let current = &policy.version;
-        match &profile.policy_version {
-            None => profile.policy_version = Some(current.clone()),
-            Some(seen) if seen != current => {
-                profile.policy_version = Some(current.clone());
-                jobs.push(Job {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    phone_number_id: m.origin.phone_number_id.clone(),
-                    to: to.clone(),
-                    message: OutMessage::Flow {
-                        message: Outgoing::Text {
-                            body: policy.texts.policy_notice.clone(),
-                            preview_url: false,
-                        },
-                    },
-                    created_at: now,
-                    origin: Origin::Reply,
-                    window_at: Some(sent_at),
-                    purpose: None,
-                });
-                consent.push(ConsentChange {
-                    purpose: crate::domain::consent::POLICY_NOTICE.to_owned(),
-                    granted: true,
-                    at: sent_at,
-                    source: "notice".to_owned(),
-                    policy_version: current.clone(),
-                    evidence: Some(evidence.to_owned()),
-                    business: policy.business.tag(),
-                });
-            }
-            Some(_) => {}
         }
     }
 }

@@ -8,14 +8,16 @@
 //! so tests can drive it step by step; [`Worker::run`] loops on it. One
 //! claim's course, file by file: `seal` (the data key, the sealed
 //! conversation), `turn` (the timeout due, then each entry by kind),
-//! `message` (a customer's message), `privacy` (STOP, START, HELP, MY
-//! DATA, DELETE MY DATA), `effects` (the flows' effects as jobs), `share`
+//! `message` (a customer's message), `notice` (the first-contact notice
+//! and a policy change's), `privacy` (STOP, START, HELP, MY DATA, DELETE
+//! MY DATA), `effects` (the flows' effects as jobs), `share`
 //! (events for the CRM and helpdesk receivers) and `commit` (consent kept,
 //! the step sealed, committed, audited, counted).
 
 mod commit;
 mod effects;
 mod message;
+mod notice;
 pub mod policy;
 mod privacy;
 mod seal;

@@ -1,13 +1,14 @@
 //! What each business says about privacy: the policy version stamped on
-//! the consent it records, and the built-in answers (HELP names the
-//! business), found by the number the customer wrote to.
+//! the consent it records, its notices (first contact, policy change) and
+//! the built-in answers (HELP names the business), found by the number
+//! the customer wrote to.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{BusinessSettings, Settings};
 use crate::domain::BusinessId;
-use crate::privacy::keywords::Texts;
+use crate::privacy::keywords::{Notices, Texts};
 
 /// One business's policy.
 #[derive(Debug)]
@@ -16,7 +17,8 @@ pub struct Policy {
     pub business: BusinessId,
     /// Its `policy_version` (else `privacy.policy_version`).
     pub version: String,
-    /// The answers to STOP, START, HELP, … and its policy notice.
+    /// The answers to STOP, START, HELP, …, its first-contact notice and
+    /// the notice of a policy change.
     pub texts: Texts,
 }
 
@@ -34,7 +36,14 @@ impl Policies {
         let default = Arc::new(Policy {
             business: BusinessId::default_business(),
             version: settings.privacy.policy_version.clone(),
-            texts: Texts::new(&settings.business, &settings.privacy.policy_notice),
+            texts: Texts::new(
+                &settings.business,
+                Notices {
+                    privacy_notice: &settings.privacy.privacy_notice,
+                    policy_notice: &settings.privacy.policy_notice,
+                    policy_url: &settings.privacy.policy_url,
+                },
+            ),
         });
         let mut by_number = HashMap::new();
         for b in &settings.businesses {
@@ -45,7 +54,14 @@ impl Policies {
             let policy = Arc::new(Policy {
                 business: b.id.clone(),
                 version: b.policy_version.clone(),
-                texts: Texts::new(&named, &b.privacy_notice),
+                texts: Texts::new(
+                    &named,
+                    Notices {
+                        privacy_notice: &b.privacy_notice,
+                        policy_notice: &b.policy_notice,
+                        policy_url: &b.policy_url,
+                    },
+                ),
             });
             for number in &b.phone_number_ids {
                 by_number.insert(number.clone(), policy.clone());

@@ -134,10 +134,16 @@ impl Worker {
             window_at: turn.state.last_inbound,
             cause: None,
         };
+        let jobs_before = turn.jobs.len();
         let out = (&mut turn.jobs, &mut turn.consent);
         self.effects(&turn.contact, effects, dest, out, turn.now);
         if let Some(granted) = turn.consent.last().map(|c| c.granted) {
             turn.profile.marketing = Some(granted);
+        }
+        if !turn.unreadable {
+            // The flows' first message to a new contact, on a timeout.
+            let out = (&mut turn.jobs, &mut turn.consent);
+            self.first_contact_notice(&mut turn.profile, out, jobs_before, (at, None));
         }
         if turn.sharing {
             turn.causes.push(before.cause(
@@ -217,6 +223,12 @@ impl Worker {
                 _ => None,
             })
         });
+        if turn.unreadable && turn.profile.policy_version.is_none() {
+            // Whether they were shown the notices is not known (and the
+            // profile will not be written back): none is sent.
+            let policy = self.policies.for_number(&m.origin.phone_number_id);
+            turn.profile.policy_version = Some(policy.version.clone());
+        }
         let out = (&mut turn.jobs, &mut turn.consent);
         let turned = (&mut turn.state, &mut turn.profile);
         if let Some(at) = self.handle_message(&turn.contact, m, turned, out, turn.now)
@@ -289,7 +301,15 @@ impl Worker {
                 };
                 let mut job = self.reply(&turn.state, &to, &number, message, turn.now);
                 job.origin = origin;
+                let from = turn.jobs.len();
                 turn.jobs.push(job);
+                if !turn.unreadable {
+                    // An operator's first message to a contact the flows
+                    // never answered.
+                    let out = (&mut turn.jobs, &mut turn.consent);
+                    let cause = (turn.now, None);
+                    self.first_contact_notice(&mut turn.profile, out, from, cause);
+                }
             }
             AgentAction::Close => {
                 tracing::info!(contact = %turn.contact, "handoff closed; flows answer again");

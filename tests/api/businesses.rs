@@ -22,7 +22,7 @@ const CAFE_APP_SECRET: &str = "cafe-own-app-secret-0123456789";
 pub(crate) const WA: &str = "16505553434";
 
 /// The café's own flows: one flow that greets everyone.
-const CAFE_FLOW: &str = "id: cafe\ntriggers:\n  - default: true\nsteps:\n  - id: hello\n    say: \"Welcome to the Corner Café ☕\"\n";
+pub(crate) const CAFE_FLOW: &str = "id: cafe\ntriggers:\n  - default: true\nsteps:\n  - id: hello\n    say: \"Welcome to the Corner Café ☕\"\n";
 
 /// The settings: the shop on the shipped flows, the café on its own
 /// (written to `cafe_flows`).
@@ -135,7 +135,7 @@ async fn one_person_two_businesses(backend: &Backend) {
     until("both answers", 30, async || {
         said_from(&graph, CAFE)
             .iter()
-            .any(|t| t.contains("Corner Café"))
+            .any(|t| t.contains("Welcome to the Corner Café"))
             && said_from(&graph, SHOP)
                 .iter()
                 .any(|t| t.contains("What can we do for you"))
@@ -150,7 +150,7 @@ async fn one_person_two_businesses(backend: &Backend) {
     assert!(
         !said_from(&graph, SHOP)
             .iter()
-            .any(|t| t.contains("Corner Café"))
+            .any(|t| t.contains("Welcome to the Corner Café"))
     );
     say(&app, SHOP, "wamid.S3", text("STOP")).await;
     until("the shop's opt-out", 30, async || {
@@ -184,7 +184,7 @@ async fn one_person_two_businesses(backend: &Backend) {
             .any(|t| t.contains("ask for Sam at the counter"))
             && said_from(&graph, SHOP)
                 .iter()
-                .any(|t| t.contains("This is Shoe shop"))
+                .any(|t| t.contains("This is Shoe shop on WhatsApp. To talk to a person"))
     })
     .await;
     assert!(!said_from(&graph, SHOP).iter().any(|t| t.contains("Sam")));
@@ -264,8 +264,10 @@ async fn one_person_two_businesses(backend: &Backend) {
     say(&app, SHOP, "wamid.S6", yes).await;
     let store = app.store();
     let shop = key(&app, "shop");
+    // The suppression mark is written first, then the data goes.
     until("the shop's contact erased", 60, async || {
         store.suppressed(&shop).await.is_ok_and(|s| s.is_some())
+            && store.profile(&shop).await.is_ok_and(|p| p.is_none())
     })
     .await;
     let cafe = key(&app, "cafe");
@@ -410,7 +412,7 @@ async fn a_business_on_its_own_app(backend: &Backend) {
     until("the café's answer", 30, async || {
         said_from(&graph, CAFE)
             .iter()
-            .any(|t| t.contains("Corner Café"))
+            .any(|t| t.contains("Welcome to the Corner Café"))
     })
     .await;
     // The café's app cannot speak for the shop's number.

@@ -9,7 +9,7 @@ use whatsify::domain::profile::ContactView;
 use whatsify::flow::transcript::{Conversation, describe as describe_effect};
 
 use crate::both_backends;
-use crate::graph::{FakeGraph, describe};
+use crate::graph::{FakeGraph, NOTICE, describe};
 use crate::helpers::{Backend, TestApp, fresh_fixture, spawn_app_running};
 
 async fn running(backend: &Backend, graph: &FakeGraph, workers: usize) -> TestApp {
@@ -56,11 +56,13 @@ async fn a_conversation_runs_from_webhook_to_graph_api(backend: &Backend) {
             .status(),
         200
     );
-    let sent = graph.wait_for(2).await;
+    // A new contact: the privacy notice, then the flows' answer.
+    let sent = graph.wait_for(3).await;
     let lines: Vec<String> = sent.iter().map(|s| describe(&s.body)).collect();
     assert_eq!(
         lines,
         [
+            NOTICE,
             "text: Hi Ana Pérez 👋",
             "buttons: What can we do for you today? [See offers | Get help | My privacy]"
         ]
@@ -85,9 +87,10 @@ async fn a_conversation_runs_from_webhook_to_graph_api(backend: &Backend) {
         button_reply("menu_help", "Get help"),
     );
     assert_eq!(app.post_signed(&tap).await.status(), 200);
-    let sent = graph.wait_for(3).await;
+    // No second notice: the contact is known now.
+    let sent = graph.wait_for(4).await;
     assert_eq!(
-        describe(&sent[2].body),
+        describe(&sent[3].body),
         "text: Sorry to hear something's wrong. What's your order number? It's in your confirmation email, e.g. 10482."
     );
     // Meta retries the tap: answered once only.
@@ -95,7 +98,7 @@ async fn a_conversation_runs_from_webhook_to_graph_api(backend: &Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         graph.sent().len(),
-        3,
+        4,
         "a duplicate delivery is not answered twice"
     );
     graph.stop().await;
@@ -111,10 +114,14 @@ async fn a_contact_known_only_by_user_id_is_answered_by_recipient(backend: &Back
             .status(),
         200
     );
-    let sent = graph.wait_for(2).await;
-    assert_eq!(sent.len(), 2);
-    assert_eq!(sent[0].body["recipient"], "FR.71820394857261039485");
-    assert!(sent[0].body.get("to").is_none());
+    // The notice and the two answers, all by recipient.
+    let sent = graph.wait_for(3).await;
+    assert_eq!(sent.len(), 3);
+    assert_eq!(describe(&sent[0].body), NOTICE);
+    for s in &sent {
+        assert_eq!(s.body["recipient"], "FR.71820394857261039485");
+        assert!(s.body.get("to").is_none());
+    }
     graph.stop().await;
 }
 both_backends!(
@@ -132,10 +139,11 @@ async fn a_transient_graph_error_is_retried_and_order_is_kept(backend: &Backend)
             .status(),
         200
     );
-    let sent = graph.wait_for(2).await;
+    let sent = graph.wait_for(3).await;
     let lines: Vec<String> = sent.iter().map(|s| describe(&s.body)).collect();
-    assert_eq!(lines[0], "text: Hi Ana Pérez 👋");
-    assert!(lines[1].starts_with("buttons: What can we do"));
+    assert_eq!(lines[0], NOTICE);
+    assert_eq!(lines[1], "text: Hi Ana Pérez 👋");
+    assert!(lines[2].starts_with("buttons: What can we do"));
     graph.stop().await;
 }
 both_backends!(
@@ -158,9 +166,9 @@ fn script(n: usize) -> Vec<serde_json::Value> {
     out
 }
 
-/// Answers per contact: 2 (welcome) + 2 (offer, question) + 1 + 2, five
-/// times.
-const ANSWERS: usize = 35;
+/// Answers per contact: the privacy notice, then 2 (welcome) + 2 (offer,
+/// question) + 1 + 2, five times.
+const ANSWERS: usize = 1 + 35;
 
 async fn fifty_contacts_in_parallel_end_as_a_serial_replay(backend: &Backend) {
     let graph = FakeGraph::start().await;
@@ -211,7 +219,8 @@ async fn fifty_contacts_in_parallel_end_as_a_serial_replay(backend: &Backend) {
             },
             Duration::from_secs(86_400),
         );
-        let mut want = Vec::new();
+        // The flows say what the serial replay says, after the notice.
+        let mut want = vec![NOTICE.to_owned()];
         for m in script(n) {
             let input = match m["type"].as_str() {
                 Some("text") => whatsify::domain::inbound::Input::Text(
@@ -264,12 +273,12 @@ async fn two_instances_share_the_work_and_answer_each_message_once(backend: &Bac
         }
     }))
     .await;
-    // One round of the script: 7 answers per contact.
-    let sent = graph.wait_for(10 * 7).await;
+    // One round of the script: the notice and 7 answers per contact.
+    let sent = graph.wait_for(10 * 8).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         graph.sent().len(),
-        10 * 7,
+        10 * 8,
         "each message answered exactly once"
     );
     for wa_id in &contacts {
@@ -278,15 +287,16 @@ async fn two_instances_share_the_work_and_answer_each_message_once(backend: &Bac
             .filter(|s| s.body["to"] == format!("+{wa_id}"))
             .map(|s| describe(&s.body))
             .collect();
-        assert_eq!(got.len(), 7, "{wa_id}: {got:#?}");
-        assert_eq!(got[0], "text: Hi Two 👋");
-        assert!(got[2].starts_with("text: This week: 20% off"), "{got:#?}");
+        assert_eq!(got.len(), 8, "{wa_id}: {got:#?}");
+        assert_eq!(got[0], NOTICE, "once, first");
+        assert_eq!(got[1], "text: Hi Two 👋");
+        assert!(got[3].starts_with("text: This week: 20% off"), "{got:#?}");
         assert!(
-            got[4].starts_with("text: No problem, we won't send you offers."),
+            got[5].starts_with("text: No problem, we won't send you offers."),
             "{got:#?}"
         );
         assert_eq!(
-            got[5], "text: Hi Two 👋",
+            got[6], "text: Hi Two 👋",
             "the text starts the welcome again"
         );
     }
@@ -310,16 +320,17 @@ async fn a_timeout_fires_in_serve_without_any_message(backend: &Backend) {
             .status(),
         200
     );
-    let sent = graph.wait_for(2).await;
+    let sent = graph.wait_for(3).await;
     let lines: Vec<String> = sent.iter().map(|s| describe(&s.body)).collect();
     assert_eq!(
         lines,
         [
+            NOTICE,
             "buttons: Pick one [A]",
             "text: Still there? Say hi to start again."
         ]
     );
-    assert_eq!(sent[1].body["to"], "+16505550101");
+    assert_eq!(sent[2].body["to"], "+16505550101");
     graph.stop().await;
 }
 both_backends!(timeout_fires, a_timeout_fires_in_serve_without_any_message);

@@ -200,7 +200,11 @@ pub(crate) fn kinds_by_recipient(sent: &[Sent]) -> BTreeMap<String, Vec<String>>
             continue;
         }
         let to = s.body["to"].as_str().unwrap_or("?").to_owned();
-        let kind = s.body["type"].as_str().unwrap_or("?").to_owned();
+        let kind = if crate::graph::is_notice(&s.body) {
+            "notice".to_owned()
+        } else {
+            s.body["type"].as_str().unwrap_or("?").to_owned()
+        };
         by.entry(to).or_default().push(kind);
     }
     by
@@ -226,7 +230,8 @@ pub(crate) fn hi() -> serde_json::Value {
 const CONTACTS: usize = 2000;
 const HIS_PER_CONTACT: usize = 2;
 /// The welcome flow answers every "hi" (in a session or not) with a text
-/// and the menu buttons.
+/// and the menu buttons; the first answer to a contact comes after the
+/// privacy notice.
 const REPLIES_PER_HI: usize = 2;
 /// Pauses between a (re)start and the next kill: the kills land while
 /// webhooks are coming in and replies are going out.
@@ -266,7 +271,7 @@ async fn kill_9_loses_no_queued_reply() {
             })
         })
         .collect();
-    let expected = CONTACTS * HIS_PER_CONTACT * REPLIES_PER_HI;
+    let expected = CONTACTS * (1 + HIS_PER_CONTACT * REPLIES_PER_HI);
 
     let webhooks = bodies.len();
     let started = Instant::now();
@@ -343,11 +348,14 @@ async fn kill_9_loses_no_queued_reply() {
     let by = kinds_by_recipient(&sent_final);
     assert_eq!(by.len(), CONTACTS, "replies to {} recipients", by.len());
     let one_hi = ["text", "interactive"];
-    let want: Vec<&str> = one_hi
-        .iter()
-        .copied()
-        .cycle()
-        .take(HIS_PER_CONTACT * REPLIES_PER_HI)
+    let want: Vec<&str> = std::iter::once("notice")
+        .chain(
+            one_hi
+                .iter()
+                .copied()
+                .cycle()
+                .take(HIS_PER_CONTACT * REPLIES_PER_HI),
+        )
         .collect();
     for (to, kinds) in &by {
         assert_eq!(
@@ -566,7 +574,8 @@ async fn sigterm_finishes_in_flight_sends_refuses_webhooks_and_exits_0() {
     // Next start on the same store: what stayed queued goes out.
     graph.set_delay(None);
     let _bin = Binary::start(dir.path(), port, &env, &mut logs).await;
-    let sent = wait_for_jobs(&graph, 4, Duration::from_secs(30)).await;
+    // Ana's and Bob's: the privacy notice, the greeting, the menu.
+    let sent = wait_for_jobs(&graph, 6, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent_final = graph.sent();
     eprintln!(
@@ -575,15 +584,19 @@ async fn sigterm_finishes_in_flight_sends_refuses_webhooks_and_exits_0() {
         distinct_jobs(&sent_final),
         describe_all(&sent_final)
     );
-    assert_eq!(distinct_jobs(&sent), 4, "replies lost{}", logs.tail());
+    assert_eq!(distinct_jobs(&sent), 6, "replies lost{}", logs.tail());
     assert_eq!(
         sent_final.len(),
-        4,
+        6,
         "a reply went out twice after a graceful stop{}",
         logs.tail()
     );
     let by = kinds_by_recipient(&sent_final);
-    let pair = vec!["text".to_owned(), "interactive".to_owned()];
+    let pair = vec![
+        "notice".to_owned(),
+        "text".to_owned(),
+        "interactive".to_owned(),
+    ];
     assert_eq!(
         by,
         BTreeMap::from([

@@ -12,9 +12,10 @@ use crate::graph::FakeGraph;
 use crate::helpers::{TestBackend, embedded, free_port, redis, test_env};
 
 /// Customers whose replies are queued while the Graph API hangs: each
-/// "hi" gets two replies (a text and the menu), 20 in all.
+/// new customer's "hi" gets the privacy notice and two replies (a text and
+/// the menu), 30 in all.
 const CUSTOMERS: usize = 10;
-const REPLIES: usize = 2 * CUSTOMERS;
+const REPLIES: usize = 3 * CUSTOMERS;
 /// How long after the new process is ready every reply must have arrived.
 const AFTER_READY: Duration = Duration::from_secs(5);
 
@@ -39,7 +40,7 @@ async fn ready(client: &reqwest::Client, bin: &Binary, logs: &Logs) -> Instant {
 /// The Graph API takes requests and never answers, so every customer's
 /// first reply is in flight, its outbox held by a sender; the process is
 /// killed there, and restarted at once with the Graph API answering. Once
-/// the new process has been ready for 5 s, all 20 replies have arrived,
+/// the new process has been ready for 5 s, all 30 replies have arrived,
 /// each once (the requests in flight at the kill were never answered).
 async fn held_replies_go_out_soon_after_a_restart(b: TestBackend) {
     let graph = FakeGraph::start().await;
@@ -110,7 +111,7 @@ async fn held_replies_go_out_soon_after_a_restart(b: TestBackend) {
     for (to, kinds) in &by {
         assert_eq!(
             kinds,
-            &["text", "interactive"],
+            &["notice", "text", "interactive"],
             "order of the replies to {to}"
         );
     }

@@ -423,6 +423,21 @@ impl FakeGraph {
     }
 }
 
+/// The first-contact privacy notice of the tests' business (no
+/// `business.name`, no `privacy.policy_url`), as [`describe`] shows it: it
+/// comes before the first reply to every new contact.
+pub const NOTICE: &str = "text: This is our WhatsApp service. We keep your number and our \
+     messages to answer you. Reply PRIVACY to see, correct or delete your data, or STOP to end \
+     promotions.";
+
+/// Whether a sent message is a first-contact privacy notice (of any
+/// business: the built-in wording says who is writing, then this).
+pub fn is_notice(body: &Value) -> bool {
+    body["text"]["body"]
+        .as_str()
+        .is_some_and(|t| t.contains("We keep your number and our messages to answer you."))
+}
+
 /// A sent message in the one-line form transcripts use.
 pub fn describe(body: &Value) -> String {
     match body["type"].as_str().unwrap_or("") {

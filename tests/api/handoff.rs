@@ -59,7 +59,7 @@ async fn a_flow_hands_off_and_an_agent_answers_until_the_handoff_closes(backend:
     until("the answer to HELP", 30, async || {
         texts(&graph, wa)
             .iter()
-            .any(|t| t.contains("STOP to end promotions"))
+            .any(|t| t.contains("To talk to a person"))
     })
     .await;
     assert_eq!(

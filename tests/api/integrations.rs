@@ -411,6 +411,7 @@ async fn a_receiver_that_was_down_gets_everything_in_order(backend: &Backend) {
     down.down_for(Duration::from_millis(2500));
     let app = app_with_receivers(backend, &graph, &toml).await;
     let wa = "16505558202";
+    // "hi": the privacy notice shown, a ledger entry of its own.
     say_hi(&app, wa, "wamid.R1").await;
     // STOP, START, STOP, START: four consent changes, in this order (a
     // second apart: in one second, a STOP wins and the rest change nothing).
@@ -421,7 +422,7 @@ async fn a_receiver_that_was_down_gets_everything_in_order(backend: &Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     until("the receiver that was up", 30, async || {
-        up.of("consent.changed").len() == 4
+        up.of("consent.changed").len() == 5
     })
     .await;
     assert!(
@@ -429,21 +430,34 @@ async fn a_receiver_that_was_down_gets_everything_in_order(backend: &Backend) {
         "nothing got through while it was down"
     );
     until("the receiver that was down", 30, async || {
-        down.of("consent.changed").len() == 4
+        down.of("consent.changed").len() == 5
     })
     .await;
     assert!(down.refused() > 0, "it was tried while down");
-    let order = |r: &Receiver| -> Vec<Value> {
+    let order = |r: &Receiver| -> Vec<(Value, Value)> {
         r.of("consent.changed")
             .iter()
-            .map(|e| e["data"]["consent"]["granted"].clone())
+            .map(|e| {
+                let c = &e["data"]["consent"];
+                (c["purpose"].clone(), c["granted"].clone())
+            })
             .collect()
     };
-    assert_eq!(order(&down), [false, true, false, true]);
+    let marketing = |granted: bool| (json!("marketing"), json!(granted));
+    assert_eq!(
+        order(&down),
+        [
+            (json!("policy_notice"), json!(true)),
+            marketing(false),
+            marketing(true),
+            marketing(false),
+            marketing(true)
+        ]
+    );
     assert_eq!(order(&up), order(&down));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = down.got();
-    assert_eq!(got.len(), 5, "each event once: {got:?}");
+    assert_eq!(got.len(), 6, "each event once: {got:?}");
     assert_eq!(got[0].body["type"], "contact.created");
     // Operators see it in the metrics (the registry is the process's:
     // other tests add to it).

@@ -26,6 +26,7 @@ mod integrations;
 mod keys;
 mod logs;
 mod metrics;
+mod notice;
 mod offboarding;
 mod outbox;
 mod privacy;

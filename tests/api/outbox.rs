@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::graph::FakeGraph;
+use crate::graph::{FakeGraph, is_notice};
 use crate::helpers::{Backend, TestApp, spawn_app_running};
 use whatsify::store::Queue;
 
@@ -92,16 +92,19 @@ async fn records(app: &TestApp, wa_id: &str) -> Vec<Value> {
     body["messages"].as_array().cloned().unwrap_or_default()
 }
 
-/// "hi" gets a greeting (text) and the menu (buttons), in that order.
+/// "hi" from a new contact gets the privacy notice, a greeting (text)
+/// and the menu (buttons), in that order.
 async fn answered_in_order(graph: &FakeGraph, wa_id: &str) -> Vec<Value> {
-    until("both replies", 30, async || {
-        sent_to(graph, wa_id).len() >= 2
+    until("the three replies", 30, async || {
+        sent_to(graph, wa_id).len() >= 3
     })
     .await;
     let got = sent_to(graph, wa_id);
-    assert_eq!(got.len(), 2, "each reply once");
-    assert_eq!(got[0]["type"], "text", "the greeting first");
-    assert_eq!(got[1]["type"], "interactive");
+    assert_eq!(got.len(), 3, "each reply once");
+    assert!(is_notice(&got[0]), "the privacy notice first: {got:?}");
+    assert_eq!(got[1]["type"], "text", "then the greeting");
+    assert!(!is_notice(&got[1]));
+    assert_eq!(got[2]["type"], "interactive");
     got
 }
 
@@ -164,11 +167,17 @@ async fn permanent_errors_are_recorded_not_retried_and_do_not_block(backend: &Ba
         let status = if code == 368 { 403 } else { 400 };
         graph.fail_next(&[(status, code)]);
         say_hi(&app, &wa_id, &format!("wamid.P{n}")).await;
-        // The greeting failed for good; the menu still goes.
-        until("the menu", 30, async || !sent_to(&graph, &wa_id).is_empty()).await;
+        // The first message (the privacy notice) failed for good; the
+        // greeting and the menu still go.
+        until("the greeting and the menu", 30, async || {
+            sent_to(&graph, &wa_id).len() >= 2
+        })
+        .await;
         let got = sent_to(&graph, &wa_id);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0]["type"], "interactive");
+        assert_eq!(got.len(), 2);
+        assert!(!got.iter().any(is_notice));
+        assert_eq!(got[0]["type"], "text");
+        assert_eq!(got[1]["type"], "interactive");
         let rec = records(&app, &wa_id).await;
         let failed: Vec<&Value> = rec.iter().filter(|r| r["state"] == "failed").collect();
         assert_eq!(failed.len(), 1, "code {code}: {rec:?}");
@@ -198,11 +207,15 @@ async fn exhausted_retries_become_dead_letters_without_blocking(backend: &Backen
     let app = app_with(backend, &graph, &[("WHATSIFY__OUTBOX__MAX_ATTEMPTS", "3")]).await;
     graph.fail_next(&[(500, 131000), (500, 131000), (500, 131000)]);
     say_hi(&app, "16505554200", "wamid.D1").await;
-    until("the menu", 30, async || {
-        !sent_to(&graph, "16505554200").is_empty()
+    // The first message (the privacy notice) dies; the greeting and the
+    // menu go.
+    until("the greeting and the menu", 30, async || {
+        sent_to(&graph, "16505554200").len() >= 2
     })
     .await;
-    assert_eq!(sent_to(&graph, "16505554200")[0]["type"], "interactive");
+    let got = sent_to(&graph, "16505554200");
+    assert!(!got.iter().any(is_notice));
+    assert_eq!(got[1]["type"], "interactive");
     let (status, body) = app.admin_get("/admin/outbox/dead-letters").await;
     assert_eq!(status, 200);
     let letters = body["dead_letters"].as_array().expect("list");
@@ -243,16 +256,18 @@ async fn connection_errors_are_retried_then_dead_lettered_in_order() {
     .await;
     drop(graph);
     say_hi(&app, "16505554300", "wamid.C1").await;
-    until("two dead letters", 30, async || {
+    // The privacy notice, the greeting and the menu.
+    until("three dead letters", 30, async || {
         app.admin_get("/admin/outbox/dead-letters").await.1["dead_letters"]
             .as_array()
-            .is_some_and(|l| l.len() == 2)
+            .is_some_and(|l| l.len() == 3)
     })
     .await;
     let body = app.admin_get("/admin/outbox/dead-letters").await.1;
     let letters = body["dead_letters"].as_array().expect("list");
     assert_eq!(letters[0]["kind"], "text", "in order");
-    assert_eq!(letters[1]["kind"], "interactive");
+    assert_eq!(letters[1]["kind"], "text");
+    assert_eq!(letters[2]["kind"], "interactive");
     assert_eq!(letters[0]["reason"], "connection error");
 }
 
@@ -301,12 +316,14 @@ async fn a_refused_token_pauses_the_number_until_a_probe_passes(backend: &Backen
     assert_eq!(body["paused"][0]["code"], 190);
     // Meta takes the token again: everything queued is delivered.
     graph.fail_all(None);
-    until("all six replies", 30, async || graph.sent().len() >= 6).await;
-    assert_eq!(graph.sent().len(), 6, "nothing dropped, nothing twice");
+    // Each: the privacy notice, the greeting, the menu.
+    until("all nine replies", 30, async || graph.sent().len() >= 9).await;
+    assert_eq!(graph.sent().len(), 9, "nothing dropped, nothing twice");
     for n in 0..3 {
         let got = sent_to(&graph, &format!("1650555{:04}", 4400 + n));
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0]["type"], "text");
+        assert_eq!(got.len(), 3);
+        assert!(is_notice(&got[0]));
+        assert_eq!(got[1]["type"], "text");
     }
     until("ready again", 10, async || readiness(&app).await == "ready").await;
 }
@@ -322,7 +339,8 @@ async fn the_number_rate_limit_holds_across_two_instances() {
     let extra = [("WHATSIFY__OUTBOX__MESSAGES_PER_SECOND", "5")];
     let one = app_with(&b.backend, &graph, &extra).await;
     let two = app_with(&b.backend, &graph, &extra).await;
-    for n in 0..6 {
+    // Four new contacts: the privacy notice, a greeting and a menu each.
+    for n in 0..4 {
         let app = if n % 2 == 0 { &one } else { &two };
         say_hi(
             app,
@@ -407,7 +425,7 @@ async fn status_webhooks_move_a_message_forward_only(backend: &Backend) {
     assert_eq!(r["at"], t + 2);
     // A failed status with 131050 (the API accepted, then the customer's
     // marketing stop applied): the message fails and consent is withdrawn.
-    let menu = got[1]["biz_opaque_callback_data"]
+    let menu = got[2]["biz_opaque_callback_data"]
         .as_str()
         .expect("job")
         .to_owned();
@@ -497,13 +515,14 @@ async fn replies_that_waited_too_long_are_recorded_not_sent() {
     until("the pause", 30, async || !graph.requests().is_empty()).await;
     app.clock.advance(25 * 3600);
     graph.fail_all(None);
-    until("both recorded", 30, async || {
+    // The privacy notice, the greeting and the menu.
+    until("all three recorded", 30, async || {
         records(&app, "16505554900")
             .await
             .iter()
             .filter(|r| r["state"] == "outside_window")
             .count()
-            == 2
+            == 3
     })
     .await;
     assert!(
@@ -766,7 +785,7 @@ async fn consent_is_recorded_from_the_flow_whatsapp_and_meta(backend: &Backend) 
         200
     );
     until("the consent question", 30, async || {
-        sent_to(&graph, wa).len() >= 4
+        sent_to(&graph, wa).len() >= 5
     })
     .await;
     assert_eq!(
@@ -834,9 +853,10 @@ async fn a_hanging_graph_api_times_out_and_blocks_no_one(backend: &Backend) {
     for (i, wa) in others.iter().enumerate() {
         say_hi(&app, wa, &format!("wamid.HANG{}", i + 2)).await;
     }
-    // Every other contact gets both replies while the request hangs.
+    // Every other contact gets its three messages while the request
+    // hangs.
     until("the others' replies", 30, async || {
-        others.iter().all(|wa| sent_to(&graph, wa).len() == 2)
+        others.iter().all(|wa| sent_to(&graph, wa).len() == 3)
     })
     .await;
     assert!(
@@ -850,12 +870,13 @@ async fn a_hanging_graph_api_times_out_and_blocks_no_one(backend: &Backend) {
     );
     // After the timeout the reply is tried again, in order, once.
     until("the slow contact's replies", 30, async || {
-        sent_to(&graph, slow).len() == 2
+        sent_to(&graph, slow).len() == 3
     })
     .await;
     let got = sent_to(&graph, slow);
-    assert_eq!(got[0]["type"], "text");
-    assert_eq!(got[1]["type"], "interactive");
+    assert!(is_notice(&got[0]), "the hung one, first");
+    assert_eq!(got[1]["type"], "text");
+    assert_eq!(got[2]["type"], "interactive");
     let job = got[0]["biz_opaque_callback_data"].as_str().expect("job");
     let tries = graph
         .requests()

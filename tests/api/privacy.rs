@@ -439,12 +439,13 @@ async fn profile_rectification_policy_notice_and_admin_view(backend: &Backend) {
         .consent(&contact_key(&app2, wa))
         .await
         .expect("ledger");
-    let shown: Vec<&str> = ledger
+    // Version 1 shown on first contact, version 2 when it changed.
+    let shown: Vec<(&str, &str)> = ledger
         .iter()
         .filter(|c| c.purpose == "policy_notice")
-        .map(|c| c.policy_version.as_str())
+        .map(|c| (c.source.as_str(), c.policy_version.as_str()))
         .collect();
-    assert_eq!(shown, ["2"]);
+    assert_eq!(shown, [("first_contact", "1"), ("notice", "2")]);
     let (_, view) = app2.admin_get(&format!("/admin/contacts/{wa}")).await;
     assert_eq!(view["profile"]["policy_version_shown"], "2");
 }
@@ -591,7 +592,12 @@ async fn my_data_sends_a_copy_of_everything(backend: &Backend) {
     assert_eq!(doc["contact"]["id"], wa);
     assert_eq!(doc["contact"]["name"], "Ana");
     assert_eq!(doc["consent"]["marketing"]["granted"], false);
-    assert_eq!(doc["consent"]["history"][0]["source"], "keyword");
+    // The privacy notice shown before the first answer, then the STOP.
+    let history = &doc["consent"]["history"];
+    assert_eq!(history[0]["purpose"], "policy_notice");
+    assert_eq!(history[0]["source"], "first_contact");
+    assert_eq!(history[0]["policy_version"], "1");
+    assert_eq!(history[1]["source"], "keyword");
     let texts: Vec<(String, String)> = doc["messages"]
         .as_array()
         .expect("messages")
@@ -1423,7 +1429,11 @@ async fn the_support_team_records_consent(backend: &Backend) {
         .consent(&contact_key(&app, wa))
         .await
         .expect("ledger");
-    assert_eq!(ledger[0].evidence.as_deref(), Some("admin:call #4411"));
+    let by_admin = ledger
+        .iter()
+        .find(|c| c.purpose == "marketing")
+        .expect("the admin's entry");
+    assert_eq!(by_admin.evidence.as_deref(), Some("admin:call #4411"));
     let (_, shown) = app.admin_get(&format!("/admin/contacts/{wa}")).await;
     assert_eq!(shown["consent"]["marketing"]["granted"], true, "{shown}");
     let (status, _) = post(

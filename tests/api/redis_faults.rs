@@ -154,7 +154,8 @@ async fn redis_killed_under_load_loses_nothing_acknowledged() {
         refused.load(Ordering::SeqCst) > 0,
         "nothing was refused while Redis was down"
     );
-    // Every message answered: a text and the menu for each "hi".
+    // Every message answered: a text and the menu for each "hi", after
+    // the privacy notice to each of the 100 new contacts, once.
     let deadline = Instant::now() + Duration::from_secs(90);
     let jobs = |sent: &[crate::graph::Sent]| -> HashSet<String> {
         sent.iter()
@@ -165,10 +166,10 @@ async fn redis_killed_under_load_loses_nothing_acknowledged() {
             })
             .collect()
     };
-    while jobs(&graph.sent()).len() < 400 {
+    while jobs(&graph.sent()).len() < 500 {
         assert!(
             Instant::now() < deadline,
-            "{} distinct replies of 400 after Redis came back",
+            "{} distinct replies of 500 after Redis came back",
             jobs(&graph.sent()).len()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -186,8 +187,14 @@ async fn redis_killed_under_load_loses_nothing_acknowledged() {
         refused.load(Ordering::SeqCst),
         sent.len()
     );
-    assert_eq!(jobs(&sent).len(), 400, "exactly the expected replies");
+    assert_eq!(jobs(&sent).len(), 500, "exactly the expected replies");
     assert_eq!(per.len(), 100);
+    let notices: HashSet<String> = sent
+        .iter()
+        .filter(|s| crate::graph::is_notice(&s.body))
+        .filter_map(|s| s.body["to"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(notices.len(), 100, "a notice to each contact");
     // A send whose result could not be written while Redis was down is
     // sent again: at most one per sender in flight at the kill.
     assert!(duplicates <= 4, "{duplicates} duplicates");

@@ -55,9 +55,10 @@ async fn a_changed_flow_file_is_reloaded_and_an_invalid_one_is_refused() {
             .status(),
         200
     );
-    let sent = graph.wait_for(2).await;
+    // A new contact: the privacy notice, the greeting, the menu.
+    let sent = graph.wait_for(3).await;
     assert_eq!(
-        describe(&sent[1].body),
+        describe(&sent[2].body),
         "buttons: How can we help? [See offers | Get help | My privacy]"
     );
 
@@ -76,9 +77,9 @@ async fn a_changed_flow_file_is_reloaded_and_an_invalid_one_is_refused() {
         serde_json::json!({"type": "text", "text": {"body": "hi"}}),
     );
     assert_eq!(app.post_signed(&again).await.status(), 200);
-    let sent = graph.wait_for(4).await;
+    let sent = graph.wait_for(6).await;
     assert_eq!(
-        describe(&sent[3].body),
+        describe(&sent[5].body),
         "buttons: How can we help? [See offers | Get help | My privacy]"
     );
     graph.stop().await;

@@ -91,7 +91,7 @@ async fn a_redirect_from_the_graph_api_is_not_followed() {
     until("the replies dead-lettered", 30, async || {
         app.admin_get("/admin/outbox/dead-letters").await.1["dead_letters"]
             .as_array()
-            .is_some_and(|l| l.len() == 2)
+            .is_some_and(|l| l.len() == 3)
     })
     .await;
     let body = app.admin_get("/admin/outbox/dead-letters").await.1;
@@ -101,7 +101,8 @@ async fn a_redirect_from_the_graph_api_is_not_followed() {
         assert_eq!(l["attempts"], 2, "retried, then recorded: {body}");
     }
     let graph_got = graph_seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    assert_eq!(graph_got.len(), 4, "two replies, two attempts each");
+    // The privacy notice, the greeting and the menu.
+    assert_eq!(graph_got.len(), 6, "three messages, two attempts each");
     assert!(graph_got.iter().all(|(path, auth)| {
         path.ends_with("/messages")
             && auth.as_deref() == Some(&format!("Bearer {}", crate::helpers::ACCESS_TOKEN))

@@ -119,7 +119,11 @@ pub struct Texts {
     pub opt_out: String,
     pub opt_in: String,
     pub help: String,
-    /// `privacy.policy_notice`.
+    /// Before the first reply to a new contact: `privacy_notice`, or
+    /// the built-in wording naming the business and linking its policy.
+    pub privacy_notice: String,
+    /// To a contact who writes in after the policy version changed:
+    /// `policy_notice`.
     pub policy_notice: String,
     /// Before the copy of their data arrives.
     pub export: String,
@@ -134,13 +138,41 @@ pub struct Texts {
     pub erase_done: String,
 }
 
+/// A business's notices as its settings word them (empty: built in).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Notices<'a> {
+    /// `privacy_notice`: the first-contact notice.
+    pub privacy_notice: &'a str,
+    /// `policy_notice`: the notice of a policy change.
+    pub policy_notice: &'a str,
+    /// `policy_url`: the privacy policy's address.
+    pub policy_url: &'a str,
+}
+
+/// The built-in first-contact notice: who is writing (`intro`), what is
+/// kept and why, where the policy is, and the two commands that matter.
+pub fn first_contact_notice(intro: &str, policy_url: &str) -> String {
+    let notice = format!(
+        "{intro} We keep your number and our messages to answer you. Reply PRIVACY to see, \
+         correct or delete your data, or STOP to end promotions."
+    );
+    match policy_url.trim() {
+        "" => notice,
+        url => format!("{notice} Our privacy policy: {url}"),
+    }
+}
+
 impl Texts {
     /// The built-in answers, naming the business (`business.name`) and
-    /// how to reach a person (`business.contact`).
-    pub fn new(business: &crate::config::BusinessSettings, policy_notice: &str) -> Texts {
+    /// how to reach a person (`business.contact`), and its notices.
+    pub fn new(business: &crate::config::BusinessSettings, notices: Notices<'_>) -> Texts {
         let intro = match business.name.trim() {
             "" => "This is our WhatsApp service.".to_owned(),
             name => format!("This is {name} on WhatsApp."),
+        };
+        let privacy_notice = match notices.privacy_notice.trim() {
+            "" => first_contact_notice(&intro, notices.policy_url),
+            own => own.to_owned(),
         };
         let person = match business.contact.trim() {
             "" => "reply AGENT".to_owned(),
@@ -155,7 +187,8 @@ impl Texts {
                 "{intro} To talk to a person, {person}. Reply STOP to end promotions, START to \
                  get them again, or PRIVACY to get, correct or delete your data."
             ),
-            policy_notice: policy_notice.to_owned(),
+            privacy_notice,
+            policy_notice: notices.policy_notice.to_owned(),
             export: "We're preparing a copy of your data. It will arrive here as a file in a \
                      moment."
                 .to_owned(),
@@ -331,6 +364,52 @@ mod tests {
             Some(Command::OptOut)
         );
         assert_eq!(classify_choice("offers", "See offers", &e), None);
+    }
+
+    fn named(name: &str) -> crate::config::BusinessSettings {
+        crate::config::BusinessSettings {
+            name: name.to_owned(),
+            contact: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_built_in_first_contact_notice_names_the_business_and_links_its_policy() {
+        let with_link = Notices {
+            policy_url: "https://acme.example/privacy",
+            ..Notices::default()
+        };
+        let texts = Texts::new(&named("Acme Shoes"), with_link);
+        assert!(
+            texts
+                .privacy_notice
+                .starts_with("This is Acme Shoes on WhatsApp.")
+        );
+        assert!(
+            texts
+                .privacy_notice
+                .ends_with("Our privacy policy: https://acme.example/privacy")
+        );
+        let plain = Texts::new(&named(""), Notices::default());
+        assert!(
+            plain
+                .privacy_notice
+                .starts_with("This is our WhatsApp service.")
+        );
+        assert!(!plain.privacy_notice.contains("http"));
+        assert!(!plain.privacy_notice.contains("updated"));
+    }
+
+    #[test]
+    fn a_worded_notice_is_sent_as_written() {
+        let own = Notices {
+            privacy_notice: "Hola, somos Acme.",
+            policy_notice: "Nueva política.",
+            policy_url: "https://acme.example/privacy",
+        };
+        let texts = Texts::new(&named("Acme"), own);
+        assert_eq!(texts.privacy_notice, "Hola, somos Acme.");
+        assert_eq!(texts.policy_notice, "Nueva política.");
     }
 
     proptest::proptest! {
