@@ -87,16 +87,16 @@ pub async fn create(
             request.phone_number_id
         )));
     }
-    // Until the store keeps each business's contacts apart (issue 20),
-    // an audience found by searching every contact cannot be limited to
-    // one business: refused rather than crossing businesses.
-    if state.businesses.only().is_none() && !matches!(request.audience, Audience::WaIds(_)) {
-        return Err(ApiError::Refused(
-            StatusCode::CONFLICT,
-            "with several businesses, a campaign's audience must list wa_ids".into(),
-        ));
-    }
     let members = resolve(&state, &business, &request.audience).await?;
+    // Listed customers it never met become its contacts now, so that its
+    // removal reaches what the campaign will keep about them.
+    if matches!(request.audience, Audience::WaIds(_)) {
+        let keys: Vec<ContactKey> = members
+            .iter()
+            .filter_map(|m| ContactKey::parse(&m.contact))
+            .collect();
+        state.store.enlist(&business, &keys).await?;
+    }
     let mut audience = Vec::with_capacity(members.len());
     for m in &members {
         let sealed = serde_json::to_vec(m)
@@ -209,15 +209,18 @@ async fn resolve(
             })
             .collect());
     }
-    // Every contact whatsify knows has a data key: page through them and
-    // read what decides (tags from the sealed profile, consent).
+    // Page through the business's own contacts (its owner index) and
+    // read what decides (tags from the sealed profile, consent); a contact
+    // without a data key has nothing left to go by.
     let mut members = Vec::new();
     let mut cursor = None;
     loop {
-        let (page, next) = state.store.data_keys(cursor, PAGE).await?;
-        let contacts: Vec<ContactKey> = page.iter().map(|(k, _)| k.clone()).collect();
+        let (contacts, next) = state.store.members(business, cursor, PAGE).await?;
         let briefs = state.store.briefs(&contacts).await?;
-        for ((contact, wrapped), brief) in page.iter().zip(briefs) {
+        for (contact, brief) in contacts.iter().zip(briefs) {
+            let Some(wrapped) = &brief.data_key else {
+                continue;
+            };
             let wanted = match audience {
                 Audience::AllConsenting => {
                     brief.suppressed.is_none() && consent::granted(&brief.consent, MARKETING)

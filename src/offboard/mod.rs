@@ -319,6 +319,19 @@ pub async fn on_start(
     if let Err(e) = removed.refresh(store.as_ref()).await {
         tracing::warn!(error = %e, "cannot read the businesses' removals");
     }
+    let weak = std::sync::Arc::downgrade(&store);
+    on_start_steps(store, (keyring, audit), clock, hooks).await;
+    // Only a weak handle from here: the store closes when the server
+    // stops (the embedded file is released).
+    removed.watch(weak, stop).await;
+}
+
+async fn on_start_steps(
+    store: std::sync::Arc<dyn Store>,
+    (keyring, audit): (Keyring, Chain),
+    clock: Clock,
+    hooks: crate::integrations::Hooks,
+) {
     if let Err(e) = adopt_older_contacts(store.as_ref()).await {
         tracing::error!(error = %e, "cannot give older contacts to the default business; retried at the next start");
     }
@@ -333,7 +346,6 @@ pub async fn on_start(
     if let Err(e) = resume(&remover).await {
         tracing::error!(error = %e, "a business removal could not be finished; retried at the next start");
     }
-    removed.watch(std::sync::Arc::downgrade(&store), stop).await;
 }
 
 /// `whatsify business remove ID`: removes the business `id` with the

@@ -55,11 +55,33 @@ pub async fn run(store: Weak<dyn Store>, keep: Duration, keyring: Keyring, stop:
             Ok(n) => tracing::info!(records = n, "retention: records past their time purged"),
             Err(e) => tracing::warn!(error = %e, "retention: purge failed; will retry"),
         }
+        match prune_owners(store.as_ref()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                contacts = n,
+                "retention: owners of expired contacts forgotten"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention: pruning owners failed; will retry"),
+        }
         if keyring.rotating() {
             rewrap(store.as_ref(), &keyring).await;
         }
         drop(store);
         stop.sleep(EVERY).await;
+    }
+}
+
+/// One pass over the owner index: a contact whose data expired (no data
+/// key, not suppressed) is no longer any business's. Answers how many.
+pub async fn prune_owners(store: &dyn Store) -> Result<u64, crate::store::StoreError> {
+    let (mut pruned, mut cursor) = (0, None);
+    loop {
+        let (n, next) = store.prune_owners(cursor, 500).await?;
+        pruned += n;
+        match next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(pruned),
+        }
     }
 }
 

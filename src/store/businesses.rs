@@ -15,7 +15,7 @@ use crate::store::StoreError;
 
 /// The pin that says every contact stored before the owner index existed
 /// was given to the `default` business (see [`BusinessStore::adopt`]).
-pub const ADOPTED_PIN: &str = "owners-v1";
+pub const ADOPTED_PIN: &str = "owners_adopted";
 
 /// Which business each contact belongs to, and businesses' removals.
 #[async_trait]
@@ -59,6 +59,16 @@ pub trait BusinessStore: Send + Sync {
     async fn adopt(
         &self,
         business: &BusinessId,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(u64, Option<String>), StoreError>;
+
+    /// Forgets the owner of each contact, from `cursor` on, that has
+    /// neither a data key nor a place on the suppression list (its data
+    /// expired under the retention rules): a page at a time; answers how
+    /// many it forgot and the next cursor (`None`: done).
+    async fn prune_owners(
+        &self,
         cursor: Option<String>,
         limit: usize,
     ) -> Result<(u64, Option<String>), StoreError>;

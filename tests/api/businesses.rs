@@ -449,3 +449,41 @@ async fn businesses_on_a_redis_cluster() {
         a_business_on_its_own_app,
     );
 }
+
+/// A consent or tag audience is read among the business's own contacts:
+/// the same person, opted in at both, is reached by the shop's campaign
+/// from the shop only; a second customer of the café only is not.
+async fn audiences_are_the_business_s_own(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let (app, _cafe_flows) = app(backend, &graph).await;
+    say(&app, SHOP, "wamid.S1", text("START")).await;
+    say(&app, CAFE, "wamid.C1", text("START")).await;
+    let other = "16505559090";
+    let r = app
+        .post_signed(&to(CAFE, other, "wamid.O1", text("START")))
+        .await;
+    assert_eq!(r.status(), 200);
+    until("all opted in", 30, async || {
+        marketing(&app, "shop").await == Some(true) && marketing(&app, "cafe").await == Some(true)
+    })
+    .await;
+    let mut body = body_for(&[], 50);
+    body["audience"] = json!({ "all_consenting": true });
+    // No variables to fill: the audience has none.
+    body["template"]["components"] = json!([]);
+    let (status, answer) = app
+        .admin_post("/admin/businesses/shop/campaigns", &body)
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["targeted"], 1, "{answer}");
+    let id = answer["id"].as_str().expect("id").to_owned();
+    let path = format!("/admin/businesses/shop/campaigns/{id}");
+    drained_at(&app, &path, std::time::Duration::from_secs(30)).await;
+    let sent = graph.sent();
+    let sends = campaign_sends(&sent, &id);
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0].phone_number_id, SHOP);
+    assert_eq!(sends[0].body["to"], format!("+{WA}"));
+    app.stop().await;
+}
+both_backends!(audiences, audiences_are_the_business_s_own);

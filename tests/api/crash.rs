@@ -666,11 +666,12 @@ async fn sighup_with_a_new_access_token_resumes_a_paused_number() {
     )
     .expect("rewrite settings");
     bin.signal("-HUP");
-    let sent = wait_for_jobs(&graph, 2, Duration::from_secs(20)).await;
+    // The first-contact privacy notice and the two replies.
+    let sent = wait_for_jobs(&graph, 3, Duration::from_secs(20)).await;
     assert_eq!(
         distinct_jobs(&sent),
-        2,
-        "both replies after the reload{}",
+        3,
+        "the notice and both replies after the reload{}",
         logs.tail()
     );
     assert_eq!(readiness(&client).await, "ready");

@@ -167,7 +167,7 @@ async fn each_business_sends_its_own_notice_once(backend: &Backend) {
         let contact = key(&app, business);
         let (_, log) = app
             .admin_get(&format!(
-                "/admin/audit?contact={}&kind=policy_notice",
+                "/admin/businesses/{business}/audit?contact={}&kind=policy_notice",
                 contact.as_str()
             ))
             .await;

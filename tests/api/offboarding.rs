@@ -480,3 +480,38 @@ async fn receivers_of_each_business(backend: &Backend) {
     assert!(err.contains("bakery") && err.contains("x"), "{err}");
 }
 crate::both_backends!(receivers, receivers_of_each_business);
+
+/// The owner index keeps nothing past retention: the owner of a contact
+/// with neither a data key nor a suppression is forgotten by the
+/// retention job; a known or suppressed contact keeps theirs.
+async fn owners_of_expired_contacts_are_forgotten(backend: &Backend) {
+    let app = crate::helpers::spawn_app(backend).await;
+    let store = app.store();
+    let shop = BusinessId::parse("shop").expect("id");
+    let contact = |n: u8| ContactKey::parse(&format!("{n:02x}").repeat(16)).expect("key");
+    let (expired, known, erased) = (contact(1), contact(2), contact(3));
+    store
+        .enlist(&shop, &[expired.clone(), known.clone(), erased.clone()])
+        .await
+        .expect("enlist");
+    store
+        .create_data_key(&known, vec![7; 60], std::time::Duration::from_secs(3600))
+        .await
+        .expect("key");
+    store.erase(&erased, &shop, now()).await.expect("erase");
+    let pruned = whatsify::privacy::retention::prune_owners(store.as_ref())
+        .await
+        .expect("pruned");
+    assert_eq!(pruned, 1);
+    assert_eq!(store.owner(&expired).await.expect("owner"), None);
+    for kept in [&known, &erased] {
+        assert_eq!(
+            store.owner(kept).await.expect("owner").as_deref(),
+            Some("shop")
+        );
+    }
+    let counts = store.member_counts().await.expect("counts");
+    assert_eq!(counts, [("shop".to_owned(), 2)]);
+    app.stop().await;
+}
+crate::both_backends!(owners_pruned, owners_of_expired_contacts_are_forgotten);

@@ -1321,6 +1321,8 @@ async fn every_stored_key_has_a_documented_purpose_and_a_time_to_live() {
         "P{audit}:requests",
         "P{audit}:requests:closed",
         "P{meta}:pin:<name>",
+        "P{s:N}:owners",
+        "P{s:N}:owned",
     ];
     let client = redis::Client::open(url.as_str()).expect("client");
     let mut conn = client

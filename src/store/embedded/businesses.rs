@@ -164,6 +164,52 @@ impl BusinessStore for EmbeddedStore {
         Ok((given, next))
     }
 
+    async fn prune_owners(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(u64, Option<String>), StoreError> {
+        self.write(move |txn| {
+            let (keys, next) = {
+                let t = txn.open_table(OWNERS).map_err(corrupt)?;
+                let range = match &cursor {
+                    Some(c) => t.range::<&str>((
+                        std::ops::Bound::Excluded(c.as_str()),
+                        std::ops::Bound::Unbounded,
+                    )),
+                    None => t.range::<&str>(..),
+                }
+                .map_err(corrupt)?;
+                let mut keys = Vec::new();
+                for item in range.take(limit.max(1)) {
+                    keys.push(item.map_err(corrupt)?.0.value().to_owned());
+                }
+                let next = (keys.len() >= limit.max(1))
+                    .then(|| keys.last().cloned())
+                    .flatten();
+                (keys, next)
+            };
+            let now = now_secs();
+            let data_keys = txn.open_table(DATA_KEYS).map_err(corrupt)?;
+            let suppressed = txn.open_table(SUPPRESSED).map_err(corrupt)?;
+            let mut owners = txn.open_table(OWNERS).map_err(corrupt)?;
+            let mut pruned = 0;
+            for k in &keys {
+                let keyed = data_keys
+                    .get(k.as_str())
+                    .map_err(corrupt)?
+                    .is_some_and(|v| unexpired(v.value(), now).is_some());
+                let kept = suppressed.get(k.as_str()).map_err(corrupt)?.is_some();
+                if !keyed && !kept {
+                    owners.remove(k.as_str()).map_err(corrupt)?;
+                    pruned += 1;
+                }
+            }
+            Ok((pruned, next))
+        })
+        .await
+    }
+
     async fn adopted(&self) -> Result<bool, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(corrupt)?;

@@ -37,7 +37,7 @@
 //! | `campaign_audience` | `(campaign id, seq)` → sealed audience entry, taken from the front | until dispatched, or with its campaign |
 //! | `campaign_counts` | `(campaign id, counter)` → amount (`queued`, `sent`, `skipped:<reason>`, …; may go back to 0) | with its campaign |
 //! | `campaign_marks` | `(contact, campaign id)` → (expiry, Unix s; `q` queued, `s` skipped, `d` done): the contact had its turn | as long as the contact's data key (not read past its expiry; purged hourly); erased with the contact |
-//! | `owners` | contact key → its business id (see `store::BusinessStore`) | until its business is removed |
+//! | `owners` | contact key → its business id (see `store::BusinessStore`) | until the contact's data has expired (the retention job forgets it: no data key, not suppressed) or its business is removed |
 //! | `removals` | business id → its removal record (JSON: started, finished, what was deleted) | kept: the certificate's source |
 //! | `last_campaign` | contact → (expiry, campaign id): the campaign whose message was last sent to the contact, to which an opt-out is attributed (once) | 24 hours after that message (likewise) |
 //!
