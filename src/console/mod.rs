@@ -269,7 +269,12 @@ pub async fn style() -> HttpResponse {
 
 /// `GET /console/api/overview`: today's counters, the outbox backlog, dead
 /// letters, paused numbers and the last webhook, for the overview page.
-pub async fn overview_data(_: SignedIn, state: web::Data<AppState>) -> Answer {
+pub async fn overview_data(
+    _: SignedIn,
+    chosen: web::Query<Chosen>,
+    state: web::Data<AppState>,
+) -> Answer {
+    let business = chosen.business(&state)?;
     let today = crate::store::stats::today();
     let store = state.store.as_ref();
     let now_ms = crate::clock::now_ms();
@@ -281,8 +286,11 @@ pub async fn overview_data(_: SignedIn, state: web::Data<AppState>) -> Answer {
         Ok::<_, crate::store::StoreError>((stats, depth, oldest, dead, breakers))
     };
     let (stats, depth, oldest, dead, breakers) = data.await.map_err(ApiError::console)?;
-    // Every business's, added up (the console shows the whole service).
-    let stats = crate::store::stats::of_all(&stats);
+    // The business chosen, or every business's added up.
+    let stats = match &business {
+        Some(b) => crate::store::stats::of_business(&stats, &b.id),
+        None => crate::store::stats::of_all(&stats),
+    };
     let day = stats.get(&today).cloned().unwrap_or_default();
     let n = |k: &str| day.get(k).copied().unwrap_or(0);
     let last = state
@@ -317,11 +325,19 @@ fn no_flows() -> ApiError {
 /// log; see [`crate::store::audit_index`]), newest first, with its state, its age and how near it is to the legal
 /// deadline: `due` once it has been open a week (our own bound), `overdue`
 /// past the 30 days the law allows.
-pub async fn requests_data(_: SignedIn, state: web::Data<AppState>) -> Answer {
+pub async fn requests_data(
+    _: SignedIn,
+    chosen: web::Query<Chosen>,
+    state: web::Data<AppState>,
+) -> Answer {
+    let business = chosen.business(&state)?;
     use crate::privacy::audit::{OPEN_REQUEST_FLAG_SECS, REQUEST_DEADLINE_SECS};
     let now = state.clock.now();
     let found = crate::privacy::audit_view::requests(state.store.as_ref(), now, state.erase_window);
-    let found = found.await.map_err(ApiError::console)?;
+    let mut found = found.await.map_err(ApiError::console)?;
+    if let Some(b) = &business {
+        found.retain(|r| crate::domain::BusinessId::of_tag(r.business.as_ref()) == b.id);
+    }
     let mut rows: Vec<serde_json::Value> = found
         .into_iter()
         .rev()
@@ -367,6 +383,31 @@ pub async fn requests_data(_: SignedIn, state: web::Data<AppState>) -> Answer {
 }
 
 /// A flow file's id, read without the rest of its checks.
+/// `?business=`: the business a console page shows (none: the whole
+/// service, or the one business served).
+#[derive(Deserialize)]
+pub struct Chosen {
+    business: Option<String>,
+}
+
+impl Chosen {
+    /// The business chosen: 404 for an id no business has.
+    fn business(
+        &self,
+        state: &AppState,
+    ) -> Result<Option<crate::config::businesses::Business>, ApiError> {
+        match self.business.as_deref().filter(|b| !b.is_empty()) {
+            None => Ok(None),
+            Some(id) => state
+                .businesses
+                .get(id)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| ApiError::not_found("no such business")),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct FlowId {
     id: String,
@@ -375,11 +416,22 @@ struct FlowId {
 /// `GET /console/api/flows`: the flow files on disk with their validation
 /// errors (`file:line:col: message`), and the flows in force (the last
 /// good set, when the files on disk have errors).
-pub async fn flows_data(_: SignedIn, state: web::Data<AppState>) -> Answer {
-    let Some(shared) = state.flows.clone() else {
-        return Err(no_flows());
+pub async fn flows_data(
+    _: SignedIn,
+    chosen: web::Query<Chosen>,
+    state: web::Data<AppState>,
+) -> Answer {
+    let business = chosen.business(&state)?;
+    let (shared, dir) = match (&business, &state.flow_sets) {
+        (Some(b), Some(sets)) => {
+            let number = b.phone_number_ids.first().map_or("", String::as_str);
+            (sets.shared_for(number).clone(), b.flows_dir.clone())
+        }
+        _ => match state.flows.clone() {
+            Some(shared) => (shared, state.flows_dir.clone()),
+            None => return Err(no_flows()),
+        },
     };
-    let dir = state.flows_dir.clone();
     let checked = web::block(move || {
         let errors = crate::flow::load_dir(&dir).err().unwrap_or_default();
         let mut files: Vec<(String, Option<String>)> = std::fs::read_dir(&dir)

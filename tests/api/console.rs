@@ -434,7 +434,7 @@ async fn a_console_session_is_shared_by_instances_on_one_redis() {
 }
 
 /// `chromedriver` on a free port, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -466,7 +466,7 @@ fn chromedriver() -> Driver {
 }
 
 /// A headless Chromium session (1280×900) through a fresh chromedriver.
-async fn headless() -> (Driver, fantoccini::Client) {
+pub(crate) async fn headless() -> (Driver, fantoccini::Client) {
     let driver = chromedriver();
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -486,7 +486,7 @@ async fn headless() -> (Driver, fantoccini::Client) {
 }
 
 /// Signs in through the form and waits for the overview.
-async fn sign_in_browser(
+pub(crate) async fn sign_in_browser(
     browser: &fantoccini::Client,
     app: &TestApp,
 ) -> Result<(), fantoccini::error::CmdError> {
@@ -545,7 +545,7 @@ async fn sticking_out(browser: &fantoccini::Client) -> Result<Value, fantoccini:
 
 /// The visible text of each element matching `css`, read in one go (a
 /// page that redraws cannot leave a stale element behind).
-async fn texts(
+pub(crate) async fn texts(
     browser: &fantoccini::Client,
     css: &str,
 ) -> Result<Vec<String>, fantoccini::error::CmdError> {
@@ -573,7 +573,7 @@ fn screenshots() -> std::path::PathBuf {
 }
 
 /// Waits (bounded) until the element's text contains `want`.
-async fn wait_text(
+pub(crate) async fn wait_text(
     browser: &fantoccini::Client,
     css: &str,
     want: &str,
@@ -722,7 +722,7 @@ fn local_minute(unix: u64) -> String {
 }
 
 /// Waits (bounded) until the script's answer satisfies `ok`.
-async fn wait_js(
+pub(crate) async fn wait_js(
     browser: &fantoccini::Client,
     what: &str,
     script: &str,

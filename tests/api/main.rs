@@ -11,6 +11,7 @@ mod campaign_erasure;
 mod campaigns;
 mod consent_bounds;
 mod console;
+mod console_businesses;
 mod contact_links;
 mod conversation;
 mod crash;

@@ -8,15 +8,67 @@ const csrf = () => {
   return m ? m.content : "";
 };
 
+// The business every page shows, when several are served: chosen in the
+// header's switcher, kept in this browser. The admin API is then called
+// under /admin/businesses/{id}/…, and the console's own API with
+// ?business={id}.
+const BUSINESS_KEY = "whatsify.business";
+const business = () => window.localStorage.getItem(BUSINESS_KEY) || "";
+let ready = null;
+
+function scoped(path) {
+  const b = business();
+  if (!b) return path;
+  if (path.startsWith("/admin/") && !path.startsWith("/admin/businesses")) {
+    return "/admin/businesses/" + encodeURIComponent(b) + path.slice("/admin".length);
+  }
+  if (path.startsWith("/console/api/")) {
+    return path + (path.includes("?") ? "&" : "?") + "business=" + encodeURIComponent(b);
+  }
+  return path;
+}
+
 async function api(path, options = {}) {
+  if (ready && path !== "/admin/businesses") await ready;
   const headers = Object.assign({ "X-CSRF-Token": csrf() }, options.headers || {});
-  const r = await fetch(path, Object.assign({ credentials: "same-origin" }, options, { headers }));
+  const r = await fetch(scoped(path), Object.assign({ credentials: "same-origin" }, options, { headers }));
   if (r.status === 401) {
     window.location.assign("/console");
     throw new Error("signed out");
   }
   return r;
 }
+
+// Fills the switcher; with one business served it stays hidden and the
+// unprefixed routes are used.
+async function switcher() {
+  const select = document.getElementById("business");
+  if (!select) return;
+  const r = await api("/admin/businesses");
+  if (!r.ok) return;
+  const list = (await r.json()).businesses || [];
+  if (list.length < 2) {
+    window.localStorage.removeItem(BUSINESS_KEY);
+    return;
+  }
+  if (!list.some((b) => b.id === business())) window.localStorage.setItem(BUSINESS_KEY, list[0].id);
+  for (const b of list) {
+    const o = document.createElement("option");
+    o.value = b.id;
+    o.textContent = b.name + " (" + b.id + ")";
+    o.selected = b.id === business();
+    select.append(o);
+  }
+  document.getElementById("business-pick").hidden = false;
+  select.addEventListener("change", () => {
+    window.localStorage.setItem(BUSINESS_KEY, select.value);
+    window.location.reload();
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  ready = switcher().catch(() => {});
+});
 
 function ago(unix) {
   if (!unix) return "none yet";
