@@ -284,15 +284,10 @@ fn remove_business(config: Option<PathBuf>, id: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("whatsify: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Ok(runtime) = tokio::runtime::Runtime::new()
+        .inspect_err(|e| eprintln!("whatsify: cannot start the runtime: {e}"))
+    else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(whatsify::offboard::remove_now(&settings, id)) {
         Ok(r) => {

@@ -587,6 +587,7 @@ const SIM_TEXT_MAX: usize = 4096;
 pub async fn simulate(
     req: HttpRequest,
     payload: web::Payload,
+    chosen: web::Query<Chosen>,
     state: web::Data<AppState>,
 ) -> Answer {
     use crate::domain::inbound::Input;
@@ -599,8 +600,13 @@ pub async fn simulate(
         return Err(ApiError::SignInFirst);
     };
     let body = crate::http::body::of(&req, payload, &state, SIM_BODY_MAX).await?;
-    let Some(shared) = &state.flows else {
-        return Err(no_flows());
+    // The chosen business's flows, else `flows.dir`'s.
+    let shared = match (chosen.business(&state)?, &state.flow_sets) {
+        (Some(b), Some(sets)) => {
+            let number = b.phone_number_ids.first().map_or("", String::as_str);
+            sets.shared_for(number).clone()
+        }
+        _ => state.flows.clone().ok_or_else(no_flows)?,
     };
     let bad = |m: &str| Err(ApiError::bad_request(m));
     let input: SimInput = match serde_json::from_slice(&body) {

@@ -112,6 +112,19 @@ async fn an_operator_switches_between_businesses_in_a_real_browser() {
             .click()
             .await?;
         wait_text(&browser, "#ledger", "first_contact").await?;
+        // The flows page and its simulator are the café's flows.
+        browser
+            .goto(&format!("{}/console/flows", app.address))
+            .await?;
+        wait_text(&browser, "#flows", "cafe").await?;
+        let say = browser.find(Locator::Id("sim-text")).await?;
+        say.send_keys("hi").await?;
+        browser
+            .find(Locator::Css("#sim-send button"))
+            .await?
+            .click()
+            .await?;
+        wait_text(&browser, "#chat", "Corner Café").await?;
         Ok::<_, fantoccini::error::CmdError>(())
     }
     .await;

@@ -59,6 +59,33 @@ impl RedisStore {
         format!("{}{{suppressed}}", self.prefix)
     }
 
+    /// One page of the owner index from `cursor` (`shard:cursor`): each
+    /// contact with its business, and the next cursor (`None`: done).
+    async fn owners_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<(ContactKey, String)>, Option<String>), StoreError> {
+        let (shard, at) = split_cursor(cursor);
+        let mut conn = self.conn.clone();
+        let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
+            .arg(self.shard_key(shard, "owners"))
+            .arg(at)
+            .arg("COUNT")
+            .arg(limit.max(10))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let owners = flat
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [c, b] => Some((ContactKey::parse(c)?, b.clone())),
+                _ => None,
+            })
+            .collect();
+        Ok((owners, next_cursor(shard, next)))
+    }
+
     /// One page of the suppression list from `at`: the keys and the next
     /// cursor (0: done).
     async fn suppressed_page(
@@ -142,22 +169,13 @@ impl BusinessStore for RedisStore {
         cursor: Option<String>,
         limit: usize,
     ) -> Result<(Vec<ContactKey>, Option<String>), StoreError> {
-        let (shard, at) = split_cursor(cursor.as_deref());
-        let mut conn = self.conn.clone();
-        let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
-            .arg(self.shard_key(shard, "owners"))
-            .arg(at)
-            .arg("COUNT")
-            .arg(limit.max(10))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let contacts = flat
-            .chunks(2)
-            .filter(|pair| pair.len() == 2 && pair[1] == business.as_str())
-            .filter_map(|pair| ContactKey::parse(&pair[0]))
+        let (owners, next) = self.owners_page(cursor.as_deref(), limit).await?;
+        let contacts = owners
+            .into_iter()
+            .filter(|(_, b)| b == business.as_str())
+            .map(|(c, _)| c)
             .collect();
-        Ok((contacts, next_cursor(shard, next)))
+        Ok((contacts, next))
     }
 
     async fn member_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -233,21 +251,10 @@ impl BusinessStore for RedisStore {
         cursor: Option<String>,
         limit: usize,
     ) -> Result<(u64, Option<String>), StoreError> {
-        let (shard, at) = split_cursor(cursor.as_deref());
+        let (owners, next) = self.owners_page(cursor.as_deref(), limit).await?;
         let mut conn = self.conn.clone();
-        let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
-            .arg(self.shard_key(shard, "owners"))
-            .arg(at)
-            .arg("COUNT")
-            .arg(limit.max(10))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
         let mut pruned = 0;
-        for contact in flat
-            .chunks(2)
-            .filter_map(|pair| ContactKey::parse(&pair[0]))
-        {
+        for (contact, _) in owners {
             let (keyed, suppressed): (bool, bool) = redis::pipe()
                 .cmd("EXISTS")
                 .arg(self.contact_key(&contact, "key"))
@@ -268,7 +275,7 @@ impl BusinessStore for RedisStore {
                 pruned += 1;
             }
         }
-        Ok((pruned, next_cursor(shard, next)))
+        Ok((pruned, next))
     }
 
     async fn adopted(&self) -> Result<bool, StoreError> {
