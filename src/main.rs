@@ -290,6 +290,12 @@ fn remove_business(config: Option<PathBuf>, id: &str) -> ExitCode {
         return ExitCode::FAILURE;
     };
     match runtime.block_on(whatsify::offboard::remove_now(&settings, id)) {
+        Ok(r) if !r.is_done() => {
+            eprintln!(
+                "whatsify: another instance is removing business {id} now; run this again later to see it done"
+            );
+            ExitCode::FAILURE
+        }
         Ok(r) => {
             let d = &r.deleted;
             println!(

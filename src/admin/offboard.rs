@@ -76,17 +76,28 @@ pub async fn remove(
         let state = state.clone();
         tokio::spawn(async move { remover(&state).finish(removal).await })
     };
-    match tokio::time::timeout(WAIT, task).await {
-        Ok(Ok(done)) => Ok(HttpResponse::Ok().json(view(&done?))),
-        Ok(Err(_)) => Err(ApiError::Store(crate::store::StoreError::Unavailable(
-            "the removal stopped".into(),
-        ))),
-        Err(_) => {
-            let now = crate::offboard::removal(state.store.as_ref(), &business).await?;
-            Ok(HttpResponse::Accepted()
-                .insert_header(("Location", format!("/admin/businesses/{id}/removal")))
-                .json(now.as_ref().map(view)))
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut now = match tokio::time::timeout(WAIT, task).await {
+        Ok(Ok(result)) => Some(result?),
+        Ok(Err(_)) => {
+            return Err(ApiError::Store(crate::store::StoreError::Unavailable(
+                "the removal stopped".into(),
+            )));
         }
+        Err(_) => None,
+    };
+    // Carried on by another instance (or this one's background task,
+    // which held its lease first): wait for it, as long as the rest of
+    // the wait allows.
+    while !now.as_ref().is_some_and(Removal::is_done) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        now = crate::offboard::removal(state.store.as_ref(), &business).await?;
+    }
+    match now {
+        Some(done) if done.is_done() => Ok(HttpResponse::Ok().json(view(&done))),
+        going => Ok(HttpResponse::Accepted()
+            .insert_header(("Location", format!("/admin/businesses/{id}/removal")))
+            .json(going.as_ref().map(view))),
     }
 }
 

@@ -27,6 +27,10 @@ pub use removed::Removed;
 /// How many records a step reads at a time.
 const PAGE: usize = 200;
 
+/// How long one instance holds a removal before another may carry it on
+/// (each step renews it).
+const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The audit entry kind of a deletion certificate.
 pub const CERTIFICATE: &str = "business_removed";
 
@@ -161,10 +165,18 @@ impl Remover<'_> {
 
     /// Carries a removal on to the end (nothing, when it is done): each
     /// step is saved as it finishes, so a crash resumes it where it was.
+    /// While another instance is at it (it holds the removal's lease),
+    /// answers the record as it is, not done.
     pub async fn finish(&self, mut r: Removal) -> Result<Removal, StoreError> {
         let business = BusinessId::parse(&r.business)
             .ok_or_else(|| StoreError::Corrupt("business removal record: id".into()))?;
+        let lease = format!("removal-{business}");
+        let holder = uuid::Uuid::new_v4().to_string();
         loop {
+            if !r.is_done() && !self.store.campaign_lease(&lease, &holder, LEASE).await? {
+                tracing::info!(business = %business, "business removal: another instance is at it");
+                return Ok(r);
+            }
             match r.phase {
                 Phase::Tell => {
                     r.told = self.hooks.tell_removed(&r.business, self.clock.now()).await;
@@ -304,10 +316,10 @@ pub async fn adopt_older_contacts(store: &dyn Store) -> Result<u64, StoreError> 
     Ok(given)
 }
 
-/// What an instance does about businesses when it starts, in the
-/// background: reads the removals (their webhooks are discarded), adopts
-/// older contacts, finishes any removal cut short, then keeps reading the
-/// removals other instances begin.
+/// What an instance does about businesses, in the background: adopts
+/// older contacts once, then every [`removed::REFRESH`] reads the
+/// removals (their webhooks are discarded) and carries on any removal not
+/// finished whose lease is free (cut short by a crash or a restart).
 pub async fn on_start(
     store: std::sync::Arc<dyn Store>,
     (keyring, audit): (Keyring, Chain),
@@ -316,35 +328,39 @@ pub async fn on_start(
     removed: Removed,
     stop: crate::shutdown::Shutdown,
 ) {
-    if let Err(e) = removed.refresh(store.as_ref()).await {
-        tracing::warn!(error = %e, "cannot read the businesses' removals");
-    }
     let weak = std::sync::Arc::downgrade(&store);
-    on_start_steps(store, (keyring, audit), clock, hooks).await;
-    // Only a weak handle from here: the store closes when the server
-    // stops (the embedded file is released).
-    removed.watch(weak, stop).await;
-}
-
-async fn on_start_steps(
-    store: std::sync::Arc<dyn Store>,
-    (keyring, audit): (Keyring, Chain),
-    clock: Clock,
-    hooks: crate::integrations::Hooks,
-) {
     if let Err(e) = adopt_older_contacts(store.as_ref()).await {
         tracing::error!(error = %e, "cannot give older contacts to the default business; retried at the next start");
     }
-    let remover = Remover {
-        store: store.as_ref(),
-        keyring: &keyring,
-        audit: &audit,
-        clock: &clock,
-        hooks: &hooks,
-        actor: Actor::System,
-    };
-    if let Err(e) = resume(&remover).await {
-        tracing::error!(error = %e, "a business removal could not be finished; retried at the next start");
+    drop(store);
+    // Only a weak handle from here: the store closes when the server stops
+    // (the embedded file is released).
+    let mut first = true;
+    while !stop.is_stopping() {
+        if !first {
+            stop.sleep(removed::REFRESH).await;
+        }
+        first = false;
+        let Some(store) = weak.upgrade() else { return };
+        if let Err(e) = removed.refresh(store.as_ref()).await {
+            tracing::warn!(error = %e, "cannot read the businesses' removals");
+            continue;
+        }
+        // A removal cut short (here or on an instance that stopped) is
+        // carried on by whoever gets its lease.
+        if removed.unfinished() {
+            let remover = Remover {
+                store: store.as_ref(),
+                keyring: &keyring,
+                audit: &audit,
+                clock: &clock,
+                hooks: &hooks,
+                actor: Actor::System,
+            };
+            if let Err(e) = resume(&remover).await {
+                tracing::error!(error = %e, "a business removal could not be finished; retried soon");
+            }
+        }
     }
 }
 
@@ -378,6 +394,16 @@ pub async fn remove_now(
         hooks: &hooks,
         actor: Actor::Admin,
     };
-    let started = remover.begin(&business, &numbers).await?;
-    Ok(remover.finish(started).await?)
+    let mut now = remover.begin(&business, &numbers).await?;
+    // A running instance may hold the removal's lease (it carries on what
+    // it finds unfinished): wait for it, taking over if it stops.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        now = remover.finish(now).await?;
+        if now.is_done() || std::time::Instant::now() >= deadline {
+            return Ok(now);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        now = removal(store.as_ref(), &business).await?.unwrap_or(now);
+    }
 }

@@ -18,6 +18,8 @@ pub const REFRESH: Duration = Duration::from_secs(2);
 pub struct Gone {
     pub ids: HashSet<String>,
     pub numbers: HashSet<String>,
+    /// Some removal on record is not finished.
+    pub unfinished: bool,
 }
 
 impl Gone {
@@ -45,25 +47,23 @@ impl Removed {
         }
     }
 
-    /// Reads the removals from the store.
-    pub async fn refresh(&self, store: &dyn Store) -> Result<(), StoreError> {
-        for (id, bytes) in store.removals().await? {
-            let numbers = serde_json::from_slice::<super::Removal>(&bytes)
-                .map(|r| r.numbers)
-                .unwrap_or_default();
-            self.insert(&id, &numbers);
-        }
-        Ok(())
+    /// Whether some removal on record was not finished at the last read.
+    pub fn unfinished(&self) -> bool {
+        self.0.read().is_ok_and(|g| g.unfinished)
     }
 
-    /// Reads the removals every [`REFRESH`] until `stop`.
-    pub async fn watch(self, store: std::sync::Weak<dyn Store>, stop: crate::shutdown::Shutdown) {
-        while !stop.is_stopping() {
-            stop.sleep(REFRESH).await;
-            let Some(store) = store.upgrade() else { return };
-            if let Err(e) = self.refresh(store.as_ref()).await {
-                tracing::warn!(error = %e, "cannot read the businesses' removals");
-            }
+    /// Reads the removals from the store.
+    pub async fn refresh(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let mut unfinished = false;
+        for (id, bytes) in store.removals().await? {
+            let record = serde_json::from_slice::<super::Removal>(&bytes).ok();
+            unfinished |= record.as_ref().is_none_or(|r| !r.is_done());
+            let numbers = record.map(|r| r.numbers).unwrap_or_default();
+            self.insert(&id, &numbers);
         }
+        if let Ok(mut g) = self.0.write() {
+            g.unfinished = unfinished;
+        }
+        Ok(())
     }
 }

@@ -55,7 +55,7 @@ pub async fn run(store: Weak<dyn Store>, keep: Duration, keyring: Keyring, stop:
             Ok(n) => tracing::info!(records = n, "retention: records past their time purged"),
             Err(e) => tracing::warn!(error = %e, "retention: purge failed; will retry"),
         }
-        match prune_owners(store.as_ref()).await {
+        match prune_owners(store.as_ref(), crate::clock::now_secs()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 contacts = n,
@@ -72,11 +72,12 @@ pub async fn run(store: Weak<dyn Store>, keep: Duration, keyring: Keyring, stop:
 }
 
 /// One pass over the owner index: a contact whose data expired (no data
-/// key, not suppressed) is no longer any business's. Answers how many.
-pub async fn prune_owners(store: &dyn Store) -> Result<u64, crate::store::StoreError> {
+/// key, not suppressed) at least [`crate::store::PRUNE_GRACE`] ago, as
+/// an earlier pass found, is no longer any business's. Answers how many.
+pub async fn prune_owners(store: &dyn Store, now: u64) -> Result<u64, crate::store::StoreError> {
     let (mut pruned, mut cursor) = (0, None);
     loop {
-        let (n, next) = store.prune_owners(cursor, 500).await?;
+        let (n, next) = store.prune_owners(cursor, 500, now).await?;
         pruned += n;
         match next {
             Some(c) => cursor = Some(c),

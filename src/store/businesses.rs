@@ -17,6 +17,13 @@ use crate::store::StoreError;
 /// was given to the `default` business (see [`BusinessStore::adopt`]).
 pub const ADOPTED_PIN: &str = "owners_adopted";
 
+/// How long a contact's owner outlives its data before a pass of
+/// [`BusinessStore::prune_owners`] forgets it (Unix s).
+pub const PRUNE_GRACE: u64 = 3600;
+
+/// How long the note that a contact had no data is kept (Redis).
+pub const STALE_TTL: u64 = 3 * 86_400;
+
 /// Which business each contact belongs to, and businesses' removals.
 #[async_trait]
 pub trait BusinessStore: Send + Sync {
@@ -63,14 +70,19 @@ pub trait BusinessStore: Send + Sync {
         limit: usize,
     ) -> Result<(u64, Option<String>), StoreError>;
 
-    /// Forgets the owner of each contact, from `cursor` on, that has
+    /// Forgets the owner of each contact, from `cursor` on, that has had
     /// neither a data key nor a place on the suppression list (its data
-    /// expired under the retention rules): a page at a time; answers how
-    /// many it forgot and the next cursor (`None`: done).
+    /// expired under the retention rules) since a pass at least
+    /// [`PRUNE_GRACE`] before `now` (Unix s): the first pass that finds it
+    /// so only notes when. (A contact is enlisted just before its first
+    /// data key is stored: a pass in between must not forget it.) A page at
+    /// a time; answers how many it forgot and the next cursor (`None`:
+    /// done).
     async fn prune_owners(
         &self,
         cursor: Option<String>,
         limit: usize,
+        now: u64,
     ) -> Result<(u64, Option<String>), StoreError>;
 
     /// Whether [`BusinessStore::adopt`] went through the store once

@@ -33,7 +33,7 @@ mod ops;
 mod outbox;
 
 pub use audit::AuditStore;
-pub use businesses::{ADOPTED_PIN, BusinessStore};
+pub use businesses::{ADOPTED_PIN, BusinessStore, PRUNE_GRACE, STALE_TTL};
 pub use campaigns::{
     Brief, CAMPAIGN_TTL, CampaignSend, CampaignStore, Dispatched, StoredCampaign, audience_prefix,
     campaign_of_job, campaign_tally,

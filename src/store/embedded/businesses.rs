@@ -110,6 +110,10 @@ impl BusinessStore for EmbeddedStore {
                 .map_err(corrupt)?
                 .remove(key.as_str())
                 .map_err(corrupt)?;
+            txn.open_table(OWNERS_STALE)
+                .map_err(corrupt)?
+                .remove(key.as_str())
+                .map_err(corrupt)?;
             txn.open_table(SUPPRESSED)
                 .map_err(corrupt)?
                 .remove(key.as_str())
@@ -168,6 +172,7 @@ impl BusinessStore for EmbeddedStore {
         &self,
         cursor: Option<String>,
         limit: usize,
+        now: u64,
     ) -> Result<(u64, Option<String>), StoreError> {
         self.write(move |txn| {
             let (keys, next) = {
@@ -189,10 +194,10 @@ impl BusinessStore for EmbeddedStore {
                     .flatten();
                 (keys, next)
             };
-            let now = now_secs();
             let data_keys = txn.open_table(DATA_KEYS).map_err(corrupt)?;
             let suppressed = txn.open_table(SUPPRESSED).map_err(corrupt)?;
             let mut owners = txn.open_table(OWNERS).map_err(corrupt)?;
+            let mut stale = txn.open_table(OWNERS_STALE).map_err(corrupt)?;
             let mut pruned = 0;
             for k in &keys {
                 let keyed = data_keys
@@ -200,9 +205,21 @@ impl BusinessStore for EmbeddedStore {
                     .map_err(corrupt)?
                     .is_some_and(|v| unexpired(v.value(), now).is_some());
                 let kept = suppressed.get(k.as_str()).map_err(corrupt)?.is_some();
-                if !keyed && !kept {
-                    owners.remove(k.as_str()).map_err(corrupt)?;
-                    pruned += 1;
+                if keyed || kept {
+                    stale.remove(k.as_str()).map_err(corrupt)?;
+                    continue;
+                }
+                let since = stale.get(k.as_str()).map_err(corrupt)?.map(|v| v.value());
+                match since {
+                    None => {
+                        stale.insert(k.as_str(), now).map_err(corrupt)?;
+                    }
+                    Some(t) if now >= t + crate::store::PRUNE_GRACE => {
+                        stale.remove(k.as_str()).map_err(corrupt)?;
+                        owners.remove(k.as_str()).map_err(corrupt)?;
+                        pruned += 1;
+                    }
+                    Some(_) => {}
                 }
             }
             Ok((pruned, next))

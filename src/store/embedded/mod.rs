@@ -38,6 +38,7 @@
 //! | `campaign_counts` | `(campaign id, counter)` → amount (`queued`, `sent`, `skipped:<reason>`, …; may go back to 0) | with its campaign |
 //! | `campaign_marks` | `(contact, campaign id)` → (expiry, Unix s; `q` queued, `s` skipped, `d` done): the contact had its turn | as long as the contact's data key (not read past its expiry; purged hourly); erased with the contact |
 //! | `owners` | contact key → its business id (see `store::BusinessStore`) | until the contact's data has expired (the retention job forgets it: no data key, not suppressed) or its business is removed |
+//! | `owners_stale` | contact key → when a pruning pass first found it without data (Unix s; its owner goes `store::PRUNE_GRACE` later) | until then, or until it has data again |
 //! | `removals` | business id → its removal record (JSON: started, finished, what was deleted) | kept: the certificate's source |
 //! | `last_campaign` | contact → (expiry, campaign id): the campaign whose message was last sent to the contact, to which an opt-out is attributed (once) | 24 hours after that message (likewise) |
 //!
@@ -152,6 +153,8 @@ const CAMPAIGN_MARKS: TableDefinition<(&str, &str), (u64, &str)> =
 const LAST_CAMPAIGN: TableDefinition<&str, (u64, &str)> = TableDefinition::new("last_campaign");
 /// contact → its business id (see [`crate::store::BusinessStore`]).
 const OWNERS: TableDefinition<&str, &str> = TableDefinition::new("owners");
+/// contact → when a pruning pass first found it without data (Unix s).
+const OWNERS_STALE: TableDefinition<&str, u64> = TableDefinition::new("owners_stale");
 /// business id → its removal record (JSON).
 const REMOVALS: TableDefinition<&str, &[u8]> = TableDefinition::new("removals");
 
@@ -552,6 +555,7 @@ impl EmbeddedStore {
             txn.open_table(CAMPAIGN_COUNTS).map_err(corrupt)?;
             txn.open_table(CAMPAIGN_MARKS).map_err(corrupt)?;
             txn.open_table(OWNERS).map_err(corrupt)?;
+            txn.open_table(OWNERS_STALE).map_err(corrupt)?;
             txn.open_table(REMOVALS).map_err(corrupt)?;
             txn.open_table(LAST_CAMPAIGN).map_err(corrupt)?;
             audit::create_tables(&txn)?;

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `P{s:N}:owners` | hash: contact key → its business id (the shard's contacts) |
 //! | `P{s:N}:owned` | hash: business id → how many of the shard's contacts are its |
+//! | `P{s:N}:owners:stale` | hash: contact key → when a pruning pass first found it without data (its owner goes [`crate::store::PRUNE_GRACE`] later) |
 //! | `P{meta}:removed` | hash: business id → its removal record (JSON) |
 //!
 //! A contact's owner sits in its shard's slot, so it is written and
@@ -209,6 +210,12 @@ impl BusinessStore for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        let _: i64 = redis::cmd("HDEL")
+            .arg(self.shard_key(shard_of(contact), "owners:stale"))
+            .arg(contact.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -250,6 +257,7 @@ impl BusinessStore for RedisStore {
         &self,
         cursor: Option<String>,
         limit: usize,
+        now: u64,
     ) -> Result<(u64, Option<String>), StoreError> {
         let (owners, next) = self.owners_page(cursor.as_deref(), limit).await?;
         let mut conn = self.conn.clone();
@@ -264,7 +272,38 @@ impl BusinessStore for RedisStore {
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
-            if !keyed && !suppressed {
+            let stale = self.shard_key(shard_of(&contact), "owners:stale");
+            if keyed || suppressed {
+                let _: i64 = redis::cmd("HDEL")
+                    .arg(&stale)
+                    .arg(contact.as_str())
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                continue;
+            }
+            // Noted now, or when an earlier pass found it so.
+            let (_, since, _): (i64, u64, i64) = redis::pipe()
+                .cmd("HSETNX")
+                .arg(&stale)
+                .arg(contact.as_str())
+                .arg(now)
+                .cmd("HGET")
+                .arg(&stale)
+                .arg(contact.as_str())
+                .cmd("EXPIRE")
+                .arg(&stale)
+                .arg(crate::store::STALE_TTL)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if now >= since + crate::store::PRUNE_GRACE {
+                let _: i64 = redis::cmd("HDEL")
+                    .arg(&stale)
+                    .arg(contact.as_str())
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
                 let mut inv = FORGET.prepare_invoke();
                 self.owner_keys(&contact).add_to(&mut inv);
                 ForgetArgs {

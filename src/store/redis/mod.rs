@@ -44,6 +44,7 @@
 //! | `P{s:N}:c:<contact>:link` | string, for a key that is an alias (a customer's other id, see `store::links`): the canonical contact's key (keyed hashes only) | kept until the contact is erased: it applies the contact's kept consent ledger to both ids |
 //! | `P{s:N}:c:<contact>:aliases` | set: the keys linked to the contact, for its erasure | kept until the contact is erased |
 //! | `P{s:N}:owners`, `P{s:N}:owned` | hashes: the shard's contacts → their business id, and business id → how many (see `businesses`) | a field until the contact's data has expired (the retention job forgets it: no data key, not suppressed) or its business is removed |
+//! | `P{s:N}:owners:stale` | hash: contact key → when a pruning pass first found it with no data key and not suppressed (Unix s); its owner is forgotten by a pass `store::PRUNE_GRACE` (an hour) later | 3 days after the last note |
 //! | `P{meta}:removed` | hash: business id → its removal record (JSON: started, finished, what was deleted) | kept: the certificate's source |
 //! | `P{suppressed}` | hash: pseudonymous key of an erased contact → when (Unix s); so their opt-out survives and a later import cannot re-subscribe them | kept |
 //! | `Pconsole:<hash>` | string: an operator's console session (sealed: expiry, CSRF token, the credential it was opened with, the simulator's conversation), under a hash of its cookie id | until it expires (8 hours) or ends |
