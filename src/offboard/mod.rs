@@ -172,10 +172,18 @@ impl Remover<'_> {
             .ok_or_else(|| StoreError::Corrupt("business removal record: id".into()))?;
         let lease = format!("removal-{business}");
         let holder = uuid::Uuid::new_v4().to_string();
+        let mut first = true;
         loop {
             if !r.is_done() && !self.store.campaign_lease(&lease, &holder, LEASE).await? {
                 tracing::info!(business = %business, "business removal: another instance is at it");
                 return Ok(r);
+            }
+            if std::mem::take(&mut first) {
+                // Held now: carry on from the record as stored (another
+                // instance may have taken it further, or to the end).
+                if let Some(stored) = removal(self.store, &business).await? {
+                    r = stored;
+                }
             }
             match r.phase {
                 Phase::Tell => {
