@@ -30,20 +30,32 @@ impl Gone {
     }
 }
 
-/// This instance's [`Gone`], shared.
+/// This instance's [`Gone`], shared: read on every webhook (a cheap
+/// `Arc` clone), replaced whole when it changes.
 #[derive(Debug, Clone, Default)]
-pub struct Removed(Arc<RwLock<Gone>>);
+pub struct Removed(Arc<RwLock<Arc<Gone>>>);
 
 impl Removed {
     /// The businesses gone, for a request to route with.
-    pub fn snapshot(&self) -> Gone {
+    pub fn snapshot(&self) -> Arc<Gone> {
         self.0.read().map(|g| g.clone()).unwrap_or_default()
     }
 
     pub fn insert(&self, business: &str, numbers: &[String]) {
-        if let Ok(mut g) = self.0.write() {
+        self.change(|g| {
             g.ids.insert(business.to_owned());
             g.numbers.extend(numbers.iter().cloned());
+        });
+    }
+
+    /// Replaces the set by a changed copy (only when it changes).
+    fn change(&self, f: impl FnOnce(&mut Gone)) {
+        if let Ok(mut g) = self.0.write() {
+            let mut next = Gone::clone(&g);
+            f(&mut next);
+            if next != **g {
+                *g = Arc::new(next);
+            }
         }
     }
 
@@ -61,9 +73,7 @@ impl Removed {
             let numbers = record.map(|r| r.numbers).unwrap_or_default();
             self.insert(&id, &numbers);
         }
-        if let Ok(mut g) = self.0.write() {
-            g.unfinished = unfinished;
-        }
+        self.change(|g| g.unfinished = unfinished);
         Ok(())
     }
 }

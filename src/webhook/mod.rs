@@ -283,20 +283,20 @@ async fn enlist(
     routed: &[events::Routed],
     entries: &[InboxEntry],
 ) -> Result<(), StoreError> {
+    let mut new: HashMap<&crate::domain::BusinessId, Vec<crate::domain::ContactKey>> =
+        HashMap::new();
     for (r, e) in routed.iter().zip(entries) {
         let (Queue::Contact(contact), Some(key)) = (&e.queue, &e.key) else {
             continue;
         };
-        if !key.fresh {
-            continue;
-        }
         let number = r.event.phone_number_id().unwrap_or_default();
-        if let Some(b) = state.businesses.of_number(number) {
-            state
-                .store
-                .enlist(&b.id, std::slice::from_ref(contact))
-                .await?;
+        if let (true, Some(b)) = (key.fresh, state.businesses.of_number(number)) {
+            new.entry(&b.id).or_default().push(contact.clone());
         }
+    }
+    // One write per business (pipelined on Redis), none for known contacts.
+    for (business, contacts) in new {
+        state.store.enlist(business, &contacts).await?;
     }
     Ok(())
 }

@@ -382,9 +382,15 @@ impl TestApp {
 
     /// `GET {path}` on the admin API with the admin token; the JSON body.
     pub async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.admin_json(reqwest::Method::GET, path).await
+    }
+
+    /// `method path` with the admin token: the status and the JSON answer
+    /// (null when there is none).
+    async fn admin_json(&self, method: reqwest::Method, path: &str) -> (u16, serde_json::Value) {
         let resp = self
             .client
-            .get(format!("{}{path}", self.address))
+            .request(method, format!("{}{path}", self.address))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
@@ -407,15 +413,7 @@ impl TestApp {
 
     /// `DELETE path` with the admin token: the status and the JSON answer.
     pub async fn admin_delete_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let resp = self
-            .client
-            .delete(format!("{}{path}", self.address))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("request sent");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+        self.admin_json(reqwest::Method::DELETE, path).await
     }
 
     /// `POST path` with a JSON body and the admin token: the status and

@@ -60,6 +60,33 @@ impl RedisStore {
         format!("{}{{suppressed}}", self.prefix)
     }
 
+    /// One HSCAN page of hash `key` from `at`: its (field, value) pairs
+    /// and the next cursor (0: done).
+    async fn hscan(
+        &self,
+        key: String,
+        at: u64,
+        limit: usize,
+    ) -> Result<(Vec<(String, String)>, u64), StoreError> {
+        let mut conn = self.conn.clone();
+        let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
+            .arg(key)
+            .arg(at)
+            .arg("COUNT")
+            .arg(limit.max(10))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let pairs = flat
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [f, v] => Some((f.clone(), v.clone())),
+                _ => None,
+            })
+            .collect();
+        Ok((pairs, next))
+    }
+
     /// One page of the owner index from `cursor` (`shard:cursor`): each
     /// contact with its business, and the next cursor (`None`: done).
     async fn owners_page(
@@ -68,21 +95,12 @@ impl RedisStore {
         limit: usize,
     ) -> Result<(Vec<(ContactKey, String)>, Option<String>), StoreError> {
         let (shard, at) = split_cursor(cursor);
-        let mut conn = self.conn.clone();
-        let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
-            .arg(self.shard_key(shard, "owners"))
-            .arg(at)
-            .arg("COUNT")
-            .arg(limit.max(10))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let owners = flat
-            .chunks(2)
-            .filter_map(|pair| match pair {
-                [c, b] => Some((ContactKey::parse(c)?, b.clone())),
-                _ => None,
-            })
+        let (pairs, next) = self
+            .hscan(self.shard_key(shard, "owners"), at, limit)
+            .await?;
+        let owners = pairs
+            .into_iter()
+            .filter_map(|(c, b)| Some((ContactKey::parse(&c)?, b)))
             .collect();
         Ok((owners, next_cursor(shard, next)))
     }
@@ -94,20 +112,46 @@ impl RedisStore {
         at: u64,
         limit: usize,
     ) -> Result<(Vec<ContactKey>, u64), StoreError> {
-        let mut conn = self.conn.clone();
-        let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
-            .arg(self.suppressed_key())
-            .arg(at)
-            .arg("COUNT")
-            .arg(limit.max(10))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let keys = flat
-            .chunks(2)
-            .filter_map(|pair| ContactKey::parse(&pair[0]))
+        let (pairs, next) = self.hscan(self.suppressed_key(), at, limit).await?;
+        let keys = pairs
+            .iter()
+            .filter_map(|(c, _)| ContactKey::parse(c))
             .collect();
         Ok((keys, next))
+    }
+
+    /// Records the contacts as `business`'s where none is recorded, in
+    /// pipelines of a few hundred; answers how many it recorded.
+    async fn enlist_counted(
+        &self,
+        business: &BusinessId,
+        contacts: &[ContactKey],
+    ) -> Result<u64, StoreError> {
+        if contacts.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn.clone();
+        // Make sure Redis has the script: a pipeline cannot load it.
+        let _: String = ENLIST
+            .prepare_invoke()
+            .load_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut recorded = 0;
+        for chunk in contacts.chunks(500) {
+            let mut pipe = redis::pipe();
+            for contact in chunk {
+                Self::evalsha(&mut pipe, &ENLIST, &self.owner_keys(contact).keys());
+                EnlistArgs {
+                    contact: contact.as_str(),
+                    business: business.as_str(),
+                }
+                .args(&mut pipe);
+            }
+            let done: Vec<i64> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            recorded += done.iter().filter(|d| **d == 1).count() as u64;
+        }
+        Ok(recorded)
     }
 }
 
@@ -118,40 +162,7 @@ impl BusinessStore for RedisStore {
         business: &BusinessId,
         contacts: &[ContactKey],
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        if let [contact] = contacts {
-            let mut inv = ENLIST.prepare_invoke();
-            self.owner_keys(contact).add_to(&mut inv);
-            EnlistArgs {
-                contact: contact.as_str(),
-                business: business.as_str(),
-            }
-            .args(&mut inv);
-            let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
-            return Ok(());
-        }
-        // Many (a campaign's audience): pipelined, a few hundred a trip,
-        // after making sure Redis has the script.
-        let _: String = ENLIST
-            .prepare_invoke()
-            .load_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        for chunk in contacts.chunks(500) {
-            let mut pipe = redis::pipe();
-            for contact in chunk {
-                let keys = self.owner_keys(contact);
-                Self::evalsha(&mut pipe, &ENLIST, &keys.keys());
-                EnlistArgs {
-                    contact: contact.as_str(),
-                    business: business.as_str(),
-                }
-                .args(&mut pipe);
-                pipe.ignore();
-            }
-            let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        }
-        Ok(())
+        self.enlist_counted(business, contacts).await.map(|_| ())
     }
 
     async fn owner(&self, contact: &ContactKey) -> Result<Option<String>, StoreError> {
@@ -181,16 +192,15 @@ impl BusinessStore for RedisStore {
 
     async fn member_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let mut conn = self.conn.clone();
-        let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut pipe = redis::pipe();
         for shard in 0..SHARDS {
-            let counts: Vec<(String, i64)> = redis::cmd("HGETALL")
-                .arg(self.shard_key(shard, "owned"))
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            for (business, n) in counts {
-                *totals.entry(business).or_default() += n.max(0) as u64;
-            }
+            pipe.cmd("HGETALL").arg(self.shard_key(shard, "owned"));
+        }
+        let per_shard: Vec<Vec<(String, i64)>> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
+        for (business, n) in per_shard.into_iter().flatten() {
+            *totals.entry(business).or_default() += n.max(0) as u64;
         }
         Ok(totals.into_iter().collect())
     }
@@ -204,15 +214,15 @@ impl BusinessStore for RedisStore {
         }
         .args(&mut inv);
         let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
-        let _: i64 = redis::cmd("HDEL")
+        let () = redis::pipe()
+            .cmd("HDEL")
             .arg(self.suppressed_key())
             .arg(contact.as_str())
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let _: i64 = redis::cmd("HDEL")
+            .ignore()
+            .cmd("HDEL")
             .arg(self.shard_key(shard_of(contact), "owners:stale"))
             .arg(contact.as_str())
+            .ignore()
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -243,13 +253,8 @@ impl BusinessStore for RedisStore {
                 )
             }
         };
-        let mut given = 0;
-        for contact in &contacts {
-            if self.owner(contact).await?.is_none() {
-                self.enlist(business, std::slice::from_ref(contact)).await?;
-                given += 1;
-            }
-        }
+        // Recorded only where no owner is (HSETNX): earlier releases'.
+        let given = self.enlist_counted(business, &contacts).await?;
         Ok((given, next))
     }
 
@@ -395,27 +400,36 @@ impl BusinessStore for RedisStore {
         limit: usize,
     ) -> Result<(u64, Option<String>), StoreError> {
         let (names, next) = self.scan_contacts("seen:*", cursor, limit).await?;
-        let mut mine = Vec::new();
-        for name in names {
-            let contact = name
+        // The owner of each contact named, read once.
+        let mut theirs: std::collections::HashMap<String, bool> = Default::default();
+        let mut pipe = redis::pipe();
+        let mut dropped = 0;
+        for name in &names {
+            let Some(c) = name
                 .rsplit_once(":c:")
                 .and_then(|(_, rest)| rest.split_once(':'))
-                .and_then(|(c, _)| ContactKey::parse(c));
-            if let Some(c) = contact
-                && self.owner(&c).await?.as_deref() == Some(business.as_str())
-            {
-                mine.push(name);
+                .and_then(|(c, _)| ContactKey::parse(c))
+            else {
+                continue;
+            };
+            let mine = match theirs.get(c.as_str()) {
+                Some(m) => *m,
+                None => {
+                    let m = self.owner(&c).await?.as_deref() == Some(business.as_str());
+                    theirs.insert(c.as_str().to_owned(), m);
+                    m
+                }
+            };
+            if mine {
+                pipe.cmd("DEL").arg(name).ignore();
+                dropped += 1;
             }
         }
-        let mut conn = self.conn.clone();
-        for name in &mine {
-            let _: i64 = redis::cmd("DEL")
-                .arg(name)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+        if dropped > 0 {
+            let mut conn = self.conn.clone();
+            let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         }
-        Ok((mine.len() as u64, next))
+        Ok((dropped, next))
     }
 
     async fn drop_business(
@@ -423,22 +437,20 @@ impl BusinessStore for RedisStore {
         business: &BusinessId,
         numbers: &[String],
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
         for shard in 0..SHARDS {
-            let _: i64 = redis::cmd("HDEL")
+            pipe.cmd("HDEL")
                 .arg(self.shard_key(shard, "owned"))
                 .arg(business.as_str())
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+                .ignore();
         }
         for number in numbers {
-            let _: i64 = redis::cmd("DEL")
+            pipe.cmd("DEL")
                 .arg(format!("{}rate:pn:{number}", self.prefix))
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+                .ignore();
         }
+        let mut conn = self.conn.clone();
+        let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
 }
