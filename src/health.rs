@@ -53,7 +53,7 @@ pub async fn operator(req: &HttpRequest, state: &AppState) -> Result<(), ApiErro
     if req.app_data::<web::Data<OpsListener>>().is_some() {
         return Ok(());
     }
-    crate::http::auth::authorize(req, state).await
+    crate::http::auth::authorize(req, state).await.map(|_| ())
 }
 
 /// `GET /metrics`: the Prometheus text format ([`crate::metrics`]).

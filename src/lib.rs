@@ -27,6 +27,7 @@
 //! - [`outbox`]: the senders: ordered, rate-limited, retried Graph API calls.
 //! - [`integrations`]: what CRM and helpdesk receivers get, signed.
 //! - [`campaign`]: promotional campaigns and their dispatcher.
+//! - [`operators`]: operators' accounts, sign-in and API tokens.
 //!
 //! Around it:
 //! - [`state`]: `AppState`, what every handler shares.
@@ -54,6 +55,7 @@ pub mod inbox;
 pub mod integrations;
 pub mod metrics;
 pub mod offboard;
+pub mod operators;
 pub mod outbox;
 pub mod privacy;
 pub mod reload;

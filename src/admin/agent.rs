@@ -99,7 +99,7 @@ async fn queue_agent_event(
 /// `POST /admin/contacts/{id}/messages`: an agent answers a customer,
 /// free-form within the 24-hour window, with a template outside it.
 pub async fn agent_message(
-    ContactPath(contact, business): ContactPath,
+    ContactPath(contact, business, caller): ContactPath,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -113,7 +113,7 @@ pub async fn agent_message(
         crate::domain::inbound::AgentAction::Message { message },
     )
     .await?;
-    admin_access(&state, &contact, &business, "agent message").await;
+    admin_access(&state, &contact, &business, "agent message", &caller).await;
     tracing::info!(contact = %contact, kind, "admin: agent message queued");
     Ok(HttpResponse::Accepted().json(json!({ "contact": contact.as_str(), "queued": true })))
 }
@@ -184,10 +184,11 @@ async fn message_of(
 /// `POST /admin/contacts/{id}/handoff/close`: the agent is done; flows
 /// answer the customer again.
 pub async fn close_handoff(
-    ContactPath(contact, _): ContactPath,
+    ContactPath(contact, business, caller): ContactPath,
     state: web::Data<AppState>,
 ) -> Answer {
     queue_agent_event(&state, &contact, crate::domain::inbound::AgentAction::Close).await?;
+    admin_access(&state, &contact, &business, "handoff closed", &caller).await;
     tracing::info!(contact = %contact, "admin: handoff closed");
     Ok(HttpResponse::Accepted().json(json!({ "contact": contact.as_str(), "closed": true })))
 }

@@ -45,7 +45,12 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-async fn audit(state: &AppState, business: &BusinessId, kind: &str, detail: String) {
+async fn audit(
+    (state, op): (&AppState, &Operator),
+    business: &BusinessId,
+    kind: &str,
+    detail: String,
+) {
     use crate::privacy::audit::note;
     let event = AuditEvent {
         at: crate::clock::now_secs(),
@@ -54,13 +59,14 @@ async fn audit(state: &AppState, business: &BusinessId, kind: &str, detail: Stri
         actor: Actor::Admin,
         detail: Some(detail),
         business: business.tag(),
+        by: op.by(),
     };
     note(state.store.as_ref(), &state.audit, event).await;
 }
 
 /// `POST /admin/campaigns`.
 pub async fn create(
-    _: Operator,
+    op: Operator,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -144,7 +150,7 @@ pub async fn create(
         return Err(e.into());
     }
     audit(
-        &state,
+        (&state, &op),
         &business,
         "campaign_created",
         format!("campaign {id}: {} contacts", record.targeted),
@@ -332,7 +338,7 @@ async fn answer_report(state: &AppState, business: &BusinessId, id: &str) -> Ans
 
 /// `DELETE /admin/campaigns/{id}`: nothing more is dispatched, and what is
 /// queued but not sent is recorded as cancelled by the senders.
-pub async fn cancel(_: Operator, req: HttpRequest, state: web::Data<AppState>) -> Answer {
+pub async fn cancel(op: Operator, req: HttpRequest, state: web::Data<AppState>) -> Answer {
     let (business, id) = campaign_path(&req, &state)?;
     // Another business's campaign is not there for this one.
     if report(&state, &business, &id).await?.is_none() {
@@ -352,7 +358,7 @@ pub async fn cancel(_: Operator, req: HttpRequest, state: web::Data<AppState>) -
         .await;
     if moved? {
         audit(
-            &state,
+            (&state, &op),
             &business,
             "campaign_cancelled",
             format!("campaign {id}"),

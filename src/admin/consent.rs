@@ -29,7 +29,7 @@ const REFERENCE_MAX: usize = 100;
 /// or a withdrawal the customer gave them (by phone, on paper), with
 /// source `admin`. An erased contact cannot be re-subscribed (409).
 pub async fn record_consent(
-    ContactPath(contact, business): ContactPath,
+    ContactPath(contact, business, caller): ContactPath,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -101,12 +101,9 @@ pub async fn record_consent(
         );
         super::notify(&state, &event, &Default::default()).await?;
     }
-    crate::privacy::audit::note(
-        state.store.as_ref(),
-        &state.audit,
-        crate::privacy::audit::of_consent(contact.as_str(), &change),
-    )
-    .await;
+    let mut event = crate::privacy::audit::of_consent(contact.as_str(), &change);
+    event.by = Some(caller.audit_name());
+    crate::privacy::audit::note(state.store.as_ref(), &state.audit, event).await;
     tracing::info!(contact = %contact, granted = change.granted, "admin: consent recorded");
     Ok(HttpResponse::Ok().json(json!({
         "contact": contact.as_str(),

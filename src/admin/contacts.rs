@@ -12,7 +12,7 @@ use crate::state::AppState;
 
 /// `GET /admin/contacts/{id}`: the contact's profile and consent.
 pub async fn contact(
-    ContactPath(contact, business): ContactPath,
+    ContactPath(contact, business, caller): ContactPath,
     state: web::Data<AppState>,
 ) -> Answer {
     let ledger = state.store.consent(&contact).await?;
@@ -22,7 +22,7 @@ pub async fn contact(
         return Err(nothing_kept());
     }
     tracing::info!(contact = %contact, "admin: contact viewed");
-    admin_access(&state, &contact, &business, "profile and consent").await;
+    admin_access(&state, &contact, &business, "profile and consent", &caller).await;
     let mut purposes: Vec<&str> = ledger
         .iter()
         .map(|c| c.purpose.as_str())
@@ -79,7 +79,7 @@ pub async fn contact(
 /// `DELETE /admin/contacts/{id}`: erases everything kept about the
 /// contact, as a confirmed DELETE MY DATA does.
 pub async fn erase(
-    ContactPath(contact, business): ContactPath,
+    ContactPath(contact, business, caller): ContactPath,
     state: web::Data<AppState>,
 ) -> Answer {
     use crate::domain::audit::{Actor, AuditEvent};
@@ -93,6 +93,7 @@ pub async fn erase(
         actor: Actor::Admin,
         detail: Some("through the support team".into()),
         business: business.tag(),
+        by: Some(caller.audit_name()),
     };
     note(state.store.as_ref(), &state.audit, event("erasure_request")).await;
     // Every CRM or helpdesk tool that got data about the contact hears of
@@ -144,13 +145,13 @@ async fn tell_erased(
 /// `GET /admin/contacts/{id}/export`: the copy of their data the
 /// customer gets with MY DATA.
 pub async fn export(
-    ContactPath(contact, business): ContactPath,
+    ContactPath(contact, business, caller): ContactPath,
     req: actix_web::HttpRequest,
     state: web::Data<AppState>,
 ) -> Answer {
     let id = req.match_info().get("id").unwrap_or_default().to_owned();
     known(&state, &contact).await?;
-    admin_access(&state, &contact, &business, "export").await;
+    admin_access(&state, &contact, &business, "export", &caller).await;
     let sealer = contact_sealer(&state, &contact).await?;
     let doc = crate::privacy::export::build(
         state.store.as_ref(),
@@ -167,10 +168,10 @@ pub async fn export(
 /// `GET /admin/contacts/{id}/messages`: the delivery record of each
 /// message sent to the contact (never the content).
 pub async fn messages(
-    ContactPath(contact, business): ContactPath,
+    ContactPath(contact, business, caller): ContactPath,
     state: web::Data<AppState>,
 ) -> Answer {
-    admin_access(&state, &contact, &business, "delivery records").await;
+    admin_access(&state, &contact, &business, "delivery records", &caller).await;
     let records = state.store.deliveries(&contact).await?;
     Ok(HttpResponse::Ok().json(json!({
         "contact": contact.as_str(),

@@ -195,6 +195,7 @@ async fn admin_access(
     contact: &ContactKey,
     business: &crate::domain::BusinessId,
     what: &str,
+    caller: &crate::domain::operator::Caller,
 ) {
     use crate::domain::audit::{Actor, AuditEvent};
     use crate::privacy::audit::note;
@@ -205,6 +206,7 @@ async fn admin_access(
         actor: Actor::Admin,
         detail: Some(what.to_owned()),
         business: business.tag(),
+        by: Some(caller.audit_name()),
     };
     note(state.store.as_ref(), &state.audit, event).await;
 }

@@ -52,7 +52,7 @@ pub fn view(r: &Removal) -> serde_json::Value {
 
 /// `DELETE /admin/businesses/{business}?confirm={business}`.
 pub async fn remove(
-    _: Operator,
+    op: Operator,
     path: web::Path<String>,
     query: web::Query<Confirm>,
     state: web::Data<AppState>,
@@ -66,15 +66,15 @@ pub async fn remove(
     }
     let state = state.into_inner();
     let removal = {
-        let remover = remover(&state);
+        let remover = remover(&state, op.by());
         remover.begin(&business, &numbers).await?
     };
     // Its webhooks are discarded from now on, here at once and on the
     // other instances within `offboard::removed::REFRESH`.
     state.removed.insert(business.as_str(), &numbers);
     let task = {
-        let state = state.clone();
-        tokio::spawn(async move { remover(&state).finish(removal).await })
+        let (state, by) = (state.clone(), op.by());
+        tokio::spawn(async move { remover(&state, by).finish(removal).await })
     };
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut now = match tokio::time::timeout(WAIT, task).await {
@@ -101,7 +101,7 @@ pub async fn remove(
     }
 }
 
-fn remover(state: &AppState) -> Remover<'_> {
+fn remover(state: &AppState, by: Option<String>) -> Remover<'_> {
     Remover {
         store: state.store.as_ref(),
         keyring: &state.keyring,
@@ -109,6 +109,7 @@ fn remover(state: &AppState) -> Remover<'_> {
         clock: &state.clock,
         hooks: &state.hooks,
         actor: Actor::Admin,
+        by,
     }
 }
 

@@ -209,6 +209,8 @@ pub async fn sign_in(
         expires: crate::clock::now_secs() + SESSION_LIFE.as_secs(),
         csrf: random_id(),
         credential: credential_id(Some(&token)),
+        operator: None,
+        generation: 0,
         sim: None,
     };
     if let Err(e) = save(&state, &id, &session).await {

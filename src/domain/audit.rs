@@ -38,6 +38,12 @@ pub struct AuditEvent {
     /// verify) as they did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub business: Option<crate::domain::BusinessId>,
+    /// Who acted, when a person or script did: `root` (the break-glass
+    /// admin token), `operator:<id>` or `token:<id>`. Left out of the JSON
+    /// when `None` (the customer, the system, entries older than
+    /// operators), so older entries hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 impl AuditEvent {

@@ -13,24 +13,34 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::domain::operator::{Caller, Who};
 use crate::domain::{BusinessId, ContactId, ContactKey};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
-/// Whether the caller may use the admin API: `Ok` for a live console
-/// session (with its CSRF token for a change) or the right bearer token.
-pub async fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let Some(token) = state.admin_token.get() else {
-        return Err(ApiError::Off);
-    };
+/// The operators' accounts, over the state's store and keys.
+pub fn accounts(state: &AppState) -> crate::operators::Accounts<'_> {
+    crate::operators::Accounts {
+        store: state.store.as_ref(),
+        keyring: &state.keyring,
+        audit: &state.audit,
+    }
+}
+
+/// Who is calling: a live console session (with its CSRF token for a
+/// change), an operator's API token, or the break-glass admin token
+/// (root). With no admin token and no operator at all, the admin API is
+/// off (404).
+pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
     // The console's pages call this API with their session cookie (and
     // the CSRF token for anything that changes something).
-    if crate::http::session::allows(req, state).await {
-        return Ok(());
+    if let Some(caller) = crate::http::session::caller(req, state).await {
+        return Ok(caller);
     }
+    let root = state.admin_token.get();
     // No credential at all is no guess.
     let Some(header) = req.headers().get("authorization") else {
-        return Err(ApiError::Unauthorized);
+        return Err(off_or(root.is_some(), state, ApiError::Unauthorized).await);
     };
     let addr = crate::http::throttle::client(req);
     state.throttle.check(addr).map_err(ApiError::Throttled)?;
@@ -39,16 +49,73 @@ pub async fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiErr
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    // Compare digests, so neither the content nor the length leaks.
-    let a = Sha256::digest(given.as_bytes());
-    let b = Sha256::digest(token.expose_secret().as_bytes());
-    if bool::from(a.ct_eq(&b)) {
-        state.throttle.succeeded(addr);
-        Ok(())
-    } else {
-        crate::http::throttle::refused(req, state, "bearer").await;
-        Err(ApiError::Unauthorized)
+    if given.starts_with(crate::operators::tokens::PREFIX) {
+        let accounts = accounts(state);
+        if let Some((token, account)) =
+            crate::operators::tokens::authenticate(&accounts, given).await?
+        {
+            state.throttle.succeeded(addr);
+            return Ok(account.caller(Who::Token(token.id, account.id.clone())));
+        }
+    } else if let Some(token) = &root {
+        // Compare digests, so neither the content nor the length leaks.
+        let a = Sha256::digest(given.as_bytes());
+        let b = Sha256::digest(token.expose_secret().as_bytes());
+        if bool::from(a.ct_eq(&b)) {
+            state.throttle.succeeded(addr);
+            return Ok(Caller::root());
+        }
     }
+    let refused = off_or(root.is_some(), state, ApiError::Unauthorized).await;
+    if !matches!(refused, ApiError::Off) {
+        crate::http::throttle::refused(req, state, "bearer").await;
+    }
+    Err(refused)
+}
+
+/// `other`, unless the admin API is off: no admin token and no operator.
+async fn off_or(root: bool, state: &AppState, other: ApiError) -> ApiError {
+    if root {
+        return other;
+    }
+    match state.store.docs(crate::operators::ACCOUNTS).await {
+        Ok(list) if list.is_empty() => ApiError::Off,
+        Ok(_) => other,
+        Err(e) => ApiError::Store(e),
+    }
+}
+
+/// Authenticates the caller and checks they may use the route (the
+/// permission [`crate::http::access::needed`] names, for the business it
+/// is about): 403 when not. Answers the caller and that business.
+pub async fn authorize(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<(Caller, Option<BusinessId>), ApiError> {
+    let caller = authenticate(req, state).await?;
+    let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    let need = crate::http::access::needed(req.method(), &pattern);
+    let business = if need.scoped {
+        Some(business_of(req, state)?)
+    } else {
+        None
+    };
+    if caller.may(need.perm, business.as_ref()) {
+        Ok((caller, business))
+    } else {
+        Err(forbidden(&caller))
+    }
+}
+
+/// The 403 of a caller whose role or businesses do not cover a route.
+pub fn forbidden(caller: &Caller) -> ApiError {
+    ApiError::Refused(
+        actix_web::http::StatusCode::FORBIDDEN,
+        format!(
+            "your role ({}) or your businesses do not allow this",
+            caller.role.as_str()
+        ),
+    )
 }
 
 fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
@@ -59,8 +126,18 @@ fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
 
 type Extracted<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
-/// An authorised admin caller (extracting it authorises the request).
-pub struct Operator;
+/// An authorised admin caller (extracting it authorises the request for
+/// its route: [`authorize`]).
+pub struct Operator {
+    pub caller: Caller,
+}
+
+impl Operator {
+    /// How the audit log names who acted.
+    pub fn by(&self) -> Option<String> {
+        Some(self.caller.audit_name())
+    }
+}
 
 impl FromRequest for Operator {
     type Error = ApiError;
@@ -70,13 +147,17 @@ impl FromRequest for Operator {
         let req = req.clone();
         Box::pin(async move {
             let state = state_of(&req)?;
-            authorize(&req, &state).await.map(|()| Operator)
+            let (caller, _) = authorize(&req, &state).await?;
+            Ok(Operator { caller })
         })
     }
 }
 
-/// A console API caller with a live session (and CSRF token for a change).
-pub struct SignedIn;
+/// A console API caller with a live session (and CSRF token for a
+/// change), allowed the route.
+pub struct SignedIn {
+    pub caller: Caller,
+}
 
 impl FromRequest for SignedIn {
     type Error = ApiError;
@@ -86,19 +167,52 @@ impl FromRequest for SignedIn {
         let req = req.clone();
         Box::pin(async move {
             let state = state_of(&req)?;
-            match crate::http::session::allows(&req, &state).await {
-                true => Ok(SignedIn),
-                false => Err(ApiError::SignInFirst),
+            let Some(caller) = crate::http::session::caller(&req, &state).await else {
+                return Err(ApiError::SignInFirst);
+            };
+            let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+            let need = crate::http::access::needed(req.method(), &pattern);
+            // The console's pages name their business in `?business=`
+            // (none: every business the caller serves).
+            let business = match need.scoped {
+                true => chosen(&req, &state)?,
+                false => None,
+            };
+            match caller.may(need.perm, business.as_ref()) {
+                true => Ok(SignedIn { caller }),
+                false => Err(forbidden(&caller)),
             }
         })
     }
 }
 
+/// The business a console request names in `?business=` (404 for an id
+/// no business has); `None` when it names none.
+pub fn chosen(req: &HttpRequest, state: &AppState) -> Result<Option<BusinessId>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Q {
+        business: Option<String>,
+    }
+    let q = web::Query::<Q>::from_query(req.query_string()).map_err(|_| bad_query())?;
+    match q.into_inner().business.filter(|b| !b.is_empty()) {
+        None => Ok(None),
+        Some(id) => state
+            .businesses
+            .get(&id)
+            .map(|b| Some(b.id.clone()))
+            .ok_or_else(|| ApiError::not_found("no such business")),
+    }
+}
+
+fn bad_query() -> ApiError {
+    ApiError::bad_request("the query string does not parse")
+}
+
 /// The contact a `/admin/contacts/{id}…` request names (the wa_id or the
 /// business-scoped user id), resolved to the customer's one contact of
 /// the business the request is about (also given), once the caller is
-/// authorised.
-pub struct ContactPath(pub ContactKey, pub BusinessId);
+/// authorised, and who is calling.
+pub struct ContactPath(pub ContactKey, pub BusinessId, pub Caller);
 
 impl FromRequest for ContactPath {
     type Error = ApiError;
@@ -108,13 +222,16 @@ impl FromRequest for ContactPath {
         let req = req.clone();
         Box::pin(async move {
             let state = state_of(&req)?;
-            authorize(&req, &state).await?;
-            let business = business_of(&req, &state)?;
+            let (caller, business) = authorize(&req, &state).await?;
+            let business = match business {
+                Some(b) => b,
+                None => business_of(&req, &state)?,
+            };
             let id = req.match_info().get("id").unwrap_or("");
             let key = contact_of(id, &business, &state).ok_or_else(bad_id)?;
             // Either of a customer's ids names their one contact.
             let key = crate::store::links::canonical(state.store.as_ref(), key).await?;
-            Ok(ContactPath(key, business))
+            Ok(ContactPath(key, business, caller))
         })
     }
 }

@@ -4,6 +4,7 @@
 //! after authorisation ([`body`]), and the failed-credential throttle's
 //! HTTP side ([`throttle`]).
 
+pub mod access;
 pub mod auth;
 pub mod body;
 pub mod error;

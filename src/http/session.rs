@@ -9,6 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::domain::operator::{Caller, Who};
 use crate::state::AppState;
 
 /// The session cookie's name.
@@ -26,6 +27,14 @@ pub(crate) struct Session {
     /// ([`credential_id`]): when it changes, the session is over.
     #[serde(default)]
     pub(crate) credential: String,
+    /// The operator signed in (their id); `None`: the admin token's
+    /// session (root).
+    #[serde(default)]
+    pub(crate) operator: Option<String>,
+    /// The operator's account generation at sign-in: when it moves
+    /// (disabled, reset), the session is over, on every instance.
+    #[serde(default)]
+    pub(crate) generation: u64,
     /// The flow simulator's throwaway conversation.
     #[serde(default)]
     pub(crate) sim: Option<Sim>,
@@ -107,22 +116,46 @@ pub(crate) async fn session_of(req: &HttpRequest, state: &AppState) -> Option<(S
         .open_system(&sealed, &seal_context(&key))
         .ok()?;
     let session: Session = serde_json::from_slice(&plain).ok()?;
-    // Opened with a credential no longer in force: over.
+    if session.expires <= now {
+        return None;
+    }
+    // An operator's session lives as long as their account's generation;
+    // the admin token's as long as that token.
+    if session.operator.is_some() {
+        return Some((id, session));
+    }
     let current = credential_id(state.admin_token.get().as_ref());
-    let live = session.expires > now && !current.is_empty() && same(&session.credential, &current);
+    let live = !current.is_empty() && same(&session.credential, &current);
     live.then_some((id, session))
+}
+
+/// Who the request's live session is (with its CSRF token for a change):
+/// root for the admin token's, else its operator while their account is
+/// enabled and of the same generation.
+pub async fn caller(req: &HttpRequest, state: &AppState) -> Option<Caller> {
+    req.cookie(COOKIE)?;
+    let (_, session) = session_of(req, state).await?;
+    if !csrf_ok(req, &session) {
+        return None;
+    }
+    let Some(id) = session.operator else {
+        return Some(Caller::root());
+    };
+    let account = match crate::http::auth::accounts(state).get(&id).await {
+        Ok(a) => a?,
+        Err(e) => {
+            tracing::error!(error = %e, "console: operator not read");
+            return None;
+        }
+    };
+    let live = !account.disabled && account.generation == session.generation;
+    live.then(|| account.caller(Who::Operator(id)))
 }
 
 /// Whether the request is signed in; a request that changes something
 /// must also carry the session's CSRF token.
 pub async fn allows(req: &HttpRequest, state: &AppState) -> bool {
-    if req.cookie(COOKIE).is_none() {
-        return false;
-    }
-    let Some((_, session)) = session_of(req, state).await else {
-        return false;
-    };
-    csrf_ok(req, &session)
+    caller(req, state).await.is_some()
 }
 
 /// A GET or HEAD needs nothing more; anything else needs the session's

@@ -37,6 +37,7 @@ pub async fn refused(req: &actix_web::HttpRequest, state: &crate::state::AppStat
         actor: crate::domain::audit::Actor::Admin,
         detail: Some(detail),
         business: None,
+        by: None,
     };
     crate::privacy::audit::note(state.store.as_ref(), &state.audit, event).await;
 }

@@ -111,6 +111,7 @@ impl Worker {
             actor: Actor::Customer,
             detail: None,
             business: business.clone(),
+            by: None,
         };
         audited.extend(erasure.into_iter().map(erase_event));
         audited

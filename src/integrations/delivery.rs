@@ -92,6 +92,7 @@ impl Hooks {
                         actor: Actor::System,
                         detail: Some(format!("{receiver}: {event} [{}]", fields.join(", "))),
                         business: None,
+                        by: None,
                     };
                     note(store, audit, shared).await;
                 }

@@ -111,6 +111,9 @@ pub struct Remover<'a> {
     pub hooks: &'a crate::integrations::Hooks,
     /// Who asked: the admin (HTTP, command line) or the system (resuming).
     pub actor: Actor,
+    /// Who asked (`root`, `operator:<id>`, `token:<id>`), for the
+    /// certificate; `None` when resumed by an instance.
+    pub by: Option<String>,
 }
 
 fn corrupt(e: serde_json::Error) -> StoreError {
@@ -253,6 +256,7 @@ impl Remover<'_> {
             actor: self.actor,
             detail: Some(r.certificate()),
             business: BusinessId::parse(&r.business).filter(|b| !b.is_default()),
+            by: self.by.clone(),
         }
     }
 
@@ -364,6 +368,7 @@ pub async fn on_start(
                 clock: &clock,
                 hooks: &hooks,
                 actor: Actor::System,
+                by: None,
             };
             if let Err(e) = resume(&remover).await {
                 tracing::error!(error = %e, "a business removal could not be finished; retried soon");
@@ -401,6 +406,7 @@ pub async fn remove_now(
         clock: &clock,
         hooks: &hooks,
         actor: Actor::Admin,
+        by: Some("cli".to_owned()),
     };
     let mut now = remover.begin(&business, &numbers).await?;
     // A running instance may hold the removal's lease (it carries on what

@@ -144,6 +144,7 @@ pub fn of_consent(contact: &str, change: &crate::domain::consent::ConsentChange)
             change.purpose, change.source, change.policy_version
         )),
         business: change.business.clone(),
+        by: None,
     }
 }
 
@@ -267,6 +268,7 @@ mod tests {
             actor: Actor::Customer,
             detail: None,
             business: None,
+            by: None,
         }
     }
 
@@ -382,6 +384,7 @@ mod tests {
                 actor: Actor::System,
                 detail: None,
                 business: None,
+                by: None,
             },
         ));
         let r = requests(&entries, 100, 600);

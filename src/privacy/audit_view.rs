@@ -387,6 +387,7 @@ mod tests {
                     actor: Actor::System,
                     detail: None,
                     business: None,
+                    by: None,
                 };
                 let e = chain.link(seq, &prev, event);
                 prev.clone_from(&e.hash);

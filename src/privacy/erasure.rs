@@ -33,6 +33,7 @@ pub async fn erase(
         actor: Actor::System,
         detail: None,
         business: business.tag(),
+        by: None,
     };
     note(store, audit, event).await;
     Ok(())

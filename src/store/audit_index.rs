@@ -138,6 +138,7 @@ mod tests {
                 actor: Actor::Customer,
                 detail: None,
                 business: None,
+                by: None,
             },
             prev: String::new(),
             hash: String::new(),

@@ -26,6 +26,7 @@ mod audit;
 mod businesses;
 mod campaigns;
 mod contacts;
+mod docs;
 mod inbox;
 mod keys;
 mod lanes;
@@ -39,6 +40,7 @@ pub use campaigns::{
     campaign_of_job, campaign_tally,
 };
 pub use contacts::{ContactStore, Resolved};
+pub use docs::DocStore;
 pub use inbox::{
     Appended, Commit, Committed, DEDUP_TTL, EntryKey, INBOX_TTL, InboxEntry, InboxStore, Queue,
     StoredEntry,
@@ -72,6 +74,7 @@ pub trait Store:
     + CampaignStore
     + AuditStore
     + BusinessStore
+    + DocStore
     + OpsStore
     + Send
     + Sync
@@ -87,6 +90,7 @@ impl<T> Store for T where
         + KeyStore
         + CampaignStore
         + AuditStore
+        + DocStore
         + BusinessStore
         + OpsStore
         + Send

@@ -26,6 +26,7 @@ pub(crate) fn event(kind: &str, contact: String, at: u64, actor: Actor) -> Audit
         actor,
         detail: None,
         business: None,
+        by: None,
     }
 }
 

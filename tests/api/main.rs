@@ -2,6 +2,7 @@
 //! signed HTTP requests, real Redis, and the embedded store.
 
 mod helpers;
+mod operators_helpers;
 
 mod audit_paging;
 mod bodies;

@@ -319,6 +319,7 @@ async fn a_removal_cut_short_is_finished_at_the_next_start() {
         clock: &app.state.clock,
         hooks: &app.state.hooks,
         actor: whatsify::domain::audit::Actor::Admin,
+        by: None,
     };
     let cafe_id = BusinessId::parse("cafe").expect("id");
     remover

@@ -22,6 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("inbox worker", &["inbox"]),
     ("campaigns", &["campaign"]),
     ("offboarding", &["offboard"]),
+    ("operators", &["operators"]),
     ("application state", &["state"]),
     ("HTTP support", &["http"]),
     ("HTTP surfaces", &["webhook", "health", "admin", "console"]),

@@ -63,6 +63,7 @@ impl Sender {
             actor,
             detail: None,
             business: run.business.clone(),
+            by: None,
         };
         note(self.store.as_ref(), &self.audit, event).await;
     }

@@ -84,6 +84,7 @@ mod audit;
 mod businesses;
 mod campaigns;
 mod contacts;
+mod docs;
 mod dump;
 mod erase;
 mod history;
@@ -560,6 +561,7 @@ impl EmbeddedStore {
             txn.open_table(LAST_CAMPAIGN).map_err(corrupt)?;
             audit::create_tables(&txn)?;
             links::create_tables(&txn)?;
+            docs::create_tables(&txn)?;
             txn.open_table(audience::CAMPAIGN_MEMBERS)
                 .map_err(corrupt)?;
             audience::index_older_audiences(&txn)?;

@@ -41,6 +41,7 @@ pub(super) fn purge_expired(txn: &redb::WriteTransaction, now: u64) -> Result<us
         purge_campaign_marks,
         purge_campaigns,
         purge_stats,
+        super::docs::purge_once,
     ] {
         removed += purge(txn, now)?;
     }

@@ -106,6 +106,7 @@ mod businesses;
 mod campaigns;
 mod conn;
 mod contacts;
+mod docs;
 mod history;
 mod inbox;
 mod keys;

@@ -201,6 +201,7 @@ fn audit_event(kind: &str, at: u64) -> whatsify::domain::audit::AuditEvent {
         actor: whatsify::domain::audit::Actor::Customer,
         detail: None,
         business: None,
+        by: None,
     }
 }
 
