@@ -50,6 +50,14 @@ enum Command {
         #[arg(long)]
         rewrap: bool,
     },
+    /// Manage the operators who use the console and the admin API.
+    Operator {
+        #[command(subcommand)]
+        action: OperatorAction,
+        /// Settings file (TOML); default: whatsify.toml when present.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Manage the client businesses.
     Business {
         #[command(subcommand)]
@@ -60,6 +68,28 @@ enum Command {
         /// Folder of flow files (default: flows); transcripts in DIR/tests.
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum OperatorAction {
+    /// Add an operator; prints their one-time enrolment link (24 h).
+    Add {
+        #[arg(long)]
+        email: String,
+        /// owner, admin, agent or auditor.
+        #[arg(long)]
+        role: String,
+        /// A business they serve (repeat for several; an owner serves all).
+        #[arg(long = "business")]
+        businesses: Vec<String>,
+    },
+    /// List the operators.
+    List,
+    /// Disable an operator: their sessions and API tokens end at once.
+    Disable { email: String },
+    /// Clear an operator's password and authenticator, end their sessions
+    /// and tokens, and print a new enrolment link.
+    Reset { email: String },
 }
 
 #[derive(Subcommand)]
@@ -88,6 +118,47 @@ fn main() -> ExitCode {
         Command::Business {
             action: BusinessAction::Remove { id, config },
         } => remove_business(config, &id),
+        Command::Operator { action, config } => operator(config, action),
+    }
+}
+
+fn operator(config: Option<PathBuf>, action: OperatorAction) -> ExitCode {
+    use whatsify::operators::cli::Command as C;
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("whatsify: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let command = match action {
+        OperatorAction::Add {
+            email,
+            role,
+            businesses,
+        } => C::Add {
+            email,
+            role,
+            businesses,
+        },
+        OperatorAction::List => C::List,
+        OperatorAction::Disable { email } => C::Disable(email),
+        OperatorAction::Reset { email } => C::Reset(email),
+    };
+    let Ok(runtime) = tokio::runtime::Runtime::new()
+        .inspect_err(|e| eprintln!("whatsify: cannot start the runtime: {e}"))
+    else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(whatsify::operators::cli::run(&settings, command)) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("whatsify operator: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -373,6 +373,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
                     .configure(crate::admin::contact_routes),
             )
             .configure(crate::admin::business_routes)
+            .configure(crate::admin::operators::routes)
     })
     .disable_signals()
     .listen(listener)

@@ -36,6 +36,7 @@ mod consent;
 mod contacts;
 mod dead_letters;
 pub mod offboard;
+pub mod operators;
 mod stats;
 
 pub use agent::{agent_message, close_handoff};

@@ -12,6 +12,11 @@ pub struct ConsoleSettings {
     /// same machine that says `X-Forwarded-Proto: https`).
     #[serde(default)]
     pub secure_cookie: Option<bool>,
+    /// The address operators open the console at (`https://console.example.org`):
+    /// enrolment links are printed under it. Unset: links are printed as a
+    /// path on this server.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl ConsoleSettings {
@@ -55,6 +60,7 @@ mod tests {
         }
         let off = ConsoleSettings {
             secure_cookie: Some(false),
+            public_url: None,
         };
         assert!(!off.secure_cookie_for("0.0.0.0:8080"));
     }

@@ -14,33 +14,29 @@
 //! requests get the sign-in page (pages) or 401 (the API).
 
 pub mod diagram;
+mod signin;
+
+pub use signin::{enrol, enrol_form, sign_in, sign_in_form, sign_out};
 
 use std::time::Duration;
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use crate::http::auth::SignedIn;
 use crate::http::error::{Answer, ApiError};
-use crate::http::session::{
-    COOKIE, Session, Sim, allows, credential_id, csrf_ok, random_id, same, save, session_of,
-    store_key,
-};
+use crate::http::session::{Sim, csrf_ok, save, session_of};
 use crate::state::AppState;
+use signin::sign_in_page;
 
 /// How long a console session lasts from sign-in.
 pub const SESSION_LIFE: Duration = Duration::from_secs(8 * 3600);
 /// Most bytes of a simulator request.
 const SIM_BODY_MAX: usize = 16 * 1024;
-/// Most bytes of a sign-in form.
-const SIGN_IN_BODY_MAX: usize = 4 * 1024;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-const SIGN_IN_HTML: &str = include_str!("assets/sign-in.html");
 const LAYOUT_HTML: &str = include_str!("assets/layout.html");
 const OVERVIEW_MAIN: &str = include_str!("assets/overview.main.html");
 const CONTACTS_MAIN: &str = include_str!("assets/contacts.main.html");
@@ -74,17 +70,37 @@ fn page(body: String) -> HttpResponse {
 /// A signed-in page: the layout (navigation, sign-out, the session's CSRF
 /// token) around the page's body. Signed out: the sign-in page.
 async fn signed_in(req: &HttpRequest, state: &AppState, path: &str) -> HttpResponse {
-    if state.admin_token.get().is_none() {
-        return HttpResponse::NotFound().finish();
+    match signin::console_on(state).await {
+        Ok(true) => {}
+        Ok(false) => return HttpResponse::NotFound().finish(),
+        Err(e) => return actix_web::ResponseError::error_response(&e),
     }
     let Some((_, session)) = session_of(req, state).await else {
+        return sign_in_page("");
+    };
+    let Some(caller) = crate::http::session::caller(req, state).await else {
         return sign_in_page("");
     };
     let Some((_, title, body)) = PAGES.iter().find(|(p, _, _)| *p == path) else {
         return HttpResponse::NotFound().finish();
     };
+    let may = |p: &str| {
+        let need = crate::http::access::needed(&actix_web::http::Method::GET, p);
+        caller.role.may(need.perm)
+    };
+    if !may(path) {
+        let mut answer = page(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not for your role · whatsify console</title>\
+             <link rel=\"stylesheet\" href=\"/console/style.css\"></head><body><main><h1>Not for your role</h1>\
+             <p>Your role ({}) does not open this page. <a href=\"/console\">Back to the overview</a>.</p></main></body></html>",
+            caller.role.as_str()
+        ));
+        *answer.status_mut() = actix_web::http::StatusCode::FORBIDDEN;
+        return answer;
+    }
     let nav: String = PAGES
         .iter()
+        .filter(|(p, _, _)| may(p))
         .map(|(p, t, _)| {
             let current = if *p == path {
                 " aria-current=\"page\""
@@ -94,17 +110,22 @@ async fn signed_in(req: &HttpRequest, state: &AppState, path: &str) -> HttpRespo
             format!("<a href=\"{p}\"{current}>{t}</a>")
         })
         .collect();
+    let who = match caller.operator_id() {
+        None => "root (admin token)".to_owned(),
+        Some(id) => match crate::http::auth::accounts(state).get(id).await {
+            Ok(Some(a)) => format!("{} · {}", a.email, a.role.as_str()),
+            _ => caller.role.as_str().to_owned(),
+        },
+    };
     page(
         LAYOUT_HTML
             .replace("{{title}}", title)
             .replace("{{nav}}", &nav)
             .replace("{{main}}", body)
-            .replace("{{csrf}}", &session.csrf),
+            .replace("{{csrf}}", &session.csrf)
+            .replace("{{who}}", &html_escape(&who))
+            .replace("{{role}}", caller.role.as_str()),
     )
-}
-
-fn sign_in_page(message: &str) -> HttpResponse {
-    page(SIGN_IN_HTML.replace("{{message}}", &html_escape(message)))
 }
 
 fn html_escape(s: &str) -> String {
@@ -129,6 +150,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/console/sign-in", web::get().to(sign_in_form))
         .route("/console/sign-in", web::post().to(sign_in))
         .route("/console/sign-out", web::post().to(sign_out))
+        .route("/console/enrol/{token}", web::get().to(enrol_form))
+        .route("/console/enrol/{token}", web::post().to(enrol))
         .route("/console/app.js", web::get().to(script))
         .route("/console/style.css", web::get().to(style))
         .route("/console/api/overview", web::get().to(overview_data))
@@ -141,116 +164,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// `GET` of a page in [`PAGES`] (the sign-in page when signed out).
 pub async fn page_at(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     signed_in(&req, &state, req.path()).await
-}
-
-/// `GET /console/sign-in`.
-pub async fn sign_in_form(state: web::Data<AppState>) -> HttpResponse {
-    if state.admin_token.get().is_none() {
-        return HttpResponse::NotFound().finish();
-    }
-    sign_in_page("")
-}
-
-#[derive(Deserialize)]
-pub struct SignIn {
-    token: String,
-}
-
-/// `POST /console/sign-in`: the admin token starts a session.
-pub async fn sign_in(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Answer {
-    let Some(token) = state.admin_token.get() else {
-        return Err(ApiError::Off);
-    };
-    let body = crate::http::body::of(&req, payload, &state, SIGN_IN_BODY_MAX).await?;
-    let Some(form) = std::str::from_utf8(&body)
-        .ok()
-        .and_then(|text| web::Query::<SignIn>::from_query(text).ok())
-    else {
-        return Ok(HttpResponse::BadRequest()
-            .body("The form must carry the token (application/x-www-form-urlencoded)."));
-    };
-    // A sign-in form posted from another site is refused (login CSRF).
-    if let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-    {
-        let info = req.connection_info();
-        let own = format!("{}://{}", info.scheme(), info.host());
-        if origin != own {
-            return Ok(HttpResponse::Forbidden().body("cross-site sign-in refused"));
-        }
-    }
-    let addr = crate::http::throttle::client(&req);
-    if let Err(wait) = state.throttle.check(addr) {
-        let mut answer = sign_in_page(&format!(
-            "Too many failed sign-ins from here. Try again in {} seconds.",
-            crate::http::error::retry_after(wait)
-        ));
-        *answer.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
-        answer.headers_mut().insert(
-            header::RETRY_AFTER,
-            header::HeaderValue::from_str(&crate::http::error::retry_after(wait))
-                .unwrap_or(header::HeaderValue::from_static("60")),
-        );
-        return Ok(answer);
-    }
-    if !same(&form.token, token.expose_secret()) {
-        crate::http::throttle::refused(&req, &state, "sign-in").await;
-        return Ok(sign_in_page("That token is not the admin token."));
-    }
-    state.throttle.succeeded(addr);
-    let id = random_id();
-    let session = Session {
-        expires: crate::clock::now_secs() + SESSION_LIFE.as_secs(),
-        csrf: random_id(),
-        credential: credential_id(Some(&token)),
-        operator: None,
-        generation: 0,
-        sim: None,
-    };
-    if let Err(e) = save(&state, &id, &session).await {
-        tracing::error!(error = %e, "console: session not stored");
-        return Ok(HttpResponse::ServiceUnavailable()
-            .body("The store is unavailable; try signing in again in a moment."));
-    }
-    let cookie = Cookie::build(COOKIE, id)
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(state.secure_cookie || tls(&req))
-        .max_age(actix_web::cookie::time::Duration::seconds(
-            SESSION_LIFE.as_secs() as i64,
-        ))
-        .finish();
-    tracing::info!("console: signed in");
-    Ok(HttpResponse::SeeOther()
-        .cookie(cookie)
-        .insert_header((header::LOCATION, "/console"))
-        .finish())
-}
-
-/// `POST /console/sign-out` (with the CSRF token).
-pub async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !allows(&req, &state).await {
-        return HttpResponse::Unauthorized().finish();
-    }
-    if let Some(id) = req.cookie(COOKIE)
-        && let Err(e) = state
-            .store
-            .end_console_session(&store_key(id.value()))
-            .await
-    {
-        tracing::error!(error = %e, "console: session not ended");
-        return HttpResponse::ServiceUnavailable().finish();
-    }
-    let mut gone = Cookie::build(COOKIE, "").path("/").finish();
-    gone.make_removal();
-    HttpResponse::NoContent().cookie(gone).finish()
 }
 
 /// `GET /console/app.js` and `/console/style.css` (no session needed:

@@ -31,6 +31,9 @@ const fn global(perm: Perm) -> Need {
 pub fn needed(method: &Method, pattern: &str) -> Need {
     use Perm::*;
     let get = method == Method::GET || method == Method::HEAD;
+    if pattern == "/console" {
+        return global(Signed);
+    }
     if let Some(rest) = pattern.strip_prefix("/console/") {
         return console(rest, get);
     }
@@ -55,6 +58,7 @@ pub fn needed(method: &Method, pattern: &str) -> Need {
         "/stats" if get => scoped(Stats),
         "/outbox/dead-letters" if get => scoped(DeadLetters),
         "/tokens" | "/tokens/{id}" => global(Signed),
+        "/operators" | "/operators/{id}/disable" | "/operators/{id}/reset" => global(Operators),
         _ => global(Operators),
     }
 }
@@ -68,6 +72,13 @@ fn console(rest: &str, get: bool) -> Need {
         "api/flows" if get => scoped(Flows),
         "api/simulator" => scoped(Flows),
         "flows/{id}/diagram.svg" if get => scoped(Flows),
+        // The pages (what they show is the API's, checked again there).
+        "contacts" => global(ContactView),
+        "requests" => global(DeskView),
+        "campaigns" => global(Campaigns),
+        "audit" => global(Audit),
+        "flows" => global(Flows),
+        "account" => global(Signed),
         _ => global(Operators),
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! Sign-in is in [`signin`], API tokens in [`tokens`].
 
+pub mod cli;
 pub mod password;
 pub mod signin;
 pub mod tokens;

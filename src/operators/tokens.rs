@@ -103,6 +103,20 @@ pub async fn all(accounts: &Accounts<'_>) -> Result<Vec<Token>, StoreError> {
     Ok(out)
 }
 
+/// Revokes one token, audited as done by `by`.
+pub async fn revoke(accounts: &Accounts<'_>, token: &Token, by: &str) -> Result<(), StoreError> {
+    accounts.store.drop_doc(TOKENS, &token.id).await?;
+    accounts
+        .note(
+            "api_token_revoked",
+            &token.operator,
+            by,
+            Some(format!("token {}", token.id)),
+        )
+        .await;
+    Ok(())
+}
+
 /// Revokes every token of `operator`.
 pub async fn revoke_all(accounts: &Accounts<'_>, operator: &str) -> Result<(), StoreError> {
     for t in all(accounts).await? {

@@ -61,6 +61,8 @@ pub struct AppState {
     /// `console.secure_cookie` as resolved: the session cookie is always
     /// `Secure`, and every answer carries `Strict-Transport-Security`.
     pub secure_cookie: bool,
+    /// `console.public_url`: where enrolment links point.
+    pub public_url: Option<String>,
     /// The contact keys the webhook resolved lately (contact links).
     pub contact_links: Arc<links::Cache>,
     /// Each business's flows, by number (`flows` is `flows.dir`'s).
@@ -101,6 +103,7 @@ impl AppState {
             erase_window: u64::from(settings.privacy.erase_confirm_minutes.max(1)) * 60,
             throttle: Default::default(),
             secure_cookie: settings.console.secure_cookie_for(&settings.server.bind),
+            public_url: settings.console.public_url.clone(),
             contact_links: Default::default(),
             flow_sets: None,
             businesses: Arc::new(crate::config::businesses::Directory::new(

@@ -2,6 +2,7 @@
 //! signed HTTP requests, real Redis, and the embedded store.
 
 mod helpers;
+mod operators;
 mod operators_helpers;
 
 mod audit_paging;
