@@ -89,7 +89,7 @@ pub fn business_routes(cfg: &mut actix_web::web::ServiceConfig) {
 /// `GET /admin/businesses`: the businesses served, each with its numbers
 /// and its flows in force.
 pub async fn businesses(
-    _: crate::http::auth::Operator,
+    op: crate::http::auth::Operator,
     state: actix_web::web::Data<AppState>,
 ) -> crate::http::error::Answer {
     let counts: std::collections::HashMap<String, u64> =
@@ -104,6 +104,7 @@ pub async fn businesses(
         .businesses
         .all()
         .iter()
+        .filter(|b| op.caller.serves(&b.id))
         .map(|b| {
             // The flows in force for the business (its first number's).
             let number = b.phone_number_ids.first().map_or("", String::as_str);
@@ -129,7 +130,10 @@ pub async fn businesses(
         })
         .collect();
     // Businesses removed whose entry is gone from the settings.
-    let gone: Vec<serde_json::Value> = removals.into_values().collect();
+    let gone: Vec<serde_json::Value> = match op.caller.businesses {
+        None => removals.into_values().collect(),
+        Some(_) => Vec::new(),
+    };
     Ok(actix_web::HttpResponse::Ok()
         .json(serde_json::json!({ "businesses": list, "removed": gone })))
 }

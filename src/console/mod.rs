@@ -185,11 +185,11 @@ pub async fn style() -> HttpResponse {
 /// `GET /console/api/overview`: today's counters, the outbox backlog, dead
 /// letters, paused numbers and the last webhook, for the overview page.
 pub async fn overview_data(
-    _: SignedIn,
+    signed: SignedIn,
     chosen: web::Query<Chosen>,
     state: web::Data<AppState>,
 ) -> Answer {
-    let business = chosen.business(&state)?;
+    let business = chosen.business(&state, &signed.caller)?;
     let today = crate::store::stats::today();
     let store = state.store.as_ref();
     let now_ms = crate::clock::now_ms();
@@ -241,11 +241,11 @@ fn no_flows() -> ApiError {
 /// deadline: `due` once it has been open a week (our own bound), `overdue`
 /// past the 30 days the law allows.
 pub async fn requests_data(
-    _: SignedIn,
+    signed: SignedIn,
     chosen: web::Query<Chosen>,
     state: web::Data<AppState>,
 ) -> Answer {
-    let business = chosen.business(&state)?;
+    let business = chosen.business(&state, &signed.caller)?;
     use crate::privacy::audit::{OPEN_REQUEST_FLAG_SECS, REQUEST_DEADLINE_SECS};
     let now = state.clock.now();
     let found = crate::privacy::audit_view::requests(state.store.as_ref(), now, state.erase_window);
@@ -306,13 +306,20 @@ pub struct Chosen {
 }
 
 impl Chosen {
-    /// The business chosen: 404 for an id no business has.
+    /// The business chosen: 404 for an id no business has. None chosen:
+    /// the whole service for a caller who serves every business, else the
+    /// first of theirs (the switcher offers the others).
     fn business(
         &self,
         state: &AppState,
+        caller: &crate::domain::operator::Caller,
     ) -> Result<Option<crate::config::businesses::Business>, ApiError> {
         match self.business.as_deref().filter(|b| !b.is_empty()) {
-            None => Ok(None),
+            None => Ok(caller
+                .businesses
+                .as_ref()
+                .and_then(|list| list.iter().find_map(|b| state.businesses.get(b.as_str())))
+                .cloned()),
             Some(id) => state
                 .businesses
                 .get(id)
@@ -332,11 +339,11 @@ struct FlowId {
 /// errors (`file:line:col: message`), and the flows in force (the last
 /// good set, when the files on disk have errors).
 pub async fn flows_data(
-    _: SignedIn,
+    signed: SignedIn,
     chosen: web::Query<Chosen>,
     state: web::Data<AppState>,
 ) -> Answer {
-    let business = chosen.business(&state)?;
+    let business = chosen.business(&state, &signed.caller)?;
     let (shared, dir) = match (&business, &state.flow_sets) {
         (Some(b), Some(sets)) => {
             let number = b.phone_number_ids.first().map_or("", String::as_str);
@@ -500,6 +507,7 @@ const SIM_TEXT_MAX: usize = 4096;
 /// no real contact is touched. Privacy commands are named, not run (in a
 /// real chat whatsify answers them before the flows).
 pub async fn simulate(
+    signed: SignedIn,
     req: HttpRequest,
     payload: web::Payload,
     chosen: web::Query<Chosen>,
@@ -516,7 +524,7 @@ pub async fn simulate(
     };
     let body = crate::http::body::of(&req, payload, &state, SIM_BODY_MAX).await?;
     // The chosen business's flows, else `flows.dir`'s.
-    let shared = match (chosen.business(&state)?, &state.flow_sets) {
+    let shared = match (chosen.business(&state, &signed.caller)?, &state.flow_sets) {
         (Some(b), Some(sets)) => {
             let number = b.phone_number_ids.first().map_or("", String::as_str);
             sets.shared_for(number).clone()

@@ -37,6 +37,7 @@ mod process;
 mod property;
 mod redis_faults;
 mod reload;
+mod roles;
 mod signature;
 mod store;
 mod store_files;
