@@ -178,3 +178,42 @@ pub async fn messages(
         "messages": records,
     })))
 }
+
+/// How many messages `GET /admin/contacts/{id}/conversation` shows.
+pub const RECENT: usize = 20;
+
+/// The contact's last `limit` messages, both ways, opened with their data
+/// key (none when the contact has no key).
+pub async fn recent_conversation(
+    state: &AppState,
+    contact: &crate::domain::ContactKey,
+    limit: usize,
+) -> Result<Vec<crate::privacy::export::HistoryItem>, crate::store::StoreError> {
+    let Some(sealer) = super::contact_sealer(state, contact).await? else {
+        return Ok(Vec::new());
+    };
+    let context = crate::privacy::export::history_context(contact);
+    Ok(state
+        .store
+        .recent_history(contact, limit)
+        .await?
+        .iter()
+        .filter_map(|(_, sealed)| serde_json::from_slice(&sealer.open(sealed, &context).ok()?).ok())
+        .collect())
+}
+
+/// `GET /admin/contacts/{id}/conversation`: the last 20 messages, both
+/// ways (for agents: a contact's recent conversation without the whole
+/// export). Recorded in the audit log.
+pub async fn conversation(
+    ContactPath(contact, business, caller): ContactPath,
+    state: web::Data<AppState>,
+) -> Answer {
+    super::known(&state, &contact).await?;
+    admin_access(&state, &contact, &business, "recent conversation", &caller).await;
+    let messages = recent_conversation(&state, &contact, RECENT).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "contact": contact.as_str(),
+        "messages": messages,
+    })))
+}

@@ -42,7 +42,7 @@ mod stats;
 pub use agent::{agent_message, close_handoff};
 pub use audit_log::audit;
 pub use consent::record_consent;
-pub use contacts::{contact, erase, export, messages};
+pub use contacts::{contact, conversation, erase, export, messages};
 pub use dead_letters::dead_letters;
 pub use stats::stats;
 
@@ -56,7 +56,8 @@ pub fn contact_routes(cfg: &mut actix_web::web::ServiceConfig) {
         .route("/{id}/messages", web::post().to(agent_message))
         .route("/{id}/messages", web::get().to(messages))
         .route("/{id}/handoff/close", web::post().to(close_handoff))
-        .route("/{id}/export", web::get().to(export));
+        .route("/{id}/export", web::get().to(export))
+        .route("/{id}/conversation", web::get().to(conversation));
 }
 
 /// The routes of one business's campaigns, audit log, statistics and dead

@@ -90,9 +90,9 @@ async fn signed_in(req: &HttpRequest, state: &AppState, path: &str) -> HttpRespo
     };
     if !may(path) {
         let mut answer = page(format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not for your role · whatsify console</title>\
-             <link rel=\"stylesheet\" href=\"/console/style.css\"></head><body><main><h1>Not for your role</h1>\
-             <p>Your role ({}) does not open this page. <a href=\"/console\">Back to the overview</a>.</p></main></body></html>",
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Not for your role · whatsify console</title>\
+             <link rel='stylesheet' href='/console/style.css'></head><body><main><h1>Not for your role</h1>\
+             <p>Your role ({}) does not open this page. <a href='/console'>Back to the overview</a>.</p></main></body></html>",
             caller.role.as_str()
         ));
         *answer.status_mut() = actix_web::http::StatusCode::FORBIDDEN;

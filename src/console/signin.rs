@@ -161,7 +161,11 @@ async fn root_session(
         }
         _ => {
             crate::http::throttle::refused(req, state, "sign-in").await;
-            Err(sign_in_page("That token is not the admin token."))
+            // The break-glass form stays open to try again.
+            let page = SIGN_IN_HTML
+                .replace("{{message}}", "That token is not the admin token.")
+                .replace("<details>", "<details open>");
+            Err(super::page(page))
         }
     }
 }
@@ -292,12 +296,9 @@ async fn enrol_page(state: &AppState, token: &str, message: &str, status: Status
         .replace("{{token}}", &html_escape(token))
         .replace("{{qr}}", &qr)
         .replace("{{secret}}", &enrolment.secret);
-    let mut answer = with_status(page(html), status);
-    answer.headers_mut().insert(
-        header::REFERRER_POLICY,
-        header::HeaderValue::from_static("no-referrer"),
-    );
-    Ok(answer)
+    // The link's token never leaves this site: `page` answers with
+    // `Referrer-Policy: same-origin`.
+    Ok(with_status(page(html), status))
 }
 
 /// `GET /console/enrol/{token}`.

@@ -47,7 +47,7 @@ pub fn needed(method: &Method, pattern: &str) -> Need {
         "/businesses" if get => global(Signed),
         "" if delete => scoped(RemoveBusiness),
         "/removal" if get => scoped(RemoveBusiness),
-        "/contacts/{id}" if get => scoped(ContactView),
+        "/contacts/{id}" | "/contacts/{id}/conversation" if get => scoped(ContactView),
         "/contacts/{id}" if delete => scoped(ContactErase),
         "/contacts/{id}/export" if get => scoped(ContactExport),
         "/contacts/{id}/consent" if post => scoped(Consent),

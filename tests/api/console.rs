@@ -99,7 +99,12 @@ async fn signed_out_requests_are_refused_and_sessions_are_strict() {
         ("POST", "/admin/campaigns"),
     ];
     // Open to anyone: the sign-in form's target and the code.
-    let open = ["/console/sign-in", "/console/app.js", "/console/style.css"];
+    let open = [
+        "/console/sign-in",
+        "/console/app.js",
+        "/console/style.css",
+        "/console/enrol/{token}",
+    ];
     let sources = [
         include_str!("../../src/console/mod.rs"),
         include_str!("../../src/startup.rs"),
@@ -492,13 +497,19 @@ pub(crate) async fn sign_in_browser(
 ) -> Result<(), fantoccini::error::CmdError> {
     use fantoccini::Locator;
     browser.goto(&format!("{}/console", app.address)).await?;
+    // The admin token is the break-glass form, folded away.
+    browser
+        .find(Locator::Css("details summary"))
+        .await?
+        .click()
+        .await?;
     browser
         .find(Locator::Id("token"))
         .await?
         .send_keys(ADMIN_TOKEN)
         .await?;
     browser
-        .find(Locator::Css("button[type=submit]"))
+        .find(Locator::Css("#token-sign-in button[type=submit]"))
         .await?
         .click()
         .await?;
@@ -506,7 +517,10 @@ pub(crate) async fn sign_in_browser(
 }
 
 /// Clicks the element.
-async fn click(browser: &fantoccini::Client, css: &str) -> Result<(), fantoccini::error::CmdError> {
+pub(crate) async fn click(
+    browser: &fantoccini::Client,
+    css: &str,
+) -> Result<(), fantoccini::error::CmdError> {
     browser
         .find(fantoccini::Locator::Css(css))
         .await?
@@ -515,7 +529,7 @@ async fn click(browser: &fantoccini::Client, css: &str) -> Result<(), fantoccini
 }
 
 /// Types into the element.
-async fn type_in(
+pub(crate) async fn type_in(
     browser: &fantoccini::Client,
     css: &str,
     text: &str,
@@ -559,7 +573,10 @@ pub(crate) async fn texts(
 }
 
 /// Saves a screenshot of the page under `name`.
-async fn shot(browser: &fantoccini::Client, name: &str) -> Result<(), fantoccini::error::CmdError> {
+pub(crate) async fn shot(
+    browser: &fantoccini::Client,
+    name: &str,
+) -> Result<(), fantoccini::error::CmdError> {
     let png = browser.screenshot().await?;
     std::fs::write(screenshots().join(name), png).ok();
     Ok(())
@@ -625,13 +642,14 @@ async fn an_operator_signs_in_and_sees_today_in_a_real_browser() {
     let shots = screenshots();
     let result = async {
         browser.goto(&format!("{}/console", app.address)).await?;
-        browser.find(Locator::Id("token")).await?;
+        browser.find(Locator::Id("email")).await?;
         shot(&browser, "sign-in.png").await?;
+        click(&browser, "details summary").await?;
         type_in(&browser, "#token", "wrong-token-000000000000000000000").await?;
-        click(&browser, "button[type=submit]").await?;
+        click(&browser, "#token-sign-in button[type=submit]").await?;
         wait_text(&browser, "body", "not the admin token").await?;
         type_in(&browser, "#token", ADMIN_TOKEN).await?;
-        click(&browser, "button[type=submit]").await?;
+        click(&browser, "#token-sign-in button[type=submit]").await?;
         // The overview fills in from the API.
         wait_js(
             &browser,

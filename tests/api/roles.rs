@@ -40,6 +40,7 @@ fn admin_routes() -> Vec<Route> {
         r("GET", "P/contacts/WA", "oag"),
         r("DELETE", "P/contacts/NOBODY", "oa"),
         r("GET", "P/contacts/WA/export", "oa"),
+        r("GET", "P/contacts/WA/conversation", "oag"),
         r("GET", "P/contacts/WA/messages", "oag"),
         r("POST", "P/contacts/NOBODY/messages", "og"),
         r("POST", "P/contacts/NOBODY/handoff/close", "og"),

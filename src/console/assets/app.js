@@ -28,6 +28,12 @@ function scoped(path) {
   return path;
 }
 
+// The signed-in operator's role.
+function role() {
+  const who = document.getElementById("who");
+  return who ? who.dataset.role : "";
+}
+
 async function api(path, options = {}) {
   if (ready && path !== "/admin/businesses") await ready;
   const headers = Object.assign({ "X-CSRF-Token": csrf() }, options.headers || {});
@@ -181,6 +187,9 @@ async function find(id) {
   }
   document.getElementById("conversation").replaceChildren();
   document.getElementById("download").hidden = true;
+  // An agent sees the profile and the conversation, not the export or
+  // the erasure (the server refuses them too).
+  document.getElementById("their-data").hidden = role() === "agent";
   section.hidden = false;
   setStatus("Found. This view is recorded in the audit log.");
 }
@@ -201,8 +210,9 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   document.getElementById("show-conversation").addEventListener("click", (ev) => {
     busy(ev.target, "Loading…", async () => {
-      const d = await exportData();
-      if (!d) return;
+      const r = await api("/admin/contacts/" + encodeURIComponent(current) + "/conversation");
+      if (!r.ok) { setStatus("The conversation could not be read (" + r.status + ").", true); return; }
+      const d = await r.json();
       const ol = document.getElementById("conversation");
       ol.replaceChildren();
       for (const m of (d.messages || []).slice(-20)) {
