@@ -44,15 +44,17 @@ const REQUESTS_MAIN: &str = include_str!("assets/requests.main.html");
 const CAMPAIGNS_MAIN: &str = include_str!("assets/campaigns.main.html");
 const AUDIT_MAIN: &str = include_str!("assets/audit.main.html");
 const FLOWS_MAIN: &str = include_str!("assets/flows.main.html");
+const ACCOUNT_MAIN: &str = include_str!("assets/account.main.html");
 
 /// The signed-in pages: (path, title, body).
-pub const PAGES: [(&str, &str, &str); 6] = [
+pub const PAGES: [(&str, &str, &str); 7] = [
     ("/console", "Overview", OVERVIEW_MAIN),
     ("/console/contacts", "Contacts", CONTACTS_MAIN),
     ("/console/requests", "Privacy requests", REQUESTS_MAIN),
     ("/console/campaigns", "Campaigns", CAMPAIGNS_MAIN),
     ("/console/audit", "Audit", AUDIT_MAIN),
     ("/console/flows", "Flows", FLOWS_MAIN),
+    ("/console/account", "Account", ACCOUNT_MAIN),
 ];
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");

@@ -83,6 +83,7 @@ fn console_routes() -> Vec<Route> {
         r("GET", "/console/campaigns", "oa"),
         r("GET", "/console/audit", "oau"),
         r("GET", "/console/flows", "oa"),
+        r("GET", "/console/account", "oagu"),
         r("GET", "/console/api/overview?business=cafe", "oagu"),
         r("GET", "/console/api/requests?business=cafe", "oau"),
         r("GET", "/console/api/flows?business=cafe", "oa"),

@@ -19,7 +19,9 @@ let ready = null;
 function scoped(path) {
   const b = business();
   if (!b) return path;
-  if (path.startsWith("/admin/") && !path.startsWith("/admin/businesses")) {
+  // Operators and tokens are the whole service's, not a business's.
+  const global = /^\/admin\/(businesses|tokens|operators)(\/|$)/.test(path);
+  if (path.startsWith("/admin/") && !global) {
     return "/admin/businesses/" + encodeURIComponent(b) + path.slice("/admin".length);
   }
   if (path.startsWith("/console/api/")) {
@@ -657,4 +659,97 @@ document.addEventListener("DOMContentLoaded", () => {
       simulate({ text }, text).then(() => input.focus());
     });
   }
+});
+
+// The account page: the operator's API tokens; for an owner, the operators.
+async function loadTokens() {
+  const r = await api("/admin/tokens");
+  const tbody = document.getElementById("tokens");
+  tbody.replaceChildren();
+  if (r.status === 409) { tbody.append(el("tr", "The admin token has no API tokens: sign in as an operator.")); return; }
+  if (!r.ok) { setStatus("The tokens could not be read (" + r.status + ").", true); return; }
+  for (const t of (await r.json()).tokens || []) {
+    const tr = el("tr");
+    const revoke = el("button", "Revoke");
+    revoke.type = "button";
+    revoke.addEventListener("click", () => busy(revoke, "Revoking…", async () => {
+      const d = await api("/admin/tokens/" + encodeURIComponent(t.id), { method: "DELETE" });
+      setStatus(d.ok ? "Token " + t.name + " revoked." : "Not revoked (" + d.status + ").", !d.ok);
+      await loadTokens();
+    }));
+    const cell = el("td");
+    cell.append(revoke);
+    tr.append(el("td", t.name), el("td", when(t.created)), el("td", when(t.expires)), cell);
+    tbody.append(tr);
+  }
+}
+
+async function loadOperators() {
+  const r = await api("/admin/operators");
+  if (!r.ok) return;
+  document.getElementById("operators-box").hidden = false;
+  const tbody = document.getElementById("operators");
+  tbody.replaceChildren();
+  for (const o of (await r.json()).operators || []) {
+    const tr = el("tr");
+    tr.dataset.email = o.email;
+    const state = o.disabled ? "disabled" : (o.enrolled ? "enrolled" : "waiting for enrolment");
+    const actions = el("td");
+    for (const [label, what] of [["Disable", "disable"], ["Reset", "reset"]]) {
+      const b = el("button", label);
+      b.type = "button";
+      b.className = what;
+      b.addEventListener("click", () => busy(b, label + "…", async () => {
+        const d = await api("/admin/operators/" + encodeURIComponent(o.id) + "/" + what, { method: "POST" });
+        const body = await d.json().catch(() => ({}));
+        if (!d.ok) { setStatus(body.error || ("Refused (" + d.status + ")."), true); return; }
+        if (body.enrolment_url) showLink(body.enrolment_url);
+        setStatus(o.email + (what === "disable" ? " is disabled: their sessions and tokens ended." : " is reset: send them the new link."));
+        await loadOperators();
+      }));
+      actions.append(b, " ");
+    }
+    tr.append(el("td", o.email), el("td", o.role), el("td", o.role === "owner" ? "every business" : (o.businesses || []).join(", ")), el("td", state), el("td", when(o.last_sign_in)), actions);
+    tbody.append(tr);
+  }
+}
+
+function showLink(url) {
+  const full = url.startsWith("/") ? window.location.origin + url : url;
+  document.getElementById("enrolment-link").textContent = full;
+  document.getElementById("enrolment-shown").hidden = false;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("new-token");
+  if (!form) return;
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    busy(form.querySelector("button"), "Creating…", async () => {
+      const body = { name: document.getElementById("t-name").value.trim(), days: Number(document.getElementById("t-days").value) };
+      const r = await api("/admin/tokens", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const d = await r.json().catch(() => ({}));
+      if (!r.ok) { setStatus(d.error || ("Not created (" + r.status + ")."), true); return; }
+      document.getElementById("new-token-value").textContent = d.token;
+      document.getElementById("new-token-shown").hidden = false;
+      setStatus("Token " + d.name + " created.");
+      await loadTokens();
+    });
+  });
+  const add = document.getElementById("new-operator");
+  add.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    busy(add.querySelector("button"), "Adding…", async () => {
+      const businesses = document.getElementById("o-businesses").value.split(",").map((s) => s.trim()).filter(Boolean);
+      const body = { email: document.getElementById("o-email").value.trim(), role: document.getElementById("o-role").value, businesses };
+      const r = await api("/admin/operators", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const d = await r.json().catch(() => ({}));
+      if (!r.ok) { setStatus(d.error || ("Not added (" + r.status + ")."), true); return; }
+      showLink(d.enrolment_url);
+      setStatus(d.operator.email + " added.");
+      await loadOperators();
+    });
+  });
+  loadTokens().catch(() => setStatus("Could not reach the server.", true));
+  loadOperators().catch(() => {});
 });
