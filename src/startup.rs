@@ -374,6 +374,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             )
             .configure(crate::admin::business_routes)
             .configure(crate::admin::operators::routes)
+            .configure(crate::admin::inbox::routes)
     })
     .disable_signals()
     .listen(listener)

@@ -188,6 +188,9 @@ pub async fn close_handoff(
     state: web::Data<AppState>,
 ) -> Answer {
     queue_agent_event(&state, &contact, crate::domain::inbound::AgentAction::Close).await?;
+    // Gone from the agents' inbox at once (the worker removes it too).
+    let waiting = crate::domain::waiting::kind(&business);
+    state.store.drop_doc(&waiting, contact.as_str()).await?;
     admin_access(&state, &contact, &business, "handoff closed", &caller).await;
     tracing::info!(contact = %contact, "admin: handoff closed");
     Ok(HttpResponse::Accepted().json(json!({ "contact": contact.as_str(), "closed": true })))

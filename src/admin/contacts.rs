@@ -105,6 +105,9 @@ pub async fn erase(
     state.contact_links.forget(&contact);
     let aliases = state.store.erase_contact(&contact, &business, now).await?;
     aliases.iter().for_each(|a| state.keyring.forget(a));
+    // Gone from the agents' inbox too.
+    let waiting = crate::domain::waiting::kind(&business);
+    state.store.drop_doc(&waiting, contact.as_str()).await?;
     crate::metrics::global().event(&business, crate::store::stats::ERASURES);
     tracing::info!(contact = %contact, "admin: contact erased");
     note(

@@ -35,6 +35,8 @@ pub mod campaigns;
 mod consent;
 mod contacts;
 mod dead_letters;
+pub mod inbox;
+mod inbox_events;
 pub mod offboard;
 pub mod operators;
 mod stats;

@@ -14,6 +14,7 @@
 //! requests get the sign-in page (pages) or 401 (the API).
 
 pub mod diagram;
+mod inbox;
 mod signin;
 
 pub use signin::{enrol, enrol_form, sign_in, sign_in_form, sign_out};
@@ -45,10 +46,12 @@ const CAMPAIGNS_MAIN: &str = include_str!("assets/campaigns.main.html");
 const AUDIT_MAIN: &str = include_str!("assets/audit.main.html");
 const FLOWS_MAIN: &str = include_str!("assets/flows.main.html");
 const ACCOUNT_MAIN: &str = include_str!("assets/account.main.html");
+const INBOX_MAIN: &str = include_str!("assets/inbox.main.html");
 
 /// The signed-in pages: (path, title, body).
-pub const PAGES: [(&str, &str, &str); 7] = [
+pub const PAGES: [(&str, &str, &str); 8] = [
     ("/console", "Overview", OVERVIEW_MAIN),
+    ("/console/inbox", "Inbox", INBOX_MAIN),
     ("/console/contacts", "Contacts", CONTACTS_MAIN),
     ("/console/requests", "Privacy requests", REQUESTS_MAIN),
     ("/console/campaigns", "Campaigns", CAMPAIGNS_MAIN),
@@ -155,6 +158,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/console/enrol/{token}", web::get().to(enrol_form))
         .route("/console/enrol/{token}", web::post().to(enrol))
         .route("/console/app.js", web::get().to(script))
+        .configure(inbox::routes)
         .route("/console/style.css", web::get().to(style))
         .route("/console/api/overview", web::get().to(overview_data))
         .route("/console/api/requests", web::get().to(requests_data))

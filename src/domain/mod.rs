@@ -15,6 +15,7 @@ pub mod outbound;
 pub mod payload;
 pub mod profile;
 pub mod text;
+pub mod waiting;
 
 use std::fmt;
 

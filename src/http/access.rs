@@ -53,6 +53,8 @@ pub fn needed(method: &Method, pattern: &str) -> Need {
         "/contacts/{id}/consent" if post => scoped(Consent),
         "/contacts/{id}/messages" if get => scoped(Deliveries),
         "/contacts/{id}/messages" | "/contacts/{id}/handoff/close" if post => scoped(Reply),
+        "/inbox" | "/inbox/events" if get => scoped(Inbox),
+        "/inbox/{id}/take" if post => scoped(Reply),
         "/campaigns" | "/campaigns/{id}" => scoped(Campaigns),
         "/audit" if get => scoped(Audit),
         "/stats" if get => scoped(Stats),
@@ -74,6 +76,7 @@ fn console(rest: &str, get: bool) -> Need {
         "flows/{id}/diagram.svg" if get => scoped(Flows),
         // The pages (what they show is the API's, checked again there).
         "contacts" => global(ContactView),
+        "inbox" => global(Inbox),
         "requests" => global(DeskView),
         "campaigns" => global(Campaigns),
         "audit" => global(Audit),

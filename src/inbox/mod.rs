@@ -23,6 +23,7 @@ mod privacy;
 mod seal;
 mod share;
 mod turn;
+pub mod waiting;
 
 use privacy::{ERASE_NO, ERASE_YES};
 

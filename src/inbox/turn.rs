@@ -80,7 +80,13 @@ impl Worker {
             self.take_entry(&mut turn, &sealer, &queue, entry);
         }
         self.settle(&mut turn, &claim, &sealer).await?;
-        self.finish(turn, &claim, &sealer).await
+        // The agents' inbox follows the handoff once the step is in.
+        let (handoff, now) = (self.handoff_of(&turn), turn.now);
+        let outcome = self.finish(turn, &claim, &sealer).await?;
+        if let (Some(handoff), Outcome::Worked { contact, .. }) = (handoff, &outcome) {
+            self.note_handoff(contact, handoff, now).await;
+        }
+        Ok(outcome)
     }
 
     /// The conversation and profile as the claim holds them, opened.

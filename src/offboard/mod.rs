@@ -234,6 +234,8 @@ impl Remover<'_> {
                         self.store.close_breaker(Some(number)).await?;
                     }
                     self.store.drop_business(&business, &r.numbers).await?;
+                    let waiting = crate::domain::waiting::kind(&business);
+                    self.store.drop_docs(&waiting).await?;
                     r.finished_at = Some(self.clock.now());
                     // The certificate before the record says done: a crash
                     // between the two writes it again, never loses it.

@@ -21,6 +21,9 @@ pub async fn erase(
     // With every id the customer is known by (their links too).
     let aliases = store.erase_contact(contact, business, now).await?;
     aliases.iter().for_each(|a| keyring.forget(a));
+    // Gone from the agents' inbox too.
+    let waiting = crate::domain::waiting::kind(business);
+    store.drop_doc(&waiting, contact.as_str()).await?;
     crate::metrics::global().event(business, stats::ERASURES);
     // The data key is destroyed with the rest; this process forgets it
     // too (a later message starts with a new key).

@@ -103,10 +103,12 @@ async fn signed_out_requests_are_refused_and_sessions_are_strict() {
         "/console/sign-in",
         "/console/app.js",
         "/console/style.css",
+        "/console/inbox.js",
         "/console/enrol/{token}",
     ];
     let sources = [
         include_str!("../../src/console/mod.rs"),
+        include_str!("../../src/console/inbox.rs"),
         include_str!("../../src/startup.rs"),
     ];
     let routes: Vec<&str> = sources

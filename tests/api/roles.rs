@@ -44,6 +44,10 @@ fn admin_routes() -> Vec<Route> {
         r("GET", "P/contacts/WA/messages", "oag"),
         r("POST", "P/contacts/NOBODY/messages", "og"),
         r("POST", "P/contacts/NOBODY/handoff/close", "og"),
+        // The inbox (its event stream, which never ends, is checked in
+        // `inbox`).
+        r("GET", "P/inbox", "og"),
+        r("POST", "P/inbox/NOBODY/take", "og"),
         r("GET", "P/campaigns", "oa"),
         r("GET", "P/campaigns/c0ffee", "oa"),
         r("DELETE", "P/campaigns/c0ffee", "oa"),
@@ -79,6 +83,7 @@ fn console_routes() -> Vec<Route> {
     vec![
         r("GET", "/console", "oagu"),
         r("GET", "/console/contacts", "oag"),
+        r("GET", "/console/inbox", "og"),
         r("GET", "/console/requests", "oau"),
         r("GET", "/console/campaigns", "oa"),
         r("GET", "/console/audit", "oau"),
