@@ -82,33 +82,61 @@ pub async fn erase(
     ContactPath(contact, business, caller): ContactPath,
     state: web::Data<AppState>,
 ) -> Answer {
+    known(&state, &contact).await?;
+    match erase_for_support(&state, &contact, &business, &caller, None).await? {
+        Erasure::Done => {
+            Ok(HttpResponse::Ok().json(json!({ "contact": contact.as_str(), "erased": true })))
+        }
+    }
+}
+
+/// What became of an erasure the support team carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Erasure {
+    /// Everything kept about the contact is gone.
+    Done,
+}
+
+/// Carries out an erasure asked of the support team (the admin API, the
+/// privacy desk), audited as the caller's with the request's `reference`
+/// when there is one. The one place such an erasure happens.
+pub async fn erase_for_support(
+    state: &AppState,
+    contact: &crate::domain::ContactKey,
+    business: &crate::domain::BusinessId,
+    caller: &crate::domain::operator::Caller,
+    reference: Option<&str>,
+) -> Result<Erasure, crate::http::error::ApiError> {
     use crate::domain::audit::{Actor, AuditEvent};
     use crate::privacy::audit::note;
-    known(&state, &contact).await?;
     let now = crate::clock::now_secs();
+    let detail = match reference {
+        Some(r) => format!("through the support team, request {r}"),
+        None => "through the support team".to_owned(),
+    };
     let event = |kind: &str| AuditEvent {
         at: now,
         kind: kind.to_owned(),
         contact: Some(contact.as_str().to_owned()),
         actor: Actor::Admin,
-        detail: Some("through the support team".into()),
+        detail: Some(detail.clone()),
         business: business.tag(),
         by: Some(caller.audit_name()),
     };
     note(state.store.as_ref(), &state.audit, event("erasure_request")).await;
     // Every CRM or helpdesk tool that got data about the contact hears of
     // the erasure (GDPR Art. 19), before the profile naming them goes.
-    tell_erased(&state, &contact, now).await?;
+    tell_erased(state, contact, now).await?;
     // The data key is destroyed with the rest; this process forgets it too.
-    state.keyring.forget(&contact);
+    state.keyring.forget(contact);
     // With every id the customer is known by (their links too).
-    state.contact_links.forget(&contact);
-    let aliases = state.store.erase_contact(&contact, &business, now).await?;
+    state.contact_links.forget(contact);
+    let aliases = state.store.erase_contact(contact, business, now).await?;
     aliases.iter().for_each(|a| state.keyring.forget(a));
     // Gone from the agents' inbox too.
-    let waiting = crate::domain::waiting::kind(&business);
+    let waiting = crate::domain::waiting::kind(business);
     state.store.drop_doc(&waiting, contact.as_str()).await?;
-    crate::metrics::global().event(&business, crate::store::stats::ERASURES);
+    crate::metrics::global().event(business, crate::store::stats::ERASURES);
     tracing::info!(contact = %contact, "admin: contact erased");
     note(
         state.store.as_ref(),
@@ -116,7 +144,7 @@ pub async fn erase(
         event("erasure_completed"),
     )
     .await;
-    Ok(HttpResponse::Ok().json(json!({ "contact": contact.as_str(), "erased": true })))
+    Ok(Erasure::Done)
 }
 
 /// Queues `contact.erased` for the receivers the contact's data was shared

@@ -44,7 +44,7 @@ mod stats;
 pub use agent::{agent_message, close_handoff};
 pub use audit_log::audit;
 pub use consent::record_consent;
-pub use contacts::{contact, conversation, erase, export, messages};
+pub use contacts::{Erasure, contact, conversation, erase, erase_for_support, export, messages};
 pub use dead_letters::dead_letters;
 pub use stats::stats;
 
