@@ -44,6 +44,10 @@ pub struct RawBusiness {
     /// How to reach a person, for the built-in HELP answer.
     #[serde(default)]
     contact: String,
+    /// The privacy desk's legal deadline, in days (default:
+    /// `privacy.request_deadline_days`).
+    #[serde(default)]
+    request_deadline_days: Option<u32>,
 }
 
 /// A client business, checked.
@@ -73,6 +77,9 @@ pub struct Business {
     pub policy_url: String,
     /// How to reach a person ("call +1 555 0100"); empty: reply AGENT.
     pub contact: String,
+    /// The privacy desk's legal deadline, in days after a request was
+    /// received (`request_deadline_days`, else the `[privacy]` one).
+    pub request_deadline_days: u32,
 }
 
 /// The environment variable that sets `key` (`access_token` or
@@ -105,6 +112,7 @@ pub fn implicit(
         policy_notice: privacy.policy_notice.clone(),
         policy_url: privacy.policy_url.clone(),
         contact: business.contact.clone(),
+        request_deadline_days: privacy.request_deadline_days,
     }
 }
 
@@ -195,6 +203,12 @@ pub fn check(
         {
             return Err(entry("waba_id", "must be digits".into()));
         }
+        let request_deadline_days = b
+            .request_deadline_days
+            .unwrap_or(privacy.request_deadline_days);
+        if let Some(problem) = super::validate::deadline_problem(request_deadline_days) {
+            return Err(entry("request_deadline_days", problem));
+        }
         out.push(Business {
             id,
             name: if b.name.is_empty() {
@@ -212,6 +226,7 @@ pub fn check(
             policy_notice: or_else(b.policy_notice, &privacy.policy_notice),
             policy_url: or_else(policy_url, &privacy.policy_url),
             contact: b.contact,
+            request_deadline_days,
         });
     }
     Ok(out)
@@ -260,6 +275,7 @@ impl Directory {
             policy_notice: String::new(),
             policy_url: String::new(),
             contact: String::new(),
+            request_deadline_days: crate::domain::desk::DEFAULT_DEADLINE_DAYS,
         }])
     }
 

@@ -53,6 +53,7 @@ privacy_notice = ""
 policy_url = ""
 retention_days = 365
 erase_confirm_minutes = 10
+request_deadline_days = 30
 
 [business]
 name = ""

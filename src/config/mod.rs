@@ -171,6 +171,9 @@ pub struct PrivacySettings {
     pub policy_url: String,
     pub retention_days: u32,
     pub erase_confirm_minutes: u32,
+    /// The privacy desk's legal deadline, in days after a request was
+    /// received (a business may set its own).
+    pub request_deadline_days: u32,
 }
 
 #[derive(Debug, Clone)]

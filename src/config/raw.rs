@@ -143,6 +143,7 @@ pub struct RawPrivacy {
     pub(super) policy_url: String,
     pub(super) retention_days: u32,
     pub(super) erase_confirm_minutes: u32,
+    pub(super) request_deadline_days: u32,
 }
 
 #[derive(Debug, Deserialize)]

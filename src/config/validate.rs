@@ -203,6 +203,27 @@ fn privacy(raw: RawPrivacy) -> Result<PrivacySettings, ConfigError> {
         policy_url: policy_url(raw.policy_url)?,
         retention_days: raw.retention_days,
         erase_confirm_minutes: raw.erase_confirm_minutes,
+        request_deadline_days: deadline_days(raw.request_deadline_days)?,
+    })
+}
+
+/// `privacy.request_deadline_days`: 1 to 90.
+fn deadline_days(days: u32) -> Result<u32, ConfigError> {
+    match deadline_problem(days) {
+        None => Ok(days),
+        Some(problem) => Err(ConfigError::Invalid {
+            key: "privacy.request_deadline_days",
+            env: env_var("privacy.request_deadline_days"),
+            problem,
+        }),
+    }
+}
+
+/// What is wrong with a privacy desk deadline of `days`, if anything.
+pub fn deadline_problem(days: u32) -> Option<String> {
+    let max = crate::domain::desk::MAX_DEADLINE_DAYS;
+    (!(1..=max).contains(&days)).then(|| {
+        format!("must be 1 to {max} days (the law allows one month, extended by two at most); {days} given")
     })
 }
 
