@@ -48,7 +48,7 @@ const TEXT_MAX: usize = 4096;
 /// Queues an agent's action in the contact's inbox, in order with the
 /// customer's messages (the worker carries it out under the contact's
 /// lease), sealed under the contact's data key.
-async fn queue_agent_event(
+pub(super) async fn queue_agent_event(
     state: &AppState,
     contact: &ContactKey,
     action: crate::domain::inbound::AgentAction,

@@ -35,7 +35,6 @@ pub async fn record_consent(
     state: web::Data<AppState>,
 ) -> Answer {
     use crate::domain::consent::MARKETING;
-    use crate::privacy::consent::ADMIN_SOURCE;
     let body = crate::http::body::of(&req, payload, &state, BODY_MAX).await?;
     let bad = |m: String| Err(ApiError::bad_request(m));
     let body: ConsentBody = match serde_json::from_slice(&body) {
@@ -58,7 +57,40 @@ pub async fn record_consent(
             "reference must be at most {REFERENCE_MAX} printable characters (a ticket or call reference, no personal data)"
         ));
     }
-    if state.store.suppressed(&contact).await?.is_some() {
+    let change = record(
+        &state,
+        (&contact, &business, &caller),
+        body.granted,
+        &reference,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "contact": contact.as_str(),
+        "purpose": change.purpose,
+        "granted": change.granted,
+        "since": change.at,
+        "source": change.source,
+        "policy_version": change.policy_version,
+    })))
+}
+
+/// Records a marketing grant or withdrawal the customer gave the support
+/// team (source `admin`, evidence `admin:<reference>`), tells the
+/// receivers and audits it as the caller's. An erased contact cannot be
+/// re-subscribed (409).
+pub(super) async fn record(
+    state: &AppState,
+    (contact, business, caller): (
+        &crate::domain::ContactKey,
+        &crate::domain::BusinessId,
+        &crate::domain::operator::Caller,
+    ),
+    granted: bool,
+    reference: &str,
+) -> Result<crate::domain::consent::ConsentChange, ApiError> {
+    use crate::domain::consent::MARKETING;
+    use crate::privacy::consent::ADMIN_SOURCE;
+    if state.store.suppressed(contact).await?.is_some() {
         return Err(ApiError::Refused(
             StatusCode::CONFLICT,
             "this contact's data was erased at their request; they cannot be subscribed again"
@@ -67,7 +99,7 @@ pub async fn record_consent(
     }
     let change = crate::domain::consent::ConsentChange {
         purpose: MARKETING.to_owned(),
-        granted: body.granted,
+        granted,
         at: crate::clock::now_secs(),
         source: ADMIN_SOURCE.to_owned(),
         // The policy of the business the contact wrote to.
@@ -79,7 +111,7 @@ pub async fn record_consent(
         evidence: (!reference.is_empty()).then(|| format!("admin:{reference}")),
         business: business.tag(),
     };
-    state.store.append_consent(&contact, change.clone()).await?;
+    state.store.append_consent(contact, change.clone()).await?;
     crate::metrics::global().counted(&[], std::iter::once(&change));
     if !state.hooks.receivers().is_empty() {
         use crate::integrations::{EventKind, Field, HookEvent};
@@ -99,18 +131,11 @@ pub async fn record_consent(
                 "policy_version": change.policy_version,
             }),
         );
-        super::notify(&state, &event, &Default::default()).await?;
+        super::notify(state, &event, &Default::default()).await?;
     }
     let mut event = crate::privacy::audit::of_consent(contact.as_str(), &change);
     event.by = Some(caller.audit_name());
     crate::privacy::audit::note(state.store.as_ref(), &state.audit, event).await;
     tracing::info!(contact = %contact, granted = change.granted, "admin: consent recorded");
-    Ok(HttpResponse::Ok().json(json!({
-        "contact": contact.as_str(),
-        "purpose": change.purpose,
-        "granted": change.granted,
-        "since": change.at,
-        "source": change.source,
-        "policy_version": change.policy_version,
-    })))
+    Ok(change)
 }

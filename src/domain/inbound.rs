@@ -37,6 +37,14 @@ pub enum AgentAction {
     Message { message: OutboundMessage },
     /// The handoff is over: flows answer again.
     Close,
+    /// The privacy desk corrects the profile at the customer's request
+    /// (GDPR Art. 16): the name they gave, the tags (`None`: unchanged).
+    Rectify {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        tags: Option<std::collections::BTreeSet<String>>,
+    },
 }
 
 /// Where and when an event came in: the WhatsApp Business Account and

@@ -322,6 +322,17 @@ impl Worker {
                 turn.profile.handed_off_at = None;
                 turn.state.session = None;
             }
+            AgentAction::Rectify { name, tags } => {
+                tracing::info!(contact = %turn.contact, "profile rectified at the privacy desk");
+                if let Some(name) = name {
+                    // The name the customer gave wins, as a flow's name step's does.
+                    turn.profile.contact.name = Some(name);
+                    turn.profile.name_chosen = true;
+                }
+                if let Some(tags) = tags {
+                    turn.profile.contact.tags = tags;
+                }
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod audit_view;
 pub mod consent;
+pub mod desk;
 pub mod erasure;
 pub mod export;
 pub mod keys;
