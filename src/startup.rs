@@ -375,6 +375,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .configure(crate::admin::business_routes)
             .configure(crate::admin::operators::routes)
             .configure(crate::admin::inbox::routes)
+            .configure(crate::admin::desk::routes)
     })
     .disable_signals()
     .listen(listener)

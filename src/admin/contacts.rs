@@ -183,17 +183,28 @@ pub async fn export(
     let id = req.match_info().get("id").unwrap_or_default().to_owned();
     known(&state, &contact).await?;
     admin_access(&state, &contact, &business, "export", &caller).await;
-    let sealer = contact_sealer(&state, &contact).await?;
+    let doc = export_of(&state, &contact, &id).await?;
+    Ok(HttpResponse::Ok().json(doc))
+}
+
+/// The copy of their data the customer gets with MY DATA, naming them by
+/// `id` (their wa_id or business-scoped user id); built, never stored.
+pub(super) async fn export_of(
+    state: &AppState,
+    contact: &crate::domain::ContactKey,
+    id: &str,
+) -> Result<serde_json::Value, crate::http::error::ApiError> {
+    let sealer = contact_sealer(state, contact).await?;
     let doc = crate::privacy::export::build(
         state.store.as_ref(),
         sealer.as_ref(),
-        &contact,
-        &id,
+        contact,
+        id,
         state.retention_days,
         crate::clock::now_secs(),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(doc))
+    Ok(doc)
 }
 
 /// `GET /admin/contacts/{id}/messages`: the delivery record of each

@@ -35,6 +35,8 @@ pub mod campaigns;
 mod consent;
 mod contacts;
 mod dead_letters;
+pub mod desk;
+mod desk_acts;
 pub mod inbox;
 mod inbox_events;
 pub mod offboard;
