@@ -236,6 +236,9 @@ impl Remover<'_> {
                     self.store.drop_business(&business, &r.numbers).await?;
                     let waiting = crate::domain::waiting::kind(&business);
                     self.store.drop_docs(&waiting).await?;
+                    // The privacy desk's requests of the business.
+                    let desk = crate::domain::desk::kind(&business);
+                    self.store.drop_docs(&desk).await?;
                     r.finished_at = Some(self.clock.now());
                     // The certificate before the record says done: a crash
                     // between the two writes it again, never loses it.

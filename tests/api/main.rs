@@ -21,6 +21,7 @@ mod conversation;
 mod crash;
 mod crash_recovery;
 mod credentials;
+mod desk;
 mod exposure;
 mod graph;
 mod handoff;

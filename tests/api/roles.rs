@@ -73,6 +73,24 @@ fn admin_routes() -> Vec<Route> {
     let mut tokens = r("POST", "/admin/tokens", "oagu");
     tokens.body = Some(json!({"name": "matrix", "days": 1}));
     v.extend([consent, campaign, operators, tokens]);
+    v.extend(desk_routes());
+    v
+}
+
+/// The privacy desk's routes: acts on a request no business has (404
+/// when allowed), a request with a bad body (400 when allowed).
+fn desk_routes() -> Vec<Route> {
+    let mut log = r("POST", "P/desk", "oa");
+    log.body = Some(json!({"kind": "nope"}));
+    let mut v = vec![
+        log,
+        r("GET", "P/desk", "oau"),
+        r("GET", "P/desk/dr_nobody", "oau"),
+    ];
+    for act in ["export", "rectify", "erase", "object", "restrict", "close"] {
+        let path: &'static str = Box::leak(format!("P/desk/dr_nobody/{act}").into_boxed_str());
+        v.push(r("POST", path, "oa"));
+    }
     v
 }
 
