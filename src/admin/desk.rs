@@ -15,7 +15,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::BODY_MAX;
 use super::desk_acts;
@@ -74,31 +74,10 @@ pub(super) fn desk(state: &AppState) -> Desk<'_> {
 
 /// The legal deadline of `business`'s requests, in days.
 pub fn deadline_days(state: &AppState, business: &BusinessId) -> u32 {
-    state
-        .businesses
-        .get(business.as_str())
-        .map_or(crate::domain::desk::DEFAULT_DEADLINE_DAYS, |b| {
-            b.request_deadline_days
-        })
+    state.businesses.deadline_days(business)
 }
 
-/// A request as the API shows it (no personal data).
-pub fn view(r: &DeskRequest, now: u64) -> Value {
-    json!({
-        "id": r.id,
-        "kind": r.kind.as_str(),
-        "contact": r.contact,
-        "channel": r.channel.as_str(),
-        "reference": r.reference,
-        "received": r.received,
-        "deadline": r.deadline,
-        "state": r.state.as_str(),
-        "open": r.state.is_open(),
-        "overdue": r.overdue(now),
-        "outcome": r.outcome,
-        "history": r.history,
-    })
-}
+pub use crate::privacy::desk::view;
 
 /// The body of `POST /admin/desk`.
 #[derive(Debug, serde::Deserialize)]

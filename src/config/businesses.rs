@@ -279,6 +279,15 @@ impl Directory {
         }])
     }
 
+    /// The privacy desk's legal deadline of the business `id`, in days
+    /// (the default for a business not served).
+    pub fn deadline_days(&self, id: &BusinessId) -> u32 {
+        self.get(id.as_str())
+            .map_or(crate::domain::desk::DEFAULT_DEADLINE_DAYS, |b| {
+                b.request_deadline_days
+            })
+    }
+
     /// The business that owns `phone_number_id`; the implicit `default`
     /// business of a deployment without `[[businesses]]` owns every number.
     pub fn of_number(&self, phone_number_id: &str) -> Option<&Business> {

@@ -15,6 +15,7 @@
 
 pub mod diagram;
 mod inbox;
+mod requests;
 mod signin;
 
 pub use signin::{enrol, enrol_form, sign_in, sign_in_form, sign_out};
@@ -159,9 +160,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/console/enrol/{token}", web::post().to(enrol))
         .route("/console/app.js", web::get().to(script))
         .configure(inbox::routes)
+        .configure(requests::routes)
         .route("/console/style.css", web::get().to(style))
         .route("/console/api/overview", web::get().to(overview_data))
-        .route("/console/api/requests", web::get().to(requests_data))
+        .route(
+            "/console/api/requests",
+            web::get().to(requests::requests_data),
+        )
         .route("/console/api/flows", web::get().to(flows_data))
         .route("/console/api/simulator", web::post().to(simulate))
         .route("/console/flows/{id}/diagram.svg", web::get().to(diagram));
@@ -239,68 +244,6 @@ fn no_flows() -> ApiError {
         actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
         "no flows are loaded".into(),
     )
-}
-
-/// `GET /console/api/requests`: every open privacy request and the most
-/// recently closed ones, from the store's request index (not the whole
-/// log; see [`crate::store::audit_index`]), newest first, with its state, its age and how near it is to the legal
-/// deadline: `due` once it has been open a week (our own bound), `overdue`
-/// past the 30 days the law allows.
-pub async fn requests_data(
-    signed: SignedIn,
-    chosen: web::Query<Chosen>,
-    state: web::Data<AppState>,
-) -> Answer {
-    let business = chosen.business(&state, &signed.caller)?;
-    use crate::privacy::audit::{OPEN_REQUEST_FLAG_SECS, REQUEST_DEADLINE_SECS};
-    let now = state.clock.now();
-    let found = crate::privacy::audit_view::requests(state.store.as_ref(), now, state.erase_window);
-    let mut found = found.await.map_err(ApiError::console)?;
-    if let Some(b) = &business {
-        found.retain(|r| crate::domain::BusinessId::of_tag(r.business.as_ref()) == b.id);
-    }
-    let mut rows: Vec<serde_json::Value> = found
-        .into_iter()
-        .rev()
-        .map(|r| {
-            let due_at = r.at + REQUEST_DEADLINE_SECS;
-            let urgency = match r.closed_at {
-                Some(_) => "done",
-                None if now >= due_at => "overdue",
-                None if now >= r.at + OPEN_REQUEST_FLAG_SECS => "due",
-                None => "ok",
-            };
-            serde_json::json!({
-                "seq": r.seq,
-                "what": r.what,
-                "contact": r.contact,
-                "actor": r.actor,
-                "at": r.at,
-                "state": r.state,
-                "closed_at": r.closed_at,
-                "age_seconds": r.closed_at.unwrap_or(now).saturating_sub(r.at),
-                "due_at": due_at,
-                "urgency": urgency,
-            })
-        })
-        .collect();
-    // The open ones first, the oldest of them on top; then the rest.
-    rows.sort_by_key(|r| {
-        (
-            r["urgency"] == "done",
-            r["closed_at"].is_null().then(|| r["at"].as_u64()),
-        )
-    });
-    let count = |u: &str| rows.iter().filter(|r| r["urgency"] == u).count();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "now": now,
-        "due_after_days": OPEN_REQUEST_FLAG_SECS / 86_400,
-        "deadline_days": REQUEST_DEADLINE_SECS / 86_400,
-        "open": rows.len() - count("done"),
-        "due": count("due"),
-        "overdue": count("overdue"),
-        "requests": rows,
-    })))
 }
 
 /// A flow file's id, read without the rest of its checks.

@@ -127,3 +127,22 @@ impl Desk<'_> {
         note(self.store, self.audit, event).await;
     }
 }
+
+/// A request as the admin API and the console show it (no personal
+/// data: the contact's pseudonymous key and the reference).
+pub fn view(r: &DeskRequest, now: u64) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "kind": r.kind.as_str(),
+        "contact": r.contact,
+        "channel": r.channel.as_str(),
+        "reference": r.reference,
+        "received": r.received,
+        "deadline": r.deadline,
+        "state": r.state.as_str(),
+        "open": r.state.is_open(),
+        "overdue": r.overdue(now),
+        "outcome": r.outcome,
+        "history": r.history,
+    })
+}

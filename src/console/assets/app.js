@@ -261,46 +261,6 @@ async function json(r) {
   return r.json().catch(() => ({}));
 }
 
-// Privacy requests page.
-async function loadRequests() {
-  const r = await api("/console/api/requests");
-  const d = await json(r);
-  if (!r.ok) { setStatus(d.error || "Could not load the requests (" + r.status + ").", true); return; }
-  for (const k of ["open", "due", "overdue"]) document.getElementById(k).textContent = String(d[k]);
-  const tbody = document.getElementById("requests");
-  // A keyboard user on a link keeps their place: redraw later.
-  if (tbody.contains(document.activeElement)) return;
-  tbody.replaceChildren();
-  for (const q of d.requests) {
-    const tr = el("tr");
-    tr.className = q.urgency;
-    const contact = el("td");
-    if (q.contact) {
-      const a = el("a", q.contact);
-      a.href = "/console/audit?contact=" + encodeURIComponent(q.contact);
-      a.title = "This contact's audit entries";
-      contact.append(a);
-    }
-    const state = el("td", q.state);
-    if (q.urgency === "due" || q.urgency === "overdue") {
-      state.append(" ", el("span", q.urgency));
-      state.lastChild.className = "flag " + q.urgency;
-    }
-    tr.append(el("td", q.what), contact, el("td", q.actor), el("td", when(q.at)), el("td", span(q.age_seconds)), state,
-      el("td", q.closed_at ? (q.state === "lapsed" ? "lapsed " : "answered ") + when(q.closed_at) : when(q.due_at)));
-    tbody.append(tr);
-  }
-  if (!d.requests.length) {
-    const tr = el("tr");
-    const td = el("td", "No requests yet.");
-    td.colSpan = 7;
-    tr.append(td);
-    tbody.append(tr);
-  }
-  document.getElementById("updated").textContent = "Updated " + new Date().toLocaleTimeString();
-  setStatus("");
-}
-
 // Campaigns page.
 let shownCampaign = null;
 
@@ -588,11 +548,6 @@ async function simulate(body, said) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  if (document.getElementById("requests")) {
-    const tick = () => loadRequests().catch(() => setStatus("Could not reach the server; retrying.", true));
-    tick();
-    setInterval(tick, 10000);
-  }
   if (document.getElementById("campaigns")) {
     loadCampaigns().catch(() => setStatus("Could not reach the server.", true));
     // The report is live; the list follows a little more slowly.
