@@ -14,6 +14,7 @@ mod campaigns;
 mod consent_bounds;
 mod console;
 mod console_businesses;
+mod console_desk;
 mod console_inbox;
 mod console_operators;
 mod contact_links;

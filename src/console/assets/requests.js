@@ -152,7 +152,7 @@ async function loadAllRequests(force) {
   const d = await json(r);
   if (!r.ok) { setStatus(d.error || "Could not load the requests (" + r.status + ").", true); return; }
   for (const k of ["open", "due", "overdue"]) document.getElementById(k).textContent = String(d[k]);
-  const tbody = document.getElementById("requests-list");
+  const tbody = document.getElementById("requests");
   // Someone typing or on a button keeps their place: redraw later.
   if (!force && tbody.contains(document.activeElement)) return;
   tbody.replaceChildren();
@@ -188,7 +188,7 @@ async function logRequest(event) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  if (!document.getElementById("requests-list")) return;
+  if (!document.getElementById("requests")) return;
   if (mayAct()) {
     const form = document.getElementById("desk-log");
     form.hidden = false;
