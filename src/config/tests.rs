@@ -217,3 +217,32 @@ fn secrets_never_print() {
     assert!(!shown.contains("app-secret-0123456789"));
     assert!(!shown.contains(KEY));
 }
+
+#[test]
+fn the_privacy_desk_deadline_is_1_to_90_days_and_a_business_may_set_its_own() {
+    let s = load(env(&[])).expect("settings");
+    assert_eq!(s.privacy.request_deadline_days, 30);
+    assert_eq!(s.businesses[0].request_deadline_days, 30);
+    let s = load(env(&[("WHATSIFY__PRIVACY__REQUEST_DEADLINE_DAYS", "45")])).expect("45");
+    assert_eq!(s.businesses[0].request_deadline_days, 45);
+    let e = load(env(&[("WHATSIFY__PRIVACY__REQUEST_DEADLINE_DAYS", "0")])).expect_err("0");
+    let e = e.to_string();
+    assert!(
+        e.contains("privacy.request_deadline_days") && e.contains("1 to 90"),
+        "{e}"
+    );
+    let entry = |days: u32| {
+        format!(
+            "[[businesses]]\nid = \"cafe\"\nphone_number_ids = [\"2002\"]\n\
+             access_token = \"cafe-token-0123456789abcdef\"\nflows_dir = \"flows\"\n\
+             request_deadline_days = {days}\n"
+        )
+    };
+    let s = with_webhooks(&entry(60)).expect("60");
+    assert_eq!(s.businesses[0].request_deadline_days, 60);
+    let e = with_webhooks(&entry(91)).expect_err("91").to_string();
+    assert!(
+        e.contains("request_deadline_days") && e.contains("1 to 90"),
+        "{e}"
+    );
+}
