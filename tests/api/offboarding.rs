@@ -157,6 +157,11 @@ async fn removing_a_business(app: &TestApp, graph: &FakeGraph) {
         .admin_post("/admin/businesses/cafe/campaigns", &the_cafe_campaign())
         .await;
     assert_eq!(status, 202, "{answer}");
+    // A request logged at the café's privacy desk.
+    let today = whatsify::domain::desk::format_date(whatsify::domain::desk::day_of(now()));
+    let desk = json!({"kind": "access", "contact": WA, "channel": "email", "reference": "T-9", "received": today});
+    let (status, answer) = app.admin_post("/admin/businesses/cafe/desk", &desk).await;
+    assert_eq!(status, 201, "{answer}");
     let (_, list) = app.admin_get("/admin/businesses").await;
     assert_eq!(list["businesses"][0]["contacts"], 1, "{list}");
     assert_eq!(list["businesses"][1]["contacts"], 2, "{list}");
@@ -180,6 +185,8 @@ async fn removing_a_business(app: &TestApp, graph: &FakeGraph) {
     assert_eq!(removal["status"], "removed", "{removal}");
     assert_eq!(removal["deleted"]["contacts"], 2, "{removal}");
     assert_eq!(removal["deleted"]["campaigns"], 1, "{removal}");
+    let desk = app.store().docs("desk:cafe").await.expect("store");
+    assert!(desk.is_empty(), "the café's desk is dropped");
 
     // Its webhooks: 200, discarded, counted; nobody answers.
     let before = said_from(graph, CAFE).len();
