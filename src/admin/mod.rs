@@ -16,6 +16,8 @@
 //! - `GET /admin/outbox/dead-letters`: messages given up after every
 //!   attempt failed, with the last error.
 //! - `/admin/campaigns…`, `/admin/stats`: see [`campaigns`] and `stats`.
+//! - `/admin/desk…`: the privacy desk, requests that reached the support
+//!   team by email, phone or letter (see [`desk`]).
 //!
 //! Every route also exists under `/admin/businesses/{business}`, for that
 //! business's contacts, campaigns, audit entries, statistics and dead

@@ -352,6 +352,24 @@ mod tests {
         assert!(e(d).contains("channel"));
     }
 
+    proptest::proptest! {
+        /// Whatever is given as a date, reference or kind, logging answers
+        /// a request or a reason (never a panic), and a date it takes is
+        /// written back as given.
+        #[test]
+        fn any_draft_is_logged_or_refused_and_dates_round_trip(
+            kind in "\\PC{0,16}",
+            reference in "\\PC{0,120}",
+            received in "[0-9-]{0,12}",
+            day in 0u64..40_000,
+        ) {
+            let draft = Draft { kind: &kind, channel: "phone", reference: &reference, received: &received };
+            let _ = log(&draft, ("d", "k"), 30, (NOW, "op"));
+            let date = format_date(day_of(day * 86_400));
+            proptest::prop_assert_eq!(parse_date(&date).map(format_date), Some(date));
+        }
+    }
+
     #[test]
     fn a_refusal_needs_a_reason() {
         assert_eq!(outcome("done").expect("ok").0, State::Done);

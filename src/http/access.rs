@@ -117,5 +117,9 @@ mod tests {
             needed(&Method::GET, "/admin/businesses"),
             global(Perm::Signed)
         );
+        // The privacy desk: an admin acts, an auditor lists.
+        let desk = "/admin/businesses/{business}/desk/{id}/erase";
+        assert_eq!(needed(&Method::POST, desk), scoped(Perm::Desk));
+        assert_eq!(needed(&Method::GET, "/admin/desk"), scoped(Perm::DeskView));
     }
 }
