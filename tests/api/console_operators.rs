@@ -186,7 +186,7 @@ async fn an_owner_manages_operators_and_tokens_in_a_real_browser() {
         wait_text(&browser, "#tokens", "nightly").await?;
         shot(&browser, "account.png").await?;
         click(&browser, "#tokens button").await?;
-        wait_text(&browser, "#status", "revoked").await?;
+        wait_text(&browser, "#status", "Token nightly revoked.").await?;
         let gone = reqwest::Client::new()
             .get(format!("{base}/admin/operators"))
             .bearer_auth(&token)
