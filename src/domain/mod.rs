@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod campaign;
 pub mod consent;
+pub mod hold;
 pub mod inbound;
 pub mod operator;
 pub mod outbound;
