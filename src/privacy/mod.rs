@@ -8,6 +8,7 @@ pub mod audit_view;
 pub mod consent;
 pub mod erasure;
 pub mod export;
+pub mod hold;
 pub mod keys;
 pub mod keywords;
 pub mod requests;
