@@ -35,6 +35,7 @@ pub mod campaigns;
 mod consent;
 mod contacts;
 mod dead_letters;
+mod hold;
 pub mod inbox;
 mod inbox_events;
 pub mod offboard;
@@ -60,6 +61,7 @@ pub fn contact_routes(cfg: &mut actix_web::web::ServiceConfig) {
         .route("/{id}/handoff/close", web::post().to(close_handoff))
         .route("/{id}/export", web::get().to(export))
         .route("/{id}/conversation", web::get().to(conversation));
+    hold::routes(cfg);
 }
 
 /// The routes of one business's campaigns, audit log, statistics and dead
