@@ -156,6 +156,10 @@ pub async fn note_waiting(
         let Some((hold, sealed)) = read(ctx.store, ctx.keyring, whose).await? else {
             return Ok(false);
         };
+        if hold.waiting.iter().any(|w| w.asked_by == asked_by) {
+            // Asked again (or the same step redone): noted already.
+            return Ok(true);
+        }
         let reference = hold.reference.clone();
         let next = hold.with_waiting(now, asked_by.clone());
         let record = seal(ctx.keyring, &kind, contact, &next)?;
