@@ -230,12 +230,16 @@ pub async fn export(
     known(&state, &contact).await?;
     admin_access(&state, &contact, &business, "export", &caller).await;
     let sealer = contact_sealer(&state, &contact).await?;
+    let (store, keyring) = (state.store.as_ref(), &state.keyring);
+    let disclosures =
+        crate::privacy::hold::disclosures(store, keyring, (&business, &contact)).await?;
     let doc = crate::privacy::export::build(
         state.store.as_ref(),
         sealer.as_ref(),
         &contact,
         &id,
         state.retention_days,
+        &disclosures,
         crate::clock::now_secs(),
     )
     .await?;
