@@ -316,12 +316,20 @@ mod tests {
             reason: None,
             reference: Some("T-1".into()),
         };
-        assert_eq!(none.hold(5, "x").unwrap_err().0, "reason is required");
+        assert_eq!(
+            none.hold(5, "x").expect_err("refused").0,
+            "reason is required"
+        );
         let long = HoldRequest {
             reason: Some("r".into()),
             reference: Some("x".repeat(SHORT_MAX + 1)),
         };
-        assert!(long.hold(5, "x").unwrap_err().0.contains("longer than"));
+        assert!(
+            long.hold(5, "x")
+                .expect_err("refused")
+                .0
+                .contains("longer than")
+        );
     }
 
     #[test]
@@ -339,7 +347,7 @@ mod tests {
             json!("soon"),
             json!(-1),
         ] {
-            let e = parse_date(&bad, "date").unwrap_err();
+            let e = parse_date(&bad, "date").expect_err("refused");
             assert!(e.0.contains("YYYY-MM-DD"), "{bad}: {e}");
         }
     }
@@ -363,26 +371,26 @@ mod tests {
         let now = 100 * 86_400;
         let mut r = asked("x", json!(now + 1));
         assert_eq!(
-            r.disclosure("i".into(), now, "r").unwrap_err().0,
+            r.disclosure("i".into(), now, "r").expect_err("refused").0,
             "date is in the future"
         );
         r.date = None;
         assert_eq!(
-            r.disclosure("i".into(), now, "r").unwrap_err().0,
+            r.disclosure("i".into(), now, "r").expect_err("refused").0,
             "date is required"
         );
         let mut r = asked("x", json!(now));
         r.secret_until = Some(json!(now - 1));
         assert!(
             r.disclosure("i".into(), now, "r")
-                .unwrap_err()
+                .expect_err("refused")
                 .0
                 .contains("after")
         );
         let mut r = asked("x", json!(now));
         r.to = Some("  ".into());
         assert_eq!(
-            r.disclosure("i".into(), now, "r").unwrap_err().0,
+            r.disclosure("i".into(), now, "r").expect_err("refused").0,
             "to is required"
         );
     }
