@@ -30,7 +30,8 @@ impl ContactStore for EmbeddedStore {
             for item in age.range((0, "", 0)..(before_ms, "", 0)).map_err(corrupt)? {
                 let (key, _) = item.map_err(corrupt)?;
                 let (at, q, seq) = key.value();
-                if holds::is_held(&held, q)? {
+                // History queues are named `h:<contact>`.
+                if holds::is_held(&held, q.strip_prefix("h:").unwrap_or(q))? {
                     continue;
                 }
                 old.push((at, q.to_owned(), seq));
