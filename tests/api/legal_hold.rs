@@ -308,3 +308,67 @@ async fn disclosures_show_in_the_export_unless_secret(backend: &Backend) {
     assert_eq!(s, 404, "nothing is kept about that contact");
 }
 both_backends!(disclosures, disclosures_show_in_the_export_unless_secret);
+
+/// A hold placed after the customer confirmed DELETE MY DATA, but before
+/// the erasure's turn came in their outbox (Meta failing meanwhile), is
+/// honoured: nothing is erased, the erasure waits, and the customer is
+/// told in plain words after the confirmation they already got.
+async fn a_hold_placed_before_the_erasure_s_turn_is_honoured(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let app = app_with(
+        backend,
+        &graph,
+        &[("WHATSIFY__OUTBOX__MAX_ATTEMPTS", "1000")],
+    )
+    .await;
+    let wa = "16505558131";
+    welcomed(&app, &graph, wa, "wamid.L1").await;
+    let resp = app
+        .post_signed(&text_from(wa, "wamid.L2", "delete my data", now()))
+        .await;
+    assert_eq!(resp.status(), 200);
+    until("the question", 30, async || {
+        sent_to(&graph, wa)
+            .iter()
+            .any(|m| m["type"] == "interactive")
+    })
+    .await;
+    // Meta fails: the confirmation stays at the head of the outbox, and
+    // the erasure behind it.
+    graph.fail_all(Some((500, 131000)));
+    let before = graph.requests().len();
+    let yes = tap_button(wa, "wamid.L3", "whatsify_erase_yes", "Yes, delete it");
+    assert_eq!(app.post_signed(&yes).await.status(), 200);
+    until("the confirmation tried and failed", 30, async || {
+        graph
+            .requests()
+            .iter()
+            .skip(before)
+            .filter(|r| r.status == 500)
+            .count()
+            >= 2
+    })
+    .await;
+    let hold = json!({"reason": "court order", "reference": "CO-9"});
+    let (status, _) = app
+        .admin_post(&format!("/admin/contacts/{wa}/hold"), &hold)
+        .await;
+    assert_eq!(status, 201);
+    graph.fail_all(None);
+    until("the plain words", 30, async || told(&graph, wa, HELD) == 1).await;
+    assert_eq!(
+        told(&graph, wa, "we've deleted your data"),
+        1,
+        "sent before the hold"
+    );
+    let key = contact_key(&app, wa);
+    assert!(app.store().profile(&key).await.expect("read").is_some());
+    let (_, body) = app.admin_get(&format!("/admin/contacts/{wa}/hold")).await;
+    let waiting = body["waiting_erasures"].as_array().expect("waiting");
+    assert_eq!(waiting.len(), 1, "{body}");
+    assert_eq!(waiting[0]["asked_by"]["by"], "customer");
+}
+both_backends!(
+    late_hold,
+    a_hold_placed_before_the_erasure_s_turn_is_honoured
+);
