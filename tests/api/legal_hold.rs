@@ -372,3 +372,50 @@ both_backends!(
     late_hold,
     a_hold_placed_before_the_erasure_s_turn_is_honoured
 );
+
+/// The routes work under `/admin/businesses/{business}` too, and removing
+/// a business drops its holds and disclosures with its contacts.
+async fn removing_a_business_drops_its_holds_and_disclosures(backend: &Backend) {
+    use crate::businesses::{CAFE, WA, say, text};
+    let graph = FakeGraph::start().await;
+    let (app, _flows) = crate::businesses::app(backend, &graph).await;
+    say(&app, CAFE, "wamid.O1", text("hello")).await;
+    let contact = format!("/admin/businesses/cafe/contacts/{WA}");
+    until("the café's contact", 30, async || {
+        app.admin_get(&contact).await.0 == 200
+    })
+    .await;
+    let hold = json!({"reason": "court order", "reference": "CO-3"});
+    assert_eq!(
+        app.admin_post(&format!("{contact}/hold"), &hold).await.0,
+        201
+    );
+    let told = json!({"what": "name", "to": "Police", "legal_basis": "law", "date": "2026-01-01"});
+    let disclosures = format!("{contact}/disclosures");
+    assert_eq!(app.admin_post(&disclosures, &told).await.0, 201);
+    assert_eq!(app.admin_get(&format!("{contact}/hold")).await.0, 200);
+    let (_, list) = app.admin_get(&disclosures).await;
+    assert_eq!(list["disclosures"].as_array().map(Vec::len), Some(1));
+    let store = app.store();
+    assert_eq!(store.held().await.expect("held").len(), 1);
+
+    let (status, removal) = app
+        .admin_delete_json("/admin/businesses/cafe?confirm=cafe")
+        .await;
+    assert_eq!(
+        (status, removal["status"].clone()),
+        (200, json!("removed")),
+        "{removal}"
+    );
+    for kind in ["hold:cafe", "disclosure:cafe"] {
+        assert!(
+            store.docs(kind).await.expect("docs").is_empty(),
+            "{kind} left"
+        );
+    }
+    assert!(store.held().await.expect("held").is_empty());
+}
+both_backends!(
+    offboarding,
+    removing_a_business_drops_its_holds_and_disclosures
+);
