@@ -121,10 +121,18 @@ pub async fn lift(
     let now = crate::clock::now_secs();
     let keep = u64::from(state.retention_days) * 86_400;
     let whose = (&business, &contact);
-    let Some(hold) = holds::release(ctx(&state), whose, keep, now).await? else {
+    let Some(mut hold) = holds::release(ctx(&state), whose, keep, now).await? else {
         return Err(ApiError::not_found("the contact is not under a legal hold"));
     };
     let by = caller.audit_name();
+    if hold.waiting.is_empty() {
+        // An erasure noted while the hold was being released waits no
+        // longer either.
+        let store = state.store.as_ref();
+        if let Some(again) = holds::hold_of(store, &state.keyring, whose).await? {
+            hold = again;
+        }
+    }
     let erased = !hold.waiting.is_empty();
     if erased {
         let askers: Vec<String> = hold.waiting.iter().map(|w| w.asked_by.describe()).collect();

@@ -124,8 +124,13 @@ pub async fn place(
         .swap_doc(&kind, contact.as_str(), None, sealed)
         .await?
     {
-        let there = hold_of(ctx.store, ctx.keyring, whose).await?;
-        return Ok(Err(there.unwrap_or(hold)));
+        let there = hold_of(ctx.store, ctx.keyring, whose)
+            .await?
+            .unwrap_or(hold);
+        // Asked again after a failure between the two writes: the data
+        // is kept now.
+        ctx.store.hold_data(contact, there.since).await?;
+        return Ok(Err(there));
     }
     ctx.store.hold_data(contact, hold.since).await?;
     tracing::info!(contact = %contact, "legal hold placed");
