@@ -77,7 +77,8 @@ pub async fn contact(
 }
 
 /// `DELETE /admin/contacts/{id}`: erases everything kept about the
-/// contact, as a confirmed DELETE MY DATA does.
+/// contact, as a confirmed DELETE MY DATA does; 202 while the contact is
+/// under a legal hold (the erasure waits for its end).
 pub async fn erase(
     ContactPath(contact, business, caller): ContactPath,
     state: web::Data<AppState>,
@@ -87,19 +88,34 @@ pub async fn erase(
         Erasure::Done => {
             Ok(HttpResponse::Ok().json(json!({ "contact": contact.as_str(), "erased": true })))
         }
+        Erasure::Held => Ok(HttpResponse::Accepted().json(json!({
+            "contact": contact.as_str(),
+            "erased": false,
+            "held": true,
+            "message": HELD_MESSAGE,
+        }))),
     }
 }
+
+/// What the support team is told of an erasure asked while the contact is
+/// held.
+pub const HELD_MESSAGE: &str = "The contact's data is under a legal hold: nothing was erased. \
+The request is recorded and will be carried out when the hold is lifted.";
 
 /// What became of an erasure the support team carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Erasure {
     /// Everything kept about the contact is gone.
     Done,
+    /// The contact is under a legal hold: the request is recorded and
+    /// waits for its end; nothing was erased.
+    Held,
 }
 
 /// Carries out an erasure asked of the support team (the admin API, the
 /// privacy desk), audited as the caller's with the request's `reference`
-/// when there is one. The one place such an erasure happens.
+/// when there is one. The one place such an erasure happens; while the
+/// contact is under a legal hold it is only recorded (`erasure_held`).
 pub async fn erase_for_support(
     state: &AppState,
     contact: &crate::domain::ContactKey,
@@ -107,23 +123,56 @@ pub async fn erase_for_support(
     caller: &crate::domain::operator::Caller,
     reference: Option<&str>,
 ) -> Result<Erasure, crate::http::error::ApiError> {
-    use crate::domain::audit::{Actor, AuditEvent};
-    use crate::privacy::audit::note;
+    use crate::domain::hold::Asker;
     let now = crate::clock::now_secs();
     let detail = match reference {
         Some(r) => format!("through the support team, request {r}"),
         None => "through the support team".to_owned(),
     };
-    let event = |kind: &str| AuditEvent {
+    let by = caller.audit_name();
+    let request = erasure_event("erasure_request", (contact, business), &detail, &by, now);
+    crate::privacy::audit::note(state.store.as_ref(), &state.audit, request).await;
+    let asker = Asker::Support {
+        caller: by.clone(),
+        reference: reference.map(str::to_owned),
+    };
+    let ctx = super::hold::ctx(state);
+    if crate::privacy::hold::note_waiting(ctx, (business, contact), asker, now).await? {
+        return Ok(Erasure::Held);
+    }
+    carry_out(state, (contact, business), &detail, &by, now).await?;
+    Ok(Erasure::Done)
+}
+
+/// An audit entry of the support team's erasure of `contact`.
+fn erasure_event(
+    kind: &str,
+    (contact, business): (&crate::domain::ContactKey, &crate::domain::BusinessId),
+    detail: &str,
+    by: &str,
+    now: u64,
+) -> crate::domain::audit::AuditEvent {
+    crate::domain::audit::AuditEvent {
         at: now,
         kind: kind.to_owned(),
         contact: Some(contact.as_str().to_owned()),
-        actor: Actor::Admin,
-        detail: Some(detail.clone()),
+        actor: crate::domain::audit::Actor::Admin,
+        detail: Some(detail.to_owned()),
         business: business.tag(),
-        by: Some(caller.audit_name()),
-    };
-    note(state.store.as_ref(), &state.audit, event("erasure_request")).await;
+        by: Some(by.to_owned()),
+    }
+}
+
+/// Erases everything kept about the contact now (no hold is checked: the
+/// caller did, or is lifting it), audited `erasure_completed` with
+/// `detail` as `by`'s.
+pub(super) async fn carry_out(
+    state: &AppState,
+    (contact, business): (&crate::domain::ContactKey, &crate::domain::BusinessId),
+    detail: &str,
+    by: &str,
+    now: u64,
+) -> Result<(), crate::http::error::ApiError> {
     // Every CRM or helpdesk tool that got data about the contact hears of
     // the erasure (GDPR Art. 19), before the profile naming them goes.
     tell_erased(state, contact, now).await?;
@@ -133,18 +182,15 @@ pub async fn erase_for_support(
     state.contact_links.forget(contact);
     let aliases = state.store.erase_contact(contact, business, now).await?;
     aliases.iter().for_each(|a| state.keyring.forget(a));
-    // Gone from the agents' inbox too.
+    // Gone from the agents' inbox too, and their disclosures.
     let waiting = crate::domain::waiting::kind(business);
     state.store.drop_doc(&waiting, contact.as_str()).await?;
+    crate::privacy::hold::forget(state.store.as_ref(), (business, contact)).await?;
     crate::metrics::global().event(business, crate::store::stats::ERASURES);
     tracing::info!(contact = %contact, "admin: contact erased");
-    note(
-        state.store.as_ref(),
-        &state.audit,
-        event("erasure_completed"),
-    )
-    .await;
-    Ok(Erasure::Done)
+    let done = erasure_event("erasure_completed", (contact, business), detail, by, now);
+    crate::privacy::audit::note(state.store.as_ref(), &state.audit, done).await;
+    Ok(())
 }
 
 /// Queues `contact.erased` for the receivers the contact's data was shared
@@ -183,7 +229,7 @@ pub async fn export(
     let id = req.match_info().get("id").unwrap_or_default().to_owned();
     known(&state, &contact).await?;
     admin_access(&state, &contact, &business, "export", &caller).await;
-    let doc = export_of(&state, &contact, &id).await?;
+    let doc = export_of(&state, (&business, &contact), &id).await?;
     Ok(HttpResponse::Ok().json(doc))
 }
 
@@ -191,16 +237,20 @@ pub async fn export(
 /// `id` (their wa_id or business-scoped user id); built, never stored.
 pub(super) async fn export_of(
     state: &AppState,
-    contact: &crate::domain::ContactKey,
+    (business, contact): (&crate::domain::BusinessId, &crate::domain::ContactKey),
     id: &str,
 ) -> Result<serde_json::Value, crate::http::error::ApiError> {
     let sealer = contact_sealer(state, contact).await?;
+    let (store, keyring) = (state.store.as_ref(), &state.keyring);
+    let disclosures =
+        crate::privacy::hold::disclosures(store, keyring, (business, contact)).await?;
     let doc = crate::privacy::export::build(
         state.store.as_ref(),
         sealer.as_ref(),
         contact,
         id,
         state.retention_days,
+        &disclosures,
         crate::clock::now_secs(),
     )
     .await?;

@@ -163,7 +163,7 @@ pub async fn export(
         .or(profile.user_id)
         .unwrap_or_else(|| contact.as_str().to_owned());
     super::admin_access(&state, &contact, &business, "export", &op.caller).await;
-    let doc = super::contacts::export_of(&state, &contact, &id).await?;
+    let doc = super::contacts::export_of(&state, (&business, &contact), &id).await?;
     let what = "export downloaded by the support team";
     acted(&state, (&business, &r), ("desk_export", what), None, &op).await?;
     tracing::info!(contact = %contact, "desk: export downloaded");

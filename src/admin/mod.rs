@@ -39,6 +39,7 @@ mod contacts;
 mod dead_letters;
 pub mod desk;
 mod desk_acts;
+mod hold;
 pub mod inbox;
 mod inbox_events;
 pub mod offboard;
@@ -64,6 +65,7 @@ pub fn contact_routes(cfg: &mut actix_web::web::ServiceConfig) {
         .route("/{id}/handoff/close", web::post().to(close_handoff))
         .route("/{id}/export", web::get().to(export))
         .route("/{id}/conversation", web::get().to(conversation));
+    hold::routes(cfg);
 }
 
 /// The routes of one business's campaigns, audit log, statistics and dead

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod campaign;
 pub mod consent;
 pub mod desk;
+pub mod hold;
 pub mod inbound;
 pub mod operator;
 pub mod outbound;

@@ -53,6 +53,8 @@ pub fn needed(method: &Method, pattern: &str) -> Need {
         "/contacts/{id}/consent" if post => scoped(Consent),
         "/contacts/{id}/messages" if get => scoped(Deliveries),
         "/contacts/{id}/messages" | "/contacts/{id}/handoff/close" if post => scoped(Reply),
+        "/contacts/{id}/hold" | "/contacts/{id}/disclosures" if get || post => scoped(Hold),
+        "/contacts/{id}/hold" if delete => scoped(Hold),
         "/inbox" | "/inbox/events" if get => scoped(Inbox),
         "/inbox/{id}/take" if post => scoped(Reply),
         "/campaigns" | "/campaigns/{id}" => scoped(Campaigns),
@@ -108,6 +110,10 @@ mod tests {
         assert_eq!(
             needed(&Method::DELETE, "/admin/businesses/{business}"),
             scoped(Perm::RemoveBusiness)
+        );
+        assert_eq!(
+            needed(&Method::DELETE, "/admin/contacts/{id}/hold"),
+            scoped(Perm::Hold)
         );
         assert_eq!(
             needed(&Method::GET, "/admin/something-new"),

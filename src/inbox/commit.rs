@@ -84,10 +84,11 @@ impl Worker {
     /// The audit entries of the step: its consent, and the course of an
     /// erasure request (which marks the profile).
     fn audited(&self, turn: &mut Turn) -> Vec<AuditEvent> {
-        let confirmed = turn
-            .jobs
-            .iter()
-            .any(|j| matches!(j.message, OutMessage::Erase));
+        let confirmed = turn.held_erasure
+            || turn
+                .jobs
+                .iter()
+                .any(|j| matches!(j.message, OutMessage::Erase));
         let erasure = crate::privacy::requests::erasure_events(
             (
                 turn.profile_before.erase_asked_at,
@@ -162,7 +163,7 @@ impl Worker {
     /// The business of the turn's contact (`None`: `default`): that of the
     /// number the customer wrote to, the conversation is on, or a reply
     /// goes out from (all of a contact's numbers are its business's).
-    fn business_of(&self, turn: &Turn) -> Option<crate::domain::BusinessId> {
+    pub(super) fn business_of(&self, turn: &Turn) -> Option<crate::domain::BusinessId> {
         let number = (turn.window.as_ref().map(|(n, _)| n))
             .or(turn.state.phone_number_id.as_ref())
             .or(turn.jobs.first().map(|j| &j.phone_number_id))?;

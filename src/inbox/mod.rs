@@ -11,11 +11,13 @@
 //! `message` (a customer's message), `notice` (the first-contact notice
 //! and a policy change's), `privacy` (STOP, START, HELP, MY DATA, DELETE
 //! MY DATA), `effects` (the flows' effects as jobs), `share`
-//! (events for the CRM and helpdesk receivers) and `commit` (consent kept,
+//! (events for the CRM and helpdesk receivers), `held` (an erasure that
+//! waits for the end of a legal hold) and `commit` (consent kept,
 //! the step sealed, committed, audited, counted).
 
 mod commit;
 mod effects;
+mod held;
 mod message;
 mod notice;
 pub mod policy;

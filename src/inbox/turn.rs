@@ -30,6 +30,9 @@ pub(super) struct Turn {
     /// What each entry did, for the CRM and helpdesk receivers.
     pub(super) causes: Vec<Cause>,
     pub(super) first_message: bool,
+    /// An erasure the customer confirmed that waits for the end of a
+    /// legal hold (see `held`).
+    pub(super) held_erasure: bool,
     pub(super) now: u64,
 }
 
@@ -79,6 +82,7 @@ impl Worker {
         for entry in &claim.entries {
             self.take_entry(&mut turn, &sealer, &queue, entry);
         }
+        self.hold_erasure(&mut turn).await?;
         self.settle(&mut turn, &claim, &sealer).await?;
         // The agents' inbox follows the handoff once the step is in.
         let (handoff, now) = (self.handoff_of(&turn), turn.now);
@@ -119,6 +123,7 @@ impl Worker {
             sharing: !self.hooks.receivers().is_empty(),
             causes: Vec::new(),
             first_message: claim.profile.is_none(),
+            held_erasure: false,
             now: self.clock.now(),
         }
     }

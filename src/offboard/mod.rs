@@ -195,6 +195,9 @@ impl Remover<'_> {
                 }
                 Phase::Campaigns => {
                     r.deleted.campaigns += self.campaigns(&r.numbers).await?;
+                    // Its legal holds and disclosures go, before its
+                    // contacts (whose data no hold keeps any longer).
+                    crate::privacy::hold::drop_business(self.store, &business).await?;
                     r.phase = Phase::Marks;
                 }
                 Phase::Marks => {

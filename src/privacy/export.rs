@@ -121,8 +121,9 @@ pub fn processing(retention_days: u32) -> Value {
 }
 
 /// Builds the export of a contact: profile, consent state and history,
-/// message history (decrypted), conversation state, privacy requests, and
-/// how the data is used. `id` is the customer's own id (their number, or
+/// message history (decrypted), conversation state, privacy requests,
+/// how the data is used, and the `disclosures` to authorities the customer
+/// may be told of at `now`. `id` is the customer's own id (their number, or
 /// their business-scoped user id): the copy is theirs.
 pub async fn build(
     store: &dyn Store,
@@ -130,6 +131,7 @@ pub async fn build(
     contact: &ContactKey,
     id: &str,
     retention_days: u32,
+    disclosures: &[crate::domain::hold::Disclosure],
     now: u64,
 ) -> Result<Value, StoreError> {
     // Without a data key nothing sealed can be read (and none was kept).
@@ -220,6 +222,12 @@ pub async fn build(
         // The CRM and helpdesk tools (by their configured names) that got
         // data about the contact: GDPR Art. 15(1)(c) and 19.
         "shared_with": profile.as_ref().map(|p| p.shared_with.clone()).unwrap_or_default(),
+        // Disclosures to authorities, unless the law forbids telling yet.
+        "disclosures": disclosures
+            .iter()
+            .filter(|d| d.told_at(now))
+            .map(|d| json!({ "what": d.what, "to": d.to, "legal_basis": d.legal_basis, "date": d.date }))
+            .collect::<Vec<_>>(),
     }))
 }
 

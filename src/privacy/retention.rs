@@ -4,7 +4,8 @@
 //! `privacy.retention_days` after the contact's last message, sessions
 //! after `flows.session_ttl`, delivery records and dead letters after 30
 //! days: Redis by the keys' time to live, the embedded store by the same
-//! pass ([`crate::store::Store::purge_expired`]). The same job
+//! pass ([`crate::store::Store::purge_expired`]). A contact under a
+//! legal hold keeps everything ([`crate::privacy::hold`]). The same job
 //! rewraps data keys while a master key is being rotated.
 
 use std::sync::Weak;
@@ -45,6 +46,10 @@ pub async fn run(store: Weak<dyn Store>, keep: Duration, keyring: Keyring, stop:
         let Some(store) = store.upgrade() else {
             return;
         };
+        // Held contacts keep everything, however old (legal holds).
+        if let Err(e) = crate::privacy::hold::keep_held(store.as_ref()).await {
+            tracing::warn!(error = %e, "retention: keeping held contacts' data failed; will retry");
+        }
         match purge(store.as_ref(), keep).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(contacts = n, "retention: old message history purged"),

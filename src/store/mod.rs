@@ -27,6 +27,7 @@ mod businesses;
 mod campaigns;
 mod contacts;
 mod docs;
+mod holds;
 mod inbox;
 mod keys;
 mod lanes;
@@ -41,6 +42,7 @@ pub use campaigns::{
 };
 pub use contacts::{ContactStore, Resolved};
 pub use docs::DocStore;
+pub use holds::HoldStore;
 pub use inbox::{
     Appended, Commit, Committed, DEDUP_TTL, EntryKey, INBOX_TTL, InboxEntry, InboxStore, Queue,
     StoredEntry,
@@ -75,6 +77,7 @@ pub trait Store:
     + AuditStore
     + BusinessStore
     + DocStore
+    + HoldStore
     + OpsStore
     + Send
     + Sync
@@ -91,6 +94,7 @@ impl<T> Store for T where
         + CampaignStore
         + AuditStore
         + DocStore
+        + HoldStore
         + BusinessStore
         + OpsStore
         + Send

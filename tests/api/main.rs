@@ -32,6 +32,7 @@ mod ingest;
 mod instances;
 mod integrations;
 mod keys;
+mod legal_hold;
 mod logs;
 mod metrics;
 mod notice;

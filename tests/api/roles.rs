@@ -62,6 +62,9 @@ fn admin_routes() -> Vec<Route> {
         r("POST", "/admin/operators/op_nobody/reset", "o"),
         r("GET", "/admin/tokens", "oagu"),
         r("GET", "/metrics", "o"),
+        r("GET", "P/contacts/NOBODY/hold", "oa"),
+        r("DELETE", "P/contacts/NOBODY/hold", "oa"),
+        r("GET", "P/contacts/NOBODY/disclosures", "oa"),
     ];
     let mut consent = r("POST", "P/contacts/NOBODY/consent", "oa");
     consent.body = Some(json!({"purpose": "marketing", "granted": false}));
@@ -73,6 +76,12 @@ fn admin_routes() -> Vec<Route> {
     let mut tokens = r("POST", "/admin/tokens", "oagu");
     tokens.body = Some(json!({"name": "matrix", "days": 1}));
     v.extend([consent, campaign, operators, tokens]);
+    let mut hold = r("POST", "P/contacts/NOBODY/hold", "oa");
+    hold.body = Some(json!({"reason": "audit", "reference": "R-1"}));
+    let mut disclosure = r("POST", "P/contacts/NOBODY/disclosures", "oa");
+    disclosure.body =
+        Some(json!({"what": "x", "to": "Police", "legal_basis": "law", "date": "2026-01-01"}));
+    v.extend([hold, disclosure]);
     v.extend(desk_routes());
     v
 }
@@ -87,8 +96,14 @@ fn desk_routes() -> Vec<Route> {
         r("GET", "P/desk", "oau"),
         r("GET", "P/desk/dr_nobody", "oau"),
     ];
-    for act in ["export", "rectify", "erase", "object", "restrict", "close"] {
-        let path: &'static str = Box::leak(format!("P/desk/dr_nobody/{act}").into_boxed_str());
+    for path in [
+        "P/desk/dr_nobody/export",
+        "P/desk/dr_nobody/rectify",
+        "P/desk/dr_nobody/erase",
+        "P/desk/dr_nobody/object",
+        "P/desk/dr_nobody/restrict",
+        "P/desk/dr_nobody/close",
+    ] {
         v.push(r("POST", path, "oa"));
     }
     v

@@ -242,6 +242,12 @@ document.addEventListener("DOMContentLoaded", () => {
     busy(ev.target.querySelector("button"), "Erasing…", async () => {
       const r = await api("/admin/contacts/" + encodeURIComponent(current), { method: "DELETE" });
       if (!r.ok) { setStatus("The erasure failed (" + r.status + ").", true); return; }
+      if (r.status === 202) {
+        // A legal hold: the erasure waits for its end.
+        const held = await r.json();
+        setStatus(held.message || "The contact is under a legal hold: nothing was erased yet.", true);
+        return;
+      }
       document.getElementById("contact").hidden = true;
       setStatus("Erased: nothing is kept about " + current + " any more.");
       current = null;

@@ -17,12 +17,17 @@ impl Sender {
             Recipient::WaId(w) => w.clone(),
             Recipient::UserId(u) => u.clone(),
         };
+        let business = BusinessId::of_tag(self.business_of(&job.phone_number_id).as_ref());
+        let (store, keyring) = (self.store.as_ref(), &self.keyring);
+        let disclosures =
+            crate::privacy::hold::disclosures(store, keyring, (&business, contact)).await?;
         let doc = crate::privacy::export::build(
             self.store.as_ref(),
             sealer,
             contact,
             &id,
             self.retention_days,
+            &disclosures,
             now,
         )
         .await?;

@@ -31,18 +31,27 @@ impl Sender {
             return self.unreadable(claim, id, now, run).await;
         };
         run.business = self.business_of(&job.phone_number_id);
-        let give_up = |(st, reason): Barred, attempts| {
-            (record_of(&job, st, now, None, reason, attempts), None, None)
-        };
+        let mut job = job;
         if matches!(job.message, Message::Erase) {
-            // Everything before it (the final confirmation) is out: erase.
-            // The outbox goes too, with this job and the claim's lease.
             let (store, keyring) = (self.store.as_ref(), &self.keyring);
             let business = BusinessId::of_tag(run.business.as_ref());
             let whose = (&claim.contact, &business);
-            crate::privacy::erasure::erase(store, keyring, &self.audit, whose, now).await?;
-            return Ok(Next::Stop);
+            if crate::privacy::erasure::held(store, keyring, &self.audit, whose, now).await? {
+                // A legal hold came since the customer confirmed: the
+                // erasure waits for its end, and the customer is told so
+                // by this job, sent as the message it becomes.
+                job.message = crate::privacy::erasure::held_message();
+            } else {
+                // Everything before it (the final confirmation) is out:
+                // erase. The outbox goes too, with this job and the
+                // claim's lease.
+                crate::privacy::erasure::erase(store, keyring, &self.audit, whose, now).await?;
+                return Ok(Next::Stop);
+            }
         }
+        let give_up = |(st, reason): Barred, attempts| {
+            (record_of(&job, st, now, None, reason, attempts), None, None)
+        };
         if matches!(job.message, Message::Hook { .. }) {
             return self.deliver(claim, id, &job, state, now_ms, run).await;
         }

@@ -24,15 +24,20 @@ impl ContactStore for EmbeddedStore {
         self.write(move |txn| {
             let mut age = txn.open_table(HISTORY_AGE).map_err(corrupt)?;
             let mut history = txn.open_table(HISTORY).map_err(corrupt)?;
+            // A held contact's history is kept whatever its age.
+            let held = txn.open_table(holds::HELD).map_err(corrupt)?;
             let mut old = Vec::new();
-            for item in age
-                .range((0, "", 0)..(before_ms, "", 0))
-                .map_err(corrupt)?
-                .take(limit.saturating_mul(100))
-            {
+            for item in age.range((0, "", 0)..(before_ms, "", 0)).map_err(corrupt)? {
                 let (key, _) = item.map_err(corrupt)?;
                 let (at, q, seq) = key.value();
+                // History queues are named `h:<contact>`.
+                if holds::is_held(&held, q.strip_prefix("h:").unwrap_or(q))? {
+                    continue;
+                }
                 old.push((at, q.to_owned(), seq));
+                if old.len() >= limit.saturating_mul(100) {
+                    break;
+                }
             }
             let mut contacts = std::collections::HashSet::new();
             for (at, q, seq) in &old {

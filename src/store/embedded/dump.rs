@@ -118,6 +118,7 @@ impl EmbeddedStore {
                 audit::CLOSED,
                 links::LINKS,
                 links::ALIASES,
+                holds::HELD,
             );
             Ok(out)
         })

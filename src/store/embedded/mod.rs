@@ -88,6 +88,7 @@ mod docs;
 mod dump;
 mod erase;
 mod history;
+mod holds;
 mod inbox;
 mod keys;
 mod lanes;
@@ -562,6 +563,7 @@ impl EmbeddedStore {
             audit::create_tables(&txn)?;
             links::create_tables(&txn)?;
             docs::create_tables(&txn)?;
+            holds::create_tables(&txn)?;
             txn.open_table(audience::CAMPAIGN_MEMBERS)
                 .map_err(corrupt)?;
             audience::index_older_audiences(&txn)?;

@@ -119,6 +119,7 @@ impl ContactStore for RedisStore {
             let keys = PurgeKeys {
                 history: self.contact_key(c, "history"),
                 history_index: self.shard_key(shard_of(c), "history"),
+                held: self.contact_key(c, "held"),
             };
             let args = PurgeArgs {
                 cutoff_ms: before_ms,

@@ -12,6 +12,7 @@
 //! | `P{s:N}:c:<contact>:seen:<dedup>` | string, de-duplication mark | 8 days |
 //! | `P{s:N}:c:<contact>:session` | string, the sealed session | `flows.session_ttl` after the last write |
 //! | `P{s:N}:c:<contact>:history` | stream of sealed message history entries (field `h`; the id's time is when it was written) | `privacy.retention_days` after the last entry (older entries are purged by the retention job) |
+//! | `P{s:N}:c:<contact>:held`, `P{meta}:held` | string, the contact's legal hold mark (the purge passes their history by; their profile, history and data key are made persistent while it holds, again on each retention pass), and hash: contact → since when (Unix s), the held contacts (see `store::HoldStore`) | kept until the hold is lifted |
 //! | `P{s:N}:c:<contact>:profile` | string, the sealed profile (names, tags, privacy notices and confirmations) | `privacy.retention_days` after the last write |
 //! | `P{s:N}:c:<contact>:outbox` | stream of sealed outbound jobs | 30 days after the last append |
 //! | `P{s:N}:c:<contact>:lease:inbox`, `P{s:N}:c:<contact>:lease:outbox` | string, the lease holder's token | the lease time, 4 s, renewed every second while held (deleted on commit or release) |
@@ -108,6 +109,7 @@ mod conn;
 mod contacts;
 mod docs;
 mod history;
+mod holds;
 mod inbox;
 mod keys;
 mod lanes;

@@ -56,8 +56,9 @@ impl EraseArgs<'_> {
 }
 
 script_keys! {
-    /// `purge.lua`: the contact's history and its shard's history index.
-    PurgeKeys { history, history_index }
+    /// `purge.lua`: the contact's history, its shard's history index and
+    /// the contact's legal hold mark.
+    PurgeKeys { history, history_index, held }
 }
 
 script_args! {
