@@ -272,6 +272,39 @@ pub async fn erase(op: Operator, req: HttpRequest, state: web::Data<AppState>) -
         .json(json!({ "erased": r.state != State::Held, "request": view(&r, now) })))
 }
 
+/// After a legal hold on `contact` was lifted and their data erased:
+/// the desk's erasure requests that waited on it are open again, their
+/// history saying the contact is erased, for the admin to close.
+pub(super) async fn hold_lifted(
+    state: &AppState,
+    (business, contact): (&BusinessId, &ContactKey),
+    by: &str,
+) -> Result<(), crate::store::StoreError> {
+    let now = state.clock.now();
+    let what = "contact erased when the legal hold was lifted";
+    let waiting = desk(state).list(business).await?.into_iter().filter(|r| {
+        r.state == State::Held && r.kind == Kind::Erasure && r.contact == contact.as_str()
+    });
+    for r in waiting {
+        let changed = desk(state)
+            .update(business, &r.id, |r| {
+                if r.state != State::Held {
+                    return Err(());
+                }
+                r.act(now, by, what);
+                r.state = State::Open;
+                Ok(())
+            })
+            .await?;
+        if let Some(Ok(r)) = changed {
+            desk(state)
+                .audit(business, &r, ("desk_erased", what), (now, by))
+                .await;
+        }
+    }
+    Ok(())
+}
+
 /// The marketing consent withdrawn at the desk, audited as `audit`.
 async fn withdraw(
     op: Operator,

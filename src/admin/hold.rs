@@ -142,6 +142,7 @@ pub async fn lift(
             askers.join("; ")
         );
         super::contacts::carry_out(&state, (&contact, &business), &detail, &by, now).await?;
+        super::desk_acts::hold_lifted(&state, (&business, &contact), &by).await?;
     }
     holds::finish_lift(ctx(&state), whose, &hold, by, now).await?;
     Ok(HttpResponse::Ok().json(json!({

@@ -288,3 +288,47 @@ async fn desk_works(backend: &Backend) {
     app.stop().await;
 }
 both_backends!(desk, desk_works);
+
+/// An erasure logged at the desk for a contact under a legal hold waits
+/// for it; the lift erases the contact and the request is open again,
+/// its history saying so, for the admin to close.
+async fn a_desk_erasure_waits_on_a_legal_hold(backend: &Backend) {
+    let graph = FakeGraph::start().await;
+    let (app, _dir) = app(backend, &graph).await;
+    let admin = operator(&app, "admin@cafe.example", Role::Admin, &["cafe"]).await;
+    let t = admin.token.as_str();
+    say(&app, CAFE, "wamid.H1", text("hello")).await;
+    let contact = format!("/admin/businesses/cafe/contacts/{WA}");
+    until("the café's contact", 30, async || {
+        app.admin_get(&contact).await.0 == 200
+    })
+    .await;
+    let hold = json!({"reason": "tax audit", "reference": "AUDIT-9"});
+    let (s, r) = post(&app, t, &format!("{contact}/hold"), hold).await;
+    assert_eq!(s, 201, "{r}");
+    let erase = log(&app, t, "erasure", WA, "H-1").await;
+    let (s, r) = post(&app, t, &format!("{DESK}/{erase}/erase"), json!({})).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["erased"], false, "{r}");
+    assert_eq!(r["request"]["state"], "waiting on a legal hold", "{r}");
+    assert_eq!(app.admin_get(&contact).await.0, 200, "kept while held");
+
+    let (s, r) = call(&app, Method::DELETE, &format!("{contact}/hold"), t, None).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["erased"], true, "{r}");
+    assert_eq!(app.admin_get(&contact).await.0, 404, "erased on the lift");
+    let (_, shown) = call(&app, Method::GET, &format!("{DESK}/{erase}"), t, None).await;
+    assert_eq!(shown["state"], "open", "{shown}");
+    assert!(
+        shown
+            .to_string()
+            .contains("erased when the legal hold was lifted"),
+        "{shown}"
+    );
+    let done = json!({"outcome": "done"});
+    let (s, r) = post(&app, t, &format!("{DESK}/{erase}/close"), done).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["state"], "done");
+    app.stop().await;
+}
+both_backends!(desk_and_hold, a_desk_erasure_waits_on_a_legal_hold);
