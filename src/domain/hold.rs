@@ -237,40 +237,11 @@ pub fn parse_date(value: &serde_json::Value, field: &str) -> Result<u64, Invalid
 }
 
 /// The days since 1970-01-01 of a day written YYYY-MM-DD (`None` for one
-/// that does not exist).
+/// that does not exist, or before 1970).
 fn day(text: &str) -> Option<u64> {
-    let b = text.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days_in = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if y < 1970 || !(1..=12).contains(&m) || d < 1 || d > days_in[(m - 1) as usize] {
-        return None;
-    }
-    // Howard Hinnant's days-from-civil algorithm.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    u64::try_from(era * 146_097 + doe - 719_468).ok()
+    let date = super::desk::parse_date(text)?;
+    let secs = date.midnight().assume_utc().unix_timestamp();
+    u64::try_from(secs).ok().map(|s| s / 86_400)
 }
 
 /// The records' kind of `business`'s legal holds (id: the contact key).
