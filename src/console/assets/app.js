@@ -631,6 +631,7 @@ async function loadTokens() {
   if (!r.ok) { setStatus("The tokens could not be read (" + r.status + ").", true); return; }
   for (const t of (await r.json()).tokens || []) {
     const tr = el("tr");
+    tr.dataset.name = t.name;
     const revoke = el("button", "Revoke");
     revoke.type = "button";
     revoke.addEventListener("click", () => busy(revoke, "Revoking…", async () => {
