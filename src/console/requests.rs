@@ -47,9 +47,8 @@ fn urgency(open: bool, at: u64, due_at: u64, now: u64) -> &'static str {
 
 /// The Unix time of the start of the day `date` (`YYYY-MM-DD`) names.
 fn unix_day(date: &str) -> u64 {
-    crate::domain::desk::parse_date(date).map_or(0, |d| {
-        u64::try_from(d.midnight().assume_utc().unix_timestamp()).unwrap_or(0)
-    })
+    use crate::domain::desk::{parse_date, unix_midnight};
+    parse_date(date).and_then(unix_midnight).unwrap_or(0)
 }
 
 /// The requests made in the chat, as rows (`business`: only its own).

@@ -187,6 +187,11 @@ pub fn format_date(date: time::Date) -> String {
     )
 }
 
+/// The Unix time of the start (UTC) of `date`; `None` before 1970.
+pub fn unix_midnight(date: time::Date) -> Option<u64> {
+    u64::try_from(date.midnight().assume_utc().unix_timestamp()).ok()
+}
+
 /// The day of the Unix time `at` (UTC).
 pub fn day_of(at: u64) -> time::Date {
     let secs = i64::try_from(at).unwrap_or(i64::MAX);

@@ -239,9 +239,7 @@ pub fn parse_date(value: &serde_json::Value, field: &str) -> Result<u64, Invalid
 /// The days since 1970-01-01 of a day written YYYY-MM-DD (`None` for one
 /// that does not exist, or before 1970).
 fn day(text: &str) -> Option<u64> {
-    let date = super::desk::parse_date(text)?;
-    let secs = date.midnight().assume_utc().unix_timestamp();
-    u64::try_from(secs).ok().map(|s| s / 86_400)
+    super::desk::unix_midnight(super::desk::parse_date(text)?).map(|s| s / 86_400)
 }
 
 /// The records' kind of `business`'s legal holds (id: the contact key).
