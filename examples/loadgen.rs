@@ -16,6 +16,12 @@
 //! of message N to the arrival at the fake of the first reply to it (the
 //! read receipt names message N; the next message to that contact is its
 //! first reply; needs `outbox.mark_read`, the default).
+//!
+//! With `--reply-text TEXT` (for a bot that answers every message with one
+//! text, read receipts off) the replies are the text messages whose body is
+//! TEXT (others, such as a first-contact notice, are counted apart), and the
+//! end-to-end latency of message N is from the start of its POST to the
+//! arrival of the reply it matches, first in first out per contact.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +37,7 @@ struct Args {
     rate: Option<f64>,
     contacts: usize,
     fake_graph: Option<u16>,
+    reply_text: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -42,6 +49,7 @@ fn parse_args() -> Args {
         rate: None,
         contacts: 1_000,
         fake_graph: None,
+        reply_text: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -54,6 +62,7 @@ fn parse_args() -> Args {
             "--rate" => args.rate = Some(value.parse().expect("--rate per second")),
             "--contacts" => args.contacts = value.parse().expect("--contacts N"),
             "--fake-graph" => args.fake_graph = Some(value.parse().expect("--fake-graph PORT")),
+            "--reply-text" => args.reply_text = Some(value),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -64,9 +73,14 @@ fn parse_args() -> Args {
     args
 }
 
+/// The sender of message `i`.
+fn wa_id(i: usize, contacts: usize) -> u64 {
+    16_505_000_000u64 + (i % contacts) as u64
+}
+
 /// A ~1 KB delivery with one text message; `run` keeps ids unique per run.
 fn body(run: u64, i: usize, contacts: usize) -> Vec<u8> {
-    let wa_id = 16_505_000_000u64 + (i % contacts) as u64;
+    let wa_id = wa_id(i, contacts);
     let text = "Hello! I ordered the blue jacket last week and wanted to ask whether it can still be \
                 exchanged for a larger size, and if so how I should send it back. Thanks a lot for \
                 your help, the customer service has been great so far.";
@@ -105,6 +119,15 @@ struct Replies {
     /// End-to-end latencies (µs).
     e2e: std::sync::Mutex<Vec<u64>>,
     contacts: std::sync::atomic::AtomicUsize,
+    /// With `--reply-text`: the reply text, ...
+    reply_text: Option<String>,
+    /// ... the replies received and when the last one came, ...
+    replies: std::sync::atomic::AtomicU64,
+    last_reply_ms: std::sync::atomic::AtomicU64,
+    /// ... and per contact (wa_id without "+"), the POST times of the
+    /// messages not yet answered, oldest first.
+    unanswered:
+        std::sync::Mutex<std::collections::HashMap<u64, std::collections::VecDeque<Instant>>>,
 }
 
 impl Replies {
@@ -129,6 +152,21 @@ impl Replies {
         let Some(to) = body["to"].as_str() else {
             return;
         };
+        if let Some(text) = &self.reply_text {
+            if body["text"]["body"].as_str() != Some(text.as_str()) {
+                return;
+            }
+            self.replies.fetch_add(1, Ordering::Relaxed);
+            let t = to
+                .trim_start_matches('+')
+                .parse::<u64>()
+                .ok()
+                .and_then(|c| self.unanswered.lock().ok()?.get_mut(&c)?.pop_front());
+            if let (Some(t), Ok(mut e2e)) = (t, self.e2e.lock()) {
+                e2e.push(t.elapsed().as_micros() as u64);
+            }
+            return;
+        }
         let t = self.pending.lock().ok().and_then(|mut p| p.remove(to));
         if let (Some(t), Ok(mut e2e)) = (t, self.e2e.lock()) {
             e2e.push(t.elapsed().as_micros() as u64);
@@ -145,11 +183,15 @@ async fn fake_graph(port: u16, replies: Arc<Replies>, start: Instant) {
             web::post().to(
                 |d: web::Data<(Arc<Replies>, Instant)>, body: web::Bytes| async move {
                     let n = d.0.count.fetch_add(1, Ordering::Relaxed);
+                    let answered = d.0.replies.load(Ordering::Relaxed);
                     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
                         d.0.observe(&v);
                     }
-                    d.0.last_ms
-                        .store(d.1.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    let ms = d.1.elapsed().as_millis() as u64;
+                    d.0.last_ms.store(ms, Ordering::Relaxed);
+                    if d.0.replies.load(Ordering::Relaxed) != answered {
+                        d.0.last_reply_ms.fetch_max(ms, Ordering::Relaxed);
+                    }
                     HttpResponse::Ok().json(serde_json::json!({
                         "messaging_product": "whatsapp",
                         "contacts": [{"input": "+16505550000", "wa_id": "16505550000"}],
@@ -168,7 +210,10 @@ async fn fake_graph(port: u16, replies: Arc<Replies>, start: Instant) {
 #[tokio::main]
 async fn main() {
     let args = Arc::new(parse_args());
-    let replies = Arc::new(Replies::default());
+    let replies = Arc::new(Replies {
+        reply_text: args.reply_text.clone(),
+        ..Replies::default()
+    });
     replies.contacts.store(args.contacts, Ordering::Relaxed);
     let origin = Instant::now();
     if let Some(port) = args.fake_graph {
@@ -203,7 +248,11 @@ async fn main() {
                 let b = body(run, i, args.contacts);
                 let sig = sign(&args.secret, &b);
                 let t = Instant::now();
-                if args.fake_graph.is_some()
+                if args.fake_graph.is_some() && args.reply_text.is_some() {
+                    if let Ok(mut u) = replies.unanswered.lock() {
+                        u.entry(wa_id(i, args.contacts)).or_default().push_back(t);
+                    }
+                } else if args.fake_graph.is_some()
                     && let Ok(mut p) = replies.posted.lock()
                 {
                     p.insert(i, t);
@@ -276,6 +325,16 @@ async fn main() {
             last - messages,
             messages as f64 / span.max(0.001)
         );
+        if let Some(text) = &args.reply_text {
+            let n = replies.replies.load(Ordering::Relaxed);
+            let span = replies.last_reply_ms.load(Ordering::Relaxed) as f64 / 1000.0
+                - (start - origin).as_secs_f64();
+            println!(
+                "replies ({text:?}): {n} of {} messages in {span:.2}s -> {:.0} replies/s",
+                args.requests,
+                n as f64 / span.max(0.001)
+            );
+        }
         let mut e2e = replies.e2e.lock().map(|e| e.clone()).unwrap_or_default();
         e2e.sort_unstable();
         println!(
