@@ -10,6 +10,7 @@ use crate::both_backends;
 use crate::graph::FakeGraph;
 use crate::helpers::{Backend, TestApp};
 use crate::outbox::{app_with, sent_to, text_from, until};
+use crate::privacy::told;
 
 const OPTED_OUT: &str = "won't get promotions";
 const OPTED_IN: &str = "our offers again";
@@ -52,18 +53,6 @@ async fn repeat(app: &TestApp, wa: &str, tag: &str, text: &str, n: usize, sent_a
     for id in &ids[3 * quarter..] {
         post(app, &text_from(wa, id, text, sent_at)).await;
     }
-}
-
-/// The texts sent to `wa` that contain `needle`.
-fn told(graph: &FakeGraph, wa: &str, needle: &str) -> usize {
-    sent_to(graph, wa)
-        .iter()
-        .filter(|m| {
-            m["text"]["body"]
-                .as_str()
-                .is_some_and(|b| b.contains(needle))
-        })
-        .count()
 }
 
 /// The marketing entries of the ledger `GET /admin/contacts/{wa}` shows.

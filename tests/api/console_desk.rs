@@ -11,38 +11,14 @@ use whatsify::domain::operator::Role;
 use crate::console::{headless, wait_js};
 use crate::graph::FakeGraph;
 use crate::helpers::{TestApp, embedded};
-use crate::operators_helpers::{PASSWORD, TestOperator, code_now, operator};
+use crate::operators_helpers::{TestOperator, operator};
 use crate::outbox::{app_with, now, say_hi, until};
 
 type Cmd = Result<(), fantoccini::error::CmdError>;
 
 /// Signs `op` in through the form and opens the requests page.
 async fn sign_in(browser: &Client, app: &TestApp, op: &TestOperator) -> Cmd {
-    browser.goto(&format!("{}/console", app.address)).await?;
-    let fill = [
-        ("email", op.email.clone()),
-        ("password", PASSWORD.to_owned()),
-        ("code", code_now(&op.secret)),
-    ];
-    for (id, value) in fill {
-        browser
-            .find(Locator::Id(id))
-            .await?
-            .send_keys(&value)
-            .await?;
-    }
-    (browser
-        .find(Locator::Css("#operator-sign-in button[type=submit]"))
-        .await?)
-        .click()
-        .await?;
-    wait_js(
-        browser,
-        "signed in",
-        "return !!document.getElementById('who');",
-        |v| v == true,
-    )
-    .await?;
+    crate::console_inbox::sign_in_as(browser, app, op).await?;
     browser
         .goto(&format!("{}/console/requests", app.address))
         .await?;

@@ -17,8 +17,10 @@ use crate::outbox::{app_with, sent_to, until};
 
 type Cmd = Result<(), fantoccini::error::CmdError>;
 
-/// Signs `op` in through the form and opens the inbox page.
-async fn sign_in(browser: &Client, app: &TestApp, op: &TestOperator) -> Cmd {
+/// Signs `op` in through the console's form (email, password and the
+/// current TOTP code) and waits for the signed-in page. Shared by the
+/// browser tests of operators' pages.
+pub(crate) async fn sign_in_as(browser: &Client, app: &TestApp, op: &TestOperator) -> Cmd {
     browser.goto(&format!("{}/console", app.address)).await?;
     browser
         .find(Locator::Id("email"))
@@ -43,6 +45,12 @@ async fn sign_in(browser: &Client, app: &TestApp, op: &TestOperator) -> Cmd {
         |v| v == true,
     )
     .await?;
+    Ok(())
+}
+
+/// Signs `op` in through the form and opens the inbox page.
+async fn sign_in(browser: &Client, app: &TestApp, op: &TestOperator) -> Cmd {
+    sign_in_as(browser, app, op).await?;
     browser
         .goto(&format!("{}/console/inbox", app.address))
         .await?;

@@ -12,30 +12,10 @@ use crate::both_backends;
 use crate::graph::FakeGraph;
 use crate::helpers::{Backend, TestApp};
 use crate::outbox::{app_with, contact_key, now, say_hi, sent_to, text_from, until};
+use crate::privacy::{tap_button, told};
 
 /// The first words of what the customer is told when their erasure waits.
 const HELD: &str = "We can't delete your data yet: we must keep it for a legal reason.";
-
-/// The texts sent to `wa` that contain `needle`.
-fn told(graph: &FakeGraph, wa: &str, needle: &str) -> usize {
-    sent_to(graph, wa)
-        .iter()
-        .filter(|m| {
-            m["text"]["body"]
-                .as_str()
-                .is_some_and(|b| b.contains(needle))
-        })
-        .count()
-}
-
-fn tap_button(wa: &str, wamid: &str, id: &str, title: &str) -> Vec<u8> {
-    let mut v: Value = serde_json::from_slice(&text_from(wa, wamid, "", now())).expect("json");
-    let m = &mut v["entry"][0]["changes"][0]["value"]["messages"][0];
-    m["type"] = json!("interactive");
-    m["interactive"] =
-        json!({ "type": "button_reply", "button_reply": { "id": id, "title": title } });
-    serde_json::to_vec(&v).expect("json")
-}
 
 /// The kinds of the contact's audit entries, oldest first.
 async fn audit_kinds(app: &TestApp, wa: &str) -> Vec<String> {

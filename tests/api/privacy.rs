@@ -27,7 +27,7 @@ async fn send_at(app: &TestApp, wa: &str, wamid: &str, text: &str, at: u64) {
 }
 
 /// The texts sent to `wa` that contain `needle`.
-fn told(graph: &FakeGraph, wa: &str, needle: &str) -> usize {
+pub(crate) fn told(graph: &FakeGraph, wa: &str, needle: &str) -> usize {
     sent_to(graph, wa)
         .iter()
         .filter(|m| {
@@ -738,7 +738,7 @@ steps:
 }
 both_backends!(flow_marketing, a_flow_s_marketing_template_needs_consent);
 
-fn tap_button(wa: &str, wamid: &str, id: &str, title: &str) -> Vec<u8> {
+pub(crate) fn tap_button(wa: &str, wamid: &str, id: &str, title: &str) -> Vec<u8> {
     let mut v: Value = serde_json::from_slice(&text_from(wa, wamid, "", now())).expect("json");
     let m = &mut v["entry"][0]["changes"][0]["value"]["messages"][0];
     m["type"] = json!("interactive");
