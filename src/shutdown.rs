@@ -91,9 +91,18 @@ pub struct Hints {
 struct HintsInner {
     queue: Mutex<Queued>,
     notify: Notify,
-    /// When the last sweep started (`None`: never), and whether one was
-    /// asked for once the hints are done.
-    swept: Mutex<(Option<Instant>, bool)>,
+    /// When the last sweep started (`None`: never), whether one was asked
+    /// for once the hints are done, and how many sweeps in a row found
+    /// nothing (an idle lane sweeps less and less often; see
+    /// [`Hints::sweep_idle`]).
+    swept: Mutex<Swept>,
+}
+
+#[derive(Default)]
+struct Swept {
+    last: Option<Instant>,
+    asked: bool,
+    empty: u32,
 }
 
 #[derive(Default)]
@@ -179,14 +188,40 @@ impl Hints {
         self.take_sweep(every, false)
     }
 
+    /// For a task with no hints, on a lane whose sweeps may find nothing
+    /// for long: as [`Hints::sweep_due`], but each sweep in a row that
+    /// found nothing doubles the interval from `every`, up to `most`
+    /// (an idle instance does not keep asking the store; work this
+    /// instance is handed wakes it at once all the same, and a sweep
+    /// that finds something brings the interval back to `every`).
+    pub fn sweep_idle(&self, every: Duration, most: Duration) -> bool {
+        let empty = self.lock_swept().empty.min(16);
+        let every = every.saturating_mul(1 << empty).min(most.max(every));
+        self.take_sweep(every, true)
+    }
+
+    /// What the last sweep found (how many contacts), for
+    /// [`Hints::sweep_idle`].
+    pub fn swept(&self, found: usize) {
+        let mut g = self.lock_swept();
+        g.empty = if found == 0 {
+            g.empty.saturating_add(1)
+        } else {
+            0
+        };
+    }
+
+    fn lock_swept(&self) -> std::sync::MutexGuard<'_, Swept> {
+        self.inner.swept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn take_sweep(&self, every: Duration, asked_counts: bool) -> bool {
-        let mut g = self.inner.swept.lock().unwrap_or_else(|p| p.into_inner());
-        let (last, asked) = &mut *g;
-        if !(asked_counts && *asked) && last.is_some_and(|t| t.elapsed() < every) {
+        let mut g = self.lock_swept();
+        if !(asked_counts && g.asked) && g.last.is_some_and(|t| t.elapsed() < every) {
             return false;
         }
-        *last = Some(Instant::now());
-        *asked = false;
+        g.last = Some(Instant::now());
+        g.asked = false;
         true
     }
 
@@ -194,7 +229,7 @@ impl Hints {
     /// than it could hand over, or deferred work was made due) and wakes
     /// an idle task for it.
     pub fn sweep_soon(&self) {
-        self.inner.swept.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.lock_swept().asked = true;
         self.inner.notify.notify_one();
     }
 
@@ -251,5 +286,31 @@ mod tests {
         assert!(h.sweep_due(Duration::from_secs(60)));
         assert!(!h.sweep_due(Duration::from_secs(60)));
         assert!(h.sweep_overdue(Duration::ZERO), "overdue: swept anyway");
+    }
+
+    #[test]
+    fn an_idle_lane_sweeps_less_often_until_a_sweep_finds_work() {
+        let h = Hints::default();
+        let (every, most) = (Duration::from_millis(40), Duration::from_secs(3600));
+        assert!(h.sweep_idle(every, most));
+        for _ in 0..10 {
+            h.swept(0);
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!h.sweep_idle(every, most), "backed off: not yet");
+        h.sweep_soon();
+        assert!(h.sweep_idle(every, most), "asked for: at once");
+        h.swept(3);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            h.sweep_idle(every, most),
+            "found work: the interval is back"
+        );
+        // Never longer than `most`.
+        for _ in 0..40 {
+            h.swept(0);
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(h.sweep_idle(every, Duration::from_millis(50)));
     }
 }

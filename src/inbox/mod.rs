@@ -60,7 +60,8 @@ pub const LEASE: Duration = crate::store::lease::LEASE;
 /// Most inbox entries handled in one claim.
 pub const BATCH: usize = 50;
 /// How often the store is swept for contacts this instance was not handed
-/// (queued by another instance, left by a crash, timeouts come due).
+/// (queued by another instance, left by a crash, timeouts come due); a
+/// sweep that finds nothing doubles the interval, up to [`SWEEP_ANYWAY`].
 const SWEEP: Duration = Duration::from_millis(100);
 /// Most contacts one sweep hands over.
 const SWEEP_LIMIT: usize = 64;
@@ -131,9 +132,10 @@ impl Worker {
             let tick = due.then(|| self.clock.now());
             return self.try_contact(taken.contact.clone(), tick).await;
         }
-        if overdue || self.wake.inbox.sweep_due(SWEEP) {
+        if overdue || self.wake.inbox.sweep_idle(SWEEP, SWEEP_ANYWAY) {
             let now = self.clock.now();
             let (ready, due) = self.store.sweep(Lane::Inbox, now, SWEEP_LIMIT).await?;
+            self.wake.inbox.swept(ready.len() + due.len());
             if ready.len() >= SWEEP_LIMIT || due.len() >= SWEEP_LIMIT {
                 // More may be waiting: sweep again once these are done.
                 self.wake.inbox.sweep_soon();

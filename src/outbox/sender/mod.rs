@@ -65,7 +65,9 @@ const EXPORT_FILE: &str = "my-data.json";
 /// Most jobs taken in one claim.
 pub const BATCH: usize = 20;
 /// How often the store is swept for outboxes this instance was not handed
-/// (queued by another instance, left by a crash, deferred and now due).
+/// (queued by another instance, left by a crash, deferred and now due);
+/// a sweep that finds nothing doubles the interval, up to
+/// [`SWEEP_ANYWAY`].
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Most contacts one sweep hands over.
 const SWEEP_LIMIT: usize = 64;
@@ -287,9 +289,10 @@ impl Sender {
         if !overdue && let Some((taken, _)) = self.wake.outbox.pop() {
             return self.try_contact(taken.contact.clone()).await;
         }
-        if overdue || self.wake.outbox.sweep_due(IDLE_POLL) {
+        if overdue || self.wake.outbox.sweep_idle(IDLE_POLL, SWEEP_ANYWAY) {
             let now_ms = self.clock.now() * 1000;
             let (ready, due) = self.store.sweep(Lane::Outbox, now_ms, SWEEP_LIMIT).await?;
+            self.wake.outbox.swept(ready.len() + due.len());
             if ready.len() >= SWEEP_LIMIT || due.len() >= SWEEP_LIMIT {
                 // More may be waiting: sweep again once these are done.
                 self.wake.outbox.sweep_soon();
