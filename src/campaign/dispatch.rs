@@ -35,6 +35,10 @@ const TICK: Duration = Duration::from_millis(20);
 const BURST_TICKS: u32 = 2;
 /// How often the number's pause and the campaign's backlog are read.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// How long the dispatcher sleeps when no campaign is under way (none
+/// due, or every one held elsewhere): a campaign starts within it, and an
+/// idle instance does not ask the store fifty times a second.
+const NONE_ACTIVE: Duration = Duration::from_secs(1);
 /// The most contacts dispatched in one step.
 const BATCH: u32 = 200;
 /// However slow the campaign, this many of its messages may wait in the
@@ -70,6 +74,8 @@ fn per_ticks(rate: u32, ticks: u32) -> u32 {
 pub struct Progress {
     pub queued: usize,
     pub skipped: usize,
+    /// Campaigns due that this instance holds.
+    pub active: usize,
 }
 
 impl Dispatcher {
@@ -78,6 +84,7 @@ impl Dispatcher {
         while !stop.is_stopping() {
             match self.tick().await {
                 Ok(step) if step.queued + step.skipped > 0 => {}
+                Ok(step) if step.active == 0 => stop.sleep(NONE_ACTIVE).await,
                 Ok(_) => stop.sleep(TICK).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "campaigns: store unavailable; retrying");
@@ -107,6 +114,7 @@ impl Dispatcher {
                 continue;
             }
             let step = self.step(&stored, &campaign).await?;
+            total.active += 1;
             total.queued += step.queued;
             total.skipped += step.skipped;
         }
