@@ -62,6 +62,8 @@ impl Shutdown {
 pub struct Wakeups {
     pub inbox: Hints,
     pub outbox: Hints,
+    /// A campaign was created here: the dispatcher looks at once.
+    pub campaigns: Arc<Notify>,
 }
 
 /// The most contacts a lane keeps in hand; beyond it a hint is dropped

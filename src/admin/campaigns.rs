@@ -149,6 +149,8 @@ pub async fn create(
     if let Err(e) = state.store.create_campaign(&id, &json, audience).await {
         return Err(e.into());
     }
+    // This instance's dispatcher starts it now, not at its next look.
+    state.wake.campaigns.notify_one();
     audit(
         (&state, &op),
         &business,

@@ -36,8 +36,9 @@ const BURST_TICKS: u32 = 2;
 /// How often the number's pause and the campaign's backlog are read.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// How long the dispatcher sleeps when no campaign is under way (none
-/// due, or every one held elsewhere): a campaign starts within it, and an
-/// idle instance does not ask the store fifty times a second.
+/// due, or every one held elsewhere), unless a campaign is created on
+/// this instance: one created on another or come due starts within it,
+/// and an idle instance does not ask the store fifty times a second.
 const NONE_ACTIVE: Duration = Duration::from_secs(1);
 /// The most contacts dispatched in one step.
 const BATCH: u32 = 200;
@@ -84,7 +85,9 @@ impl Dispatcher {
         while !stop.is_stopping() {
             match self.tick().await {
                 Ok(step) if step.queued + step.skipped > 0 => {}
-                Ok(step) if step.active == 0 => stop.sleep(NONE_ACTIVE).await,
+                Ok(step) if step.active == 0 => {
+                    stop.idle(NONE_ACTIVE, &self.wake.campaigns).await;
+                }
                 Ok(_) => stop.sleep(TICK).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "campaigns: store unavailable; retrying");
