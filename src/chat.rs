@@ -359,7 +359,8 @@ impl Session {
         let started = Instant::now();
         let mut last_count = self.sent_count();
         let mut quiet_since = Instant::now();
-        // Timers are found by the workers' sweep (every 100 ms).
+        // Timers come due are found by the workers' sweep (asked for by
+        // `/wait`).
         tokio::time::sleep(Duration::from_millis(50)).await;
         while started.elapsed() < TURN {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -463,6 +464,10 @@ pub async fn run(
                     session
                         .clock
                         .advance(i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2));
+                    // Timers come due now: the workers look at once (an
+                    // idle lane otherwise sweeps only once a second).
+                    session.app_state.wake.inbox.sweep_soon();
+                    session.app_state.wake.outbox.sweep_soon();
                     session.answers(&mut output, &mut choices).await?;
                 }
                 Err(_) => writeln!(output, "     (/wait takes a duration like 30s, 10m, 2h)")?,
