@@ -104,12 +104,8 @@ pub async fn log(
     state: web::Data<AppState>,
 ) -> Answer {
     let business = business_of(&req, &state)?;
-    let body = crate::http::body::of(&req, payload, &state, BODY_MAX).await?;
-    let body: LogBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body must be {{\"kind\", \"contact\", \"channel\", \"reference\", \"received\": \"YYYY-MM-DD\"}}: {e}"
-        ))
-    })?;
+    let shape = "{\"kind\", \"contact\", \"channel\", \"reference\", \"received\": \"YYYY-MM-DD\"}";
+    let body: LogBody = crate::http::body::json(&req, payload, &state, (BODY_MAX, shape)).await?;
     let contact = crate::http::auth::contact_of(body.contact.trim(), &business, &state)
         .ok_or_else(|| {
             ApiError::bad_request(

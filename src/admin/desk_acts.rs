@@ -103,19 +103,6 @@ async fn acted(
     Ok(r)
 }
 
-/// A body, parsed, or a 400 showing the shape expected.
-async fn body_of<T: serde::de::DeserializeOwned>(
-    req: &HttpRequest,
-    payload: web::Payload,
-    state: &AppState,
-    shape: &str,
-) -> Result<T, ApiError> {
-    let body = crate::http::body::of(req, payload, state, BODY_MAX).await?;
-    // serde's message names the field and the position, never values.
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body must be {shape}: {e}")))
-}
-
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExportBody {
@@ -131,7 +118,8 @@ pub async fn export(
     state: web::Data<AppState>,
 ) -> Answer {
     let shape = "{\"deliver\": \"download\" | \"whatsapp\"}";
-    let body: ExportBody = body_of(&req, payload, &state, shape).await?;
+    let body: ExportBody =
+        crate::http::body::json(&req, payload, &state, (BODY_MAX, shape)).await?;
     if !matches!(body.deliver.as_str(), "download" | "whatsapp") {
         return Err(ApiError::bad_request(format!("the body must be {shape}")));
     }
@@ -222,7 +210,8 @@ pub async fn rectify(
     state: web::Data<AppState>,
 ) -> Answer {
     let shape = "{\"name\": \"...\", \"tags\": [\"...\"]} (either or both)";
-    let body: RectifyBody = body_of(&req, payload, &state, shape).await?;
+    let body: RectifyBody =
+        crate::http::body::json(&req, payload, &state, (BODY_MAX, shape)).await?;
     let (name, tags) = rectification(body).map_err(ApiError::BadRequest)?;
     let (business, r, contact) = to_carry_out(&state, &req, Kind::Rectification).await?;
     // Field names only: the values are the customer's.
@@ -355,7 +344,7 @@ pub async fn close(
     state: web::Data<AppState>,
 ) -> Answer {
     let shape = "{\"outcome\": \"done\" | \"refused: <the reason>\"}";
-    let body: CloseBody = body_of(&req, payload, &state, shape).await?;
+    let body: CloseBody = crate::http::body::json(&req, payload, &state, (BODY_MAX, shape)).await?;
     let (new_state, outcome) =
         crate::domain::desk::outcome(&body.outcome).map_err(ApiError::BadRequest)?;
     let (business, r) = pending(&state, &req).await?;

@@ -48,19 +48,6 @@ fn invalid(e: Invalid) -> ApiError {
     ApiError::Refused(StatusCode::UNPROCESSABLE_ENTITY, e.0)
 }
 
-/// The JSON body as `T`, or 400 saying what it must be.
-async fn body<T: serde::de::DeserializeOwned>(
-    req: &HttpRequest,
-    payload: web::Payload,
-    state: &AppState,
-    shape: &str,
-) -> Result<T, ApiError> {
-    let bytes = crate::http::body::of(req, payload, state, BODY_MAX).await?;
-    // serde's message names the field and the position, never values.
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("the body must be {shape}: {e}")))
-}
-
 /// `POST …/hold`: places a legal hold on the contact.
 pub async fn place(
     ContactPath(contact, business, caller): ContactPath,
@@ -69,7 +56,8 @@ pub async fn place(
     state: web::Data<AppState>,
 ) -> Answer {
     let shape = "{\"reason\": \"...\", \"reference\": \"...\"}";
-    let asked: HoldRequest = body(&req, payload, &state, shape).await?;
+    let asked: HoldRequest =
+        crate::http::body::json(&req, payload, &state, (BODY_MAX, shape)).await?;
     let hold = asked
         .hold(crate::clock::now_secs(), &caller.audit_name())
         .map_err(invalid)?;
@@ -161,7 +149,8 @@ pub async fn disclose(
     state: web::Data<AppState>,
 ) -> Answer {
     let shape = "{\"what\": \"...\", \"to\": \"...\", \"legal_basis\": \"...\", \"date\": \"YYYY-MM-DD\", \"secret_until\": \"YYYY-MM-DD\" (optional)}";
-    let asked: DisclosureRequest = body(&req, payload, &state, shape).await?;
+    let asked: DisclosureRequest =
+        crate::http::body::json(&req, payload, &state, (BODY_MAX, shape)).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = crate::clock::now_secs();
     let disclosure = asked

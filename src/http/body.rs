@@ -97,3 +97,18 @@ pub async fn of(
 ) -> Result<web::Bytes, crate::http::error::ApiError> {
     Ok(read(req, payload, max, state.body_timeout).await?)
 }
+
+/// Reads an authorised request's JSON body as `T` (at most `max` bytes),
+/// or 400 saying it must be `shape`, with serde's reason (which names
+/// the field and the position, never the values sent).
+pub async fn json<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &crate::state::AppState,
+    (max, shape): (usize, &str),
+) -> Result<T, crate::http::error::ApiError> {
+    let bytes = of(req, payload, state, max).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        crate::http::error::ApiError::bad_request(format!("the body must be {shape}: {e}"))
+    })
+}
