@@ -161,11 +161,6 @@ pub fn kind(business: &BusinessId) -> String {
     format!("desk:{}", business.as_str())
 }
 
-/// What the record `id` in `kind` is sealed under.
-pub fn context(kind: &str, id: &str) -> String {
-    format!("{kind}:{id}")
-}
-
 /// A calendar date written `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> Option<time::Date> {
     let mut parts = s.split('-');

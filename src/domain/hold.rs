@@ -253,11 +253,6 @@ pub fn disclosure_kind(business: &BusinessId) -> String {
     format!("disclosure:{}", business.as_str())
 }
 
-/// What the record of `contact` in `kind` is sealed under.
-pub fn context(kind: &str, contact: &str) -> String {
-    format!("{kind}:{contact}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

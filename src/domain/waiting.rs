@@ -58,11 +58,6 @@ pub fn kind(business: &BusinessId) -> String {
     format!("inbox:{}", business.as_str())
 }
 
-/// What the record of `contact` in `kind` is sealed under.
-pub fn context(kind: &str, contact: &str) -> String {
-    format!("{kind}:{contact}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

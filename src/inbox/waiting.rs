@@ -11,7 +11,7 @@
 use super::turn::Turn;
 use super::*;
 use crate::domain::BusinessId;
-use crate::domain::waiting::{Waiting, context, kind};
+use crate::domain::waiting::{Waiting, kind};
 
 /// How many times a change is tried against concurrent writers.
 const TRIES: usize = 8;
@@ -33,11 +33,7 @@ pub fn seal(
     contact: &str,
     waiting: &Waiting,
 ) -> Result<Vec<u8>, StoreError> {
-    let kind = kind(business);
-    let plain = serde_json::to_vec(waiting).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    keyring
-        .seal_system(&plain, context(&kind, contact).as_bytes())
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+    crate::store::seal_record(keyring, (&kind(business), contact), waiting)
 }
 
 /// Opens the record of `contact` in `business`'s inbox (`None`: it does
@@ -48,11 +44,7 @@ pub fn open(
     contact: &str,
     sealed: &[u8],
 ) -> Option<Waiting> {
-    let kind = kind(business);
-    let plain = keyring
-        .open_system(sealed, context(&kind, contact).as_bytes())
-        .ok()?;
-    serde_json::from_slice(&plain).ok()
+    crate::store::open_record(keyring, (&kind(business), contact), sealed).ok()
 }
 
 /// Applies `change` to the record of `contact` in `business`'s inbox,

@@ -138,10 +138,7 @@ pub fn email(raw: &str) -> Result<String, OperatorError> {
 
 impl Accounts<'_> {
     fn seal(&self, kind: &str, id: &str, value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
-        let plain = serde_json::to_vec(value).map_err(|e| corrupt(kind, e))?;
-        self.keyring
-            .seal_system(&plain, format!("{kind}:{id}").as_bytes())
-            .map_err(|e| corrupt(kind, e))
+        crate::store::seal_record(self.keyring, (kind, id), value)
     }
 
     fn open<T: DeserializeOwned>(
@@ -150,11 +147,7 @@ impl Accounts<'_> {
         id: &str,
         sealed: &[u8],
     ) -> Result<T, StoreError> {
-        let plain = self
-            .keyring
-            .open_system(sealed, format!("{kind}:{id}").as_bytes())
-            .map_err(|e| corrupt(kind, e))?;
-        serde_json::from_slice(&plain).map_err(|e| corrupt(kind, e))
+        crate::store::open_record(self.keyring, (kind, id), sealed)
     }
 
     /// Every account, by email.

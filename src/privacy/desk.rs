@@ -7,7 +7,7 @@
 use crate::crypto::keyring::Keyring;
 use crate::domain::BusinessId;
 use crate::domain::audit::{Actor, AuditEvent};
-use crate::domain::desk::{DeskRequest, context, kind};
+use crate::domain::desk::{DeskRequest, kind};
 use crate::privacy::audit::{Chain, note};
 use crate::store::{Store, StoreError};
 
@@ -34,17 +34,11 @@ pub fn new_id() -> String {
 
 impl Desk<'_> {
     fn seal(&self, business: &BusinessId, r: &DeskRequest) -> Result<Vec<u8>, StoreError> {
-        let plain = serde_json::to_vec(r).map_err(corrupt)?;
-        let context = context(&kind(business), &r.id);
-        (self.keyring)
-            .seal_system(&plain, context.as_bytes())
-            .map_err(corrupt)
+        crate::store::seal_record(self.keyring, (&kind(business), &r.id), r)
     }
 
     fn open(&self, business: &BusinessId, id: &str, sealed: &[u8]) -> Option<DeskRequest> {
-        let context = context(&kind(business), id);
-        let plain = self.keyring.open_system(sealed, context.as_bytes()).ok()?;
-        serde_json::from_slice(&plain).ok()
+        crate::store::open_record(self.keyring, (&kind(business), id), sealed).ok()
     }
 
     /// Keeps a new request (its id is new: a clash is an error).

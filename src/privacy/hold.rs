@@ -10,9 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::crypto::keyring::Keyring;
 use crate::domain::audit::{Actor, AuditEvent};
-use crate::domain::hold::{
-    Asker, DISCLOSURES_MAX, Disclosure, Hold, context, disclosure_kind, hold_kind,
-};
+use crate::domain::hold::{Asker, DISCLOSURES_MAX, Disclosure, Hold, disclosure_kind, hold_kind};
 use crate::domain::{BusinessId, ContactKey};
 use crate::privacy::audit::{Chain, note};
 use crate::store::{Store, StoreError};
@@ -37,10 +35,7 @@ fn seal<T: Serialize>(
     contact: &ContactKey,
     value: &T,
 ) -> Result<Vec<u8>, StoreError> {
-    let plain = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    keyring
-        .seal_system(&plain, context(kind, contact.as_str()).as_bytes())
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+    crate::store::seal_record(keyring, (kind, contact.as_str()), value)
 }
 
 /// A record that does not open (a master key no longer configured) is
@@ -51,10 +46,7 @@ fn open<T: DeserializeOwned>(
     contact: &ContactKey,
     sealed: &[u8],
 ) -> Result<T, StoreError> {
-    let plain = keyring
-        .open_system(sealed, context(kind, contact.as_str()).as_bytes())
-        .map_err(|e| StoreError::Corrupt(format!("a {kind} record does not open ({e})")))?;
-    serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))
+    crate::store::open_record(keyring, (kind, contact.as_str()), sealed)
 }
 
 /// The audit entry of a change to `contact`'s hold or disclosures.

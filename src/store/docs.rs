@@ -11,8 +11,42 @@
 //! and `once`.
 
 use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
+use crate::crypto::keyring::Keyring;
 use crate::store::StoreError;
+
+/// Seals `value` (as JSON) under the master keys as the record `id` of
+/// `kind` (`kind:id` is the context, so a record moved to another id or
+/// kind does not open).
+pub fn seal_record(
+    keyring: &Keyring,
+    (kind, id): (&str, &str),
+    value: &impl Serialize,
+) -> Result<Vec<u8>, StoreError> {
+    let plain = serde_json::to_vec(value).map_err(|e| unreadable(kind, e))?;
+    keyring
+        .seal_system(&plain, format!("{kind}:{id}").as_bytes())
+        .map_err(|e| unreadable(kind, e))
+}
+
+/// Opens the record `id` of `kind` sealed by [`seal_record`]. One that
+/// does not open (a master key no longer configured) or parse is an error.
+pub fn open_record<T: DeserializeOwned>(
+    keyring: &Keyring,
+    (kind, id): (&str, &str),
+    sealed: &[u8],
+) -> Result<T, StoreError> {
+    let plain = keyring
+        .open_system(sealed, format!("{kind}:{id}").as_bytes())
+        .map_err(|e| unreadable(kind, e))?;
+    serde_json::from_slice(&plain).map_err(|e| unreadable(kind, e))
+}
+
+fn unreadable(kind: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("a {kind} record: {e}"))
+}
 
 /// Small records by kind and id.
 #[async_trait]

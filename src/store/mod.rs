@@ -41,7 +41,7 @@ pub use campaigns::{
     campaign_of_job, campaign_tally,
 };
 pub use contacts::{ContactStore, Resolved};
-pub use docs::DocStore;
+pub use docs::{DocStore, open_record, seal_record};
 pub use holds::HoldStore;
 pub use inbox::{
     Appended, Commit, Committed, DEDUP_TTL, EntryKey, INBOX_TTL, InboxEntry, InboxStore, Queue,
