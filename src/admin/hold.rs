@@ -18,7 +18,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::{BODY_MAX, admin_access, known};
-use crate::domain::hold::{DisclosureRequest, HoldRequest, Invalid};
+use crate::domain::hold::{DisclosureRequest, HoldRequest};
 use crate::http::auth::ContactPath;
 use crate::http::error::{Answer, ApiError};
 use crate::privacy::hold::{self as holds, Ctx};
@@ -43,11 +43,6 @@ pub(super) fn ctx(state: &AppState) -> Ctx<'_> {
     }
 }
 
-/// 422 with the rule's message.
-fn invalid(e: Invalid) -> ApiError {
-    ApiError::Refused(StatusCode::UNPROCESSABLE_ENTITY, e.0)
-}
-
 /// `POST …/hold`: places a legal hold on the contact.
 pub async fn place(
     ContactPath(contact, business, caller): ContactPath,
@@ -58,9 +53,7 @@ pub async fn place(
     let shape = "{\"reason\": \"...\", \"reference\": \"...\"}";
     let asked: HoldRequest =
         crate::http::body::json(&req, payload, &state, (BODY_MAX, shape)).await?;
-    let hold = asked
-        .hold(crate::clock::now_secs(), &caller.audit_name())
-        .map_err(invalid)?;
+    let hold = asked.hold(crate::clock::now_secs(), &caller.audit_name())?;
     known(&state, &contact).await?;
     match holds::place(ctx(&state), (&business, &contact), hold.clone()).await? {
         Ok(()) => Ok(HttpResponse::Created().json(json!({
@@ -153,9 +146,7 @@ pub async fn disclose(
         crate::http::body::json(&req, payload, &state, (BODY_MAX, shape)).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = crate::clock::now_secs();
-    let disclosure = asked
-        .disclosure(id, now, &caller.audit_name())
-        .map_err(invalid)?;
+    let disclosure = asked.disclosure(id, now, &caller.audit_name())?;
     known(&state, &contact).await?;
     if !holds::record_disclosure(ctx(&state), (&business, &contact), &disclosure).await? {
         return Err(ApiError::Refused(

@@ -62,6 +62,14 @@ impl ApiError {
     }
 }
 
+/// A hold or disclosure the rules refuse: 422 with the rule's message
+/// (it never repeats the text sent).
+impl From<crate::domain::hold::Invalid> for ApiError {
+    fn from(e: crate::domain::hold::Invalid) -> ApiError {
+        ApiError::Refused(StatusCode::UNPROCESSABLE_ENTITY, e.0)
+    }
+}
+
 /// The `Retry-After` value of a wait: whole seconds, at least one.
 pub fn retry_after(wait: Duration) -> String {
     wait.as_secs_f64().ceil().max(1.0).to_string()
