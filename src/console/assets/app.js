@@ -14,6 +14,18 @@ const csrf = () => {
 // ?business={id}.
 const BUSINESS_KEY = "whatsify.business";
 const business = () => window.localStorage.getItem(BUSINESS_KEY) || "";
+
+// Where one business's admin routes are: "/admin" when a business is
+// chosen in the header (the page script adds it), else the caller's one
+// business, else the unprefixed routes (one business served). For the
+// inbox and requests pages.
+async function businessBase() {
+  if (business()) return "/admin";
+  const r = await api("/admin/businesses").catch(() => null);
+  if (!r || !r.ok) return "/admin";
+  const list = (await json(r)).businesses || [];
+  return list.length === 1 ? "/admin/businesses/" + encodeURIComponent(list[0].id) : "/admin";
+}
 let ready = null;
 
 function scoped(path) {

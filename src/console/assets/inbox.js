@@ -10,11 +10,7 @@
 let base = "/admin";
 
 async function findBase() {
-  if (business()) return;
-  const r = await api("/admin/businesses").catch(() => null);
-  if (!r || !r.ok) return;
-  const list = (await json(r)).businesses || [];
-  if (list.length === 1) base = "/admin/businesses/" + encodeURIComponent(list[0].id);
+  base = await businessBase();
 }
 
 // What the agent is typing, by conversation and field: kept across redraws.

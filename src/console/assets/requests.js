@@ -12,11 +12,7 @@ const mayAct = () => role() === "admin" || role() === "owner";
 let deskBase = "/admin";
 
 async function findDeskBase() {
-  if (business()) return;
-  const r = await api("/admin/businesses").catch(() => null);
-  if (!r || !r.ok) return;
-  const list = (await json(r)).businesses || [];
-  if (list.length === 1) deskBase = "/admin/businesses/" + encodeURIComponent(list[0].id);
+  deskBase = await businessBase();
 }
 
 // What the admin is typing into a request's fields: kept across redraws.
